@@ -1,0 +1,40 @@
+"""The `qckit` command line: parses arguments, calls the library, maps errors to exit codes."""
+
+from __future__ import annotations
+
+import typer
+
+from qckit import __version__
+from qckit.cli._common import setup_logging
+from qckit.cli.demo import demo_command
+from qckit.cli.scan import scan_command
+
+app = typer.Typer(
+    name="qckit",
+    help="Quality control and harmonization of quantitative medical imaging.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"qckit {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging on stderr."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    setup_logging(verbose)
+
+
+app.command("scan")(scan_command)
+app.command("demo")(demo_command)
+
+
+def main() -> None:
+    app()

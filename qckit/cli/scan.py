@@ -1,0 +1,77 @@
+"""`qckit scan DIR`: index every file under DIR into one row per series acquisition."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from qckit.cli._common import EXIT_INPUT_ERROR, console, err_console, handle_errors, progress_bar
+from qckit.dicom import ScanResult, scan, write_errors, write_json, write_table
+from qckit.errors import NoDataError
+
+
+def summary_table(result: ScanResult, limit: int = 60) -> Table:
+    table = Table(title=f"{len(result.series)} series acquisition(s), {len(result.errors)} bad item(s)")
+    for col in ("folder", "description", "acq", "mod", "vendor / model", "imgs", "orient", "TR", "TE", "FA"):
+        table.add_column(col, overflow="fold")
+    for row in result.series[:limit]:
+        table.add_row(
+            str(row.get("folder") or ""),
+            str(row.get("SeriesDescription") or row.get("ProtocolName") or ""),
+            str(row.get("acquisition") or ""),
+            str(row.get("Modality") or ""),
+            f"{row.get('Vendor') or ''} {row.get('ManufacturerModelName') or ''}".strip(),
+            str(row.get("n_frames") if row.get("enhanced") else row.get("n_images")),
+            str(row.get("Orientation") or ""),
+            _num(row.get("RepetitionTime")),
+            _num(row.get("EchoTime")),
+            _num(row.get("FlipAngle")),
+        )
+    if len(result.series) > limit:
+        table.caption = f"... {len(result.series) - limit} more rows in the output files"
+    return table
+
+
+def _num(v: object) -> str:
+    return "" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def write_outputs(result: ScanResult, out: Path | None, json_out: Path | None, errors: Path | None) -> None:
+    if out is not None:
+        write_table(result, out)
+    if json_out is not None:
+        write_json(result, json_out)
+    if errors is not None:
+        write_errors(result, errors)
+
+
+@handle_errors
+def scan_command(
+    directory: Path = typer.Argument(..., help="Folder (or single file) to index, recursively."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Series table, .csv or .parquet."),
+    json_out: Path | None = typer.Option(None, "--json", help="Series and errors as JSON."),
+    errors: Path | None = typer.Option(None, "--errors", help="Bad items (path, reason) as CSV."),
+    workers: int | None = typer.Option(None, "--workers", "-j", min=1, help="Worker processes (default: cores)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary table."),
+) -> None:
+    """Index DICOM headers (never pixel data) into one row per series acquisition.
+
+    Exit code 0 when anything was indexed (bad files are listed, not fatal), 2 when nothing was.
+    """
+    try:
+        with progress_bar("scanning", enabled=not quiet) as update:
+            result = scan(directory, workers=workers, progress=update)
+    except NoDataError as exc:
+        if isinstance(exc.partial, ScanResult):
+            write_outputs(exc.partial, None, json_out, errors)
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_INPUT_ERROR) from None
+    write_outputs(result, out, json_out, errors)
+    if not quiet:
+        console.print(summary_table(result))
+        for e in result.errors[:20]:
+            err_console.print(f"[yellow]skipped[/] {e.path}: {e.reason}", highlight=False)
+        if len(result.errors) > 20:
+            err_console.print(f"[yellow]... {len(result.errors) - 20} more bad items[/] (see --errors / --json)")

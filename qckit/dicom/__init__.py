@@ -1,0 +1,18 @@
+"""Header-only DICOM reading, series grouping and the series index (`qckit scan`)."""
+
+from qckit.dicom.header import FrameGroup, read_header
+from qckit.dicom.index import ScanError, ScanResult, load_index, scan, write_errors, write_json, write_table
+from qckit.dicom.series import COLUMNS
+
+__all__ = [
+    "COLUMNS",
+    "FrameGroup",
+    "ScanError",
+    "ScanResult",
+    "load_index",
+    "read_header",
+    "scan",
+    "write_errors",
+    "write_json",
+    "write_table",
+]

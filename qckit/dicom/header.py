@@ -1,0 +1,309 @@
+"""Read one DICOM file's header (never its pixel data) into acquisition records.
+
+Two paths, both on pydicom's parser:
+- classic single-frame images: pydicom's element generator over the first 16 KiB, stopping after the last group
+  we need (0028) and decoding only the ~50 wanted values (about 2.4x faster than `dcmread(stop_before_pixels)`,
+  see benchmarks/bench_scan.py); the buffer grows when a header is longer;
+- enhanced multi-frame images, big-endian or deflated files and non-Latin character sets: `pydicom.dcmread(...,
+  stop_before_pixels=True)`, with the functional groups read by `qckit.dicom.enhanced`.
+
+Every failure becomes a `DicomReadError` whose message is the reason shown to the user.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pydicom.filereader import data_element_generator
+
+from qckit.dicom import enhanced
+from qckit.dicom.pseudonym import subject_key
+from qckit.dicom.tags import (
+    ALL_ATTRIBUTES,
+    ENHANCED_SOP_CLASSES,
+    KEYWORD_VR,
+    LAST_WANTED_GROUP,
+    MEDIA_DIRECTORY_SOP_CLASS,
+    SERIES_ATTRIBUTES,
+    TAG_TO_KEYWORD,
+    WANTED_TAGS,
+)
+from qckit.dicom.values import decode_raw, normalise, orientation_label, position_along, slice_normal
+from qckit.errors import DicomReadError
+
+_FIRST_READ = 16 * 1024
+_MAX_HEADER_READ = 64 * 1024 * 1024
+_IMPLICIT_LE = "1.2.840.10008.1.2"
+_EXPLICIT_BE = "1.2.840.10008.1.2.2"
+_DEFLATED = "1.2.840.10008.1.2.1.99"
+_UNCOMPRESSED = {_IMPLICIT_LE, "1.2.840.10008.1.2.1", _EXPLICIT_BE}
+_SIMPLE_CHARSETS = {None, "", "ISO_IR 6", "ISO_IR 100", "ISO 2022 IR 6", "ISO_IR 192"}
+_WANTED_LIST = sorted(WANTED_TAGS)
+
+
+@dataclass(slots=True)
+class FrameGroup:
+    """Frames of one file that belong to one acquisition (a classic file is one group of one frame)."""
+
+    series_uid: str
+    acq_key: tuple[Any, ...]
+    params: dict[str, Any]
+    subject_key: str
+    study_uid: str | None
+    sop_uid: str | None = None
+    n_frames: int = 1
+    positions: list[float] = field(default_factory=list)
+    orientations: set[str] = field(default_factory=set)
+    enhanced: bool = False
+
+
+def _acq_key(params: dict[str, Any]) -> tuple[Any, ...]:
+    """Files of one series are split into acquisitions by echo (time and number) and image type."""
+    te = params.get("EchoTime")
+    return (
+        None if te is None else round(te, 3),
+        params.get("EchoNumbers"),
+        params.get("ImageType"),
+    )
+
+
+def _read_head(path: str, size: int) -> bytes:
+    try:
+        with open(path, "rb") as fp:
+            return fp.read(size)
+    except PermissionError as exc:
+        raise DicomReadError("permission denied") from exc
+    except IsADirectoryError as exc:
+        raise DicomReadError("is a directory") from exc
+    except OSError as exc:
+        raise DicomReadError(f"cannot read file: {exc.strerror or exc}") from exc
+
+
+class _Stopper:
+    """stop_when callback that remembers whether (and where) it stopped."""
+
+    __slots__ = ("stopped", "tag", "length")
+
+    def __init__(self) -> None:
+        self.stopped = False
+        self.tag = 0
+        self.length = 0
+
+    def __call__(self, tag: int, vr: str | None, length: int) -> bool:
+        if (tag >> 16) > LAST_WANTED_GROUP:
+            self.stopped, self.tag, self.length = True, int(tag), length
+            return True
+        return False
+
+
+def _stop_after_meta(tag: int, vr: str | None, length: int) -> bool:
+    return (tag >> 16) != 0x0002
+
+
+def _looks_like_element(buf: bytes, offset: int) -> bool:
+    """Is there a plausible little-endian data element (group 0002/0008) at `offset`?"""
+    if len(buf) < offset + 8:
+        return False
+    group = int.from_bytes(buf[offset : offset + 2], "little")
+    return group in (0x0002, 0x0008)
+
+
+class _NeedMore(Exception):
+    """The header continues past the bytes read so far."""
+
+
+def _parse_meta(bio: io.BytesIO) -> dict[str, str]:
+    meta: dict[str, str] = {}
+    for raw in data_element_generator(bio, False, True, stop_when=_stop_after_meta):
+        if raw.tag == 0x00020010:
+            meta["TransferSyntaxUID"] = decode_raw(raw.value, "UI") or ""
+        elif raw.tag == 0x00020002:
+            meta["MediaStorageSOPClassUID"] = decode_raw(raw.value, "UI") or ""
+    return meta
+
+
+def _fast_parse(buf: bytes, file_size: int, path: str) -> tuple[dict[str, Any], dict[str, str]] | None:
+    """Wanted values of a classic header, or None when the file needs the full pydicom path."""
+    has_preamble = buf[128:132] == b"DICM"
+    start = 132 if has_preamble else 0
+    if not has_preamble and not _looks_like_element(buf, 0):
+        raise DicomReadError("not a DICOM file (no 'DICM' marker at byte 128 and no DICOM element at byte 0)")
+    bio = io.BytesIO(buf)
+    bio.seek(start)
+    meta = _parse_meta(bio) if buf[start : start + 2] == b"\x02\x00" else {}
+    ts = meta.get("TransferSyntaxUID")
+    if ts is None:  # no file meta: guess implicit VR unless bytes 4-5 spell a VR
+        ts = "1.2.840.10008.1.2.1" if buf[start + 4 : start + 6].isalpha() else _IMPLICIT_LE
+    if ts in (_EXPLICIT_BE, _DEFLATED):
+        return None
+    implicit = ts == _IMPLICIT_LE
+    stopper = _Stopper()
+    values: dict[str, Any] = {}
+    for raw in data_element_generator(bio, implicit, True, stop_when=stopper, specific_tags=_WANTED_LIST):
+        keyword = TAG_TO_KEYWORD.get(raw.tag)
+        if keyword is None:
+            continue
+        if isinstance(raw.value, bytes) and raw.length not in (0xFFFFFFFF, len(raw.value)):
+            if len(buf) < file_size:
+                raise _NeedMore
+            raise DicomReadError(f"truncated file: element {keyword} is cut short")
+        if (raw.VR or KEYWORD_VR[keyword]) == "SQ":
+            return None  # sequences in the wanted groups: let pydicom build them
+        values[keyword] = decode_raw(raw.value, raw.VR or KEYWORD_VR[keyword])
+    if not stopper.stopped and len(buf) < file_size:
+        raise _NeedMore
+    if values.get("SpecificCharacterSet") not in _SIMPLE_CHARSETS:
+        return None
+    meta["_header_end"] = str(bio.tell())
+    meta["_stop_tag"] = str(stopper.tag)
+    meta["_stop_length"] = str(stopper.length)
+    meta["TransferSyntaxUID"] = ts
+    return values, meta
+
+
+def _check_pixel_size(values: dict[str, Any], meta: dict[str, str], file_size: int) -> None:
+    """Detect a file truncated inside its pixel data, from the header alone (uncompressed syntaxes only)."""
+    if meta.get("TransferSyntaxUID") not in _UNCOMPRESSED:
+        return
+    rows, cols = normalise("Rows", "int", values.get("Rows")), normalise("Columns", "int", values.get("Columns"))
+    bits = normalise("BitsAllocated", "int", values.get("BitsAllocated")) or 16
+    spp = normalise("SamplesPerPixel", "int", values.get("SamplesPerPixel")) or 1
+    frames = normalise("NumberOfFrames", "int", values.get("NumberOfFrames")) or 1
+    if not rows or not cols:
+        return
+    needed = rows * cols * spp * frames * bits // 8
+    header_end = int(meta.get("_header_end", "0"))
+    if int(meta.get("_stop_tag", "0")) == 0x7FE00010:
+        declared = int(meta.get("_stop_length", "0"))
+        if declared != 0xFFFFFFFF and header_end + 12 + declared > file_size + 1:
+            raise DicomReadError(
+                f"truncated file: pixel data declares {declared} bytes, file ends {file_size - header_end - 12}"
+                " bytes after its start"
+            )
+    if header_end + needed > file_size + 1:
+        raise DicomReadError(
+            f"truncated file: {rows}x{cols}x{frames} pixels need {needed} bytes, file has {file_size} in all"
+        )
+
+
+def _classic_group(values: dict[str, Any], path: str) -> list[FrameGroup]:
+    params = {k: normalise(k, kind, values.get(k)) for k, kind in SERIES_ATTRIBUTES.items()}
+    series_uid = normalise("SeriesInstanceUID", "str", values.get("SeriesInstanceUID"))
+    if not series_uid:
+        raise DicomReadError("missing required tag SeriesInstanceUID (0020,000E)")
+    if not params.get("Rows") or not params.get("Columns"):
+        raise DicomReadError("not an image: Rows/Columns missing (e.g. a report or presentation state)")
+    iop = normalise("ImageOrientationPatient", "floats", values.get("ImageOrientationPatient"))
+    ipp = normalise("ImagePositionPatient", "floats", values.get("ImagePositionPatient"))
+    normal = slice_normal(iop)
+    pos = position_along(normal, ipp)
+    label = orientation_label(iop)
+    params["_normal"] = normal
+    return [
+        FrameGroup(
+            series_uid=series_uid,
+            acq_key=_acq_key(params),
+            params=params,
+            subject_key=_subject(values),
+            study_uid=normalise("StudyInstanceUID", "str", values.get("StudyInstanceUID")),
+            sop_uid=normalise("SOPInstanceUID", "str", values.get("SOPInstanceUID")),
+            n_frames=normalise("NumberOfFrames", "int", values.get("NumberOfFrames")) or 1,
+            positions=[] if pos is None else [pos],
+            orientations=set() if label is None else {label},
+        )
+    ]
+
+
+def _subject(values: dict[str, Any]) -> str:
+    def text(k: str) -> str | None:
+        v = values.get(k)
+        return None if v is None else str(v)
+
+    return subject_key(text("PatientID"), text("PatientName"), text("PatientBirthDate"), text("IssuerOfPatientID"))
+
+
+def _full_read(path: str) -> list[FrameGroup]:
+    """pydicom's full header read: enhanced multi-frame, big-endian, deflated or non-Latin files."""
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    except InvalidDicomError as exc:
+        raise DicomReadError(f"not a DICOM file ({exc})") from exc
+    except Exception as exc:  # pydicom raises many types on corrupt input
+        raise DicomReadError(f"corrupt DICOM header ({type(exc).__name__}: {exc})") from exc
+    values: dict[str, Any] = {}
+    for keyword in ALL_ATTRIBUTES:
+        try:
+            elem = ds.get(keyword)
+        except Exception:  # a value that cannot be converted is treated as absent
+            elem = None
+        if elem is not None:
+            values[keyword] = str(elem) if ALL_ATTRIBUTES[keyword] == "identity" else elem
+    sop = str(values.get("SOPClassUID") or "")
+    if sop in ENHANCED_SOP_CLASSES or "PerFrameFunctionalGroupsSequence" in ds:
+        series_uid = normalise("SeriesInstanceUID", "str", values.get("SeriesInstanceUID"))
+        if not series_uid:
+            raise DicomReadError("missing required tag SeriesInstanceUID (0020,000E)")
+        groups = enhanced.frame_groups(ds, values)
+        subj = _subject(values)
+        study = normalise("StudyInstanceUID", "str", values.get("StudyInstanceUID"))
+        sop_uid = normalise("SOPInstanceUID", "str", values.get("SOPInstanceUID"))
+        return [
+            FrameGroup(
+                series_uid=series_uid,
+                acq_key=_acq_key(g.params),
+                params=g.params,
+                subject_key=subj,
+                study_uid=study,
+                sop_uid=sop_uid,
+                n_frames=g.n_frames,
+                positions=g.positions,
+                orientations=g.orientations,
+                enhanced=True,
+            )
+            for g in groups
+        ]
+    return _classic_group(values, path)
+
+
+def read_header(path: str | os.PathLike[str]) -> list[FrameGroup]:
+    """Acquisition records of one file; raises `DicomReadError` with the reason when it is not a usable image."""
+    path = os.fspath(path)
+    try:
+        file_size = os.stat(path).st_size
+    except PermissionError as exc:
+        raise DicomReadError("permission denied") from exc
+    except OSError as exc:
+        raise DicomReadError(f"cannot stat file: {exc.strerror or exc}") from exc
+    if file_size == 0:
+        raise DicomReadError("empty file (0 bytes)")
+    size = _FIRST_READ
+    while True:
+        buf = _read_head(path, size)
+        try:
+            parsed = _fast_parse(buf, file_size, path)
+        except _NeedMore:
+            if size >= min(file_size, _MAX_HEADER_READ):
+                raise DicomReadError("header longer than 64 MiB or corrupt element lengths") from None
+            size *= 8
+            continue
+        except DicomReadError:
+            raise
+        except Exception as exc:  # corrupt bytes make pydicom's generator raise many types
+            raise DicomReadError(f"corrupt DICOM header ({type(exc).__name__}: {exc})") from exc
+        break
+    if parsed is None:
+        return _full_read(path)
+    values, meta = parsed
+    media_class = meta.get("MediaStorageSOPClassUID")
+    if media_class == MEDIA_DIRECTORY_SOP_CLASS:
+        raise DicomReadError("DICOMDIR (a media directory index, not an image)")
+    sop = str(values.get("SOPClassUID") or media_class or "")
+    if sop in ENHANCED_SOP_CLASSES:
+        return _full_read(path)
+    _check_pixel_size(values, meta, file_size)
+    return _classic_group(values, path)

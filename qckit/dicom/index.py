@@ -1,0 +1,253 @@
+"""Index a folder tree of DICOM files: one row per series acquisition, every bad item listed with its reason.
+
+Files are read header-only, in parallel worker processes, in chunks whose results are folded into the series
+accumulator in path order (deterministic output, bounded memory: at most two chunks per worker in flight).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from qckit.dicom.header import FrameGroup, read_header
+from qckit.dicom.series import COLUMNS, SeriesAccumulator
+from qckit.errors import DicomReadError, NoDataError, QckitInputError
+
+ProgressCallback = Callable[[int, int], None]
+
+_CHUNK = 256
+_SERIAL_BELOW = 400
+_LIST_COLUMNS = ("PixelSpacing",)
+
+
+@dataclass
+class ScanError:
+    path: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "reason": self.reason}
+
+
+@dataclass
+class ScanResult:
+    """The index of one tree: `series` rows (see `COLUMNS`) and `errors` (path + reason)."""
+
+    root: str
+    series: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[ScanError] = field(default_factory=list)
+    n_files: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "series": [_jsonable(r) for r in self.series],
+            "errors": [e.to_dict() for e in self.errors],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+
+    def to_frame(self) -> Any:
+        """The series rows as a pandas DataFrame (list values such as PixelSpacing stay lists)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.series, columns=list(COLUMNS))
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in row.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            v = None
+        out[k] = v
+    return out
+
+
+def _walk(root: Path) -> tuple[list[str], list[ScanError]]:
+    """All files under `root` (any name or extension), sorted; empty or unreadable folders as errors."""
+    files: list[str] = []
+    errors: list[ScanError] = []
+
+    def onerror(exc: OSError) -> None:
+        where = os.path.relpath(exc.filename, root) if exc.filename else "."
+        errors.append(ScanError(where, f"cannot list folder: {exc.strerror or exc}"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=False):
+        dirnames.sort()
+        if not dirnames and not filenames:
+            rel = os.path.relpath(dirpath, root)
+            errors.append(ScanError("." if rel == "." else rel.replace(os.sep, "/"), "empty folder"))
+        for name in sorted(filenames):
+            files.append(os.path.join(dirpath, name))
+    return files, errors
+
+
+def _read_chunk(paths: list[str]) -> list[tuple[str, list[FrameGroup] | None, str | None]]:
+    out: list[tuple[str, list[FrameGroup] | None, str | None]] = []
+    for p in paths:
+        try:
+            out.append((p, read_header(p), None))
+        except DicomReadError as exc:
+            out.append((p, None, str(exc)))
+        except Exception as exc:  # never let one file stop the run
+            out.append((p, None, f"unexpected error while reading ({type(exc).__name__}: {exc})"))
+    return out
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _results(files: list[str], workers: int) -> Iterable[list[tuple[str, list[FrameGroup] | None, str | None]]]:
+    if workers <= 1 or len(files) < _SERIAL_BELOW:
+        for chunk in _chunks(files, _CHUNK):
+            yield _read_chunk(chunk)
+        return
+    size = max(32, min(_CHUNK, len(files) // (workers * 4) or 1))
+    ctx = get_context("forkserver") if os.name == "posix" else get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        pending: deque[Future[Any]] = deque()
+        chunks = iter(_chunks(files, size))
+        for chunk in chunks:
+            pending.append(pool.submit(_read_chunk, chunk))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            result = pending.popleft().result()
+            nxt = next(chunks, None)
+            if nxt is not None:
+                pending.append(pool.submit(_read_chunk, nxt))
+            yield result
+
+
+def scan(
+    root: str | os.PathLike[str],
+    *,
+    workers: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> ScanResult:
+    """Index every file under `root` (a folder or a single file).
+
+    Raises `QckitInputError` when `root` does not exist and `NoDataError` when nothing could be indexed (the
+    error carries the reasons); otherwise bad files are listed in `ScanResult.errors`.
+    """
+    root_path = Path(root)
+    if not root_path.exists():
+        raise QckitInputError(f"{root}: no such file or folder")
+    if root_path.is_file():
+        files, errors = [str(root_path)], []
+        base = root_path.parent
+    else:
+        files, errors = _walk(root_path)
+        base = root_path
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    acc = SeriesAccumulator(base)
+    done = 0
+    if progress:
+        progress(0, len(files))
+    for chunk_result in _results(files, workers):
+        for path, groups, reason in chunk_result:
+            if groups is None:
+                errors.append(ScanError(_rel(path, base), reason or "unreadable"))
+            else:
+                acc.add(path, groups)
+        done += len(chunk_result)
+        if progress:
+            progress(done, len(files))
+    result = ScanResult(root=str(root_path), series=acc.rows(), errors=errors, n_files=len(files))
+    if not result.series:
+        detail = "; ".join(f"{e.path}: {e.reason}" for e in errors[:5])
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        raise NoDataError(f"{root}: no DICOM image found in {len(files)} file(s). {detail}{more}", result)
+    return result
+
+
+def _rel(path: str, base: Path) -> str:
+    rel = os.path.relpath(path, base)
+    return rel.replace(os.sep, "/")
+
+
+def write_table(result: ScanResult, path: str | os.PathLike[str]) -> Path:
+    """Write the series rows as CSV or Parquet, chosen by the file extension.
+
+    List values (PixelSpacing) are written as JSON text (e.g. "[0.9766, 0.9766]") so that both formats hold the
+    same scalar columns; `load_index` reads them back.
+    """
+    out = Path(path)
+    frame = result.to_frame()
+    for col in _LIST_COLUMNS:
+        frame[col] = [None if v is None else json.dumps(v) for v in frame[col]]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    suffix = out.suffix.lower()
+    if suffix == ".csv":
+        frame.to_csv(out, index=False)
+    elif suffix in (".parquet", ".pq"):
+        frame.to_parquet(out, index=False)
+    else:
+        raise QckitInputError(f"{out}: unknown table format '{suffix}' (use .csv or .parquet)")
+    return out
+
+
+def write_json(result: ScanResult, path: str | os.PathLike[str]) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(result.to_json())
+    return out
+
+
+def write_errors(result: ScanResult, path: str | os.PathLike[str]) -> Path:
+    """The bad items as CSV (path, reason)."""
+    import csv
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "reason"])
+        for e in result.errors:
+            w.writerow([e.path, e.reason])
+    return out
+
+
+def load_index(path: str | os.PathLike[str]) -> ScanResult:
+    """Read an index written by `qckit scan` (--json, or --out .csv/.parquet) back into a `ScanResult`."""
+    p = Path(path)
+    if not p.is_file():
+        raise QckitInputError(f"{p}: no such index file")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".json":
+            data = json.loads(p.read_text())
+            if not isinstance(data, dict) or not isinstance(data.get("series"), list):
+                raise QckitInputError(f"{p}: not a qckit index (expected a JSON object with a 'series' list)")
+            errors = [ScanError(str(e.get("path")), str(e.get("reason"))) for e in data.get("errors", [])]
+            return ScanResult(root=str(p), series=data["series"], errors=errors)
+        import pandas as pd
+
+        if suffix == ".csv":
+            frame = pd.read_csv(p)
+        elif suffix in (".parquet", ".pq"):
+            frame = pd.read_parquet(p)
+        else:
+            raise QckitInputError(f"{p}: unknown index format '{suffix}' (use .json, .csv or .parquet)")
+    except (ValueError, OSError) as exc:
+        raise QckitInputError(f"{p}: cannot read index ({exc})") from exc
+    missing = {"series_uid", "Modality"} - set(frame.columns)
+    if missing:
+        raise QckitInputError(f"{p}: not a qckit index (missing columns {sorted(missing)})")
+    rows = []
+    for rec in frame.astype(object).where(frame.notna(), None).to_dict(orient="records"):
+        for col in _LIST_COLUMNS:
+            if isinstance(rec.get(col), str):
+                rec[col] = json.loads(rec[col])
+        rows.append(rec)
+    return ScanResult(root=str(p), series=rows)

@@ -1,0 +1,155 @@
+"""Group file records into series rows (one row per acquisition of a series).
+
+A series (SeriesInstanceUID) whose images differ in echo time / echo number or in ImageType is split into
+separate acquisitions (multi-echo, magnitude/phase, derived maps); each becomes one row. Each row keeps the
+values of its first image (in path order, so results do not depend on parallel scheduling), counts images and
+frames, derives slice geometry from the image positions, and lists the attributes that vary inside it.
+An image whose SOPInstanceUID already appeared in the acquisition (a second export of the same images) is counted
+in `duplicates`, not in `n_images`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from statistics import median
+from typing import Any
+
+from qckit.dicom.header import FrameGroup
+from qckit.dicom.tags import CONSISTENCY_KEYS, SERIES_ATTRIBUTES
+from qckit.dicom.values import vendor
+
+# Documented column order of the index (README "Index columns").
+COLUMNS: tuple[str, ...] = (
+    "series_uid",
+    "acquisition",
+    "subject_key",
+    "study_key",
+    "folder",
+    "n_images",
+    "n_frames",
+    "n_slices",
+    "Orientation",
+    "Vendor",
+    *SERIES_ATTRIBUTES,
+    "enhanced",
+    "duplicates",
+    "inconsistent",
+)
+
+_POSITION_DECIMALS = 3
+
+
+@dataclass
+class _Acquisition:
+    first: FrameGroup
+    first_path: str
+    n_images: int = 0
+    n_frames: int = 0
+    positions: set[float] = field(default_factory=set)
+    orientations: set[str] = field(default_factory=set)
+    inconsistent: set[str] = field(default_factory=set)
+    folders: set[str] = field(default_factory=set)
+    sop_uids: set[str] = field(default_factory=set)
+    duplicates: int = 0
+
+
+class SeriesAccumulator:
+    """Collects `FrameGroup`s file by file; memory grows with series and slices, not with header contents."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self._root = os.fspath(root) if root is not None else None
+        self._acqs: dict[tuple[Any, ...], _Acquisition] = {}
+
+    def add(self, path: str, groups: list[FrameGroup]) -> None:
+        folder = os.path.dirname(path)
+        for g in groups:
+            key = (g.series_uid, g.acq_key)
+            acq = self._acqs.get(key)
+            if acq is None:
+                acq = self._acqs[key] = _Acquisition(first=g, first_path=path)
+            else:
+                for k in CONSISTENCY_KEYS:
+                    if g.params.get(k) != acq.first.params.get(k):
+                        acq.inconsistent.add(k)
+            if g.sop_uid is not None:
+                if g.sop_uid in acq.sop_uids:
+                    acq.duplicates += 1
+                    continue
+                acq.sop_uids.add(g.sop_uid)
+            acq.n_images += 1
+            acq.n_frames += g.n_frames
+            acq.positions.update(round(p, _POSITION_DECIMALS) for p in g.positions)
+            acq.orientations.update(g.orientations)
+            if len(acq.folders) < 8:
+                acq.folders.add(folder)
+
+    def __len__(self) -> int:
+        return len(self._acqs)
+
+    def _relative(self, folder: str) -> str:
+        if self._root is None:
+            return folder
+        rel = os.path.relpath(folder, self._root)
+        return "." if rel == "." else rel.replace(os.sep, "/")
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per acquisition, keys in `COLUMNS` order, sorted by study, series number and echo."""
+        by_series: dict[str, list[tuple[Any, ...]]] = {}
+        for key in self._acqs:
+            by_series.setdefault(key[0], []).append(key)
+        out = []
+        for series_uid, keys in by_series.items():
+            keys.sort(key=lambda k: tuple((v is None, v if v is not None else 0) for v in k[1][:2]) + (str(k[1][2]),))
+            varying = [len({k[1][i] for k in keys}) > 1 for i in range(3)]
+            for key in keys:
+                out.append(self._row(self._acqs[key], series_uid, varying, key))
+        out.sort(key=lambda r: (r["study_key"] or "", r["SeriesNumber"] or 0, r["series_uid"], r["acquisition"]))
+        return out
+
+    def _row(self, acq: _Acquisition, series_uid: str, varying: list[bool], key: tuple[Any, ...]) -> dict[str, Any]:
+        p = dict(acq.first.params)
+        p.pop("_normal", None)
+        positions = sorted(acq.positions)
+        orientation = None
+        if len(acq.orientations) == 1:
+            orientation = next(iter(acq.orientations))
+        elif acq.orientations:
+            orientation = "mixed"
+        if p.get("SpacingBetweenSlices") is None and len(positions) > 1 and orientation != "mixed":
+            p["SpacingBetweenSlices"] = round(median(b - a for a, b in zip(positions, positions[1:], strict=False)), 4)
+        te, echo_no, image_type = key[1]
+        parts = []  # the label names only what distinguishes this acquisition from its siblings
+        if varying[0] and te is not None:
+            parts.append(f"TE={te:g}")
+        if varying[1] and echo_no is not None:
+            parts.append(f"echo={echo_no}")
+        if varying[2] and image_type:
+            parts.append(f"type={image_type}")
+        label = ";".join(parts)
+        folders = sorted(self._relative(f) for f in acq.folders)
+        row: dict[str, Any] = {
+            "series_uid": series_uid,
+            "acquisition": label,
+            "subject_key": acq.first.subject_key,
+            "study_key": _short_study_key(acq.first.study_uid),
+            "folder": (os.path.commonpath(folders) or ".") if len(folders) > 1 else folders[0],
+            "n_images": acq.n_images,
+            "n_frames": acq.n_frames,
+            "n_slices": len(positions) or None,
+            "Orientation": orientation,
+            "Vendor": vendor(p.get("Manufacturer")),
+        }
+        row.update({k: p.get(k) for k in SERIES_ATTRIBUTES})
+        row["enhanced"] = acq.first.enhanced
+        row["duplicates"] = acq.duplicates
+        row["inconsistent"] = ";".join(sorted(acq.inconsistent))
+        return row
+
+
+def _short_study_key(study_uid: str | None) -> str | None:
+    """A short, stable study key (hash of the StudyInstanceUID) that does not expose the UID root."""
+    if not study_uid:
+        return None
+    return "study-" + hashlib.sha256(study_uid.encode()).hexdigest()[:10]

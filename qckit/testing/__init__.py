@@ -1,0 +1,1 @@
+"""Public, seeded generators of synthetic test data (DICOM series, corrupted files, phantoms, feature tables)."""
