@@ -20,7 +20,7 @@ EXIT_CHECKS_FAILED = 1
 EXIT_INPUT_ERROR = 2
 
 console = Console(stderr=False)
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # messages are never re-wrapped (grep-able)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -44,6 +44,7 @@ _DEFLATED = "1.2.840.10008.1.2.1.99"
 _UNCOMPRESSED = {_IMPLICIT_LE, "1.2.840.10008.1.2.1", _EXPLICIT_BE}
 _SIMPLE_CHARSETS = {None, "", "ISO_IR 6", "ISO_IR 100", "ISO 2022 IR 6", "ISO_IR 192"}
 _WANTED_LIST = sorted(WANTED_TAGS)
+_PIXEL_DATA = 0x7FE00010
 
 
 @dataclass(slots=True)
@@ -136,6 +137,8 @@ def _fast_parse(buf: bytes, file_size: int, path: str) -> tuple[dict[str, Any], 
     bio = io.BytesIO(buf)
     bio.seek(start)
     meta = _parse_meta(bio) if buf[start : start + 2] == b"\x02\x00" else {}
+    if meta.get("MediaStorageSOPClassUID") == MEDIA_DIRECTORY_SOP_CLASS:
+        raise DicomReadError("DICOMDIR (a media directory index, not an image)")
     ts = meta.get("TransferSyntaxUID")
     if ts is None:  # no file meta: guess implicit VR unless bytes 4-5 spell a VR
         ts = "1.2.840.10008.1.2.1" if buf[start + 4 : start + 6].isalpha() else _IMPLICIT_LE
@@ -157,6 +160,8 @@ def _fast_parse(buf: bytes, file_size: int, path: str) -> tuple[dict[str, Any], 
         values[keyword] = decode_raw(raw.value, raw.VR or KEYWORD_VR[keyword])
     if not stopper.stopped and len(buf) < file_size:
         raise _NeedMore
+    if not stopper.stopped and "Rows" not in values and "SeriesInstanceUID" not in values:
+        raise DicomReadError("truncated or corrupt header: the file ends before any image attribute")
     if values.get("SpecificCharacterSet") not in _SIMPLE_CHARSETS:
         return None
     meta["_header_end"] = str(bio.tell())
@@ -166,28 +171,53 @@ def _fast_parse(buf: bytes, file_size: int, path: str) -> tuple[dict[str, Any], 
     return values, meta
 
 
-def _check_pixel_size(values: dict[str, Any], meta: dict[str, str], file_size: int) -> None:
-    """Detect a file truncated inside its pixel data, from the header alone (uncompressed syntaxes only)."""
+def _pixel_data_element(path: str, meta: dict[str, str]) -> tuple[int, int] | None:
+    """(offset, declared length) of the PixelData element, walking element headers after the parsed part
+    (values are seeked past, not read); None when the file has no PixelData element."""
+    header_end = int(meta.get("_header_end", "0"))
+    if int(meta.get("_stop_tag", "0")) == _PIXEL_DATA:
+        return header_end, int(meta.get("_stop_length", "0"))
+    found: list[tuple[int, int]] = []
+
+    def at_pixels(tag: int, vr: str | None, length: int) -> bool:
+        if tag == _PIXEL_DATA:
+            found.append((0, length))
+            return True
+        return False
+
+    implicit = meta.get("TransferSyntaxUID") == _IMPLICIT_LE
+    with open(path, "rb") as fp:
+        fp.seek(header_end)
+        for _ in data_element_generator(fp, implicit, True, stop_when=at_pixels, specific_tags=[_PIXEL_DATA]):
+            pass
+        if not found:
+            return None
+        return fp.tell(), found[0][1]
+
+
+def _check_complete(path: str, values: dict[str, Any], meta: dict[str, str], file_size: int) -> None:
+    """Detect, from element headers alone, a file that ends before its pixel data does."""
+    located = _pixel_data_element(path, meta)
+    if located is None:
+        raise DicomReadError("truncated or incomplete file: no pixel data element")
+    offset, declared = located
+    if declared == 0xFFFFFFFF:  # encapsulated (compressed) pixel data: fragments are not walked
+        return
+    elem_header = 8 if meta.get("TransferSyntaxUID") == _IMPLICIT_LE else 12
+    if offset + elem_header + declared > file_size:
+        raise DicomReadError(
+            f"truncated file: pixel data declares {declared} bytes, the file holds"
+            f" {max(0, file_size - offset - elem_header)}"
+        )
     if meta.get("TransferSyntaxUID") not in _UNCOMPRESSED:
         return
     rows, cols = normalise("Rows", "int", values.get("Rows")), normalise("Columns", "int", values.get("Columns"))
     bits = normalise("BitsAllocated", "int", values.get("BitsAllocated")) or 16
     spp = normalise("SamplesPerPixel", "int", values.get("SamplesPerPixel")) or 1
     frames = normalise("NumberOfFrames", "int", values.get("NumberOfFrames")) or 1
-    if not rows or not cols:
-        return
-    needed = rows * cols * spp * frames * bits // 8
-    header_end = int(meta.get("_header_end", "0"))
-    if int(meta.get("_stop_tag", "0")) == 0x7FE00010:
-        declared = int(meta.get("_stop_length", "0"))
-        if declared != 0xFFFFFFFF and header_end + 12 + declared > file_size + 1:
-            raise DicomReadError(
-                f"truncated file: pixel data declares {declared} bytes, file ends {file_size - header_end - 12}"
-                " bytes after its start"
-            )
-    if header_end + needed > file_size + 1:
+    if rows and cols and declared < rows * cols * spp * frames * bits // 8:
         raise DicomReadError(
-            f"truncated file: {rows}x{cols}x{frames} pixels need {needed} bytes, file has {file_size} in all"
+            f"pixel data holds {declared} bytes, fewer than {rows}x{cols}x{frames} pixels of {bits} bits need"
         )
 
 
@@ -299,11 +329,13 @@ def read_header(path: str | os.PathLike[str]) -> list[FrameGroup]:
     if parsed is None:
         return _full_read(path)
     values, meta = parsed
-    media_class = meta.get("MediaStorageSOPClassUID")
-    if media_class == MEDIA_DIRECTORY_SOP_CLASS:
-        raise DicomReadError("DICOMDIR (a media directory index, not an image)")
-    sop = str(values.get("SOPClassUID") or media_class or "")
+    sop = str(values.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID") or "")
     if sop in ENHANCED_SOP_CLASSES:
         return _full_read(path)
-    _check_pixel_size(values, meta, file_size)
+    try:
+        _check_complete(path, values, meta, file_size)
+    except DicomReadError:
+        raise
+    except Exception as exc:
+        raise DicomReadError(f"corrupt DICOM file after the header ({type(exc).__name__}: {exc})") from exc
     return _classic_group(values, path)

@@ -73,6 +73,8 @@ class SeriesAccumulator:
                 for k in CONSISTENCY_KEYS:
                     if g.params.get(k) != acq.first.params.get(k):
                         acq.inconsistent.add(k)
+            if len(acq.folders) < 8:
+                acq.folders.add(folder)
             if g.sop_uid is not None:
                 if g.sop_uid in acq.sop_uids:
                     acq.duplicates += 1
@@ -82,8 +84,6 @@ class SeriesAccumulator:
             acq.n_frames += g.n_frames
             acq.positions.update(round(p, _POSITION_DECIMALS) for p in g.positions)
             acq.orientations.update(g.orientations)
-            if len(acq.folders) < 8:
-                acq.folders.add(folder)
 
     def __len__(self) -> int:
         return len(self._acqs)

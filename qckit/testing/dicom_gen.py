@@ -326,6 +326,88 @@ def write_series(
     return written
 
 
+def write_enhanced_series(
+    path: Path,
+    scanner: VirtualScanner,
+    spec: SeriesSpec,
+    *,
+    seed: int = 0,
+    subject: Subject | None = None,
+) -> WrittenSeries:
+    """Write one Enhanced MR Image Storage file: all slices and echoes as frames, parameters in the shared and
+    per-frame functional groups (PS3.3 C.8.13), as Siemens XA and Philips R5+ scanners do."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence as Seq
+
+    subject = subject or Subject()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([seed, spec.series_number, 7])
+    study_uid = _uid(seed, scanner.key, "study", subject.patient_id)
+    series_uid = _uid(seed, scanner.key, "enhanced", spec.series_number, spec.description)
+    ds = _base_dataset(scanner, spec, subject, study_uid, series_uid, "20260105")
+    ds.file_meta.MediaStorageSOPClassUID = ENHANCED_MR_IMAGE_STORAGE
+    ds.SOPClassUID = ENHANCED_MR_IMAGE_STORAGE
+    for keyword in ("RepetitionTime", "FlipAngle", "EchoTrainLength", "PixelBandwidth", "ImageOrientationPatient",
+                    "PixelSpacing", "SliceThickness", "SpacingBetweenSlices", "ScanningSequence",
+                    "SequenceVariant", "InPlanePhaseEncodingDirection", "ReceiveCoilName", "NumberOfAverages"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    ds.EchoPulseSequence = "SPIN" if "SE" in spec.scanning_sequence else "GRADIENT"
+    shared = Dataset()
+    timing = Dataset()
+    timing.RepetitionTime = spec.repetition_time_ms * scanner.tr_scale
+    timing.FlipAngle = spec.flip_angle_deg
+    timing.EchoTrainLength = spec.echo_train_length
+    shared.MRTimingAndRelatedParametersSequence = Seq([timing])
+    measures = Dataset()
+    measures.PixelSpacing = [round(spec.pixel_spacing_mm, 6)] * 2
+    measures.SliceThickness = spec.slice_thickness_mm
+    measures.SpacingBetweenSlices = spec.slice_thickness_mm + spec.slice_gap_mm
+    shared.PixelMeasuresSequence = Seq([measures])
+    orient = Dataset()
+    orient.ImageOrientationPatient = list(_IOP[spec.orientation])
+    shared.PlaneOrientationSequence = Seq([orient])
+    imaging = Dataset()
+    imaging.PixelBandwidth = spec.pixel_bandwidth_hz
+    shared.MRImagingModifierSequence = Seq([imaging])
+    fov = Dataset()
+    fov.InPlanePhaseEncodingDirection = "COLUMN" if spec.phase_encoding == "COL" else "ROW"
+    shared.MRFOVGeometrySequence = Seq([fov])
+    coil = Dataset()
+    coil.ReceiveCoilName = scanner.receive_coil
+    shared.MRReceiveCoilSequence = Seq([coil])
+    ds.SharedFunctionalGroupsSequence = Seq([shared])
+    frames = []
+    pixels = []
+    for e_idx, te in enumerate(spec.echo_times_ms, start=1):
+        for pos in _slice_positions(spec):
+            item = Dataset()
+            echo = Dataset()
+            echo.EffectiveEchoTime = te
+            echo.EchoNumbers = e_idx
+            item.MREchoSequence = Seq([echo])
+            plane = Dataset()
+            plane.ImagePositionPatient = list(pos)
+            item.PlanePositionSequence = Seq([plane])
+            ftype = Dataset()
+            ftype.FrameType = list(scanner.image_type[:3]) + ["NONE"]
+            item.MRImageFrameTypeSequence = Seq([ftype])
+            averages = Dataset()
+            averages.NumberOfAverages = spec.averages
+            item.MRAveragesSequence = Seq([averages])
+            frames.append(item)
+            pixels.append(phantom_slice(spec.rows, spec.columns, rng))
+    ds.PerFrameFunctionalGroupsSequence = Seq(frames)
+    ds.NumberOfFrames = len(frames)
+    sop_uid = _uid(seed, series_uid, "frame-set")
+    ds.SOPInstanceUID = sop_uid
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.InstanceNumber = 1
+    ds.PixelData = np.stack(pixels).astype(np.uint16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return WrittenSeries(scanner=scanner, spec=spec, series_uid=series_uid, paths=[path])
+
+
 @dataclass
 class DemoDataset:
     """The demo tree and its ground truth, one `WrittenSeries` per series."""
@@ -365,5 +447,6 @@ __all__ = [
     "WrittenSeries",
     "make_demo_dataset",
     "phantom_slice",
+    "write_enhanced_series",
     "write_series",
 ]

@@ -1,0 +1,38 @@
+# qckit developer entry points. Everything runs inside .venv, created from Python 3.11 on first use.
+#   make demo   set up and run `qckit demo` on the embedded synthetic data (reports/demo/)
+#   make test   set up and run the default test suite (what CI runs, via .ci/run)
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.qckit-installed
+
+.PHONY: setup demo test test-all bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else "qckit needs Python 3.11, found %d.%d (set PYTHON=/path/to/python3.11)" % v)'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip wheel
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/qckit demo --out reports/demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -m ''
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_scan.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check qckit tests benchmarks
+	$(BIN)/ruff format --check qckit tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,165 @@
+"""Header reading on synthetic files with known ground truth, across encodings and edge cases."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
+
+from qckit.dicom import read_header
+from qckit.errors import DicomReadError
+from qckit.testing.dicom_gen import ACR_T1, ACR_T2, CT_RADIOMICS, SCANNERS, write_enhanced_series, write_series
+
+
+@pytest.fixture
+def t1_file(tmp_path: Path) -> Path:
+    spec = replace(ACR_T1, rows=32, columns=32, n_slices=2)
+    return write_series(tmp_path / "t1", SCANNERS["philips-ingenia-1.5t"], spec).paths[0]
+
+
+def _reencode(src: Path, dst: Path, syntax: str) -> Path:
+    from pydicom.filewriter import dcmwrite
+
+    ds = pydicom.dcmread(src)
+    big = syntax == ExplicitVRBigEndian
+    if big:
+        ds.PixelData = ds.pixel_array.byteswap().tobytes()
+    ds.file_meta.TransferSyntaxUID = syntax
+    dcmwrite(dst, ds, implicit_vr=syntax == ImplicitVRLittleEndian, little_endian=not big,
+             enforce_file_format=True)
+    return dst
+
+
+def test_classic_values_match_what_was_written(t1_file: Path):
+    (group,) = read_header(t1_file)
+    p = group.params
+    assert p["Manufacturer"] == "Philips Medical Systems"
+    assert p["RepetitionTime"] == pytest.approx(499.9998)  # Philips rounding kept as stored
+    assert p["EchoTime"] == 20.0
+    assert p["FlipAngle"] == 90.0
+    assert p["MagneticFieldStrength"] == 1.5
+    assert p["PixelSpacing"] == pytest.approx([250 / 256] * 2, abs=1e-6)
+    assert p["SliceThickness"] == 5.0 and p["SpacingBetweenSlices"] == 10.0
+    assert p["Rows"] == 32 and p["Columns"] == 32
+    assert p["InPlanePhaseEncodingDirection"] == "COL"
+    assert group.orientations == {"axial"}
+    assert group.subject_key.startswith("sub-") and "SECRET" not in group.subject_key
+
+
+@pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRBigEndian])
+def test_other_transfer_syntaxes(t1_file: Path, tmp_path: Path, syntax: str):
+    out = _reencode(t1_file, tmp_path / "re.dcm", syntax)
+    (group,) = read_header(out)
+    assert group.params["RepetitionTime"] == pytest.approx(499.9998)
+    assert group.params["PixelSpacing"] == pytest.approx([250 / 256] * 2, abs=1e-6)
+
+
+def test_file_without_preamble(t1_file: Path, tmp_path: Path):
+    from pydicom.filewriter import dcmwrite
+
+    ds = pydicom.dcmread(t1_file)
+    out = tmp_path / "raw.dcm"
+    del ds.file_meta
+    ds.preamble = None
+    dcmwrite(out, ds, implicit_vr=True, little_endian=True, force_encoding=True)
+    assert out.read_bytes()[128:132] != b"DICM"
+    (group,) = read_header(out)
+    assert group.params["EchoTime"] == 20.0
+
+
+def test_long_private_header_grows_the_buffer(tmp_path: Path):
+    scanner = replace(SCANNERS["siemens-skyra-3t"], private_block_bytes=200_000)
+    spec = replace(ACR_T1, rows=16, columns=16, n_slices=1)
+    path = write_series(tmp_path, scanner, spec).paths[0]
+    (group,) = read_header(path)
+    assert group.params["RepetitionTime"] == 500.0
+
+
+def test_non_latin_character_set_uses_full_reader(t1_file: Path, tmp_path: Path):
+    ds = pydicom.dcmread(t1_file)
+    ds.SpecificCharacterSet = "ISO_IR 144"  # Cyrillic
+    ds.SeriesDescription = "Т1 аксиальная"
+    out = tmp_path / "cyr.dcm"
+    ds.save_as(out, enforce_file_format=True)
+    (group,) = read_header(out)
+    assert group.params["SeriesDescription"] == "Т1 аксиальная"
+
+
+def test_ct_values(tmp_path: Path):
+    spec = replace(CT_RADIOMICS, rows=16, columns=16, n_slices=1)
+    (group,) = read_header(write_series(tmp_path, SCANNERS["siemens-force-ct"], spec).paths[0])
+    p = group.params
+    assert (p["KVP"], p["XRayTubeCurrent"], p["Exposure"]) == (120.0, 200.0, 100.0)
+    assert p["ConvolutionKernel"] == "Br40" and p["ReconstructionDiameter"] == 250.0
+    assert p["SpiralPitchFactor"] == 0.8 and p["CTDIvol"] == 12.4
+    assert p["EchoTime"] is None
+
+
+def test_enhanced_multi_echo_is_split_per_echo(tmp_path: Path):
+    spec = replace(ACR_T2, rows=16, columns=16)
+    path = write_enhanced_series(tmp_path / "e.dcm", SCANNERS["siemens-skyra-3t"], spec).paths[0]
+    groups = read_header(path)
+    assert sorted(g.params["EchoTime"] for g in groups) == [20.0, 80.0]
+    for g in groups:
+        assert g.enhanced and g.n_frames == 11 and len(g.positions) == 11
+        assert g.params["RepetitionTime"] == 2000.0
+        assert g.params["PixelSpacing"] == pytest.approx([250 / 256] * 2, abs=1e-6)
+        assert g.params["InPlanePhaseEncodingDirection"] == "COL"
+        assert g.params["ScanningSequence"] == "SE"
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "empty file"),
+        (b"hello world, not an image\n" * 10, "not a DICOM file"),
+        (b"\x00" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\x04\x00", "truncated or corrupt"),
+    ],
+)
+def test_bad_files_have_reasons(tmp_path: Path, content: bytes, reason: str):
+    p = tmp_path / "bad"
+    p.write_bytes(content)
+    with pytest.raises(DicomReadError, match=reason):
+        read_header(p)
+
+
+def test_truncated_pixel_data_is_detected(t1_file: Path, tmp_path: Path):
+    data = t1_file.read_bytes()
+    p = tmp_path / "cut.dcm"
+    p.write_bytes(data[:-100])
+    with pytest.raises(DicomReadError, match="truncated"):
+        read_header(p)
+
+
+def test_missing_series_uid(t1_file: Path, tmp_path: Path):
+    ds = pydicom.dcmread(t1_file)
+    del ds.SeriesInstanceUID
+    p = tmp_path / "nouid.dcm"
+    ds.save_as(p, enforce_file_format=True)
+    with pytest.raises(DicomReadError, match="SeriesInstanceUID"):
+        read_header(p)
+
+
+def test_dicomdir_is_rejected(tmp_path: Path):
+    from pydicom.fileset import FileSet
+
+    src = write_series(tmp_path / "src", SCANNERS["ge-mr750-3t"], replace(ACR_T1, rows=8, columns=8, n_slices=1))
+    fs = FileSet()
+    fs.add(src.paths[0])
+    fs.write(tmp_path / "media")
+    with pytest.raises(DicomReadError, match="DICOMDIR"):
+        read_header(tmp_path / "media" / "DICOMDIR")
+
+
+def test_permission_error_is_reported(t1_file: Path, monkeypatch: pytest.MonkeyPatch):
+    import qckit.dicom.header as header
+
+    def deny(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(header, "open", deny, raising=False)
+    with pytest.raises(DicomReadError, match="permission denied"):
+        read_header(t1_file)

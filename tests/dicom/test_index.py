@@ -1,0 +1,155 @@
+"""Series grouping and the robustness of a whole-tree scan."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+
+from qckit.dicom import COLUMNS, load_index, scan, write_json, write_table
+from qckit.errors import NoDataError, QckitInputError
+from qckit.testing.dicom_gen import ACR_T1, ACR_T2, SCANNERS, Subject, write_enhanced_series, write_series
+
+SMALL = {"rows": 16, "columns": 16}
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Path:
+    root = tmp_path / "session"
+    write_series(root / "t1", SCANNERS["ge-mr750-3t"], replace(ACR_T1, **SMALL))
+    write_series(root / "t2", SCANNERS["ge-mr750-3t"], replace(ACR_T2, **SMALL))
+    write_enhanced_series(root / "enh" / "IM1", SCANNERS["siemens-skyra-3t"], replace(ACR_T2, **SMALL))
+    return root
+
+
+def test_multi_echo_and_enhanced_are_split(session: Path):
+    result = scan(session, workers=1)
+    assert result.errors == []
+    rows = {(r["folder"], r["EchoTime"]): r for r in result.series}
+    assert set(rows) == {("t1", 20.0), ("t2", 20.0), ("t2", 80.0), ("enh", 20.0), ("enh", 80.0)}
+    t2 = rows[("t2", 80.0)]
+    assert t2["n_images"] == 11 and t2["n_slices"] == 11 and t2["acquisition"] == "TE=80;echo=2"
+    enh = rows[("enh", 20.0)]
+    assert enh["enhanced"] and enh["n_images"] == 1 and enh["n_frames"] == 11 and enh["n_slices"] == 11
+    assert rows[("t1", 20.0)]["acquisition"] == ""
+    assert all(list(r) == list(COLUMNS) for r in result.series)
+
+
+def test_magnitude_and_phase_are_split(tmp_path: Path):
+    spec = replace(ACR_T1, **SMALL, n_slices=3)
+    w = write_series(tmp_path / "mp", SCANNERS["siemens-skyra-3t"], spec)
+    for i, path in enumerate(list(w.paths)):
+        ds = pydicom.dcmread(path)
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "P", "ND"]
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.save_as(tmp_path / "mp" / f"phase{i}.dcm", enforce_file_format=True)
+    result = scan(tmp_path, workers=1)
+    types = sorted(r["ImageType"] for r in result.series)
+    assert types == ["ORIGINAL\\PRIMARY\\M\\NORM\\DIS2D", "ORIGINAL\\PRIMARY\\P\\ND"]
+    assert all(r["n_images"] == 3 for r in result.series)
+    assert all(r["acquisition"].startswith("type=") for r in result.series)
+
+
+def test_duplicate_instances_and_inconsistency_are_reported(tmp_path: Path):
+    w = write_series(tmp_path / "a", SCANNERS["ge-mr750-3t"], replace(ACR_T1, **SMALL, n_slices=2))
+    shutil.copytree(tmp_path / "a", tmp_path / "b")  # a second export of the same instances
+    ds = pydicom.dcmread(w.paths[0])
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.FlipAngle = 70
+    ds.save_as(tmp_path / "a" / "odd.dcm", enforce_file_format=True)
+    (row,) = scan(tmp_path, workers=1).series
+    assert row["n_images"] == 3 and row["duplicates"] == 2
+    assert row["inconsistent"] == "FlipAngle"
+    assert row["folder"] == "."
+
+
+def test_spacing_computed_from_positions_when_absent(tmp_path: Path):
+    w = write_series(tmp_path, SCANNERS["ge-mr750-3t"], replace(ACR_T1, **SMALL, n_slices=4, slice_gap_mm=2.5))
+    for p in w.paths:
+        ds = pydicom.dcmread(p)
+        del ds.SpacingBetweenSlices
+        ds.save_as(p, enforce_file_format=True)
+    (row,) = scan(tmp_path, workers=1).series
+    assert row["SpacingBetweenSlices"] == pytest.approx(7.5)
+
+
+def test_parallel_equals_serial(tmp_path: Path):
+    for i in range(6):
+        write_series(tmp_path / f"s{i}", SCANNERS["siemens-skyra-3t"],
+                     replace(ACR_T2, **SMALL, n_slices=40, series_number=i + 1), subject=Subject(patient_id=f"P{i}"))
+    (tmp_path / "junk.txt").write_text("not dicom")
+    serial = scan(tmp_path, workers=1)
+    parallel = scan(tmp_path, workers=2)
+    assert serial.n_files == 481
+    assert serial.to_dict() == parallel.to_dict()
+
+
+def test_bad_items_are_listed_and_good_ones_kept(session: Path):
+    (session / "empty").mkdir()
+    (session / "notes.txt").write_text("hello")
+    (session / "zero.dcm").write_bytes(b"")
+    os.symlink(session / "missing-target", session / "dangling")
+    result = scan(session, workers=1)
+    reasons = {e.path: e.reason for e in result.errors}
+    assert reasons["empty"] == "empty folder"
+    assert "not a DICOM file" in reasons["notes.txt"]
+    assert "empty file" in reasons["zero.dcm"]
+    assert "dangling" in reasons
+    assert len(result.series) == 5
+
+
+def test_nothing_indexed_raises_with_reasons(tmp_path: Path):
+    (tmp_path / "a.txt").write_text("x")
+    with pytest.raises(NoDataError, match="a.txt: not a DICOM file"):
+        scan(tmp_path)
+    with pytest.raises(QckitInputError, match="no such file"):
+        scan(tmp_path / "nope")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(NoDataError):
+        scan(empty)
+
+
+def test_single_file_root(session: Path):
+    result = scan(session / "t1" / "IM00001.dcm")
+    assert len(result.series) == 1 and result.series[0]["n_images"] == 1
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".json"])
+def test_outputs_round_trip(session: Path, tmp_path: Path, suffix: str):
+    result = scan(session, workers=1)
+    out = tmp_path / f"index{suffix}"
+    (write_json if suffix == ".json" else write_table)(result, out)
+    back = load_index(out)
+    assert len(back.series) == len(result.series)
+    for a, b in zip(result.series, back.series, strict=True):
+        assert b["PixelSpacing"] == pytest.approx(a["PixelSpacing"])
+        assert b["RepetitionTime"] == a["RepetitionTime"] and b["series_uid"] == a["series_uid"]
+
+
+def test_no_patient_identifiers_in_outputs(session: Path, tmp_path: Path):
+    result = scan(session, workers=1)
+    write_json(result, tmp_path / "i.json")
+    write_table(result, tmp_path / "i.csv")
+    subject = Subject()
+    for f in ("i.json", "i.csv"):
+        text = (tmp_path / f).read_text()
+        for secret in (subject.name, subject.patient_id, subject.birth_date, "Doe"):
+            assert secret not in text
+    assert {r["subject_key"] for r in result.series} == {result.series[0]["subject_key"]}
+
+
+def test_json_shape_is_documented_shape(session: Path):
+    data = json.loads(scan(session, workers=1).to_json())
+    assert set(data) == {"series", "errors"}
+    assert {"SeriesInstanceUID"} - set(data["series"][0]) == {"SeriesInstanceUID"}  # uid is `series_uid`
+    for key in ("Modality", "Manufacturer", "RepetitionTime", "EchoTime", "PixelSpacing", "n_images"):
+        assert key in data["series"][0]
