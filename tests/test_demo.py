@@ -11,7 +11,9 @@ from qckit.cli import app
 
 
 def test_demo_runs_and_writes_index(tmp_path: Path):
-    res = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--data", str(tmp_path / "d"), "-q"])
+    res = CliRunner().invoke(
+        app, ["demo", "--out", str(tmp_path / "demo"), "--data", str(tmp_path / "d"), "-q"]
+    )
     assert res.exit_code == 0, res.output
     index = json.loads((tmp_path / "demo" / "index.json").read_text())
     vendors = {s["Vendor"] for s in index["series"]}

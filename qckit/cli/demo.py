@@ -14,7 +14,9 @@ from qckit.demo import run_demo
 @handle_errors
 def demo_command(
     out: Path = typer.Option(Path("reports/demo"), "--out", "-o", help="Where the demo's outputs go."),
-    data: Path | None = typer.Option(None, "--data", help="Where to write the synthetic DICOM (default: temp)."),
+    data: Path | None = typer.Option(
+        None, "--data", help="Where to write the synthetic DICOM (default: temp)."
+    ),
     seed: int = typer.Option(20260105, "--seed", help="Seed of the synthetic data."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:

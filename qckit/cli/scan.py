@@ -53,7 +53,9 @@ def scan_command(
     out: Path | None = typer.Option(None, "--out", "-o", help="Series table, .csv or .parquet."),
     json_out: Path | None = typer.Option(None, "--json", help="Series and errors as JSON."),
     errors: Path | None = typer.Option(None, "--errors", help="Bad items (path, reason) as CSV."),
-    workers: int | None = typer.Option(None, "--workers", "-j", min=1, help="Worker processes (default: cores)."),
+    workers: int | None = typer.Option(
+        None, "--workers", "-j", min=1, help="Worker processes (default: cores)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary table."),
 ) -> None:
     """Index DICOM headers (never pixel data) into one row per series acquisition.
@@ -74,4 +76,6 @@ def scan_command(
         for e in result.errors[:20]:
             err_console.print(f"[yellow]skipped[/] {e.path}: {e.reason}", highlight=False)
         if len(result.errors) > 20:
-            err_console.print(f"[yellow]... {len(result.errors) - 20} more bad items[/] (see --errors / --json)")
+            err_console.print(
+                f"[yellow]... {len(result.errors) - 20} more bad items[/] (see --errors / --json)"
+            )

@@ -30,8 +30,13 @@ _ALIASES = {
     "XRayTubeCurrentInmA": "XRayTubeCurrent",
     "ExposureInmAs": "Exposure",
 }
-_EXTRA = ("EchoPulseSequence", "EchoPlanarPulseSequence", "InversionRecovery", "ImagePositionPatient",
-          "ImageOrientationPatient")
+_EXTRA = (
+    "EchoPulseSequence",
+    "EchoPlanarPulseSequence",
+    "InversionRecovery",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+)
 _WANTED = set(SERIES_ATTRIBUTES) | set(_ALIASES) | set(_EXTRA)
 
 

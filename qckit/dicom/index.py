@@ -9,15 +9,16 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any
 
-from qckit.dicom.header import FrameGroup, read_header
+from qckit.dicom.header import read_header
 from qckit.dicom.series import COLUMNS, SeriesAccumulator
 from qckit.errors import DicomReadError, NoDataError, QckitInputError
 
@@ -90,16 +91,21 @@ def _walk(root: Path) -> tuple[list[str], list[ScanError]]:
     return files, errors
 
 
-def _read_chunk(paths: list[str]) -> list[tuple[str, list[FrameGroup] | None, str | None]]:
-    out: list[tuple[str, list[FrameGroup] | None, str | None]] = []
+_ChunkResult = tuple[SeriesAccumulator, list[tuple[str, str]], int]
+
+
+def _read_chunk(paths: list[str]) -> _ChunkResult:
+    """Read a chunk of files into a partial accumulator (merged by the parent in path order) and bad items."""
+    acc = SeriesAccumulator()
+    bad: list[tuple[str, str]] = []
     for p in paths:
         try:
-            out.append((p, read_header(p), None))
+            acc.add(p, read_header(p))
         except DicomReadError as exc:
-            out.append((p, None, str(exc)))
+            bad.append((p, str(exc)))
         except Exception as exc:  # never let one file stop the run
-            out.append((p, None, f"unexpected error while reading ({type(exc).__name__}: {exc})"))
-    return out
+            bad.append((p, f"unexpected error while reading ({type(exc).__name__}: {exc})"))
+    return acc, bad, len(paths)
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
@@ -107,13 +113,21 @@ def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
         yield items[i : i + size]
 
 
-def _results(files: list[str], workers: int) -> Iterable[list[tuple[str, list[FrameGroup] | None, str | None]]]:
+def _start_method() -> str:
+    """fork where it is safe (POSIX, no other thread in this process): no re-import in the workers and no need
+    for an `if __name__ == "__main__"` guard in the caller's script; otherwise forkserver (or spawn)."""
+    if os.name == "posix" and "fork" in get_all_start_methods() and threading.active_count() == 1:
+        return "fork"
+    return "forkserver" if os.name == "posix" else "spawn"
+
+
+def _results(files: list[str], workers: int) -> Iterable[_ChunkResult]:
     if workers <= 1 or len(files) < _SERIAL_BELOW:
         for chunk in _chunks(files, _CHUNK):
             yield _read_chunk(chunk)
         return
     size = max(32, min(_CHUNK, len(files) // (workers * 4) or 1))
-    ctx = get_context("forkserver") if os.name == "posix" else get_context("spawn")
+    ctx = get_context(_start_method())
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         pending: deque[Future[Any]] = deque()
         chunks = iter(_chunks(files, size))
@@ -154,13 +168,10 @@ def scan(
     done = 0
     if progress:
         progress(0, len(files))
-    for chunk_result in _results(files, workers):
-        for path, groups, reason in chunk_result:
-            if groups is None:
-                errors.append(ScanError(_rel(path, base), reason or "unreadable"))
-            else:
-                acc.add(path, groups)
-        done += len(chunk_result)
+    for partial, bad, n in _results(files, workers):
+        acc.merge(partial)
+        errors.extend(ScanError(_rel(path, base), reason) for path, reason in bad)
+        done += n
         if progress:
             progress(done, len(files))
     result = ScanResult(root=str(root_path), series=acc.rows(), errors=errors, n_files=len(files))

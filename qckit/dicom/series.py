@@ -85,6 +85,28 @@ class SeriesAccumulator:
             acq.positions.update(round(p, _POSITION_DECIMALS) for p in g.positions)
             acq.orientations.update(g.orientations)
 
+    def merge(self, other: SeriesAccumulator) -> None:
+        """Fold in an accumulator built from files that come after this one's (e.g. by a worker process)."""
+        for key, theirs in other._acqs.items():
+            mine = self._acqs.get(key)
+            if mine is None:
+                self._acqs[key] = theirs
+                continue
+            for k in CONSISTENCY_KEYS:
+                if theirs.first.params.get(k) != mine.first.params.get(k):
+                    mine.inconsistent.add(k)
+            mine.inconsistent |= theirs.inconsistent
+            overlap = len(mine.sop_uids & theirs.sop_uids)
+            mine.sop_uids |= theirs.sop_uids
+            mine.n_images += theirs.n_images - overlap
+            mine.duplicates += theirs.duplicates + overlap
+            mine.n_frames += theirs.n_frames
+            mine.positions |= theirs.positions
+            mine.orientations |= theirs.orientations
+            for f in sorted(theirs.folders):
+                if len(mine.folders) < 8:
+                    mine.folders.add(f)
+
     def __len__(self) -> int:
         return len(self._acqs)
 
@@ -101,14 +123,22 @@ class SeriesAccumulator:
             by_series.setdefault(key[0], []).append(key)
         out = []
         for series_uid, keys in by_series.items():
-            keys.sort(key=lambda k: tuple((v is None, v if v is not None else 0) for v in k[1][:2]) + (str(k[1][2]),))
+            keys.sort(
+                key=lambda k: (
+                    tuple((v is None, v if v is not None else 0) for v in k[1][:2]) + (str(k[1][2]),)
+                )
+            )
             varying = [len({k[1][i] for k in keys}) > 1 for i in range(3)]
             for key in keys:
                 out.append(self._row(self._acqs[key], series_uid, varying, key))
-        out.sort(key=lambda r: (r["study_key"] or "", r["SeriesNumber"] or 0, r["series_uid"], r["acquisition"]))
+        out.sort(
+            key=lambda r: (r["study_key"] or "", r["SeriesNumber"] or 0, r["series_uid"], r["acquisition"])
+        )
         return out
 
-    def _row(self, acq: _Acquisition, series_uid: str, varying: list[bool], key: tuple[Any, ...]) -> dict[str, Any]:
+    def _row(
+        self, acq: _Acquisition, series_uid: str, varying: list[bool], key: tuple[Any, ...]
+    ) -> dict[str, Any]:
         p = dict(acq.first.params)
         p.pop("_normal", None)
         positions = sorted(acq.positions)
@@ -118,7 +148,9 @@ class SeriesAccumulator:
         elif acq.orientations:
             orientation = "mixed"
         if p.get("SpacingBetweenSlices") is None and len(positions) > 1 and orientation != "mixed":
-            p["SpacingBetweenSlices"] = round(median(b - a for a, b in zip(positions, positions[1:], strict=False)), 4)
+            p["SpacingBetweenSlices"] = round(
+                median(b - a for a, b in zip(positions, positions[1:], strict=False)), 4
+            )
         te, echo_no, image_type = key[1]
         parts = []  # the label names only what distinguishes this acquisition from its siblings
         if varying[0] and te is not None:

@@ -14,6 +14,8 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
+from pydicom.multival import MultiValue
+
 _BINARY_FORMATS = {"US": "H", "UL": "I", "SS": "h", "SL": "i", "FD": "d", "FL": "f", "UV": "Q", "SV": "q"}
 
 
@@ -32,21 +34,28 @@ def decode_raw(value: bytes | None, vr: str, little_endian: bool = True) -> str 
     return value.decode("latin-1").rstrip("\x00 ").lstrip()
 
 
+_MULTI_TYPES: tuple[type, ...] = (list, tuple, MultiValue)
+
+
 def _is_multi(value: Any) -> bool:
     """A multi-valued element (list, tuple or pydicom MultiValue), not text or bytes."""
-    return isinstance(value, Sequence) and not isinstance(value, str | bytes)
+    return isinstance(value, _MULTI_TYPES)
 
 
 def to_float(value: Any) -> float | None:
     """First number of a DS/IS/FD value as float; None when absent or not a finite number."""
     if value is None:
         return None
-    if _is_multi(value):
+    kind = type(value)
+    if kind is float or kind is int:
+        out = float(value)
+        return out if math.isfinite(out) else None
+    if kind is not str and _is_multi(value):
         if not value:
             return None
         value = value[0]
     if isinstance(value, str):
-        value = value.split("\\")[0].strip()
+        value = value.split("\\", 1)[0].strip()
         if not value:
             return None
     try:
@@ -57,6 +66,8 @@ def to_float(value: Any) -> float | None:
 
 
 def to_int(value: Any) -> int | None:
+    if type(value) is int:
+        return value
     f = to_float(value)
     if f is None:
         return None
@@ -85,6 +96,9 @@ def to_floats(value: Any) -> list[float] | None:
 def to_text(value: Any) -> str | None:
     if value is None:
         return None
+    if type(value) is str:
+        text = value.strip().rstrip("\x00").strip()
+        return text or None
     if _is_multi(value):
         value = "\\".join(str(v) for v in value)
     text = str(value).strip().rstrip("\x00").strip()

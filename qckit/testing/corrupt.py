@@ -11,8 +11,27 @@ from pathlib import Path
 
 import numpy as np
 
-_VRS = [b"AE", b"AS", b"CS", b"DA", b"DS", b"FD", b"IS", b"LO", b"OB", b"OW", b"SQ", b"SH", b"UI", b"UL", b"US",
-        b"UN", b"UT", b"ZZ", b"\x00\x00"]
+_VRS = [
+    b"AE",
+    b"AS",
+    b"CS",
+    b"DA",
+    b"DS",
+    b"FD",
+    b"IS",
+    b"LO",
+    b"OB",
+    b"OW",
+    b"SQ",
+    b"SH",
+    b"UI",
+    b"UL",
+    b"US",
+    b"UN",
+    b"UT",
+    b"ZZ",
+    b"\x00\x00",
+]
 
 
 @dataclass(frozen=True)
@@ -53,8 +72,13 @@ def make_variants(valid: list[Path], out_dir: Path, n: int, seed: int = 0) -> li
                 data[pos] ^= 0xFF
         elif kind == "wrong_vr":
             # overwrite the VR of a random element header in the dataset (explicit VR: tag(4) + VR(2))
-            candidates = [j for j in range(132, hdr - 6) if bytes(data[j + 4 : j + 6]).isalpha()
-                          and data[j + 4 : j + 6].isupper() and data[j + 1] == 0x00]
+            candidates = [
+                j
+                for j in range(132, hdr - 6)
+                if bytes(data[j + 4 : j + 6]).isalpha()
+                and data[j + 4 : j + 6].isupper()
+                and data[j + 1] == 0x00
+            ]
             if candidates:
                 pos = candidates[int(rng.integers(len(candidates)))]
                 data[pos + 4 : pos + 6] = _VRS[int(rng.integers(len(_VRS)))]
@@ -63,7 +87,9 @@ def make_variants(valid: list[Path], out_dir: Path, n: int, seed: int = 0) -> li
             must_fail = True
         elif kind == "garbage_tail":
             cut = int(rng.integers(132, hdr))
-            data = data[:cut] + bytearray(rng.integers(0, 256, size=len(data) - cut, dtype=np.uint8).tobytes())
+            data = data[:cut] + bytearray(
+                rng.integers(0, 256, size=len(data) - cut, dtype=np.uint8).tobytes()
+            )
         path = out_dir / f"variant_{i:04d}_{kind}.dcm"
         path.write_bytes(bytes(data))
         variants.append(Variant(path=path, kind=kind, must_fail=must_fail))

@@ -134,7 +134,12 @@ class SeriesSpec:
 
 
 ACR_SAG_LOCALIZER = SeriesSpec(
-    "ACR sag localizer", 1, orientation="sagittal", n_slices=1, repetition_time_ms=200.0, echo_times_ms=(20.0,)
+    "ACR sag localizer",
+    1,
+    orientation="sagittal",
+    n_slices=1,
+    repetition_time_ms=200.0,
+    echo_times_ms=(20.0,),
 )
 ACR_T1 = SeriesSpec("ACR AX T1", 2)
 ACR_T2 = SeriesSpec(
@@ -347,9 +352,21 @@ def write_enhanced_series(
     ds = _base_dataset(scanner, spec, subject, study_uid, series_uid, "20260105")
     ds.file_meta.MediaStorageSOPClassUID = ENHANCED_MR_IMAGE_STORAGE
     ds.SOPClassUID = ENHANCED_MR_IMAGE_STORAGE
-    for keyword in ("RepetitionTime", "FlipAngle", "EchoTrainLength", "PixelBandwidth", "ImageOrientationPatient",
-                    "PixelSpacing", "SliceThickness", "SpacingBetweenSlices", "ScanningSequence",
-                    "SequenceVariant", "InPlanePhaseEncodingDirection", "ReceiveCoilName", "NumberOfAverages"):
+    for keyword in (
+        "RepetitionTime",
+        "FlipAngle",
+        "EchoTrainLength",
+        "PixelBandwidth",
+        "ImageOrientationPatient",
+        "PixelSpacing",
+        "SliceThickness",
+        "SpacingBetweenSlices",
+        "ScanningSequence",
+        "SequenceVariant",
+        "InPlanePhaseEncodingDirection",
+        "ReceiveCoilName",
+        "NumberOfAverages",
+    ):
         if keyword in ds:
             delattr(ds, keyword)
     ds.EchoPulseSequence = "SPIN" if "SE" in spec.scanning_sequence else "GRADIENT"

@@ -24,8 +24,20 @@ def _session(root: Path) -> Path:
 def test_scan_writes_json_table_and_errors(tmp_path: Path):
     root = _session(tmp_path / "in")
     out = tmp_path / "out"
-    res = runner.invoke(app, ["scan", str(root), "--json", str(out / "i.json"), "--out", str(out / "i.csv"),
-                              "--errors", str(out / "bad.csv"), "--quiet"])
+    res = runner.invoke(
+        app,
+        [
+            "scan",
+            str(root),
+            "--json",
+            str(out / "i.json"),
+            "--out",
+            str(out / "i.csv"),
+            "--errors",
+            str(out / "bad.csv"),
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 0, res.output
     data = json.loads((out / "i.json").read_text())
     assert len(data["series"]) == 2

@@ -13,7 +13,9 @@ from qckit.testing.dicom_gen import ACR_T1, SCANNERS, write_series
 def test_corrupted_variants_never_crash_the_scan(tmp_path: Path):
     good, good_series = [], set()
     for key in ("siemens-skyra-3t", "ge-mr750-3t", "philips-ingenia-1.5t"):
-        w = write_series(tmp_path / "good" / key, SCANNERS[key], replace(ACR_T1, rows=24, columns=24, n_slices=4))
+        w = write_series(
+            tmp_path / "good" / key, SCANNERS[key], replace(ACR_T1, rows=24, columns=24, n_slices=4)
+        )
         good.extend(w.paths)
         good_series.add(w.series_uid)
     variants = make_variants(good, tmp_path / "bad", n=360, seed=7)
@@ -29,6 +31,8 @@ def test_corrupted_variants_never_crash_the_scan(tmp_path: Path):
     # all valid files are indexed: none reported, and their three series hold all of their instances
     assert not any(e.path.startswith("good/") for e in result.errors)
     assert len(good_series) == 3
-    for uid in good_series:  # a flipped byte may move a copy to another acquisition; the originals stay together
+    for (
+        uid
+    ) in good_series:  # a flipped byte may move a copy to another acquisition; the originals stay together
         assert max(r["n_images"] for r in result.series if r["series_uid"] == uid) >= 4
     assert all(e.reason for e in result.errors)

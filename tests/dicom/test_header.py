@@ -11,7 +11,14 @@ from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
 
 from qckit.dicom import read_header
 from qckit.errors import DicomReadError
-from qckit.testing.dicom_gen import ACR_T1, ACR_T2, CT_RADIOMICS, SCANNERS, write_enhanced_series, write_series
+from qckit.testing.dicom_gen import (
+    ACR_T1,
+    ACR_T2,
+    CT_RADIOMICS,
+    SCANNERS,
+    write_enhanced_series,
+    write_series,
+)
 
 
 @pytest.fixture
@@ -28,8 +35,9 @@ def _reencode(src: Path, dst: Path, syntax: str) -> Path:
     if big:
         ds.PixelData = ds.pixel_array.byteswap().tobytes()
     ds.file_meta.TransferSyntaxUID = syntax
-    dcmwrite(dst, ds, implicit_vr=syntax == ImplicitVRLittleEndian, little_endian=not big,
-             enforce_file_format=True)
+    dcmwrite(
+        dst, ds, implicit_vr=syntax == ImplicitVRLittleEndian, little_endian=not big, enforce_file_format=True
+    )
     return dst
 
 
@@ -146,7 +154,9 @@ def test_missing_series_uid(t1_file: Path, tmp_path: Path):
 def test_dicomdir_is_rejected(tmp_path: Path):
     from pydicom.fileset import FileSet
 
-    src = write_series(tmp_path / "src", SCANNERS["ge-mr750-3t"], replace(ACR_T1, rows=8, columns=8, n_slices=1))
+    src = write_series(
+        tmp_path / "src", SCANNERS["ge-mr750-3t"], replace(ACR_T1, rows=8, columns=8, n_slices=1)
+    )
     fs = FileSet()
     fs.add(src.paths[0])
     fs.write(tmp_path / "media")

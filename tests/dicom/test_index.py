@@ -72,7 +72,9 @@ def test_duplicate_instances_and_inconsistency_are_reported(tmp_path: Path):
 
 
 def test_spacing_computed_from_positions_when_absent(tmp_path: Path):
-    w = write_series(tmp_path, SCANNERS["ge-mr750-3t"], replace(ACR_T1, **SMALL, n_slices=4, slice_gap_mm=2.5))
+    w = write_series(
+        tmp_path, SCANNERS["ge-mr750-3t"], replace(ACR_T1, **SMALL, n_slices=4, slice_gap_mm=2.5)
+    )
     for p in w.paths:
         ds = pydicom.dcmread(p)
         del ds.SpacingBetweenSlices
@@ -83,8 +85,12 @@ def test_spacing_computed_from_positions_when_absent(tmp_path: Path):
 
 def test_parallel_equals_serial(tmp_path: Path):
     for i in range(6):
-        write_series(tmp_path / f"s{i}", SCANNERS["siemens-skyra-3t"],
-                     replace(ACR_T2, **SMALL, n_slices=40, series_number=i + 1), subject=Subject(patient_id=f"P{i}"))
+        write_series(
+            tmp_path / f"s{i}",
+            SCANNERS["siemens-skyra-3t"],
+            replace(ACR_T2, **SMALL, n_slices=40, series_number=i + 1),
+            subject=Subject(patient_id=f"P{i}"),
+        )
     (tmp_path / "junk.txt").write_text("not dicom")
     serial = scan(tmp_path, workers=1)
     parallel = scan(tmp_path, workers=2)
@@ -153,3 +159,24 @@ def test_json_shape_is_documented_shape(session: Path):
     assert {"SeriesInstanceUID"} - set(data["series"][0]) == {"SeriesInstanceUID"}  # uid is `series_uid`
     for key in ("Modality", "Manufacturer", "RepetitionTime", "EchoTime", "PixelSpacing", "n_images"):
         assert key in data["series"][0]
+
+
+def test_parallel_scan_from_a_script_without_main_guard(tmp_path: Path):
+    """Workers must start from a plain script (no `if __name__ == "__main__"`), as users write them."""
+    import subprocess
+    import sys
+
+    for i in range(2):
+        write_series(
+            tmp_path / "d" / f"s{i}",
+            SCANNERS["ge-mr750-3t"],
+            replace(ACR_T1, **SMALL, n_slices=220, series_number=i + 1),
+        )
+    script = tmp_path / "user_script.py"
+    script.write_text(
+        f"from qckit.dicom import scan\nr = scan({str(tmp_path / 'd')!r}, workers=2)\n"
+        "print(len(r.series), r.n_files)\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2", "440"]

@@ -51,13 +51,31 @@ def dcm2niix_comparison(data: Path) -> list[dict]:
             if key not in ref:
                 continue
             if factor is None:
-                rows.append({"series": stem, "field": col, "qckit": s[col], "dcm2niix": ref[key], "diff": None,
-                             "tolerance": "exact", "ok": s[col] == ref[key]})
+                rows.append(
+                    {
+                        "series": stem,
+                        "field": col,
+                        "qckit": s[col],
+                        "dcm2niix": ref[key],
+                        "diff": None,
+                        "tolerance": "exact",
+                        "ok": s[col] == ref[key],
+                    }
+                )
             else:
                 expected = ref[key] * factor
                 diff = None if s[col] is None else s[col] - expected
-                rows.append({"series": stem, "field": col, "qckit": s[col], "dcm2niix": expected, "diff": diff,
-                             "tolerance": tol, "ok": diff is not None and abs(diff) <= tol})
+                rows.append(
+                    {
+                        "series": stem,
+                        "field": col,
+                        "qckit": s[col],
+                        "dcm2niix": expected,
+                        "diff": diff,
+                        "tolerance": tol,
+                        "ok": diff is not None and abs(diff) <= tol,
+                    }
+                )
     return rows
 
 
@@ -75,8 +93,16 @@ def test_scan_matches_dcm2niix(reference_data: Path):
     bad = [r for r in rows if not r["ok"] and r not in gaps]
     assert not bad, bad
     # the fields the issue names are all compared for every series
-    for field in ("RepetitionTime", "EchoTime", "FlipAngle", "MagneticFieldStrength", "Vendor",
-                  "ManufacturerModelName", "PixelBandwidth", "InPlanePhaseEncodingDirection"):
+    for field in (
+        "RepetitionTime",
+        "EchoTime",
+        "FlipAngle",
+        "MagneticFieldStrength",
+        "Vendor",
+        "ManufacturerModelName",
+        "PixelBandwidth",
+        "InPlanePhaseEncodingDirection",
+    ):
         assert {r["series"] for r in rows if r["field"] == field} == series
 
 
