@@ -14,6 +14,7 @@ Every failure becomes a `DicomReadError` whose message is the reason shown to th
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from qckit.dicom import enhanced
 from qckit.dicom.pseudonym import subject_key
 from qckit.dicom.tags import (
     ALL_ATTRIBUTES,
+    CONSISTENCY_KEYS,
     ENHANCED_SOP_CLASSES,
     KEYWORD_VR,
     MEDIA_DIRECTORY_SOP_CLASS,
@@ -63,6 +65,41 @@ class FrameGroup:
     positions: list[float] = field(default_factory=list)
     orientations: set[str] = field(default_factory=set)
     enhanced: bool = False
+    pending: dict[str, Any] | None = None  # values not yet normalised (see `full_params`)
+
+    def full_params(self) -> dict[str, Any]:
+        """All series attributes, normalised. Classic images normalise only the grouping and consistency
+        attributes up front; the rest waits until a row is built from this (first) image."""
+        if self.pending is not None:
+            for k, kind in SERIES_ATTRIBUTES.items():
+                if k not in self.params:
+                    self.params[k] = normalise(k, kind, self.pending.get(k))
+            self.pending = None
+        return self.params
+
+
+class _Undecoded:
+    """Raw bytes of one element, decoded on first use."""
+
+    __slots__ = ("raw", "vr")
+
+    def __init__(self, raw: bytes | None, vr: str) -> None:
+        self.raw, self.vr = raw, vr
+
+
+class _LazyValues(dict):  # type: ignore[type-arg]
+    """keyword -> value; values read by the fast path are decoded only when asked for."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        item = dict.get(self, key, default)
+        if type(item) is _Undecoded:
+            item = decode_raw(item.raw, item.vr)
+            self[key] = item
+        return item
+
+
+# normalised for every image: what groups images into acquisitions and what the consistency check compares
+_EAGER = ("EchoTime", "EchoNumbers", "ImageType", "Rows", "Columns", *CONSISTENCY_KEYS)
 
 
 def _acq_key(params: dict[str, Any]) -> tuple[Any, ...]:
@@ -123,7 +160,7 @@ def _fast_parse(buf: bytes, file_size: int, path: str) -> tuple[dict[str, Any], 
     if ts in (_EXPLICIT_BE, _DEFLATED):
         return None
     meta["TransferSyntaxUID"] = ts
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = _LazyValues()
     try:
         for raw in data_element_generator(bio, ts == _IMPLICIT_LE, True, specific_tags=_WANTED_AND_PIXELS):
             keyword = TAG_TO_KEYWORD.get(raw.tag)
@@ -139,8 +176,8 @@ def _fast_parse(buf: bytes, file_size: int, path: str) -> tuple[dict[str, Any], 
                 raise DicomReadError(f"truncated file: element {keyword} is cut short")
             if vr == "SQ":
                 return None  # a sequence among the wanted attributes: let pydicom build it
-            values[keyword] = decode_raw(raw.value, vr)
-            if keyword == "SOPClassUID" and values[keyword] in ENHANCED_SOP_CLASSES:
+            values[keyword] = _Undecoded(raw.value, vr)
+            if keyword == "SOPClassUID" and values.get(keyword) in ENHANCED_SOP_CLASSES:
                 return None  # functional groups: pydicom's full reader
     except (_NeedMore, DicomReadError):
         raise
@@ -185,7 +222,7 @@ def _check_complete(values: dict[str, Any], meta: dict[str, Any], file_size: int
 
 
 def _classic_group(values: dict[str, Any], path: str) -> list[FrameGroup]:
-    params = {k: normalise(k, kind, values.get(k)) for k, kind in SERIES_ATTRIBUTES.items()}
+    params = {k: normalise(k, SERIES_ATTRIBUTES[k], values.get(k)) for k in _EAGER}
     series_uid = normalise("SeriesInstanceUID", "str", values.get("SeriesInstanceUID"))
     if not series_uid:
         raise DicomReadError("missing required tag SeriesInstanceUID (0020,000E)")
@@ -208,18 +245,23 @@ def _classic_group(values: dict[str, Any], path: str) -> list[FrameGroup]:
             n_frames=normalise("NumberOfFrames", "int", values.get("NumberOfFrames")) or 1,
             positions=[] if pos is None else [pos],
             orientations=set() if label is None else {label},
+            pending=values,
         )
     ]
 
 
 def _subject(values: dict[str, Any]) -> str:
-    def text(k: str) -> str | None:
-        v = values.get(k)
-        return None if v is None else str(v)
-
-    return subject_key(
-        text("PatientID"), text("PatientName"), text("PatientBirthDate"), text("IssuerOfPatientID")
+    ident = tuple(
+        None if (v := values.get(k)) is None else str(v)
+        for k in ("PatientID", "PatientName", "PatientBirthDate", "IssuerOfPatientID")
     )
+    return _cached_subject_key(ident)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_subject_key(ident: tuple[str | None, ...]) -> str:
+    patient_id, name, birth, issuer = ident
+    return subject_key(patient_id, name, birth, issuer)
 
 
 def _full_read(path: str) -> list[FrameGroup]:

@@ -6,6 +6,7 @@ accumulator in path order (deterministic output, bounded memory: at most two chu
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -127,7 +128,17 @@ def _results(files: list[str], workers: int) -> Iterable[_ChunkResult]:
             yield _read_chunk(chunk)
         return
     size = max(32, min(_CHUNK, len(files) // (workers * 4) or 1))
-    ctx = get_context(_start_method())
+    method = _start_method()
+    if method == "fork":
+        gc.freeze()  # keep forked workers' GC off the inherited heap (no copy-on-write storms), per gc docs
+    try:
+        yield from _pool_results(files, workers, size, get_context(method))
+    finally:
+        if method == "fork":
+            gc.unfreeze()
+
+
+def _pool_results(files: list[str], workers: int, size: int, ctx: Any) -> Iterable[_ChunkResult]:
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         pending: deque[Future[Any]] = deque()
         chunks = iter(_chunks(files, size))

@@ -139,7 +139,7 @@ class SeriesAccumulator:
     def _row(
         self, acq: _Acquisition, series_uid: str, varying: list[bool], key: tuple[Any, ...]
     ) -> dict[str, Any]:
-        p = dict(acq.first.params)
+        p = dict(acq.first.full_params())
         p.pop("_normal", None)
         positions = sorted(acq.positions)
         orientation = None

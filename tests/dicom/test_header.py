@@ -43,7 +43,7 @@ def _reencode(src: Path, dst: Path, syntax: str) -> Path:
 
 def test_classic_values_match_what_was_written(t1_file: Path):
     (group,) = read_header(t1_file)
-    p = group.params
+    p = group.full_params()
     assert p["Manufacturer"] == "Philips Medical Systems"
     assert p["RepetitionTime"] == pytest.approx(499.9998)  # Philips rounding kept as stored
     assert p["EchoTime"] == 20.0
@@ -61,8 +61,8 @@ def test_classic_values_match_what_was_written(t1_file: Path):
 def test_other_transfer_syntaxes(t1_file: Path, tmp_path: Path, syntax: str):
     out = _reencode(t1_file, tmp_path / "re.dcm", syntax)
     (group,) = read_header(out)
-    assert group.params["RepetitionTime"] == pytest.approx(499.9998)
-    assert group.params["PixelSpacing"] == pytest.approx([250 / 256] * 2, abs=1e-6)
+    assert group.full_params()["RepetitionTime"] == pytest.approx(499.9998)
+    assert group.full_params()["PixelSpacing"] == pytest.approx([250 / 256] * 2, abs=1e-6)
 
 
 def test_file_without_preamble(t1_file: Path, tmp_path: Path):
@@ -75,7 +75,7 @@ def test_file_without_preamble(t1_file: Path, tmp_path: Path):
     dcmwrite(out, ds, implicit_vr=True, little_endian=True, force_encoding=True)
     assert out.read_bytes()[128:132] != b"DICM"
     (group,) = read_header(out)
-    assert group.params["EchoTime"] == 20.0
+    assert group.full_params()["EchoTime"] == 20.0
 
 
 def test_long_private_header_grows_the_buffer(tmp_path: Path):
@@ -83,7 +83,7 @@ def test_long_private_header_grows_the_buffer(tmp_path: Path):
     spec = replace(ACR_T1, rows=16, columns=16, n_slices=1)
     path = write_series(tmp_path, scanner, spec).paths[0]
     (group,) = read_header(path)
-    assert group.params["RepetitionTime"] == 500.0
+    assert group.full_params()["RepetitionTime"] == 500.0
 
 
 def test_non_latin_character_set_uses_full_reader(t1_file: Path, tmp_path: Path):
@@ -93,13 +93,13 @@ def test_non_latin_character_set_uses_full_reader(t1_file: Path, tmp_path: Path)
     out = tmp_path / "cyr.dcm"
     ds.save_as(out, enforce_file_format=True)
     (group,) = read_header(out)
-    assert group.params["SeriesDescription"] == "Т1 аксиальная"
+    assert group.full_params()["SeriesDescription"] == "Т1 аксиальная"
 
 
 def test_ct_values(tmp_path: Path):
     spec = replace(CT_RADIOMICS, rows=16, columns=16, n_slices=1)
     (group,) = read_header(write_series(tmp_path, SCANNERS["siemens-force-ct"], spec).paths[0])
-    p = group.params
+    p = group.full_params()
     assert (p["KVP"], p["XRayTubeCurrent"], p["Exposure"]) == (120.0, 200.0, 100.0)
     assert p["ConvolutionKernel"] == "Br40" and p["ReconstructionDiameter"] == 250.0
     assert p["SpiralPitchFactor"] == 0.8 and p["CTDIvol"] == 12.4
@@ -110,13 +110,13 @@ def test_enhanced_multi_echo_is_split_per_echo(tmp_path: Path):
     spec = replace(ACR_T2, rows=16, columns=16)
     path = write_enhanced_series(tmp_path / "e.dcm", SCANNERS["siemens-skyra-3t"], spec).paths[0]
     groups = read_header(path)
-    assert sorted(g.params["EchoTime"] for g in groups) == [20.0, 80.0]
+    assert sorted(g.full_params()["EchoTime"] for g in groups) == [20.0, 80.0]
     for g in groups:
         assert g.enhanced and g.n_frames == 11 and len(g.positions) == 11
-        assert g.params["RepetitionTime"] == 2000.0
-        assert g.params["PixelSpacing"] == pytest.approx([250 / 256] * 2, abs=1e-6)
-        assert g.params["InPlanePhaseEncodingDirection"] == "COL"
-        assert g.params["ScanningSequence"] == "SE"
+        assert g.full_params()["RepetitionTime"] == 2000.0
+        assert g.full_params()["PixelSpacing"] == pytest.approx([250 / 256] * 2, abs=1e-6)
+        assert g.full_params()["InPlanePhaseEncodingDirection"] == "COL"
+        assert g.full_params()["ScanningSequence"] == "SE"
 
 
 @pytest.mark.parametrize(
