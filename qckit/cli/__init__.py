@@ -7,6 +7,7 @@ import typer
 from qckit import __version__
 from qckit.cli._common import setup_logging
 from qckit.cli.demo import demo_command
+from qckit.cli.protocol import app as protocol_app
 from qckit.cli.scan import scan_command
 
 app = typer.Typer(
@@ -36,6 +37,7 @@ def _root(
 
 app.command("scan")(scan_command)
 app.command("demo")(demo_command)
+app.add_typer(protocol_app, name="protocol")
 
 
 def main() -> None:

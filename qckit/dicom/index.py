@@ -273,3 +273,13 @@ def load_index(path: str | os.PathLike[str]) -> ScanResult:
                 rec[col] = json.loads(rec[col])
         rows.append(rec)
     return ScanResult(root=str(p), series=rows)
+
+
+def load_or_scan(
+    path: str | os.PathLike[str], *, workers: int | None = None, progress: ProgressCallback | None = None
+) -> ScanResult:
+    """An index file written by `qckit scan` (.json/.csv/.parquet) is read; anything else is scanned."""
+    p = Path(path)
+    if p.is_file() and p.suffix.lower() in (".json", ".csv", ".parquet", ".pq"):
+        return load_index(p)
+    return scan(p, workers=workers, progress=progress)

@@ -275,7 +275,8 @@ def check_series(protocol: Protocol, rows: list[dict[str, Any]], *, session_by: 
                     "count": len(found),
                     "max_count": entry.max_count,
                     "series": [{"series_uid": c.row.get("series_uid"), "acquisition": c.row.get("acquisition"),
-                                "SeriesDescription": c.row.get("SeriesDescription")} for c in found],
+                                "SeriesDescription": c.row.get("SeriesDescription"),
+                                "folder": c.row.get("folder")} for c in found],
                     "level": entry.duplicate_level,
                 })
     return CheckResult(protocol=protocol, series=checks, missing=missing, duplicates=duplicates,

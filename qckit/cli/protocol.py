@@ -1,0 +1,138 @@
+"""`qckit protocol check|infer|schema|list`: acquisition-protocol compliance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from qckit.cli._common import EXIT_CHECKS_FAILED, console, handle_errors, progress_bar
+from qckit.dicom import load_or_scan
+from qckit.errors import QckitInputError
+from qckit.protocols import bundled_names, check_series, load_protocol
+from qckit.protocols.check import SESSION_KEYS, CheckResult
+from qckit.protocols.infer import infer_protocol
+from qckit.protocols.load import json_schema_text, parse_protocol
+from qckit.protocols.output import write_check_csv, write_check_json
+from qckit.report.protocol_report import write_report
+from qckit.report.provenance import Provenance, command_line
+
+app = typer.Typer(help="Check DICOM series against acquisition protocols.", no_args_is_help=True)
+
+_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
+
+
+def _session_option(value: str) -> str:
+    if value not in SESSION_KEYS:
+        raise typer.BadParameter(f"use one of {', '.join(SESSION_KEYS)}")
+    return value
+
+
+def _table(result: CheckResult) -> Table:
+    t = Table(title=f"{result.protocol.name} v{result.protocol.version}: {result.counts()}")
+    for col in ("series", "folder", "entry", "status", "failed rules (observed vs expected)"):
+        t.add_column(col, overflow="fold")
+    for s in result.series:
+        failed = "; ".join(f"{r.keyword} {r.observed} vs {r.expected}" for r in s.rules if not r.passed)
+        label = str(s.row.get("SeriesDescription") or s.row.get("ProtocolName") or "")
+        if s.row.get("acquisition"):
+            label += f" [{s.row['acquisition']}]"
+        t.add_row(label, str(s.row.get("folder") or ""), s.protocol_entry or "unmatched",
+                  f"[{_STYLE[s.status]}]{s.status}[/]", failed)
+    return t
+
+
+@app.command("check")
+@handle_errors
+def check_command(
+    source: Path = typer.Argument(..., help="DICOM folder (scanned) or an index file from `qckit scan`."),
+    protocol: str = typer.Option(..., "--protocol", "-p", help="Bundled protocol name or a YAML path."),
+    json_out: Path | None = typer.Option(None, "--json", help="Results as JSON."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="One CSV line per series and rule."),
+    html: Path | None = typer.Option(None, "--html", help="Self-contained HTML report."),
+    fail_on: str = typer.Option("fail", "--fail-on", help="Exit 1 when anything at this level fails: fail|warn."),
+    session_by: str = typer.Option("study", "--session-by", callback=_session_option,
+                                   help="Sessions for missing/duplicate series: study | scanner-date | all."),
+    workers: int | None = typer.Option(None, "--workers", "-j", min=1),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Check every series against a protocol; exit 0 all pass, 1 a check failed, 2 input error."""
+    if fail_on not in ("fail", "warn"):
+        raise QckitInputError(f"--fail-on must be 'fail' or 'warn', not '{fail_on}'")
+    loaded = load_protocol(protocol)
+    with progress_bar("scanning", enabled=not quiet) as update:
+        index = load_or_scan(source, workers=workers, progress=update)
+    result = check_series(loaded.protocol, index.series, session_by=session_by)
+    prov = Provenance(
+        command=command_line(),
+        inputs={"source": str(source), "series": len(index.series), "files": index.n_files,
+                "unreadable items": len(index.errors)},
+        definitions={str(loaded.path.name): loaded.sha256},
+    )
+    if json_out:
+        write_check_json(result, prov, json_out)
+    if out:
+        write_check_csv(result, out)
+    if html:
+        write_report(result, prov, html)
+    if not quiet:
+        console.print(_table(result))
+        for m in result.missing:
+            console.print(f"[{_STYLE[m['level']]}]missing[/] {m['protocol_entry']} in session {m['session']}")
+        for d in result.duplicates:
+            console.print(f"[{_STYLE[d['level']]}]duplicated[/] {d['protocol_entry']} x{d['count']} in "
+                          f"session {d['session']}")
+    if result.failed(fail_on):
+        raise typer.Exit(EXIT_CHECKS_FAILED)
+
+
+@app.command("infer")
+@handle_errors
+def infer_command(
+    source: Path = typer.Argument(..., help="DICOM folder (scanned) or an index file from `qckit scan`."),
+    output: Path = typer.Option(..., "--output", "-o", help="Protocol YAML to write."),
+    name: str = typer.Option("site", "--name", help="Name of the inferred protocol."),
+    rel_tol: float = typer.Option(0.01, "--rel-tol", min=0.0, help="Relative tolerance of numeric rules."),
+    session_by: str = typer.Option("study", "--session-by", callback=_session_option),
+    workers: int | None = typer.Option(None, "--workers", "-j", min=1),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Infer a reference protocol from a dataset's majority (ties are reported as undetermined)."""
+    with progress_bar("scanning", enabled=not quiet) as update:
+        index = load_or_scan(source, workers=workers, progress=update)
+    result = infer_protocol(index.series, name=name, rel_tol=rel_tol, session_by=session_by)
+    header = (f"Reference protocol inferred by qckit from {source}\n{command_line()}\n"
+              "Rules are majority values; review before using it as a standard.")
+    text = result.to_yaml(header)
+    parse_protocol(__import__("yaml").safe_load(text), output)  # what we write must load back
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    if not quiet:
+        console.print(f"{len(result.protocol.series)} entries, "
+                      f"{sum(len(s.rules) for s in result.protocol.series)} rules, "
+                      f"{len(result.undetermined)} undetermined -> {output}")
+        for u in result.undetermined:
+            console.print(f"[yellow]undetermined[/] {u['entry']}.{u['keyword']}: {u['reason']}")
+
+
+@app.command("schema")
+@handle_errors
+def schema_command(
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
+) -> None:
+    """Print (or write) the JSON Schema of protocol files."""
+    text = json_schema_text()
+    if output:
+        output.write_text(text)
+    else:
+        typer.echo(text, nl=False)
+
+
+@app.command("list")
+@handle_errors
+def list_command() -> None:
+    """List the bundled protocols."""
+    for name in bundled_names():
+        p = load_protocol(name).protocol
+        console.print(f"[bold]{name}[/]  {p.title} (v{p.version}, {p.modality}, {len(p.series)} series)")

@@ -1,0 +1,41 @@
+"""Write protocol-check results: JSON (with provenance) and a flat CSV of every rule of every series."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from qckit.protocols.check import ROW_FIELDS, CheckResult
+from qckit.report.provenance import Provenance
+
+
+def check_json(result: CheckResult, provenance: Provenance) -> dict[str, Any]:
+    data = result.to_dict()
+    data["provenance"] = provenance.to_dict()
+    return data
+
+
+def write_check_json(result: CheckResult, provenance: Provenance, path: str | Path) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(check_json(result, provenance), indent=2, default=str))
+    return out
+
+
+def write_check_csv(result: CheckResult, path: str | Path) -> Path:
+    """One line per (series, rule); unmatched series get one line with empty rule columns."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rule_cols = ["keyword", "expected", "observed", "unit", "level", "passed"]
+    with out.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow([*ROW_FIELDS, "protocol_entry", "status", *rule_cols])
+        for s in result.series:
+            base = [s.row.get(k) for k in ROW_FIELDS] + [s.protocol_entry, s.status]
+            if not s.rules:
+                w.writerow(base + [""] * len(rule_cols))
+            for r in s.rules:
+                w.writerow(base + [r.keyword, r.expected, r.observed, r.unit or "", r.level, r.passed])
+    return out

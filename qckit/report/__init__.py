@@ -1,0 +1,1 @@
+"""Results -> self-contained HTML reports (the only package that imports plotly) and provenance."""

@@ -1,0 +1,112 @@
+"""Self-contained HTML pages: plotly.js is inlined once per page, so a report opens with no network.
+
+This is the only module (with the report builders next to it) that imports plotly. Builders assemble a
+`Page` from `Section`s holding escaped HTML fragments and plotly figures; results are never recomputed here.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qckit.report.provenance import Provenance
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2430;background:#f6f7f9}
+header{background:#1d3557;color:#fff;padding:18px 28px}header h1{margin:0;font-size:22px}
+header p{margin:4px 0 0;opacity:.85}main{padding:18px 28px;max-width:1400px}
+section{background:#fff;border:1px solid #dde1e7;border-radius:8px;margin:0 0 18px;padding:14px 18px}
+h2{font-size:17px;margin:0 0 10px}table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{border-bottom:1px solid #e5e8ec;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f0f2f5;position:sticky;top:0}.pass{color:#1b7f3b;font-weight:600}
+.warn{color:#b26a00;font-weight:600}.fail{color:#c0262d;font-weight:700}.muted{color:#6b7480}
+.badges span{display:inline-block;margin:0 8px 6px 0;padding:4px 10px;border-radius:12px;background:#eef1f5}
+details summary{cursor:pointer}code{background:#f0f2f5;padding:0 3px;border-radius:3px}
+"""
+
+
+@dataclass
+class Section:
+    title: str
+    html: str = ""
+    figures: list[Any] = field(default_factory=list)  # plotly figures, drawn after the html
+
+
+@dataclass
+class Page:
+    title: str
+    subtitle: str
+    provenance: Provenance
+    sections: list[Section] = field(default_factory=list)
+
+    def add(self, title: str, body: str = "", figures: list[Any] | None = None) -> Section:
+        section = Section(title, body, list(figures or []))
+        self.sections.append(section)
+        return section
+
+
+def esc(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def table(headers: list[str], rows: list[list[Any]], classes: list[list[str]] | None = None) -> str:
+    """An HTML table; cell values are escaped, `classes` gives an optional CSS class per cell."""
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = []
+    for i, row in enumerate(rows):
+        cells = []
+        for j, value in enumerate(row):
+            cls = classes[i][j] if classes and classes[i][j] else ""
+            cells.append(f'<td class="{cls}">{esc(value)}</td>' if cls else f"<td>{esc(value)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def badges(items: dict[str, Any]) -> str:
+    return '<div class="badges">' + "".join(f"<span><b>{esc(v)}</b> {esc(k)}</span>" for k, v in items.items()) + "</div>"
+
+
+def _provenance_html(p: Provenance) -> str:
+    rows = [
+        ["qckit version", p.qckit_version],
+        ["command", p.command],
+        ["created (UTC)", p.created],
+        ["python / platform", f"{p.python} / {p.platform}"],
+    ]
+    rows += [[f"input: {k}", v] for k, v in p.inputs.items()]
+    rows += [[f"definition: {k}", f"sha256 {v}"] for k, v in p.definitions.items()]
+    return table(["item", "value"], rows)
+
+
+def render(page: Page) -> str:
+    """The page as one HTML document with plotly.js inlined (only when the page has figures)."""
+    from plotly.offline import get_plotlyjs
+
+    has_figures = any(s.figures for s in page.sections)
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{esc(page.title)}</title><style>{_CSS}</style>",
+    ]
+    if has_figures:
+        parts.append(f"<script>{get_plotlyjs()}</script>")
+    parts.append(f"</head><body><header><h1>{esc(page.title)}</h1><p>{esc(page.subtitle)}</p></header><main>")
+    for n, section in enumerate(page.sections):
+        parts.append(f"<section id='s{n}'><h2>{esc(section.title)}</h2>{section.html}")
+        for k, fig in enumerate(section.figures):
+            parts.append(
+                fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{n}-{k}",
+                            config={"displaylogo": False, "responsive": True})
+            )
+        parts.append("</section>")
+    parts.append(f"<section id='provenance'><h2>Provenance</h2>{_provenance_html(page.provenance)}</section>")
+    parts.append("</main></body></html>")
+    return "".join(parts)
+
+
+def write(page: Page, path: str | Path) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(page), encoding="utf-8")
+    return out
