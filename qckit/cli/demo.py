@@ -9,6 +9,7 @@ import typer
 from qckit.cli._common import console, handle_errors, progress_bar
 from qckit.cli.scan import summary_table
 from qckit.demo import run_demo
+from qckit.report.provenance import command_line
 
 
 @handle_errors
@@ -22,8 +23,11 @@ def demo_command(
 ) -> None:
     """Generate a seeded multi-vendor dataset and run every qckit stage on it."""
     with progress_bar("demo", enabled=not quiet) as update:
-        summary = run_demo(out, data_dir=data, seed=seed, progress=update)
+        summary = run_demo(out, data_dir=data, seed=seed, progress=update, command=command_line())
     if not quiet:
         console.print(summary_table(summary.scan))
+        for name, check in summary.checks.items():
+            verdict = "FAIL" if check.failed("fail") else ("WARN" if check.failed("warn") else "PASS")
+            console.print(f"protocol {name}: {verdict} {check.counts()}")
     for name, path in summary.outputs.items():
         console.print(f"{name}: {path}", highlight=False)

@@ -3,7 +3,8 @@ missing and duplicated series per session.
 
 Matching: the candidates of a series are the entries whose `match` conditions all pass; among them the entry
 whose rules the series fails least (fail-level failures first, then warn-level), ties going to the entry declared
-first. Missing and duplicated series are judged per session (see `session_of`), only in sessions where at least
+first. Series of a modality other than the protocol's are out of scope (counted, not checked). Missing and
+duplicated series are judged per session (see `session_of`), only in sessions where at least
 one series matched the protocol (a CT study is not "missing" its MR series).
 """
 
@@ -87,6 +88,7 @@ class CheckResult:
     missing: list[dict[str, Any]]
     duplicates: list[dict[str, Any]]
     sessions: list[str]
+    out_of_scope: int = 0  # series of another modality than the protocol's, not checked
 
     def counts(self) -> dict[str, int]:
         out = {"pass": 0, "warn": 0, "fail": 0, "unmatched": 0}
@@ -96,6 +98,7 @@ class CheckResult:
                 out["unmatched"] += 1
         out["missing"] = len(self.missing)
         out["duplicates"] = len(self.duplicates)
+        out["out_of_scope"] = self.out_of_scope
         return out
 
     def failed(self, fail_on: str = "fail") -> bool:
@@ -251,7 +254,9 @@ def check_series(protocol: Protocol, rows: list[dict[str, Any]], *, session_by: 
     """Check index rows (from `qckit.dicom.scan` or `load_index`) against `protocol`."""
     if session_by not in SESSION_KEYS:
         raise ValueError(f"session_by must be one of {', '.join(SESSION_KEYS)}, not {session_by!r}")
-    checks = [match_series(protocol, row) for row in rows]
+    modalities = {m.strip().upper() for m in protocol.modality.split("/") if m.strip()}
+    in_scope = [r for r in rows if not modalities or str(r.get("Modality") or "").upper() in modalities]
+    checks = [match_series(protocol, row) for row in in_scope]
     by_session: dict[str, dict[str, list[SeriesCheck]]] = {}
     for c in checks:
         key = session_of(c.row, session_by)
@@ -280,4 +285,4 @@ def check_series(protocol: Protocol, rows: list[dict[str, Any]], *, session_by: 
                     "level": entry.duplicate_level,
                 })
     return CheckResult(protocol=protocol, series=checks, missing=missing, duplicates=duplicates,
-                       sessions=sessions)
+                       sessions=sessions, out_of_scope=len(rows) - len(in_scope))

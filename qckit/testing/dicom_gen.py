@@ -138,6 +138,8 @@ ACR_SAG_LOCALIZER = SeriesSpec(
     1,
     orientation="sagittal",
     n_slices=1,
+    slice_thickness_mm=20.0,
+    slice_gap_mm=0.0,
     repetition_time_ms=200.0,
     echo_times_ms=(20.0,),
 )
@@ -148,10 +150,10 @@ ACR_T2 = SeriesSpec(
 CT_RADIOMICS = SeriesSpec(
     "CT radiomics phantom",
     1,
-    n_slices=20,
-    rows=128,
-    columns=128,
-    pixel_spacing_mm=500.0 / 512.0,
+    n_slices=10,
+    rows=512,
+    columns=512,
+    pixel_spacing_mm=250.0 / 512.0,
     slice_thickness_mm=1.5,
     slice_gap_mm=0.0,
     repetition_time_ms=0.0,
@@ -433,9 +435,16 @@ class DemoDataset:
     series: list[WrittenSeries]
 
 
-def make_demo_dataset(root: Path, seed: int = 20260105, *, rows: int = 128) -> DemoDataset:
-    """A small multi-vendor QC session: ACR-style localizer, T1 and dual-echo T2 on three MR scanners, plus a CT
-    radiomics phantom series. About 100 files, a few MiB, written in about a second."""
+# Deviations planted in the demo session, as (scanner key, series number) -> changed parameters.
+DEMO_DEVIATIONS: dict[tuple[str, int], dict[str, object]] = {
+    ("ge-mr750-3t", 2): {"echo_times_ms": (30.0,)},  # ACR T1 acquired with TE 30 instead of 20: fail
+    ("philips-ingenia-1.5t", 1): {"slice_thickness_mm": 10.0},  # 10 mm localizer instead of 20 mm: warn
+}
+
+
+def make_demo_dataset(root: Path, seed: int = 20260105, *, rows: int = 256) -> DemoDataset:
+    """A small multi-vendor QC session: ACR localizer, T1 and dual-echo T2 on three MR scanners (with the
+    deviations in `DEMO_DEVIATIONS`), plus a CT radiomics phantom series. About 140 files, 20 MiB."""
     root = Path(root)
     written: list[WrittenSeries] = []
     mr_keys = ["siemens-skyra-3t", "ge-mr750-3t", "philips-ingenia-1.5t"]
@@ -443,6 +452,7 @@ def make_demo_dataset(root: Path, seed: int = 20260105, *, rows: int = 128) -> D
         scanner = SCANNERS[key]
         for spec in (ACR_SAG_LOCALIZER, ACR_T1, ACR_T2):
             sized = replace(spec, rows=rows, columns=rows, pixel_spacing_mm=250.0 / rows)
+            sized = replace(sized, **DEMO_DEVIATIONS.get((key, spec.series_number), {}))  # type: ignore[arg-type]
             written.append(
                 write_series(root / key / f"series{spec.series_number:02d}", scanner, sized, seed=seed)
             )
@@ -456,6 +466,7 @@ __all__ = [
     "ACR_T1",
     "ACR_T2",
     "CT_RADIOMICS",
+    "DEMO_DEVIATIONS",
     "DemoDataset",
     "SCANNERS",
     "SeriesSpec",
