@@ -56,6 +56,10 @@ def run_demo(
             definitions={loaded.path.name: loaded.sha256},
         )
         summary.checks[name] = check
-        summary.outputs[f"protocol {name} (JSON)"] = write_check_json(check, prov, out_dir / f"protocol-{name}.json")
-        summary.outputs[f"protocol {name} (HTML)"] = write_report(check, prov, out_dir / f"protocol-{name}.html")
+        summary.outputs[f"protocol {name} (JSON)"] = write_check_json(
+            check, prov, out_dir / f"protocol-{name}.json"
+        )
+        summary.outputs[f"protocol {name} (HTML)"] = write_report(
+            check, prov, out_dir / f"protocol-{name}.html"
+        )
     return summary

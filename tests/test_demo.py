@@ -20,3 +20,15 @@ def test_demo_runs_and_writes_index(tmp_path: Path):
     assert vendors == {"Siemens", "GE", "Philips"}
     assert index["errors"] == []
     assert len(index["series"]) == 13  # 3 scanners x (localizer, T1, 2 T2 echoes) + 1 CT
+    acr = json.loads((tmp_path / "demo" / "protocol-acr-mri-large.json").read_text())
+    failed = {
+        (s["folder"], r["keyword"], r["level"]) for s in acr["series"] for r in s["rules"] if not r["passed"]
+    }
+    # exactly the deviations planted in the demo session
+    assert failed == {
+        ("ge-mr750-3t/series02", "EchoTime", "fail"),
+        ("philips-ingenia-1.5t/series01", "SliceThickness", "warn"),
+    }
+    assert (tmp_path / "demo" / "protocol-acr-mri-large.html").is_file()
+    ct = json.loads((tmp_path / "demo" / "protocol-ct-radiomics-phantom.json").read_text())
+    assert [s["status"] for s in ct["series"]] == ["pass"] and ct["summary"]["out_of_scope"] == 12

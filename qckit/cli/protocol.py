@@ -38,8 +38,13 @@ def _table(result: CheckResult) -> Table:
         label = str(s.row.get("SeriesDescription") or s.row.get("ProtocolName") or "")
         if s.row.get("acquisition"):
             label += f" [{s.row['acquisition']}]"
-        t.add_row(label, str(s.row.get("folder") or ""), s.protocol_entry or "unmatched",
-                  f"[{_STYLE[s.status]}]{s.status}[/]", failed)
+        t.add_row(
+            label,
+            str(s.row.get("folder") or ""),
+            s.protocol_entry or "unmatched",
+            f"[{_STYLE[s.status]}]{s.status}[/]",
+            failed,
+        )
     return t
 
 
@@ -51,9 +56,15 @@ def check_command(
     json_out: Path | None = typer.Option(None, "--json", help="Results as JSON."),
     out: Path | None = typer.Option(None, "--out", "-o", help="One CSV line per series and rule."),
     html: Path | None = typer.Option(None, "--html", help="Self-contained HTML report."),
-    fail_on: str = typer.Option("fail", "--fail-on", help="Exit 1 when anything at this level fails: fail|warn."),
-    session_by: str = typer.Option("study", "--session-by", callback=_session_option,
-                                   help="Sessions for missing/duplicate series: study | scanner-date | all."),
+    fail_on: str = typer.Option(
+        "fail", "--fail-on", help="Exit 1 when anything at this level fails: fail|warn."
+    ),
+    session_by: str = typer.Option(
+        "study",
+        "--session-by",
+        callback=_session_option,
+        help="Sessions for missing/duplicate series: study | scanner-date | all.",
+    ),
     workers: int | None = typer.Option(None, "--workers", "-j", min=1),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -66,8 +77,12 @@ def check_command(
     result = check_series(loaded.protocol, index.series, session_by=session_by)
     prov = Provenance(
         command=command_line(),
-        inputs={"source": str(source), "series": len(index.series), "files": index.n_files,
-                "unreadable items": len(index.errors)},
+        inputs={
+            "source": str(source),
+            "series": len(index.series),
+            "files": index.n_files,
+            "unreadable items": len(index.errors),
+        },
         definitions={str(loaded.path.name): loaded.sha256},
     )
     if json_out:
@@ -81,8 +96,10 @@ def check_command(
         for m in result.missing:
             console.print(f"[{_STYLE[m['level']]}]missing[/] {m['protocol_entry']} in session {m['session']}")
         for d in result.duplicates:
-            console.print(f"[{_STYLE[d['level']]}]duplicated[/] {d['protocol_entry']} x{d['count']} in "
-                          f"session {d['session']}")
+            console.print(
+                f"[{_STYLE[d['level']]}]duplicated[/] {d['protocol_entry']} x{d['count']} in "
+                f"session {d['session']}"
+            )
     if result.failed(fail_on):
         raise typer.Exit(EXIT_CHECKS_FAILED)
 
@@ -102,16 +119,20 @@ def infer_command(
     with progress_bar("scanning", enabled=not quiet) as update:
         index = load_or_scan(source, workers=workers, progress=update)
     result = infer_protocol(index.series, name=name, rel_tol=rel_tol, session_by=session_by)
-    header = (f"Reference protocol inferred by qckit from {source}\n{command_line()}\n"
-              "Rules are majority values; review before using it as a standard.")
+    header = (
+        f"Reference protocol inferred by qckit from {source}\n{command_line()}\n"
+        "Rules are majority values; review before using it as a standard."
+    )
     text = result.to_yaml(header)
     parse_protocol(__import__("yaml").safe_load(text), output)  # what we write must load back
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
     if not quiet:
-        console.print(f"{len(result.protocol.series)} entries, "
-                      f"{sum(len(s.rules) for s in result.protocol.series)} rules, "
-                      f"{len(result.undetermined)} undetermined -> {output}")
+        console.print(
+            f"{len(result.protocol.series)} entries, "
+            f"{sum(len(s.rules) for s in result.protocol.series)} rules, "
+            f"{len(result.undetermined)} undetermined -> {output}"
+        )
         for u in result.undetermined:
             console.print(f"[yellow]undetermined[/] {u['entry']}.{u['keyword']}: {u['reason']}")
 

@@ -77,7 +77,9 @@ ATTRIBUTES: dict[str, Attribute] = {
         _t("ImageType"),
         _n("Rows", "count"),
         _n("Columns", "count"),
-        Attribute("PixelSpacing", "numbers", "length", doc="each of [row, column] spacing must satisfy the rule"),
+        Attribute(
+            "PixelSpacing", "numbers", "length", doc="each of [row, column] spacing must satisfy the rule"
+        ),
         _n("SliceThickness", "length"),
         _n("SpacingBetweenSlices", "length"),
         _n("MagneticFieldStrength", "field"),

@@ -111,7 +111,11 @@ class CheckResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "protocol": {"name": self.protocol.name, "version": self.protocol.version, "title": self.protocol.title},
+            "protocol": {
+                "name": self.protocol.name,
+                "version": self.protocol.version,
+                "title": self.protocol.title,
+            },
             "summary": self.counts(),
             "series": [s.to_dict() for s in self.series],
             "missing": self.missing,
@@ -199,8 +203,17 @@ def evaluate(cond: Condition, row: dict[str, Any]) -> RuleResult:
         msg = "" if passed else f"{cond.keyword} is {'absent' if absent else 'present'}"
         return RuleResult(cond.keyword, "present", expected, observed, unit, level, passed, msg, why)
     if absent:
-        return RuleResult(cond.keyword, cond.test, expected, None, unit, level, False,
-                          f"{cond.keyword} is absent from the header", why)
+        return RuleResult(
+            cond.keyword,
+            cond.test,
+            expected,
+            None,
+            unit,
+            level,
+            False,
+            f"{cond.keyword} is absent from the header",
+            why,
+        )
     values = observed if isinstance(observed, list) else [observed]
     passed = all(_scalar_passes(cond, v) for v in values)
     msg = "" if passed else f"{cond.keyword} = {observed}{' ' + unit if unit else ''}, expected {expected}"
@@ -271,18 +284,38 @@ def check_series(protocol: Protocol, rows: list[dict[str, Any]], *, session_by: 
         for entry in protocol.series:
             found = matched.get(entry.name, [])
             if not found and entry.required:
-                missing.append({"protocol_entry": entry.name, "title": entry.title, "session": session,
-                                "level": entry.missing_level})
+                missing.append(
+                    {
+                        "protocol_entry": entry.name,
+                        "title": entry.title,
+                        "session": session,
+                        "level": entry.missing_level,
+                    }
+                )
             if len(found) > entry.max_count:
-                duplicates.append({
-                    "protocol_entry": entry.name,
-                    "session": session,
-                    "count": len(found),
-                    "max_count": entry.max_count,
-                    "series": [{"series_uid": c.row.get("series_uid"), "acquisition": c.row.get("acquisition"),
+                duplicates.append(
+                    {
+                        "protocol_entry": entry.name,
+                        "session": session,
+                        "count": len(found),
+                        "max_count": entry.max_count,
+                        "series": [
+                            {
+                                "series_uid": c.row.get("series_uid"),
+                                "acquisition": c.row.get("acquisition"),
                                 "SeriesDescription": c.row.get("SeriesDescription"),
-                                "folder": c.row.get("folder")} for c in found],
-                    "level": entry.duplicate_level,
-                })
-    return CheckResult(protocol=protocol, series=checks, missing=missing, duplicates=duplicates,
-                       sessions=sessions, out_of_scope=len(rows) - len(in_scope))
+                                "folder": c.row.get("folder"),
+                            }
+                            for c in found
+                        ],
+                        "level": entry.duplicate_level,
+                    }
+                )
+    return CheckResult(
+        protocol=protocol,
+        series=checks,
+        missing=missing,
+        duplicates=duplicates,
+        sessions=sessions,
+        out_of_scope=len(rows) - len(in_scope),
+    )

@@ -77,7 +77,9 @@ def _value_key(value: Any) -> Any:
     return value
 
 
-def _majority_rule(keyword: str, values: list[Any], rel_tol: float) -> tuple[dict[str, Any] | None, str | None]:
+def _majority_rule(
+    keyword: str, values: list[Any], rel_tol: float
+) -> tuple[dict[str, Any] | None, str | None]:
     counts = Counter(_value_key(v) for v in values)
     ranked = counts.most_common()
     top_key, top_n = ranked[0]
@@ -95,8 +97,12 @@ def _majority_rule(keyword: str, values: list[Any], rel_tol: float) -> tuple[dic
         return rule, None
     if keyword in LEGITIMATELY_VARYING and attr.kind == "number":
         nums = [float(v) for v in values]
-        return {"keyword": keyword, "range": {"min": min(nums), "max": max(nums)}, "level": "warn",
-                "unit": attr.unit}, None
+        return {
+            "keyword": keyword,
+            "range": {"min": min(nums), "max": max(nums)},
+            "level": "warn",
+            "unit": attr.unit,
+        }, None
     if len(ranked) > 1 and ranked[1][1] == top_n:
         return None, f"tie between {ranked[0][0]!r} and {ranked[1][0]!r} ({top_n} series each)"
     return None, f"no value is in the majority ({top_n} of {len(values)} series share the most common one)"
@@ -116,7 +122,7 @@ def infer_protocol(
     for row in rows:
         base = (str(row.get("Modality") or ""), sequence_key(row))
         groups.setdefault((*base, row.get("EchoNumbers")), []).append(row)
-    for modality, seq, echo in groups:
+    for modality, seq, _echo in groups:
         if sum(1 for m, s, _ in groups if (m, s) == (modality, seq)) > 1:
             multi_echo.add((modality, seq))
     sessions = {session_of(r, session_by) for r in rows}
@@ -151,23 +157,27 @@ def infer_protocol(
             else:
                 undetermined.append({"entry": entry_name, "keyword": keyword, "reason": reason})
         in_sessions = {session_of(r, session_by) for r in members}
-        entries.append({
-            "name": entry_name,
-            "title": f"{description} ({modality}{f', echo {echo}' if (modality, seq) in multi_echo else ''})",
-            "required": len(in_sessions) * 2 >= len(sessions),
-            "max_count": max(Counter(session_of(r, session_by) for r in members).values()),
-            "match": match,
-            "rules": rules,
-        })
+        entries.append(
+            {
+                "name": entry_name,
+                "title": f"{description} ({modality}{f', echo {echo}' if (modality, seq) in multi_echo else ''})",
+                "required": len(in_sessions) * 2 >= len(sessions),
+                "max_count": max(Counter(session_of(r, session_by) for r in members).values()),
+                "match": match,
+                "rules": rules,
+            }
+        )
     modalities = sorted({str(r.get("Modality")) for r in rows if r.get("Modality")})
-    protocol = Protocol.model_validate({
-        "schema_version": 1,
-        "name": name,
-        "title": f"Reference protocol inferred from {len(rows)} series in {len(sessions)} session(s)",
-        "version": _dt.date.today().isoformat(),
-        "modality": "/".join(modalities) or "unknown",
-        "source": source,
-        "description": f"Majority per acquisition; numbers within {rel_tol:g} relative. Edit before reuse.",
-        "series": entries,
-    })
+    protocol = Protocol.model_validate(
+        {
+            "schema_version": 1,
+            "name": name,
+            "title": f"Reference protocol inferred from {len(rows)} series in {len(sessions)} session(s)",
+            "version": _dt.date.today().isoformat(),
+            "modality": "/".join(modalities) or "unknown",
+            "source": source,
+            "description": f"Majority per acquisition; numbers within {rel_tol:g} relative. Edit before reuse.",
+            "series": entries,
+        }
+    )
     return InferResult(protocol=protocol, undetermined=undetermined, groups=counts)

@@ -110,7 +110,9 @@ def load_protocol(name_or_path: str | os.PathLike[str]) -> LoadedProtocol:
         path = bundled_dir() / f"{name_or_path}.yaml"
         if not path.is_file():
             names = ", ".join(bundled_names()) or "(none found)"
-            raise ProtocolError(f"unknown protocol '{name_or_path}': not a file, nor a bundled name ({names})")
+            raise ProtocolError(
+                f"unknown protocol '{name_or_path}': not a file, nor a bundled name ({names})"
+            )
     if not path.is_file():
         raise ProtocolError(f"{path}: no such protocol file")
     raw = path.read_bytes()

@@ -65,7 +65,11 @@ def table(headers: list[str], rows: list[list[Any]], classes: list[list[str]] | 
 
 
 def badges(items: dict[str, Any]) -> str:
-    return '<div class="badges">' + "".join(f"<span><b>{esc(v)}</b> {esc(k)}</span>" for k, v in items.items()) + "</div>"
+    return (
+        '<div class="badges">'
+        + "".join(f"<span><b>{esc(v)}</b> {esc(k)}</span>" for k, v in items.items())
+        + "</div>"
+    )
 
 
 def _provenance_html(p: Provenance) -> str:
@@ -96,8 +100,12 @@ def render(page: Page) -> str:
         parts.append(f"<section id='s{n}'><h2>{esc(section.title)}</h2>{section.html}")
         for k, fig in enumerate(section.figures):
             parts.append(
-                fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{n}-{k}",
-                            config={"displaylogo": False, "responsive": True})
+                fig.to_html(
+                    full_html=False,
+                    include_plotlyjs=False,
+                    div_id=f"fig-{n}-{k}",
+                    config={"displaylogo": False, "responsive": True},
+                )
             )
         parts.append("</section>")
     parts.append(f"<section id='provenance'><h2>Provenance</h2>{_provenance_html(page.provenance)}</section>")

@@ -1,0 +1,54 @@
+"""Reports are self-contained, render without console errors in headless Chromium and leak no identifiers."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from qckit.demo import run_demo
+from qckit.testing.dicom_gen import Subject
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND",  # no network: everything must be inline
+    "--enable-logging=stderr", "--v=0", "--virtual-time-budget=8000", "--dump-dom",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def demo_reports(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    run_demo(out, data_dir=out / "dicom")
+    return out
+
+
+def test_report_is_self_contained_and_shows_thresholds(demo_reports: Path):
+    html = (demo_reports / "protocol-acr-mri-large.html").read_text()
+    assert not re.search(r"<script[^>]+src=", html), "no external scripts"
+    assert not re.search(r"<link[^>]+href=", html), "no external stylesheets"
+    assert "expected (threshold)" in html and "20 ms (±1 ms)" in html
+    assert "Provenance" in html and "sha256" in html and "qckit version" in html
+    for secret in (Subject().name, "Jane", Subject().patient_id, Subject().birth_date):
+        assert secret not in html
+
+
+def test_report_renders_in_headless_chromium(demo_reports: Path, chromium: str, tmp_path: Path):
+    report = demo_reports / "protocol-acr-mri-large.html"
+    proc = subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", report.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == [], console
+    dom = proc.stdout
+    # plotly drew both figures (bar chart and compliance map) as SVG
+    assert len(re.findall(r'id="fig-\d+-\d+"', dom)) == 2
+    assert dom.count('class="main-svg"') >= 2
+    assert "FAIL" in dom and "t1" in dom
