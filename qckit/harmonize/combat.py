@@ -1,0 +1,304 @@
+"""ComBat harmonization as a scikit-learn estimator, wrapping neuroHarmonize (ComBat itself is not re-written).
+
+Model (Johnson, Li & Rabinovic 2007, Biostatistics 8:118; Fortin et al. 2017/2018, NeuroImage 161:149 and
+167:104): for feature v, subject j in batch i,
+
+    y_ijv = alpha_v + X_ij beta_v + gamma_iv + delta_iv * eps_ijv,
+
+with location gamma and scale delta batch effects shrunk by empirical Bayes (parametric priors), and the
+harmonized value
+
+    y*_ijv = (y_ijv - alpha_v - X_ij beta_v - gamma*_iv) / delta*_iv + alpha_v + X_ij beta_v.
+
+With a reference batch (Stein et al. 2015, BMC Bioinformatics 16:63), alpha and the pooled variance come from
+that batch and its rows are left unchanged. Smooth covariate terms use neuroHarmonize's GAM (Pomponio et al. 2020,
+NeuroImage 208:116450).
+
+Input is a pandas DataFrame holding the batch column, the covariate columns and the features; the output holds
+the harmonized features only (same index), so the estimator sits at the head of a `Pipeline`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from qckit.harmonize.validate import (
+    HarmonizationError,
+    as_frame,
+    check_batches,
+    check_covariates,
+    check_design_rank,
+    report_excluded,
+    require_columns,
+    screen_features,
+)
+
+log = logging.getLogger(__name__)
+
+_PARAM_ARRAYS = ("B_hat", "grand_mean", "var_pooled", "gamma_star", "delta_star", "gamma_hat", "delta_hat",
+                 "gamma_bar", "t2", "a_prior", "b_prior")  # fmt: skip
+
+
+class _SplineBasis:
+    """The part of statsmodels' BSplines that applying a fitted GAM needs (`transform`), rebuilt from stored
+    knots so that a model file needs no pickle."""
+
+    def __init__(self, smoothers: list[dict[str, Any]]) -> None:
+        self.smoothers = smoothers
+
+    @classmethod
+    def from_bsplines(cls, bs: Any) -> _SplineBasis:
+        return cls(
+            [
+                {
+                    "knots": np.asarray(s.knots, dtype=float),
+                    "degree": int(s.degree),
+                    "include_intercept": bool(s.include_intercept),
+                    "ctransf": None
+                    if getattr(s, "ctransf", None) is None
+                    else np.asarray(s.ctransf, dtype=float),
+                }
+                for s in bs.smoothers
+            ]
+        )
+
+    def transform(self, x_new: np.ndarray) -> np.ndarray:
+        from statsmodels.gam.smooth_basis import _eval_bspline_basis
+
+        x_new = np.asarray(x_new, dtype=float)
+        if x_new.ndim == 1:
+            x_new = x_new.reshape(-1, 1)
+        parts = []
+        for i, s in enumerate(self.smoothers):
+            basis = _eval_bspline_basis(
+                x_new[:, i], s["knots"], s["degree"], deriv=0, include_intercept=s["include_intercept"]
+            )
+            parts.append(basis if s["ctransf"] is None else basis.dot(s["ctransf"]))
+        return np.hstack(parts)
+
+
+class ComBat(TransformerMixin, BaseEstimator):
+    """ComBat harmonization (see module docstring for the model and references).
+
+    Parameters
+    ----------
+    batch : column holding the batch (scanner, site, protocol) label, any name.
+    categorical_covariates, continuous_covariates : columns whose (biological) effects are preserved;
+        categorical ones are one-hot encoded (first level as reference) for you.
+    smooth_terms : continuous covariates modelled as smooth (GAM) terms.
+    smooth_term_bounds : (min, max) of the spline basis for a single smooth term.
+    ref_batch : batch whose location and scale all others are mapped to (left unchanged itself).
+    empirical_bayes : shrink the batch estimates with empirical Bayes priors (True) or use the raw ones.
+    min_batch_size : warn for batches with fewer rows (default 20, Orlhac et al. 2022 guidance).
+    on_invalid : "raise" (default) on NaN/constant/non-numeric features; "skip" or "warn" excludes them and
+        records them in `excluded_features_`.
+    features : feature columns; default: every column that is not the batch or a covariate.
+    random_state : seed for the GAM penalty search (smooth terms only).
+    """
+
+    def __init__(
+        self,
+        batch: str = "batch",
+        categorical_covariates: tuple[str, ...] | list[str] = (),
+        continuous_covariates: tuple[str, ...] | list[str] = (),
+        smooth_terms: tuple[str, ...] | list[str] = (),
+        smooth_term_bounds: tuple[float | None, float | None] = (None, None),
+        ref_batch: Any = None,
+        empirical_bayes: bool = True,
+        min_batch_size: int = 20,
+        on_invalid: str = "raise",
+        features: list[str] | None = None,
+        random_state: int | None = 0,
+    ) -> None:
+        self.batch = batch
+        self.categorical_covariates = categorical_covariates
+        self.continuous_covariates = continuous_covariates
+        self.smooth_terms = smooth_terms
+        self.smooth_term_bounds = smooth_term_bounds
+        self.ref_batch = ref_batch
+        self.empirical_bayes = empirical_bayes
+        self.min_batch_size = min_batch_size
+        self.on_invalid = on_invalid
+        self.features = features
+        self.random_state = random_state
+
+    # ---------------------------------------------------------------- helpers
+    def _covariate_names(self) -> tuple[list[str], list[str]]:
+        cat = list(self.categorical_covariates)
+        cont = list(self.continuous_covariates)
+        for s in self.smooth_terms:
+            if s not in cont:
+                raise HarmonizationError(f"smooth term '{s}' must also be a continuous covariate")
+        return cat, cont
+
+    def _encode(self, frame: pd.DataFrame, fitting: bool) -> pd.DataFrame:
+        """neuroHarmonize's covariate table: SITE plus numerically encoded covariates (positional names)."""
+        cat, cont = self._covariate_names()
+        columns: list[np.ndarray] = [frame[self.batch].astype(str).to_numpy()]
+        if fitting:
+            self.covariate_levels_ = {c: sorted(frame[c].astype(str).unique()) for c in cat}
+            self.covariate_columns_ = []
+            for c in cat:
+                self.covariate_columns_ += [f"{c}={lv}" for lv in self.covariate_levels_[c][1:]]
+            self.covariate_columns_ += cont
+        for c in cat:
+            values = frame[c].astype(str)
+            unseen = sorted(set(values) - set(self.covariate_levels_[c]))
+            if unseen:
+                raise HarmonizationError(f"covariate '{c}' has level(s) not seen in training: {unseen}")
+            columns += [(values == lv).astype(float).to_numpy() for lv in self.covariate_levels_[c][1:]]
+        columns += [frame[c].astype(float).to_numpy() for c in cont]
+        # positional names: a user covariate may itself be called "SITE"
+        names = ["SITE"] + [f"cov{i}" for i in range(len(self.covariate_columns_))]
+        return pd.DataFrame(dict(zip(names, columns, strict=True)), index=range(len(frame)))
+
+    def _smooth_positional(self) -> list[str]:
+        return [f"cov{self.covariate_columns_.index(s)}" for s in self.smooth_terms]
+
+    # ---------------------------------------------------------------- fit / transform
+    def fit(self, X: pd.DataFrame, y: Any = None) -> ComBat:
+        self._fit(X)
+        return self
+
+    def fit_transform(self, X: pd.DataFrame, y: Any = None, **fit_params: Any) -> pd.DataFrame:
+        frame, harmonized = self._fit(X)
+        return pd.DataFrame(harmonized, index=frame.index, columns=self.features_)
+
+    def _fit(self, X: Any) -> tuple[pd.DataFrame, np.ndarray]:
+        from neuroHarmonize import harmonizationLearn
+
+        if self.on_invalid not in ("raise", "skip", "warn"):
+            raise HarmonizationError(f"on_invalid must be 'raise', 'skip' or 'warn', not {self.on_invalid!r}")
+        frame = as_frame(X)
+        cat, cont = self._covariate_names()
+        require_columns(frame, [self.batch], "batch")
+        require_columns(frame, [*cat, *cont], "covariate")
+        batch = frame[self.batch]
+        check_batches(batch, self.min_batch_size, self.batch)
+        check_covariates(frame, cat, cont, batch)
+        reserved = {self.batch, *cat, *cont}
+        candidates = (
+            list(self.features)
+            if self.features is not None
+            else [c for c in frame.columns if c not in reserved]
+        )
+        require_columns(frame, candidates, "feature")
+        if not candidates:
+            raise HarmonizationError("no feature columns to harmonize")
+        screen = screen_features(frame, candidates, batch)
+        report_excluded(screen.excluded, self.on_invalid)
+        if not screen.kept:
+            raise HarmonizationError("every feature was excluded; nothing left to harmonize")
+        covars = self._encode(frame, fitting=True)
+        onehot = pd.get_dummies(covars["SITE"]).to_numpy(dtype=float)
+        check_design_rank(
+            np.hstack([onehot, covars.iloc[:, 1:].to_numpy(dtype=float)]),
+            [f"batch={b}" for b in sorted(covars["SITE"].unique())] + self.covariate_columns_,
+        )
+        ref = None if self.ref_batch is None else str(self.ref_batch)
+        if ref is not None and ref not in set(covars["SITE"]):
+            raise HarmonizationError(
+                f"reference batch {self.ref_batch!r} is not among the batches: {sorted(set(covars['SITE']))}"
+            )
+        data = frame[screen.kept].to_numpy(dtype=float)
+        smooth = self._smooth_positional()
+        kwargs: dict[str, Any] = {"eb": bool(self.empirical_bayes), "ref_batch": ref}
+        if smooth:
+            kwargs.update(
+                smooth_terms=smooth, smooth_term_bounds=tuple(self.smooth_term_bounds), seed=self.random_state
+            )
+        model, harmonized = harmonizationLearn(data, covars, **kwargs)
+        self._store(model, screen.kept, screen.excluded, frame)
+        if not np.isfinite(harmonized).all():  # never hand out silent NaNs
+            bad = [screen.kept[j] for j in np.where(~np.isfinite(harmonized).all(axis=0))[0]]
+            raise HarmonizationError(f"ComBat produced non-finite values for: {', '.join(bad[:10])}")
+        return frame, harmonized
+
+    def _store(
+        self, model: dict[str, Any], kept: list[str], excluded: dict[str, str], frame: pd.DataFrame
+    ) -> None:
+        self.features_ = list(kept)
+        self.excluded_features_ = dict(excluded)
+        self.batches_ = [str(b) for b in model["SITE_labels"]]
+        self.ref_level_ = model["info_dict"].get("ref_level")
+        self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
+        self.n_features_in_ = frame.shape[1]
+        self.batch_sizes_ = {str(k): int(v) for k, v in frame[self.batch].astype(str).value_counts().items()}
+        self.params_ = {
+            "B_hat": np.asarray(model["B_hat"], dtype=float),
+            "grand_mean": np.asarray(model["stand_mean"], dtype=float)[:, 0],
+            "var_pooled": np.asarray(model["var_pooled"], dtype=float).reshape(-1),
+            "gamma_star": np.asarray(model["gamma_star"], dtype=float),
+            "delta_star": np.asarray(model["delta_star"], dtype=float),
+            "gamma_hat": np.asarray(model["gamma_hat"], dtype=float),
+            "delta_hat": np.asarray(model["delta_hat"], dtype=float),
+            "gamma_bar": np.asarray(model["gamma_bar"], dtype=float).reshape(-1),
+            "t2": np.asarray(model["t2"], dtype=float).reshape(-1),
+            "a_prior": np.asarray(model["a_prior"], dtype=float).reshape(-1),
+            "b_prior": np.asarray(model["b_prior"], dtype=float).reshape(-1),
+        }
+        sm = model["smooth_model"]
+        self.spline_basis_ = (
+            _SplineBasis.from_bsplines(sm["bsplines_constructor"]) if sm["perform_smoothing"] else None
+        )
+        self.smooth_cols_ = [int(c) for c in sm["smooth_cols"]]
+
+    def _neuroharmonize_model(self) -> dict[str, Any]:
+        p = self.params_
+        return {
+            "SITE_labels": np.asarray(self.batches_, dtype=object),
+            "B_hat": p["B_hat"],
+            "stand_mean": p["grand_mean"][:, None],
+            "var_pooled": p["var_pooled"][:, None],
+            "gamma_star": p["gamma_star"],
+            "delta_star": p["delta_star"],
+            "info_dict": {"ref_level": self.ref_level_},
+            "smooth_model": {
+                "perform_smoothing": self.spline_basis_ is not None,
+                "smooth_cols": self.smooth_cols_,
+                "bsplines_constructor": self.spline_basis_,
+            },
+            "eb": bool(self.empirical_bayes),
+        }
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Harmonize rows from batches seen in training (an unseen batch is an error naming it)."""
+        from neuroHarmonize import harmonizationApply
+
+        check_is_fitted(self, "params_")
+        frame = as_frame(X)
+        cat, cont = self._covariate_names()
+        require_columns(frame, [self.batch], "batch")
+        require_columns(frame, [*cat, *cont], "covariate")
+        require_columns(frame, self.features_, "feature")
+        labels = frame[self.batch]
+        if labels.isna().any():
+            raise HarmonizationError(f"batch column '{self.batch}' has missing values")
+        unseen = sorted(set(labels.astype(str)) - set(self.batches_))
+        if unseen:
+            raise HarmonizationError(
+                f"batch(es) not seen when the model was fitted: {', '.join(unseen)} (known: {', '.join(self.batches_)})"
+            )
+        data = frame[self.features_].to_numpy(dtype=float)
+        if not np.isfinite(data).all():
+            bad = [self.features_[j] for j in np.where(~np.isfinite(data).all(axis=0))[0]]
+            raise HarmonizationError(f"missing or infinite values in feature(s): {', '.join(bad[:10])}")
+        covars = self._encode(frame, fitting=False)
+        harmonized = harmonizationApply(data, covars, self._neuroharmonize_model())
+        return pd.DataFrame(harmonized, index=frame.index, columns=self.features_)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        check_is_fitted(self, "params_")
+        return np.asarray(self.features_, dtype=object)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64"]
+        tags.requires_fit = True
+        return tags

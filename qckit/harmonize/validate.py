@@ -1,0 +1,157 @@
+"""Input validation for ComBat: clear errors instead of the silent NaNs peers produce.
+
+Checks, in order: the batch column and covariates exist and have no missing values; there are at least two
+batches, each with at least two rows (fewer than `min_batch_size` rows -> a warning; Orlhac et al. 2022 advise
+at least 20 to 30 per batch for stable estimates); features are numeric, finite, not constant, and not constant
+within any batch (ComBat divides by the within-batch variance); covariates are not collinear with the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from qckit.errors import QckitInputError
+
+log = logging.getLogger(__name__)
+
+
+class HarmonizationError(QckitInputError, ValueError):
+    """The data cannot be harmonized as given."""
+
+
+class SmallBatchWarning(UserWarning):
+    """A batch has fewer rows than recommended for stable ComBat estimates."""
+
+
+def _names(items: list[str], limit: int = 10) -> str:
+    shown = ", ".join(str(i) for i in items[:limit])
+    return shown + (f" (and {len(items) - limit} more)" if len(items) > limit else "")
+
+
+@dataclass
+class FeatureScreen:
+    kept: list[str]
+    excluded: dict[str, str] = field(default_factory=dict)  # feature -> reason
+
+
+def require_columns(frame: pd.DataFrame, columns: list[str], role: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise HarmonizationError(f"{role} column(s) not in the table: {_names(missing)}")
+
+
+def check_batches(batch: pd.Series, min_batch_size: int, batch_name: str) -> None:
+    if batch.isna().any():
+        raise HarmonizationError(
+            f"batch column '{batch_name}' has {int(batch.isna().sum())} missing value(s)"
+        )
+    counts = batch.astype(str).value_counts()
+    if len(counts) < 2:
+        raise HarmonizationError(
+            f"ComBat needs at least two batches; column '{batch_name}' has one ({counts.index[0]!r})"
+        )
+    tiny = sorted(counts[counts < 2].index)
+    if tiny:
+        raise HarmonizationError(
+            f"batch(es) with fewer than 2 rows cannot be harmonized: {_names(tiny)}; "
+            "merge them with a similar batch or drop them"
+        )
+    small = sorted(counts[counts < min_batch_size].index)
+    if small:
+        detail = ", ".join(f"{b} ({counts[b]} rows)" for b in small[:10])
+        msg = f"batch(es) smaller than {min_batch_size} rows give unstable ComBat estimates: {detail}"
+        warnings.warn(msg, SmallBatchWarning, stacklevel=3)
+        log.warning(msg)
+
+
+def screen_features(frame: pd.DataFrame, features: list[str], batch: pd.Series) -> FeatureScreen:
+    """Split features into usable ones and excluded ones with the reason (non-numeric, NaN/inf, constant)."""
+    excluded: dict[str, str] = {}
+    numeric: list[str] = []
+    for f in features:
+        if not pd.api.types.is_numeric_dtype(frame[f]) or pd.api.types.is_bool_dtype(frame[f]):
+            excluded[f] = f"not numeric (dtype {frame[f].dtype})"
+        else:
+            numeric.append(f)
+    values = frame[numeric].to_numpy(dtype=float)
+    finite = np.isfinite(values)
+    for j in np.where(~finite.all(axis=0))[0]:
+        excluded[numeric[j]] = f"{int((~finite[:, j]).sum())} missing or infinite value(s)"
+    ok = [j for j in range(len(numeric)) if numeric[j] not in excluded]
+    if ok:
+        sub = values[:, ok]
+        spread = np.ptp(sub, axis=0)
+        scale = np.maximum(np.abs(sub).max(axis=0), 1e-300)
+        for k in np.where(spread <= 1e-12 * scale)[0]:
+            excluded[numeric[ok[k]]] = "constant"
+        labels = batch.astype(str).to_numpy()
+        for b in np.unique(labels):
+            rows = labels == b
+            within = np.ptp(sub[rows], axis=0)
+            for k in np.where(within <= 1e-12 * scale)[0]:
+                name = numeric[ok[k]]
+                excluded.setdefault(name, f"constant within batch {b!r}")
+    kept = [f for f in features if f not in excluded]
+    return FeatureScreen(kept=kept, excluded=excluded)
+
+
+def check_covariates(
+    frame: pd.DataFrame, categorical: list[str], continuous: list[str], batch: pd.Series
+) -> None:
+    for c in [*categorical, *continuous]:
+        if frame[c].isna().any():
+            raise HarmonizationError(f"covariate '{c}' has {int(frame[c].isna().sum())} missing value(s)")
+    for c in continuous:
+        if not pd.api.types.is_numeric_dtype(frame[c]):
+            raise HarmonizationError(
+                f"continuous covariate '{c}' is not numeric (dtype {frame[c].dtype}); declare it categorical"
+            )
+    labels = batch.astype(str)
+    for c in [*categorical, *continuous]:
+        within = frame.groupby(labels, sort=False)[c].nunique()
+        if (within <= 1).all():
+            raise HarmonizationError(
+                f"covariate '{c}' is collinear with the batch (constant within every batch): ComBat would remove "
+                "its effect along with the batch effect. Drop it, or collect data where it varies within batches"
+            )
+
+
+def check_design_rank(design: np.ndarray, names: list[str]) -> None:
+    """The full design (batch indicators + covariates) must have full column rank."""
+    rank = np.linalg.matrix_rank(design)
+    if rank < design.shape[1]:
+        raise HarmonizationError(
+            f"covariates are collinear with the batch or with each other (design rank {rank} < "
+            f"{design.shape[1]} columns: {_names(names, 20)})"
+        )
+
+
+def report_excluded(excluded: dict[str, str], on_invalid: str) -> None:
+    if not excluded:
+        return
+    detail = "; ".join(f"{k}: {v}" for k, v in list(excluded.items())[:10])
+    more = f" (and {len(excluded) - 10} more)" if len(excluded) > 10 else ""
+    if on_invalid == "raise":
+        raise HarmonizationError(
+            f"{len(excluded)} feature(s) cannot be harmonized: {detail}{more}. "
+            "Remove them, or pass on_invalid='skip' to exclude them"
+        )
+    msg = f"excluded {len(excluded)} feature(s) from harmonization: {detail}{more}"
+    if on_invalid == "warn":
+        warnings.warn(msg, UserWarning, stacklevel=3)
+    log.warning(msg)
+
+
+def as_frame(X: Any) -> pd.DataFrame:
+    if isinstance(X, pd.DataFrame):
+        return X
+    raise HarmonizationError(
+        "ComBat needs a pandas DataFrame holding the batch column, the covariates and the features "
+        f"(got {type(X).__name__})"
+    )
