@@ -29,6 +29,7 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_scan.py
+	$(BIN)/python benchmarks/bench_combat.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check qckit tests benchmarks

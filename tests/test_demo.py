@@ -32,3 +32,5 @@ def test_demo_runs_and_writes_index(tmp_path: Path):
     assert (tmp_path / "demo" / "protocol-acr-mri-large.html").is_file()
     ct = json.loads((tmp_path / "demo" / "protocol-ct-radiomics-phantom.json").read_text())
     assert [s["status"] for s in ct["series"]] == ["pass"] and ct["summary"]["out_of_scope"] == 12
+    for name in ("harmonization.html", "classification.html", "cohort-features.parquet"):
+        assert (tmp_path / "demo" / name).is_file()

@@ -6,7 +6,9 @@ import typer
 
 from qckit import __version__
 from qckit.cli._common import setup_logging
+from qckit.cli.classify import classify_command
 from qckit.cli.demo import demo_command
+from qckit.cli.harmonize import app as harmonize_app
 from qckit.cli.protocol import app as protocol_app
 from qckit.cli.scan import scan_command
 
@@ -37,7 +39,9 @@ def _root(
 
 app.command("scan")(scan_command)
 app.command("demo")(demo_command)
+app.command("classify")(classify_command)
 app.add_typer(protocol_app, name="protocol")
+app.add_typer(harmonize_app, name="harmonize")
 
 
 def main() -> None:

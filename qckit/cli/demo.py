@@ -29,5 +29,17 @@ def demo_command(
         for name, check in summary.checks.items():
             verdict = "FAIL" if check.failed("fail") else ("WARN" if check.failed("warn") else "PASS")
             console.print(f"protocol {name}: {verdict} {check.counts()}")
+        h = summary.harmonization
+        console.print(
+            f"ComBat: features with a site effect {h['location_effect_pct_before']:.0f}% -> "
+            f"{h['location_effect_pct_after']:.0f}%, site AUC {h['batch_auc_before']:.2f} -> "
+            f"{h['batch_auc_after']:.2f}"
+        )
+        for r in summary.classification:
+            auc = r.pooled["roc_auc"]
+            console.print(
+                f"classification, harmonization {r.harmonize}: ROC AUC {auc['value']:.3f} "
+                f"[{auc['ci_low']:.3f}, {auc['ci_high']:.3f}]"
+            )
     for name, path in summary.outputs.items():
         console.print(f"{name}: {path}", highlight=False)

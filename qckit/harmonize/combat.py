@@ -100,6 +100,10 @@ class ComBat(TransformerMixin, BaseEstimator):
         records them in `excluded_features_`.
     features : feature columns; default: every column that is not the batch or a covariate.
     random_state : seed for the GAM penalty search (smooth terms only).
+    unseen_batch : "error" (default) when `transform` meets a batch not seen in training, or "learn": estimate
+        that batch's location and scale effects from its own rows (no labels involved; at least 2 rows), with
+        neuroCombat's least-squares and empirical-Bayes steps, keeping the trained alpha, beta and pooled
+        variance - the usual way to harmonize a new site, e.g. the held-out site of leave-one-site-out.
     """
 
     def __init__(
@@ -115,6 +119,7 @@ class ComBat(TransformerMixin, BaseEstimator):
         on_invalid: str = "raise",
         features: list[str] | None = None,
         random_state: int | None = 0,
+        unseen_batch: str = "error",
     ) -> None:
         self.batch = batch
         self.categorical_covariates = categorical_covariates
@@ -127,6 +132,7 @@ class ComBat(TransformerMixin, BaseEstimator):
         self.on_invalid = on_invalid
         self.features = features
         self.random_state = random_state
+        self.unseen_batch = unseen_batch
 
     # ---------------------------------------------------------------- helpers
     def _covariate_names(self) -> tuple[list[str], list[str]]:
@@ -206,7 +212,7 @@ class ComBat(TransformerMixin, BaseEstimator):
             raise HarmonizationError(
                 f"reference batch {self.ref_batch!r} is not among the batches: {sorted(set(covars['SITE']))}"
             )
-        data = frame[screen.kept].to_numpy(dtype=float)
+        data = screen.values
         smooth = self._smooth_positional()
         kwargs: dict[str, Any] = {"eb": bool(self.empirical_bayes), "ref_batch": ref}
         if smooth:
@@ -281,7 +287,7 @@ class ComBat(TransformerMixin, BaseEstimator):
         if labels.isna().any():
             raise HarmonizationError(f"batch column '{self.batch}' has missing values")
         unseen = sorted(set(labels.astype(str)) - set(self.batches_))
-        if unseen:
+        if unseen and self.unseen_batch != "learn":
             raise HarmonizationError(
                 f"batch(es) not seen when the model was fitted: {', '.join(unseen)} (known: {', '.join(self.batches_)})"
             )
@@ -290,8 +296,68 @@ class ComBat(TransformerMixin, BaseEstimator):
             bad = [self.features_[j] for j in np.where(~np.isfinite(data).all(axis=0))[0]]
             raise HarmonizationError(f"missing or infinite values in feature(s): {', '.join(bad[:10])}")
         covars = self._encode(frame, fitting=False)
-        harmonized = harmonizationApply(data, covars, self._neuroharmonize_model())
+        harmonized = np.empty_like(data)
+        new = covars["SITE"].isin(unseen).to_numpy()
+        if (~new).any():
+            harmonized[~new] = harmonizationApply(
+                data[~new], covars[~new].reset_index(drop=True), self._neuroharmonize_model()
+            )
+        if new.any():
+            harmonized[new] = self._learn_unseen(data[new], covars[new].reset_index(drop=True))
         return pd.DataFrame(harmonized, index=frame.index, columns=self.features_)
+
+    def _learn_unseen(self, data: np.ndarray, covars: pd.DataFrame) -> np.ndarray:
+        """Harmonize rows of batches absent from training, estimating their effects from these rows."""
+        import warnings
+
+        from neuroCombat.neuroCombat import adjust_data_final, find_parametric_adjustments
+        from neuroHarmonize.harmonizationLearn import fitLSModelAndFindPriors
+
+        if self.spline_basis_ is not None:
+            raise HarmonizationError("unseen batches cannot be learned for a model with smooth terms")
+        labels = covars["SITE"].to_numpy()
+        new = sorted(set(labels))
+        counts = {b: int((labels == b).sum()) for b in new}
+        tiny = [b for b, n in counts.items() if n < 2]
+        if tiny:
+            raise HarmonizationError(
+                f"unseen batch(es) with fewer than 2 rows cannot be learned: {', '.join(tiny)}"
+            )
+        warnings.warn(
+            "batch(es) not seen in training, effects estimated from their own rows: "
+            + ", ".join(f"{b} ({n} rows)" for b, n in counts.items()),
+            UserWarning,
+            stacklevel=3,
+        )
+        p = self.params_
+        n_trained = len(self.batches_)
+        mod_mean = covars.iloc[:, 1:].to_numpy(dtype=float) @ p["B_hat"][n_trained:, :]
+        s_data = ((data - p["grand_mean"] - mod_mean) / np.sqrt(p["var_pooled"])).T
+        design = np.column_stack([(labels == b).astype(float) for b in new])
+        info = {
+            "n_batch": len(new),
+            "n_sample": len(labels),
+            "ref_level": None,
+            "batch_info": [list(np.where(labels == b)[0]) for b in new],
+            "sample_per_batch": np.array([counts[b] for b in new]),
+        }
+        ls = fitLSModelAndFindPriors(s_data, design, info, eb=bool(self.empirical_bayes))
+        if self.empirical_bayes:
+            gamma, delta = find_parametric_adjustments(s_data, ls, info, mean_only=False)
+        else:
+            gamma, delta = ls["gamma_hat"], np.array(ls["delta_hat"])
+        out = adjust_data_final(
+            s_data.copy(),
+            design,
+            gamma,
+            delta,
+            p["grand_mean"][:, None],
+            mod_mean.T,
+            p["var_pooled"],
+            info,
+            data.T,
+        )
+        return np.asarray(out).T
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         check_is_fitted(self, "params_")

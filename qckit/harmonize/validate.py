@@ -38,6 +38,7 @@ def _names(items: list[str], limit: int = 10) -> str:
 class FeatureScreen:
     kept: list[str]
     excluded: dict[str, str] = field(default_factory=dict)  # feature -> reason
+    values: np.ndarray | None = None  # rows x kept features, float
 
 
 def require_columns(frame: pd.DataFrame, columns: list[str], role: str) -> None:
@@ -71,7 +72,8 @@ def check_batches(batch: pd.Series, min_batch_size: int, batch_name: str) -> Non
 
 
 def screen_features(frame: pd.DataFrame, features: list[str], batch: pd.Series) -> FeatureScreen:
-    """Split features into usable ones and excluded ones with the reason (non-numeric, NaN/inf, constant)."""
+    """Split features into usable ones and excluded ones with the reason (non-numeric, NaN/inf, constant overall
+    or within a batch). Per-batch ranges come from one sort by batch and `reduceat`, without per-batch copies."""
     excluded: dict[str, str] = {}
     numeric: list[str] = []
     for f in features:
@@ -80,25 +82,32 @@ def screen_features(frame: pd.DataFrame, features: list[str], batch: pd.Series) 
         else:
             numeric.append(f)
     values = frame[numeric].to_numpy(dtype=float)
-    finite = np.isfinite(values)
-    for j in np.where(~finite.all(axis=0))[0]:
-        excluded[numeric[j]] = f"{int((~finite[:, j]).sum())} missing or infinite value(s)"
-    ok = [j for j in range(len(numeric)) if numeric[j] not in excluded]
-    if ok:
-        sub = values[:, ok]
-        spread = np.ptp(sub, axis=0)
-        scale = np.maximum(np.abs(sub).max(axis=0), 1e-300)
-        for k in np.where(spread <= 1e-12 * scale)[0]:
-            excluded[numeric[ok[k]]] = "constant"
+    finite = np.isfinite(values).all(axis=0)
+    for j in np.where(~finite)[0]:
+        excluded[numeric[j]] = f"{int((~np.isfinite(values[:, j])).sum())} missing or infinite value(s)"
+    if finite.any():
         labels = batch.astype(str).to_numpy()
-        for b in np.unique(labels):
-            rows = labels == b
-            within = np.ptp(sub[rows], axis=0)
-            for k in np.where(within <= 1e-12 * scale)[0]:
-                name = numeric[ok[k]]
-                excluded.setdefault(name, f"constant within batch {b!r}")
+        order = np.argsort(labels, kind="stable")
+        sorted_labels = labels[order]
+        starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+        sub = values[order][:, finite]
+        lo = np.minimum.reduceat(sub, starts, axis=0)
+        hi = np.maximum.reduceat(sub, starts, axis=0)
+        scale = np.maximum(np.abs(hi).max(axis=0), np.abs(lo).max(axis=0))
+        scale = np.maximum(scale, 1e-300)
+        constant = hi.max(axis=0) - lo.min(axis=0) <= 1e-12 * scale
+        finite_idx = np.where(finite)[0]
+        for k in np.where(constant)[0]:
+            excluded[numeric[finite_idx[k]]] = "constant"
+        within = (hi - lo) <= 1e-12 * scale
+        for b_row, k in zip(*np.where(within & ~constant), strict=True):
+            excluded.setdefault(
+                numeric[finite_idx[k]], f"constant within batch {sorted_labels[starts[b_row]]!r}"
+            )
     kept = [f for f in features if f not in excluded]
-    return FeatureScreen(kept=kept, excluded=excluded)
+    keep_idx = [numeric.index(f) for f in kept]
+    kept_values = values if len(keep_idx) == values.shape[1] else values[:, keep_idx]
+    return FeatureScreen(kept=kept, excluded=excluded, values=kept_values)
 
 
 def check_covariates(

@@ -1,0 +1,93 @@
+"""Benchmark `qckit.harmonize.ComBat.fit` against calling neuroHarmonize directly, in one run.
+
+    python benchmarks/bench_combat.py [--rows 10000] [--features 1000] [--batches 20] [--repeats 3]
+
+Same data (seeded, with additive and multiplicative batch effects and an age covariate), same settings
+(parametric empirical Bayes, age as a linear covariate). Reports the best-of-N fit times, their ratio (target
+<= 1.2: qckit's validation and bookkeeping may add at most 20%), the largest absolute difference between the two
+harmonized outputs (target <= 1e-9), and the model file size at several row counts (it must not grow with rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from qckit.harmonize import ComBat
+from qckit.harmonize.model_io import save_model
+
+
+def make_data(rows: int, features: int, batches: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    batch = rng.integers(0, batches, rows)
+    age = rng.uniform(20, 80, rows)
+    gamma = rng.normal(0, 1, (batches, features))
+    delta = np.exp(rng.uniform(-0.7, 0.7, (batches, features)))
+    x = 10 + 0.02 * age[:, None] + gamma[batch] + delta[batch] * rng.normal(0, 1, (rows, features))
+    frame = pd.DataFrame(x, columns=[f"f{j:04d}" for j in range(features)])
+    frame["scanner"] = [f"b{b:02d}" for b in batch]
+    frame["age"] = age
+    return frame
+
+
+def best_of(fn, repeats: int) -> tuple[float, object]:
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def main() -> None:
+    from neuroHarmonize import harmonizationLearn
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=10000)
+    ap.add_argument("--features", type=int, default=1000)
+    ap.add_argument("--batches", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    frame = make_data(args.rows, args.features, args.batches)
+    feats = [c for c in frame.columns if c.startswith("f")]
+    print(
+        f"ComBat fit: {args.rows} rows x {args.features} features x {args.batches} batches, "
+        f"best of {args.repeats}"
+    )
+
+    def direct():
+        covars = pd.DataFrame({"SITE": frame["scanner"].to_numpy(), "age": frame["age"].to_numpy()})
+        return harmonizationLearn(frame[feats].to_numpy(dtype=float), covars)[1]
+
+    def qckit():
+        return ComBat(batch="scanner", continuous_covariates=["age"], features=feats).fit_transform(frame)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t_direct, y_direct = best_of(direct, args.repeats)
+        t_qckit, y_qckit = best_of(qckit, args.repeats)
+    diff = float(np.abs(np.asarray(y_direct) - y_qckit.to_numpy()).max())
+    print(f"  neuroHarmonize.harmonizationLearn   {t_direct:8.2f} s")
+    print(f"  qckit ComBat.fit_transform          {t_qckit:8.2f} s")
+    print(f"  ratio qckit / direct = {t_qckit / t_direct:.3f}   (target <= 1.2)")
+    print(f"  max |qckit - direct| = {diff:.3g}   (target <= 1e-9)")
+    print("model file size (must not grow with rows):")
+    with tempfile.TemporaryDirectory() as tmp:
+        for rows in (args.rows // 4, args.rows // 2, args.rows):
+            sub = make_data(rows, args.features, args.batches, seed=1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = ComBat(batch="scanner", continuous_covariates=["age"], features=feats).fit(sub)
+            folder = save_model(model, Path(tmp) / f"m{rows}")
+            size = sum(p.stat().st_size for p in folder.iterdir())
+            print(f"  {rows:6d} rows: {size / 1024:8.1f} KiB")
+
+
+if __name__ == "__main__":
+    main()

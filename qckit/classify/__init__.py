@@ -1,0 +1,1 @@
+"""The classifier layer: feature-table contract, leakage-free pipelines (ComBat inside the folds), metrics."""

@@ -1,0 +1,234 @@
+"""Leakage-free classification pipelines: ComBat is fitted inside every cross-validation fold.
+
+Pipeline: [ComBat on the fold's training rows | column selection] -> StandardScaler -> feature selection
+(L1-penalised logistic regression (LASSO) or univariate ANOVA F-test, k best) -> classifier (LASSO logistic
+regression, RBF SVM or random forest). Nested cross-validation: an inner grid search chooses the
+hyper-parameters on the outer training folds only; outer folds are grouped by subject (rows of one subject never
+split across train and test) or leave one site out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.feature_selection import SelectFromModel, SelectKBest, f_classif
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut, StratifiedGroupKFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from qckit.classify.contract import FeatureTable
+from qckit.classify.metrics import bootstrap_ci, point_metrics, summarise_folds
+from qckit.errors import QckitInputError
+from qckit.harmonize import ComBat
+
+MODELS = ("lasso-lr", "svm", "rf")
+SELECTIONS = ("lasso", "univariate", "none")
+
+
+class ColumnSelector(TransformerMixin, BaseEstimator):
+    """Keep the feature columns of a table (the no-harmonization counterpart of ComBat in the pipeline)."""
+
+    def __init__(self, columns: list[str] | None = None) -> None:
+        self.columns = columns
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> ColumnSelector:
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        return X[list(self.columns or [])]
+
+
+def build_pipeline(
+    table: FeatureTable,
+    *,
+    model: str = "lasso-lr",
+    harmonize: bool = True,
+    selection: str = "univariate",
+    k_best: int = 20,
+    random_state: int = 0,
+    unseen_batch: str = "error",
+) -> tuple[Pipeline, dict[str, list[Any]]]:
+    """The pipeline and its hyper-parameter grid."""
+    if model not in MODELS:
+        raise QckitInputError(f"model must be one of {', '.join(MODELS)}, not {model!r}")
+    if selection not in SELECTIONS:
+        raise QckitInputError(f"selection must be one of {', '.join(SELECTIONS)}, not {selection!r}")
+    head: Any
+    if harmonize:
+        head = ComBat(
+            batch=table.batch,
+            categorical_covariates=table.categorical,
+            continuous_covariates=table.continuous,
+            features=table.features,
+            min_batch_size=2,
+            unseen_batch=unseen_batch,
+        )
+    else:
+        head = ColumnSelector(table.features)
+    steps: list[tuple[str, Any]] = [("harmonize", head), ("scale", StandardScaler())]
+    grid: dict[str, list[Any]] = {}
+    if selection == "lasso":
+        steps.append(
+            (
+                "select",
+                SelectFromModel(
+                    LogisticRegression(l1_ratio=1.0, solver="liblinear", C=0.5, random_state=random_state)
+                ),
+            )
+        )
+        grid["select__estimator__C"] = [0.1, 0.5]
+    elif selection == "univariate":
+        steps.append(("select", SelectKBest(f_classif, k=min(k_best, len(table.features)))))
+    if model == "lasso-lr":
+        steps.append(("clf", LogisticRegression(l1_ratio=1.0, solver="liblinear", random_state=random_state)))
+        grid["clf__C"] = [0.05, 0.2, 1.0, 5.0]
+    elif model == "svm":
+        steps.append(("clf", SVC(kernel="rbf", probability=True, random_state=random_state)))
+        grid["clf__C"] = [0.3, 1.0, 3.0]
+    else:
+        steps.append(("clf", RandomForestClassifier(n_estimators=300, random_state=random_state, n_jobs=1)))
+        grid["clf__max_depth"] = [None, 4]
+    return Pipeline(steps), grid
+
+
+def _x(table: FeatureTable) -> pd.DataFrame:
+    cols = list(dict.fromkeys([table.batch, *table.covariates, *table.features]))
+    return table.frame[cols]
+
+
+@dataclass
+class ClassificationResult:
+    model: str
+    harmonize: str  # "in-fold", "none" or "whole-dataset (leaky)"
+    cv: str
+    folds: list[dict[str, Any]] = field(default_factory=list)
+    pooled: dict[str, dict[str, float]] = field(default_factory=dict)
+    fold_summary: dict[str, Any] = field(default_factory=dict)
+    predictions: pd.DataFrame | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "harmonization": self.harmonize,
+            "cv": self.cv,
+            "folds": self.folds,
+            "pooled_out_of_fold": self.pooled,
+            "per_fold": self.fold_summary,
+        }
+
+
+def nested_cv(
+    table: FeatureTable,
+    *,
+    model: str = "lasso-lr",
+    harmonize: bool = True,
+    selection: str = "univariate",
+    cv: str = "subject",
+    outer_folds: int = 5,
+    inner_folds: int = 3,
+    seed: int = 0,
+    n_boot: int = 2000,
+    label_name: str | None = None,
+) -> ClassificationResult:
+    """Nested cross-validation; `cv` is "subject" (stratified folds grouped by subject) or "site" (leave one
+    site out: the held-out site's batch effects are estimated from its own rows, without labels)."""
+    if table.label is None:
+        raise QckitInputError("a label column is required for classification")
+    y_raw = table.frame[table.label]
+    classes = sorted(y_raw.astype(str).unique())
+    if len(classes) != 2:
+        raise QckitInputError(f"label '{table.label}' must have exactly two classes, found {classes}")
+    positive = label_name if label_name is not None else classes[1]
+    y = (y_raw.astype(str) == str(positive)).astype(int).to_numpy()
+    X = _x(table)
+    subjects = table.frame[table.id].astype(str).to_numpy()
+    sites = table.frame[table.batch].astype(str).to_numpy()
+    if cv == "site":
+        splitter: Any = LeaveOneGroupOut()
+        split = splitter.split(X, y, groups=sites)
+    elif cv == "subject":
+        splitter = StratifiedGroupKFold(n_splits=outer_folds, shuffle=True, random_state=seed)
+        split = splitter.split(X, y, groups=subjects)
+    else:
+        raise QckitInputError(f"cv must be 'subject' or 'site', not {cv!r}")
+    pipe, grid = build_pipeline(
+        table,
+        model=model,
+        harmonize=harmonize,
+        selection=selection,
+        random_state=seed,
+        unseen_batch="learn" if cv == "site" else "error",
+    )
+    scores = np.full(len(y), np.nan)
+    fold_of = np.full(len(y), -1)
+    folds = []
+    for k, (train, test) in enumerate(split):
+        inner = StratifiedGroupKFold(n_splits=inner_folds, shuffle=True, random_state=seed)
+        search = GridSearchCV(clone(pipe), grid, cv=inner, scoring="roc_auc", error_score="raise")
+        search.fit(X.iloc[train], y[train], groups=subjects[train])
+        proba = search.predict_proba(X.iloc[test])[:, 1]
+        scores[test] = proba
+        fold_of[test] = k
+        m = point_metrics(y[test], proba)
+        folds.append(
+            {
+                "fold": k,
+                "n_train": len(train),
+                "n_test": len(test),
+                "best_params": search.best_params_,
+                "test_sites": sorted(set(sites[test])),
+                **m,
+            }
+        )
+    predictions = pd.DataFrame({"id": subjects, "site": sites, "y": y, "score": scores, "fold": fold_of})
+    return ClassificationResult(
+        model=model,
+        harmonize="in-fold" if harmonize else "none",
+        cv="leave-one-site-out" if cv == "site" else f"{outer_folds}-fold grouped by subject",
+        folds=folds,
+        pooled=bootstrap_ci(y, scores, n_boot=n_boot, seed=seed),
+        fold_summary=summarise_folds(folds),
+        predictions=predictions,
+    )
+
+
+def whole_dataset_harmonized(table: FeatureTable) -> FeatureTable:
+    """The table harmonized with ComBat fitted on every row (for export to other tools). Evaluating a classifier
+    on it leaks the test rows into the harmonization: use `nested_cv(harmonize=True)` for evaluation."""
+    model = ComBat(
+        batch=table.batch,
+        categorical_covariates=table.categorical,
+        continuous_covariates=table.continuous,
+        features=table.features,
+        min_batch_size=2,
+    )
+    frame = table.frame.copy()
+    frame[model.features_ if hasattr(model, "features_") else table.features] = model.fit_transform(
+        table.frame
+    )
+    return FeatureTable(
+        frame=frame,
+        id=table.id,
+        batch=table.batch,
+        features=list(model.features_),
+        categorical=table.categorical,
+        continuous=table.continuous,
+        label=table.label,
+    )
+
+
+def compare_harmonization(table: FeatureTable, **kwargs: Any) -> list[ClassificationResult]:
+    """Side by side: no harmonization, ComBat inside the folds, ComBat on the whole dataset (leaky)."""
+    none = nested_cv(table, harmonize=False, **kwargs)
+    in_fold = nested_cv(table, harmonize=True, **kwargs)
+    leaky = nested_cv(whole_dataset_harmonized(table), harmonize=False, **kwargs)
+    leaky.harmonize = "whole-dataset (leaky)"
+    return [none, in_fold, leaky]

@@ -1,0 +1,167 @@
+"""`qckit harmonize fit|apply|evaluate`: ComBat across scanners and its before/after evaluation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from qckit.classify.contract import feature_table
+from qckit.cli._common import console, handle_errors
+from qckit.harmonize import ComBat
+from qckit.harmonize.evaluate import evaluate
+from qckit.harmonize.model_io import load_model, save_model
+from qckit.report.harmonize_report import write_report
+from qckit.report.provenance import Provenance, command_line, file_sha256
+from qckit.tables import read_feature_list, read_table, write_table
+
+app = typer.Typer(help="Harmonize features across scanners with ComBat.", no_args_is_help=True)
+
+
+def _table(
+    path: Path,
+    batch: list[str],
+    id_column: str,
+    categorical: list[str],
+    continuous: list[str],
+    label: str | None,
+    stable: Path | None,
+    exclude: list[str],
+):
+    return feature_table(
+        read_table(path),
+        batch=batch,
+        id_column=id_column,
+        categorical=categorical,
+        continuous=continuous,
+        label=label,
+        stable_features=read_feature_list(stable) if stable else None,
+        exclude=exclude,
+    )
+
+
+def _evaluate_and_report(ft, harmonized, html: Path | None, json_out: Path | None, prov: Provenance) -> dict:
+    ev = evaluate(ft.frame, ft.batch, ft.features, after=harmonized, covariates=ft.covariates)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(
+            json.dumps({**ev.to_dict(), "provenance": prov.to_dict()}, indent=2, default=float)
+        )
+    if html:
+        write_report(ev, prov, html)
+    return ev.summary()
+
+
+def _print_summary(s: dict) -> None:
+    line = (
+        f"batch effect (location) {s['location_effect_pct_before']:.1f}% of features"
+        + (f" -> {s['location_effect_pct_after']:.1f}%" if "location_effect_pct_after" in s else "")
+        + f"; batch AUC {s['batch_auc_before']:.2f}"
+        + (f" -> {s['batch_auc_after']:.2f}" if s.get("batch_auc_after") is not None else "")
+    )
+    console.print(line)
+
+
+@app.command("fit")
+@handle_errors
+def fit_command(
+    features: Path = typer.Argument(..., help="Feature table (.parquet or .csv)."),
+    batch: list[str] = typer.Option(..., "--batch", "-b", help="Batch column; repeat to combine columns."),
+    output: Path = typer.Option(..., "--output", "-o", help="Model folder to write."),
+    categorical: list[str] = typer.Option([], "--categorical", help="Categorical covariate to preserve."),
+    continuous: list[str] = typer.Option([], "--continuous", help="Continuous covariate to preserve."),
+    smooth: list[str] = typer.Option([], "--smooth", help="Continuous covariate modelled as a smooth term."),
+    ref_batch: str | None = typer.Option(None, "--ref-batch", help="Reference batch (left unchanged)."),
+    no_eb: bool = typer.Option(False, "--no-eb", help="No empirical Bayes shrinkage."),
+    on_invalid: str = typer.Option(
+        "raise", "--on-invalid", help="raise | skip | warn for NaN/constant features."
+    ),
+    min_batch_size: int = typer.Option(20, "--min-batch-size", min=2),
+    id_column: str = typer.Option("subject_id", "--id"),
+    label: str | None = typer.Option(None, "--label", help="Label column (kept out of the features)."),
+    stable: Path | None = typer.Option(
+        None, "--stable-features", help="Feature list (YAML/CSV) to restrict to."
+    ),
+    exclude: list[str] = typer.Option([], "--exclude", help="Other non-feature columns."),
+    harmonized_out: Path | None = typer.Option(None, "--harmonized", help="Also write the harmonized table."),
+    html: Path | None = typer.Option(None, "--html", help="Evaluation report (HTML)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Evaluation (JSON)."),
+) -> None:
+    """Fit ComBat on a feature table and save the model (JSON + NPZ, no pickle)."""
+    ft = _table(features, batch, id_column, categorical, continuous, label, stable, exclude)
+    model = ComBat(
+        batch=ft.batch,
+        categorical_covariates=ft.categorical,
+        continuous_covariates=ft.continuous,
+        smooth_terms=smooth,
+        ref_batch=ref_batch,
+        empirical_bayes=not no_eb,
+        on_invalid=on_invalid,
+        min_batch_size=min_batch_size,
+        features=ft.features,
+    )
+    harmonized = model.fit_transform(ft.frame)
+    save_model(model, output)
+    out = ft.frame.copy()
+    out[model.features_] = harmonized
+    if harmonized_out:
+        write_table(out, harmonized_out)
+    console.print(
+        f"model: {output} ({len(model.features_)} features, {len(model.batches_)} batches"
+        + (f", {len(model.excluded_features_)} excluded" if model.excluded_features_ else "")
+        + ")"
+    )
+    if html or json_out:
+        prov = Provenance(
+            command=command_line(),
+            inputs={"features": str(features), "rows": len(ft.frame)},
+            definitions={features.name: file_sha256(features)},
+        )
+        kept = ft.features if not model.excluded_features_ else model.features_
+        ft.features = kept
+        _print_summary(_evaluate_and_report(ft, out, html, json_out, prov))
+
+
+@app.command("apply")
+@handle_errors
+def apply_command(
+    features: Path = typer.Argument(..., help="Feature table (.parquet or .csv) from known batches."),
+    model_dir: Path = typer.Option(..., "--model", "-m", help="Model folder from `harmonize fit`."),
+    output: Path = typer.Option(..., "--output", "-o", help="Harmonized table to write."),
+) -> None:
+    """Apply a saved ComBat model to new rows (an unseen batch is an error naming it)."""
+    model = load_model(model_dir)
+    frame = read_table(features)
+    harmonized = model.transform(frame)
+    out = frame.copy()
+    out[model.features_] = harmonized
+    write_table(out, output)
+    console.print(f"harmonized {len(out)} rows x {len(model.features_)} features -> {output}")
+
+
+@app.command("evaluate")
+@handle_errors
+def evaluate_command(
+    features: Path = typer.Argument(..., help="Feature table before harmonization."),
+    batch: list[str] = typer.Option(..., "--batch", "-b"),
+    harmonized: Path | None = typer.Option(None, "--harmonized", help="The same rows after harmonization."),
+    categorical: list[str] = typer.Option([], "--categorical"),
+    continuous: list[str] = typer.Option([], "--continuous"),
+    id_column: str = typer.Option("subject_id", "--id"),
+    label: str | None = typer.Option(None, "--label"),
+    stable: Path | None = typer.Option(None, "--stable-features"),
+    exclude: list[str] = typer.Option([], "--exclude"),
+    html: Path | None = typer.Option(None, "--html"),
+    json_out: Path | None = typer.Option(None, "--json"),
+) -> None:
+    """Batch and covariate effects before (and after) harmonization."""
+    ft = _table(features, batch, id_column, categorical, continuous, label, stable, exclude)
+    after = None
+    if harmonized is not None:
+        after = read_table(harmonized)
+        if len(after) != len(ft.frame):
+            raise typer.BadParameter("the harmonized table must hold the same rows, in the same order")
+        after.index = ft.frame.index
+    prov = Provenance(command=command_line(), inputs={"features": str(features), "rows": len(ft.frame)})
+    _print_summary(_evaluate_and_report(ft, after, html, json_out, prov))
