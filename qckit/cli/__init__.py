@@ -8,7 +8,9 @@ from qckit import __version__
 from qckit.cli._common import setup_logging
 from qckit.cli.classify import classify_command
 from qckit.cli.demo import demo_command
+from qckit.cli.extract import extract_command
 from qckit.cli.harmonize import app as harmonize_app
+from qckit.cli.normalize import normalize_command
 from qckit.cli.protocol import app as protocol_app
 from qckit.cli.scan import scan_command
 
@@ -40,6 +42,8 @@ def _root(
 app.command("scan")(scan_command)
 app.command("demo")(demo_command)
 app.command("classify")(classify_command)
+app.command("normalize")(normalize_command)
+app.command("extract")(extract_command)
 app.add_typer(protocol_app, name="protocol")
 app.add_typer(harmonize_app, name="harmonize")
 

@@ -1,0 +1,50 @@
+"""`qckit extract MANIFEST.csv --params params.yaml -o features.parquet`: pyradiomics at scale."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from qckit.cli._common import EXIT_CHECKS_FAILED, console, err_console, handle_errors, progress_bar
+from qckit.errors import QckitInputError
+from qckit.features import Normalization, load_settings, read_manifest, run_extraction
+from qckit.features.params import ExtractionSettings
+
+
+@handle_errors
+def extract_command(
+    manifest: Path = typer.Argument(..., help="CSV: subject_id, image, mask[, label_value, norm_mask, ...]."),
+    output: Path = typer.Option(..., "--output", "-o", help="Feature table (.parquet or .csv)."),
+    params: Path | None = typer.Option(
+        None, "--params", "-p", help="pyradiomics params YAML (+ normalization)."
+    ),
+    normalize: str | None = typer.Option(
+        None, "--normalize", help="none | zscore | whitestripe (overrides params)."
+    ),
+    contrast: str = typer.Option("t1", "--contrast", help="WhiteStripe contrast with --normalize."),
+    workers: int | None = typer.Option(None, "--workers", "-j", min=1, help="Local worker processes."),
+    scheduler: str | None = typer.Option(
+        None, "--scheduler", help="Dask scheduler address (tcp://host:8786)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Extract radiomic features; resumable (finished cases are kept), failed cases listed; exit 1 if any failed."""
+    if workers and scheduler:
+        raise QckitInputError("use --workers (local) or --scheduler (Dask), not both")
+    cases = read_manifest(manifest)
+    settings = load_settings(params)
+    if normalize is not None:
+        settings = ExtractionSettings(
+            radiomics=settings.radiomics, normalization=Normalization(method=normalize, contrast=contrast)
+        )
+    with progress_bar("extracting", enabled=not quiet) as update:
+        run = run_extraction(cases, settings, output, workers=workers, scheduler=scheduler, progress=update)
+    console.print(
+        f"{len(run.table)} case(s) extracted ({run.computed} computed, {run.resumed} resumed), "
+        f"{len(run.failed)} failed" + (f" -> {run.output}" if run.output else "")
+    )
+    for f in run.failed:
+        err_console.print(f"[red]failed[/] {f['subject_id']} ({f['image']}): {f['reason']}", highlight=False)
+    if run.failed:
+        raise typer.Exit(EXIT_CHECKS_FAILED)
