@@ -27,13 +27,22 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -m ''
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_scan.py
-	$(BIN)/python benchmarks/bench_combat.py
+# Benchmarks run in .venv-bench: qckit plus the peers they compare against (not project dependencies).
+BENCH_STAMP := .venv-bench/.qckit-installed
+$(BENCH_STAMP): pyproject.toml
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/python -m pip install --quiet --upgrade pip wheel
+	.venv-bench/bin/python -m pip install --quiet -e '.[dev]' 'intensity-normalization==3.0.1'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	.venv-bench/bin/python benchmarks/bench_scan.py
+	.venv-bench/bin/python benchmarks/bench_combat.py
+	.venv-bench/bin/python benchmarks/bench_extract.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check qckit tests benchmarks
 	$(BIN)/ruff format --check qckit tests benchmarks
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-bench build *.egg-info .pytest_cache

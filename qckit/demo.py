@@ -4,8 +4,9 @@ Stages so far:
 1. a multi-vendor synthetic QC session is written as DICOM and indexed (`qckit scan`);
 2. its series are checked against the ACR large-phantom and CT radiomics-phantom protocols, with an HTML report
    (two deviations are planted: a T1 with TE 30 ms and a 10 mm localizer);
-3. a synthetic multi-site cohort feature table (planted additive and multiplicative site effects, age and sex
-   effects, a binary label) is harmonized with ComBat and evaluated before/after;
+3. a synthetic cohort on three virtual scanners (different gain, offset and noise; a lesion whose texture depends
+   on a binary label) is WhiteStripe-normalized and its lesion features extracted with pyradiomics; the features
+   are harmonized with ComBat and evaluated before/after;
 4. the label is classified with nested cross-validation without harmonization, with ComBat inside the folds,
    and with ComBat fitted on the whole dataset (leaky), side by side.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 from qckit.classify.contract import feature_table
 from qckit.classify.pipeline import ClassificationResult, compare_harmonization
 from qckit.dicom import ScanResult, scan, write_json, write_table
+from qckit.features import Case, ExtractionSettings, Normalization, run_extraction
 from qckit.harmonize import ComBat
 from qckit.harmonize.evaluate import evaluate
 from qckit.protocols import CheckResult, check_series, load_protocol
@@ -27,9 +29,8 @@ from qckit.protocols.output import write_check_json
 from qckit.report import classify_report, harmonize_report
 from qckit.report.protocol_report import write_report
 from qckit.report.provenance import Provenance
-from qckit.tables import write_table as write_feature_table
+from qckit.testing.brain import make_cohort
 from qckit.testing.dicom_gen import make_demo_dataset
-from qckit.testing.features import make_feature_table
 
 DEMO_PROTOCOLS = ("acr-mri-large", "ct-radiomics-phantom")
 
@@ -79,23 +80,54 @@ def run_demo(
     return summary
 
 
+DEMO_EXTRACTION = {
+    "setting": {"binWidth": 0.25},  # WhiteStripe units: a quarter of the white-matter stripe SD per bin
+    "imageType": {"Original": {}},
+    "featureClass": {"firstorder": [], "glcm": [], "glrlm": [], "glszm": [], "gldm": [], "ngtdm": []},
+}
+
+
 def _harmonize_and_classify(summary: DemoSummary, out_dir: Path, seed: int, command: str) -> None:
-    table, _ = make_feature_table(
-        n_sites=4, n_per_site=40, n_features=30, label_effect=0.6, seed=seed % 2**31
-    )
-    summary.outputs["cohort features"] = write_feature_table(table, out_dir / "cohort-features.parquet")
-    ft = feature_table(table, batch="site", categorical=["sex"], continuous=["age"], label="label")
+    with tempfile.TemporaryDirectory(prefix="qckit-cohort-") as tmp:
+        cohort = make_cohort(Path(tmp), n_per_scanner=16, seed=seed % 2**31)
+        cases = [
+            Case(
+                str(r["subject_id"]),
+                str(r["image"]),
+                str(r["mask"]),
+                1,
+                str(r["norm_mask"]),
+                {"scanner": r["scanner"], "label": r["label"], "age": r["age"]},
+            )
+            for r in cohort.manifest_rows()
+        ]
+        settings = ExtractionSettings(radiomics=DEMO_EXTRACTION, normalization=Normalization("whitestripe"))
+        run = run_extraction(cases, settings, out_dir / "cohort-features.parquet")
+    summary.outputs["cohort features"] = out_dir / "cohort-features.parquet"
+    table = run.table
+    ft = feature_table(table, batch="scanner", continuous=["age"], label="label", exclude=["label_value"])
     prov = Provenance(
-        command=command, inputs={"source": f"synthetic cohort (seed {seed})", "rows": len(table)}
+        command=command,
+        inputs={
+            "source": f"synthetic cohort (seed {seed})",
+            "rows": len(table),
+            "features": len(ft.features),
+        },
     )
-    harmonized = ComBat(
-        batch="site", categorical_covariates=["sex"], continuous_covariates=["age"], features=ft.features
-    ).fit_transform(table)
-    ev = evaluate(table, "site", ft.features, after=harmonized, covariates=["age", "sex"])
+    model = ComBat(
+        batch="scanner",
+        continuous_covariates=["age"],
+        features=ft.features,
+        on_invalid="skip",
+        min_batch_size=10,
+    )
+    harmonized = model.fit_transform(table)
+    ev = evaluate(table, "scanner", model.features_, after=harmonized, covariates=["age"])
     summary.harmonization = ev.summary()
     summary.outputs["harmonization (HTML)"] = harmonize_report.write_report(
         ev, prov, out_dir / "harmonization.html"
     )
+    ft.features = list(model.features_)
     summary.classification = compare_harmonization(ft, model="lasso-lr", selection="univariate", n_boot=1000)
     summary.outputs["classification (HTML)"] = classify_report.write_report(
         summary.classification, prov, out_dir / "classification.html"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 from typer.testing import CliRunner
 
 from qckit.cli import app
@@ -34,3 +35,5 @@ def test_demo_runs_and_writes_index(tmp_path: Path):
     assert [s["status"] for s in ct["series"]] == ["pass"] and ct["summary"]["out_of_scope"] == 12
     for name in ("harmonization.html", "classification.html", "cohort-features.parquet"):
         assert (tmp_path / "demo" / name).is_file()
+    cohort = pd.read_parquet(tmp_path / "demo" / "cohort-features.parquet")
+    assert len(cohort) == 48 and {"scanner", "label", "age", "original_glcm_Contrast"} <= set(cohort.columns)

@@ -4,7 +4,7 @@ Each finished case is written at once, atomically (temporary file + rename), to 
 re-run skips cases already there (failed ones are retried). The parts folder remembers the settings it was made
 with and refuses to mix settings. At the end the parts are combined, in manifest order, into the output table
 (Parquet or CSV) with a provenance sidecar `<output>.provenance.json`. Local and Dask runs call the same per-case
-function, so they produce identical tables.
+function, so they produce identical tables. Each worker uses one core (`--workers N` = N cores).
 """
 
 from __future__ import annotations
@@ -32,10 +32,19 @@ from qckit.tables import write_table
 ProgressCallback = Callable[[int, int], None]
 
 
-def run_case(case: Case, settings: ExtractionSettings) -> dict[str, Any]:
-    """Never raises: a failure comes back as {'key', 'error'} so one case cannot stop the others."""
+def single_threaded() -> None:
+    """One core per worker: ITK filters (SimpleITK, used by pyradiomics for LoG/wavelet/resampling) and BLAS
+    would otherwise each start threads on every core and the workers would fight over them."""
+    import SimpleITK as sitk
+
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+
+
+def run_case(case: Case, settings: ExtractionSettings) -> dict[str, Any]:
+    """Never raises: a failure comes back as {'key', 'error'} so one case cannot stop the others."""
+    single_threaded()
     try:
         return extract_case(case, settings)
     except CaseError as exc:
@@ -87,8 +96,14 @@ def _prepare_parts(output: Path, settings: ExtractionSettings) -> Path:
 
 def _local(todo: list[Case], settings: ExtractionSettings, workers: int) -> Iterable[dict[str, Any]]:
     if workers <= 1 or len(todo) <= 1:
-        for case in todo:
-            yield run_case(case, settings)
+        import SimpleITK as sitk
+
+        threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+        try:  # in the caller's own process: leave its ITK thread setting as it was
+            for case in todo:
+                yield run_case(case, settings)
+        finally:
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
         return
     method = "fork" if os.name == "posix" and threading.active_count() == 1 else "spawn"
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method)) as pool:

@@ -3,7 +3,7 @@
 A head ellipsoid holds three tissues: white matter (the largest class), grey matter, and CSF, with partial-volume
 smoothing and Gaussian noise. T1 ordering: CSF < GM < WM (WM the brightest peak); T2: WM < GM < CSF (WM still the
 largest peak). A scanner multiplies by a gain, adds an offset and its own noise. Cohort subjects also carry a
-spherical lesion whose texture depends on a binary label (label 1: coarse granular texture; label 0: fine).
+spherical lesion whose texture grain depends on a binary label (coarser for label 1), overlapping between classes.
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ class Cohort:
                 "image": str(c.image),
                 "mask": str(c.mask),
                 "label_value": 1,
+                "norm_mask": str(c.image).replace("_T1w.nii.gz", "_brainmask.nii.gz"),
                 "scanner": c.scanner,
                 "label": c.label,
                 "age": c.age,
@@ -96,14 +97,19 @@ COHORT_SCANNERS = (
 
 
 def lesion_texture(shape: tuple[int, int, int], label: int, rng: np.random.Generator) -> np.ndarray:
-    """Zero-mean texture, coarse (label 1) or fine (label 0), of similar variance."""
-    noise = rng.normal(0, 1, shape)
-    tex = gaussian_filter(noise, 1.6 if label else 0.5)
+    """Zero-mean, unit-variance texture whose grain size depends on the label, with overlap between classes:
+    smoothing sigma drawn from U(0.75, 1.15) voxels for label 1 and U(0.55, 0.95) for label 0."""
+    sigma = rng.uniform(0.75, 1.15) if label else rng.uniform(0.55, 0.95)
+    tex = gaussian_filter(rng.normal(0, 1, shape), sigma)
     return tex / tex.std()
 
 
 def make_cohort(
-    root: Path, n_per_scanner: int = 8, shape: tuple[int, int, int] = (32, 40, 40), seed: int = 0
+    root: Path,
+    n_per_scanner: int = 8,
+    shape: tuple[int, int, int] = (32, 40, 40),
+    seed: int = 0,
+    lesion_radius: float = 6.0,
 ) -> Cohort:
     """Write NIfTI images and lesion masks for `n_per_scanner` subjects on each of `COHORT_SCANNERS`."""
     import SimpleITK as sitk
@@ -119,7 +125,7 @@ def make_cohort(
             volume, brain, _ = brain_volume(shape, scanner=scanner, seed=int(rng.integers(1 << 30)))
             z, y, x = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
             centre = np.array(shape) // 2 + rng.integers(-3, 4, 3)
-            lesion = ((z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2) <= 6.0**2
+            lesion = ((z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2) <= lesion_radius**2
             texture = lesion_texture(shape, label, rng)
             volume = np.where(
                 lesion,

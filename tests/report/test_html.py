@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from qckit.demo import run_demo
-from qckit.testing.dicom_gen import Subject
+from qckit.dicom import scan
+from qckit.protocols import check_series, load_protocol
+from qckit.report.protocol_report import write_report
+from qckit.report.provenance import Provenance
+from qckit.testing.dicom_gen import Subject, make_demo_dataset
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -21,8 +24,16 @@ CHROMIUM_FLAGS = [
 
 @pytest.fixture(scope="module")
 def demo_reports(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The protocol report of the demo session (the demo's first two stages, without the cohort stages)."""
     out = tmp_path_factory.mktemp("demo")
-    run_demo(out, data_dir=out / "dicom")
+    data = make_demo_dataset(out / "dicom")
+    loaded = load_protocol("acr-mri-large")
+    result = check_series(loaded.protocol, scan(data.root, workers=1).series)
+    write_report(
+        result,
+        Provenance(command="test", definitions={loaded.path.name: loaded.sha256}),
+        out / "protocol-acr-mri-large.html",
+    )
     return out
 
 
