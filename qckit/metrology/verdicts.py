@@ -1,0 +1,128 @@
+"""Stability verdicts over tidy tables (one row per measurement: feature, condition, subject, repeat, value).
+
+- repeatable (per feature and condition): precision CV over repeat scans <= threshold (default 15%, the EMA
+  bioanalytical method validation criterion: EMA/CHMP/EWP/192217/2009 rev.1, 2011, section 4.1.5). The CV is
+  the log-scale wCV when all values are positive, else the RMS wCV; fewer than `min_repeats` repeats ->
+  "insufficient";
+- accurate: |relative bias against ground truth| <= threshold (default 15%, same guideline), where truth is known;
+  the bias is computed per subject (ROI) against its own true value, then averaged over subjects;
+- reproducible (per feature across conditions): between-condition CV of the condition means <= threshold, and
+  optionally the lower 95% bound of ICC(2,1) >= `icc_min`.
+Each verdict is "pass", "fail" or "insufficient" and comes with the numbers it was decided on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from qckit.metrology.agreement import icc
+from qckit.metrology.precision import between_condition_cv, relative_bias, repeatability
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    cv_percent: float = 15.0
+    bias_percent: float = 15.0
+    between_cv_percent: float = 15.0
+    icc_min: float | None = None
+    min_repeats: int = 3
+
+
+def _matrix(group: pd.DataFrame, subject: str, repeat: str, value: str) -> np.ndarray:
+    wide = group.pivot_table(index=subject, columns=repeat, values=value, aggfunc="first")
+    return wide.dropna(axis=0, how="any").to_numpy(dtype=float)
+
+
+def repeatability_table(
+    data: pd.DataFrame,
+    *,
+    feature: str = "feature",
+    condition: str = "scanner",
+    subject: str = "roi",
+    repeat: str = "repeat",
+    value: str = "value",
+    truth: str | None = None,
+    thresholds: Thresholds = Thresholds(),
+) -> pd.DataFrame:
+    """Per (feature, condition): repeatability statistics, bias against truth, and verdicts."""
+    rows = []
+    for (feat, cond), group in data.groupby([feature, condition], sort=True):
+        m = _matrix(group, subject, repeat, value)
+        row: dict = {
+            feature: feat,
+            condition: cond,
+            "n_subjects": m.shape[0],
+            "n_repeats": m.shape[1] if m.size else 0,
+        }
+        if m.shape[0] >= 1 and m.shape[1] >= 2:
+            r = repeatability(m)
+            cv = r.wcv_log if r.wcv_log is not None else r.wcv
+            row.update(
+                {
+                    "mean": r.mean,
+                    "wsd": r.wsd,
+                    "wcv": r.wcv,
+                    "wcv_log": r.wcv_log,
+                    "cv": cv,
+                    "cv_ci_low": r.wcv_ci[0],
+                    "cv_ci_high": r.wcv_ci[1],
+                    "rc": r.rc,
+                }
+            )
+            if m.shape[1] < thresholds.min_repeats:
+                row["repeatable"] = "insufficient"
+            else:
+                row["repeatable"] = "pass" if np.isfinite(cv) and cv <= thresholds.cv_percent else "fail"
+        else:
+            row["repeatable"] = "insufficient"
+        if truth is not None and group[truth].notna().any():
+            # each subject (ROI) against its own ground truth, then the mean over subjects
+            per_subject = [
+                relative_bias(g[value].to_numpy(dtype=float), float(g[truth].dropna().iloc[0]))
+                for _, g in group.groupby(subject)
+                if g[truth].notna().any()
+            ]
+            bias = float(np.mean(per_subject))
+            row["relative_bias"] = bias
+            row["accurate"] = "pass" if np.isfinite(bias) and abs(bias) <= thresholds.bias_percent else "fail"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def reproducibility_table(
+    data: pd.DataFrame,
+    *,
+    feature: str = "feature",
+    condition: str = "scanner",
+    subject: str = "roi",
+    value: str = "value",
+    thresholds: Thresholds = Thresholds(),
+) -> pd.DataFrame:
+    """Per feature across conditions: between-condition CV (per subject, averaged), ICC(2,1) with CI, verdict."""
+    rows = []
+    for feat, group in data.groupby(feature, sort=True):
+        means = group.groupby([subject, condition])[value].mean().unstack(condition).dropna()
+        n_cond = means.shape[1]
+        row: dict = {feature: feat, "n_conditions": n_cond, "n_subjects": means.shape[0]}
+        if n_cond < 2 or means.shape[0] < 1:
+            row["reproducible"] = "insufficient"
+            rows.append(row)
+            continue
+        cvs = [between_condition_cv(means.loc[s].to_numpy()) for s in means.index]
+        row["between_cv"] = float(np.sqrt(np.nanmean(np.square(cvs))))
+        ok = np.isfinite(row["between_cv"]) and row["between_cv"] <= thresholds.between_cv_percent
+        if means.shape[0] >= 2:
+            i = icc(means.to_numpy(), "ICC(2,1)")
+            row.update({"icc21": i.value, "icc21_ci_low": i.ci[0], "icc21_ci_high": i.ci[1]})
+            if thresholds.icc_min is not None:
+                ok = ok and i.ci[0] >= thresholds.icc_min
+        elif thresholds.icc_min is not None:
+            row["reproducible"] = "insufficient"
+            rows.append(row)
+            continue
+        row["reproducible"] = "pass" if ok else "fail"
+        rows.append(row)
+    return pd.DataFrame(rows)
