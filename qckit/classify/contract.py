@@ -8,6 +8,7 @@ a stable-feature list when one is given.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -105,3 +106,14 @@ def feature_table(
         label=label,
         dropped_features=dropped,
     )
+
+
+def load_feature_table(
+    path: str | os.PathLike[str], *, stable: str | os.PathLike[str] | None = None, **kwargs: object
+) -> FeatureTable:
+    """Read a feature table (and an optional stable-feature list) from disk and apply `feature_table`."""
+    from qckit.tables import read_feature_list, read_table
+
+    return feature_table(
+        read_table(path), stable_features=read_feature_list(stable) if stable else None, **kwargs
+    )  # type: ignore[arg-type]

@@ -46,6 +46,19 @@ class ColumnSelector(TransformerMixin, BaseEstimator):
         return X[list(self.columns or [])]
 
 
+def table_combat(table: FeatureTable, **kwargs: Any) -> ComBat:
+    """ComBat configured from a feature table's batch, covariates and features (batches of 2+ rows allowed:
+    cross-validation folds are small)."""
+    return ComBat(
+        batch=table.batch,
+        categorical_covariates=table.categorical,
+        continuous_covariates=table.continuous,
+        features=table.features,
+        min_batch_size=2,
+        **kwargs,
+    )
+
+
 def build_pipeline(
     table: FeatureTable,
     *,
@@ -63,14 +76,7 @@ def build_pipeline(
         raise QckitInputError(f"selection must be one of {', '.join(SELECTIONS)}, not {selection!r}")
     head: Any
     if harmonize:
-        head = ComBat(
-            batch=table.batch,
-            categorical_covariates=table.categorical,
-            continuous_covariates=table.continuous,
-            features=table.features,
-            min_batch_size=2,
-            unseen_batch=unseen_batch,
-        )
+        head = table_combat(table, unseen_batch=unseen_batch)
     else:
         head = ColumnSelector(table.features)
     steps: list[tuple[str, Any]] = [("harmonize", head), ("scale", StandardScaler())]
@@ -203,17 +209,10 @@ def nested_cv(
 def whole_dataset_harmonized(table: FeatureTable) -> FeatureTable:
     """The table harmonized with ComBat fitted on every row (for export to other tools). Evaluating a classifier
     on it leaks the test rows into the harmonization: use `nested_cv(harmonize=True)` for evaluation."""
-    model = ComBat(
-        batch=table.batch,
-        categorical_covariates=table.categorical,
-        continuous_covariates=table.continuous,
-        features=table.features,
-        min_batch_size=2,
-    )
+    model = table_combat(table)
+    harmonized = model.fit_transform(table.frame)
     frame = table.frame.copy()
-    frame[model.features_ if hasattr(model, "features_") else table.features] = model.fit_transform(
-        table.frame
-    )
+    frame[model.features_] = harmonized
     return FeatureTable(
         frame=frame,
         id=table.id,

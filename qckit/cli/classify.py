@@ -7,13 +7,13 @@ from pathlib import Path
 
 import typer
 
-from qckit.classify.contract import feature_table
+from qckit.classify.contract import load_feature_table
 from qckit.classify.pipeline import compare_harmonization, nested_cv, whole_dataset_harmonized
 from qckit.cli._common import console, handle_errors
 from qckit.errors import QckitInputError
 from qckit.report.classify_report import write_report
 from qckit.report.provenance import Provenance, command_line, file_sha256
-from qckit.tables import read_feature_list, read_table, write_table
+from qckit.tables import write_table
 
 
 @handle_errors
@@ -44,14 +44,14 @@ def classify_command(
     """Nested cross-validated classification; ComBat is fitted inside each training fold."""
     if cv not in ("subject", "site"):
         raise QckitInputError(f"--cv must be 'subject' or 'site', not '{cv}'")
-    ft = feature_table(
-        read_table(features),
+    ft = load_feature_table(
+        features,
         batch=batch,
         id_column=id_column,
         categorical=categorical,
         continuous=continuous,
         label=label,
-        stable_features=read_feature_list(stable) if stable else None,
+        stable=stable,
         exclude=exclude,
     )
     kwargs = {"model": model, "selection": selection, "cv": cv, "outer_folds": folds, "seed": seed}

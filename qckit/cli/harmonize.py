@@ -7,38 +7,16 @@ from pathlib import Path
 
 import typer
 
-from qckit.classify.contract import feature_table
+from qckit.classify.contract import load_feature_table
 from qckit.cli._common import console, handle_errors
 from qckit.harmonize import ComBat
 from qckit.harmonize.evaluate import evaluate
 from qckit.harmonize.model_io import load_model, save_model
 from qckit.report.harmonize_report import write_report
 from qckit.report.provenance import Provenance, command_line, file_sha256
-from qckit.tables import read_feature_list, read_table, write_table
+from qckit.tables import read_table, write_table
 
 app = typer.Typer(help="Harmonize features across scanners with ComBat.", no_args_is_help=True)
-
-
-def _table(
-    path: Path,
-    batch: list[str],
-    id_column: str,
-    categorical: list[str],
-    continuous: list[str],
-    label: str | None,
-    stable: Path | None,
-    exclude: list[str],
-):
-    return feature_table(
-        read_table(path),
-        batch=batch,
-        id_column=id_column,
-        categorical=categorical,
-        continuous=continuous,
-        label=label,
-        stable_features=read_feature_list(stable) if stable else None,
-        exclude=exclude,
-    )
 
 
 def _evaluate_and_report(ft, harmonized, html: Path | None, json_out: Path | None, prov: Provenance) -> dict:
@@ -89,7 +67,16 @@ def fit_command(
     json_out: Path | None = typer.Option(None, "--json", help="Evaluation (JSON)."),
 ) -> None:
     """Fit ComBat on a feature table and save the model (JSON + NPZ, no pickle)."""
-    ft = _table(features, batch, id_column, categorical, continuous, label, stable, exclude)
+    ft = load_feature_table(
+        features,
+        batch=batch,
+        id_column=id_column,
+        categorical=categorical,
+        continuous=continuous,
+        label=label,
+        stable=stable,
+        exclude=exclude,
+    )
     model = ComBat(
         batch=ft.batch,
         categorical_covariates=ft.categorical,
@@ -156,7 +143,16 @@ def evaluate_command(
     json_out: Path | None = typer.Option(None, "--json"),
 ) -> None:
     """Batch and covariate effects before (and after) harmonization."""
-    ft = _table(features, batch, id_column, categorical, continuous, label, stable, exclude)
+    ft = load_feature_table(
+        features,
+        batch=batch,
+        id_column=id_column,
+        categorical=categorical,
+        continuous=continuous,
+        label=label,
+        stable=stable,
+        exclude=exclude,
+    )
     after = None
     if harmonized is not None:
         after = read_table(harmonized)
