@@ -11,6 +11,7 @@ from qckit.cli.demo import demo_command
 from qckit.cli.extract import extract_command
 from qckit.cli.harmonize import app as harmonize_app
 from qckit.cli.normalize import normalize_command
+from qckit.cli.phantom import app as phantom_app
 from qckit.cli.protocol import app as protocol_app
 from qckit.cli.scan import scan_command
 
@@ -46,6 +47,7 @@ app.command("normalize")(normalize_command)
 app.command("extract")(extract_command)
 app.add_typer(protocol_app, name="protocol")
 app.add_typer(harmonize_app, name="harmonize")
+app.add_typer(phantom_app, name="phantom")
 
 
 def main() -> None:

@@ -68,8 +68,11 @@ def load_settings(path: str | os.PathLike[str] | None) -> ExtractionSettings:
 
 def validate_radiomics(params: dict[str, Any], where: Path | str = "params") -> None:
     """Let pyradiomics validate the parameters (its schema), turning its error into ours."""
+    import logging
+
     from radiomics import featureextractor
 
+    logging.getLogger("radiomics").setLevel(logging.ERROR)  # its advice on bin counts is not an error of ours
     try:
         featureextractor.RadiomicsFeatureExtractor(dict(params))
     except Exception as exc:  # pykwalify / ValueError with pyradiomics' message

@@ -177,7 +177,8 @@ def _combine(
     for case in cases:
         ok, err = parts / f"{case.key}.json", parts / f"{case.key}.error.json"
         if ok.exists():
-            rows.append(json.loads(ok.read_text())["row"])
+            # features from the part; identity and pass-through columns from today's manifest (they may change)
+            rows.append({**json.loads(ok.read_text())["row"], "subject_id": case.subject_id, **case.metadata})
         elif err.exists():
             failed.append(
                 {

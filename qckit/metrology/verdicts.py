@@ -19,7 +19,12 @@ import numpy as np
 import pandas as pd
 
 from qckit.metrology.agreement import icc
-from qckit.metrology.precision import between_condition_cv, relative_bias, repeatability
+from qckit.metrology.precision import (
+    between_condition_cv,
+    relative_bias,
+    repeatability,
+    reproducibility_coefficient,
+)
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,9 @@ def repeatability_table(
                     "rc": r.rc,
                 }
             )
+            if m.shape[0] >= 2:
+                i = icc(m, "ICC(2,1)")
+                row.update({"icc21": i.value, "icc21_ci_low": i.ci[0], "icc21_ci_high": i.ci[1]})
             if m.shape[1] < thresholds.min_repeats:
                 row["repeatable"] = "insufficient"
             else:
@@ -99,9 +107,12 @@ def reproducibility_table(
     condition: str = "scanner",
     subject: str = "roi",
     value: str = "value",
+    repeat: str | None = None,
     thresholds: Thresholds = Thresholds(),
 ) -> pd.DataFrame:
-    """Per feature across conditions: between-condition CV (per subject, averaged), ICC(2,1) with CI, verdict."""
+    """Per feature across conditions: between-condition CV (per subject, RMS over subjects), ICC(2,1) of the
+    subjects x condition-means matrix with CI, and (given `repeat`, when every condition has >= 2 repeats of the
+    same subjects) the reproducibility coefficient RDC; verdict on the CV (and ICC lower bound if configured)."""
     rows = []
     for feat, group in data.groupby(feature, sort=True):
         means = group.groupby([subject, condition])[value].mean().unstack(condition).dropna()
@@ -114,6 +125,15 @@ def reproducibility_table(
         cvs = [between_condition_cv(means.loc[s].to_numpy()) for s in means.index]
         row["between_cv"] = float(np.sqrt(np.nanmean(np.square(cvs))))
         ok = np.isfinite(row["between_cv"]) and row["between_cv"] <= thresholds.between_cv_percent
+        if repeat is not None:
+            mats = [
+                _matrix(g, subject, repeat, value)
+                for _, g in group[group[subject].isin(means.index)].groupby(condition)
+            ]
+            if len(mats) >= 2 and all(m.shape[1] >= 2 and m.shape[0] == means.shape[0] for m in mats):
+                k = min(m.shape[1] for m in mats)
+                rdc = reproducibility_coefficient([m[:, :k] for m in mats])
+                row.update({"rdc": rdc["rdc"], "sigma_between": rdc["sigma_between_conditions"]})
         if means.shape[0] >= 2:
             i = icc(means.to_numpy(), "ICC(2,1)")
             row.update({"icc21": i.value, "icc21_ci_low": i.ci[0], "icc21_ci_high": i.ci[1]})

@@ -77,7 +77,7 @@ class LoadedProtocol:
     sha256: str
 
 
-def _format_error(path: Path, exc: ValidationError) -> str:
+def format_validation_error(path: Path, exc: ValidationError, what: str = "protocol") -> str:
     lines = []
     for err in exc.errors():
         loc = ""
@@ -89,7 +89,7 @@ def _format_error(path: Path, exc: ValidationError) -> str:
         elif err["type"] == "literal_error":
             msg = f"{msg} (got {err.get('input')!r})"
         lines.append(f"  {loc or '(top level)'}: {msg}")
-    return f"{path}: invalid protocol ({len(lines)} problem(s)):\n" + "\n".join(lines)
+    return f"{path}: invalid {what} ({len(lines)} problem(s)):\n" + "\n".join(lines)
 
 
 def parse_protocol(data: Any, path: Path) -> Protocol:
@@ -98,7 +98,7 @@ def parse_protocol(data: Any, path: Path) -> Protocol:
     try:
         return Protocol.model_validate(data)
     except ValidationError as exc:
-        raise ProtocolError(_format_error(path, exc)) from None
+        raise ProtocolError(format_validation_error(path, exc)) from None
 
 
 def load_protocol(name_or_path: str | os.PathLike[str]) -> LoadedProtocol:

@@ -1,0 +1,1 @@
+"""Phantoms: definitions, synthetic scanner, localization, ROI measurement and stability analysis."""

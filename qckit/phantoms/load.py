@@ -1,0 +1,78 @@
+"""Load phantom definitions (by bundled name or by path) into validated `Phantom` models.
+
+Same strictness as protocols: duplicate YAML keys and unknown keys are errors naming the file and key path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from qckit.errors import QckitInputError
+from qckit.phantoms.models import Phantom
+from qckit.protocols.load import ProtocolError, format_validation_error, load_yaml
+
+ENV_DIR = "QCKIT_PHANTOMS_DIR"
+
+
+class PhantomError(QckitInputError):
+    """A phantom definition cannot be read or is invalid."""
+
+
+def bundled_dir() -> Path:
+    """`$QCKIT_PHANTOMS_DIR`, else the repository's `phantoms/` folder next to the package."""
+    env = os.environ.get(ENV_DIR)
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "phantoms"
+
+
+def bundled_names() -> list[str]:
+    d = bundled_dir()
+    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+
+
+@dataclass(frozen=True)
+class LoadedPhantom:
+    phantom: Phantom
+    path: Path
+    sha256: str
+
+
+def parse_phantom(data: Any, path: Path) -> Phantom:
+    if not isinstance(data, dict):
+        raise PhantomError(f"{path}: a phantom file must be a YAML mapping, got {type(data).__name__}")
+    try:
+        return Phantom.model_validate(data)
+    except ValidationError as exc:
+        raise PhantomError(format_validation_error(path, exc, "phantom definition")) from None
+
+
+def load_phantom(name_or_path: str | os.PathLike[str]) -> LoadedPhantom:
+    """A bundled phantom by name (e.g. `acr-mri-large`) or any definition file by path."""
+    candidate = Path(name_or_path)
+    if candidate.suffix.lower() in (".yaml", ".yml") or candidate.exists():
+        path = candidate
+    else:
+        path = bundled_dir() / f"{name_or_path}.yaml"
+        if not path.is_file():
+            names = ", ".join(bundled_names()) or "(none found)"
+            raise PhantomError(f"unknown phantom '{name_or_path}': not a file, nor a bundled name ({names})")
+    if not path.is_file():
+        raise PhantomError(f"{path}: no such phantom definition file")
+    try:
+        data = load_yaml(path)
+    except ProtocolError as exc:
+        raise PhantomError(str(exc)) from None
+    return LoadedPhantom(parse_phantom(data, path), path, hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def json_schema_text() -> str:
+    schema = Phantom.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "qckit phantom definition (schema_version 1)"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"

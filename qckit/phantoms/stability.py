@@ -1,0 +1,164 @@
+"""Which features are stable: repeatability per scanner+protocol, reproducibility across scanners/protocols/sites,
+accuracy against ground truth, and the stable-feature list the harmonization and classifier stages read.
+
+Verdicts come from `qckit.metrology.verdicts` (EMA 15% criteria, configurable): a feature is stable when it is
+repeatable (precision CV <= threshold) under every condition measured, not inaccurate where ground truth is known
+(|relative bias| <= threshold), and, in a reproducibility run, reproducible (between-condition CV <= threshold,
+optionally ICC(2,1) lower 95% bound >= a minimum). A feature with too few repeats anywhere is not declared stable
+("insufficient"). The classic ROI intensity measurements (`intensity_*`) are reported but not listed: they are
+QC measurements, not model features.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from qckit.errors import QckitInputError
+from qckit.metrology.verdicts import Thresholds, repeatability_table, reproducibility_table
+from qckit.phantoms.measure import INTENSITY_FEATURES
+
+GROUPINGS = ("scanner", "protocol", "site")
+
+
+class TooFewRepeatsError(QckitInputError):
+    """Not enough repeat scans (or conditions) to decide anything."""
+
+
+@dataclass
+class Stability:
+    repeatability: pd.DataFrame
+    reproducibility: pd.DataFrame | None
+    features: pd.DataFrame  # feature, stable, reason, worst_cv, between_cv, relative_bias
+    thresholds: Thresholds
+    by: str | None
+
+
+def with_condition(long: pd.DataFrame) -> pd.DataFrame:
+    out = long.copy()
+    out["condition"] = out["scanner"].astype(str) + " | " + out["protocol"].astype(str)
+    return out
+
+
+def check_repeats(long: pd.DataFrame, min_repeats: int) -> None:
+    counts = with_condition(long).groupby("condition")["repeat"].nunique()
+    if counts.empty or counts.max() < 2:
+        raise TooFewRepeatsError(
+            "too few repeats: repeatability needs at least 2 scans of the phantom with the same protocol on the "
+            f"same scanner; found {', '.join(f'{c}: {n}' for c, n in counts.items()) or 'none'}"
+        )
+    if counts.max() < min_repeats:
+        raise TooFewRepeatsError(
+            f"too few repeats: at most {counts.max()} scan(s) per scanner+protocol, the verdicts need "
+            f"{min_repeats} (lower it with --min-repeats {counts.max()} to decide on {counts.max()} repeats)"
+        )
+
+
+def analyse(long: pd.DataFrame, thresholds: Thresholds = Thresholds(), by: str | None = None) -> Stability:
+    """Repeatability per condition (scanner | protocol), reproducibility across `by` when given."""
+    if by is not None and by not in GROUPINGS:
+        raise QckitInputError(f"--by must be one of {', '.join(GROUPINGS)}, not {by!r}")
+    data = with_condition(long.dropna(subset=["value"]))
+    rep = repeatability_table(
+        data, condition="condition", subject="roi", repeat="repeat", truth="truth", thresholds=thresholds
+    )
+    repro = None
+    if by is not None:
+        n_groups = data[by].nunique()
+        if n_groups < 2:
+            raise TooFewRepeatsError(
+                f"reproducibility by {by} needs at least 2 different {by}s; the scans come from {n_groups}"
+            )
+        repro = reproducibility_table(
+            data, condition=by, subject="roi", repeat="repeat", thresholds=thresholds
+        )
+    return Stability(rep, repro, _feature_verdicts(rep, repro), thresholds, by)
+
+
+def _feature_verdicts(rep: pd.DataFrame, repro: pd.DataFrame | None) -> pd.DataFrame:
+    rows = []
+    repro_by = repro.set_index("feature") if repro is not None else None
+    for feat, g in rep.groupby("feature", sort=True):
+        reasons = []
+        verdicts = set(g["repeatable"])
+        if "fail" in verdicts:
+            bad = g.loc[g["repeatable"] == "fail", "condition"].tolist()
+            reasons.append(f"not repeatable on {len(bad)} of {len(g)} condition(s)")
+        if "insufficient" in verdicts:
+            reasons.append("too few repeats on some condition")
+        if "accurate" in g and (g["accurate"] == "fail").any():
+            reasons.append("bias beyond threshold")
+        between = np.nan
+        if repro_by is not None and feat in repro_by.index:
+            r = repro_by.loc[feat]
+            between = r.get("between_cv", np.nan)
+            if r["reproducible"] == "fail":
+                reasons.append("not reproducible across conditions")
+            elif r["reproducible"] == "insufficient":
+                reasons.append("reproducibility undetermined")
+        cv = pd.to_numeric(g.get("cv"), errors="coerce")
+        bias = pd.to_numeric(g.get("relative_bias"), errors="coerce") if "relative_bias" in g else None
+        rows.append(
+            {
+                "feature": feat,
+                "stable": not reasons,
+                "reason": "; ".join(reasons)
+                or "repeatable everywhere" + ("" if repro_by is None else ", reproducible"),
+                "worst_cv": float(cv.max()) if cv is not None and cv.notna().any() else np.nan,
+                "between_cv": float(between) if between is not None else np.nan,
+                "max_abs_bias": float(bias.abs().max())
+                if bias is not None and bias.notna().any()
+                else np.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def write_outputs(stab: Stability, out_dir: Path, phantom: str, extra: dict | None = None) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "repeatability": out_dir / "repeatability.csv",
+        "stable_csv": out_dir / "stable-features.csv",
+        "stable_yaml": out_dir / "stable-features.yaml",
+        "summary": out_dir / "summary.json",
+    }
+    stab.repeatability.to_csv(paths["repeatability"], index=False)
+    if stab.reproducibility is not None:
+        paths["reproducibility"] = out_dir / "reproducibility.csv"
+        stab.reproducibility.to_csv(paths["reproducibility"], index=False)
+    listed = stab.features[~stab.features["feature"].isin(INTENSITY_FEATURES)]
+    listed.to_csv(paths["stable_csv"], index=False)
+    doc = {
+        "phantom": phantom,
+        "criteria": asdict(stab.thresholds) | {"reproducibility_by": stab.by},
+        "features": [str(f) for f in listed.loc[listed["stable"], "feature"]],
+        "unstable": [str(f) for f in listed.loc[~listed["stable"], "feature"]],
+    }
+    paths["stable_yaml"].write_text(
+        "# stable features from a qckit phantom run; read by qckit harmonize/classify --features\n"
+        + yaml.safe_dump(doc, sort_keys=False)
+    )
+    summary = {
+        "phantom": phantom,
+        "thresholds": asdict(stab.thresholds),
+        "reproducibility_by": stab.by,
+        "n_features": int(len(listed)),
+        "n_stable": int(listed["stable"].sum()),
+        "conditions": sorted(stab.repeatability["condition"].unique().tolist()),
+        "repeatable_by_condition": {
+            c: {k: int(v) for k, v in g["repeatable"].value_counts().items()}
+            for c, g in stab.repeatability.groupby("condition")
+        },
+        **(extra or {}),
+    }
+    if stab.reproducibility is not None:
+        summary["reproducible"] = {
+            k: int(v) for k, v in stab.reproducibility["reproducible"].value_counts().items()
+        }
+    paths["summary"].write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return paths
