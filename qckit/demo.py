@@ -8,27 +8,35 @@ Stages so far:
    on a binary label) is WhiteStripe-normalized and its lesion features extracted with pyradiomics; the features
    are harmonized with ComBat and evaluated before/after;
 4. the label is classified with nested cross-validation without harmonization, with ComBat inside the folds,
-   and with ComBat fitted on the whole dataset (leaky), side by side.
+   and with ComBat fitted on the whole dataset (leaky), side by side;
+5. pre-study scanner qualification: the qckit texture phantom is scanned 3 times on each of the three virtual
+   scanners (synthetic phantom scanner), its ROIs found and measured, repeatability/reproducibility decided with
+   the EMA 15% criteria, and the resulting stable-feature list restricts a fourth classification run (in-fold
+   ComBat on the phantom-stable features only).
 """
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from qckit.classify.contract import feature_table
-from qckit.classify.pipeline import ClassificationResult, compare_harmonization
+from qckit.classify.pipeline import ClassificationResult, compare_harmonization, nested_cv
 from qckit.dicom import ScanResult, scan, write_json, write_table
 from qckit.features import Case, ExtractionSettings, Normalization, run_extraction
 from qckit.harmonize import ComBat
 from qckit.harmonize.evaluate import evaluate
+from qckit.phantoms.load import load_phantom
+from qckit.phantoms.run import PhantomRun, run_phantom
+from qckit.phantoms.synth import PRESET_SCANNERS, synthesize
 from qckit.protocols import CheckResult, check_series, load_protocol
 from qckit.protocols.output import write_check_json
 from qckit.report import classify_report, harmonize_report
 from qckit.report.protocol_report import write_report
 from qckit.report.provenance import Provenance
+from qckit.tables import read_feature_list
 from qckit.testing.brain import make_cohort
 from qckit.testing.dicom_gen import make_demo_dataset
 
@@ -42,6 +50,7 @@ class DemoSummary:
     harmonization: dict = field(default_factory=dict)
     classification: list[ClassificationResult] = field(default_factory=list)
     outputs: dict[str, Path] = field(default_factory=dict)
+    phantom: PhantomRun | None = None
 
 
 def run_demo(
@@ -76,8 +85,20 @@ def run_demo(
         summary.outputs[f"protocol {name} (HTML)"] = write_report(
             check, prov, out_dir / f"protocol-{name}.html"
         )
-    _harmonize_and_classify(summary, out_dir, seed, command)
+    stable = _phantom_qualification(summary, out_dir, seed, command)
+    _harmonize_and_classify(summary, out_dir, seed, command, stable)
     return summary
+
+
+def _phantom_qualification(summary: DemoSummary, out_dir: Path, seed: int, command: str) -> list[str]:
+    phantom = load_phantom("qckit-texture").phantom
+    with tempfile.TemporaryDirectory(prefix="qckit-phantom-") as tmp:
+        synthesize(phantom, Path(tmp), scanners=PRESET_SCANNERS, repeats=3, seed=seed % 2**31)
+        run = run_phantom(tmp, phantom.name, out_dir / "phantom", by="scanner", command=command)
+    summary.phantom = run
+    summary.outputs["phantom reproducibility (HTML)"] = run.outputs["report"]
+    summary.outputs["stable features (YAML)"] = run.outputs["stable_yaml"]
+    return read_feature_list(run.outputs["stable_yaml"])
 
 
 DEMO_EXTRACTION = {
@@ -87,7 +108,9 @@ DEMO_EXTRACTION = {
 }
 
 
-def _harmonize_and_classify(summary: DemoSummary, out_dir: Path, seed: int, command: str) -> None:
+def _harmonize_and_classify(
+    summary: DemoSummary, out_dir: Path, seed: int, command: str, stable: list[str] | None = None
+) -> None:
     with tempfile.TemporaryDirectory(prefix="qckit-cohort-") as tmp:
         cohort = make_cohort(Path(tmp), n_per_scanner=16, seed=seed % 2**31)
         cases = [
@@ -128,7 +151,14 @@ def _harmonize_and_classify(summary: DemoSummary, out_dir: Path, seed: int, comm
         ev, prov, out_dir / "harmonization.html"
     )
     ft.features = list(model.features_)
-    summary.classification = compare_harmonization(ft, model="lasso-lr", selection="univariate", n_boot=1000)
+    options = {"model": "lasso-lr", "selection": "univariate", "n_boot": 1000}
+    summary.classification = compare_harmonization(ft, **options)
+    keep = [f for f in ft.features if f in set(stable or [])]
+    if keep:
+        ft_stable = replace(ft, features=keep)
+        r = nested_cv(ft_stable, harmonize=True, **options)
+        r.harmonize = f"in-fold, {len(keep)} phantom-stable features"
+        summary.classification.append(r)
     summary.outputs["classification (HTML)"] = classify_report.write_report(
         summary.classification, prov, out_dir / "classification.html"
     )

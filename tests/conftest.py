@@ -46,3 +46,11 @@ def chromium() -> str:
     if path is None:
         pytest.skip("headless Chromium unavailable: install the Debian package 'chromium' to run this test")
     return path
+
+
+@pytest.fixture(scope="session")
+def chromium_optional() -> str | None:
+    """Chromium's path when it is already installed (no install attempt, no skip): for tests with a browser step."""
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")

@@ -35,5 +35,11 @@ def test_demo_runs_and_writes_index(tmp_path: Path):
     assert [s["status"] for s in ct["series"]] == ["pass"] and ct["summary"]["out_of_scope"] == 12
     for name in ("harmonization.html", "classification.html", "cohort-features.parquet"):
         assert (tmp_path / "demo" / name).is_file()
+    phantom = tmp_path / "demo" / "phantom"
+    assert (phantom / "phantom-reproducibility.html").is_file()
+    summary = json.loads((phantom / "summary.json").read_text())
+    assert summary["scans"] == 9 and summary["problems"] == [] and len(summary["conditions"]) == 3
+    assert 0 < summary["n_stable"] < summary["n_features"]
+    assert "phantom-stable features" in (tmp_path / "demo" / "classification.html").read_text()
     cohort = pd.read_parquet(tmp_path / "demo" / "cohort-features.parquet")
     assert len(cohort) == 48 and {"scanner", "label", "age", "original_glcm_Contrast"} <= set(cohort.columns)

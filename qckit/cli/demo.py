@@ -35,6 +35,14 @@ def demo_command(
             f"{h['location_effect_pct_after']:.0f}%, site AUC {h['batch_auc_before']:.2f} -> "
             f"{h['batch_auc_after']:.2f}"
         )
+        if summary.phantom is not None:
+            feats = summary.phantom.stability.features
+            listed = feats[~feats["feature"].str.startswith("intensity_")]
+            console.print(
+                f"phantom qualification ({summary.phantom.measurement.phantom.name}, "
+                f"{len(summary.phantom.measurement.scans)} scans): {int(listed['stable'].sum())} of {len(listed)} "
+                "features repeatable (CV <= 15%) on every scanner and reproducible (between-scanner CV <= 15%)"
+            )
         for r in summary.classification:
             auc = r.pooled["roc_auc"]
             console.print(

@@ -1,6 +1,7 @@
 """Find a phantom in an image: centre and diameter per slice, and in-plane rotation. From pixels, not headers.
 
-- Outline: Otsu threshold (Otsu 1979, IEEE Trans SMC 9:62-66), largest connected component, holes filled.
+- Outline: Otsu threshold (Otsu 1979, IEEE Trans SMC 9:62-66) of log(1 + signal), so that a bright insert does
+  not split the fill from the phantom, largest connected component, holes filled.
 - Centre and diameter: least-squares circle fit to the outline pixels (Kasa 1976, IEEE Trans Instrum Meas
   25:8-14), refitted once without the outline points more than 2 px off the first circle (notches, fill ports
   and air bubbles do not pull the centre).
@@ -53,7 +54,9 @@ def body_mask(image: np.ndarray) -> np.ndarray:
     """The largest bright connected region, holes filled."""
     if not np.isfinite(image).any() or float(np.nanmax(image) - np.nanmin(image)) == 0.0:
         return np.zeros(image.shape, bool)
-    mask = image > otsu_threshold(image)
+    # Otsu on the log of the signal: background vs object, not dim fill vs a bright insert
+    shifted = np.log1p(np.clip(image - np.nanpercentile(image, 0.5), 0, None))
+    mask = shifted > otsu_threshold(shifted)
     mask = ndimage.binary_opening(mask, iterations=2)
     labels, n = ndimage.label(mask)
     if n == 0:

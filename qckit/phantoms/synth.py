@@ -5,8 +5,10 @@ Image model of one slice of one scan (all effects seeded, ground truth written t
     I = | g_scan * B(x, y) * (PSF * O)(x, y) + offset + n_re + i n_im |
 
 O is the object (`qckit.phantoms.render`, integrated over the slice thickness and the pixel), PSF a Gaussian of
-`psf_fwhm_mm`, B a smooth bias field (linear + quadratic, peak deviation `bias`), g_scan = gain x (1 + e) with
-e ~ N(0, repeat_gain_cv) drawn per repeat (scan-to-scan calibration variation: the planted repeatability CV),
+`psf_fwhm_mm`, B a smooth bias field (linear + quadratic, peak deviation `bias`), g_scan = gain x exp(e - s^2/2)
+with e ~ N(0, s^2), s^2 = ln(1 + repeat_gain_cv^2), drawn per repeat: log-normal scan-to-scan calibration
+variation with mean 1 and CV exactly `repeat_gain_cv` (the planted repeatability CV; the log-scale wCV estimates
+it without bias),
 n ~ N(0, noise_sd) per channel (magnitude of complex Gaussian noise gives the Rician statistics of MR magnitude
 images; noise_sd 0 gives the noise-free image). Each repeat also gets an in-plane shift ~ N(0, shift_mm) and a
 rotation ~ N(0, rotation_deg) of the phantom. Headers carry the scanner's vendor, model, serial and the series'
@@ -181,7 +183,10 @@ def synthesize(
         n, thickness, gap = _stack(phantom, sc)
         for rep in range(1, repeats + 1):
             rng = np.random.default_rng([seed, s_idx, rep])
-            gain = sc.gain * (1.0 + rng.normal(0.0, sc.repeat_gain_cv)) if sc.repeat_gain_cv else sc.gain
+            s2 = math.log1p(sc.repeat_gain_cv**2)
+            gain = (
+                sc.gain * math.exp(rng.normal(0.0, math.sqrt(s2)) - s2 / 2) if sc.repeat_gain_cv else sc.gain
+            )
             shift = (
                 (float(rng.normal(0, sc.shift_mm)), float(rng.normal(0, sc.shift_mm)))
                 if sc.shift_mm
