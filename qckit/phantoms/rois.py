@@ -89,8 +89,12 @@ def _mask2d(
 
 
 def _extent_mm(roi: ROI) -> float:
-    reach = roi.radius_mm if roi.shape == "circle" else float(np.hypot(*roi.size_mm)) / 2  # type: ignore[misc]
-    return float(np.hypot(*roi.center_mm)) + float(reach)
+    """How far the ROI reaches from the phantom centre (a rotation about the centre does not change it)."""
+    cx, cy = roi.center_mm
+    if roi.shape == "circle":
+        return float(np.hypot(cx, cy)) + float(roi.radius_mm)  # type: ignore[arg-type]
+    w, h = roi.size_mm  # type: ignore[misc]
+    return max(float(np.hypot(cx + sx * w / 2, cy + sy * h / 2)) for sx in (-1, 1) for sy in (-1, 1))
 
 
 def place_rois(volume: Volume, phantom: Phantom, where: str = "") -> Placement:
