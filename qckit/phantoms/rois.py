@@ -15,7 +15,7 @@ from qckit.dicom.volume import Volume
 from qckit.errors import QckitInputError
 from qckit.phantoms.localize import Outline, Rotation, estimate_rotation, find_outline
 from qckit.phantoms.models import ROI, Phantom
-from qckit.phantoms.render import rotate_to_image
+from qckit.phantoms.render import rotate_to_image, rotate_to_phantom
 
 
 class MissingROIError(QckitInputError):
@@ -80,10 +80,7 @@ def _mask2d(
     x_mm, y_mm = (xx - cx) * pixel[0], (yy - cy) * pixel[1]
     if roi.shape == "circle":
         return x_mm * x_mm + y_mm * y_mm <= roi.radius_mm**2  # type: ignore[operator]
-    # rectangle: back into the phantom frame
-    t = np.deg2rad(rotation_deg)
-    u = np.cos(t) * x_mm - np.sin(t) * y_mm
-    v = np.sin(t) * x_mm + np.cos(t) * y_mm
+    u, v = rotate_to_phantom(x_mm, y_mm, rotation_deg)  # rectangle: test in the phantom frame
     w, h = roi.size_mm  # type: ignore[misc]
     return (np.abs(u) <= w / 2) & (np.abs(v) <= h / 2)
 
