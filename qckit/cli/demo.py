@@ -36,8 +36,7 @@ def demo_command(
             f"{h['batch_auc_after']:.2f}"
         )
         if summary.phantom is not None:
-            feats = summary.phantom.stability.features
-            listed = feats[~feats["feature"].str.startswith("intensity_")]
+            listed = summary.phantom.stability.listed
             console.print(
                 f"phantom qualification ({summary.phantom.measurement.phantom.name}, "
                 f"{len(summary.phantom.measurement.scans)} scans): {int(listed['stable'].sum())} of {len(listed)} "

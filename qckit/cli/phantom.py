@@ -59,8 +59,7 @@ def _thresholds(
 
 
 def _print(run: PhantomRun) -> None:
-    f = run.stability.features
-    listed = f[~f["feature"].str.startswith("intensity_")]
+    listed = run.stability.listed
     t = Table(title="repeatability per condition (features: pass / fail / insufficient)")
     for col in ("condition", "pass", "fail", "insufficient", "median CV %"):
         t.add_column(col)

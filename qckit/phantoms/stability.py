@@ -38,6 +38,11 @@ class Stability:
     thresholds: Thresholds
     by: str | None
 
+    @property
+    def listed(self) -> pd.DataFrame:
+        """The feature verdicts that go into the stable-feature list (without the `intensity_*` QC measures)."""
+        return self.features[~self.features["feature"].isin(INTENSITY_FEATURES)]
+
 
 def with_condition(long: pd.DataFrame) -> pd.DataFrame:
     out = long.copy()
@@ -131,7 +136,7 @@ def write_outputs(stab: Stability, out_dir: Path, phantom: str, extra: dict | No
     if stab.reproducibility is not None:
         paths["reproducibility"] = out_dir / "reproducibility.csv"
         stab.reproducibility.to_csv(paths["reproducibility"], index=False)
-    listed = stab.features[~stab.features["feature"].isin(INTENSITY_FEATURES)]
+    listed = stab.listed
     listed.to_csv(paths["stable_csv"], index=False)
     doc = {
         "phantom": phantom,

@@ -154,7 +154,7 @@ def write_report(
 ) -> Path:
     th = stab.thresholds
     rep = stab.repeatability
-    listed = stab.features[~stab.features["feature"].str.startswith("intensity_")]
+    listed = stab.listed
     page = Page(
         title=title,
         subtitle=(
@@ -202,7 +202,7 @@ def write_report(
     page.add("ROIs on the images", "", [f for f in (_overlay_figure(m, s) for s in firsts) if f is not None])
     page.add(f"Precision CV per feature (threshold {th.cv_percent:g}%)", "", [_cv_figure(rep, th.cv_percent)])
     ba_feats = ["intensity_mean"]
-    med = rep[~rep["feature"].str.startswith("intensity_")].groupby("feature")["cv"].max().dropna()
+    med = rep[rep["feature"].isin(listed["feature"])].groupby("feature")["cv"].max().dropna()
     if not med.empty:
         ba_feats.append(str((med - med.median()).abs().idxmin()))
     ba_figs = [f for f in (_bland_altman_figure(m.long, feat) for feat in ba_feats) if f is not None]
