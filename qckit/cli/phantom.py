@@ -52,12 +52,6 @@ def synth_command(
     console.print(f"{len(res.repeats)} series of {p.name} from {len(chosen)} scanner(s) -> {output}")
 
 
-def _thresholds(
-    cv: float, bias: float, between_cv: float, icc_min: float | None, min_repeats: int
-) -> Thresholds:
-    return Thresholds(cv, bias, between_cv, icc_min, min_repeats)
-
-
 def _print(run: PhantomRun) -> None:
     listed = run.stability.listed
     t = Table(title="repeatability per condition (features: pass / fail / insufficient)")
@@ -98,7 +92,7 @@ def _options(by: str | None):  # noqa: ANN202 - a typer command factory
         with progress_bar("extracting", enabled=not quiet) as update:
             run = run_phantom(
                 folder, phantom, output, params=params, by=group if by is not None else None,
-                thresholds=_thresholds(cv, bias, between_cv, icc_min, min_repeats), workers=workers,
+                thresholds=Thresholds(cv, bias, between_cv, icc_min, min_repeats), workers=workers,
                 progress=update, command=command_line(),
             )  # fmt: skip
         _print(run)
