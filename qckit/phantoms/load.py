@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from qckit.errors import QckitInputError
 from qckit.phantoms.models import Phantom
-from qckit.protocols.load import ProtocolError, format_validation_error, load_yaml
+from qckit.protocols.load import format_validation_error, load_yaml, resolve_definition, yaml_names
 
 ENV_DIR = "QCKIT_PHANTOMS_DIR"
 
@@ -32,8 +32,7 @@ def bundled_dir() -> Path:
 
 
 def bundled_names() -> list[str]:
-    d = bundled_dir()
-    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+    return yaml_names(bundled_dir())
 
 
 @dataclass(frozen=True)
@@ -54,20 +53,10 @@ def parse_phantom(data: Any, path: Path) -> Phantom:
 
 def load_phantom(name_or_path: str | os.PathLike[str]) -> LoadedPhantom:
     """A bundled phantom by name (e.g. `acr-mri-large`) or any definition file by path."""
-    candidate = Path(name_or_path)
-    if candidate.suffix.lower() in (".yaml", ".yml") or candidate.exists():
-        path = candidate
-    else:
-        path = bundled_dir() / f"{name_or_path}.yaml"
-        if not path.is_file():
-            names = ", ".join(bundled_names()) or "(none found)"
-            raise PhantomError(f"unknown phantom '{name_or_path}': not a file, nor a bundled name ({names})")
-    if not path.is_file():
-        raise PhantomError(f"{path}: no such phantom definition file")
-    try:
-        data = load_yaml(path)
-    except ProtocolError as exc:
-        raise PhantomError(str(exc)) from None
+    path = resolve_definition(
+        name_or_path, bundled_dir(), kind="phantom", file_noun="phantom definition file", error=PhantomError
+    )
+    data = load_yaml(path, PhantomError)
     return LoadedPhantom(parse_phantom(data, path), path, hashlib.sha256(path.read_bytes()).hexdigest())
 
 

@@ -46,15 +46,43 @@ def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = F
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
 
 
-def load_yaml(path: Path) -> Any:
+def load_yaml(path: Path, error: type[QckitInputError] = ProtocolError) -> Any:
+    """Strict YAML (duplicate keys rejected); problems raise `error` naming the file."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ProtocolError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+        raise error(f"{path}: cannot read ({exc.strerror or exc})") from exc
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise ProtocolError(f"{path}: malformed YAML: {exc}") from exc
+        raise error(f"{path}: malformed YAML: {exc}") from exc
+
+
+def yaml_names(directory: Path) -> list[str]:
+    """The definition names (file stems) of the YAML files in a bundled folder."""
+    return sorted(p.stem for p in directory.glob("*.yaml")) if directory.is_dir() else []
+
+
+def resolve_definition(
+    name_or_path: str | os.PathLike[str],
+    directory: Path,
+    *,
+    kind: str,
+    file_noun: str,
+    error: type[QckitInputError],
+) -> Path:
+    """A definition file given by path, or by bundled name (file stem in `directory`)."""
+    candidate = Path(name_or_path)
+    if candidate.suffix.lower() in (".yaml", ".yml") or candidate.exists():
+        path = candidate
+    else:
+        path = directory / f"{name_or_path}.yaml"
+        if not path.is_file():
+            names = ", ".join(yaml_names(directory)) or "(none found)"
+            raise error(f"unknown {kind} '{name_or_path}': not a file, nor a bundled name ({names})")
+    if not path.is_file():
+        raise error(f"{path}: no such {file_noun}")
+    return path
 
 
 def bundled_dir() -> Path:
@@ -66,8 +94,7 @@ def bundled_dir() -> Path:
 
 
 def bundled_names() -> list[str]:
-    d = bundled_dir()
-    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+    return yaml_names(bundled_dir())
 
 
 @dataclass(frozen=True)
@@ -103,18 +130,9 @@ def parse_protocol(data: Any, path: Path) -> Protocol:
 
 def load_protocol(name_or_path: str | os.PathLike[str]) -> LoadedProtocol:
     """A bundled protocol by name (file stem, e.g. `acr-mri-large`) or any protocol file by path."""
-    candidate = Path(name_or_path)
-    if candidate.suffix.lower() in (".yaml", ".yml") or candidate.exists():
-        path = candidate
-    else:
-        path = bundled_dir() / f"{name_or_path}.yaml"
-        if not path.is_file():
-            names = ", ".join(bundled_names()) or "(none found)"
-            raise ProtocolError(
-                f"unknown protocol '{name_or_path}': not a file, nor a bundled name ({names})"
-            )
-    if not path.is_file():
-        raise ProtocolError(f"{path}: no such protocol file")
+    path = resolve_definition(
+        name_or_path, bundled_dir(), kind="protocol", file_noun="protocol file", error=ProtocolError
+    )
     raw = path.read_bytes()
     protocol = parse_protocol(load_yaml(path), path)
     return LoadedProtocol(protocol=protocol, path=path, sha256=hashlib.sha256(raw).hexdigest())
