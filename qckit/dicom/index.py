@@ -73,7 +73,7 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _walk(root: Path) -> tuple[list[str], list[ScanError]]:
+def walk_files(root: Path) -> tuple[list[str], list[ScanError]]:
     """All files under `root` (any name or extension), sorted; empty or unreadable folders as errors."""
     files: list[str] = []
     errors: list[ScanError] = []
@@ -172,7 +172,7 @@ def scan(
         files, errors = [str(root_path)], []
         base = root_path.parent
     else:
-        files, errors = _walk(root_path)
+        files, errors = walk_files(root_path)
         base = root_path
     workers = workers if workers is not None else (os.cpu_count() or 1)
     acc = SeriesAccumulator(base)

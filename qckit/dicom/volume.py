@@ -18,6 +18,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
+from qckit.dicom.index import walk_files
 from qckit.errors import QckitInputError
 
 
@@ -192,7 +193,7 @@ def _files(source: str | os.PathLike[str] | Iterable[str]) -> list[str]:
             return [str(p)]
         if not p.is_dir():
             raise VolumeError(f"{p}: no such file or folder")
-        return sorted(str(f) for f in p.rglob("*") if f.is_file())
+        return walk_files(p)[0]  # the same files, in the same order, as `qckit scan` indexes
     return list(source)
 
 
