@@ -160,3 +160,16 @@ def test_cli_synth_and_list(tmp_path: Path):
     assert len(list((tmp_path / "s" / "ideal").glob("rep0*/*.dcm"))) == 2 * 5
     res = _cli("list")
     assert res.exit_code == 0 and "acr-mri-large" in res.output and "qckit-texture" in res.output
+
+
+def test_cli_synth_bad_input_exits_2_and_writes_nothing(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    for phantom in ("nope", str(bad)):
+        res = _cli("synth", "-o", str(tmp_path / "s"), "--phantom", phantom)
+        assert res.exit_code == 2 and (
+            "unknown phantom 'nope'" in res.output or "malformed YAML" in res.output
+        )
+        assert not (tmp_path / "s").exists()
+    res = _cli("synth", "-o", str(tmp_path / "s"), "--repeats", "0")
+    assert res.exit_code == 2 and not (tmp_path / "s").exists()
