@@ -238,3 +238,12 @@ def read_volumes(
         except VolumeError as exc:
             bad.append((paths[key][0], str(exc)))
     return volumes, bad
+
+
+def match_volume(volumes: list[Volume], row: dict[str, Any]) -> Volume | None:
+    """The volume of an index row (`qckit.dicom.index`): same series UID and, for multi-echo series, echo time."""
+    te = row.get("EchoTime")
+    cands = [v for v in volumes if v.series_uid == row["series_uid"]]
+    if len(cands) > 1 and te is not None:
+        cands = [v for v in cands if v.echo_time is not None and abs(v.echo_time - float(te)) < 1e-3]
+    return cands[0] if len(cands) == 1 else None

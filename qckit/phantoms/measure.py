@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from qckit.dicom.index import scan
-from qckit.dicom.volume import Volume, read_volumes
+from qckit.dicom.volume import Volume, match_volume, read_volumes
 from qckit.errors import QckitInputError
 from qckit.features.manifest import Case
 from qckit.features.params import ExtractionSettings
@@ -100,14 +100,6 @@ def _index(root: Path, workers: int | None) -> list[dict[str, Any]]:
     return rows
 
 
-def _match(volumes: list[Volume], row: dict[str, Any]) -> Volume | None:
-    te = row.get("EchoTime")
-    cands = [v for v in volumes if v.series_uid == row["series_uid"]]
-    if len(cands) > 1 and te is not None:
-        cands = [v for v in cands if v.echo_time is not None and abs(v.echo_time - float(te)) < 1e-3]
-    return cands[0] if len(cands) == 1 else None
-
-
 def intensity_stats(values: np.ndarray) -> dict[str, float]:
     mean = float(values.mean())
     sd = float(values.std(ddof=1)) if values.size > 1 else float("nan")
@@ -143,7 +135,7 @@ def measure_folder(
     scan_rows = []
     for r in rows:
         where = f"{r['scan']} ({r['folder']}): "
-        vol = _match(volumes, r)
+        vol = match_volume(volumes, r)
         if vol is None:
             problems.append(
                 {"scan": r["scan"], "folder": r["folder"], "reason": "pixel data could not be loaded"}
