@@ -54,3 +54,73 @@ def chromium_optional() -> str | None:
     import shutil
 
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _pg_bin() -> Path | None:
+    import glob
+    import shutil
+
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).resolve().parent
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    return Path(versions[-1]).parent if versions else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server():  # noqa: ANN201 - yields a URL
+    """A throw-away PostgreSQL server on a free loopback port (Debian `postgresql`, installed with apt when
+    missing and running as root); yields a SQLAlchemy URL prefix `postgresql+psycopg://postgres@127.0.0.1:PORT/`.
+    Skipped with the reason when the server or the psycopg driver is unavailable."""
+    import shutil
+    import socket
+    import subprocess
+
+    pytest.importorskip(
+        "psycopg", reason="PostgreSQL tests need the psycopg driver (pip install 'qckit[postgres]')"
+    )
+    root = hasattr(os, "geteuid") and os.geteuid() == 0
+    if _pg_bin() is None and root and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        try:
+            subprocess.run(
+                ["apt-get", "update", "-qq"], check=True, capture_output=True, timeout=600, env=env
+            )
+            subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "postgresql"],
+                           check=True, capture_output=True, timeout=1200, env=env)  # fmt: skip
+        except (subprocess.SubprocessError, OSError) as exc:
+            pytest.skip(f"PostgreSQL unavailable: installing Debian package 'postgresql' failed ({exc})")
+    bindir = _pg_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL unavailable: install the Debian package 'postgresql' to run this test")
+    import tempfile
+
+    # not under pytest's tmp folder: that is private to root, and the server runs as 'postgres'
+    base = Path(tempfile.mkdtemp(prefix="qckit-pg-"))
+    data, sock = base / "data", base / "sock"
+    sock.mkdir()
+    prefix: list[str] = []
+    if root:  # postgres refuses to run as root: run it as the 'postgres' system user
+        if not shutil.which("runuser"):
+            pytest.skip("PostgreSQL cannot run as root and 'runuser' is missing")
+        shutil.chown(base, "postgres")
+        shutil.chown(sock, "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    try:
+        subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E",
+                        "UTF8"], check=True, capture_output=True, timeout=300)  # fmt: skip
+        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(base / "log"), "-o",
+                        f"-p {port} -k {sock} -c listen_addresses=127.0.0.1", "start"],
+                       check=True, capture_output=True, timeout=120)  # fmt: skip
+    except (subprocess.SubprocessError, OSError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        pytest.skip(f"PostgreSQL could not be started: {exc} {detail.decode(errors='replace')[-300:]}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/"
+    finally:
+        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True, timeout=120)  # fmt: skip
+        shutil.rmtree(base, ignore_errors=True)

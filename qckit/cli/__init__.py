@@ -13,6 +13,7 @@ from qckit.cli.harmonize import app as harmonize_app
 from qckit.cli.normalize import normalize_command
 from qckit.cli.phantom import app as phantom_app
 from qckit.cli.protocol import app as protocol_app
+from qckit.cli.qc import app as qc_app
 from qckit.cli.scan import scan_command
 
 app = typer.Typer(
@@ -48,6 +49,7 @@ app.command("extract")(extract_command)
 app.add_typer(protocol_app, name="protocol")
 app.add_typer(harmonize_app, name="harmonize")
 app.add_typer(phantom_app, name="phantom")
+app.add_typer(qc_app, name="qc")
 
 
 def main() -> None:

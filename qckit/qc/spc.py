@@ -5,7 +5,7 @@ Baseline: the sessions marked as acceptance, else the first `n_baseline` session
 x_1..x_m (Montgomery, Introduction to Statistical Quality Control, 7th ed., 2013, section 6.4):
 
     centre = mean(x),  MR_i = |x_i - x_{i-1}|,  sigma = mean(MR) / d2,  d2 = 1.128 (n = 2)
-    individuals limits: centre +- 3 sigma;  moving-range chart: UCL = 3.267 * mean(MR)
+    individuals limits: centre +- 3 sigma (see below for the baseline-size correction);  moving-range chart: UCL = 3.267 * mean(MR)
 
 Western Electric rules (Western Electric Statistical Quality Control Handbook, 1956; Montgomery section 5.3.6),
 applied to the sessions after the baseline:
@@ -16,9 +16,11 @@ z_0 = centre, limits centre +- L sigma sqrt(lambda / (2 - lambda) (1 - (1 - lamb
 Tabular CUSUM (Page 1954; Montgomery section 9.1): C+_t = max(0, x_t - (centre + k sigma) + C+_{t-1}),
 C-_t = max(0, (centre - k sigma) - x_t + C-_{t-1}), alarm when either exceeds h sigma; k = 0.5, h = 5.
 
-The default rule set is the combined Shewhart-EWMA scheme (rule 1 + EWMA; Lucas & Saccucci 1990): each further
-rule adds false alarms, and with limits estimated from a 10-session baseline the false-alarm rate is already well
-above the known-parameter one (Quesenberry 1993, J Qual Technol 25:237-247). Measured on simulated stable years
+Limits estimated from a short baseline of m sessions raise far more false alarms than known-parameter theory says
+(Quesenberry 1993, J Qual Technol 25:237-247). qckit therefore uses prediction limits: individuals limits
+centre +- 3 sigma sqrt(1 + 1/m), run rules on z = (x - centre) / (sigma sqrt(1 + 1/m)), and the EWMA limit
+variance plus 1/m (the centre's own variance). The default rule set is rules 1 and 2 with the EWMA (a combined
+Shewhart-EWMA scheme, Lucas & Saccucci 1990); rules 3 and 4 and the CUSUM are available (`rules=`). Measured on simulated stable years
 and 2-sigma steps in tests/qc/test_spc.py; the figures are quoted in the README.
 """
 
@@ -32,7 +34,7 @@ import numpy as np
 D2 = 1.128
 D4 = 3.267
 RULES = ("we1", "we2", "we3", "we4", "ewma", "cusum")
-DEFAULT_RULES = ("we1", "ewma")
+DEFAULT_RULES = ("we1", "we2", "ewma")
 RULE_TEXT = {
     "we1": "beyond 3 sigma",
     "we2": "2 of 3 beyond 2 sigma, one side",
@@ -88,12 +90,17 @@ class Chart:
     action: Level | None = None
 
     @property
+    def limit_sigma(self) -> float:
+        """sigma * sqrt(1 + 1/m): the spread of a new value about a centre estimated from m baseline sessions."""
+        return self.sigma * math.sqrt(1 + 1 / int(self.baseline.sum()))
+
+    @property
     def ucl(self) -> float:
-        return self.centre + 3 * self.sigma
+        return self.centre + 3 * self.limit_sigma
 
     @property
     def lcl(self) -> float:
-        return self.centre - 3 * self.sigma
+        return self.centre - 3 * self.limit_sigma
 
     def first_alarm(self) -> Alarm | None:
         return min(self.alarms, key=lambda a: a.index) if self.alarms else None
@@ -110,7 +117,7 @@ def _baseline_mask(n: int, n_baseline: int, acceptance: np.ndarray | None) -> np
 def control_chart(
     values: np.ndarray | list[float],
     *,
-    n_baseline: int = 10,
+    n_baseline: int = 20,
     acceptance: np.ndarray | None = None,
     rules: tuple[str, ...] = DEFAULT_RULES,
     ewma_lambda: float = 0.2,
@@ -129,7 +136,7 @@ def control_chart(
     xb = x[base]
     if xb.size < 2:
         raise SPCError(f"a baseline needs at least 2 sessions, there are {xb.size}")
-    centre = float(xb.mean())
+    centre, m = float(xb.mean()), int(xb.size)
     mr = np.abs(np.diff(xb))
     mr_mean = float(mr.mean())
     sigma = mr_mean / D2
@@ -143,11 +150,8 @@ def control_chart(
     for t in range(n):
         z = ewma_lambda * x[t] + (1 - ewma_lambda) * z
         ewma[t] = z
-        hw[t] = (
-            ewma_l
-            * sigma
-            * math.sqrt(ewma_lambda / (2 - ewma_lambda) * (1 - (1 - ewma_lambda) ** (2 * (t + 1))))
-        )
+        var = ewma_lambda / (2 - ewma_lambda) * (1 - (1 - ewma_lambda) ** (2 * (t + 1)))
+        hw[t] = ewma_l * sigma * math.sqrt(var + 1 / m)  # + 1/m: the centre is itself estimated
         sp = max(0.0, x[t] - (centre + cusum_k * sigma) + sp)
         sn = max(0.0, (centre - cusum_k * sigma) - x[t] + sn)
         cp[t], cn[t] = sp, sn
@@ -158,7 +162,7 @@ def control_chart(
 
 def _alarms(c: Chart, rules: tuple[str, ...], cusum_h: float) -> list[Alarm]:
     out: list[Alarm] = []
-    z = (c.values - c.centre) / c.sigma
+    z = (c.values - c.centre) / (c.sigma * math.sqrt(1 + 1 / c.baseline.sum()))  # prediction limits
     monitored = np.nonzero(~c.baseline)[0]
     start = int(monitored[0]) if monitored.size else len(z)
     for i in range(start, len(z)):
