@@ -12,7 +12,10 @@ Stages so far:
 5. pre-study scanner qualification: the qckit texture phantom is scanned 3 times on each of the three virtual
    scanners (synthetic phantom scanner), its ROIs found and measured, repeatability/reproducibility decided with
    the EMA 15% criteria, and the resulting stable-feature list restricts a fourth classification run (in-fold
-   ComBat on the phantom-stable features only).
+   ComBat on the phantom-stable features only);
+6. periodic QC: a simulated year of weekly ACR phantom sessions on two virtual scanners (one with a slow SNR loss
+   and a gradient drift from week 31) is written into a SQLite QC history, and each scanner's control charts
+   (Shewhart individuals with prediction limits, Western Electric rules 1-2, EWMA) are drawn.
 """
 
 from __future__ import annotations
@@ -33,12 +36,16 @@ from qckit.phantoms.run import PhantomRun, run_phantom
 from qckit.phantoms.synth import PRESET_SCANNERS, synthesize
 from qckit.protocols import CheckResult, check_series, load_protocol
 from qckit.protocols.output import write_check_json
+from qckit.qc.history import database_url, open_store
+from qckit.qc.trend import scanner_charts
 from qckit.report import classify_report, harmonize_report
 from qckit.report.protocol_report import write_report
 from qckit.report.provenance import Provenance
+from qckit.report.qc_report import write_trend_report
 from qckit.tables import read_feature_list
 from qckit.testing.brain import make_cohort
 from qckit.testing.dicom_gen import make_demo_dataset
+from qckit.testing.qc_history import SCANNERS, simulate_year
 
 DEMO_PROTOCOLS = ("acr-mri-large", "ct-radiomics-phantom")
 
@@ -51,6 +58,9 @@ class DemoSummary:
     classification: list[ClassificationResult] = field(default_factory=list)
     outputs: dict[str, Path] = field(default_factory=dict)
     phantom: PhantomRun | None = None
+    trends: dict[str, dict] = field(
+        default_factory=dict
+    )  # scanner -> measurement -> first alarm (date, rule)
 
 
 def run_demo(
@@ -87,7 +97,30 @@ def run_demo(
         )
     stable = _phantom_qualification(summary, out_dir, seed, command)
     _harmonize_and_classify(summary, out_dir, seed, command, stable)
+    _periodic_qc(summary, out_dir, command)
     return summary
+
+
+def _periodic_qc(summary: DemoSummary, out_dir: Path, command: str) -> None:
+    qc_dir = out_dir / "qc"
+    db = qc_dir / "qc-history.sqlite"
+    for stale in qc_dir.glob("qc-history.sqlite*"):
+        stale.unlink()
+    with open_store(database_url(str(db))) as store:
+        simulate_year(store, seed=0)
+        for sc in SCANNERS:
+            charts, skipped = scanner_charts(store, sc.key)
+            prov = Provenance(command=command, inputs={"history": str(db), "scanner": sc.key})
+            summary.outputs[f"QC control charts {sc.key} (HTML)"] = write_trend_report(
+                sc.key, charts, prov, qc_dir / f"qc-trend-{sc.key}.html", skipped
+            )
+            summary.trends[sc.key] = {
+                name: (
+                    None if c.first_alarm() is None else (dates[c.first_alarm().index], c.first_alarm().rule)
+                )
+                for name, (_u, dates, c) in charts.items()
+            }
+    summary.outputs["QC history (SQLite)"] = db
 
 
 def _phantom_qualification(summary: DemoSummary, out_dir: Path, seed: int, command: str) -> list[str]:

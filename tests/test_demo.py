@@ -43,3 +43,12 @@ def test_demo_runs_and_writes_index(tmp_path: Path):
     assert "phantom-stable features" in (tmp_path / "demo" / "classification.html").read_text()
     cohort = pd.read_parquet(tmp_path / "demo" / "cohort-features.parquet")
     assert len(cohort) == 48 and {"scanner", "label", "age", "original_glcm_Contrast"} <= set(cohort.columns)
+    # stage 6: a simulated year of weekly QC; the drifting scanner is caught after its drift begins (week 31)
+    qc = tmp_path / "demo" / "qc"
+    assert (qc / "qc-history.sqlite").is_file()
+    assert (qc / "qc-trend-qckit-Virtual_1_5T-VS_0002.html").is_file()
+    assert "QC year qckit-Virtual_1_5T-VS_0002" in res.output
+    flat = " ".join(res.output.split())  # rich wraps long lines
+    line = flat.split("QC year qckit-Virtual_1_5T-VS_0002")[1].split("QC control charts")[0]
+    for name in ("snr 2025-08-", "geometric_length_slice5_horizontal 2025-09-"):
+        assert name in line

@@ -48,5 +48,9 @@ def demo_command(
                 f"classification, harmonization {r.harmonize}: ROC AUC {auc['value']:.3f} "
                 f"[{auc['ci_low']:.3f}, {auc['ci_high']:.3f}]"
             )
+    for scanner, firsts in summary.trends.items():
+        flagged = {k: v for k, v in firsts.items() if v is not None}
+        text = ", ".join(f"{k} {v[0]:%Y-%m-%d} ({v[1]})" for k, v in sorted(flagged.items())) or "no alarm"
+        console.print(f"QC year {scanner}: {text}", highlight=False, soft_wrap=True)
     for name, path in summary.outputs.items():
         console.print(f"{name}: {path}", highlight=False)
