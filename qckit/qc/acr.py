@@ -32,12 +32,16 @@ class AcrResult:
     overlays: dict[str, Any] = field(default_factory=dict)  # per slice: image + shapes, for the report
 
 
-def _header_float(vol: Volume, keyword: str) -> float | None:
-    value = vol.header.get(keyword)
+def optional_float(value: Any) -> float | None:
+    """A header or index value as a float; None when it is missing, empty or not a number."""
     try:
         return float(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
+
+
+def _header_float(vol: Volume, keyword: str) -> float | None:
+    return optional_float(vol.header.get(keyword))
 
 
 def _attempt(res: AcrResult, name: str, uid: str, fn: Callable[[], None]) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 from scipy.spatial import ConvexHull
 
 from qckit.phantoms.localize import PhantomNotFoundError, body_mask
-from qckit.qc.profiles import sample_line
+from qckit.qc.profiles import crossing, sample_line
 
 ACTION_LIMIT_MM = 2.0
 DIRECTIONS = {"horizontal": 0.0, "vertical": 90.0, "diagonal_se": 45.0, "diagonal_sw": 135.0}
@@ -61,9 +61,7 @@ def _edge(image, centre, direction, r_hull, level) -> float:  # noqa: ANN001
         return (
             r_hull + 0.5
         )  # nothing crosses here (a notch bridged by the hull): the pixel-centre hull + half
-    i = int(above[-1])
-    frac = (v[i] - level) / (v[i] - v[i + 1])
-    return lo + float(t[i] + frac * (t[i + 1] - t[i]))
+    return lo + crossing(t, v, level, int(above[-1]))
 
 
 def phantom_lengths(

@@ -20,10 +20,11 @@ from qckit.errors import QckitInputError
 from qckit.phantoms.load import load_phantom
 from qckit.protocols.check import CheckResult, check_series
 from qckit.protocols.load import load_protocol
-from qckit.qc.acr import AcrResult, measure_acr
+from qckit.qc.acr import AcrResult, measure_acr, optional_float
 from qckit.qc.history import SessionRecord, open_store, scanner_key
 from qckit.qc.results import QCProblem
-from qckit.qc.spc import DEFAULT_RULES, Chart, SPCError, control_chart
+from qckit.qc.spc import DEFAULT_RULES
+from qckit.qc.trend import measurement_charts
 
 SERIES_CHOICES = ("auto", "t1", "t2")
 
@@ -132,23 +133,14 @@ def _pick(check: CheckResult, series: str) -> tuple[str, list[dict[str, Any]]]:
 def _control(
     store: Any, key: str, session_id: int, n_baseline: int, rules: tuple[str, ...]
 ) -> list[ControlStatus]:
-    hist = store.history(key)
     out = []
-    for name, g in hist.groupby("name", sort=True):
-        g = g.sort_values(["session_date", "session_id"])
+    for name, g, chart, why in measurement_charts(store.history(key), n_baseline=n_baseline, rules=rules):
         n = len(g)
         if n < 3:
             out.append(ControlStatus(name, n, None, None, None, [], f"baseline forming ({n} session(s))"))
             continue
-        try:
-            chart: Chart = control_chart(
-                g["value"].to_numpy(),
-                n_baseline=n_baseline,
-                acceptance=g["acceptance"].to_numpy(bool),
-                rules=rules,
-            )
-        except SPCError as exc:
-            out.append(ControlStatus(name, n, None, None, None, [], str(exc)))
+        if chart is None:
+            out.append(ControlStatus(name, n, None, None, None, [], why))
             continue
         pos = [i for i, sid in enumerate(g["session_id"]) if sid == session_id]
         alarms = sorted({a.rule for a in chart.alarms if pos and a.index == pos[0]})
@@ -205,14 +197,14 @@ def run_session(
         ph,
         second=second_vol,
         localizer=localizer,
-        field_strength_t=_float(main_row.get("MagneticFieldStrength")),
+        field_strength_t=optional_float(main_row.get("MagneticFieldStrength")),
     )
     scanner = {
         "manufacturer": main_row.get("Manufacturer"),
         "model": main_row.get("ManufacturerModelName"),
         "serial": main_row.get("DeviceSerialNumber"),
         "station": main_row.get("StationName"),
-        "field_strength_t": _float(main_row.get("MagneticFieldStrength")),
+        "field_strength_t": optional_float(main_row.get("MagneticFieldStrength")),
     }
     key = scanner_key(scanner["manufacturer"], scanner["model"], scanner["serial"], scanner["station"])
     errors = [{"name": "scan", "series_uid": "", "reason": f"{e.path}: {e.reason}"} for e in index.errors]
@@ -253,13 +245,6 @@ def run_session(
             result.db_url = store.url
             result.control = _control(store, key, result.session_id, n_baseline, rules)
     return result
-
-
-def _float(v: Any) -> float | None:
-    try:
-        return float(v) if v not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
 
 
 def measurements_frame(session: QCSession) -> pd.DataFrame:

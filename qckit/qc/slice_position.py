@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qckit.phantoms.localize import PhantomNotFoundError
-from qckit.qc.profiles import band_profile
+from qckit.qc.profiles import band_profile, crossing
 
 ACTION_LIMIT_MM = 5.0
 
@@ -46,12 +46,8 @@ def _run_ends(t: np.ndarray, v: np.ndarray, level: float, at: float) -> tuple[fl
         lo -= 1
     while hi < len(v) - 1 and v[hi + 1] < level:
         hi += 1
-
-    def cross(a: int, b: int) -> float:
-        return float(t[a] + (level - v[a]) / (v[b] - v[a]) * (t[b] - t[a]))
-
-    start = cross(lo - 1, lo) if lo > 0 else float(t[0])
-    end = cross(hi, hi + 1) if hi < len(v) - 1 else float(t[-1])
+    start = crossing(t, v, level, lo - 1) if lo > 0 else float(t[0])
+    end = crossing(t, v, level, hi) if hi < len(v) - 1 else float(t[-1])
     return start, end
 
 

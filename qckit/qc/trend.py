@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
+
+import pandas as pd
 
 from qckit.errors import QckitInputError
 from qckit.qc.history import HistoryStore
@@ -27,6 +30,27 @@ def parse_levels(items: list[str] | None) -> dict[str, tuple[Level | None, Level
     return out
 
 
+def measurement_charts(
+    hist: pd.DataFrame,
+    *,
+    n_baseline: int,
+    rules: tuple[str, ...],
+    levels: dict[str, tuple[Level | None, Level | None]] | None = None,
+) -> Iterator[tuple[str, pd.DataFrame, Chart | None, str]]:
+    """Per measurement of a history table (`HistoryStore.history`): its rows in session order and its chart, or
+    None and the reason when no chart can be drawn."""
+    for name, g in hist.groupby("name", sort=True):
+        g = g.sort_values(["session_date", "session_id"])
+        tol, act = (levels or {}).get(str(name), (None, None))
+        try:
+            chart = control_chart(g["value"].to_numpy(), n_baseline=n_baseline, rules=rules, tolerance=tol,
+                                  action=act, acceptance=g["acceptance"].to_numpy(bool))  # fmt: skip
+        except SPCError as exc:
+            yield str(name), g, None, str(exc)
+            continue
+        yield str(name), g, chart, ""
+
+
 def scanner_charts(
     store: HistoryStore,
     scanner: str,
@@ -42,14 +66,9 @@ def scanner_charts(
         raise QckitInputError(f"no QC sessions for scanner {scanner!r} in {store.url} (scanners: {known})")
     charts: dict[str, tuple[str, list[Any], Chart]] = {}
     skipped: dict[str, str] = {}
-    for name, g in hist.groupby("name", sort=True):
-        g = g.sort_values(["session_date", "session_id"])
-        tol, act = (levels or {}).get(str(name), (None, None))
-        try:
-            chart = control_chart(g["value"].to_numpy(), n_baseline=n_baseline, rules=rules, tolerance=tol,
-                                  action=act, acceptance=g["acceptance"].to_numpy(bool))  # fmt: skip
-        except SPCError as exc:
-            skipped[str(name)] = str(exc)
+    for name, g, chart, why in measurement_charts(hist, n_baseline=n_baseline, rules=rules, levels=levels):
+        if chart is None:
+            skipped[name] = why
             continue
-        charts[str(name)] = (str(g["unit"].iloc[0]), [t.to_pydatetime() for t in g["session_date"]], chart)
+        charts[name] = (str(g["unit"].iloc[0]), [t.to_pydatetime() for t in g["session_date"]], chart)
     return charts, skipped

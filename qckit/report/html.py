@@ -7,6 +7,7 @@ This is the only module (with the report builders next to it) that imports plotl
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,15 @@ class Page:
         section = Section(title, body, list(figures or []))
         self.sections.append(section)
         return section
+
+
+def number(value: Any, digits: int = 3) -> str:
+    """A number with `digits` significant digits; "-" for missing, non-numeric or non-finite values."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return "-"
+    return "-" if not math.isfinite(f) else f"{f:.{digits}g}"
 
 
 def esc(value: Any) -> str:

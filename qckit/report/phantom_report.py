@@ -4,7 +4,6 @@ threshold line, Bland-Altman plots of two repeats, ICC with CIs, and the ROIs dr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,18 +12,10 @@ import plotly.graph_objects as go
 from qckit.metrology import bland_altman
 from qckit.phantoms.measure import Measurement
 from qckit.phantoms.stability import Stability, with_condition
-from qckit.report.html import Page, badges, esc, table, write
+from qckit.report.html import Page, badges, esc, number, table, write
 from qckit.report.provenance import Provenance
 
 _COLOURS = {"pass": "#1b7f3b", "fail": "#c0262d", "insufficient": "#8a94a3"}
-
-
-def _num(v: Any, digits: int = 3) -> str:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return "-"
-    return "-" if not np.isfinite(f) else f"{f:.{digits}g}"
 
 
 def _cv_figure(rep: pd.DataFrame, threshold: float) -> go.Figure:
@@ -142,7 +133,7 @@ def _overlay_figure(m: Measurement, scan: str) -> go.Figure | None:
         )  # fmt: skip
     rot = placement.rotation.degrees if placement.rotation is not None else None
     fig.update_layout(
-        title=f"{scan}: slice {k + 1}, rotation {_num(rot)} deg",
+        title=f"{scan}: slice {k + 1}, rotation {number(rot)} deg",
         height=420, width=460, yaxis={"autorange": "reversed", "scaleanchor": "x", "showticklabels": False},
         xaxis={"showticklabels": False}, margin={"l": 10, "r": 10, "t": 40, "b": 10},
     )  # fmt: skip
@@ -185,8 +176,8 @@ def write_report(
         ),
     )
     scan_rows = [
-        [r["scan"], r["scanner"], r["protocol"], r["site"], r["repeat"], r["n_slices"], _num(r["rotation_deg"]),
-         _num(r["diameter_mm"], 5)]
+        [r["scan"], r["scanner"], r["protocol"], r["site"], r["repeat"], r["n_slices"], number(r["rotation_deg"]),
+         number(r["diameter_mm"], 5)]
         for _, r in m.scans.iterrows()
     ]  # fmt: skip
     page.add(
@@ -215,9 +206,9 @@ def write_report(
     for _, r in rep.iterrows():
         rows.append(
             [r["feature"], r["condition"], r["n_subjects"], r["n_repeats"],
-             f"{_num(r.get('cv'))} [{_num(r.get('cv_ci_low'))}, {_num(r.get('cv_ci_high'))}]", _num(r.get("rc")),
-             f"{_num(r.get('icc21'))} [{_num(r.get('icc21_ci_low'))}, {_num(r.get('icc21_ci_high'))}]",
-             _num(r.get("relative_bias")), r["repeatable"], r.get("accurate") if isinstance(r.get("accurate"), str)
+             f"{number(r.get('cv'))} [{number(r.get('cv_ci_low'))}, {number(r.get('cv_ci_high'))}]", number(r.get("rc")),
+             f"{number(r.get('icc21'))} [{number(r.get('icc21_ci_low'))}, {number(r.get('icc21_ci_high'))}]",
+             number(r.get("relative_bias")), r["repeatable"], r.get("accurate") if isinstance(r.get("accurate"), str)
              else "-"]
         )  # fmt: skip
         classes.append(["", "", "", "", "", "", "", "", str(r["repeatable"]), str(r.get("accurate", ""))])
@@ -260,9 +251,9 @@ def write_report(
                     [
                         r["feature"],
                         r["n_conditions"],
-                        _num(r.get("between_cv")),
-                        _num(r.get("rdc")),
-                        f"{_num(r.get('icc21'))} [{_num(r.get('icc21_ci_low'))}, {_num(r.get('icc21_ci_high'))}]",
+                        number(r.get("between_cv")),
+                        number(r.get("rdc")),
+                        f"{number(r.get('icc21'))} [{number(r.get('icc21_ci_low'))}, {number(r.get('icc21_ci_high'))}]",
                         r["reproducible"],
                     ]
                     for _, r in rr.iterrows()
@@ -280,9 +271,9 @@ def write_report(
                     r["feature"],
                     "yes" if r["stable"] else "no",
                     r["reason"],
-                    _num(r["worst_cv"]),
-                    _num(r["between_cv"]),
-                    _num(r["max_abs_bias"]),
+                    number(r["worst_cv"]),
+                    number(r["between_cv"]),
+                    number(r["max_abs_bias"]),
                 ]
                 for _, r in listed.iterrows()
             ],

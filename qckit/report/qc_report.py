@@ -11,16 +11,8 @@ import plotly.graph_objects as go
 
 from qckit.qc.session import QCSession
 from qckit.qc.spc import RULE_TEXT, Chart
-from qckit.report.html import Page, badges, esc, table, write
+from qckit.report.html import Page, badges, esc, number, table, write
 from qckit.report.provenance import Provenance
-
-
-def _fmt(v: Any, digits: int = 4) -> str:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return "-"
-    return "-" if not np.isfinite(f) else f"{f:.{digits}g}"
 
 
 def _overlay(title: str, ov: dict[str, Any]) -> go.Figure:
@@ -87,8 +79,8 @@ def build_session_page(s: QCSession, provenance: Provenance) -> Page:
         ctl = (
             "-" if c is None else (", ".join(RULE_TEXT.get(a, a) for a in c.alarms) or c.note or "in control")
         )
-        limits = "-" if c is None or c.centre is None else f"{_fmt(c.lcl)} .. {_fmt(c.ucl)}"
-        rows.append([m.name, _fmt(m.value), m.unit, m.limit.text if m.limit else "-", verdict,
+        limits = "-" if c is None or c.centre is None else f"{number(c.lcl, 4)} .. {number(c.ucl, 4)}"
+        rows.append([m.name, number(m.value, 4), m.unit, m.limit.text if m.limit else "-", verdict,
                      "-" if m.slice is None else m.slice, limits, ctl, m.method])  # fmt: skip
         classes.append(["", "", "", "", {"pass": "ok", "FAIL": "bad"}.get(verdict, ""), "", "",
                         "bad" if c is not None and c.alarms else "", ""])  # fmt: skip
@@ -173,10 +165,10 @@ def build_trend_page(scanner: str, charts: dict[str, tuple[str, list[Any], Chart
                 name,
                 len(c.values),
                 int(c.baseline.sum()),
-                _fmt(c.centre),
-                _fmt(c.sigma),
-                _fmt(c.lcl),
-                _fmt(c.ucl),
+                number(c.centre, 4),
+                number(c.sigma, 4),
+                number(c.lcl, 4),
+                number(c.ucl, 4),
                 len({a.index for a in c.alarms}),
                 "-"
                 if first is None
