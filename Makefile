@@ -22,6 +22,7 @@ demo: $(STAMP)
 	$(BIN)/qckit demo --out reports/demo
 
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 test-all: $(STAMP)

@@ -26,7 +26,7 @@ import numpy as np
 from qckit.features import Case, ExtractionSettings, run_extraction
 from qckit.features.runner import single_threaded
 from qckit.normalize import whitestripe
-from qckit.testing.brain import Scanner, brain_volume, make_cohort
+from qckit.synth.brain import Scanner, brain_volume, make_cohort
 
 PARAMS = {
     "setting": {"binWidth": 25},

@@ -31,7 +31,7 @@ import numpy as np
 import pydicom
 
 from qckit.dicom import scan
-from qckit.testing.dicom_gen import ACR_T1, SCANNERS, Subject, phantom_slice, write_series
+from qckit.synth.dicom import ACR_T1, SCANNERS, Subject, phantom_slice, write_series
 
 SLICES_PER_SERIES = 100
 SPECIFIC = [

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from qckit.errors import QckitInputError
+from qckit.core.errors import QckitInputError
 
 BATCH_KEY = "batch_key"
 
@@ -112,7 +112,7 @@ def load_feature_table(
     path: str | os.PathLike[str], *, stable: str | os.PathLike[str] | None = None, **kwargs: object
 ) -> FeatureTable:
     """Read a feature table (and an optional stable-feature list) from disk and apply `feature_table`."""
-    from qckit.tables import read_feature_list, read_table
+    from qckit.core.tables import read_feature_list, read_table
 
     return feature_table(
         read_table(path), stable_features=read_feature_list(stable) if stable else None, **kwargs

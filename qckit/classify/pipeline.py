@@ -25,7 +25,7 @@ from sklearn.svm import SVC
 
 from qckit.classify.contract import FeatureTable
 from qckit.classify.metrics import bootstrap_ci, point_metrics, summarise_folds
-from qckit.errors import QckitInputError
+from qckit.core.errors import QckitInputError
 from qckit.harmonize import ComBat
 
 MODELS = ("lasso-lr", "svm", "rf")

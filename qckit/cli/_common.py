@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -13,13 +14,15 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from qckit.errors import QckitError, QckitInputError
+from qckit.core.errors import QckitError, QckitInputError
 
 EXIT_OK = 0
 EXIT_CHECKS_FAILED = 1
 EXIT_INPUT_ERROR = 2
 
-console = Console(stderr=False)
+# Not a terminal (a pipe, a file, a test runner): wide tables, never re-wrapped at 80 columns, so grep works.
+PIPE_WIDTH = 250
+console = Console(stderr=False, width=None if sys.stdout.isatty() else PIPE_WIDTH)
 err_console = Console(stderr=True, soft_wrap=True)  # messages are never re-wrapped (grep-able)
 
 F = TypeVar("F", bound=Callable[..., Any])

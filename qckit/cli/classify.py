@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
-from qckit.classify.contract import load_feature_table
-from qckit.classify.pipeline import compare_harmonization, nested_cv, whole_dataset_harmonized
 from qckit.cli._common import console, handle_errors
-from qckit.errors import QckitInputError
-from qckit.report.classify_report import write_report
-from qckit.report.provenance import Provenance, command_line, file_sha256
-from qckit.tables import write_table
+from qckit.core.errors import QckitInputError
 
 
 @handle_errors
@@ -42,6 +36,13 @@ def classify_command(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Nested cross-validated classification; ComBat is fitted inside each training fold."""
+    from qckit.classify.contract import load_feature_table
+    from qckit.classify.pipeline import compare_harmonization, nested_cv, whole_dataset_harmonized
+    from qckit.core.jsonio import write_json
+    from qckit.core.provenance import Provenance, command_line, file_sha256
+    from qckit.core.tables import write_table
+    from qckit.report.classify_report import write_report
+
     if cv not in ("subject", "site"):
         raise QckitInputError(f"--cv must be 'subject' or 'site', not '{cv}'")
     ft = load_feature_table(
@@ -72,14 +73,7 @@ def classify_command(
             f"[{auc['ci_low']:.3f}, {auc['ci_high']:.3f}]"
         )
     if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(
-            json.dumps(
-                {"results": [r.to_dict() for r in results], "provenance": prov.to_dict()},
-                indent=2,
-                default=str,
-            )
-        )
+        write_json(json_out, {"results": [r.to_dict() for r in results], "provenance": prov.to_dict()})
     if html:
         write_report(results, prov, html)
     if export:

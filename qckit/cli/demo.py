@@ -7,9 +7,6 @@ from pathlib import Path
 import typer
 
 from qckit.cli._common import console, handle_errors, progress_bar
-from qckit.cli.scan import summary_table
-from qckit.demo import run_demo
-from qckit.report.provenance import command_line
 
 
 @handle_errors
@@ -22,6 +19,10 @@ def demo_command(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Generate a seeded multi-vendor dataset and run every qckit stage on it."""
+    from qckit.cli.scan import summary_table
+    from qckit.core.provenance import command_line
+    from qckit.workflows.demo import run_demo
+
     with progress_bar("demo", enabled=not quiet) as update:
         summary = run_demo(out, data_dir=data, seed=seed, progress=update, command=command_line())
     if not quiet:

@@ -7,9 +7,7 @@ from pathlib import Path
 import typer
 
 from qckit.cli._common import EXIT_CHECKS_FAILED, console, err_console, handle_errors, progress_bar
-from qckit.errors import QckitInputError
-from qckit.features import Normalization, load_settings, read_manifest, run_extraction
-from qckit.features.params import ExtractionSettings
+from qckit.core.errors import QckitInputError
 
 
 @handle_errors
@@ -30,6 +28,9 @@ def extract_command(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Extract radiomic features; resumable (finished cases are kept), failed cases listed; exit 1 if any failed."""
+    from qckit.features import Normalization, load_settings, read_manifest, run_extraction
+    from qckit.features.params import ExtractionSettings
+
     if workers and scheduler:
         raise QckitInputError("use --workers (local) or --scheduler (Dask), not both")
     cases = read_manifest(manifest)

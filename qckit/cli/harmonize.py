@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from qckit.classify.contract import load_feature_table
+if TYPE_CHECKING:
+    from qckit.core.provenance import Provenance
+
 from qckit.cli._common import console, handle_errors
-from qckit.harmonize import ComBat
-from qckit.harmonize.evaluate import evaluate
-from qckit.harmonize.model_io import load_model, save_model
-from qckit.report.harmonize_report import write_report
-from qckit.report.provenance import Provenance, command_line, file_sha256
-from qckit.tables import read_table, write_table
 
 app = typer.Typer(help="Harmonize features across scanners with ComBat.", no_args_is_help=True)
 
 
 def _evaluate_and_report(ft, harmonized, html: Path | None, json_out: Path | None, prov: Provenance) -> dict:
+    from qckit.core.jsonio import write_json
+    from qckit.harmonize.evaluate import evaluate
+    from qckit.report.harmonize_report import write_report
+
     ev = evaluate(ft.frame, ft.batch, ft.features, after=harmonized, covariates=ft.covariates)
     if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(
-            json.dumps({**ev.to_dict(), "provenance": prov.to_dict()}, indent=2, default=float)
-        )
+        write_json(json_out, {**ev.to_dict(), "provenance": prov.to_dict()})
     if html:
         write_report(ev, prov, html)
     return ev.summary()
@@ -67,6 +64,12 @@ def fit_command(
     json_out: Path | None = typer.Option(None, "--json", help="Evaluation (JSON)."),
 ) -> None:
     """Fit ComBat on a feature table and save the model (JSON + NPZ, no pickle)."""
+    from qckit.classify.contract import load_feature_table
+    from qckit.core.provenance import Provenance, command_line, file_sha256
+    from qckit.core.tables import write_table
+    from qckit.harmonize import ComBat
+    from qckit.harmonize.model_io import save_model
+
     ft = load_feature_table(
         features,
         batch=batch,
@@ -118,6 +121,9 @@ def apply_command(
     output: Path = typer.Option(..., "--output", "-o", help="Harmonized table to write."),
 ) -> None:
     """Apply a saved ComBat model to new rows (an unseen batch is an error naming it)."""
+    from qckit.core.tables import read_table, write_table
+    from qckit.harmonize.model_io import load_model
+
     model = load_model(model_dir)
     frame = read_table(features)
     harmonized = model.transform(frame)
@@ -143,6 +149,10 @@ def evaluate_command(
     json_out: Path | None = typer.Option(None, "--json"),
 ) -> None:
     """Batch and covariate effects before (and after) harmonization."""
+    from qckit.classify.contract import load_feature_table
+    from qckit.core.provenance import Provenance, command_line
+    from qckit.core.tables import read_table
+
     ft = load_feature_table(
         features,
         batch=batch,

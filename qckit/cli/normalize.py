@@ -7,10 +7,7 @@ from pathlib import Path
 import typer
 
 from qckit.cli._common import console, handle_errors
-from qckit.errors import QckitInputError
-from qckit.normalize import NyulStandardizer, as_array, read_image, whitestripe, write_nifti, zscore
-from qckit.report.normalize_report import write_report
-from qckit.report.provenance import Provenance, command_line
+from qckit.core.errors import QckitInputError
 
 
 def _out_name(path: Path) -> str:
@@ -35,6 +32,10 @@ def normalize_command(
     report: Path | None = typer.Option(None, "--report", help="HTML QC report."),
 ) -> None:
     """Normalize MR intensities; WhiteStripe's width, contrast and mask are honoured (not silently ignored)."""
+    from qckit.core.provenance import Provenance, command_line
+    from qckit.normalize import NyulStandardizer, as_array, read_image, whitestripe, write_nifti, zscore
+    from qckit.report.normalize_report import write_report
+
     if method not in ("whitestripe", "zscore", "nyul"):
         raise QckitInputError(f"--method must be whitestripe, zscore or nyul, not '{method}'")
     if mask and len(mask) not in (1, len(images)):

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
+
+if TYPE_CHECKING:
+    from qckit.workflows.phantom_study import PhantomRun
 
 from qckit.cli._common import EXIT_INPUT_ERROR, console, err_console, handle_errors, progress_bar
-from qckit.metrology.verdicts import Thresholds
-from qckit.phantoms.load import bundled_names, json_schema_text, load_phantom
-from qckit.phantoms.run import PhantomRun, run_phantom
-from qckit.phantoms.synth import IDEAL, PRESET_SCANNERS, synthesize
-from qckit.report.provenance import command_line
+
+N_PRESET_SCANNERS = 3  # len(qckit.synth.phantom_scanner.PRESET_SCANNERS), checked by a test
 
 app = typer.Typer(help="Phantom definitions, synthetic phantom scans, repeatability and reproducibility.")
 
@@ -21,6 +21,8 @@ app = typer.Typer(help="Phantom definitions, synthetic phantom scans, repeatabil
 @handle_errors
 def list_command() -> None:
     """List the bundled phantom definitions."""
+    from qckit.phantoms.load import bundled_names, load_phantom
+
     for name in bundled_names():
         p = load_phantom(name).phantom
         console.print(f"{name}\t{p.kind}\t{p.title}", highlight=False)
@@ -30,6 +32,8 @@ def list_command() -> None:
 @handle_errors
 def schema_command() -> None:
     """Print the JSON Schema of phantom definition files."""
+    from qckit.phantoms.load import json_schema_text
+
     typer.echo(json_schema_text(), nl=False)
 
 
@@ -38,7 +42,7 @@ def schema_command() -> None:
 def synth_command(
     output: Path = typer.Option(..., "--output", "-o", help="Folder for <scanner>/rep<NN>/ DICOM series."),
     phantom: str = typer.Option("qckit-texture", "--phantom", help="Bundled name or definition file."),
-    scanners: int = typer.Option(3, "--scanners", min=1, max=len(PRESET_SCANNERS), help="Virtual scanners."),
+    scanners: int = typer.Option(3, "--scanners", min=1, max=N_PRESET_SCANNERS, help="Virtual scanners."),
     repeats: int = typer.Option(3, "--repeats", min=1, help="Repeat scans per scanner."),
     ideal: bool = typer.Option(
         False, "--ideal", help="One noise-free, blur-free scanner (digital reference)."
@@ -46,6 +50,9 @@ def synth_command(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Render a phantom definition into DICOM series (seeded; ground truth in ground_truth.json)."""
+    from qckit.phantoms.load import load_phantom
+    from qckit.synth.phantom_scanner import IDEAL, PRESET_SCANNERS, synthesize
+
     p = load_phantom(phantom).phantom
     chosen = [IDEAL] if ideal else list(PRESET_SCANNERS[:scanners])
     res = synthesize(p, output, scanners=chosen, repeats=repeats, seed=seed)
@@ -53,6 +60,8 @@ def synth_command(
 
 
 def _print(run: PhantomRun) -> None:
+    from rich.table import Table
+
     listed = run.stability.listed
     t = Table(title="repeatability per condition (features: pass / fail / insufficient)")
     for col in ("condition", "pass", "fail", "insufficient", "median CV %"):
@@ -89,6 +98,10 @@ def _options(by: str | None):  # noqa: ANN202 - a typer command factory
         workers: int | None = typer.Option(None, "--workers", "-j", min=1),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:
+        from qckit.core.provenance import command_line
+        from qckit.metrology.verdicts import Thresholds
+        from qckit.workflows.phantom_study import run_phantom
+
         with progress_bar("extracting", enabled=not quiet) as update:
             run = run_phantom(
                 folder, phantom, output, params=params, by=group if by is not None else None,

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from qckit.protocols.check import CheckResult
 
 from qckit.cli._common import EXIT_CHECKS_FAILED, console, handle_errors, progress_bar
-from qckit.dicom import load_or_scan
-from qckit.errors import QckitInputError
-from qckit.protocols import bundled_names, check_series, load_protocol
-from qckit.protocols.check import SESSION_KEYS, CheckResult
-from qckit.protocols.infer import infer_protocol
-from qckit.protocols.load import json_schema_text, parse_protocol
-from qckit.protocols.output import write_check_csv, write_check_json
-from qckit.report.protocol_report import write_report
-from qckit.report.provenance import Provenance, command_line
+from qckit.core.errors import QckitInputError
 
 app = typer.Typer(help="Check DICOM series against acquisition protocols.", no_args_is_help=True)
 
@@ -24,12 +21,16 @@ _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
 
 
 def _session_option(value: str) -> str:
+    from qckit.protocols.check import SESSION_KEYS
+
     if value not in SESSION_KEYS:
         raise typer.BadParameter(f"use one of {', '.join(SESSION_KEYS)}")
     return value
 
 
 def _table(result: CheckResult) -> Table:
+    from rich.table import Table
+
     t = Table(title=f"{result.protocol.name} v{result.protocol.version}: {result.counts()}")
     for col in ("series", "folder", "entry", "status", "failed rules (observed vs expected)"):
         t.add_column(col, overflow="fold")
@@ -69,6 +70,12 @@ def check_command(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Check every series against a protocol; exit 0 all pass, 1 a check failed, 2 input error."""
+    from qckit.core.provenance import Provenance, command_line
+    from qckit.dicom import load_or_scan
+    from qckit.protocols import check_series, load_protocol
+    from qckit.protocols.output import write_check_csv, write_check_json
+    from qckit.report.protocol_report import write_report
+
     if fail_on not in ("fail", "warn"):
         raise QckitInputError(f"--fail-on must be 'fail' or 'warn', not '{fail_on}'")
     loaded = load_protocol(protocol)
@@ -116,6 +123,11 @@ def infer_command(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Infer a reference protocol from a dataset's majority (ties are reported as undetermined)."""
+    from qckit.core.provenance import command_line
+    from qckit.dicom import load_or_scan
+    from qckit.protocols.infer import infer_protocol
+    from qckit.protocols.load import parse_protocol
+
     with progress_bar("scanning", enabled=not quiet) as update:
         index = load_or_scan(source, workers=workers, progress=update)
     result = infer_protocol(index.series, name=name, rel_tol=rel_tol, session_by=session_by)
@@ -143,6 +155,8 @@ def schema_command(
     output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
 ) -> None:
     """Print (or write) the JSON Schema of protocol files."""
+    from qckit.protocols.load import json_schema_text
+
     text = json_schema_text()
     if output:
         output.write_text(text)
@@ -154,6 +168,8 @@ def schema_command(
 @handle_errors
 def list_command() -> None:
     """List the bundled protocols."""
+    from qckit.protocols import bundled_names, load_protocol
+
     for name in bundled_names():
         p = load_protocol(name).protocol
         console.print(f"[bold]{name}[/]  {p.title} (v{p.version}, {p.modality}, {len(p.series)} series)")

@@ -1,30 +1,29 @@
-"""`qckit qc run|trend|simulate`: periodic ACR phantom QC, its history and control charts."""
+"""`qckit qc run|trend|simulate|scanners`: periodic phantom QC, its history and control charts.
+
+Heavy modules are imported inside the commands, so that `qckit --help` and other commands start fast.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
+from typing import Any
 
 import typer
-from rich.table import Table
 
 from qckit.cli._common import EXIT_CHECKS_FAILED, EXIT_INPUT_ERROR, console, err_console, handle_errors
-from qckit.errors import QckitInputError
-from qckit.qc.history import database_url, open_store
-from qckit.qc.output import write_session_outputs
-from qckit.qc.session import SERIES_CHOICES, QCSession, run_session
-from qckit.qc.spc import DEFAULT_RULES, RULE_TEXT, RULES
-from qckit.qc.trend import parse_levels, scanner_charts
-from qckit.report.provenance import Provenance, command_line
-from qckit.report.qc_report import write_session_report, write_trend_report
-from qckit.testing.qc_history import simulate_year
+from qckit.core.errors import QckitInputError
 
-app = typer.Typer(help="Periodic ACR phantom QC: measure, store in the QC history, control charts.")
+app = typer.Typer(help="Periodic phantom QC: measure, store in the QC history, control charts.")
 
 DB_HELP = "QC history: a SQLAlchemy URL (postgresql+psycopg://...) or a SQLite file path [default: qc-history.sqlite in the output folder]."
+DEFAULT_RULES = "we1,we2,ewma"  # qckit.history.spc.DEFAULT_RULES (checked by a test)
 
 
 def _rules(text: str) -> tuple[str, ...]:
+    from qckit.history.spc import RULES
+
     rules = tuple(r.strip() for r in text.split(",") if r.strip())
     bad = [r for r in rules if r not in RULES]
     if bad or not rules:
@@ -41,12 +40,20 @@ def _date(text: str | None) -> dt.datetime | None:
         raise QckitInputError(f"--date {text!r}: write YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
 
 
-def _print_session(s: QCSession) -> None:
-    t = Table(title=f"ACR QC {s.scanner_key} {s.session_date:%Y-%m-%d} ({s.series_entry})")
+def _safe(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label)
+
+
+def _print_session(s: Any) -> None:
+    from rich.table import Table
+
+    from qckit.history.spc import RULE_TEXT
+
+    t = Table(title=f"{s.phantom} QC {s.scanner_key} {s.session_date:%Y-%m-%d} ({s.role})")
     for col in ("measurement", "value", "unit", "action limit", "verdict", "control"):
         t.add_column(col)
     control = {c.name: c for c in s.control}
-    for m in s.acr.measurements:
+    for m in s.measurements:
         c = control.get(m.name)
         verdict = {True: "[green]pass[/]", False: "[bold red]FAIL[/]", None: "-"}[m.passed]
         ctl = (
@@ -56,77 +63,109 @@ def _print_session(s: QCSession) -> None:
             m.name, f"{m.value:.4g}", m.unit, m.limit.text if m.limit else "baseline only", verdict, ctl
         )
     console.print(t)
-    console.print(f"protocol check: {s.protocol_status()} ({len(s.protocol_findings())} finding(s))")
-    for p in s.acr.problems:
-        err_console.print(f"[yellow]not measured[/] {p.name}: {p.reason}", highlight=False)
+    console.print(
+        f"protocol check: {s.protocol.status} ({len(s.protocol.findings)} finding(s))", highlight=False
+    )
+    for p in s.problems:
+        err_console.print(f"[yellow]not measured[/] {p.name}: {p.reason}", highlight=False, markup=True)
+    for p in s.skipped:
+        err_console.print(f"[yellow]not run[/] {p.name}: {p.reason}", highlight=False, markup=True)
+    for w in s.warnings:
+        err_console.print(f"[yellow]warning[/] {w}", highlight=False, markup=True)
 
 
 @app.command("run")
 @handle_errors
 def run_command(
-    folder: Path = typer.Argument(..., help="Folder with the ACR phantom series (any layout)."),
-    phantom: str = typer.Option(
-        "acr-mri-large", "--phantom", help="Phantom definition (bundled name or file)."
-    ),
-    protocol: str = typer.Option(
-        "acr-mri-large", "--protocol", help="Protocol the series are checked against."
-    ),
-    series: str = typer.Option("auto", "--series", help=f"Series to measure: {', '.join(SERIES_CHOICES)}."),
-    second: Path | None = typer.Option(
-        None, "--second", help="Folder with an identical repeat: subtraction SNR."
-    ),
+    folder: Path = typer.Argument(..., help="Folder with the phantom series (any layout)."),
+    phantom: str = typer.Option("acr-mri-large", "--phantom", help="Phantom definition (bundled name or file); "
+                                "qc run measures exactly the analyses it lists."),
+    protocol: str = typer.Option("acr-mri-large", "--protocol", help="Protocol the series are checked against."),
+    series: str = typer.Option("auto", "--series", help="Series role to measure: t1, t2 (each analysis takes the "
+                               "echo its definition names: the ACR T2 tests use echo 2, TE 80 ms), or auto (t1, else t2)."),
+    second: Path | None = typer.Option(None, "--second", help="Folder with an identical repeat acquisition (same "
+                                       "scanner, sequence, TR, TE, flip angle, matrix, FOV, slices, coil): subtraction SNR."),
+    session: str | None = typer.Option(None, "--session", help="Measure this session (label scanner@date as listed)."),
+    study: str | None = typer.Option(None, "--study", help="Measure only the series of this study key."),
+    every: bool = typer.Option(False, "--all", help="Measure each session of the folder in turn (one sub-folder each)."),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     no_store: bool = typer.Option(False, "--no-store", help="Measure only; do not write the QC history."),
     output: Path = typer.Option(Path("reports/qc"), "--output", "-o", help="Output folder."),
     date: str | None = typer.Option(None, "--date", help="Session date when the DICOM has none (ISO)."),
     acceptance: bool = typer.Option(False, "--acceptance", help="Mark as an acceptance (baseline) session."),
-    baseline: int = typer.Option(
-        20, "--baseline", min=2, help="Sessions in the baseline (no acceptance session)."
-    ),
-    rules: str = typer.Option(",".join(DEFAULT_RULES), "--rules", help=f"Control rules: {', '.join(RULES)}."),
-) -> None:
-    """Measure an ACR phantom session, store it, compare with the scanner's control limits.
+    baseline: int = typer.Option(20, "--baseline", min=2, help="Sessions in the baseline (no acceptance session)."),
+    rules: str = typer.Option(DEFAULT_RULES, "--rules", help="Control rules: we1..we4, ewma, cusum."),
+) -> None:  # fmt: skip
+    """Measure a phantom QC session, store it, compare with the scanner's control limits.
 
-    Exit 0: every measurement within its ACR action limit; 1: an action limit exceeded; 2: input error."""
+    A folder holding several sessions (scanners or dates) is refused, listing them, unless one is selected.
+    Exit 0: every measurement within its action limit; 1: an action limit exceeded; 2: input error."""
+    from qckit.core.provenance import Provenance, command_line
+    from qckit.history.store import database_url
+    from qckit.report.qc_report import write_session_report
+    from qckit.workflows.qc_outputs import write_session_outputs
+    from qckit.workflows.qc_session import SessionOptions, SessionRun, run_sessions
+
     url = None if no_store else database_url(db, output)
-    s = run_session(folder, phantom=phantom, protocol=protocol, series=series, second=second, db_url=url,
-                    session_date=_date(date), acceptance=acceptance, n_baseline=baseline, rules=_rules(rules))  # fmt: skip
-    prov = Provenance(command_line(), {"folder": str(folder), "history": s.db_url})
-    files = write_session_outputs(s, prov, output)
-    files["html"] = write_session_report(s, prov, output / "qc-report.html")
-    _print_session(s)
-    for k, v in files.items():
-        console.print(f"  {k}: {v}", highlight=False)
-    if s.failed:
+    opts = SessionOptions(phantom=phantom, protocol=protocol, series=series, second=second, db_url=url,
+                          session_date=_date(date), acceptance=acceptance, n_baseline=baseline, rules=_rules(rules),
+                          session=session, study=study, every=every)  # fmt: skip
+    failed = errors = False
+
+    def write(run: SessionRun) -> None:
+        nonlocal failed, errors
+        if run.result is None:
+            errors = True
+            err_console.print(f"error: session {run.label}: {run.error}", highlight=False, markup=False)
+            return
+        s = run.result
+        out = output / _safe(run.label) if every else output
+        prov = Provenance(
+            command_line(), {"folder": str(folder), "session": s.session_label, "history": s.db_url}
+        )
+        files = write_session_outputs(s, prov, out)
+        files["html"] = write_session_report(s, prov, out / "qc-report.html")
+        _print_session(s)
+        for k, v in files.items():
+            console.print(f"  {k}: {v}", highlight=False)
+        failed |= s.failed
+
+    run_sessions(folder, opts, on_session=write)
+    if errors:
+        raise typer.Exit(EXIT_INPUT_ERROR)
+    if failed:
         raise typer.Exit(EXIT_CHECKS_FAILED)
 
 
 @app.command("trend")
 @handle_errors
 def trend_command(
-    scanner: str = typer.Option(..., "--scanner", help="Scanner key (as `qckit qc run` prints it)."),
+    scanner: str = typer.Option(..., "--scanner", help="Scanner key (as `qckit qc run` / `qc scanners` print it)."),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     output: Path = typer.Option(Path("reports/qc"), "--output", "-o", help="Output folder."),
-    baseline: int = typer.Option(
-        20, "--baseline", min=2, help="Sessions in the baseline (no acceptance session)."
-    ),
-    rules: str = typer.Option(",".join(DEFAULT_RULES), "--rules", help=f"Control rules: {', '.join(RULES)}."),
-    level: list[str] = typer.Option(
-        [], "--level", help="NAME=TOLERANCE[,ACTION], absolute or %: snr=10%,20%."
-    ),
-) -> None:
-    """Control charts of one scanner's QC history as an interactive HTML report.
+    baseline: int = typer.Option(20, "--baseline", min=2, help="Sessions in the baseline (no acceptance session)."),
+    rules: str = typer.Option(DEFAULT_RULES, "--rules", help="Control rules: we1..we4, ewma, cusum."),
+    level: list[str] = typer.Option([], "--level", help="NAME=TOLERANCE[,ACTION], absolute or %: snr=10%,20%."),
+) -> None:  # fmt: skip
+    """Control charts of one scanner's QC history (with its merged aliases) as an interactive HTML report.
 
     Exit 0: no alarm on the latest session; 1: the latest session raised an alarm; 2: input error."""
-    url = database_url(db, output)
-    if "://" not in (db or "") and not Path(url[len("sqlite:///") :]).exists():
-        raise QckitInputError(f"no QC history at {url[len('sqlite:///') :]}: pass --db")
-    with open_store(url) as store:
-        charts, skipped = scanner_charts(store, scanner, n_baseline=baseline, rules=_rules(rules),
-                                         levels=parse_levels(level))  # fmt: skip
+    from rich.table import Table
+
+    from qckit.core.provenance import Provenance, command_line
+    from qckit.history.spc import RULE_TEXT
+    from qckit.history.store import existing_store
+    from qckit.history.trend import parse_levels, scanner_charts
+    from qckit.report.qc_report import write_trend_report
+
+    levels = parse_levels(level)
+    with existing_store(db, output) as store:
+        url = store.url
+        charts, skipped = scanner_charts(
+            store, scanner, n_baseline=baseline, rules=_rules(rules), levels=levels
+        )
     prov = Provenance(command_line(), {"history": url, "scanner": scanner})
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in scanner)
-    path = write_trend_report(scanner, charts, prov, output / f"qc-trend-{safe}.html", skipped)
+    path = write_trend_report(scanner, charts, prov, output / f"qc-trend-{_safe(scanner)}.html", skipped)
     t = Table(title=f"control charts: {scanner}")
     for col in ("measurement", "sessions", "centre", "LCL", "UCL", "alarms", "first alarm"):
         t.add_column(col)
@@ -145,6 +184,41 @@ def trend_command(
         raise typer.Exit(EXIT_CHECKS_FAILED)
 
 
+@app.command("scanners")
+@handle_errors
+def scanners_command(
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    output: Path = typer.Option(Path("reports/qc"), "--output", "-o", help="Folder of the default history."),
+    merge: tuple[str, str] | None = typer.Option(None, "--merge", help="ALIAS TARGET: record that scanner key "
+                                                 "ALIAS is scanner TARGET (kept in the history, nothing deleted)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the list as JSON."),
+) -> None:  # fmt: skip
+    """List the scanners of a QC history (key, identity, sessions, last date), or merge two keys."""
+    from rich.table import Table
+
+    from qckit.core.jsonio import write_json
+    from qckit.history.store import existing_store
+
+    with existing_store(db, output) as store:
+        if merge is not None:
+            store.merge(merge[0], merge[1])
+            console.print(f"{merge[0]} is now recorded as {merge[1]} in {store.url}", highlight=False)
+        df = store.scanners()
+    t = Table(title="scanners")
+    cols = ("scanner_key", "manufacturer", "model", "serial", "field_strength_t", "sessions", "last_session",
+            "alias_of")  # fmt: skip
+    for col in ("key", "vendor", "model", "serial", "field (T)", "sessions", "last session", "alias of"):
+        t.add_column(col)
+    rows = []
+    for r in df.to_dict("records"):
+        rec = {c: r.get(c) for c in cols}
+        rows.append(rec)
+        t.add_row(*["-" if rec[c] is None or rec[c] != rec[c] else str(rec[c]) for c in cols])
+    console.print(t)
+    if json_out is not None:
+        write_json(json_out, {"scanners": rows})
+
+
 @app.command("simulate")
 @handle_errors
 def simulate_command(
@@ -153,6 +227,9 @@ def simulate_command(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Write a simulated year of weekly QC on two virtual scanners (one drifts) into a QC history."""
+    from qckit.history.store import database_url, open_store
+    from qckit.synth.qc_year import simulate_year
+
     with open_store(database_url(db)) as store:
         if store.n_sessions():
             err_console.print(f"error: {store.url} already holds QC sessions; simulate into a new history")

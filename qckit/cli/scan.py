@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from qckit.dicom import ScanResult
 
 from qckit.cli._common import EXIT_INPUT_ERROR, console, err_console, handle_errors, progress_bar
-from qckit.dicom import ScanResult, scan, write_errors, write_json, write_table
-from qckit.errors import NoDataError
+from qckit.core.errors import NoDataError
 
 
 def summary_table(result: ScanResult, limit: int = 60) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"{len(result.series)} series acquisition(s), {len(result.errors)} bad item(s)")
     for col in ("folder", "description", "acq", "mod", "vendor / model", "imgs", "orient", "TR", "TE", "FA"):
         table.add_column(col, overflow="fold")
@@ -39,6 +45,8 @@ def _num(v: object) -> str:
 
 
 def write_outputs(result: ScanResult, out: Path | None, json_out: Path | None, errors: Path | None) -> None:
+    from qckit.dicom import write_errors, write_json, write_table
+
     if out is not None:
         write_table(result, out)
     if json_out is not None:
@@ -62,6 +70,8 @@ def scan_command(
 
     Exit code 0 when anything was indexed (bad files are listed, not fatal), 2 when nothing was.
     """
+    from qckit.dicom import ScanResult, scan
+
     try:
         with progress_bar("scanning", enabled=not quiet) as update:
             result = scan(directory, workers=workers, progress=update)

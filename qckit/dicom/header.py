@@ -24,6 +24,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import data_element_generator
 
+from qckit.core.errors import DicomReadError
 from qckit.dicom import enhanced
 from qckit.dicom.pseudonym import subject_key
 from qckit.dicom.tags import (
@@ -37,7 +38,6 @@ from qckit.dicom.tags import (
     WANTED_TAGS,
 )
 from qckit.dicom.values import decode_raw, normalise, orientation_label, position_along, slice_normal
-from qckit.errors import DicomReadError
 
 _FIRST_READ = 16 * 1024
 _MAX_HEADER_READ = 64 * 1024 * 1024

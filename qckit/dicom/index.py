@@ -19,9 +19,10 @@ from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any
 
+from qckit.core import jsonio
+from qckit.core.errors import DicomReadError, NoDataError, QckitInputError
 from qckit.dicom.header import read_header
 from qckit.dicom.series import COLUMNS, SeriesAccumulator
-from qckit.errors import DicomReadError, NoDataError, QckitInputError
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -55,7 +56,7 @@ class ScanResult:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+        return jsonio.dumps(self.to_dict())
 
     def to_frame(self) -> Any:
         """The series rows as a pandas DataFrame (list values such as PixelSpacing stay lists)."""
@@ -220,10 +221,7 @@ def write_table(result: ScanResult, path: str | os.PathLike[str]) -> Path:
 
 
 def write_json(result: ScanResult, path: str | os.PathLike[str]) -> Path:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(result.to_json())
-    return out
+    return jsonio.write_json(path, result.to_dict())
 
 
 def write_errors(result: ScanResult, path: str | os.PathLike[str]) -> Path:

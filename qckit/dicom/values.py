@@ -16,6 +16,8 @@ from typing import Any
 
 from pydicom.multival import MultiValue
 
+from qckit.core.identity import canonical_vendor
+
 _BINARY_FORMATS = {"US": "H", "UL": "I", "SS": "h", "SL": "i", "FD": "d", "FL": "f", "UV": "Q", "SV": "q"}
 
 
@@ -149,30 +151,6 @@ def position_along(normal: Sequence[float] | None, ipp: Sequence[float] | None) 
     return float(sum(a * b for a, b in zip(normal, ipp, strict=True)))
 
 
-_VENDORS = (
-    ("siemens", "Siemens"),
-    ("ge ", "GE"),
-    ("ge medical", "GE"),
-    ("general electric", "GE"),
-    ("philips", "Philips"),
-    ("toshiba", "Canon"),
-    ("canon", "Canon"),
-    ("hitachi", "Hitachi"),
-    ("fujifilm", "Fujifilm"),
-    ("united imaging", "UIH"),
-    ("uih", "UIH"),
-)
-
-
 def vendor(manufacturer: str | None) -> str | None:
     """Short vendor name from the Manufacturer attribute ("GE MEDICAL SYSTEMS" -> "GE")."""
-    if not manufacturer:
-        return None
-    m = manufacturer.lower().strip() + " "
-    for needle, name in _VENDORS:
-        if m.startswith(needle) or needle.strip() in m.split():
-            return name
-    for needle, name in _VENDORS:
-        if needle.strip() in m:
-            return name
-    return manufacturer.strip()
+    return canonical_vendor(manufacturer)

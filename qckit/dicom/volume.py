@@ -18,12 +18,8 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
+from qckit.core.errors import VolumeError
 from qckit.dicom.index import walk_files
-from qckit.errors import QckitInputError
-
-
-class VolumeError(QckitInputError):
-    """Pixel data cannot be assembled into a volume (the message names the file or series)."""
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from qckit.errors import QckitInputError
+from qckit.core.errors import QckitInputError
 
 REQUIRED = ("subject_id", "image", "mask")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from qckit.errors import QckitInputError
+from qckit.core.errors import QckitInputError
 
 METHODS = ("none", "zscore", "whitestripe")
 

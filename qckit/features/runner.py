@@ -23,11 +23,12 @@ from typing import Any
 import pandas as pd
 
 from qckit import __version__
-from qckit.errors import QckitInputError
+from qckit.core.errors import QckitInputError
+from qckit.core.jsonio import atomic_write_text, dumps, write_json
+from qckit.core.tables import write_table
 from qckit.features.extract import CaseError, extract_case
 from qckit.features.manifest import Case
 from qckit.features.params import ExtractionSettings
-from qckit.tables import write_table
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -67,9 +68,7 @@ def _settings_hash(settings: ExtractionSettings) -> str:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def parts_dir(output: Path) -> Path:
@@ -88,9 +87,7 @@ def _prepare_parts(output: Path, settings: ExtractionSettings) -> Path:
                 f"{parts}: partial results were computed with other settings; delete this folder to start over"
             )
     else:
-        _atomic_write(
-            stamp, json.dumps({"sha256": digest, "settings": settings.to_dict()}, indent=2, default=str)
-        )
+        _atomic_write(stamp, dumps({"sha256": digest, "settings": settings.to_dict()}))
     return parts
 
 
@@ -158,9 +155,9 @@ def run_extraction(
     for result in source:
         key = result["key"]
         if "error" in result:
-            _atomic_write(parts / f"{key}.error.json", json.dumps(result))
+            _atomic_write(parts / f"{key}.error.json", dumps(result, indent=None))
         else:
-            _atomic_write(parts / f"{key}.json", json.dumps(result, default=str))
+            _atomic_write(parts / f"{key}.json", dumps(result, indent=None))
             stale = parts / f"{key}.error.json"
             if stale.exists():
                 stale.unlink()
@@ -214,7 +211,7 @@ def _combine(
         "failed": failed,
         "pyradiomics_version": _pyradiomics_version(),
     }
-    _atomic_write(out.with_name(out.name + ".provenance.json"), json.dumps(provenance, indent=2, default=str))
+    write_json(out.with_name(out.name + ".provenance.json"), provenance)
     return run
 
 

@@ -10,20 +10,16 @@ import io
 import json
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from qckit import __version__
-from qckit.errors import QckitInputError
+from qckit.core.errors import ModelFileError
+from qckit.core.jsonio import write_json
 from qckit.harmonize.combat import _PARAM_ARRAYS, ComBat, _SplineBasis
 
 FORMAT = "qckit-combat-model"
 FORMAT_VERSION = 1
-
-
-class ModelFileError(QckitInputError):
-    """A model folder is missing, corrupt or of an unknown format."""
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -86,14 +82,8 @@ def save_model(model: ComBat, folder: str | Path) -> Path:
         "smooth": smooth,
         "arrays_sha256": hashlib.sha256(blob).hexdigest(),
     }
-    (out / "model.json").write_text(json.dumps(meta, indent=2, default=_json_default))
+    write_json(out / "model.json", meta)
     return out
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 def load_model(folder: str | Path) -> ComBat:

@@ -16,13 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qckit.errors import QckitInputError
+from qckit.core.errors import HarmonizationError
 
 log = logging.getLogger(__name__)
-
-
-class HarmonizationError(QckitInputError, ValueError):
-    """The data cannot be harmonized as given."""
 
 
 class SmallBatchWarning(UserWarning):

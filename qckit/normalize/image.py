@@ -14,11 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from qckit.errors import QckitInputError
-
-
-class NormalizationError(QckitInputError):
-    """An image cannot be normalized as asked (no tissue mode found, empty stripe or mask, ...)."""
+from qckit.core.errors import NormalizationError, QckitInputError
 
 
 def as_array(image: Any) -> tuple[np.ndarray, Callable[[np.ndarray], Any]]:

@@ -17,6 +17,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from qckit.core.jsonio import write_json
 from qckit.normalize.image import NormalizationError, as_array, mask_array
 
 DEFAULT_PERCENTILES = (1.0, *np.arange(10.0, 100.0, 10.0), 99.0)
@@ -82,22 +83,15 @@ class NyulStandardizer(TransformerMixin, BaseEstimator):
 
     def save(self, path: str | Path) -> Path:
         check_is_fitted(self, "standard_scale_")
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(
-            json.dumps(
-                {
-                    "method": "nyul",
-                    "percentiles": self.percentiles_.tolist(),
-                    "standard_scale": self.standard_scale_.tolist(),
-                    "n_images": self.n_images_,
-                    "output_min": self.output_min,
-                    "output_max": self.output_max,
-                },
-                indent=2,
-            )
-        )
-        return out
+        data = {
+            "method": "nyul",
+            "percentiles": self.percentiles_.tolist(),
+            "standard_scale": self.standard_scale_.tolist(),
+            "n_images": self.n_images_,
+            "output_min": self.output_min,
+            "output_max": self.output_max,
+        }
+        return write_json(path, data)
 
     @classmethod
     def load(cls, path: str | Path) -> NyulStandardizer:

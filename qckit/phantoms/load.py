@@ -14,21 +14,22 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from qckit.errors import QckitInputError
+from qckit.core.definitions import (
+    definitions_dir,
+    format_validation_error,
+    load_yaml,
+    resolve_definition,
+    yaml_names,
+)
+from qckit.core.errors import PhantomError
 from qckit.phantoms.models import Phantom
-from qckit.protocols.load import format_validation_error, load_yaml, resolve_definition, yaml_names
 
 ENV_DIR = "QCKIT_PHANTOMS_DIR"
 
 
-class PhantomError(QckitInputError):
-    """A phantom definition cannot be read or is invalid."""
-
-
 def bundled_dir() -> Path:
-    """`$QCKIT_PHANTOMS_DIR`, else the repository's `phantoms/` folder next to the package."""
-    env = os.environ.get(ENV_DIR)
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "phantoms"
+    """`$QCKIT_PHANTOMS_DIR`, else the bundled `phantoms/` folder (see `qckit.core.definitions`)."""
+    return definitions_dir("phantoms", ENV_DIR)
 
 
 def bundled_names() -> list[str]:

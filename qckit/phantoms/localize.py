@@ -19,12 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from qckit.errors import QckitInputError
+from qckit.core.errors import PhantomNotFoundError
 from qckit.phantoms.models import Phantom, Region
-
-
-class PhantomNotFoundError(QckitInputError):
-    """The phantom cannot be found in an image, or not with the size its definition gives."""
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from qckit.core.errors import PhantomMeasurementError, QckitInputError
 from qckit.dicom.index import scan
 from qckit.dicom.volume import Volume, match_volume, read_volumes
-from qckit.errors import QckitInputError
 from qckit.features.manifest import Case
 from qckit.features.params import ExtractionSettings
 from qckit.features.runner import parts_dir, run_extraction
@@ -191,12 +191,6 @@ def measure_folder(
     scans_df.to_csv(out / "scans.csv", index=False)
     long.to_csv(out / "measurements.csv", index=False)
     return Measurement(phantom, scans_df, long, problems, placements, kept, out, skipped)
-
-
-class PhantomMeasurementError(QckitInputError):
-    def __init__(self, message: str, problems: list[dict[str, str]]) -> None:
-        super().__init__(message)
-        self.problems = problems
 
 
 def _mask_image(mask: np.ndarray, like: Any) -> Any:

@@ -13,9 +13,11 @@ with unit gain and zero offset would produce.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from qckit.core.results import Limit
 
 SCHEMA_VERSION = 1
 PositiveMM = Annotated[float, Field(gt=0)]
@@ -111,6 +113,96 @@ class Localization(_Strict):
     max_rotation_deg: Annotated[float, Field(gt=0, le=45)] = 10.0
 
 
+class FieldRange(_Strict):
+    """Field strengths (T) a limit applies to: `min <= B0 < max` (either bound optional)."""
+
+    min: Annotated[float, Field(ge=0)] | None = None
+    max: Annotated[float, Field(gt=0)] | None = None
+
+    def contains(self, field_t: float | None) -> bool:
+        if field_t is None:
+            return False
+        return (self.min is None or field_t >= self.min) and (self.max is None or field_t < self.max)
+
+
+class LimitSpec(_Strict):
+    """An action limit as data: `low`/`high` bounds, or `nominal` +- `tolerance` (`nominal: prescribed` takes
+    the series' own prescribed value, e.g. its slice thickness); `field_strength_t` restricts it to a field
+    range (the first limit whose range contains the scanner's field applies; a limit without a range applies
+    otherwise). `source` cites where the number comes from."""
+
+    low: float | None = None
+    high: float | None = None
+    nominal: float | Literal["prescribed"] | None = None
+    tolerance: Annotated[float, Field(gt=0)] | None = None
+    unit: str = ""
+    text: str | None = Field(
+        None, description="the limit as the guidance words it (default: from the numbers)"
+    )
+    source: str
+    field_strength_t: FieldRange | None = None
+
+    @model_validator(mode="after")
+    def _form(self) -> LimitSpec:
+        bounds = self.low is not None or self.high is not None
+        centred = self.nominal is not None or self.tolerance is not None
+        if bounds == centred:
+            raise ValueError("give either 'low'/'high' or 'nominal' with 'tolerance'")
+        if centred and (self.nominal is None or self.tolerance is None):
+            raise ValueError("'nominal' and 'tolerance' go together")
+        if self.low is not None and self.high is not None and self.low > self.high:
+            raise ValueError(f"low {self.low} is above high {self.high}")
+        return self
+
+    def resolve(self, prescribed: float | None = None) -> Limit | None:
+        """The concrete `Limit`; None when `nominal: prescribed` and the series has no prescribed value."""
+        u = f" {self.unit}" if self.unit and self.unit != "%" else self.unit
+        if self.nominal is not None and self.tolerance is not None:
+            nominal = prescribed if self.nominal == "prescribed" else float(self.nominal)
+            if nominal is None:
+                return None
+            lo, hi = nominal - self.tolerance, nominal + self.tolerance
+            text = self.text or (
+                f"|value| <= {self.tolerance:g}{u}"
+                if nominal == 0
+                else f"{nominal:g} +- {self.tolerance:g}{u}"
+            )
+            return Limit(lo, hi, text, self.source)
+        if self.low is not None and self.high is not None:
+            text = self.text or f"{self.low:g} .. {self.high:g}{u}"
+        elif self.low is not None:
+            text = self.text or f">= {self.low:g}{u}"
+        else:
+            text = self.text or f"<= {self.high:g}{u}"
+        return Limit(self.low, self.high, text, self.source)
+
+
+class AnalysisSpec(_Strict):
+    """One analysis the phantom supports (a name registered in `qckit.analyses`), where it is measured, with
+    its parameters and action limits as data."""
+
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    roles: list[Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]] = Field(
+        default_factory=lambda: ["t1"], description="series roles it runs on (protocol entries' roles)"
+    )
+    echo: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="for multi-echo roles, the echo it measures (default: the first)"
+    )
+    slice: Annotated[int, Field(ge=1)] | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    limits: list[LimitSpec] = Field(default_factory=list)
+    reference: str = Field("", description="the published definition of the measurement")
+
+    def limit(self, field_t: float | None, prescribed: float | None = None) -> Limit | None:
+        """The applicable limit for a scanner of field `field_t` (see `LimitSpec`); None without one."""
+        ranged = [
+            s for s in self.limits if s.field_strength_t is not None and s.field_strength_t.contains(field_t)
+        ]
+        plain = [s for s in self.limits if s.field_strength_t is None]
+        chosen = (ranged or plain or [None])[0]
+        return None if chosen is None else chosen.resolve(prescribed)
+
+
 class Phantom(_Strict):
     schema_version: Literal[1] = 1
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
@@ -124,6 +216,9 @@ class Phantom(_Strict):
     localization: Localization = Localization()
     structures: list[Structure] = Field(default_factory=list)
     rois: list[ROI] = Field(min_length=1)
+    analyses: list[AnalysisSpec] = Field(
+        default_factory=list, description="QC analyses this phantom supports (what `qckit qc run` measures)"
+    )
 
     @model_validator(mode="after")
     def _names(self) -> Phantom:
@@ -137,7 +232,26 @@ class Phantom(_Strict):
                 raise ValueError(
                     f"roi {roi.name}: slice {max(roi.slices)} is beyond the stack's {self.stack.n_slices} slices"
                 )
+        seen: set[tuple[str, int | None, tuple[str, ...]]] = set()
+        for a in self.analyses:
+            key = (a.name, a.slice, tuple(a.roles))
+            if key in seen:
+                raise ValueError(f"analysis {a.name} (slice {a.slice}, roles {a.roles}) is listed twice")
+            seen.add(key)
+            if a.slice is not None and a.slice > self.stack.n_slices:
+                raise ValueError(
+                    f"analysis {a.name}: slice {a.slice} is beyond the stack's {self.stack.n_slices}"
+                )
         return self
+
+    def analysis_spec(self, name: str, slice_no: int | None = None) -> AnalysisSpec:
+        """The listed analysis `name` (on slice `slice_no` when it is listed for several slices)."""
+        for a in self.analyses:
+            if a.name == name and (slice_no is None or a.slice == slice_no):
+                return a
+        raise KeyError(
+            f"{self.name} lists no analysis {name}" + (f" on slice {slice_no}" if slice_no else "")
+        )
 
     def roi(self, name: str) -> ROI:
         for r in self.rois:

@@ -11,15 +11,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qckit.core.errors import MissingROIError
 from qckit.dicom.volume import Volume
-from qckit.errors import QckitInputError
 from qckit.phantoms.localize import Outline, Rotation, estimate_rotation, find_outline
 from qckit.phantoms.models import ROI, Phantom
 from qckit.phantoms.render import rotate_to_image, rotate_to_phantom
-
-
-class MissingROIError(QckitInputError):
-    """A region of interest of the definition cannot be placed on this series (slice absent, outside)."""
 
 
 @dataclass

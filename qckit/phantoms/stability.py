@@ -11,7 +11,6 @@ QC measurements, not model features.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,15 +18,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from qckit.errors import QckitInputError
+from qckit.core.errors import QckitInputError, TooFewRepeatsError
+from qckit.core.jsonio import write_json
+from qckit.metrology import bland_altman
 from qckit.metrology.verdicts import Thresholds, repeatability_table, reproducibility_table
 from qckit.phantoms.measure import INTENSITY_FEATURES
 
 GROUPINGS = ("scanner", "protocol", "site")
-
-
-class TooFewRepeatsError(QckitInputError):
-    """Not enough repeat scans (or conditions) to decide anything."""
 
 
 @dataclass
@@ -165,5 +162,37 @@ def write_outputs(stab: Stability, out_dir: Path, phantom: str, extra: dict | No
         summary["reproducible"] = {
             k: int(v) for k, v in stab.reproducibility["reproducible"].value_counts().items()
         }
-    paths["summary"].write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_json(paths["summary"], summary)
     return paths
+
+
+@dataclass(frozen=True)
+class RepeatAgreement:
+    """Bland-Altman of repeat 2 against repeat 1 of one feature on one condition, in percent of the pair mean
+    (Bland & Altman 1986, Lancet 1:307-310; bias and 95% limits of agreement from `qckit.metrology`)."""
+
+    condition: str
+    rois: list[str]
+    mean: list[float]
+    pct: list[float]
+    bias: float
+    loa_low: float
+    loa_high: float
+
+
+def repeat_agreement(long: pd.DataFrame, feature: str) -> list[RepeatAgreement]:
+    """Per condition with 2 repeats of at least 3 ROIs (and no zero mean): the Bland-Altman data."""
+    out = []
+    for cond, g in with_condition(long[long["feature"] == feature]).groupby("condition"):
+        wide = g.pivot_table(index="roi", columns="repeat", values="value").dropna()
+        if wide.shape[1] < 2 or wide.shape[0] < 3:
+            continue
+        a, b = wide.iloc[:, 0].to_numpy(), wide.iloc[:, 1].to_numpy()
+        mean = (a + b) / 2
+        if np.any(mean == 0):
+            continue
+        pct = 100 * (b - a) / mean
+        ba = bland_altman(np.zeros_like(pct), pct)
+        out.append(RepeatAgreement(str(cond), [str(r) for r in wide.index], mean.tolist(), pct.tolist(),
+                                   float(ba.bias), float(ba.loa_low), float(ba.loa_high)))  # fmt: skip
+    return out

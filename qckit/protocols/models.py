@@ -137,12 +137,24 @@ class ExpectedSeries(BaseModel):
 
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]*$")]
     title: str | None = None
+    role: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]*$")] | None = Field(
+        default=None,
+        description="what the series is for (t1, t2, localizer, ir, multi_echo, ...): analyses ask for roles, "
+        "not entry names; default: the entry's name",
+    )
+    echo: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="echo number within a multi-echo role (t2 echo 1 / echo 2)"
+    )
     required: bool = True
     missing_level: Level = "fail"
     max_count: Annotated[int, Field(ge=1)] = 1
     duplicate_level: Level = "warn"
     match: Annotated[list[Condition], Field(min_length=1)]
     rules: list[Rule] = Field(default_factory=list)
+
+    @property
+    def series_role(self) -> str:
+        return self.role or self.name
 
 
 class Protocol(BaseModel):
@@ -169,4 +181,13 @@ class Protocol(BaseModel):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"series names must be unique; repeated: {', '.join(dup)}")
+        roles = [(s.series_role, s.echo) for s in self.series]
+        dup_roles = sorted(
+            {f"{r}" + (f" echo {e}" if e else "") for r, e in roles if roles.count((r, e)) > 1}
+        )
+        if dup_roles:
+            raise ValueError(f"series roles (with echo) must be unique; repeated: {', '.join(dup_roles)}")
         return self
+
+    def entry(self, name: str) -> ExpectedSeries | None:
+        return next((s for s in self.series if s.name == name), None)

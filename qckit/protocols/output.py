@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any
 
+from qckit.core.jsonio import write_json
+from qckit.core.provenance import Provenance
 from qckit.protocols.check import ROW_FIELDS, CheckResult
-from qckit.report.provenance import Provenance
 
 
 def check_json(result: CheckResult, provenance: Provenance) -> dict[str, Any]:
@@ -18,10 +18,7 @@ def check_json(result: CheckResult, provenance: Provenance) -> dict[str, Any]:
 
 
 def write_check_json(result: CheckResult, provenance: Provenance, path: str | Path) -> Path:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(check_json(result, provenance), indent=2, default=str))
-    return out
+    return write_json(path, check_json(result, provenance))
 
 
 def write_check_csv(result: CheckResult, path: str | Path) -> Path:

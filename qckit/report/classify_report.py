@@ -9,8 +9,8 @@ from sklearn.metrics import roc_curve
 
 from qckit.classify.metrics import METRICS
 from qckit.classify.pipeline import ClassificationResult
+from qckit.core.provenance import Provenance
 from qckit.report.html import Page, table, write
-from qckit.report.provenance import Provenance
 
 
 def _roc(results: list[ClassificationResult]) -> go.Figure:

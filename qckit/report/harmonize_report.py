@@ -8,9 +8,9 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from qckit.core.provenance import Provenance
 from qckit.harmonize.evaluate import Evaluation
 from qckit.report.html import Page, badges, table, write
-from qckit.report.provenance import Provenance
 
 
 def _effect_bars(s: dict) -> go.Figure:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qckit.report.provenance import Provenance
+from qckit.core.jsonio import atomic_write_text
+from qckit.core.provenance import Provenance
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2430;background:#f6f7f9}
@@ -124,7 +125,5 @@ def render(page: Page) -> str:
 
 
 def write(page: Page, path: str | Path) -> Path:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(page), encoding="utf-8")
-    return out
+    """Render and write atomically (temporary file in the same folder, then rename)."""
+    return atomic_write_text(path, render(page))

@@ -9,8 +9,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from qckit.core.provenance import Provenance
 from qckit.report.html import Page, table, write
-from qckit.report.provenance import Provenance
 
 
 def _figure(name: str, before: np.ndarray, after: np.ndarray, fit: dict[str, Any]) -> go.Figure:

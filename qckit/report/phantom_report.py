@@ -9,11 +9,10 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from qckit.metrology import bland_altman
+from qckit.core.provenance import Provenance
 from qckit.phantoms.measure import Measurement
-from qckit.phantoms.stability import Stability, with_condition
+from qckit.phantoms.stability import Stability, repeat_agreement
 from qckit.report.html import Page, badges, esc, number, table, write
-from qckit.report.provenance import Provenance
 
 _COLOURS = {"pass": "#1b7f3b", "fail": "#c0262d", "insufficient": "#8a94a3"}
 
@@ -48,24 +47,14 @@ def _cv_figure(rep: pd.DataFrame, threshold: float) -> go.Figure:
 
 
 def _bland_altman_figure(long: pd.DataFrame, feature: str) -> go.Figure | None:
-    data = with_condition(long[long["feature"] == feature])
     fig = go.Figure()
     drawn = False
-    for cond, g in data.groupby("condition"):
-        wide = g.pivot_table(index="roi", columns="repeat", values="value").dropna()
-        if wide.shape[1] < 2 or wide.shape[0] < 3:
-            continue
-        a, b = wide.iloc[:, 0].to_numpy(), wide.iloc[:, 1].to_numpy()
-        mean = (a + b) / 2
-        if np.any(mean == 0):
-            continue
-        pct = 100 * (b - a) / mean
-        ba = bland_altman(np.zeros_like(pct), pct)
-        name = str(cond)[:50]
-        fig.add_scatter(x=mean, y=pct, mode="markers", name=name, text=wide.index.tolist())
+    for ba in repeat_agreement(long, feature):
+        name = ba.condition[:50]
+        fig.add_scatter(x=ba.mean, y=ba.pct, mode="markers", name=name, text=ba.rois)
         for y, dash in ((ba.bias, "solid"), (ba.loa_low, "dot"), (ba.loa_high, "dot")):
             fig.add_scatter(
-                x=[mean.min(), mean.max()], y=[y, y], mode="lines", line={"dash": dash}, showlegend=False,
+                x=[min(ba.mean), max(ba.mean)], y=[y, y], mode="lines", line={"dash": dash}, showlegend=False,
                 name=name, hoverinfo="skip",
             )  # fmt: skip
         drawn = True

@@ -7,9 +7,9 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from qckit.core.provenance import Provenance
 from qckit.protocols.check import CheckResult
 from qckit.report.html import Page, badges, esc, table, write
-from qckit.report.provenance import Provenance
 
 _CODE = {"pass": 0, "warn": 1, "fail": 2}
 

@@ -9,111 +9,114 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from qckit.qc.session import QCSession
-from qckit.qc.spc import RULE_TEXT, Chart
+from qckit.core.provenance import Provenance
+from qckit.core.results import Circle, Line, Overlay, Point, Rectangle, Shape
+from qckit.core.session import QCSessionResult
+from qckit.history.spc import RULE_TEXT, Chart
 from qckit.report.html import Page, badges, esc, number, table, write
-from qckit.report.provenance import Provenance
+
+_COLOURS = ["#e63946", "#f4a261", "#2a9d8f", "#e9c46a", "#8ecae6", "#b5179e", "#90be6d", "#ffb703"]
 
 
-def _overlay(title: str, ov: dict[str, Any]) -> go.Figure:
-    img = np.asarray(ov["image"], float)
+def _shape_xy(shape: Shape) -> tuple[list[float], list[float], str]:
+    """Pixel coordinates to draw a shape (x = column, y = row) and the plotly mode."""
+    if isinstance(shape, Circle):
+        t = np.linspace(0, 2 * np.pi, 120)
+        return (
+            list(shape.centre[0] + shape.radius * np.cos(t)),
+            list(shape.centre[1] + shape.radius * np.sin(t)),
+            "lines",
+        )
+    if isinstance(shape, Rectangle):
+        return (
+            [shape.x0, shape.x1, shape.x1, shape.x0, shape.x0],
+            [shape.y0, shape.y0, shape.y1, shape.y1, shape.y0],
+            "lines",
+        )
+    if isinstance(shape, Line):
+        return [shape.start[0], shape.end[0]], [shape.start[1], shape.end[1]], "lines"
+    if isinstance(shape, Point):
+        return [shape.xy[0]], [shape.xy[1]], "markers"
+    pts = list(shape.points) + [shape.points[0]]
+    return [p[0] for p in pts], [p[1] for p in pts], "lines"
+
+
+def overlay_figure(ov: Overlay) -> go.Figure:
+    """The image (down-sampled to at most 256 px) with every shape; one legend entry per label."""
+    img = np.asarray(ov.image, float)
     step = max(1, int(np.ceil(max(img.shape) / 256)))
     shown = img[::step, ::step]
     top = max(float(np.percentile(shown, 99.5)), 1e-9)
-    fig = go.Figure(go.Heatmap(z=np.rint(shown * 1000 / top).astype(np.int16), colorscale="Gray", showscale=False,
-                               hoverinfo="skip", zmin=0, zmax=1000))  # fmt: skip
-    colours = iter(
-        ["#e63946", "#f4a261", "#2a9d8f", "#e9c46a", "#8ecae6", "#b5179e", "#90be6d", "#ffb703"] * 4
-    )
-
-    def line(xs: list[float], ys: list[float], name: str, colour: str, mode: str = "lines") -> None:
-        fig.add_scatter(x=[x / step for x in xs], y=[y / step for y in ys], mode=mode, name=name,
-                        line={"color": colour, "width": 2}, marker={"size": 8, "color": colour})  # fmt: skip
-
-    for kind, a, b, name in ov["shapes"]:
-        colour = next(colours)
-        if kind == "circle":
-            t = np.linspace(0, 2 * np.pi, 120)
-            line(list(a[0] + b * np.cos(t)), list(a[1] + b * np.sin(t)), name, colour)
-        elif kind == "rect":
-            r0, r1, c0, c1 = a
-            line([c0, c1, c1, c0, c0], [r0, r0, r1, r1, r0], name, colour)
-        elif kind == "mask":
-            fig.add_contour(z=a[::step, ::step].astype(np.int8), showscale=False, name=name, showlegend=True,
-                            contours={"start": 0.5, "end": 0.5, "coloring": "lines"},
-                            colorscale=[[0, colour], [1, colour]], line={"width": 2})  # fmt: skip
-        elif kind == "line":
-            line([a[0], b[0]], [a[1], b[1]], name, colour)
-        elif kind == "point":
-            line([a[0]], [a[1]], name, colour, "markers")
-        elif kind == "ramps":
-            c, s = np.cos(a.tilt_rad), np.sin(a.tilt_rad)
-            cx, cy = a.band_centre_px
-            for ramp, label in ((a.top, "upper ramp FWHM"), (a.bottom, "lower ramp FWHM")):
-                u0, u1 = ramp.fwhm_u
-                xs = [cx + u * c - ramp.offset * s for u in (u0, u1)]
-                ys = [cy + u * s + ramp.offset * c for u in (u0, u1)]
-                line(xs, ys, f"{label} {ramp.fwhm_mm:.1f} mm", colour)
-                colour = next(colours)
-    fig.update_layout(title=title, height=460, width=500, legend={"font": {"size": 10}},
+    fig = go.Figure(go.Heatmap(z=np.rint(np.clip(shown, 0, None) * 1000 / top).astype(np.int16), colorscale="Gray",
+                               showscale=False, hoverinfo="skip", zmin=0, zmax=1000))  # fmt: skip
+    colour_of: dict[str, str] = {}
+    for shape in ov.shapes:
+        group = shape.label.split(" ")[0] if shape.label.startswith(("ghost", "PIU", "SNR")) else shape.label
+        first = group not in colour_of
+        colour = colour_of.setdefault(group, _COLOURS[len(colour_of) % len(_COLOURS)])
+        xs, ys, mode = _shape_xy(shape)
+        fig.add_scatter(x=[x / step for x in xs], y=[y / step for y in ys], mode=mode, name=group,
+                        legendgroup=group, showlegend=first, line={"color": colour, "width": 2},
+                        marker={"size": 8, "color": colour})  # fmt: skip
+    fig.update_layout(title=ov.key, height=520, width=560, legend={"font": {"size": 10}},
                       yaxis={"autorange": "reversed", "scaleanchor": "x", "showticklabels": False},
                       xaxis={"showticklabels": False}, margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
     return fig
 
 
-def build_session_page(s: QCSession, provenance: Provenance) -> Page:
-    d = s.to_dict()
-    page = Page("ACR phantom QC session", f"{s.scanner_key} on {s.session_date:%Y-%m-%d %H:%M}", provenance)
-    ms = s.acr.measurements
+def build_session_page(s: QCSessionResult, provenance: Provenance) -> Page:
+    ms = s.measurements
+    page = Page(f"Phantom QC session ({s.phantom})", f"{s.scanner_key} on {s.session_date:%Y-%m-%d %H:%M} "
+                f"({s.role}; session {s.session_label})", provenance)  # fmt: skip
     n_fail = sum(m.passed is False for m in ms)
     page.add("Verdict", badges({
-        "verdict": d["verdict"], "measurements": len(ms), "beyond action limit": n_fail,
-        "not measured": len(s.acr.problems), "protocol": d["protocol"]["status"],
+        "verdict": str(s.verdict), "measurements": len(ms), "beyond action limit": n_fail,
+        "not measured": len(s.problems), "protocol": str(s.protocol.status),
         "control alarms": sum(bool(c.alarms) for c in s.control),
     }))  # fmt: skip
     control = {c.name: c for c in s.control}
     rows, classes = [], []
     for m in ms:
         c = control.get(m.name)
-        verdict = {True: "pass", False: "FAIL", None: "no ACR limit"}[m.passed]
+        verdict = {True: "pass", False: "FAIL", None: "no action limit"}[m.passed]
         ctl = (
             "-" if c is None else (", ".join(RULE_TEXT.get(a, a) for a in c.alarms) or c.note or "in control")
         )
         limits = "-" if c is None or c.centre is None else f"{number(c.lcl, 4)} .. {number(c.ucl, 4)}"
         rows.append([m.name, number(m.value, 4), m.unit, m.limit.text if m.limit else "-", verdict,
-                     "-" if m.slice is None else m.slice, limits, ctl, m.method])  # fmt: skip
-        classes.append(["", "", "", "", {"pass": "ok", "FAIL": "bad"}.get(verdict, ""), "", "",
-                        "bad" if c is not None and c.alarms else "", ""])  # fmt: skip
+                     "-" if m.slice is None else m.slice, m.role, limits, ctl, m.method])  # fmt: skip
+        classes.append(["", "", "", "", {"pass": "pass", "FAIL": "fail"}.get(verdict, "muted"), "", "", "",
+                        "fail" if c is not None and c.alarms else "", ""])  # fmt: skip
+    sources = sorted({m.limit.source for m in ms if m.limit})
     page.add(
-        "Measurements against ACR action limits and the scanner's control limits",
-        table(["name", "value", "unit", "action limit", "verdict", "slice", "control limits (3 sigma)", "control",
-               "method"], rows, classes)
-        + "<p>Action limits: ACR large phantom test guidance (2018) and AAPM TG-284 table 3. Control limits: "
-        "Shewhart individuals chart from the scanner's baseline sessions (moving range / 1.128).</p>",
+        "Measurements against action limits and the scanner's control limits",
+        table(["name", "value", "unit", "action limit", "verdict", "slice", "series", "control limits (3 sigma)",
+               "control", "method"], rows, classes)
+        + f"<p>Action limits: {esc('; '.join(sources) or '-')}. Control limits: Shewhart individuals chart from the "
+        "scanner's baseline sessions (moving range / 1.128).</p>",
     )  # fmt: skip
-    if s.acr.problems or s.scan_errors:
-        page.add(
-            "Not measured",
-            table(
-                ["measurement", "reason"],
-                [[p.name, p.reason] for p in s.acr.problems]
-                + [[e["name"], e["reason"]] for e in s.scan_errors],
-            ),
-        )
-    findings = d["protocol"]["findings"]
+    if s.problems or s.scan_errors or s.skipped:
+        page.add("Not measured", table(["measurement", "reason"],
+                 [[p.name, p.reason] for p in s.problems + s.skipped + s.scan_errors]))  # fmt: skip
+    if s.warnings:
+        page.add("Warnings", "<ul>" + "".join(f"<li>{esc(w)}</li>" for w in s.warnings) + "</ul>")
+    findings = s.protocol.findings
     page.add(
-        "Protocol check (acr-mri-large)",
-        "<p>No deviation from the ACR protocol.</p>" if not findings else table(
-            ["series", "parameter", "expected", "observed", "level"],
-            [[f.get("series") or f.get("missing"), f.get("keyword", "missing series"), f.get("expected", "-"),
-              f.get("observed", "-"), f.get("level")] for f in findings]),
+        f"Protocol check ({s.protocol.name}): {s.protocol.status}",
+        "<p>No deviation from the protocol.</p>" if not findings else table(
+            ["series / entry", "check", "expected", "observed", "level", "message"],
+            [[f.subject, f.rule, f.expected if f.expected is not None else "-",
+              f.observed if f.observed is not None else "-", f.level, f.message] for f in findings],
+            [["", "", "", "", "fail" if f.level == "fail" else "warn", ""] for f in findings]),
     )  # fmt: skip
-    figs = [_overlay(k, ov) for k, ov in sorted(s.acr.overlays.items())]
+    figs = [overlay_figure(ov) for ov in sorted(s.overlays, key=lambda o: o.key)]
     page.add("Where each value was measured", "", figs)
+    series = [[role, uid] for role, uids in s.series.items() for uid in uids]
+    page.add("Series measured", table(["role", "series instance UID"], series))
     return page
 
 
-def write_session_report(s: QCSession, provenance: Provenance, path: str | Path) -> Path:
+def write_session_report(s: QCSessionResult, provenance: Provenance, path: str | Path) -> Path:
     return write(build_session_page(s, provenance), path)
 
 
@@ -175,11 +178,11 @@ def build_trend_page(scanner: str, charts: dict[str, tuple[str, list[Any], Chart
                 else f"{dates[first.index]:%Y-%m-%d}: {RULE_TEXT.get(first.rule, first.rule)}",
             ]
         )
-        classes.append([""] * 7 + ["bad" if c.alarms else "ok", ""])
+        classes.append([""] * 7 + ["fail" if c.alarms else "pass", ""])
     page.add("Summary", table(["measurement", "sessions", "baseline", "centre", "sigma (MR/1.128)", "LCL", "UCL",
                                "sessions with alarms", "first alarm"], rows, classes)
              + "<p>Shewhart individuals chart (Montgomery 2013, 6.4), Western Electric rules, EWMA (lambda 0.2, "
-             "L 3) and CUSUM (k 0.5, h 5): see qckit.qc.spc.</p>")  # fmt: skip
+             "L 3) and CUSUM (k 0.5, h 5): see qckit.history.spc.</p>")  # fmt: skip
     if skipped:
         page.add("No chart", table(["measurement", "why"], [[k, v] for k, v in skipped.items()]))
     page.add("Charts", "", [_chart_figure(n, u, d, c) for n, (u, d, c) in charts.items()])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from qckit.testing.dicom_gen import SCANNERS, SeriesSpec, Subject, write_series
+from qckit.synth.dicom import SCANNERS, SeriesSpec, Subject, write_series
 
 BRAIN_SERIES: dict[str, SeriesSpec] = {
     "t1": SeriesSpec("T1 MPRAGE sag", 2, orientation="sagittal", n_slices=6, rows=24, columns=24,

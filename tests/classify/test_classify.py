@@ -10,7 +10,7 @@ from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 from qckit.classify.contract import BATCH_KEY, feature_table, make_batch_key
 from qckit.classify.metrics import bootstrap_ci, point_metrics
 from qckit.classify.pipeline import compare_harmonization, nested_cv
-from qckit.errors import QckitInputError
+from qckit.core.errors import QckitInputError
 from qckit.harmonize import ComBat
 from qckit.testing.features import make_feature_table
 

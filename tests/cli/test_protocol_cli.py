@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from qckit.cli import app
-from qckit.testing.dicom_gen import ACR_SAG_LOCALIZER, ACR_T1, ACR_T2, SCANNERS, write_series
+from qckit.synth.dicom import ACR_SAG_LOCALIZER, ACR_T1, ACR_T2, SCANNERS, write_series
 
 runner = CliRunner()
 

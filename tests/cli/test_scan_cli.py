@@ -9,7 +9,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from qckit.cli import app
-from qckit.testing.dicom_gen import ACR_T2, SCANNERS, Subject, write_series
+from qckit.synth.dicom import ACR_T2, SCANNERS, Subject, write_series
 
 runner = CliRunner()
 

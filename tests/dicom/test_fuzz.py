@@ -6,8 +6,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from qckit.dicom import scan
+from qckit.synth.dicom import ACR_T1, SCANNERS, write_series
 from qckit.testing.corrupt import make_variants
-from qckit.testing.dicom_gen import ACR_T1, SCANNERS, write_series
 
 
 def test_corrupted_variants_never_crash_the_scan(tmp_path: Path):

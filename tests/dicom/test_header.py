@@ -9,9 +9,9 @@ import pydicom
 import pytest
 from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
 
+from qckit.core.errors import DicomReadError
 from qckit.dicom import read_header
-from qckit.errors import DicomReadError
-from qckit.testing.dicom_gen import (
+from qckit.synth.dicom import (
     ACR_T1,
     ACR_T2,
     CT_RADIOMICS,

@@ -12,9 +12,9 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
+from qckit.core.errors import NoDataError, QckitInputError
 from qckit.dicom import COLUMNS, load_index, scan, write_json, write_table
-from qckit.errors import NoDataError, QckitInputError
-from qckit.testing.dicom_gen import ACR_T1, ACR_T2, SCANNERS, Subject, write_enhanced_series, write_series
+from qckit.synth.dicom import ACR_T1, ACR_T2, SCANNERS, Subject, write_enhanced_series, write_series
 
 SMALL = {"rows": 16, "columns": 16}
 

@@ -12,10 +12,10 @@ import SimpleITK as sitk
 from typer.testing import CliRunner
 
 from qckit.cli import app
-from qckit.errors import QckitInputError
+from qckit.core.errors import QckitInputError
 from qckit.features import ExtractionSettings, Normalization, load_settings, read_manifest, run_extraction
 from qckit.features.runner import parts_dir
-from qckit.testing.brain import make_cohort
+from qckit.synth.brain import make_cohort
 
 SETTINGS = ExtractionSettings(
     radiomics={"setting": {"binWidth": 25}, "featureClass": {"firstorder": [], "glcm": []}}

@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 
 from qckit.normalize import NormalizationError, NyulStandardizer, whitestripe, whitestripe_fit, zscore
-from qckit.testing.brain import Scanner, brain_volume, tissue_labels
+from qckit.synth.brain import Scanner, brain_volume, tissue_labels
 
 SCANNERS = [Scanner("a"), Scanner("b", gain=1.7, offset=200.0), Scanner("c", gain=0.6, offset=-30.0)]
 

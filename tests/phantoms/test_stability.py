@@ -13,12 +13,12 @@ import pytest
 from typer.testing import CliRunner
 
 from qckit.cli import app
+from qckit.core.tables import read_feature_list
 from qckit.metrology import Thresholds
 from qckit.phantoms.load import load_phantom
-from qckit.phantoms.run import run_phantom
 from qckit.phantoms.stability import analyse
-from qckit.phantoms.synth import PRESET_SCANNERS, synthesize
-from qckit.tables import read_feature_list
+from qckit.synth.phantom_scanner import PRESET_SCANNERS, synthesize
+from qckit.workflows.phantom_study import run_phantom
 
 TEXTURE = load_phantom("qckit-texture").phantom
 FAST_PARAMS = """

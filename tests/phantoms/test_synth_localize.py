@@ -16,7 +16,7 @@ from qckit.phantoms.load import load_phantom
 from qckit.phantoms.localize import PhantomNotFoundError, estimate_rotation, find_outline
 from qckit.phantoms.measure import intensity_stats
 from qckit.phantoms.rois import MissingROIError, place_rois
-from qckit.phantoms.synth import IDEAL, PRESET_SCANNERS, synthesize
+from qckit.synth.phantom_scanner import IDEAL, PRESET_SCANNERS, synthesize
 
 TEXTURE = load_phantom("qckit-texture").phantom
 

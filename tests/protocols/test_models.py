@@ -8,8 +8,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from qckit.core.definitions import load_yaml
 from qckit.protocols import ProtocolError, bundled_names, load_protocol
-from qckit.protocols.load import bundled_dir, json_schema, json_schema_text, load_yaml
+from qckit.protocols.load import bundled_dir, json_schema, json_schema_text
 
 MINIMAL = """\
 schema_version: 1

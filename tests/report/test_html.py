@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from qckit.core.provenance import Provenance
 from qckit.dicom import scan
 from qckit.protocols import check_series, load_protocol
 from qckit.report.protocol_report import write_report
-from qckit.report.provenance import Provenance
-from qckit.testing.dicom_gen import Subject, make_demo_dataset
+from qckit.synth.dicom import Subject, make_demo_dataset
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -1,0 +1,141 @@
+"""The analysis seam: one interface for every phantom QC test, and the context it runs in.
+
+An analysis is a thin adapter over pure measurement functions (in the module beside it). It declares the series
+*slots* it needs (`requires`): `image` (the series being measured, in the role the session measures: `t1`,
+`t2`, ...), `repeat` (an identical repeat acquisition of it) or `localizer`; the session fills the slots from
+series roles (`protocols/*.yaml`), never from entry names. `run(context)` returns an `AnalysisOutput`
+(measurements, overlay shapes, problems). Where and with which limits it measures comes from the phantom
+definition (`analyses:` in `phantoms/*.yaml`, an `AnalysisSpec`): a new test is one module plus one YAML entry.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from qckit.core.errors import QckitInputError
+from qckit.core.results import Limit, Measurement, Overlay, Problem, Shape
+from qckit.dicom.volume import Volume
+from qckit.phantoms.localize import Outline, find_outline
+from qckit.phantoms.models import AnalysisSpec, Phantom
+
+SLOTS = ("image", "repeat", "localizer")
+
+
+def optional_float(value: Any) -> float | None:
+    """A header or index value as a float; None when it is missing, empty or not a number."""
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass
+class SeriesView:
+    """One volume with its phantom outlines cached per slice (shared by every analysis of a session)."""
+
+    volume: Volume
+    role: str
+    _outlines: dict[int, Outline] = field(default_factory=dict)
+
+    @property
+    def pixel_mm(self) -> tuple[float, float]:
+        return (self.volume.spacing[0], self.volume.spacing[1])
+
+    def slice(self, n: int) -> np.ndarray:
+        """Slice `n` (1-based, sorted along the normal as hazen does)."""
+        if not 1 <= n <= self.volume.n_slices:
+            raise QckitInputError(f"slice {n} is missing: the series has {self.volume.n_slices} slice(s)")
+        return self.volume.array[n - 1]
+
+    def outline(self, n: int, phantom: Phantom) -> Outline:
+        if n not in self._outlines:
+            self._outlines[n] = find_outline(self.slice(n), self.pixel_mm[0], phantom, where=f"slice {n}: ")
+        return self._outlines[n]
+
+
+@dataclass
+class AnalysisContext:
+    """What one analysis sees: its series slots, its spec (slice, params, limits) and the phantom."""
+
+    series: Mapping[str, SeriesView]
+    spec: AnalysisSpec
+    phantom: Phantom
+    field_strength_t: float | None = None
+    overlays: dict[str, Overlay] = field(default_factory=dict)  # shared across the session's analyses
+
+    def view(self, slot: str = "image") -> SeriesView:
+        if slot not in self.series:
+            raise QckitInputError(f"no {slot} series for {self.spec.name}")
+        return self.series[slot]
+
+    @property
+    def slice_no(self) -> int:
+        if self.spec.slice is None:
+            raise QckitInputError(f"analysis {self.spec.name}: the phantom definition gives no slice")
+        return self.spec.slice
+
+    def param(self, name: str, default: Any) -> Any:
+        return self.spec.params.get(name, default)
+
+    def limit(self, prescribed: float | None = None) -> Limit | None:
+        return self.spec.limit(self.field_strength_t, prescribed)
+
+    def measurement(
+        self,
+        name: str,
+        value: float,
+        unit: str,
+        method: str,
+        *,
+        limit: Limit | None = None,
+        slice_no: int | None = None,
+        slot: str = "image",
+        detail: dict[str, Any] | None = None,
+    ) -> Measurement:
+        v = self.view(slot)
+        return Measurement(
+            name=name,
+            value=float(value),
+            unit=unit,
+            method=method,
+            reference=self.spec.reference,
+            limit=limit,
+            slice=slice_no,
+            series_uid=v.volume.series_uid,
+            role=v.role,
+            detail=detail or {},
+        )
+
+    def draw(self, shapes: list[Shape], *, slice_no: int | None = None, slot: str = "image") -> None:
+        """Add shapes to the overlay of `slice_no` of the slot's series (or its middle slice)."""
+        v = self.view(slot)
+        n = slice_no if slice_no is not None else v.volume.n_slices // 2 + 1
+        key = f"{v.role} slice {n}" if slot != "localizer" else "localizer"
+        ov = self.overlays.get(key)
+        if ov is None:
+            ov = self.overlays[key] = Overlay(key, v.slice(n), v.pixel_mm)
+        ov.shapes.extend(shapes)
+
+
+@dataclass
+class AnalysisOutput:
+    measurements: list[Measurement] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+class Analysis(ABC):
+    """Subclass, set `name`, `title` and `requires`, implement `run`, and decorate with
+    `qckit.analyses.registry.register`."""
+
+    name: ClassVar[str]
+    title: ClassVar[str] = ""
+    requires: ClassVar[tuple[str, ...]] = ("image",)
+
+    @abstractmethod
+    def run(self, ctx: AnalysisContext) -> AnalysisOutput:
+        """Measure; raise `QckitInputError`/`ValueError` when the measurement cannot be made."""

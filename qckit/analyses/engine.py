@@ -1,0 +1,113 @@
+"""Run the analyses a phantom definition lists on a session's series.
+
+Each analysis is tried on its own: one that cannot be made becomes a `Problem` and the others are still made;
+one whose optional series (a repeat, a localizer) is absent is listed as skipped with the reason. Phantom
+outlines are found once per series and slice and shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from qckit.analyses import registry
+from qckit.analyses.base import AnalysisContext, SeriesView
+from qckit.core.errors import AnalysisError, QckitInputError
+from qckit.core.results import Measurement, Overlay, Problem
+from qckit.phantoms.models import AnalysisSpec, Phantom
+
+
+@dataclass
+class EngineResult:
+    measurements: list[Measurement] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    skipped: list[Problem] = field(default_factory=list)  # not run: an optional series is absent
+    overlays: list[Overlay] = field(default_factory=list)
+    ran: list[str] = field(default_factory=list)
+
+
+def check_phantom(phantom: Phantom) -> None:
+    """Refuse a phantom that lists no analyses, or one that names an unregistered analysis."""
+    if not phantom.analyses:
+        raise AnalysisError(
+            f"phantom {phantom.name!r} lists no QC analyses ('analyses:' in its definition), so qc run has "
+            f"nothing to measure; registered analyses: {', '.join(registry.names())}"
+        )
+    for spec in phantom.analyses:
+        registry.get(spec.name)
+
+
+def roles_of(phantom: Phantom) -> list[str]:
+    """The image roles the phantom's analyses measure, in definition order (`localizer` excluded)."""
+    out: list[str] = []
+    for spec in phantom.analyses:
+        if "image" in registry.get(spec.name).requires:
+            out += [r for r in spec.roles if r not in out]
+    return out
+
+
+def run_phantom_analyses(
+    phantom: Phantom,
+    *,
+    role: str,
+    series_for: Callable[[str, int | None], SeriesView | None],
+    repeat_for: Callable[[SeriesView], SeriesView | None],
+    localizer: SeriesView | None,
+    field_strength_t: float | None,
+    only: Callable[[AnalysisSpec], bool] | None = None,
+) -> EngineResult:
+    """Every analysis of `phantom` that measures `role` (plus those on the localizer).
+
+    `series_for(role, echo)` gives the series of a role (the echo an analysis asks for), `repeat_for(view)` its
+    identical repeat, if any."""
+    check_phantom(phantom)
+    res = EngineResult()
+    overlays: dict[str, Overlay] = {}
+    warned: set[str] = set()
+    for spec in phantom.analyses:
+        if only is not None and not only(spec):
+            continue
+        cls = registry.get(spec.name)
+        slots: dict[str, SeriesView] = {}
+        label = spec.name if spec.slice is None else f"{spec.name} (slice {spec.slice})"
+        if "image" in cls.requires:
+            if role not in spec.roles:
+                continue
+            image = series_for(role, spec.echo)
+            if image is None:
+                echo = f" echo {spec.echo}" if spec.echo else ""
+                res.problems.append(Problem(spec.name, "", f"no {role}{echo} series for {label}"))
+                continue
+            slots["image"] = image
+            if image.volume.series_uid not in warned and image.volume.n_slices != phantom.stack.n_slices:
+                warned.add(image.volume.series_uid)
+                res.problems.append(Problem("series", image.volume.series_uid,
+                    f"the {phantom.title} series has {phantom.stack.n_slices} slices, this one "
+                    f"{image.volume.n_slices}: slice-specific measurements may be on the wrong slice"))  # fmt: skip
+            if "repeat" in cls.requires:
+                rep = repeat_for(image)
+                if rep is None:
+                    res.skipped.append(Problem(spec.name, image.volume.series_uid,
+                                               "no identical repeat acquisition (pass --second)"))  # fmt: skip
+                    continue
+                slots["repeat"] = rep
+        if "localizer" in cls.requires:
+            if "localizer" not in spec.roles and "image" not in cls.requires:
+                continue
+            if localizer is None:
+                res.skipped.append(Problem(spec.name, "", "no localizer series in the session"))
+                continue
+            slots["localizer"] = localizer
+        ctx = AnalysisContext(slots, spec, phantom, field_strength_t, overlays)
+        uid = next(iter(slots.values())).volume.series_uid
+        try:
+            out = cls().run(ctx)
+        except (QckitInputError, ValueError, IndexError) as exc:
+            res.problems.append(Problem(spec.name if spec.slice is None else f"{spec.name}_{spec.slice}", uid,
+                                        str(exc)))  # fmt: skip
+            continue
+        res.measurements += out.measurements
+        res.problems += out.problems
+        res.ran.append(label)
+    res.overlays = list(overlays.values())
+    return res

@@ -1,0 +1,8 @@
+"""ACR large MRI phantom analyses: pure measurement functions, each module ending with its registered adapter.
+
+Importing this package registers them (`qckit.analyses.registry` does so on its first look-up).
+"""
+
+from qckit.analyses.mr import geometric_accuracy, ghosting, slice_position, slice_thickness, snr, uniformity
+
+__all__ = ["geometric_accuracy", "ghosting", "slice_position", "slice_thickness", "snr", "uniformity"]

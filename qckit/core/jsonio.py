@@ -1,0 +1,84 @@
+"""The one JSON writer: one NaN policy, atomic files.
+
+Policy: NaN and +-inf become `null`; NumPy scalars and arrays become numbers and lists; dates become ISO
+strings; enums their value; objects with `to_dict()` their dict; paths strings. The output always parses with a
+strict parser (`json.loads(text, parse_constant=<raise>)`). Files are written to a temporary file in the same
+folder and renamed, so a reader never sees a partial file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def jsonable(obj: Any) -> Any:
+    """`obj` as plain JSON types under the module's NaN policy."""
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, enum.Enum):
+        return jsonable(obj.value)
+    if isinstance(obj, int):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        items = sorted(obj, key=str) if isinstance(obj, (set, frozenset)) else obj
+        return [jsonable(v) for v in items]
+    if isinstance(obj, (dt.datetime, dt.date)):
+        return obj.isoformat()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if hasattr(obj, "to_dict"):
+        return jsonable(obj.to_dict())
+    if hasattr(obj, "tolist"):  # NumPy arrays and scalars, pandas arrays
+        return jsonable(obj.tolist())
+    if hasattr(obj, "item"):
+        return jsonable(obj.item())
+    if hasattr(obj, "isoformat"):  # pandas Timestamp
+        return obj.isoformat()
+    return str(obj)
+
+
+def dumps(obj: Any, *, indent: int | None = 2, sort_keys: bool = False) -> str:
+    """Strict JSON text of `obj` (never NaN/Infinity literals)."""
+    return json.dumps(jsonable(obj), indent=indent, sort_keys=sort_keys, allow_nan=False, ensure_ascii=False)
+
+
+def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
+    """Write `text` to `path` through a temporary file in the same folder and a rename."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding=encoding, newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def write_json(path: str | Path, obj: Any, *, indent: int | None = 2, sort_keys: bool = False) -> Path:
+    """`obj` as strict JSON in `path` (atomic), with a final newline."""
+    return atomic_write_text(path, dumps(obj, indent=indent, sort_keys=sort_keys) + "\n")
+
+
+def strict_loads(text: str) -> Any:
+    """Parse JSON refusing NaN/Infinity literals (what every qckit output must satisfy)."""
+
+    def _refuse(name: str) -> Any:
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    return json.loads(text, parse_constant=_refuse)

@@ -1,0 +1,254 @@
+"""Results as data: measurements with their limits, findings, problems, verdicts and overlay shapes.
+
+Every result qckit produces is built from these frozen types, each with one `to_dict()` (JSON-ready: plain
+numbers, strings, lists; NaN is left to `qckit.core.jsonio`, which writes it as null). Shapes follow hazen's
+`Result` and pylinac's `results_data`: values travel with their unit, method, limit and citation, never as bare
+numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+
+
+class Verdict(StrEnum):
+    """The one verdict vocabulary: pass / warn / fail / not measured / insufficient (too few data to decide)."""
+
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+    NOT_MEASURED = "not measured"
+    INSUFFICIENT = "insufficient"
+
+    @classmethod
+    def worst(cls, verdicts: list[Verdict]) -> Verdict:
+        """FAIL over WARN over PASS; NOT_MEASURED/INSUFFICIENT only when nothing was judged."""
+        for v in (cls.FAIL, cls.WARN, cls.PASS, cls.INSUFFICIENT):
+            if v in verdicts:
+                return v
+        return cls.NOT_MEASURED
+
+
+@dataclass(frozen=True)
+class Limit:
+    """An action limit: `low <= value <= high` (either may be None); `text` as the guidance states it."""
+
+    low: float | None
+    high: float | None
+    text: str
+    source: str
+
+    def passes(self, value: float) -> bool:
+        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"low": self.low, "high": self.high, "text": self.text, "source": self.source}
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One measured quantity.
+
+    `name` is stable across releases (it keys the QC history); `method` says how it was measured and
+    `reference` the published definition; `slice` is the phantom slice number (1-based) where it applies;
+    `series_uid` the series it was measured on; `detail` holds intermediate values for audit (JSON-ready).
+    """
+
+    name: str
+    value: float
+    unit: str
+    method: str
+    reference: str = ""
+    limit: Limit | None = None
+    slice: int | None = None
+    series_uid: str = ""
+    role: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool | None:
+        """None when the measurement has no action limit (e.g. SNR, judged against its baseline)."""
+        if self.limit is None:
+            return None
+        return math.isfinite(self.value) and self.limit.passes(self.value)
+
+    @property
+    def verdict(self) -> Verdict:
+        if not math.isfinite(self.value):
+            return Verdict.NOT_MEASURED
+        return {True: Verdict.PASS, False: Verdict.FAIL, None: Verdict.NOT_MEASURED}[self.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        lim = self.limit
+        return {
+            "name": self.name,
+            "value": self.value,
+            "unit": self.unit,
+            "method": self.method,
+            "reference": self.reference,
+            "slice": self.slice,
+            "series_uid": self.series_uid,
+            "role": self.role,
+            "limit": None if lim is None else lim.text,
+            "limit_low": None if lim is None else lim.low,
+            "limit_high": None if lim is None else lim.high,
+            "limit_source": None if lim is None else lim.source,
+            "passed": self.passed,
+            "verdict": str(self.verdict) if lim is not None else "no limit",
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A deviation found by a check (never an exception): `rule` names what was checked, `subject` what it was
+    checked on (a series description, a protocol entry); levels on the logging scale (`fail` > `warn`)."""
+
+    rule: str
+    level: str
+    expected: Any = None
+    observed: Any = None
+    message: str = ""
+    hint: str = ""
+    subject: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "level": self.level,
+            "subject": self.subject,
+            "expected": self.expected,
+            "observed": self.observed,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A measurement that could not be made, and why (the others are still made)."""
+
+    name: str
+    series_uid: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "series_uid": self.series_uid, "reason": self.reason}
+
+
+# --- overlay shapes: where a value was measured, in pixel coordinates (x = column, y = row) -------------------
+@dataclass(frozen=True)
+class Circle:
+    centre: tuple[float, float]
+    radius: float
+    label: str
+    kind: str = "circle"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "label": self.label, "centre": list(self.centre), "radius": self.radius}
+
+
+@dataclass(frozen=True)
+class Rectangle:
+    """Axis-aligned: x0..x1 columns, y0..y1 rows."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    label: str
+    kind: str = "rectangle"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "label": self.label, "x": [self.x0, self.x1], "y": [self.y0, self.y1]}
+
+
+@dataclass(frozen=True)
+class Line:
+    start: tuple[float, float]
+    end: tuple[float, float]
+    label: str
+    kind: str = "line"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "label": self.label, "start": list(self.start), "end": list(self.end)}
+
+
+@dataclass(frozen=True)
+class Point:
+    xy: tuple[float, float]
+    label: str
+    kind: str = "point"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "label": self.label, "xy": list(self.xy)}
+
+
+@dataclass(frozen=True)
+class Polygon:
+    points: tuple[tuple[float, float], ...]
+    label: str
+    kind: str = "polygon"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "label": self.label, "points": [list(p) for p in self.points]}
+
+
+Shape = Circle | Rectangle | Line | Point | Polygon
+
+
+def ellipse(centre: tuple[float, float], rx: float, ry: float, label: str, n: int = 60) -> Polygon:
+    """An ellipse as a closed polygon (for ROIs drawn as ellipses)."""
+    t = np.linspace(0.0, 2 * np.pi, n)
+    pts = tuple(
+        (float(centre[0] + rx * c), float(centre[1] + ry * s))
+        for c, s in zip(np.cos(t), np.sin(t), strict=True)
+    )
+    return Polygon(pts, label)
+
+
+@dataclass
+class Overlay:
+    """An image with the shapes drawn on it; `key` orders and titles it in a report (e.g. `t1 slice 7`)."""
+
+    key: str
+    image: np.ndarray
+    pixel_mm: tuple[float, float]
+    shapes: list[Shape] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The shapes, without the pixels (those stay in the HTML report)."""
+        return {
+            "key": self.key,
+            "pixel_mm": list(self.pixel_mm),
+            "shapes": [s.to_dict() for s in self.shapes],
+        }
+
+
+@dataclass(frozen=True)
+class ControlStatus:
+    """Where one measurement of a session stands on its scanner's control chart."""
+
+    name: str
+    n_sessions: int
+    centre: float | None
+    lcl: float | None
+    ucl: float | None
+    alarms: tuple[str, ...] = ()  # rules that alarmed on this session
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "n_sessions": self.n_sessions,
+            "centre": self.centre,
+            "lcl": self.lcl,
+            "ucl": self.ucl,
+            "alarms": list(self.alarms),
+            "note": self.note,
+        }

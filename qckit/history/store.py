@@ -1,0 +1,523 @@
+"""QC history store: scanners, sessions and measurements in SQL through SQLAlchemy.
+
+SQLite file by default (`sqlite:///path/qc-history.sqlite`, embedded, zero set-up), PostgreSQL by URL
+(`postgresql+psycopg://user@host/db`, needs the `psycopg` driver: `pip install 'qckit[postgres]'`).
+
+- Identity without patient data: a scanner is a `ScannerIdentity` (canonical vendor, model, serial, field;
+  `qckit.core.identity`), keyed `vendor-model-serial`; a session keeps its series instance UIDs, never names, IDs
+  or dates of birth. Two keys found to be one scanner are joined by an alias (`merge`), nothing is deleted.
+- A series is recorded once: `session_series.series_uid` is unique, so a session that overlaps an earlier one
+  in any series (a re-run, a re-run with a repeat or localizer added) is refused.
+- Schema migrations: table `qckit_schema` holds the schema version; `open_store` creates a new store at
+  `SCHEMA_VERSION` and upgrades an older one step by step (`_MIGRATIONS`), inside one transaction; a store newer
+  than this qckit is refused rather than written.
+- Atomic runs: `record_session` writes the session, its measurements and findings in one transaction: all or
+  nothing. A killed process leaves what was committed before (SQLite runs in WAL mode, which also lets one writer
+  and many readers work at once; writers wait up to `busy_timeout` for each other instead of failing).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
+
+from qckit.core.errors import DuplicateSessionError, HistoryError, QckitInputError
+from qckit.core.identity import ScannerIdentity
+from qckit.core.jsonio import dumps
+
+SCHEMA_VERSION = 3
+DEFAULT_DB = "qc-history.sqlite"
+
+metadata = MetaData()
+schema_table = Table("qckit_schema", metadata, Column("version", Integer, nullable=False))
+scanners = Table(
+    "scanners",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("scanner_key", String(200), nullable=False, unique=True),
+    Column("manufacturer", String(200)),
+    Column("model", String(200)),
+    Column("serial", String(200)),
+    Column("station", String(200)),
+    Column("field_strength_t", Float),
+)
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("scanner_id", Integer, ForeignKey("scanners.id"), nullable=False),
+    Column("session_date", DateTime, nullable=False),
+    Column("recorded_at", DateTime, nullable=False),
+    Column("phantom", String(100), nullable=False),
+    Column("qckit_version", String(50), nullable=False),
+    Column("input_uids", Text, nullable=False),  # JSON list of series instance UIDs
+    Column("protocol_status", String(20)),  # pass | warn | fail | none (version 2)
+    Column("protocol_findings", Text),  # JSON list (version 2)
+    Column("acceptance", Boolean, nullable=False, default=False),
+    Column("note", Text),
+    Column("kind", String(30), nullable=False, default="qc", server_default="qc"),  # version 3
+    UniqueConstraint("scanner_id", "session_date", "input_uids", name="uq_session_inputs"),
+)
+session_series = Table(  # version 3: each series instance UID belongs to one session
+    "session_series",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("session_id", Integer, ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    Column("series_uid", String(200), nullable=False, unique=True),
+)
+scanner_aliases = Table(  # version 3: `qc scanners --merge A B` records that A is B
+    "scanner_aliases",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("scanner_id", Integer, ForeignKey("scanners.id"), nullable=False, unique=True),
+    Column("target_id", Integer, ForeignKey("scanners.id"), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+measurements = Table(
+    "measurements",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("session_id", Integer, ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("unit", String(20), nullable=False),
+    Column("method", Text, nullable=False),
+    Column("slice", Integer),
+    Column("limit_low", Float),
+    Column("limit_high", Float),
+    Column("limit_text", Text),
+    Column("passed", Boolean),
+    UniqueConstraint("session_id", "name", name="uq_measurement_name"),
+)
+
+
+def scanner_key(manufacturer: str | None, model: str | None, serial: str | None, station: str | None) -> str:
+    """The `ScannerIdentity` key of these header values."""
+    return ScannerIdentity.from_values(manufacturer, model, serial, None, station).key
+
+
+def as_identity(scanner: ScannerIdentity | dict[str, Any]) -> ScannerIdentity:
+    if isinstance(scanner, ScannerIdentity):
+        return scanner
+    return ScannerIdentity.from_values(scanner.get("manufacturer") or scanner.get("vendor"), scanner.get("model"),
+                                       scanner.get("serial"), scanner.get("field_strength_t"), scanner.get("station"))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    scanner: (
+        ScannerIdentity | dict[str, Any]
+    )  # a dict: manufacturer, model, serial, station, field_strength_t
+    session_date: dt.datetime
+    phantom: str
+    qckit_version: str
+    input_uids: list[str]
+    measurements: list[
+        dict[str, Any]
+    ]  # name, value, unit, method, slice, limit_low, limit_high, limit, passed
+    protocol_status: str | None = None
+    protocol_findings: list[dict[str, Any]] | None = None
+    acceptance: bool = False
+    note: str | None = None
+    kind: str = "qc"
+
+
+def database_url(db: str | None, default_dir: Path | None = None) -> str:
+    """A SQLAlchemy URL from `--db`: a URL as given, a plain path as a SQLite file, None as the default file."""
+    if db and "://" in db:
+        return db
+    path = Path(db) if db else (default_dir or Path.cwd()) / DEFAULT_DB
+    return f"sqlite:///{path.resolve()}"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (see _sqlite_begin)
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _migrate_1_to_2(conn: Any) -> None:
+    """Version 2 adds the protocol check to sessions."""
+    conn.execute(text("ALTER TABLE sessions ADD COLUMN protocol_status VARCHAR(20)"))
+    conn.execute(text("ALTER TABLE sessions ADD COLUMN protocol_findings TEXT"))
+
+
+def _migrate_2_to_3(conn: Any) -> None:
+    """Version 3: session kind, one session per series UID, scanner aliases, canonical scanner keys (an old key
+    whose canonical key is taken by another row becomes an alias of it)."""
+    conn.execute(text("ALTER TABLE sessions ADD COLUMN kind VARCHAR(30) NOT NULL DEFAULT 'qc'"))
+    session_series.create(conn)
+    scanner_aliases.create(conn)
+    seen: set[str] = set()
+    for sid, uids in conn.execute(select(sessions.c.id, sessions.c.input_uids).order_by(sessions.c.id)):
+        for uid in json.loads(uids or "[]"):
+            if uid not in seen:
+                seen.add(uid)
+                conn.execute(insert(session_series).values(session_id=sid, series_uid=uid))
+    rows = conn.execute(select(scanners)).mappings().all()
+    keys = {r["scanner_key"]: r["id"] for r in rows}
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    for r in rows:
+        ident = as_identity(dict(r))
+        new = ident.key
+        if new == r["scanner_key"] or ident.vendor is None or ident.model is None:
+            continue  # already canonical, or too little identity to re-key (kept as it is)
+        if new in keys:
+            conn.execute(
+                insert(scanner_aliases).values(scanner_id=r["id"], target_id=keys[new], created_at=now)
+            )
+            continue
+        # re-key, and keep the old key as an alias row so that `qc trend --scanner OLD` still finds it
+        conn.execute(scanners.update().where(scanners.c.id == r["id"]).values(scanner_key=new))
+        old_id = conn.execute(insert(scanners).values(scanner_key=r["scanner_key"], manufacturer=r["manufacturer"],
+                              model=r["model"], serial=r["serial"], station=r["station"],
+                              field_strength_t=r["field_strength_t"])).inserted_primary_key[0]  # fmt: skip
+        conn.execute(insert(scanner_aliases).values(scanner_id=old_id, target_id=r["id"], created_at=now))
+        keys[new] = r["id"]
+
+
+def _sqlite_begin(conn: Any) -> None:
+    """BEGIN IMMEDIATE: take the write lock at the start, so that two writers queue (busy_timeout) instead of one
+    failing at once when it upgrades a read lock (SQLite's deadlock avoidance)."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+_MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
+
+
+class _Overlap(Exception):
+    def __init__(self, taken: list[tuple[str, int, dt.datetime]]) -> None:
+        self.taken = taken
+
+    def describe(self) -> str:
+        first = self.taken[0]
+        more = f" and {len(self.taken) - 1} more" if len(self.taken) > 1 else ""
+        return f"series {first[0]} is in session {first[1]} of {first[2]:%Y-%m-%d}{more}"
+
+
+class _Unknown(Exception):
+    pass
+
+
+class HistoryStore:
+    """An open store; use `open_store(url)`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> HistoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # writing
+    def record_session(self, rec: SessionRecord) -> int:
+        """Store one session with its measurements in one transaction; returns the session id.
+
+        `DuplicateSessionError` when any of its series is already recorded (nothing is written then)."""
+        ident = as_identity(rec.scanner)
+        key = ident.key
+        try:
+            with self.engine.begin() as conn:
+                sid = self._resolve(conn, self._scanner_id(conn, ident))
+                uids = sorted(set(rec.input_uids))
+                taken = self._recorded(conn, uids)
+                if taken:
+                    raise _Overlap(taken)
+                session_id = conn.execute(
+                    insert(sessions).values(
+                        scanner_id=sid,
+                        session_date=rec.session_date,
+                        recorded_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                        phantom=rec.phantom,
+                        qckit_version=rec.qckit_version,
+                        input_uids=json.dumps(uids),
+                        protocol_status=rec.protocol_status,
+                        protocol_findings=dumps(rec.protocol_findings or [], indent=None),
+                        acceptance=rec.acceptance,
+                        note=rec.note,
+                        kind=rec.kind,
+                    )
+                ).inserted_primary_key[0]
+                if uids:
+                    conn.execute(
+                        insert(session_series), [{"session_id": session_id, "series_uid": u} for u in uids]
+                    )
+                rows = [
+                    {
+                        "session_id": session_id,
+                        "name": m["name"],
+                        "value": float(m["value"]),
+                        "unit": m.get("unit", ""),
+                        "method": m.get("method", ""),
+                        "slice": m.get("slice"),
+                        "limit_low": m.get("limit_low"),
+                        "limit_high": m.get("limit_high"),
+                        "limit_text": m.get("limit"),
+                        "passed": m.get("passed"),
+                    }
+                    for m in rec.measurements
+                ]
+                if rows:
+                    conn.execute(insert(measurements), rows)
+        except _Overlap as exc:
+            raise DuplicateSessionError(
+                f"series of this session (scanner {key}, {rec.session_date:%Y-%m-%d}) are already in the QC history "
+                f"at {self.url}: {exc.describe()}; a series is recorded once (nothing was written)"
+            ) from None
+        except IntegrityError as exc:
+            if "uq_session_inputs" in str(exc) or "series_uid" in str(exc) or "UNIQUE" in str(exc).upper():
+                if "uq_measurement_name" in str(exc) or "measurements" in str(exc):
+                    raise HistoryError(f"{self.url}: two measurements with one name in one session") from exc
+                raise DuplicateSessionError(
+                    f"this session (scanner {key}, {rec.session_date:%Y-%m-%d}, same input series) is already in "
+                    f"the QC history at {self.url}"
+                ) from exc
+            raise HistoryError(f"{self.url}: {exc.orig}") from exc
+        except SQLAlchemyError as exc:
+            raise HistoryError(f"{self.url}: could not record the session: {exc}") from exc
+        return int(session_id)
+
+    @staticmethod
+    def _recorded(conn: Any, uids: list[str]) -> list[tuple[str, int, dt.datetime]]:
+        if not uids:
+            return []
+        q = (
+            select(session_series.c.series_uid, sessions.c.id, sessions.c.session_date)
+            .join(sessions, sessions.c.id == session_series.c.session_id)
+            .where(session_series.c.series_uid.in_(uids))
+        )
+        return [(str(u), int(i), d) for u, i, d in conn.execute(q)]
+
+    def _scanner_id(self, conn: Any, ident: ScannerIdentity) -> int:
+        key = ident.key
+        row = conn.execute(select(scanners.c.id).where(scanners.c.scanner_key == key)).first()
+        if row is not None:
+            return int(row[0])
+        try:
+            with conn.begin_nested():
+                return int(
+                    conn.execute(
+                        insert(scanners).values(
+                            scanner_key=key,
+                            manufacturer=ident.vendor,
+                            model=ident.model,
+                            serial=ident.serial,
+                            station=ident.station,
+                            field_strength_t=ident.field_strength_t,
+                        )
+                    ).inserted_primary_key[0]
+                )
+        except IntegrityError:  # a concurrent run added the same scanner first
+            return int(conn.execute(select(scanners.c.id).where(scanners.c.scanner_key == key)).scalar_one())
+
+    @staticmethod
+    def _resolve(conn: Any, scanner_id: int) -> int:
+        """The scanner an alias stands for (itself when it is none's alias)."""
+        seen = {scanner_id}
+        while True:
+            row = conn.execute(
+                select(scanner_aliases.c.target_id).where(scanner_aliases.c.scanner_id == scanner_id)
+            ).first()
+            if row is None or int(row[0]) in seen:
+                return scanner_id
+            scanner_id = int(row[0])
+            seen.add(scanner_id)
+
+    def _group(self, conn: Any, key: str) -> list[int]:
+        """Ids of every scanner row that is `key` (the canonical row and its aliases)."""
+        row = conn.execute(select(scanners.c.id).where(scanners.c.scanner_key == key)).first()
+        if row is None:
+            return []
+        root = self._resolve(conn, int(row[0]))
+        aliases = conn.execute(select(scanner_aliases.c.scanner_id, scanner_aliases.c.target_id)).all()
+        group = {root}
+        changed = True
+        while changed:
+            changed = False
+            for a, t in aliases:
+                if int(t) in group and int(a) not in group:
+                    group.add(int(a))
+                    changed = True
+        return sorted(group)
+
+    def merge(self, alias: str, target: str) -> None:
+        """Record that scanner `alias` is scanner `target` (both keys stay; their sessions trend together)."""
+        try:
+            with self.engine.begin() as conn:
+                ids = {}
+                for k in (alias, target):
+                    row = conn.execute(select(scanners.c.id).where(scanners.c.scanner_key == k)).first()
+                    if row is None:
+                        known = (
+                            ", ".join(r[0] for r in conn.execute(select(scanners.c.scanner_key))) or "none"
+                        )
+                        raise _Unknown(f"no scanner {k!r} in {self.url} (scanners: {known})")
+                    ids[k] = int(row[0])
+                a, t = self._resolve(conn, ids[alias]), self._resolve(conn, ids[target])
+                if a == t:
+                    raise _Unknown(f"{alias} and {target} are already one scanner")
+                conn.execute(insert(scanner_aliases).values(scanner_id=a, target_id=t,
+                                                            created_at=dt.datetime.now(dt.UTC).replace(tzinfo=None)))  # fmt: skip
+        except _Unknown as exc:
+            raise QckitInputError(str(exc)) from None
+        except SQLAlchemyError as exc:
+            raise HistoryError(f"{self.url}: could not merge {alias} into {target}: {exc}") from exc
+
+    # reading
+    def scanners(self) -> pd.DataFrame:
+        """One row per scanner key: identity, `alias_of` (the key it was merged into, or None), the number of
+        sessions recorded under it and the last session date."""
+        with self.engine.connect() as conn:
+            df = pd.read_sql(select(scanners).order_by(scanners.c.scanner_key), conn)
+            stats = pd.read_sql(
+                select(sessions.c.scanner_id, func.count(sessions.c.id).label("sessions"),
+                       func.max(sessions.c.session_date).label("last_session")).group_by(sessions.c.scanner_id),
+                conn)  # fmt: skip
+            by_id = dict(zip(df["id"], df["scanner_key"], strict=True))
+            alias_of = {int(i): by_id.get(self._resolve(conn, int(i))) for i in df["id"]}
+        df = df.merge(stats, left_on="id", right_on="scanner_id", how="left").drop(columns=["scanner_id"])
+        df["sessions"] = df["sessions"].fillna(0).astype(int)
+        df["last_session"] = [
+            None if v is None or v != v else str(v)[:10] for v in df["last_session"]
+        ]  # any year
+        df["alias_of"] = [
+            alias_of[int(i)] if alias_of[int(i)] != k else None
+            for i, k in zip(df["id"], df["scanner_key"], strict=True)
+        ]
+        return df
+
+    def history(self, scanner: str, names: Iterable[str] | None = None) -> pd.DataFrame:
+        """Long table of one scanner's measurements: session_id, session_date, acceptance, name, value, unit, ..."""
+        q = (
+            select(
+                sessions.c.id.label("session_id"),
+                sessions.c.session_date,
+                sessions.c.acceptance,
+                sessions.c.protocol_status,
+                scanners.c.scanner_key,
+                measurements.c.name,
+                measurements.c.value,
+                measurements.c.unit,
+                measurements.c.method,
+                measurements.c.limit_low,
+                measurements.c.limit_high,
+                measurements.c.limit_text,
+                measurements.c.passed,
+            )
+            .join(scanners, scanners.c.id == sessions.c.scanner_id)
+            .join(measurements, measurements.c.session_id == sessions.c.id)
+            .order_by(sessions.c.session_date, sessions.c.id, measurements.c.name)
+        )
+        if names is not None:
+            q = q.where(measurements.c.name.in_(list(names)))
+        with self.engine.connect() as conn:
+            q = q.where(sessions.c.scanner_id.in_(self._group(conn, scanner) or [-1]))
+            return pd.read_sql(q, conn, parse_dates=["session_date"])
+
+    def n_sessions(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(text("SELECT COUNT(*) FROM sessions")).scalar_one())
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(schema_table.c.version)).scalar_one())
+
+
+def _prepare(engine: Engine) -> None:
+    with engine.begin() as conn:
+        names = set(inspect(conn).get_table_names())
+        if "qckit_schema" not in names:
+            if names & {"scanners", "sessions", "measurements"}:
+                raise HistoryError(
+                    "the database has QC tables but no qckit_schema version table: not a qckit store"
+                )
+            metadata.create_all(conn)
+            conn.execute(insert(schema_table).values(version=SCHEMA_VERSION))
+            return
+        version = int(conn.execute(select(schema_table.c.version)).scalar_one())
+        if version > SCHEMA_VERSION:
+            raise HistoryError(
+                f"the QC history has schema version {version}, newer than this qckit ({SCHEMA_VERSION}): upgrade qckit"
+            )
+        while version < SCHEMA_VERSION:
+            _MIGRATIONS[version](conn)
+            version += 1
+            conn.execute(schema_table.update().values(version=version))
+
+
+def open_store(url: str) -> HistoryStore:
+    """Open (creating or upgrading as needed) the QC history at `url`; `HistoryError` when that fails."""
+    try:
+        kwargs: dict[str, Any] = {"future": True}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"timeout": 30}
+            if url.startswith("sqlite:///"):
+                Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "begin", _sqlite_begin)
+        for attempt in range(3):  # two runs creating one new store at once: the loser retries and finds it
+            try:
+                _prepare(engine)
+                break
+            except (IntegrityError, OperationalError, ProgrammingError):
+                if attempt == 2:
+                    raise
+    except ModuleNotFoundError as exc:
+        raise HistoryError(
+            f"{url}: the database driver is missing ({exc.name}); for PostgreSQL install 'qckit[postgres]'"
+        ) from exc
+    except (OperationalError, SQLAlchemyError) as exc:
+        raise HistoryError(f"cannot open the QC history at {url}: {exc}") from exc
+    return HistoryStore(engine)
+
+
+def existing_store(db: str | None, default_dir: Path | None = None) -> HistoryStore:
+    """Open a history that must exist already (a SQLite path that is not there is an input error, not a new
+    empty store)."""
+    url = database_url(db, default_dir)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
+        raise QckitInputError(f"no QC history at {url[len('sqlite:///') :]}: pass --db")
+    return open_store(url)

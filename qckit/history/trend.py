@@ -1,0 +1,74 @@
+"""Control charts of one scanner's QC history (what `qckit qc trend` draws)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+
+from qckit.core.errors import QckitInputError
+from qckit.history.spc import DEFAULT_RULES, Chart, Level, SPCError, control_chart
+from qckit.history.store import HistoryStore
+
+
+def parse_levels(items: list[str] | None) -> dict[str, tuple[Level | None, Level | None]]:
+    """`name=TOL[,ACTION]` with values absolute or in percent (`snr=10%,20%`, `slice_thickness=0.5,0.7`)."""
+    out: dict[str, tuple[Level | None, Level | None]] = {}
+    for item in items or []:
+        name, sep, spec = item.partition("=")
+        if not sep or not name or not spec:
+            raise QckitInputError(f"--level {item!r}: write NAME=TOLERANCE[,ACTION], e.g. snr=10%,20%")
+        parts = [p for p in spec.split(",") if p.strip()]
+        try:
+            levels = [Level.parse(p) for p in parts]
+        except ValueError:
+            raise QckitInputError(f"--level {item!r}: levels are numbers, optionally with %") from None
+        if len(levels) > 2:
+            raise QckitInputError(f"--level {item!r}: at most a tolerance and an action level")
+        out[name.strip()] = (levels[0], levels[1] if len(levels) > 1 else None)
+    return out
+
+
+def measurement_charts(
+    hist: pd.DataFrame,
+    *,
+    n_baseline: int,
+    rules: tuple[str, ...],
+    levels: dict[str, tuple[Level | None, Level | None]] | None = None,
+) -> Iterator[tuple[str, pd.DataFrame, Chart | None, str]]:
+    """Per measurement of a history table (`HistoryStore.history`): its rows in session order and its chart, or
+    None and the reason when no chart can be drawn."""
+    for name, g in hist.groupby("name", sort=True):
+        g = g.sort_values(["session_date", "session_id"])
+        tol, act = (levels or {}).get(str(name), (None, None))
+        try:
+            chart = control_chart(g["value"].to_numpy(), n_baseline=n_baseline, rules=rules, tolerance=tol,
+                                  action=act, acceptance=g["acceptance"].to_numpy(bool))  # fmt: skip
+        except SPCError as exc:
+            yield str(name), g, None, str(exc)
+            continue
+        yield str(name), g, chart, ""
+
+
+def scanner_charts(
+    store: HistoryStore,
+    scanner: str,
+    *,
+    n_baseline: int = 20,
+    rules: tuple[str, ...] = DEFAULT_RULES,
+    levels: dict[str, tuple[Level | None, Level | None]] | None = None,
+) -> tuple[dict[str, tuple[str, list[Any], Chart]], dict[str, str]]:
+    """Per measurement: (unit, session dates, chart); and the measurements without a chart, with the reason."""
+    hist = store.history(scanner)
+    if hist.empty:
+        known = ", ".join(store.scanners()["scanner_key"]) or "none"
+        raise QckitInputError(f"no QC sessions for scanner {scanner!r} in {store.url} (scanners: {known})")
+    charts: dict[str, tuple[str, list[Any], Chart]] = {}
+    skipped: dict[str, str] = {}
+    for name, g, chart, why in measurement_charts(hist, n_baseline=n_baseline, rules=rules, levels=levels):
+        if chart is None:
+            skipped[name] = why
+            continue
+        charts[name] = (str(g["unit"].iloc[0]), [t.to_pydatetime() for t in g["session_date"]], chart)
+    return charts, skipped

@@ -1,0 +1,72 @@
+"""One phantom run, as the CLI and the demo call it: measure a folder, decide stability, write tables and report.
+
+Order matters for "nothing is lost": the measurements (masks, `measurements.csv`, `scans.csv`) are written first;
+then the verdicts; a run whose repeats are too few raises `TooFewRepeatsError` only after the measurements are
+on disk, and scans that failed (phantom not found, ROI missing) are listed in `problems` while the rest are
+analysed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qckit.core.jsonio import write_json
+from qckit.core.provenance import Provenance, file_sha256
+from qckit.features.params import ExtractionSettings, load_settings
+from qckit.metrology.verdicts import Thresholds
+from qckit.phantoms.load import bundled_dir, load_phantom
+from qckit.phantoms.measure import Measurement, measure_folder
+from qckit.phantoms.stability import Stability, analyse, check_repeats, write_outputs
+from qckit.report.phantom_report import write_report
+
+
+def default_params() -> Path:
+    return bundled_dir() / "params" / "phantom-radiomics.yaml"
+
+
+@dataclass
+class PhantomRun:
+    measurement: Measurement
+    stability: Stability
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def problems(self) -> list[dict[str, str]]:
+        return self.measurement.problems
+
+
+def run_phantom(
+    root: str | Path,
+    phantom_name: str,
+    out_dir: str | Path,
+    *,
+    params: str | Path | None = None,
+    thresholds: Thresholds = Thresholds(),
+    by: str | None = None,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    command: str = "",
+) -> PhantomRun:
+    loaded = load_phantom(phantom_name)
+    params_path = Path(params) if params is not None else default_params()
+    settings: ExtractionSettings = load_settings(params_path)
+    out = Path(out_dir)
+    m = measure_folder(root, loaded.phantom, out, settings, workers=workers, progress=progress)
+    write_json(out / "problems.json", m.problems)
+    check_repeats(m.long, thresholds.min_repeats)
+    stab = analyse(m.long, thresholds, by)
+    extra = {"problems": m.problems, "skipped_files": len(m.skipped), "scans": len(m.scans)}
+    paths = write_outputs(stab, out, loaded.phantom.name, extra)
+    paths["measurements"] = out / "measurements.csv"
+    provenance = Provenance(
+        command=command,
+        inputs={"folder": str(root), "params": str(params_path)},
+        definitions={f"phantom {loaded.phantom.name}": loaded.sha256, "params": file_sha256(params_path)},
+    )
+    kind = "reproducibility" if by else "repeatability"
+    paths["report"] = write_report(
+        m, stab, provenance, out / f"phantom-{kind}.html", f"Phantom {kind}: {loaded.phantom.title}"
+    )
+    return PhantomRun(m, stab, paths)

@@ -1,0 +1,362 @@
+"""One periodic QC session: index a folder, pick one session, check its protocol, run the phantom's analyses,
+store, compare with the baseline.
+
+`run_sessions` is what `qckit qc run` calls. The session's series come from one scanner identity and one date
+(`qckit.workflows.sessions`); the series each analysis measures are found by role (`role:` in the protocol,
+`roles:`/`echo:` in the phantom definition). A repeat for subtraction SNR (in the session, or `--second`) must be
+the same scanner and the same acquisition, or it is refused naming what differs. Exit-code logic lives in the
+CLI: a session fails when a measurement exceeds its action limit; protocol deviations and control-chart alarms
+are reported.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qckit import __version__
+from qckit.analyses.base import SeriesView, optional_float
+from qckit.analyses.engine import check_phantom, roles_of, run_phantom_analyses
+from qckit.core.errors import AcquisitionMismatchError, QckitInputError
+from qckit.core.identity import ScannerIdentity
+from qckit.core.results import ControlStatus, Finding, Problem, Verdict
+from qckit.core.session import ProtocolSummary, QCSessionResult
+from qckit.dicom.index import scan
+from qckit.dicom.volume import Volume, match_volume, read_volumes
+from qckit.history.spc import DEFAULT_RULES
+from qckit.history.store import SessionRecord, open_store
+from qckit.history.trend import measurement_charts
+from qckit.phantoms.load import load_phantom
+from qckit.phantoms.models import Phantom
+from qckit.protocols.acquisition import acquisition_differences
+from qckit.protocols.check import CheckResult, check_series, match_series
+from qckit.protocols.load import load_protocol
+from qckit.protocols.models import Protocol
+from qckit.workflows.sessions import SessionGroup, group_sessions, select_sessions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    phantom: str = "acr-mri-large"
+    protocol: str = "acr-mri-large"
+    series: str = "auto"  # a role the phantom measures (t1, t2), or auto: the first present
+    second: str | Path | None = None
+    db_url: str | None = None
+    session_date: dt.datetime | None = None
+    acceptance: bool = False
+    n_baseline: int = 20
+    rules: tuple[str, ...] = DEFAULT_RULES
+    workers: int | None = None
+    session: str | None = None
+    study: str | None = None
+    every: bool = False
+
+
+@dataclass
+class SessionRun:
+    """One selected session of a run: its result, or the input error that stopped it (with `--all`)."""
+
+    label: str
+    result: QCSessionResult | None = None
+    error: str | None = None
+
+
+def protocol_summary(check: CheckResult) -> ProtocolSummary:
+    findings: list[Finding] = []
+    for s in check.series:
+        subject = str(s.row.get("SeriesDescription") or s.protocol_entry or s.row.get("series_uid"))
+        if s.protocol_entry is None and check.protocol.unmatched_level != "pass":
+            findings.append(Finding("unmatched series", check.protocol.unmatched_level, "a protocol entry", None,
+                                    f"{subject} matches no entry of {check.protocol.name}", subject=subject))  # fmt: skip
+        for r in s.rules:
+            if not r.passed:
+                findings.append(Finding(r.keyword, r.level, r.expected, r.observed, r.message, r.why or "",
+                                        f"{subject} ({s.protocol_entry})"))  # fmt: skip
+    for m in check.missing:
+        entry = m["protocol_entry"]
+        findings.append(Finding("missing series", m["level"], entry, None,
+                                f"no {entry} series ({m.get('title') or entry})", subject=entry))  # fmt: skip
+    for d in check.duplicates:
+        findings.append(Finding("duplicate series", d["level"], f"at most {d['max_count']}", d["count"],
+                                f"{d['count']} {d['protocol_entry']} series", subject=d["protocol_entry"]))  # fmt: skip
+    status = Verdict.FAIL if check.failed("fail") else Verdict.WARN if check.failed("warn") else Verdict.PASS
+    data = check.to_dict()
+    data.pop("protocol", None)
+    return ProtocolSummary(check.protocol.name, status, findings, data)
+
+
+def session_date(vol: Volume) -> dt.datetime:
+    h = vol.header
+    for d_kw, t_kw in (
+        ("AcquisitionDate", "AcquisitionTime"),
+        ("SeriesDate", "SeriesTime"),
+        ("StudyDate", "StudyTime"),
+    ):
+        d = str(h.get(d_kw, "") or "")
+        if len(d) == 8 and d.isdigit():
+            t = str(h.get(t_kw, "") or "").split(".")[0].ljust(6, "0")[:6]
+            try:
+                return dt.datetime.strptime(d + (t if t.isdigit() else "000000"), "%Y%m%d%H%M%S")
+            except ValueError:
+                continue
+    raise QckitInputError("the series has no acquisition, series or study date: pass --date YYYY-MM-DD")
+
+
+class _Session:
+    """The series of one session by role, with their volumes loaded on demand."""
+
+    def __init__(self, proto: Protocol, group: SessionGroup, volumes: list[Volume]) -> None:
+        self.proto, self.group, self.volumes = proto, group, volumes
+        self.by_role: dict[str, list[tuple[int | None, dict[str, Any]]]] = {}
+        for row in group.rows:
+            entry = proto.entry(row.get("_entry") or "")
+            if entry is not None:
+                self.by_role.setdefault(entry.series_role, []).append((entry.echo, row))
+        self.views: dict[str, SeriesView] = {}
+
+    def rows(self, role: str, echo: int | None = None) -> list[dict[str, Any]]:
+        cands = self.by_role.get(role, [])
+        if echo is not None and any(e is not None for e, _ in cands):
+            return [r for e, r in cands if e == echo]
+        return [r for _, r in sorted(cands, key=lambda c: c[0] or 0)]
+
+    def view(self, row: dict[str, Any], role: str, volumes: list[Volume] | None = None) -> SeriesView:
+        """The view of an index row's volume (`volumes`: another folder's, e.g. `--second`)."""
+        key = f"{id(volumes) if volumes is not None else 0}|{row['series_uid']}|{row.get('EchoTime')}"
+        if key not in self.views:
+            vol = match_volume(volumes or self.volumes, row)
+            if vol is None:
+                raise QckitInputError(
+                    f"the pixel data of series {row.get('SeriesDescription')!r} cannot be read"
+                )
+            self.views[key] = SeriesView(vol, role)
+        return self.views[key]
+
+
+def _name(row: dict[str, Any]) -> str:
+    return repr(
+        row.get("SeriesDescription")
+        or row.get("ProtocolName")
+        or f"series {row.get('SeriesNumber')} in {row.get('folder') or '.'}"
+    )
+
+
+def _same_acquisition(ref: dict[str, Any], other: dict[str, Any]) -> list[str]:
+    a, b = ScannerIdentity.from_row(ref), ScannerIdentity.from_row(other)
+    return [f"scanner: {m}" for m in a.mismatches(b)] + acquisition_differences(ref, other)
+
+
+def _second_repeats(
+    opts: SessionOptions, proto: Protocol, primary: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[Volume], list[str]]:
+    """Rows and volumes of `--second`; `AcquisitionMismatchError` when none is an identical repeat of `primary`."""
+    assert opts.second is not None
+    index = scan(opts.second, workers=opts.workers)
+    rows = [dict(r) for r in index.series]
+    diffs = {r["series_uid"] + str(r.get("EchoTime")): _same_acquisition(primary, r) for r in rows}
+    ok = [r for r in rows if not diffs[r["series_uid"] + str(r.get("EchoTime"))]]
+    if not ok:
+        best = min(rows, key=lambda r: len(diffs[r["series_uid"] + str(r.get("EchoTime"))]))
+        what = "; ".join(diffs[best["series_uid"] + str(best.get("EchoTime"))])
+        raise AcquisitionMismatchError(
+            f"{opts.second}: not an identical repeat of {_name(primary)} for subtraction SNR (same scanner and "
+            f"acquisition needed); the closest series, {_name(best)}, differs in: {what}"
+        )
+    notes = []
+    a, b = ScannerIdentity.from_row(primary), ScannerIdentity.from_row(ok[0])
+    if not (a.verified() and b.verified()):
+        notes.append("the repeat's scanner cannot be verified by serial number (anonymised): vendor, model and "
+                     "field strength agree")  # fmt: skip
+    vols, _bad = read_volumes(opts.second)
+    return ok, vols, notes
+
+
+def measure_session(
+    group: SessionGroup, proto: Protocol, phantom: Phantom, volumes: list[Volume], opts: SessionOptions,
+    folder: str,
+) -> QCSessionResult:  # fmt: skip
+    """Check and measure one session (no storing)."""
+    check = check_series(proto, group.rows, session_by="all")
+    summary = protocol_summary(check)
+    sess = _Session(proto, group, volumes)
+    wanted = roles_of(phantom)
+    if opts.series == "auto":
+        role = next((r for r in wanted if sess.rows(r)), None)
+        if role is None:
+            found = sorted(sess.by_role) or ["none"]
+            raise QckitInputError(
+                f"no {' or '.join(wanted)} series in session {group.label} (series roles found: "
+                f"{', '.join(found)}); the series are recognised by geometry and timing, see "
+                f"protocols/{proto.name}.yaml"
+            )
+    else:
+        role = opts.series
+        if role not in wanted:
+            raise QckitInputError(
+                f"--series {role!r}: phantom {phantom.name} measures {', '.join(wanted)} (or auto)"
+            )
+        if not sess.rows(role):
+            found = sorted(sess.by_role) or ["none"]
+            raise QckitInputError(
+                f"no {role} series in session {group.label} (series roles found: {', '.join(found)})"
+            )
+    echoes = [s.echo for s in phantom.analyses if role in s.roles]
+    primary_echo = next((e for e in echoes if e is not None), None)
+    primary_rows = sess.rows(role, primary_echo) or sess.rows(role)
+    primary = primary_rows[0]
+    warnings: list[str] = []
+    repeats: dict[str, SeriesView] = {}
+    if opts.second is not None:
+        ok, svols, notes = _second_repeats(opts, proto, primary)
+        warnings += notes
+        repeats[primary["series_uid"]] = sess.view(ok[0], role, svols)
+
+    def series_for(r: str, echo: int | None) -> SeriesView | None:
+        rows = sess.rows(r, echo)
+        return sess.view(rows[0], r) if rows else None
+
+    def repeat_for(v: SeriesView) -> SeriesView | None:
+        if v.volume.series_uid in repeats:
+            return repeats[v.volume.series_uid]
+        row = next(r for r in group.rows if r["series_uid"] == v.volume.series_uid)
+        entry = proto.entry(row.get("_entry") or "")
+        for other in sess.rows(v.role, entry.echo if entry else None):
+            if other is row or other["series_uid"] == row["series_uid"]:
+                continue
+            diff = _same_acquisition(row, other)
+            if not diff:
+                return sess.view(other, v.role)
+            warnings.append(f"series {_name(other)} is not an identical repeat of {_name(row)} ({'; '.join(diff)}): "
+                            "no subtraction SNR from it")  # fmt: skip
+        return None
+
+    loc_rows = sess.rows("localizer")
+    localizer = sess.view(loc_rows[0], "localizer") if loc_rows else None
+    field_t = optional_float(primary.get("MagneticFieldStrength"))
+    res = run_phantom_analyses(phantom, role=role, series_for=series_for, repeat_for=repeat_for,
+                               localizer=localizer, field_strength_t=field_t)  # fmt: skip
+    used: dict[str, list[str]] = {}
+    for v in list(sess.views.values()):
+        used.setdefault(v.role, [])
+        if v.volume.series_uid not in used[v.role]:
+            used[v.role].append(v.volume.series_uid)
+    primary_view = sess.view(primary, role)
+    when = opts.session_date or session_date(primary_view.volume)
+    if when.year < 1900:
+        warnings.append(f"the series date {when:%Y-%m-%d} is an anonymisation placeholder: pass --date for a "
+                        "meaningful QC history and control charts")  # fmt: skip
+    return QCSessionResult(
+        folder=folder,
+        phantom=phantom.name,
+        identity=group.identity,
+        session_label=group.label,
+        session_date=when,
+        role=role,
+        series=used,
+        measurements=res.measurements,
+        problems=res.problems,
+        skipped=res.skipped,
+        overlays=res.overlays,
+        protocol=summary,
+        warnings=list(dict.fromkeys(warnings)),
+    )
+
+
+def control_status(
+    store: Any, key: str, session_id: int, n_baseline: int, rules: tuple[str, ...]
+) -> list[ControlStatus]:
+    out = []
+    for name, g, chart, why in measurement_charts(store.history(key), n_baseline=n_baseline, rules=rules):
+        n = len(g)
+        if n < 3:
+            out.append(ControlStatus(name, n, None, None, None, (), f"baseline forming ({n} session(s))"))
+            continue
+        if chart is None:
+            out.append(ControlStatus(name, n, None, None, None, (), why))
+            continue
+        pos = [i for i, sid in enumerate(g["session_id"]) if sid == session_id]
+        alarms = tuple(sorted({a.rule for a in chart.alarms if pos and a.index == pos[0]}))
+        note = "" if not (pos and chart.baseline[pos[0]]) else "in the baseline"
+        out.append(ControlStatus(name, n, chart.centre, chart.lcl, chart.ucl, alarms, note))
+    return out
+
+
+def store_session(result: QCSessionResult, opts: SessionOptions) -> None:
+    """Record the session in the QC history and evaluate its control charts (sets `session_id`, `control`)."""
+    assert opts.db_url is not None
+    with open_store(opts.db_url) as store:
+        result.session_id = store.record_session(
+            SessionRecord(
+                result.identity,
+                result.session_date,
+                result.phantom,
+                __version__,
+                result.input_uids,
+                [m.to_dict() for m in result.measurements],
+                str(result.protocol.status),
+                [f.to_dict() for f in result.protocol.findings],
+                opts.acceptance,
+            )
+        )
+        result.db_url = store.url
+        result.control = control_status(
+            store, result.scanner_key, result.session_id, opts.n_baseline, opts.rules
+        )
+
+
+def run_sessions(
+    folder: str | Path, opts: SessionOptions, on_session: Callable[[SessionRun], None] | None = None
+) -> list[SessionRun]:
+    """Index `folder`, select its session(s) and measure (and store) each.
+
+    One session (the default): its input errors raise. With `opts.every`, each session is tried and an input
+    error (e.g. already recorded) is kept in its `SessionRun.error`; the others still run."""
+    loaded_ph, loaded_proto = load_phantom(opts.phantom), load_protocol(opts.protocol)
+    ph, proto = loaded_ph.phantom, loaded_proto.protocol
+    check_phantom(ph)
+    definitions = {str(loaded_ph.path): loaded_ph.sha256, str(loaded_proto.path): loaded_proto.sha256}
+    index = scan(folder, workers=opts.workers)
+    rows = []
+    for r in index.series:
+        row = dict(r)
+        row["_entry"] = match_series(proto, row).protocol_entry
+        rows.append(row)
+    modalities = {m.strip().upper() for m in proto.modality.split("/") if m.strip()}
+    rows = [r for r in rows if not modalities or str(r.get("Modality") or "").upper() in modalities]
+    matched = {r["series_uid"] for r in rows if r["_entry"] is not None}
+    groups, ignored = group_sessions(rows, matched)
+    chosen = select_sessions(
+        groups, session=opts.session, study=opts.study, every=opts.every, where=str(folder)
+    )
+    for g in ignored:
+        log.info("not a QC session (no series matches %s): %s", proto.name, g.describe())
+    volumes, bad = read_volumes(folder)
+    errors = [Problem("scan", "", f"{e.path}: {e.reason}") for e in index.errors]
+    errors += [Problem("pixels", "", f"{p}: {r}") for p, r in bad if "InvalidDicom" not in r]
+    runs = []
+    for g in chosen:
+        run = SessionRun(g.label)
+        try:
+            result = measure_session(g, proto, ph, volumes, opts, str(folder))
+            result.scan_errors = errors
+            result.definitions = definitions
+            if opts.db_url is not None:
+                store_session(result, opts)
+            run.result = result
+        except QckitInputError as exc:
+            if not opts.every:
+                raise
+            run.error = str(exc)
+        runs.append(run)
+        if on_session is not None:
+            on_session(run)
+    return runs
+
+
+__all__ = ["SessionOptions", "SessionRun", "run_sessions", "measure_session", "protocol_summary"]

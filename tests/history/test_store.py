@@ -1,0 +1,183 @@
+"""QC history store: the same suite on SQLite (file) and a real PostgreSQL server; atomic sessions, schema
+migration, a run killed mid-write, concurrent runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from qckit.history.store import (
+    SCHEMA_VERSION,
+    DuplicateSessionError,
+    HistoryError,
+    SessionRecord,
+    open_store,
+)
+
+SCANNER = {"manufacturer": "GE", "model": "Signa", "serial": "123", "station": "MR1", "field_strength_t": 1.5}
+KEY = "GE-Signa-123"
+
+
+def _record(week: int, value: float = 90.0, uid: str | None = None, n: int = 3) -> SessionRecord:
+    ms = [{"name": f"m{i}", "value": value + i, "unit": "%", "method": "test", "limit": ">= 87.5%",
+           "limit_low": 87.5, "passed": True} for i in range(n)]  # fmt: skip
+    return SessionRecord(SCANNER, dt.datetime(2026, 1, 5) + dt.timedelta(weeks=week), "acr-mri-large", "test",
+                         [uid or f"1.2.826.0.1.{week}"], ms, "pass")  # fmt: skip
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'history.sqlite'}"
+    server = request.getfixturevalue("postgres_server")
+    name = f"qc_{uuid.uuid4().hex[:12]}"
+    eng = create_engine(server + "postgres", isolation_level="AUTOCOMMIT")
+    with eng.connect() as c:
+        c.execute(text(f"CREATE DATABASE {name}"))
+    eng.dispose()
+    return server + name
+
+
+def test_record_and_read_back(db_url: str):
+    with open_store(db_url) as st:
+        assert st.schema_version() == SCHEMA_VERSION
+        ids = [st.record_session(_record(w, 90 + w)) for w in range(3)]
+        assert ids == sorted(ids) and st.n_sessions() == 3
+        h = st.history(KEY)
+        assert len(h) == 9 and list(h[h.name == "m0"]["value"]) == [90.0, 91.0, 92.0]
+        assert set(h.columns) >= {"session_date", "unit", "method", "limit_low", "passed", "protocol_status"}
+        sc = st.scanners()
+        assert list(sc["scanner_key"]) == [KEY] and sc["serial"][0] == "123"
+
+
+def test_duplicate_session_is_refused_and_nothing_is_written(db_url: str):
+    with open_store(db_url) as st:
+        st.record_session(_record(0))
+        with pytest.raises(DuplicateSessionError, match="already in the QC history"):
+            st.record_session(_record(0))
+        assert st.n_sessions() == 1 and len(st.history(KEY)) == 3
+
+
+def test_a_failing_session_writes_nothing(db_url: str):
+    """Atomic: the session row is inserted, then a measurement fails (two with one name): all rolled back."""
+    bad = _record(1)
+    bad = SessionRecord(bad.scanner, bad.session_date, bad.phantom, bad.qckit_version, bad.input_uids,
+                        bad.measurements + [bad.measurements[0]], "pass")  # fmt: skip
+    with open_store(db_url) as st:
+        st.record_session(_record(0))
+        with pytest.raises((HistoryError, DuplicateSessionError)):
+            st.record_session(bad)
+        assert st.n_sessions() == 1 and len(st.history(KEY)) == 3
+
+
+def test_migration_from_version_1(db_url: str):
+    """A version-1 store (no protocol columns) is upgraded in place; its data stay."""
+    eng = create_engine(db_url)
+    with eng.begin() as c:
+        c.execute(text("CREATE TABLE qckit_schema (version INTEGER NOT NULL)"))
+        c.execute(text("INSERT INTO qckit_schema VALUES (1)"))
+        c.execute(text("CREATE TABLE scanners (id INTEGER PRIMARY KEY, scanner_key VARCHAR(200) NOT NULL UNIQUE, "
+                       "manufacturer VARCHAR(200), model VARCHAR(200), serial VARCHAR(200), station VARCHAR(200), "
+                       "field_strength_t FLOAT)"))  # fmt: skip
+        c.execute(text("CREATE TABLE sessions (id INTEGER PRIMARY KEY, scanner_id INTEGER NOT NULL REFERENCES "
+                       "scanners(id), session_date TIMESTAMP NOT NULL, recorded_at TIMESTAMP NOT NULL, phantom "
+                       "VARCHAR(100) NOT NULL, qckit_version VARCHAR(50) NOT NULL, input_uids TEXT NOT NULL, "
+                       "acceptance BOOLEAN NOT NULL, note TEXT, CONSTRAINT uq_session_inputs UNIQUE (scanner_id, "
+                       "session_date, input_uids))"))  # fmt: skip
+        c.execute(text("CREATE TABLE measurements (id INTEGER PRIMARY KEY, session_id INTEGER NOT NULL REFERENCES "
+                       "sessions(id) ON DELETE CASCADE, name VARCHAR(100) NOT NULL, value FLOAT NOT NULL, unit "
+                       "VARCHAR(20) NOT NULL, method TEXT NOT NULL, slice INTEGER, limit_low FLOAT, limit_high "
+                       "FLOAT, limit_text TEXT, passed BOOLEAN, CONSTRAINT uq_measurement_name UNIQUE "
+                       "(session_id, name))"))  # fmt: skip
+        c.execute(text("INSERT INTO scanners (id, scanner_key) VALUES (1, 'GE-Signa-123')"))
+        c.execute(text("INSERT INTO sessions VALUES (1, 1, '2025-01-01 00:00:00', '2025-01-01 00:00:00', 'acr', "
+                       "'0.0', '[\"1.2\"]', false, NULL)"))  # fmt: skip
+        c.execute(text("INSERT INTO measurements (id, session_id, name, value, unit, method) VALUES "
+                       "(1, 1, 'piu', 91.0, '%', 'old')"))  # fmt: skip
+    eng.dispose()
+    with open_store(db_url) as st:
+        assert st.schema_version() == SCHEMA_VERSION
+        h = st.history(KEY)
+        assert list(h["value"]) == [91.0] and h["protocol_status"].isna().all()
+
+
+def test_a_newer_store_is_refused(db_url: str):
+    with open_store(db_url) as st:
+        st.record_session(_record(0))
+        with st.engine.begin() as c:
+            c.execute(text("UPDATE qckit_schema SET version = :v"), {"v": SCHEMA_VERSION + 1})
+    with pytest.raises(HistoryError, match="newer than this qckit"):
+        open_store(db_url)
+
+
+WRITER = """
+import datetime as dt, sys
+from qckit.history.store import SessionRecord, open_store
+url, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+st = open_store(url)
+for w in range(n):
+    ms = [{"name": f"m{i}", "value": float(w), "unit": "", "method": "t"} for i in range(40)]
+    st.record_session(SessionRecord({"manufacturer": "X", "model": tag, "serial": "1", "station": "s"},
+                      dt.datetime(2026, 1, 1) + dt.timedelta(days=w), "acr", "t", [f"{tag}.{w}"], ms))
+    print(w, flush=True)
+"""
+
+
+def _complete(url: str) -> tuple[int, int]:
+    """(sessions, sessions whose 40 measurements are not all there)."""
+    eng = create_engine(url)
+    with eng.connect() as c:
+        n = c.execute(text("SELECT COUNT(*) FROM sessions")).scalar_one()
+        partial = c.execute(text("SELECT COUNT(*) FROM (SELECT s.id FROM sessions s LEFT JOIN measurements m ON "
+                                 "m.session_id = s.id GROUP BY s.id HAVING COUNT(m.id) <> 40) t")).scalar_one()  # fmt: skip
+    eng.dispose()
+    return int(n), int(partial)
+
+
+def test_a_killed_run_loses_nothing_committed(db_url: str):
+    open_store(db_url).close()
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, db_url, "kill", "100000"], stdout=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    done = []
+    assert proc.stdout is not None
+    deadline = time.time() + 120
+    while len(done) < 15 and time.time() < deadline:
+        done.append(proc.stdout.readline())
+    os.kill(proc.pid, signal.SIGKILL)  # mid-write: the writer is always inside a session
+    proc.wait(30)
+    n, partial = _complete(db_url)
+    assert n >= 15 and partial == 0
+    if db_url.startswith("sqlite"):
+        eng = create_engine(db_url)
+        with eng.connect() as c:
+            assert c.execute(text("PRAGMA integrity_check")).scalar_one() == "ok"
+        eng.dispose()
+    with open_store(db_url) as st:  # and the store takes new sessions
+        st.record_session(_record(0))
+
+
+def test_concurrent_runs_do_not_corrupt_the_store(db_url: str):
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, db_url, tag, "15"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for tag in ("a", "b", "c")]  # fmt: skip
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errs
+    assert _complete(db_url) == (45, 0)
+    with open_store(db_url) as st:
+        assert len(st.scanners()) == 3
+
+
+def test_unreachable_database_is_a_clear_error(tmp_path: Path):
+    with pytest.raises(HistoryError, match="cannot open the QC history"):
+        open_store("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    (tmp_path / "not-a-db.sqlite").write_text("this is not sqlite")
+    with pytest.raises(HistoryError):
+        open_store(f"sqlite:///{tmp_path / 'not-a-db.sqlite'}")
