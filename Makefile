@@ -40,6 +40,7 @@ bench: $(BENCH_STAMP)
 	.venv-bench/bin/python benchmarks/bench_scan.py
 	.venv-bench/bin/python benchmarks/bench_combat.py
 	.venv-bench/bin/python benchmarks/bench_extract.py
+	.venv-bench/bin/python benchmarks/bench_startup.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check qckit tests benchmarks

@@ -9,6 +9,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from qckit.cli import app
+from qckit.core.jsonio import strict_loads
 
 
 def test_demo_runs_and_writes_index(tmp_path: Path):
@@ -52,3 +53,8 @@ def test_demo_runs_and_writes_index(tmp_path: Path):
     line = flat.split("QC year qckit-Virtual_1_5T-VS_0002")[1].split("QC control charts")[0]
     for name in ("snr 2025-08-", "geometric_length_slice5_horizontal 2025-09-"):
         assert name in line
+    # one JSON policy: every JSON file the demo wrote parses with a strict parser (no NaN / Infinity literals)
+    written = list((tmp_path / "demo").rglob("*.json")) + list((tmp_path / "d").rglob("*.json"))
+    assert len(written) >= 5
+    for path in written:
+        strict_loads(path.read_text())

@@ -1,0 +1,46 @@
+"""The CLI starts fast because sub-commands import their dependencies when they run (measured in
+benchmarks/bench_startup.py; here only what is imported is checked, never a time)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+HEAVY = ("sklearn", "pandas", "scipy", "SimpleITK", "radiomics", "neuroHarmonize", "plotly", "sqlalchemy", "dask",
+         "pydantic", "pydicom", "numpy")  # fmt: skip
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_importing_the_cli_imports_no_heavy_dependency():
+    code = "import sys, qckit.cli; print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_cli_constants_match_the_library():
+    from qckit.cli.phantom import N_PRESET_SCANNERS
+    from qckit.cli.qc import DEFAULT_RULES
+    from qckit.history.spc import DEFAULT_RULES as SPC_DEFAULT
+    from qckit.synth.phantom_scanner import PRESET_SCANNERS
+
+    assert DEFAULT_RULES == ",".join(SPC_DEFAULT) and N_PRESET_SCANNERS == len(PRESET_SCANNERS)
+
+
+def test_one_json_writer():
+    """JSON files are written only through qckit.core.jsonio (one NaN policy); the few json.dumps left make
+    digests, database cells or schema text, never an output file."""
+    allowed = {"core/jsonio.py", "features/runner.py", "dicom/index.py", "history/store.py", "phantoms/load.py",
+               "protocols/load.py"}  # fmt: skip
+    offenders = []
+    for path in (REPO / "qckit").rglob("*.py"):
+        rel = path.relative_to(REPO / "qckit").as_posix()
+        text = path.read_text()
+        if re.search(r"json\.dump\(", text) or ("json.dumps(" in text and rel not in allowed):
+            offenders.append(rel)
+    assert not offenders
