@@ -79,6 +79,11 @@ class AnalysisContext:
             raise QckitInputError(f"analysis {self.spec.name}: the phantom definition gives no slice")
         return self.spec.slice
 
+    def on_slice(self) -> tuple[SeriesView, int, np.ndarray, Outline]:
+        """The image series, the definition's slice number, that slice and the phantom outline on it."""
+        v, n = self.view(), self.slice_no
+        return v, n, v.slice(n), v.outline(n, self.phantom)
+
     def param(self, name: str, default: Any) -> Any:
         return self.spec.params.get(name, default)
 

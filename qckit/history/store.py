@@ -201,9 +201,15 @@ def _migrate_2_to_3(conn: Any) -> None:
             continue
         # re-key, and keep the old key as an alias row so that `qc trend --scanner OLD` still finds it
         conn.execute(scanners.update().where(scanners.c.id == r["id"]).values(scanner_key=new))
-        old_id = conn.execute(insert(scanners).values(scanner_key=r["scanner_key"], manufacturer=r["manufacturer"],
-                              model=r["model"], serial=r["serial"], station=r["station"],
-                              field_strength_t=r["field_strength_t"])).inserted_primary_key[0]  # fmt: skip
+        row = {
+            k: r[k] for k in ("scanner_key", "manufacturer", "model", "serial", "station", "field_strength_t")
+        }
+        try:
+            with conn.begin_nested():
+                old_id = conn.execute(insert(scanners).values(**row)).inserted_primary_key[0]
+        except IntegrityError:  # a hand-made table without an id default: give one
+            old_id = int(conn.execute(select(func.max(scanners.c.id))).scalar_one()) + 1
+            conn.execute(insert(scanners).values(id=old_id, **row))
         conn.execute(insert(scanner_aliases).values(scanner_id=old_id, target_id=r["id"], created_at=now))
         keys[new] = r["id"]
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from qckit.core.results import Verdict
 from qckit.metrology.agreement import icc
 from qckit.metrology.precision import (
     between_condition_cv,
@@ -25,6 +26,9 @@ from qckit.metrology.precision import (
     repeatability,
     reproducibility_coefficient,
 )
+
+# the verdict vocabulary of qckit.core.results, as plain strings (they go into tables and YAML)
+PASS, FAIL, INSUFFICIENT = Verdict.PASS.value, Verdict.FAIL.value, Verdict.INSUFFICIENT.value
 
 
 @dataclass(frozen=True)
@@ -81,11 +85,11 @@ def repeatability_table(
                 i = icc(m, "ICC(2,1)")
                 row.update({"icc21": i.value, "icc21_ci_low": i.ci[0], "icc21_ci_high": i.ci[1]})
             if m.shape[1] < thresholds.min_repeats:
-                row["repeatable"] = "insufficient"
+                row["repeatable"] = INSUFFICIENT
             else:
-                row["repeatable"] = "pass" if np.isfinite(cv) and cv <= thresholds.cv_percent else "fail"
+                row["repeatable"] = PASS if np.isfinite(cv) and cv <= thresholds.cv_percent else FAIL
         else:
-            row["repeatable"] = "insufficient"
+            row["repeatable"] = INSUFFICIENT
         if truth is not None and group[truth].notna().any():
             # each subject (ROI) against its own ground truth, then the mean over subjects
             per_subject = [
@@ -95,7 +99,7 @@ def repeatability_table(
             ]
             bias = float(np.mean(per_subject))
             row["relative_bias"] = bias
-            row["accurate"] = "pass" if np.isfinite(bias) and abs(bias) <= thresholds.bias_percent else "fail"
+            row["accurate"] = PASS if np.isfinite(bias) and abs(bias) <= thresholds.bias_percent else FAIL
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -119,7 +123,7 @@ def reproducibility_table(
         n_cond = means.shape[1]
         row: dict = {feature: feat, "n_conditions": n_cond, "n_subjects": means.shape[0]}
         if n_cond < 2 or means.shape[0] < 1:
-            row["reproducible"] = "insufficient"
+            row["reproducible"] = INSUFFICIENT
             rows.append(row)
             continue
         cvs = [between_condition_cv(means.loc[s].to_numpy()) for s in means.index]
@@ -140,9 +144,9 @@ def reproducibility_table(
             if thresholds.icc_min is not None:
                 ok = ok and i.ci[0] >= thresholds.icc_min
         elif thresholds.icc_min is not None:
-            row["reproducible"] = "insufficient"
+            row["reproducible"] = INSUFFICIENT
             rows.append(row)
             continue
-        row["reproducible"] = "pass" if ok else "fail"
+        row["reproducible"] = PASS if ok else FAIL
         rows.append(row)
     return pd.DataFrame(rows)

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from qckit.core.errors import PhantomMeasurementError, QckitInputError
+from qckit.core.identity import ScannerIdentity
 from qckit.dicom.index import scan
 from qckit.dicom.volume import Volume, match_volume, read_volumes
 from qckit.features.manifest import Case
@@ -60,8 +61,8 @@ def _fmt(v: Any) -> str:
 
 
 def _scanner_key(row: dict[str, Any]) -> str:
-    parts = [row.get("Manufacturer"), row.get("ManufacturerModelName"), row.get("DeviceSerialNumber")]
-    return " ".join(_fmt(p) for p in parts if p not in (None, ""))
+    """The scanner's `ScannerIdentity` key (the one the QC history uses)."""
+    return ScannerIdentity.from_row(row).key
 
 
 def _protocol_key(row: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from qckit.core.identity import ScannerIdentity
 from qckit.protocols.attributes import ATTRIBUTES, from_canonical, observed_value
 from qckit.protocols.models import Condition, ExpectedSeries, Protocol, Rule
 
@@ -258,8 +259,7 @@ def session_of(row: dict[str, Any], session_by: str = "study") -> str:
     if session_by == "all":
         return "all"
     if session_by == "scanner-date":
-        scanner = row.get("DeviceSerialNumber") or row.get("StationName") or row.get("ManufacturerModelName")
-        return f"{row.get('Vendor')}/{scanner}/{row.get('StudyDate')}"
+        return f"{ScannerIdentity.from_row(row).key}/{row.get('StudyDate')}"
     return str(row.get("study_key") or f"{row.get('subject_key')}/{row.get('StudyDate')}")
 
 

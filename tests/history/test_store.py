@@ -79,35 +79,70 @@ def test_a_failing_session_writes_nothing(db_url: str):
         assert st.n_sessions() == 1 and len(st.history(KEY)) == 3
 
 
-def test_migration_from_version_1(db_url: str):
-    """A version-1 store (no protocol columns) is upgraded in place; its data stay."""
-    eng = create_engine(db_url)
+def _legacy_store(url: str, version: int, scanner: str, session_values: str) -> None:
+    """A store as qckit wrote it at schema `version` (1: no protocol columns; 2: protocol columns), with one
+    scanner row (`scanner`: its VALUES), one session and one measurement."""
+    protocol_cols = "protocol_status VARCHAR(20), protocol_findings TEXT, " if version >= 2 else ""
+    eng = create_engine(url)
     with eng.begin() as c:
         c.execute(text("CREATE TABLE qckit_schema (version INTEGER NOT NULL)"))
-        c.execute(text("INSERT INTO qckit_schema VALUES (1)"))
+        c.execute(text(f"INSERT INTO qckit_schema VALUES ({version})"))
         c.execute(text("CREATE TABLE scanners (id INTEGER PRIMARY KEY, scanner_key VARCHAR(200) NOT NULL UNIQUE, "
                        "manufacturer VARCHAR(200), model VARCHAR(200), serial VARCHAR(200), station VARCHAR(200), "
                        "field_strength_t FLOAT)"))  # fmt: skip
         c.execute(text("CREATE TABLE sessions (id INTEGER PRIMARY KEY, scanner_id INTEGER NOT NULL REFERENCES "
                        "scanners(id), session_date TIMESTAMP NOT NULL, recorded_at TIMESTAMP NOT NULL, phantom "
                        "VARCHAR(100) NOT NULL, qckit_version VARCHAR(50) NOT NULL, input_uids TEXT NOT NULL, "
-                       "acceptance BOOLEAN NOT NULL, note TEXT, CONSTRAINT uq_session_inputs UNIQUE (scanner_id, "
-                       "session_date, input_uids))"))  # fmt: skip
+                       f"{protocol_cols}acceptance BOOLEAN NOT NULL, note TEXT, CONSTRAINT uq_session_inputs UNIQUE "
+                       "(scanner_id, session_date, input_uids))"))  # fmt: skip
         c.execute(text("CREATE TABLE measurements (id INTEGER PRIMARY KEY, session_id INTEGER NOT NULL REFERENCES "
                        "sessions(id) ON DELETE CASCADE, name VARCHAR(100) NOT NULL, value FLOAT NOT NULL, unit "
                        "VARCHAR(20) NOT NULL, method TEXT NOT NULL, slice INTEGER, limit_low FLOAT, limit_high "
                        "FLOAT, limit_text TEXT, passed BOOLEAN, CONSTRAINT uq_measurement_name UNIQUE "
                        "(session_id, name))"))  # fmt: skip
-        c.execute(text("INSERT INTO scanners (id, scanner_key) VALUES (1, 'GE-Signa-123')"))
-        c.execute(text("INSERT INTO sessions VALUES (1, 1, '2025-01-01 00:00:00', '2025-01-01 00:00:00', 'acr', "
-                       "'0.0', '[\"1.2\"]', false, NULL)"))  # fmt: skip
+        c.execute(text(f"INSERT INTO scanners {scanner}"))
+        c.execute(text(f"INSERT INTO sessions VALUES {session_values}"))
         c.execute(text("INSERT INTO measurements (id, session_id, name, value, unit, method) VALUES "
                        "(1, 1, 'piu', 91.0, '%', 'old')"))  # fmt: skip
     eng.dispose()
+
+
+def test_migration_from_version_1(db_url: str):
+    """A version-1 store (no protocol columns) is upgraded in place; its data stay."""
+    _legacy_store(db_url, 1, "(id, scanner_key) VALUES (1, 'GE-Signa-123')",
+                  "(1, 1, '2025-01-01 00:00:00', '2025-01-01 00:00:00', 'acr', '0.0', '[\"1.2\"]', false, NULL)")  # fmt: skip
     with open_store(db_url) as st:
         assert st.schema_version() == SCHEMA_VERSION
         h = st.history(KEY)
         assert list(h["value"]) == [91.0] and h["protocol_status"].isna().all()
+
+
+def test_migration_2_to_3_rekeys_and_keeps_old_keys(db_url: str):
+    """A version-2 store with an old-style key (full manufacturer name) is re-keyed canonically; the old key
+    stays as an alias; its series are registered, so re-recording them is refused."""
+    _legacy_store(db_url, 2, "VALUES (1, 'Philips_Medical_Systems-Ingenia-42', 'Philips Medical Systems', "
+                  "'Ingenia', '42', 'MR1', 1.5)", "(1, 1, '2025-01-01 00:00:00', '2025-01-01 00:00:00', 'acr', "
+                  "'0.1', '[\"1.2.3\"]', 'pass', '[]', false, NULL)")  # fmt: skip
+    with open_store(db_url) as st:
+        assert st.schema_version() == SCHEMA_VERSION
+        assert list(st.history("Philips-Ingenia-42")["value"]) == [91.0]
+        assert list(st.history("Philips_Medical_Systems-Ingenia-42")["value"]) == [91.0]
+        sc = st.scanners().set_index("scanner_key")
+        assert sc["alias_of"]["Philips_Medical_Systems-Ingenia-42"] == "Philips-Ingenia-42"
+        with pytest.raises(DuplicateSessionError, match="already in the QC history"):
+            st.record_session(SessionRecord({"manufacturer": "Philips", "model": "Ingenia", "serial": "42"},
+                                            dt.datetime(2025, 2, 1), "acr", "t", ["1.2.3"], []))  # fmt: skip
+
+
+def test_any_overlap_of_series_is_refused(db_url: str):
+    with open_store(db_url) as st:
+        first = _record(0)
+        st.record_session(SessionRecord(first.scanner, first.session_date, first.phantom, "t", ["1.1", "1.2"],
+                                        first.measurements))  # fmt: skip
+        with pytest.raises(DuplicateSessionError, match="series 1.2 is in session"):
+            st.record_session(SessionRecord(first.scanner, dt.datetime(2026, 3, 1), first.phantom, "t",
+                                            ["1.2", "1.3"], first.measurements))  # fmt: skip
+        assert st.n_sessions() == 1
 
 
 def test_a_newer_store_is_refused(db_url: str):

@@ -47,7 +47,9 @@ def planted(tmp_path_factory: pytest.TempPathFactory):
 
 def _row(run, scanner_serial: str, feature: str) -> pd.Series:
     rep = run.stability.repeatability
-    hit = rep[(rep["feature"] == feature) & rep["condition"].str.contains(f" {scanner_serial} ")]
+    hit = rep[
+        (rep["feature"] == feature) & rep["condition"].str.contains(f"-{scanner_serial} |", regex=False)
+    ]
     assert len(hit) == 1
     return hit.iloc[0]
 

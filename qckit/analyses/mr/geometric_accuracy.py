@@ -117,8 +117,7 @@ class GeometricLengths(Analysis):
     title = "Geometric accuracy (axial lengths)"
 
     def run(self, ctx: AnalysisContext) -> AnalysisOutput:
-        v, n = ctx.view(), ctx.slice_no
-        img, o = v.slice(n), v.outline(n, ctx.phantom)
+        v, n, img, o = ctx.on_slice()
         wanted = ctx.param("directions", list(DIRECTIONS))
         unknown = [d for d in wanted if d not in DIRECTIONS]
         if unknown:

@@ -94,8 +94,7 @@ class PercentSignalGhosting(Analysis):
     title = "Percent signal ghosting"
 
     def run(self, ctx: AnalysisContext) -> AnalysisOutput:
-        v, n = ctx.view(), ctx.slice_no
-        img, o = v.slice(n), v.outline(n, ctx.phantom)
+        v, n, img, o = ctx.on_slice()
         g = percent_signal_ghosting(img, o.centre_px, v.pixel_mm[0],
                                     large_radius_mm=ctx.param("large_radius_mm", 80.0),
                                     ellipse_area_mm2=ctx.param("ellipse_area_mm2", 1000.0))  # fmt: skip

@@ -93,8 +93,7 @@ class SlicePosition(Analysis):
     title = "Slice position accuracy"
 
     def run(self, ctx: AnalysisContext) -> AnalysisOutput:
-        v, n = ctx.view(), ctx.slice_no
-        img, o = v.slice(n), v.outline(n, ctx.phantom)
+        v, n, img, o = ctx.on_slice()
         r = bar_length_difference(img, o.centre_px, o.radius_px, v.pixel_mm)
         m = ctx.measurement(f"slice_position_{n}", r.bar_length_difference_mm, "mm",
                             "ACR crossed wedges: bar length difference (right - left), twice the displacement",

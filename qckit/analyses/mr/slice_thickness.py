@@ -158,8 +158,7 @@ class SliceThickness(Analysis):
     title = "Slice thickness accuracy"
 
     def run(self, ctx: AnalysisContext) -> AnalysisOutput:
-        v, n = ctx.view(), ctx.slice_no
-        img, o = v.slice(n), v.outline(n, ctx.phantom)
+        v, n, img, o = ctx.on_slice()
         r = slice_thickness(img, o.centre_px, v.pixel_mm)
         prescribed = v.volume.thickness or ctx.phantom.stack.slice_thickness_mm
         m = ctx.measurement("slice_thickness", r.thickness_mm, "mm", "ACR crossed ramps, FWHM of half-band profiles",

@@ -163,8 +163,7 @@ class SingleImageSNR(Analysis):
     title = "Signal-to-noise ratio (single image)"
 
     def run(self, ctx: AnalysisContext) -> AnalysisOutput:
-        v, n = ctx.view(), ctx.slice_no
-        img, o = v.slice(n), v.outline(n, ctx.phantom)
+        v, n, img, o = ctx.on_slice()
         s = snr_single_image(img, o.centre_px, v.pixel_mm, **_rois(ctx))
         out = [ctx.measurement("snr", s.snr, "", "single-image smoothing (McCann 2013), five 20 mm ROIs",
                                limit=ctx.limit(), slice_no=n,

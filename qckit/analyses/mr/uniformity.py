@@ -85,8 +85,7 @@ class PercentIntegralUniformity(Analysis):
     title = "Percent integral uniformity"
 
     def run(self, ctx: AnalysisContext) -> AnalysisOutput:
-        v, n = ctx.view(), ctx.slice_no
-        img, o = v.slice(n), v.outline(n, ctx.phantom)
+        v, n, img, o = ctx.on_slice()
         u = percent_integral_uniformity(img, o.centre_px, v.pixel_mm[0],
                                         large_radius_mm=ctx.param("large_radius_mm", 80.0),
                                         small_area_mm2=ctx.param("small_area_mm2", 100.0))  # fmt: skip
