@@ -9,6 +9,7 @@ split across train and test) or leave one site out.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,6 +144,7 @@ def nested_cv(
     seed: int = 0,
     n_boot: int = 2000,
     label_name: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ClassificationResult:
     """Nested cross-validation; `cv` is "subject" (stratified folds grouped by subject) or "site" (leave one
     site out: the held-out site's batch effects are estimated from its own rows, without labels)."""
@@ -176,6 +178,9 @@ def nested_cv(
     scores = np.full(len(y), np.nan)
     fold_of = np.full(len(y), -1)
     folds = []
+    split = list(split)
+    if progress:
+        progress(0, len(split))
     for k, (train, test) in enumerate(split):
         inner = StratifiedGroupKFold(n_splits=inner_folds, shuffle=True, random_state=seed)
         search = GridSearchCV(clone(pipe), grid, cv=inner, scoring="roc_auc", error_score="raise")
@@ -194,6 +199,8 @@ def nested_cv(
                 **m,
             }
         )
+        if progress:
+            progress(k + 1, len(split))
     predictions = pd.DataFrame({"id": subjects, "site": sites, "y": y, "score": scores, "fold": fold_of})
     return ClassificationResult(
         model=model,
@@ -224,10 +231,16 @@ def whole_dataset_harmonized(table: FeatureTable) -> FeatureTable:
     )
 
 
-def compare_harmonization(table: FeatureTable, **kwargs: Any) -> list[ClassificationResult]:
+def compare_harmonization(
+    table: FeatureTable, progress: Callable[[int, int], None] | None = None, **kwargs: Any
+) -> list[ClassificationResult]:
     """Side by side: no harmonization, ComBat inside the folds, ComBat on the whole dataset (leaky)."""
-    none = nested_cv(table, harmonize=False, **kwargs)
-    in_fold = nested_cv(table, harmonize=True, **kwargs)
-    leaky = nested_cv(whole_dataset_harmonized(table), harmonize=False, **kwargs)
+
+    def part(i: int) -> Callable[[int, int], None] | None:  # three runs on one bar
+        return None if progress is None else (lambda done, total: progress(i * total + done, 3 * total))
+
+    none = nested_cv(table, harmonize=False, progress=part(0), **kwargs)
+    in_fold = nested_cv(table, harmonize=True, progress=part(1), **kwargs)
+    leaky = nested_cv(whole_dataset_harmonized(table), harmonize=False, progress=part(2), **kwargs)
     leaky.harmonize = "whole-dataset (leaky)"
     return [none, in_fold, leaky]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -14,11 +15,17 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from qckit.core.errors import QckitError, QckitInputError
+from qckit.core.errors import QckitError
 
 EXIT_OK = 0
 EXIT_CHECKS_FAILED = 1
 EXIT_INPUT_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell convention
+INTERRUPTED = (
+    "interrupted (Ctrl-C): output files are written whole or not at all, so none is partial; finished work that "
+    "is kept: `qckit extract` keeps every finished case in OUTPUT.parts and resumes from it when the same "
+    "command is run again; a QC session is stored only when complete. Run the command again to resume."
+)
 
 # Not a terminal (a pipe, a file, a test runner): wide tables, never re-wrapped at 80 columns, so grep works.
 PIPE_WIDTH = 250
@@ -28,6 +35,28 @@ err_console = Console(stderr=True, soft_wrap=True)  # messages are never re-wrap
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# Library messages name Python parameters; on the command line the same hint is an option.
+API_TO_CLI = (
+    ("on_invalid='skip'", "--on-invalid skip"),
+    ("on_invalid='warn'", "--on-invalid warn"),
+    ("min_batch_size", "--min-batch-size"),
+)
+
+
+def cli_hint(text: str) -> str:
+    """A library message with its hints in the command line's syntax."""
+    for api, cli in API_TO_CLI:
+        text = text.replace(api, cli)
+    return text
+
+
+def _show_warning(
+    message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None
+) -> None:
+    """Python warnings on the command line: once, as `warning: ...`, without a source line."""
+    err_console.print(f"warning: {cli_hint(str(message))}", highlight=False, markup=False)
+
+
 def setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
@@ -35,6 +64,7 @@ def setup_logging(verbose: bool) -> None:
         handlers=[RichHandler(console=err_console, show_path=False)],
         force=True,
     )
+    warnings.showwarning = _show_warning
 
 
 def handle_errors(fn: F) -> F:
@@ -44,11 +74,11 @@ def handle_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except QckitInputError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
-            raise typer.Exit(EXIT_INPUT_ERROR) from None
-        except QckitError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        except KeyboardInterrupt:
+            err_console.print(INTERRUPTED, highlight=False, markup=False)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except QckitError as exc:  # input errors and the rest of qckit's own: exit 2 with the message
+            err_console.print(f"error: {cli_hint(str(exc))}", highlight=False, markup=False)
             raise typer.Exit(EXIT_INPUT_ERROR) from None
 
     return wrapper  # type: ignore[return-value]
@@ -74,3 +104,14 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[i
             progress.update(task, completed=done, total=total)
 
         yield update
+
+
+def report_undeclared(ft: Any) -> None:
+    """Name, once, the numeric columns of a feature table that are neither features nor declared."""
+    if ft.undeclared:
+        err_console.print(
+            "warning: numeric column(s) neither features nor declared, left out: "
+            f"{', '.join(ft.undeclared[:20])} (declare them with --categorical, --continuous or --exclude)",
+            highlight=False,
+            markup=False,
+        )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from qckit.cli._common import console, handle_errors
+from qckit.cli._common import console, handle_errors, progress_bar, report_undeclared
 from qckit.core.errors import QckitInputError
 
 
@@ -28,11 +28,13 @@ def classify_command(
     compare: bool = typer.Option(False, "--compare", help="Also run without and with leaky harmonization."),
     stable: Path | None = typer.Option(None, "--stable-features", help="Restrict to this feature list."),
     exclude: list[str] = typer.Option([], "--exclude"),
+    feature_patterns: list[str] = typer.Option([], "--features", help="Feature columns by shell pattern."),
     export: Path | None = typer.Option(
         None, "--export-harmonized", help="Write the whole-dataset harmonized table."
     ),
     json_out: Path | None = typer.Option(None, "--json"),
     html: Path | None = typer.Option(None, "--html"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Nested cross-validated classification; ComBat is fitted inside each training fold."""
@@ -54,13 +56,16 @@ def classify_command(
         label=label,
         stable=stable,
         exclude=exclude,
+        feature_patterns=feature_patterns or None,
     )
+    report_undeclared(ft)
     kwargs = {"model": model, "selection": selection, "cv": cv, "outer_folds": folds, "seed": seed}
-    results = (
-        compare_harmonization(ft, **kwargs)
-        if compare
-        else [nested_cv(ft, harmonize=not no_harmonize, **kwargs)]
-    )
+    with progress_bar("cross-validation folds", enabled=not quiet) as update:
+        results = (
+            compare_harmonization(ft, progress=update, **kwargs)
+            if compare
+            else [nested_cv(ft, harmonize=not no_harmonize, progress=update, **kwargs)]
+        )
     prov = Provenance(
         command=command_line(),
         inputs={"features": str(features), "rows": len(ft.frame), "features used": len(ft.features)},

@@ -10,7 +10,7 @@ import typer
 if TYPE_CHECKING:
     from qckit.core.provenance import Provenance
 
-from qckit.cli._common import console, handle_errors
+from qckit.cli._common import console, handle_errors, report_undeclared
 
 app = typer.Typer(help="Harmonize features across scanners with ComBat.", no_args_is_help=True)
 
@@ -49,6 +49,10 @@ def fit_command(
     smooth: list[str] = typer.Option([], "--smooth", help="Continuous covariate modelled as a smooth term."),
     ref_batch: str | None = typer.Option(None, "--ref-batch", help="Reference batch (left unchanged)."),
     no_eb: bool = typer.Option(False, "--no-eb", help="No empirical Bayes shrinkage."),
+    non_parametric: bool = typer.Option(
+        False, "--non-parametric", help="Non-parametric empirical Bayes priors (Johnson et al. 2007)."
+    ),
+    mean_only: bool = typer.Option(False, "--mean-only", help="Adjust the batch location only (scale kept)."),
     on_invalid: str = typer.Option(
         "raise", "--on-invalid", help="raise | skip | warn for NaN/constant features."
     ),
@@ -59,6 +63,12 @@ def fit_command(
         None, "--stable-features", help="Feature list (YAML/CSV) to restrict to."
     ),
     exclude: list[str] = typer.Option([], "--exclude", help="Other non-feature columns."),
+    feature_patterns: list[str] = typer.Option(
+        [],
+        "--features",
+        help="Feature columns by shell pattern ('original_*'), "
+        "for tables that declare none (qckit extract's do).",
+    ),
     harmonized_out: Path | None = typer.Option(None, "--harmonized", help="Also write the harmonized table."),
     html: Path | None = typer.Option(None, "--html", help="Evaluation report (HTML)."),
     json_out: Path | None = typer.Option(None, "--json", help="Evaluation (JSON)."),
@@ -79,14 +89,18 @@ def fit_command(
         label=label,
         stable=stable,
         exclude=exclude,
+        feature_patterns=feature_patterns or None,
     )
+    report_undeclared(ft)
     model = ComBat(
-        batch=ft.batch,
+        batch=batch[0] if len(batch) == 1 else list(batch),  # the recipe, rebuilt by `apply`
         categorical_covariates=ft.categorical,
         continuous_covariates=ft.continuous,
         smooth_terms=smooth,
         ref_batch=ref_batch,
         empirical_bayes=not no_eb,
+        parametric=not non_parametric,
+        mean_only=mean_only,
         on_invalid=on_invalid,
         min_batch_size=min_batch_size,
         features=ft.features,
@@ -145,6 +159,7 @@ def evaluate_command(
     label: str | None = typer.Option(None, "--label"),
     stable: Path | None = typer.Option(None, "--stable-features"),
     exclude: list[str] = typer.Option([], "--exclude"),
+    feature_patterns: list[str] = typer.Option([], "--features", help="Feature columns by shell pattern."),
     html: Path | None = typer.Option(None, "--html"),
     json_out: Path | None = typer.Option(None, "--json"),
 ) -> None:
@@ -162,7 +177,9 @@ def evaluate_command(
         label=label,
         stable=stable,
         exclude=exclude,
+        feature_patterns=feature_patterns or None,
     )
+    report_undeclared(ft)
     after = None
     if harmonized is not None:
         after = read_table(harmonized)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import os
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,30 +15,119 @@ import yaml
 
 from qckit.core.errors import QckitInputError
 
+CONTRACT_KEY = b"qckit.contract"  # Parquet schema metadata: which columns are features and which metadata
+
+
+@dataclass(frozen=True)
+class TableContract:
+    """What a feature table's columns are, as the program that wrote it declared (`qckit extract`): `features`
+    (to be harmonized / classified) and `metadata` (ids, masks, labels, manifest columns)."""
+
+    features: list[str]
+    metadata: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"features": list(self.features), "metadata": list(self.metadata)}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> TableContract:
+        if not isinstance(data, dict) or not isinstance(data.get("features"), list):
+            raise QckitInputError(f"{where}: the column declaration must hold a 'features' list")
+        return cls([str(f) for f in data["features"]], [str(m) for m in data.get("metadata") or []])
+
+
+def _csv_header(p: Path) -> list[str]:
+    with p.open(newline="", encoding="utf-8", errors="replace") as fh:
+        return next(csv.reader(fh), [])
+
+
+def _no_duplicate_columns(names: list[str], p: Path) -> None:
+    dup = sorted({n for n in names if names.count(n) > 1}) if len(set(names)) < len(names) else []
+    if dup:
+        raise QckitInputError(
+            f"{p}: duplicate column header(s): {', '.join(dup[:10])}; each column needs its own name"
+        )
+
 
 def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """A table from CSV or Parquet; duplicate column headers are an input error (pandas would rename them)."""
     p = Path(path)
     if not p.is_file():
         raise QckitInputError(f"{p}: no such table")
     try:
         if p.suffix.lower() == ".csv":
+            _no_duplicate_columns(_csv_header(p), p)
             return pd.read_csv(p)
         if p.suffix.lower() in (".parquet", ".pq"):
-            return pd.read_parquet(p)
+            frame = pd.read_parquet(p)
+            _no_duplicate_columns([str(c) for c in frame.columns], p)
+            return frame
     except (ValueError, OSError) as exc:
         raise QckitInputError(f"{p}: cannot read table ({exc})") from exc
     raise QckitInputError(f"{p}: unknown table format '{p.suffix}' (use .csv or .parquet)")
 
 
-def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+def sidecar(path: str | os.PathLike[str]) -> Path:
+    """The provenance sidecar of a table file (`features.parquet.provenance.json`)."""
+    p = Path(path)
+    return p.with_name(p.name + ".provenance.json")
+
+
+def read_contract(path: str | os.PathLike[str]) -> TableContract | None:
+    """The table's column declaration: Parquet schema metadata, else its provenance sidecar's `columns`."""
+    p = Path(path)
+    if p.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        try:
+            meta = pq.read_schema(p).metadata or {}
+        except (OSError, ValueError) as exc:
+            raise QckitInputError(f"{p}: cannot read table ({exc})") from exc
+        if CONTRACT_KEY in meta:
+            try:
+                return TableContract.from_dict(json.loads(meta[CONTRACT_KEY]), str(p))
+            except json.JSONDecodeError as exc:
+                raise QckitInputError(f"{p}: corrupt column declaration ({exc})") from exc
+    side = sidecar(p)
+    if side.is_file():
+        try:
+            data = json.loads(side.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        if isinstance(data, dict) and "columns" in data:
+            return TableContract.from_dict(data["columns"], str(side))
+    return None
+
+
+def write_table(
+    frame: pd.DataFrame, path: str | os.PathLike[str], contract: TableContract | None = None
+) -> Path:
+    """CSV or Parquet by extension, written atomically; `contract` goes into the Parquet schema metadata."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    if p.suffix.lower() == ".csv":
-        frame.to_csv(p, index=False)
-    elif p.suffix.lower() in (".parquet", ".pq"):
-        frame.to_parquet(p, index=False)
-    else:
+    suffix = p.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
         raise QckitInputError(f"{p}: unknown table format '{p.suffix}' (use .csv or .parquet)")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=f".tmp{p.suffix}", dir=p.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if suffix == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if contract is not None:
+                meta = dict(table.schema.metadata or {})
+                meta[CONTRACT_KEY] = json.dumps(contract.to_dict()).encode()
+                table = table.replace_schema_metadata(meta)
+            pq.write_table(table, tmp)
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return p
 
 

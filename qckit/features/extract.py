@@ -84,9 +84,17 @@ def extract_case(case: Case, settings: ExtractionSettings) -> dict[str, Any]:
     except Exception as exc:
         raise CaseError(f"pyradiomics failed: {exc}") from exc
     row: dict[str, Any] = {"subject_id": case.subject_id, "label_value": case.label_value, **case.metadata}
+    features = []
     for name, value in result.items():
         if name.startswith("diagnostics_"):
             continue
         v = float(value)
         row[name] = v if math.isfinite(v) else None
-    return {"key": case.key, "row": row, "seconds": time.perf_counter() - t0, "voxels": voxels}
+        features.append(name)
+    return {
+        "key": case.key,
+        "row": row,
+        "features": features,
+        "seconds": time.perf_counter() - t0,
+        "voxels": voxels,
+    }

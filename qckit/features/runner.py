@@ -25,7 +25,7 @@ import pandas as pd
 from qckit import __version__
 from qckit.core.errors import QckitInputError
 from qckit.core.jsonio import atomic_write_text, dumps, write_json
-from qckit.core.tables import write_table
+from qckit.core.tables import TableContract, write_table
 from qckit.features.extract import CaseError, extract_case
 from qckit.features.manifest import Case
 from qckit.features.params import ExtractionSettings
@@ -171,11 +171,15 @@ def _combine(
     cases: list[Case], settings: ExtractionSettings, out: Path, parts: Path, *, computed: int, resumed: int
 ) -> ExtractionRun:
     rows, failed = [], []
+    features: dict[str, None] = {}  # declared feature columns, in first-seen order
     for case in cases:
         ok, err = parts / f"{case.key}.json", parts / f"{case.key}.error.json"
         if ok.exists():
             # features from the part; identity and pass-through columns from today's manifest (they may change)
-            rows.append({**json.loads(ok.read_text())["row"], "subject_id": case.subject_id, **case.metadata})
+            part = json.loads(ok.read_text())
+            meta = {"subject_id", "label_value", *case.metadata}
+            features.update(dict.fromkeys(part.get("features") or [k for k in part["row"] if k not in meta]))
+            rows.append({**part["row"], "subject_id": case.subject_id, **case.metadata})
         elif err.exists():
             failed.append(
                 {
@@ -198,10 +202,10 @@ def _combine(
             )
     table = pd.DataFrame(rows)
     run = ExtractionRun(table=table, failed=failed, computed=computed, resumed=resumed)
+    contract = TableContract([f for f in features if f in table.columns],
+                             [str(c) for c in table.columns if c not in features])  # fmt: skip
     if rows:
-        tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
-        write_table(table, tmp)
-        os.replace(tmp, out)
+        write_table(table, out, contract)
         run.output = out
     provenance = {
         "qckit_version": __version__,
@@ -210,6 +214,7 @@ def _combine(
         "extracted": len(rows),
         "failed": failed,
         "pyradiomics_version": _pyradiomics_version(),
+        "columns": contract.to_dict(),
     }
     write_json(out.with_name(out.name + ".provenance.json"), provenance)
     return run

@@ -29,11 +29,13 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from qckit.harmonize.validate import (
+    BATCH_KEY,
     HarmonizationError,
     as_frame,
     check_batches,
     check_covariates,
     check_design_rank,
+    make_batch_key,
     report_excluded,
     require_columns,
     screen_features,
@@ -83,18 +85,29 @@ class _SplineBasis:
         return np.hstack(parts)
 
 
+def _vector(value: Any) -> np.ndarray:
+    """An estimate as a float vector; absent estimates (no EB, mean only) as an empty vector."""
+    return np.zeros(0) if value is None else np.asarray(value, dtype=float).reshape(-1)
+
+
 class ComBat(TransformerMixin, BaseEstimator):
     """ComBat harmonization (see module docstring for the model and references).
 
     Parameters
     ----------
-    batch : column holding the batch (scanner, site, protocol) label, any name.
+    batch : column holding the batch (scanner, site, protocol) label, any name; or a list of columns whose
+        values are joined with '|' into the batch key (e.g. vendor and kernel). The recipe is a parameter, so a
+        saved model rebuilds the key from the same columns when it is applied.
     categorical_covariates, continuous_covariates : columns whose (biological) effects are preserved;
         categorical ones are one-hot encoded (first level as reference) for you.
     smooth_terms : continuous covariates modelled as smooth (GAM) terms.
     smooth_term_bounds : (min, max) of the spline basis for a single smooth term.
     ref_batch : batch whose location and scale all others are mapped to (left unchanged itself).
     empirical_bayes : shrink the batch estimates with empirical Bayes priors (True) or use the raw ones.
+    parametric : parametric empirical Bayes priors (True; Johnson et al. 2007) or the non-parametric
+        Monte-Carlo-free integration over the other features' estimates (False; same paper, section 3.3).
+    mean_only : adjust only the batch location (the scale delta is 1), for batches whose variances are trusted
+        or too few rows to estimate them (R sva/neuroCombat `mean.only`).
     min_batch_size : warn for batches with fewer rows (default 20, Orlhac et al. 2022 guidance).
     on_invalid : "raise" (default) on NaN/constant/non-numeric features; "skip" or "warn" excludes them and
         records them in `excluded_features_`.
@@ -108,13 +121,15 @@ class ComBat(TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
-        batch: str = "batch",
+        batch: str | list[str] = "batch",
         categorical_covariates: tuple[str, ...] | list[str] = (),
         continuous_covariates: tuple[str, ...] | list[str] = (),
         smooth_terms: tuple[str, ...] | list[str] = (),
         smooth_term_bounds: tuple[float | None, float | None] = (None, None),
         ref_batch: Any = None,
         empirical_bayes: bool = True,
+        parametric: bool = True,
+        mean_only: bool = False,
         min_batch_size: int = 20,
         on_invalid: str = "raise",
         features: list[str] | None = None,
@@ -128,6 +143,8 @@ class ComBat(TransformerMixin, BaseEstimator):
         self.smooth_term_bounds = smooth_term_bounds
         self.ref_batch = ref_batch
         self.empirical_bayes = empirical_bayes
+        self.parametric = parametric
+        self.mean_only = mean_only
         self.min_batch_size = min_batch_size
         self.on_invalid = on_invalid
         self.features = features
@@ -135,6 +152,20 @@ class ComBat(TransformerMixin, BaseEstimator):
         self.unseen_batch = unseen_batch
 
     # ---------------------------------------------------------------- helpers
+    @property
+    def _batch_col(self) -> str:
+        cols = [self.batch] if isinstance(self.batch, str) else list(self.batch)
+        return cols[0] if len(cols) == 1 else BATCH_KEY
+
+    def _with_batch(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The frame with the batch key built from the recipe's columns (when `batch` names several)."""
+        cols = [self.batch] if isinstance(self.batch, str) else list(self.batch)
+        if not cols:
+            raise HarmonizationError("a batch column is required")
+        if len(cols) == 1:
+            return frame
+        return make_batch_key(frame, cols)
+
     def _covariate_names(self) -> tuple[list[str], list[str]]:
         cat = list(self.categorical_covariates)
         cont = list(self.continuous_covariates)
@@ -146,7 +177,7 @@ class ComBat(TransformerMixin, BaseEstimator):
     def _encode(self, frame: pd.DataFrame, fitting: bool) -> pd.DataFrame:
         """neuroHarmonize's covariate table: SITE plus numerically encoded covariates (positional names)."""
         cat, cont = self._covariate_names()
-        columns: list[np.ndarray] = [frame[self.batch].astype(str).to_numpy()]
+        columns: list[np.ndarray] = [frame[self._batch_col].astype(str).to_numpy()]
         if fitting:
             self.covariate_levels_ = {c: sorted(frame[c].astype(str).unique()) for c in cat}
             self.covariate_columns_ = []
@@ -181,14 +212,14 @@ class ComBat(TransformerMixin, BaseEstimator):
 
         if self.on_invalid not in ("raise", "skip", "warn"):
             raise HarmonizationError(f"on_invalid must be 'raise', 'skip' or 'warn', not {self.on_invalid!r}")
-        frame = as_frame(X)
+        frame = self._with_batch(as_frame(X))
         cat, cont = self._covariate_names()
-        require_columns(frame, [self.batch], "batch")
+        require_columns(frame, [self._batch_col], "batch")
         require_columns(frame, [*cat, *cont], "covariate")
-        batch = frame[self.batch]
-        check_batches(batch, self.min_batch_size, self.batch)
+        batch = frame[self._batch_col]
+        check_batches(batch, self.min_batch_size, self._batch_col)
         check_covariates(frame, cat, cont, batch)
-        reserved = {self.batch, *cat, *cont}
+        reserved = {self._batch_col, *cat, *cont, *([] if isinstance(self.batch, str) else self.batch)}
         candidates = (
             list(self.features)
             if self.features is not None
@@ -219,12 +250,63 @@ class ComBat(TransformerMixin, BaseEstimator):
             kwargs.update(
                 smooth_terms=smooth, smooth_term_bounds=tuple(self.smooth_term_bounds), seed=self.random_state
             )
-        model, harmonized = harmonizationLearn(data, covars, **kwargs)
+        if self.parametric or not self.empirical_bayes:
+            kwargs["eb"] = bool(self.empirical_bayes)
+        # a reference batch's zero location estimates make neuroCombat's convergence test divide by zero
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.mean_only or (self.empirical_bayes and not self.parametric):
+                model, _ = harmonizationLearn(data, covars, **kwargs)
+                harmonized = self._variant_adjust(model, data)
+            else:
+                model, harmonized = harmonizationLearn(data, covars, **kwargs)
         self._store(model, screen.kept, screen.excluded, frame)
         if not np.isfinite(harmonized).all():  # never hand out silent NaNs
             bad = [screen.kept[j] for j in np.where(~np.isfinite(harmonized).all(axis=0))[0]]
             raise HarmonizationError(f"ComBat produced non-finite values for: {', '.join(bad[:10])}")
         return frame, harmonized
+
+    def _variant_adjust(self, model: dict[str, Any], data: np.ndarray) -> np.ndarray:
+        """Non-parametric and/or mean-only ComBat: neuroCombat's own estimation steps on the data standardized
+        with neuroHarmonize's fitted design, grand mean and pooled variance (as for the parametric model), stored
+        in the model so that `transform` applies them unchanged. (neuroHarmonize's `return_s_data` cannot be
+        used: its adjustment step overwrites the standardized array in place.)"""
+        from neuroCombat.neuroCombat import (
+            adjust_data_final,
+            find_non_eb_adjustments,
+            find_non_parametric_adjustments,
+            find_parametric_adjustments,
+            fit_LS_model_and_find_priors,
+        )
+        from neuroHarmonize.harmonizationApply import applyStandardizationAcrossFeatures
+
+        design, info = model["design"], model["info_dict"]
+        s_data, stand_mean, var_pooled, mod_mean = applyStandardizationAcrossFeatures(
+            data.T, design, info, model
+        )
+        ls = fit_LS_model_and_find_priors(s_data, design, info, self.mean_only)
+        if not self.empirical_bayes:
+            gamma, delta = find_non_eb_adjustments(s_data, ls, info)
+        elif self.parametric:
+            gamma, delta = find_parametric_adjustments(s_data, ls, info, self.mean_only)
+        else:
+            gamma, delta = find_non_parametric_adjustments(s_data, ls, info, self.mean_only)
+        gamma, delta = np.asarray(gamma, dtype=float), np.asarray(delta, dtype=float)
+        out = adjust_data_final(s_data.copy(), design, gamma, delta, stand_mean, mod_mean, var_pooled, info,
+                                data.T)  # fmt: skip
+        n_batch, n_feat = gamma.shape
+        none = np.full(n_batch, np.nan)
+        model.update(
+            gamma_star=gamma,
+            delta_star=delta,
+            gamma_hat=np.asarray(ls["gamma_hat"], dtype=float),
+            delta_hat=np.asarray(ls["delta_hat"], dtype=float),
+            gamma_bar=np.asarray(ls["gamma_bar"], dtype=float),
+            t2=np.asarray(ls["t2"], dtype=float),
+            a_prior=none if ls["a_prior"] is None else np.asarray(ls["a_prior"], dtype=float),
+            b_prior=none if ls["b_prior"] is None else np.asarray(ls["b_prior"], dtype=float),
+        )
+        assert gamma.shape == delta.shape == (n_batch, n_feat)
+        return np.asarray(out).T
 
     def _store(
         self, model: dict[str, Any], kept: list[str], excluded: dict[str, str], frame: pd.DataFrame
@@ -235,7 +317,9 @@ class ComBat(TransformerMixin, BaseEstimator):
         self.ref_level_ = model["info_dict"].get("ref_level")
         self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
         self.n_features_in_ = frame.shape[1]
-        self.batch_sizes_ = {str(k): int(v) for k, v in frame[self.batch].astype(str).value_counts().items()}
+        self.batch_sizes_ = {
+            str(k): int(v) for k, v in frame[self._batch_col].astype(str).value_counts().items()
+        }
         self.params_ = {
             "B_hat": np.asarray(model["B_hat"], dtype=float),
             "grand_mean": np.asarray(model["stand_mean"], dtype=float)[:, 0],
@@ -244,10 +328,10 @@ class ComBat(TransformerMixin, BaseEstimator):
             "delta_star": np.asarray(model["delta_star"], dtype=float),
             "gamma_hat": np.asarray(model["gamma_hat"], dtype=float),
             "delta_hat": np.asarray(model["delta_hat"], dtype=float),
-            "gamma_bar": np.asarray(model["gamma_bar"], dtype=float).reshape(-1),
-            "t2": np.asarray(model["t2"], dtype=float).reshape(-1),
-            "a_prior": np.asarray(model["a_prior"], dtype=float).reshape(-1),
-            "b_prior": np.asarray(model["b_prior"], dtype=float).reshape(-1),
+            "gamma_bar": _vector(model["gamma_bar"]),
+            "t2": _vector(model["t2"]),
+            "a_prior": _vector(model["a_prior"]),
+            "b_prior": _vector(model["b_prior"]),
         }
         sm = model["smooth_model"]
         self.spline_basis_ = (
@@ -274,18 +358,17 @@ class ComBat(TransformerMixin, BaseEstimator):
         }
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        """Harmonize rows from batches seen in training (an unseen batch is an error naming it)."""
-        from neuroHarmonize import harmonizationApply
-
+        """Harmonize rows from batches seen in training (any subset of them, one row included: the result
+        equals the fit-time harmonization of those rows); an unseen batch is an error naming it."""
         check_is_fitted(self, "params_")
-        frame = as_frame(X)
+        frame = self._with_batch(as_frame(X))
         cat, cont = self._covariate_names()
-        require_columns(frame, [self.batch], "batch")
+        require_columns(frame, [self._batch_col], "batch")
         require_columns(frame, [*cat, *cont], "covariate")
         require_columns(frame, self.features_, "feature")
-        labels = frame[self.batch]
+        labels = frame[self._batch_col]
         if labels.isna().any():
-            raise HarmonizationError(f"batch column '{self.batch}' has missing values")
+            raise HarmonizationError(f"batch column '{self._batch_col}' has missing values")
         unseen = sorted(set(labels.astype(str)) - set(self.batches_))
         if unseen and self.unseen_batch != "learn":
             raise HarmonizationError(
@@ -299,18 +382,36 @@ class ComBat(TransformerMixin, BaseEstimator):
         harmonized = np.empty_like(data)
         new = covars["SITE"].isin(unseen).to_numpy()
         if (~new).any():
-            harmonized[~new] = harmonizationApply(
-                data[~new], covars[~new].reset_index(drop=True), self._neuroharmonize_model()
-            )
+            harmonized[~new] = self._apply_seen(data[~new], covars[~new].reset_index(drop=True))
         if new.any():
             harmonized[new] = self._learn_unseen(data[new], covars[new].reset_index(drop=True))
         return pd.DataFrame(harmonized, index=frame.index, columns=self.features_)
+
+    def _apply_seen(self, data: np.ndarray, covars: pd.DataFrame) -> np.ndarray:
+        """neuroHarmonize's apply step on rows of trained batches. It builds its design matrix from the batches
+        present, so rows from only some batches would get too few batch columns (an IndexError in
+        neuroHarmonize 2.5): one placeholder row per absent batch (a copy of the first row, relabelled) gives
+        every trained batch its column; rows are adjusted independently, and the placeholders are dropped."""
+        from neuroHarmonize import harmonizationApply
+
+        absent = [b for b in self.batches_ if b not in set(covars["SITE"])]
+        if absent:
+            pad = pd.concat([covars.iloc[[0]]] * len(absent), ignore_index=True)
+            pad["SITE"] = absent
+            covars = pd.concat([covars, pad], ignore_index=True)
+            data = np.vstack([data, np.repeat(data[:1], len(absent), axis=0)])
+        out = harmonizationApply(data, covars, self._neuroharmonize_model())
+        return np.asarray(out)[: len(data) - len(absent)]
 
     def _learn_unseen(self, data: np.ndarray, covars: pd.DataFrame) -> np.ndarray:
         """Harmonize rows of batches absent from training, estimating their effects from these rows."""
         import warnings
 
-        from neuroCombat.neuroCombat import adjust_data_final, find_parametric_adjustments
+        from neuroCombat.neuroCombat import (
+            adjust_data_final,
+            find_non_parametric_adjustments,
+            find_parametric_adjustments,
+        )
         from neuroHarmonize.harmonizationLearn import fitLSModelAndFindPriors
 
         if self.spline_basis_ is not None:
@@ -342,10 +443,14 @@ class ComBat(TransformerMixin, BaseEstimator):
             "sample_per_batch": np.array([counts[b] for b in new]),
         }
         ls = fitLSModelAndFindPriors(s_data, design, info, eb=bool(self.empirical_bayes))
-        if self.empirical_bayes:
-            gamma, delta = find_parametric_adjustments(s_data, ls, info, mean_only=False)
-        else:
+        if self.mean_only:
+            ls["delta_hat"] = [np.ones(s_data.shape[0]) for _ in new]
+        if not self.empirical_bayes:
             gamma, delta = ls["gamma_hat"], np.array(ls["delta_hat"])
+        elif self.parametric:
+            gamma, delta = find_parametric_adjustments(s_data, ls, info, mean_only=self.mean_only)
+        else:
+            gamma, delta = find_non_parametric_adjustments(s_data, ls, info, mean_only=self.mean_only)
         out = adjust_data_final(
             s_data.copy(),
             design,

@@ -10,16 +10,21 @@ import io
 import json
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from qckit import __version__
 from qckit.core.errors import ModelFileError
-from qckit.core.jsonio import write_json
+from qckit.core.jsonio import dumps, write_json
 from qckit.harmonize.combat import _PARAM_ARRAYS, ComBat, _SplineBasis
+from qckit.harmonize.validate import BATCH_SEPARATOR
 
 FORMAT = "qckit-combat-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = (
+    2  # 2: model.json carries its own checksum and the batch recipe; variants (parametric, mean_only)
+)
+READABLE_VERSIONS = (1, 2)
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -66,6 +71,8 @@ def save_model(model: ComBat, folder: str | Path) -> Path:
     params["continuous_covariates"] = list(params["continuous_covariates"])
     params["smooth_terms"] = list(params["smooth_terms"])
     params["smooth_term_bounds"] = list(params["smooth_term_bounds"])
+    if not isinstance(params["batch"], str):
+        params["batch"] = list(params["batch"])
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -80,37 +87,98 @@ def save_model(model: ComBat, folder: str | Path) -> Path:
         "covariate_columns": model.covariate_columns_,
         "feature_names_in": [str(c) for c in model.feature_names_in_],
         "smooth": smooth,
+        "batch_recipe": {
+            "columns": [model.batch] if isinstance(model.batch, str) else list(model.batch),
+            "separator": BATCH_SEPARATOR,
+        },  # fmt: skip
         "arrays_sha256": hashlib.sha256(blob).hexdigest(),
     }
+    meta["meta_sha256"] = _meta_digest(meta)
     write_json(out / "model.json", meta)
     return out
 
 
+def _meta_digest(meta: dict[str, Any]) -> str:
+    """sha256 of model.json's content without its own checksum field (canonical JSON)."""
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    return hashlib.sha256(dumps(body, indent=None, sort_keys=True).encode()).hexdigest()
+
+
+def _check(ok: bool, path: Path, what: str) -> None:
+    if not ok:
+        raise ModelFileError(f"{path}: {what}; the model folder is damaged or was edited: fit it again")
+
+
+def _validate(model: ComBat, meta_path: Path) -> None:
+    """Shapes, names, batch order and variances must agree with each other (no silent wrong harmonization)."""
+    p, nf, nb = model.params_, len(model.features_), len(model.batches_)
+    _check(nf > 0 and len(set(model.features_)) == nf, meta_path, "feature names are missing or repeated")
+    _check(nb >= 1 and len(set(model.batches_)) == nb, meta_path, "batch labels are missing or repeated")
+    _check(list(model.batches_) == sorted(model.batches_), meta_path,
+           f"batches are not in the fitted (sorted) order: {model.batches_}")  # fmt: skip
+    _check(set(model.batch_sizes_) == set(model.batches_), meta_path, "batch sizes do not name the batches")
+    for name, shape in (("gamma_star", (nb, nf)), ("delta_star", (nb, nf)), ("gamma_hat", (nb, nf)),
+                        ("grand_mean", (nf,)), ("var_pooled", (nf,))):  # fmt: skip
+        _check(p[name].shape == shape, meta_path, f"{name} has shape {p[name].shape}, expected {shape} "
+               f"({nb} batches x {nf} features)")  # fmt: skip
+    n_design = nb + len(model.covariate_columns_)
+    _check(p["B_hat"].ndim == 2 and p["B_hat"].shape[1] == nf and p["B_hat"].shape[0] >= n_design, meta_path,
+           f"B_hat has shape {p['B_hat'].shape}, expected ({n_design}+, {nf})")  # fmt: skip
+    _check(bool(np.isfinite(p["var_pooled"]).all() and (p["var_pooled"] > 0).all()), meta_path,
+           "pooled variances must be finite and positive")  # fmt: skip
+    _check(bool(np.isfinite(p["delta_star"]).all() and (p["delta_star"] > 0).all()), meta_path,
+           "batch scale estimates (delta*) must be finite and positive")  # fmt: skip
+    for name in ("gamma_star", "B_hat", "grand_mean"):
+        _check(bool(np.isfinite(p[name]).all()), meta_path, f"{name} has non-finite values")
+    if model.ref_level_ is not None:
+        _check(
+            0 <= int(model.ref_level_) < nb,
+            meta_path,
+            f"reference level {model.ref_level_} is not a batch index",
+        )
+
+
 def load_model(folder: str | Path) -> ComBat:
-    """Read a model folder written by `save_model`; the checksum and format are verified."""
+    """Read a model folder written by `save_model`: both files' checksums, the format and the consistency of
+    shapes, names, batch order and variances are verified; any problem is a `ModelFileError` naming it."""
     src = Path(folder)
     meta_path, arrays_path = src / "model.json", src / "arrays.npz"
     if not meta_path.is_file() or not arrays_path.is_file():
         raise ModelFileError(f"{src}: not a qckit ComBat model folder (needs model.json and arrays.npz)")
     try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{meta_path}: corrupt JSON ({exc})") from exc
-    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{meta_path}: not a model description (a JSON object is expected)")
+    if meta.get("format") != FORMAT or meta.get("format_version") not in READABLE_VERSIONS:
         raise ModelFileError(
             f"{meta_path}: unknown model format {meta.get('format')!r} v{meta.get('format_version')}"
         )
+    if meta["format_version"] >= 2 and meta.get("meta_sha256") != _meta_digest(meta):
+        raise ModelFileError(f"{meta_path}: checksum mismatch (model.json was changed or truncated)")
     blob = arrays_path.read_bytes()
     if hashlib.sha256(blob).hexdigest() != meta.get("arrays_sha256"):
         raise ModelFileError(f"{arrays_path}: checksum mismatch (the file was changed or truncated)")
-    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        model = _build(meta, arrays)
+    except ModelFileError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelFileError(f"{src}: damaged model folder ({type(exc).__name__}: {exc})") from exc
+    _validate(model, meta_path)
+    return model
+
+
+def _build(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> ComBat:
     params = dict(meta["params"])
     params["smooth_term_bounds"] = tuple(params["smooth_term_bounds"])
     model = ComBat(**params)
     model.features_ = list(meta["features"])
     model.excluded_features_ = dict(meta["excluded_features"])
-    model.batches_ = list(meta["batches"])
+    model.batches_ = [str(b) for b in meta["batches"]]
     model.batch_sizes_ = dict(meta["batch_sizes"])
     model.ref_level_ = meta["ref_level"]
     model.covariate_levels_ = {k: list(v) for k, v in meta["covariate_levels"].items()}

@@ -62,9 +62,9 @@ def check_batches(batch: pd.Series, min_batch_size: int, batch_name: str) -> Non
     small = sorted(counts[counts < min_batch_size].index)
     if small:
         detail = ", ".join(f"{b} ({counts[b]} rows)" for b in small[:10])
-        msg = f"batch(es) smaller than {min_batch_size} rows give unstable ComBat estimates: {detail}"
+        msg = (f"batch(es) smaller than {min_batch_size} rows give unstable ComBat estimates: {detail} "
+               "(min_batch_size sets the size below which this warning is given)")  # fmt: skip
         warnings.warn(msg, SmallBatchWarning, stacklevel=3)
-        log.warning(msg)
 
 
 def screen_features(frame: pd.DataFrame, features: list[str], batch: pd.Series) -> FeatureScreen:
@@ -150,7 +150,8 @@ def report_excluded(excluded: dict[str, str], on_invalid: str) -> None:
     msg = f"excluded {len(excluded)} feature(s) from harmonization: {detail}{more}"
     if on_invalid == "warn":
         warnings.warn(msg, UserWarning, stacklevel=3)
-    log.warning(msg)
+    else:
+        log.warning(msg)
 
 
 def as_frame(X: Any) -> pd.DataFrame:
@@ -160,3 +161,18 @@ def as_frame(X: Any) -> pd.DataFrame:
         "ComBat needs a pandas DataFrame holding the batch column, the covariates and the features "
         f"(got {type(X).__name__})"
     )
+
+
+BATCH_KEY = "batch_key"
+BATCH_SEPARATOR = "|"
+
+
+def make_batch_key(frame: pd.DataFrame, columns: list[str], name: str = BATCH_KEY) -> pd.DataFrame:
+    """Add a batch column built from several columns (e.g. Manufacturer, ManufacturerModelName,
+    MagneticFieldStrength, ConvolutionKernel): values joined with '|'."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise HarmonizationError(f"batch column(s) not in the table: {', '.join(missing)}")
+    out = frame.copy()
+    out[name] = frame[columns].astype(str).agg(BATCH_SEPARATOR.join, axis=1)
+    return out

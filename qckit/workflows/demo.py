@@ -28,7 +28,7 @@ from pathlib import Path
 from qckit.classify.contract import feature_table
 from qckit.classify.pipeline import ClassificationResult, compare_harmonization, nested_cv
 from qckit.core.provenance import Provenance
-from qckit.core.tables import read_feature_list
+from qckit.core.tables import read_contract, read_feature_list
 from qckit.dicom import ScanResult, scan, write_json, write_table
 from qckit.features import Case, ExtractionSettings, Normalization, run_extraction
 from qckit.harmonize import ComBat
@@ -161,7 +161,8 @@ def _harmonize_and_classify(
         run = run_extraction(cases, settings, out_dir / "cohort-features.parquet")
     summary.outputs["cohort features"] = out_dir / "cohort-features.parquet"
     table = run.table
-    ft = feature_table(table, batch="scanner", continuous=["age"], label="label", exclude=["label_value"])
+    ft = feature_table(table, batch="scanner", continuous=["age"], label="label",
+                       contract=read_contract(out_dir / "cohort-features.parquet"))  # the extract's declaration  # fmt: skip
     prov = Provenance(
         command=command,
         inputs={

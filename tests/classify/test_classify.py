@@ -36,9 +36,11 @@ def test_contract_finds_features_and_builds_batch_keys(cohort):
     assert ft.batch == BATCH_KEY and ft.frame[BATCH_KEY].iloc[0] == "site0|GE|3.0"
     assert ft.features == truth.features  # label, age, ids, diagnostics and batch parts are not features
     stable = feature_table(t, batch="site", label="label", stable_features=truth.features[:5])
-    assert (
-        stable.features == truth.features[:5] and len(stable.dropped_features) == 15 + 2
-    )  # + field strength, age
+    assert stable.features == truth.features[:5] and len(stable.dropped_features) == 15
+    assert stable.undeclared == [
+        "age",
+        "MagneticFieldStrength",
+    ]  # numeric, not declared: reported, not features
     with pytest.raises(QckitInputError, match="not in the feature table: nope"):
         feature_table(t, batch="nope")
     with pytest.raises(QckitInputError, match="stable feature\\(s\\) not in the table: ghost"):
@@ -85,9 +87,10 @@ def test_combat_is_fitted_on_training_rows_only(cohort, monkeypatch: pytest.Monk
 def test_nested_cv_subject_grouping_and_leave_one_site_out(cohort):
     table, _ = cohort
     twice = pd.concat(
-        [table, table.assign(**{c: table[c] * 1.01 for c in table.columns if c.startswith("orig")})],
+        [table.assign(label_value=1),
+         table.assign(label_value=2, **{c: table[c] * 1.01 for c in table.columns if c.startswith("orig")})],
         ignore_index=True,
-    )  # two rows (e.g. two lesions) per subject
+    )  # two rows (two lesions: mask labels 1 and 2) per subject  # fmt: skip
     ft = feature_table(twice, batch="site", categorical=["sex"], continuous=["age"], label="label")
     r = nested_cv(ft, outer_folds=3, inner_folds=2, n_boot=100)
     folds_per_subject = r.predictions.groupby("id")["fold"].nunique()
