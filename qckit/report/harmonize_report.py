@@ -10,7 +10,7 @@ from plotly.subplots import make_subplots
 
 from qckit.core.provenance import Provenance
 from qckit.harmonize.evaluate import Evaluation
-from qckit.report.html import Page, badges, table, write
+from qckit.report.html import Page, badges, number, table, write
 
 
 def _effect_bars(s: dict) -> go.Figure:
@@ -67,28 +67,22 @@ def _pca(ev: Evaluation) -> go.Figure:
 
 
 def _covariates(ev: Evaluation) -> go.Figure | None:
+    """One panel per covariate, each on its own scale (a large coefficient of one covariate, e.g. age in years
+    against a 0/1 sex, no longer squeezes the others into a point), with the identity line."""
     if ev.covariates_before is None or ev.covariates_after is None:
         return None
-    fig = go.Figure()
-    for c in ev.covariates_before.columns:
-        fig.add_scatter(
-            x=ev.covariates_before[c],
-            y=ev.covariates_after[c],
-            mode="markers",
-            name=c,
-            text=list(ev.covariates_before.index),
-        )
-    lo = float(min(ev.covariates_before.min().min(), ev.covariates_after.min().min()))
-    hi = float(max(ev.covariates_before.max().max(), ev.covariates_after.max().max()))
-    fig.add_scatter(
-        x=[lo, hi], y=[lo, hi], mode="lines", name="identity", line={"dash": "dash", "color": "#888"}
-    )
-    fig.update_layout(
-        title="Covariate effects (OLS coefficient, adjusted for batch): after vs before",
-        xaxis_title="before",
-        yaxis_title="after",
-        height=420,
-    )
+    cols = list(ev.covariates_before.columns)
+    fig = make_subplots(rows=1, cols=len(cols), subplot_titles=cols, horizontal_spacing=0.08)
+    for k, c in enumerate(cols, start=1):
+        x, y = ev.covariates_before[c], ev.covariates_after[c]
+        fig.add_scatter(x=x, y=y, mode="markers", name=c, text=list(ev.covariates_before.index), row=1, col=k)
+        lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+        fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", showlegend=k == 1, name="identity",
+                        line={"dash": "dash", "color": "#888"}, row=1, col=k)  # fmt: skip
+        fig.update_xaxes(title_text="before", row=1, col=k)
+        fig.update_yaxes(title_text="after" if k == 1 else None, row=1, col=k)
+    fig.update_layout(title="Covariate effects (OLS coefficient, adjusted for batch): after vs before, "
+                      "each covariate on its own scale", height=420, width=max(420, 360 * len(cols)))  # fmt: skip
     return fig
 
 
@@ -130,16 +124,30 @@ def build_page(ev: Evaluation, provenance: Provenance, title: str = "Harmonizati
     rows = []
     for i, f in enumerate(ev.features):
         b = ev.before.iloc[i]
-        row = [f, f"{b['kruskal_q']:.3g}", f"{b['fligner_q']:.3g}"]
+        row = [
+            f,
+            number(b["kruskal_p"]),
+            number(b["kruskal_q"]),
+            number(b["fligner_p"]),
+            number(b["fligner_q"]),
+        ]
         if ev.after is not None:
             a = ev.after.iloc[i]
-            row += [f"{a['kruskal_q']:.3g}", f"{a['fligner_q']:.3g}"]
+            row += [
+                number(a["kruskal_p"]),
+                number(a["kruskal_q"]),
+                number(a["fligner_p"]),
+                number(a["fligner_q"]),
+            ]
         rows.append(row)
-    headers = ["feature", "location q before", "scale q before"]
+    headers = ["feature", "location p before", "location q before", "scale p before", "scale q before"]
     if ev.after is not None:
-        headers += ["location q after", "scale q after"]
+        headers += ["location p after", "location q after", "scale p after", "scale q after"]
     page.add(
-        "Per feature", f"<details><summary>{len(rows)} features</summary>{table(headers, rows)}</details>"
+        "Per feature",
+        "<p class='muted'>Batch-effect tests per feature: location, Kruskal-Wallis; scale, Fligner-Killeen; "
+        "p raw, q Benjamini-Hochberg adjusted.</p>"
+        f"<details open><summary>{len(rows)} features</summary>{table(headers, rows)}</details>",
     )
     return page
 

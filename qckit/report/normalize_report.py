@@ -46,6 +46,15 @@ def _figure(name: str, before: np.ndarray, after: np.ndarray, fit: dict[str, Any
     return fig
 
 
+def _field_figure(name: str, field: np.ndarray) -> go.Figure:
+    """The estimated multiplicative field on the middle slice (what N4 divided the image by)."""
+    mid = field[field.shape[0] // 2] if field.ndim == 3 else field
+    fig = go.Figure(go.Heatmap(z=mid, colorscale="Viridis", colorbar={"title": "field"}))
+    fig.update_layout(title=f"{name}: N4 bias field, middle slice", height=380, width=460,
+                      yaxis={"autorange": "reversed", "scaleanchor": "x"})  # fmt: skip
+    return fig
+
+
 def write_report(items: list[dict[str, Any]], method: str, provenance: Provenance, path: str | Path) -> Path:
     """`items`: dicts with name, before (masked voxels), after (masked voxels), fit (method details)."""
     page = Page(
@@ -66,6 +75,14 @@ def write_report(items: list[dict[str, Any]], method: str, provenance: Provenanc
             ]
         )
     page.add("Images", table(["image", "mode", "mean used", "SD used", "voxels used"], rows))
+    fields = [it for it in items if it.get("bias_field") is not None]
+    if fields:
+        page.add("Bias field (N4, before normalization)", table(
+            ["image", "field min", "field max", "shrink", "iterations per level", "control points", "mask voxels"],
+            [[it["name"], f"{it['bias_field'].field_range[0]:.3g}", f"{it['bias_field'].field_range[1]:.3g}",
+              it["bias_field"].settings.shrink_factor, ",".join(map(str, it["bias_field"].settings.iterations)),
+              it["bias_field"].settings.control_points, it["bias_field"].mask_voxels] for it in fields]),
+            [_field_figure(it["name"], it["bias_field"].field) for it in fields])  # fmt: skip
     for it in items:
         page.add(it["name"], "", [_figure(it["name"], it["before"], it["after"], it["fit"])])
     return write(page, path)

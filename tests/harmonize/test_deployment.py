@@ -183,3 +183,16 @@ def test_variant_options_on_the_cli(fitted, tmp_path: Path):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             assert load_model(out).mean_only is params["mean_only"]
+
+
+def test_report_has_per_feature_p_values_and_per_covariate_scales(fitted, tmp_path: Path):
+    table, _, _ = fitted
+    src = tmp_path / "t.parquet"
+    table.assign(age=table["age"] * 1000).to_parquet(src, index=False)  # one very large coefficient
+    res = runner.invoke(app, ["harmonize", "fit", str(src), "-b", "site", "--categorical", "sex", "--continuous", "age",
+                              "--label", "label", "-o", str(tmp_path / "m"), "--html", str(tmp_path / "r.html")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    html = (tmp_path / "r.html").read_text()
+    for header in ("location p before", "location q before", "scale p after", "location p after"):
+        assert header in html
+    assert "each covariate on its own scale" in html and '"xaxis2"' in html  # one panel per covariate
