@@ -10,6 +10,7 @@ from qckit.cli.classify import classify_command
 from qckit.cli.demo import demo_command
 from qckit.cli.extract import extract_command
 from qckit.cli.harmonize import app as harmonize_app
+from qckit.cli.key import app as key_app
 from qckit.cli.normalize import normalize_command
 from qckit.cli.phantom import app as phantom_app
 from qckit.cli.protocol import app as protocol_app
@@ -50,6 +51,7 @@ app.add_typer(protocol_app, name="protocol")
 app.add_typer(harmonize_app, name="harmonize")
 app.add_typer(phantom_app, name="phantom")
 app.add_typer(qc_app, name="qc")
+app.add_typer(key_app, name="key")
 
 
 def main() -> None:

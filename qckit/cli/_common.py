@@ -29,8 +29,10 @@ INTERRUPTED = (
 
 # Not a terminal (a pipe, a file, a test runner): wide tables, never re-wrapped at 80 columns, so grep works.
 PIPE_WIDTH = 250
-console = Console(stderr=False, width=None if sys.stdout.isatty() else PIPE_WIDTH)
-err_console = Console(stderr=True, soft_wrap=True)  # messages are never re-wrapped (grep-able)
+# markup is off: paths and messages are printed as they are (a "[postgres]" in a hint or a file name stays);
+# colours come from rich Text objects
+console = Console(stderr=False, width=None if sys.stdout.isatty() else PIPE_WIDTH, markup=False)
+err_console = Console(stderr=True, soft_wrap=True, markup=False)  # messages are never re-wrapped (grep-able)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,6 +43,17 @@ API_TO_CLI = (
     ("on_invalid='warn'", "--on-invalid warn"),
     ("min_batch_size", "--min-batch-size"),
 )
+
+
+MAX_MESSAGE = 4000
+
+
+def _capped(text: str) -> str:
+    return (
+        text
+        if len(text) <= MAX_MESSAGE
+        else text[:MAX_MESSAGE] + f" ... ({len(text) - MAX_MESSAGE} more characters)"
+    )
 
 
 def cli_hint(text: str) -> str:
@@ -78,7 +91,12 @@ def handle_errors(fn: F) -> F:
             err_console.print(INTERRUPTED, highlight=False, markup=False)
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except QckitError as exc:  # input errors and the rest of qckit's own: exit 2 with the message
-            err_console.print(f"error: {cli_hint(str(exc))}", highlight=False, markup=False)
+            err_console.print(f"error: {_capped(cli_hint(str(exc)))}", highlight=False, markup=False)
+            raise typer.Exit(EXIT_INPUT_ERROR) from None
+        except OSError as exc:  # a read-only or full disk, a missing folder: the path and the reason, exit 2
+            where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f) or "(no path)"
+            err_console.print(f"error: {where}: {exc.strerror or exc} (nothing partial was left)", highlight=False,
+                              markup=False)  # fmt: skip
             raise typer.Exit(EXIT_INPUT_ERROR) from None
 
     return wrapper  # type: ignore[return-value]
@@ -115,3 +133,16 @@ def report_undeclared(ft: Any) -> None:
             highlight=False,
             markup=False,
         )
+
+
+_warned_key = False
+
+
+def warn_public_key() -> None:
+    """Once per process, when subject keys are written with the public default secret."""
+    global _warned_key
+    from qckit.core.keys import PUBLIC_KEY_WARNING, default_in_use
+
+    if not _warned_key and default_in_use():
+        _warned_key = True
+        err_console.print(f"warning: {PUBLIC_KEY_WARNING}", highlight=False, markup=False)

@@ -26,6 +26,9 @@ def extract_command(
         None, "--scheduler", help="Dask scheduler address (tcp://host:8786)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="Recompute cases that failed in an earlier run."
+    ),
 ) -> None:
     """Extract radiomic features; resumable (finished cases are kept), failed cases listed; exit 1 if any failed."""
     from qckit.features import Normalization, load_settings, read_manifest, run_extraction
@@ -40,12 +43,15 @@ def extract_command(
             radiomics=settings.radiomics, normalization=Normalization(method=normalize, contrast=contrast)
         )
     with progress_bar("extracting", enabled=not quiet) as update:
-        run = run_extraction(cases, settings, output, workers=workers, scheduler=scheduler, progress=update)
+        run = run_extraction(cases, settings, output, workers=workers, scheduler=scheduler, progress=update,
+                             retry_failed=retry_failed)  # fmt: skip
     console.print(
         f"{len(run.table)} case(s) extracted ({run.computed} computed, {run.resumed} resumed), "
         f"{len(run.failed)} failed" + (f" -> {run.output}" if run.output else "")
     )
     for f in run.failed:
-        err_console.print(f"[red]failed[/] {f['subject_id']} ({f['image']}): {f['reason']}", highlight=False)
+        err_console.print(
+            f"failed {f['subject_id']} ({f['image']}): {f['reason']}", highlight=False, markup=False
+        )
     if run.failed:
         raise typer.Exit(EXIT_CHECKS_FAILED)

@@ -75,7 +75,7 @@ def _print(run: PhantomRun) -> None:
     for k, v in run.outputs.items():
         console.print(f"  {k}: {v}", highlight=False)
     for p in run.problems:
-        err_console.print(f"[red]problem[/] {p['scan']} {p['folder']}: {p['reason']}", highlight=False)
+        err_console.print(f"problem {p['scan']} {p['folder']}: {p['reason']}", highlight=False, markup=False)
     if run.problems:
         raise typer.Exit(EXIT_INPUT_ERROR)
 

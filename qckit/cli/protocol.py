@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.text import Text
 
 if TYPE_CHECKING:
     from rich.table import Table
 
     from qckit.protocols.check import CheckResult
 
-from qckit.cli._common import EXIT_CHECKS_FAILED, console, handle_errors, progress_bar
+from qckit.cli._common import EXIT_CHECKS_FAILED, console, handle_errors, progress_bar, warn_public_key
 from qckit.core.errors import QckitInputError
 
 app = typer.Typer(help="Check DICOM series against acquisition protocols.", no_args_is_help=True)
@@ -43,7 +44,7 @@ def _table(result: CheckResult) -> Table:
             label,
             str(s.row.get("folder") or ""),
             s.protocol_entry or "unmatched",
-            f"[{_STYLE[s.status]}]{s.status}[/]",
+            Text(s.status, style=_STYLE[s.status]),
             failed,
         )
     return t
@@ -70,6 +71,7 @@ def check_command(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Check every series against a protocol; exit 0 all pass, 1 a check failed, 2 input error."""
+    warn_public_key()
     from qckit.core.provenance import Provenance, command_line
     from qckit.dicom import load_or_scan
     from qckit.protocols import check_series, load_protocol
@@ -101,12 +103,14 @@ def check_command(
     if not quiet:
         console.print(_table(result))
         for m in result.missing:
-            console.print(f"[{_STYLE[m['level']]}]missing[/] {m['protocol_entry']} in session {m['session']}")
-        for d in result.duplicates:
             console.print(
-                f"[{_STYLE[d['level']]}]duplicated[/] {d['protocol_entry']} x{d['count']} in "
-                f"session {d['session']}"
+                Text.assemble(
+                    ("missing", _STYLE[m["level"]]), f" {m['protocol_entry']} in session {m['session']}"
+                )
             )
+        for d in result.duplicates:
+            console.print(Text.assemble(("duplicated", _STYLE[d["level"]]),
+                                        f" {d['protocol_entry']} x{d['count']} in session {d['session']}"))  # fmt: skip
     if result.failed(fail_on):
         raise typer.Exit(EXIT_CHECKS_FAILED)
 
@@ -123,6 +127,7 @@ def infer_command(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Infer a reference protocol from a dataset's majority (ties are reported as undetermined)."""
+    warn_public_key()
     from qckit.core.provenance import command_line
     from qckit.dicom import load_or_scan
     from qckit.protocols.infer import infer_protocol
@@ -146,7 +151,7 @@ def infer_command(
             f"{len(result.undetermined)} undetermined -> {output}"
         )
         for u in result.undetermined:
-            console.print(f"[yellow]undetermined[/] {u['entry']}.{u['keyword']}: {u['reason']}")
+            console.print(f"undetermined {u['entry']}.{u['keyword']}: {u['reason']}", markup=False)
 
 
 @app.command("schema")
@@ -172,4 +177,4 @@ def list_command() -> None:
 
     for name in bundled_names():
         p = load_protocol(name).protocol
-        console.print(f"[bold]{name}[/]  {p.title} (v{p.version}, {p.modality}, {len(p.series)} series)")
+        console.print(f"{name}  {p.title} (v{p.version}, {p.modality}, {len(p.series)} series)", markup=False)

@@ -46,6 +46,7 @@ def _safe(label: str) -> str:
 
 def _print_session(s: Any) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from qckit.history.spc import RULE_TEXT
 
@@ -55,7 +56,9 @@ def _print_session(s: Any) -> None:
     control = {c.name: c for c in s.control}
     for m in s.measurements:
         c = control.get(m.name)
-        verdict = {True: "[green]pass[/]", False: "[bold red]FAIL[/]", None: "-"}[m.passed]
+        verdict = {True: Text("pass", style="green"), False: Text("FAIL", style="bold red"), None: Text("-")}[
+            m.passed
+        ]
         ctl = (
             "" if c is None else (", ".join(RULE_TEXT.get(a, a) for a in c.alarms) or c.note or "in control")
         )
@@ -67,11 +70,11 @@ def _print_session(s: Any) -> None:
         f"protocol check: {s.protocol.status} ({len(s.protocol.findings)} finding(s))", highlight=False
     )
     for p in s.problems:
-        err_console.print(f"[yellow]not measured[/] {p.name}: {p.reason}", highlight=False, markup=True)
+        err_console.print(f"not measured {p.name}: {p.reason}", highlight=False, markup=False)
     for p in s.skipped:
-        err_console.print(f"[yellow]not run[/] {p.name}: {p.reason}", highlight=False, markup=True)
+        err_console.print(f"not run {p.name}: {p.reason}", highlight=False, markup=False)
     for w in s.warnings:
-        err_console.print(f"[yellow]warning[/] {w}", highlight=False, markup=True)
+        err_console.print(f"warning: {w}", highlight=False, markup=False)
 
 
 @app.command("run")
@@ -178,7 +181,7 @@ def trend_command(
                   "-" if first is None else f"{dates[first.index]:%Y-%m-%d} {RULE_TEXT.get(first.rule, first.rule)}")  # fmt: skip
     console.print(t)
     for name, why in skipped.items():
-        err_console.print(f"[yellow]no chart[/] {name}: {why}", highlight=False)
+        err_console.print(f"no chart {name}: {why}", highlight=False, markup=False)
     console.print(f"  html: {path}", highlight=False)
     if latest_alarm:
         raise typer.Exit(EXIT_CHECKS_FAILED)

@@ -12,7 +12,14 @@ if TYPE_CHECKING:
 
     from qckit.dicom import ScanResult
 
-from qckit.cli._common import EXIT_INPUT_ERROR, console, err_console, handle_errors, progress_bar
+from qckit.cli._common import (
+    EXIT_INPUT_ERROR,
+    console,
+    err_console,
+    handle_errors,
+    progress_bar,
+    warn_public_key,
+)
 from qckit.core.errors import NoDataError
 
 
@@ -70,6 +77,7 @@ def scan_command(
 
     Exit code 0 when anything was indexed (bad files are listed, not fatal), 2 when nothing was.
     """
+    warn_public_key()
     from qckit.dicom import ScanResult, scan
 
     try:
@@ -78,14 +86,12 @@ def scan_command(
     except NoDataError as exc:
         if isinstance(exc.partial, ScanResult):
             write_outputs(exc.partial, None, json_out, errors)
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(f"error: {exc}", highlight=False, markup=False)
         raise typer.Exit(EXIT_INPUT_ERROR) from None
     write_outputs(result, out, json_out, errors)
     if not quiet:
         console.print(summary_table(result))
         for e in result.errors[:20]:
-            err_console.print(f"[yellow]skipped[/] {e.path}: {e.reason}", highlight=False)
+            err_console.print(f"skipped {e.path}: {e.reason}", highlight=False, markup=False)
         if len(result.errors) > 20:
-            err_console.print(
-                f"[yellow]... {len(result.errors) - 20} more bad items[/] (see --errors / --json)"
-            )
+            err_console.print(f"... {len(result.errors) - 20} more bad items (see --errors / --json)")

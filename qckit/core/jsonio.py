@@ -17,10 +17,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from qckit.core.files import utf8_text
+
 
 def jsonable(obj: Any) -> Any:
     """`obj` as plain JSON types under the module's NaN policy."""
-    if obj is None or isinstance(obj, (bool, str)):
+    if isinstance(obj, str):
+        return utf8_text(obj)
+    if obj is None or isinstance(obj, bool):
         return obj
     if isinstance(obj, enum.Enum):
         return jsonable(obj.value)
@@ -29,7 +33,7 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
+        return {utf8_text(str(k)): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):
         items = sorted(obj, key=str) if isinstance(obj, (set, frozenset)) else obj
         return [jsonable(v) for v in items]
@@ -53,14 +57,40 @@ def dumps(obj: Any, *, indent: int | None = 2, sort_keys: bool = False) -> str:
     return json.dumps(jsonable(obj), indent=indent, sort_keys=sort_keys, allow_nan=False, ensure_ascii=False)
 
 
+def default_mode(path: str | os.PathLike[str]) -> None:
+    """Give a temporary file (mkstemp makes it 0600) the mode a plain `open` would: 0666 less the umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
     """Write `text` to `path` through a temporary file in the same folder and a rename."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    default_mode(tmp)
     try:
         with os.fdopen(fd, "w", encoding=encoding, newline="") as fh:
             fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` through a temporary file in the same folder and a rename."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    default_mode(tmp)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, out)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from qckit import __version__
+from qckit.core.keys import secret
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Provenance:
             "definitions": self.definitions,
             "python": self.python,
             "platform": self.platform,
+            "pseudonym_key": secret()[1],
         }
 
 

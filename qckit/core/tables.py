@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from qckit.core.errors import QckitInputError
+from qckit.core.files import utf8_text
+from qckit.core.jsonio import default_mode
 
 CONTRACT_KEY = b"qckit.contract"  # Parquet schema metadata: which columns are features and which metadata
 
@@ -99,6 +100,25 @@ def read_contract(path: str | os.PathLike[str]) -> TableContract | None:
     return None
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _neutral(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells and headers that start with = + - @ (or a tab / carriage return) get a leading apostrophe, so a
+    spreadsheet shows them instead of running them as formulas (OWASP CSV injection); numbers are untouched."""
+    out = frame.rename(columns=_neutral)
+    for c in out.columns:
+        if out[c].dtype == object:
+            out[c] = [_neutral(v) for v in out[c]]
+    return out
+
+
 def write_table(
     frame: pd.DataFrame, path: str | os.PathLike[str], contract: TableContract | None = None
 ) -> Path:
@@ -110,11 +130,16 @@ def write_table(
         raise QckitInputError(f"{p}: unknown table format '{p.suffix}' (use .csv or .parquet)")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=f".tmp{p.suffix}", dir=p.parent)
     os.close(fd)
+    default_mode(tmp_name)
     tmp = Path(tmp_name)
     try:
         if suffix == ".csv":
-            frame.to_csv(tmp, index=False)
+            csv_safe(frame).to_csv(tmp, index=False, encoding="utf-8", errors="surrogateescape")
         else:
+            frame = frame.rename(columns=lambda c: utf8_text(c) if isinstance(c, str) else c)
+            for c in frame.columns:
+                if frame[c].dtype == object:
+                    frame[c] = [utf8_text(v) if isinstance(v, str) else v for v in frame[c]]
             import pyarrow as pa
             import pyarrow.parquet as pq
 
@@ -144,10 +169,9 @@ def read_feature_list(path: str | os.PathLike[str]) -> list[str]:
         if "stable" in frame.columns:
             frame = frame[frame["stable"].astype(str).str.lower().isin({"true", "1", "yes"})]
         return [str(f) for f in frame["feature"]]
-    try:
-        data: Any = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise QckitInputError(f"{p}: malformed YAML ({exc})") from exc
+    from qckit.core.definitions import load_yaml
+
+    data: Any = load_yaml(p, QckitInputError)  # strict: bounded aliases, UTF-8, duplicate keys
     if isinstance(data, dict):
         data = data.get("features")
     if not isinstance(data, list):

@@ -25,6 +25,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import data_element_generator
 
 from qckit.core.errors import DicomReadError
+from qckit.core.keys import secret
 from qckit.dicom import enhanced
 from qckit.dicom.pseudonym import subject_key
 from qckit.dicom.tags import (
@@ -255,11 +256,12 @@ def _subject(values: dict[str, Any]) -> str:
         None if (v := values.get(k)) is None else str(v)
         for k in ("PatientID", "PatientName", "PatientBirthDate", "IssuerOfPatientID")
     )
-    return _cached_subject_key(ident)
+    return _cached_subject_key(ident, secret()[0])
 
 
 @functools.lru_cache(maxsize=4096)
-def _cached_subject_key(ident: tuple[str | None, ...]) -> str:
+def _cached_subject_key(ident: tuple[str | None, ...], _secret: str) -> str:
+    """Cached per identity and secret (a new site key gives new keys at once)."""
     patient_id, name, birth, issuer = ident
     return subject_key(patient_id, name, birth, issuer)
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from qckit.core import jsonio
 from qckit.core.errors import DicomReadError, NoDataError, QckitInputError
+from qckit.core.files import not_regular
 from qckit.dicom.header import read_header
 from qckit.dicom.series import COLUMNS, SeriesAccumulator
 
@@ -83,13 +84,26 @@ def walk_files(root: Path) -> tuple[list[str], list[ScanError]]:
         where = os.path.relpath(exc.filename, root) if exc.filename else "."
         errors.append(ScanError(where, f"cannot list folder: {exc.strerror or exc}"))
 
+    def rel(path: str) -> str:
+        r = os.path.relpath(path, root)
+        return "." if r == "." else r.replace(os.sep, "/")
+
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=False):
         dirnames.sort()
+        for name in list(dirnames):  # a linked folder is not followed (loops, other trees): say so
+            if os.path.islink(os.path.join(dirpath, name)):
+                errors.append(
+                    ScanError(rel(os.path.join(dirpath, name)), "symbolic link to a folder: not followed")
+                )
         if not dirnames and not filenames:
-            rel = os.path.relpath(dirpath, root)
-            errors.append(ScanError("." if rel == "." else rel.replace(os.sep, "/"), "empty folder"))
+            errors.append(ScanError(rel(dirpath), "empty folder"))
         for name in sorted(filenames):
-            files.append(os.path.join(dirpath, name))
+            path = os.path.join(dirpath, name)
+            why = not_regular(path)
+            if why:
+                errors.append(ScanError(rel(path), why))
+            else:
+                files.append(path)
     return files, errors
 
 
@@ -169,7 +183,10 @@ def scan(
     root_path = Path(root)
     if not root_path.exists():
         raise QckitInputError(f"{root}: no such file or folder")
-    if root_path.is_file():
+    if not root_path.is_dir():
+        why = not_regular(root_path)
+        if why:
+            raise QckitInputError(f"{root}: {why}")
         files, errors = [str(root_path)], []
         base = root_path.parent
     else:
@@ -200,24 +217,18 @@ def _rel(path: str, base: Path) -> str:
 
 
 def write_table(result: ScanResult, path: str | os.PathLike[str]) -> Path:
-    """Write the series rows as CSV or Parquet, chosen by the file extension.
+    """Write the series rows as CSV or Parquet, chosen by the file extension (atomically; CSV cells that a
+    spreadsheet would run as a formula are neutralised, see `qckit.core.tables.write_table`).
 
     List values (PixelSpacing) are written as JSON text (e.g. "[0.9766, 0.9766]") so that both formats hold the
     same scalar columns; `load_index` reads them back.
     """
-    out = Path(path)
+    from qckit.core import tables
+
     frame = result.to_frame()
     for col in _LIST_COLUMNS:
         frame[col] = [None if v is None else json.dumps(v) for v in frame[col]]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    suffix = out.suffix.lower()
-    if suffix == ".csv":
-        frame.to_csv(out, index=False)
-    elif suffix in (".parquet", ".pq"):
-        frame.to_parquet(out, index=False)
-    else:
-        raise QckitInputError(f"{out}: unknown table format '{suffix}' (use .csv or .parquet)")
-    return out
+    return tables.write_table(frame, path)
 
 
 def write_json(result: ScanResult, path: str | os.PathLike[str]) -> Path:
@@ -226,16 +237,14 @@ def write_json(result: ScanResult, path: str | os.PathLike[str]) -> Path:
 
 def write_errors(result: ScanResult, path: str | os.PathLike[str]) -> Path:
     """The bad items as CSV (path, reason)."""
-    import csv
+    import pandas as pd
 
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["path", "reason"])
-        for e in result.errors:
-            w.writerow([e.path, e.reason])
-    return out
+    from qckit.core import tables
+
+    frame = pd.DataFrame([[e.path, e.reason] for e in result.errors], columns=["path", "reason"])
+    return tables.write_table(
+        frame, Path(path).with_suffix(".csv") if Path(path).suffix.lower() != ".csv" else path
+    )
 
 
 def load_index(path: str | os.PathLike[str]) -> ScanResult:

@@ -1,19 +1,18 @@
 """Stable pseudonymous subject keys: patient identifiers never leave the reader.
 
 key = "sub-" + first 12 hex digits of HMAC-SHA256(secret, PatientID | IssuerOfPatientID | PatientName |
-PatientBirthDate). The secret comes from the environment variable ``QCKIT_PSEUDONYM_KEY``; without it a fixed
-public default is used, which keeps keys stable across runs and machines but lets anyone who knows a patient's
-identifiers recompute the key: set your own secret for clinical data.
+PatientBirthDate). The secret: `QCKIT_PSEUDONYM_KEY`, else the site key file made by `qckit key init`, else a
+public default (see `qckit.core.keys`; commands warn when the public default is in use).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 
-_DEFAULT_SECRET = "qckit-public-default-pseudonym-key-v1"
-ENV_VAR = "QCKIT_PSEUDONYM_KEY"
+from qckit.core.keys import ENV_VAR, secret
+
+__all__ = ["ENV_VAR", "subject_key"]
 
 
 def subject_key(
@@ -23,8 +22,8 @@ def subject_key(
     issuer: str | None = None,
 ) -> str:
     """Pseudonymous key of one subject (see module docstring)."""
-    secret = os.environ.get(ENV_VAR, _DEFAULT_SECRET).encode()
+    key = secret()[0].encode()
     message = "|".join(v.strip() if v else "" for v in (patient_id, issuer, patient_name, birth_date))
     if not message.strip("|"):
         return "sub-unknown"
-    return "sub-" + hmac.new(secret, message.encode("utf-8", "replace"), hashlib.sha256).hexdigest()[:12]
+    return "sub-" + hmac.new(key, message.encode("utf-8", "replace"), hashlib.sha256).hexdigest()[:12]

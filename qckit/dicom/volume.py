@@ -19,6 +19,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from qckit.core.errors import VolumeError
+from qckit.core.files import not_regular
 from qckit.dicom.index import walk_files
 
 
@@ -185,11 +186,14 @@ def _build(
 def _files(source: str | os.PathLike[str] | Iterable[str]) -> list[str]:
     if isinstance(source, (str, os.PathLike)):
         p = Path(source)
-        if p.is_file():
-            return [str(p)]
-        if not p.is_dir():
+        if p.is_dir():
+            return walk_files(p)[0]  # the same files, in the same order, as `qckit scan` indexes
+        if not p.exists():
             raise VolumeError(f"{p}: no such file or folder")
-        return walk_files(p)[0]  # the same files, in the same order, as `qckit scan` indexes
+        why = not_regular(p)
+        if why:
+            raise VolumeError(f"{p}: {why}")
+        return [str(p)]
     return list(source)
 
 

@@ -69,7 +69,7 @@ def extract_case(case: Case, settings: ExtractionSettings) -> dict[str, Any]:
         image = read_image(case.image)
         mask = read_image(case.mask)
     except Exception as exc:
-        raise CaseError(str(exc)) from exc
+        raise CaseError(str(exc) or type(exc).__name__) from exc
     _check_geometry(image, mask, case)
     voxels = int((sitk.GetArrayViewFromImage(mask) == case.label_value).sum())
     if voxels == 0:
@@ -82,7 +82,7 @@ def extract_case(case: Case, settings: ExtractionSettings) -> dict[str, Any]:
     try:
         result = extractor.execute(image, mask, label=case.label_value)
     except Exception as exc:
-        raise CaseError(f"pyradiomics failed: {exc}") from exc
+        raise CaseError(f"pyradiomics failed: {str(exc).strip() or type(exc).__name__}") from exc
     row: dict[str, Any] = {"subject_id": case.subject_id, "label_value": case.label_value, **case.metadata}
     features = []
     for name, value in result.items():

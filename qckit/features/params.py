@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from qckit.core.definitions import load_yaml
 from qckit.core.errors import QckitInputError
 
 METHODS = ("none", "zscore", "whitestripe")
@@ -49,10 +48,7 @@ def load_settings(path: str | os.PathLike[str] | None) -> ExtractionSettings:
     p = Path(path)
     if not p.is_file():
         raise QckitInputError(f"{p}: no such params file")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise QckitInputError(f"{p}: malformed YAML ({exc})") from exc
+    data = load_yaml(p, QckitInputError) or {}  # strict: duplicate keys, bounded aliases, UTF-8
     if not isinstance(data, dict):
         raise QckitInputError(f"{p}: a params file is a YAML mapping")
     norm = data.pop("normalization", None) or {}

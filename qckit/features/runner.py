@@ -1,7 +1,9 @@
 """Run extraction over a manifest: local worker processes or a Dask cluster, resumable, failures isolated.
 
 Each finished case is written at once, atomically (temporary file + rename), to `<output>.parts/<key>.json`; a
-re-run skips cases already there (failed ones are retried). The parts folder remembers the settings it was made
+re-run skips cases already there, and failed ones (`<key>.error.json`) too unless `retry_failed` is asked. A worker
+that dies (killed by the OS, e.g. out of memory) fails the case it was running, which is then recorded like any
+failure; the other cases finish. A damaged part file (empty, truncated) is reported and recomputed. The parts folder remembers the settings it was made
 with and refuses to mix settings. At the end the parts are combined, in manifest order, into the output table
 (Parquet or CSV) with a provenance sidecar `<output>.provenance.json`. Local and Dask runs call the same per-case
 function, so they produce identical tables. Each worker uses one core (`--workers N` = N cores).
@@ -11,10 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -31,6 +35,7 @@ from qckit.features.manifest import Case
 from qckit.features.params import ExtractionSettings
 
 ProgressCallback = Callable[[int, int], None]
+log = logging.getLogger(__name__)
 
 
 def single_threaded() -> None:
@@ -80,8 +85,18 @@ def _prepare_parts(output: Path, settings: ExtractionSettings) -> Path:
     parts.mkdir(parents=True, exist_ok=True)
     stamp = parts / "settings.json"
     digest = _settings_hash(settings)
+    previous = None
     if stamp.exists():
-        previous = json.loads(stamp.read_text()).get("sha256")
+        try:
+            previous = json.loads(stamp.read_text()).get("sha256")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            log.warning(
+                "%s is damaged: the settings of the finished cases are unknown, all are recomputed", stamp
+            )
+            for f in parts.glob("*.json"):
+                f.unlink()
+            stamp.unlink(missing_ok=True)
+    if stamp.exists():
         if previous != digest:
             raise QckitInputError(
                 f"{parts}: partial results were computed with other settings; delete this folder to start over"
@@ -103,10 +118,22 @@ def _local(todo: list[Case], settings: ExtractionSettings, workers: int) -> Iter
             sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
         return
     method = "fork" if os.name == "posix" and threading.active_count() == 1 else "spawn"
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method)) as pool:
-        futures = [pool.submit(run_case, case, settings) for case in todo]
+    context = get_context(method)
+    lost: list[Case] = []
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {pool.submit(run_case, case, settings): case for case in todo}
         for fut in as_completed(futures):
-            yield fut.result()
+            try:
+                yield fut.result()
+            except BrokenProcessPool:  # a worker died; which case killed it is not known yet
+                lost.append(futures[fut])
+    for case in lost:  # each on its own: the one that kills its worker again is that case's failure
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as solo:
+            try:
+                yield solo.submit(run_case, case, settings).result()
+            except BrokenProcessPool as exc:
+                yield {"key": case.key, "error": f"the worker process died while extracting this case (killed by "
+                       f"the operating system, e.g. out of memory): {exc}"}  # fmt: skip
 
 
 def _dask(todo: list[Case], settings: ExtractionSettings, scheduler: Any) -> Iterable[dict[str, Any]]:
@@ -131,17 +158,29 @@ def run_extraction(
     workers: int | None = None,
     scheduler: Any = None,
     progress: ProgressCallback | None = None,
+    retry_failed: bool = False,
 ) -> ExtractionRun:
-    """Extract every case (see module docstring); `scheduler` (a Dask address or Client) selects Dask."""
+    """Extract every case (see module docstring); `scheduler` (a Dask address or Client) selects Dask;
+    `retry_failed` recomputes cases that failed in an earlier run (they are skipped otherwise)."""
     out = Path(output)
     if out.suffix.lower() not in (".parquet", ".pq", ".csv"):
         raise QckitInputError(f"{out}: the output must be .parquet or .csv")
     parts = _prepare_parts(out, settings)
-    done = {
-        p.stem
-        for p in parts.glob("*.json")
-        if p.name != "settings.json" and not p.name.endswith(".error.json")
-    }
+    done: set[str] = set()
+    for part in sorted(parts.glob("*.json")):
+        if part.name == "settings.json":
+            continue
+        try:
+            json.loads(part.read_text())["key"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+            log.warning("damaged part %s: recomputed", part.name)
+            part.unlink()
+            continue
+        if part.name.endswith(".error.json"):
+            if not retry_failed:
+                done.add(part.name[: -len(".error.json")])
+        else:
+            done.add(part.stem)
     todo = [c for c in cases if c.key not in done]
     resumed = len(cases) - len(todo)
     total, finished = len(cases), resumed

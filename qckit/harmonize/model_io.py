@@ -16,7 +16,7 @@ import numpy as np
 
 from qckit import __version__
 from qckit.core.errors import ModelFileError
-from qckit.core.jsonio import dumps, write_json
+from qckit.core.jsonio import atomic_write_bytes, dumps, write_json
 from qckit.harmonize.combat import _PARAM_ARRAYS, ComBat, _SplineBasis
 from qckit.harmonize.validate import BATCH_SEPARATOR
 
@@ -65,7 +65,7 @@ def save_model(model: ComBat, folder: str | Path) -> Path:
                 }
             )
     blob = _npz_bytes(arrays)
-    (out / "arrays.npz").write_bytes(blob)
+    atomic_write_bytes(out / "arrays.npz", blob)
     params = model.get_params()
     params["categorical_covariates"] = list(params["categorical_covariates"])
     params["continuous_covariates"] = list(params["continuous_covariates"])

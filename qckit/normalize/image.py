@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from qckit.core.errors import NormalizationError, QckitInputError
+from qckit.core.files import not_regular
+from qckit.core.jsonio import default_mode
 
 
 def as_array(image: Any) -> tuple[np.ndarray, Callable[[np.ndarray], Any]]:
@@ -55,8 +57,68 @@ def mask_array(mask: Any, shape: tuple[int, ...]) -> np.ndarray:
     return m
 
 
-def read_image(path: str | os.PathLike[str]) -> Any:
-    """A SimpleITK image from a NIfTI/NRRD/MHA file or a folder holding one DICOM series."""
+MAX_VOXELS_ENV = "QCKIT_MAX_VOXELS"
+_DEFLATE_MAX_RATIO = 1100  # zlib cannot compress better than ~1032:1: a .gz smaller than this is a lie
+
+
+def _available_memory() -> int:
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 8 * 2**30
+
+
+def voxel_limit(max_voxels: int | None = None) -> int:
+    """The largest image read: `max_voxels`, else $QCKIT_MAX_VOXELS, else what the available memory holds as
+    float64 with room for the working copies a normalization makes (a quarter of it)."""
+    if max_voxels is not None:
+        return int(max_voxels)
+    env = os.environ.get(MAX_VOXELS_ENV)
+    if env:
+        try:
+            return int(float(env))
+        except ValueError:
+            raise QckitInputError(f"${MAX_VOXELS_ENV}={env!r}: a number of voxels is expected") from None
+    return _available_memory() // (8 * 4)
+
+
+def check_image_size(path: Path, max_voxels: int | None = None) -> None:
+    """Refuse, before loading, an image whose header declares more voxels than the file can hold or than
+    memory allows, and one with more than one component per voxel (RGB)."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise QckitInputError(f"{path}: cannot read image ({str(exc).strip().splitlines()[-1]})") from exc
+    size = reader.GetSize()
+    voxels = int(np.prod(size, dtype=np.int64))
+    comps = reader.GetNumberOfComponents()
+    if comps != 1:
+        raise QckitInputError(f"{path}: {comps} components per voxel (an RGB or vector image); intensity "
+                              "normalization and radiomics need a scalar image")  # fmt: skip
+    item = np.dtype(
+        sitk.GetArrayViewFromImage(sitk.Image([1] * len(size), reader.GetPixelID())).dtype
+    ).itemsize
+    declared = voxels * item
+    on_disk = path.stat().st_size
+    bound = (
+        on_disk * (_DEFLATE_MAX_RATIO if path.name.lower().endswith((".gz", ".nrrd", ".mha")) else 1) + 4096
+    )
+    if declared > bound:
+        raise QckitInputError(f"{path}: the header declares {' x '.join(map(str, size))} voxels "
+                              f"({declared / 2**20:.0f} MiB) but the file has {on_disk} bytes: corrupt or truncated")  # fmt: skip
+    limit = voxel_limit(max_voxels)
+    if voxels > limit:
+        raise QckitInputError(f"{path}: {voxels:,} voxels ({' x '.join(map(str, size))}) exceed the limit of "
+                              f"{limit:,} (available memory); raise it with --max-voxels or ${MAX_VOXELS_ENV}")  # fmt: skip
+
+
+def read_image(path: str | os.PathLike[str], max_voxels: int | None = None) -> Any:
+    """A SimpleITK image from a NIfTI/NRRD/MHA file or a folder holding one DICOM series. Only regular files
+    are opened; the declared size is checked against the file and the memory before loading."""
     import SimpleITK as sitk
 
     p = Path(path)
@@ -72,17 +134,69 @@ def read_image(path: str | os.PathLike[str]) -> Any:
                 raise QckitInputError(
                     f"{p}: {len(ids)} DICOM series in this folder; give one series per folder"
                 )
-            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(p), ids[0]))
+            names = reader.GetGDCMSeriesFileNames(str(p), ids[0])
+            others = [f for f in p.iterdir() if f.is_file() and str(f) not in set(names)]
+            if others:
+                raise QckitInputError(f"{p}: {len(others)} file(s) are not part of its DICOM series (e.g. "
+                                      f"{others[0].name}): give a folder holding one series only")  # fmt: skip
+            for f in names[:1]:
+                check_image_size(Path(f), max_voxels)  # per file; the series size is checked below
+            voxels = len(names) * int(np.prod(sitk.ReadImage(names[0]).GetSize()))
+            if voxels > voxel_limit(max_voxels):
+                raise QckitInputError(f"{p}: {voxels:,} voxels exceed the limit of {voxel_limit(max_voxels):,}; "
+                                      f"raise it with --max-voxels or ${MAX_VOXELS_ENV}")  # fmt: skip
+            reader.SetFileNames(names)
             return reader.Execute()
+        why = not_regular(p)
+        if why:
+            raise QckitInputError(f"{p}: {why}")
+        check_image_size(p, max_voxels)
+        _check_nifti_finite(p)
         return sitk.ReadImage(str(p))
     except RuntimeError as exc:
         raise QckitInputError(f"{p}: cannot read image ({str(exc).strip().splitlines()[-1]})") from exc
 
 
-def write_nifti(image: Any, path: str | os.PathLike[str]) -> Path:
+def _check_nifti_finite(path: Path) -> None:
+    """ITK's NIfTI reader turns NaN voxels into 0 without a word; read float NIfTI data with nibabel first and
+    refuse non-finite voxels instead of measuring invented zeros."""
+    if not path.name.lower().endswith((".nii", ".nii.gz")):
+        return
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+    except Exception:  # noqa: BLE001 - SimpleITK reports unreadable files with its own message
+        return
+    if np.dtype(img.get_data_dtype()).kind != "f":
+        return
+    check_finite(np.asanyarray(img.dataobj), str(path))
+
+
+def check_finite(arr: np.ndarray, where: str) -> None:
+    """Refuse NaN or infinite voxels: qckit does not invent values for them."""
+    bad = int((~np.isfinite(arr)).sum())
+    if bad:
+        raise NormalizationError(f"{where}: {bad} voxel(s) are NaN or infinite; fix or mask them first")
+
+
+def write_nifti(image: Any, path: str | os.PathLike[str], overwrite: bool = True) -> Path:
+    """Write a NIfTI through a temporary file in the same folder and a rename (no partial file is left)."""
+    import tempfile
+
     import SimpleITK as sitk
 
     out = Path(path)
+    if not overwrite and out.exists():
+        raise QckitInputError(f"{out}: exists already (pass --overwrite to replace it)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(image, str(out), useCompression=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".nii.gz", dir=out.parent)
+    default_mode(tmp)
+    os.close(fd)
+    try:
+        sitk.WriteImage(image, tmp, useCompression=True)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return out

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
 from qckit.core.jsonio import write_json
 from qckit.core.provenance import Provenance
+from qckit.core.tables import write_table
 from qckit.protocols.check import ROW_FIELDS, CheckResult
 
 
@@ -23,16 +23,16 @@ def write_check_json(result: CheckResult, provenance: Provenance, path: str | Pa
 
 def write_check_csv(result: CheckResult, path: str | Path) -> Path:
     """One line per (series, rule); unmatched series get one line with empty rule columns."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    import pandas as pd
+
     rule_cols = ["keyword", "expected", "observed", "unit", "level", "passed"]
-    with out.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow([*ROW_FIELDS, "protocol_entry", "status", *rule_cols])
-        for s in result.series:
-            base = [s.row.get(k) for k in ROW_FIELDS] + [s.protocol_entry, s.status]
-            if not s.rules:
-                w.writerow(base + [""] * len(rule_cols))
-            for r in s.rules:
-                w.writerow(base + [r.keyword, r.expected, r.observed, r.unit or "", r.level, r.passed])
-    return out
+    rows = []
+    for s in result.series:
+        base = [s.row.get(k) for k in ROW_FIELDS] + [s.protocol_entry, s.status]
+        if not s.rules:
+            rows.append(base + [""] * len(rule_cols))
+        for r in s.rules:
+            rows.append(base + [r.keyword, r.expected, r.observed, r.unit or "", r.level, r.passed])
+    return write_table(
+        pd.DataFrame(rows, columns=[*ROW_FIELDS, "protocol_entry", "status", *rule_cols]), path
+    )
