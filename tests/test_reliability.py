@@ -171,16 +171,16 @@ def test_images_are_checked_before_they_are_loaded(tmp_path: Path):
     lie = tmp_path / "lie.nii"
     lie.write_bytes(bytes(data[:2000]))
     res = runner.invoke(app, ["normalize", str(lie), "-m", "zscore", "-o", str(tmp_path / "o")])
-    assert res.exit_code == 1 and "2000 x 2000 x 1000" in res.output and "corrupt or truncated" in res.output
+    assert res.exit_code == 2 and "2000 x 2000 x 1000" in res.output and "corrupt or truncated" in res.output
     big = _volume(tmp_path / "big.nii.gz")
     res = runner.invoke(
         app, ["normalize", str(big), "-m", "zscore", "-o", str(tmp_path / "o2"), "--max-voxels", "100"]
     )
-    assert res.exit_code == 1 and "exceed the limit of 100" in res.output
+    assert res.exit_code == 2 and "exceed the limit of 100" in res.output
     rgb = tmp_path / "rgb.nii.gz"
     sitk.WriteImage(sitk.Image([8, 8, 4], sitk.sitkVectorFloat32, 3), str(rgb))
     res = runner.invoke(app, ["normalize", str(rgb), "-m", "zscore", "-o", str(tmp_path / "o3")])
-    assert res.exit_code == 1 and "3 components per voxel" in res.output
+    assert res.exit_code == 2 and "3 components per voxel" in res.output
     import nibabel as nib
 
     arr = np.full((6, 8, 8), 100.0, np.float32)
@@ -188,11 +188,11 @@ def test_images_are_checked_before_they_are_loaded(tmp_path: Path):
     nan = tmp_path / "nan.nii.gz"
     nib.save(nib.Nifti1Image(arr, np.eye(4)), str(nan))  # (SimpleITK would write the NaN as 0)
     res = runner.invoke(app, ["normalize", str(nan), "-m", "zscore", "-o", str(tmp_path / "o4")])
-    assert res.exit_code == 1 and "1 voxel(s) are NaN or infinite" in res.output
+    assert res.exit_code == 2 and "1 voxel(s) are NaN or infinite" in res.output
     junk = _dicom_dir(tmp_path / "j")
     (junk / "notes.txt").write_text("junk")
     res = runner.invoke(app, ["normalize", str(junk), "-m", "zscore", "-o", str(tmp_path / "o5")])
-    assert res.exit_code == 1 and "not part of its DICOM series" in res.output
+    assert res.exit_code == 2 and "not part of its DICOM series" in res.output
 
 
 # 5. read-only or full output disks: raw OSError tracebacks (exit 1) and truncated files in 14 commands

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from qckit.cli._common import EXIT_CHECKS_FAILED, console, err_console, handle_errors
+from qckit.cli._common import EXIT_CHECKS_FAILED, EXIT_INPUT_ERROR, console, err_console, handle_errors
 from qckit.core.errors import QckitError, QckitInputError
 
 
@@ -174,5 +174,5 @@ def normalize_command(
                                                            "failed": len(failed)})  # fmt: skip
         write_report(items, method, prov, report)
     console.print(f"{len(items)} of {len(images)} image(s) normalized, {len(failed)} failed", highlight=False)
-    if failed:
-        raise typer.Exit(EXIT_CHECKS_FAILED)
+    if failed:  # some inputs failed: 1; none could be used at all: an input error, 2
+        raise typer.Exit(EXIT_CHECKS_FAILED if items else EXIT_INPUT_ERROR)

@@ -128,6 +128,7 @@ def infer_command(
 ) -> None:
     """Infer a reference protocol from a dataset's majority (ties are reported as undetermined)."""
     warn_public_key()
+    from qckit.core.jsonio import atomic_write_text
     from qckit.core.provenance import command_line
     from qckit.dicom import load_or_scan
     from qckit.protocols.infer import infer_protocol
@@ -143,7 +144,7 @@ def infer_command(
     text = result.to_yaml(header)
     parse_protocol(__import__("yaml").safe_load(text), output)  # what we write must load back
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text)
+    atomic_write_text(output, text)
     if not quiet:
         console.print(
             f"{len(result.protocol.series)} entries, "
@@ -160,11 +161,12 @@ def schema_command(
     output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
 ) -> None:
     """Print (or write) the JSON Schema of protocol files."""
+    from qckit.core.jsonio import atomic_write_text
     from qckit.protocols.load import json_schema_text
 
     text = json_schema_text()
     if output:
-        output.write_text(text)
+        atomic_write_text(output, text)
     else:
         typer.echo(text, nl=False)
 

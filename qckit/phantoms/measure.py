@@ -27,6 +27,7 @@ import pandas as pd
 
 from qckit.core.errors import PhantomMeasurementError, QckitInputError
 from qckit.core.identity import ScannerIdentity
+from qckit.core.tables import write_table
 from qckit.dicom.index import scan
 from qckit.dicom.volume import Volume, match_volume, read_volumes
 from qckit.features.manifest import Case
@@ -189,8 +190,8 @@ def measure_folder(
     ]
     long = _long_table(run.table, pd.DataFrame(intensity), phantom)
     scans_df = pd.DataFrame(scan_rows)
-    scans_df.to_csv(out / "scans.csv", index=False)
-    long.to_csv(out / "measurements.csv", index=False)
+    write_table(scans_df, out / "scans.csv")
+    write_table(long, out / "measurements.csv")
     return Measurement(phantom, scans_df, long, problems, placements, kept, out, skipped)
 
 

@@ -19,7 +19,8 @@ import pandas as pd
 import yaml
 
 from qckit.core.errors import QckitInputError, TooFewRepeatsError
-from qckit.core.jsonio import write_json
+from qckit.core.jsonio import atomic_write_text, write_json
+from qckit.core.tables import write_table
 from qckit.metrology import bland_altman
 from qckit.metrology.verdicts import Thresholds, repeatability_table, reproducibility_table
 from qckit.phantoms.measure import INTENSITY_FEATURES
@@ -129,21 +130,22 @@ def write_outputs(stab: Stability, out_dir: Path, phantom: str, extra: dict | No
         "stable_yaml": out_dir / "stable-features.yaml",
         "summary": out_dir / "summary.json",
     }
-    stab.repeatability.to_csv(paths["repeatability"], index=False)
+    write_table(stab.repeatability, paths["repeatability"])
     if stab.reproducibility is not None:
         paths["reproducibility"] = out_dir / "reproducibility.csv"
-        stab.reproducibility.to_csv(paths["reproducibility"], index=False)
+        write_table(stab.reproducibility, paths["reproducibility"])
     listed = stab.listed
-    listed.to_csv(paths["stable_csv"], index=False)
+    write_table(listed, paths["stable_csv"])
     doc = {
         "phantom": phantom,
         "criteria": asdict(stab.thresholds) | {"reproducibility_by": stab.by},
         "features": [str(f) for f in listed.loc[listed["stable"], "feature"]],
         "unstable": [str(f) for f in listed.loc[~listed["stable"], "feature"]],
     }
-    paths["stable_yaml"].write_text(
-        "# stable features from a qckit phantom run; read by qckit harmonize/classify --features\n"
-        + yaml.safe_dump(doc, sort_keys=False)
+    atomic_write_text(
+        paths["stable_yaml"],
+        "# stable features from a qckit phantom run; read by qckit harmonize/classify --stable-features\n"
+        + yaml.safe_dump(doc, sort_keys=False),
     )
     summary = {
         "phantom": phantom,
