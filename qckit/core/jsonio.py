@@ -65,21 +65,9 @@ def default_mode(path: str | os.PathLike[str]) -> None:
 
 
 def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
-    """Write `text` to `path` through a temporary file in the same folder and a rename."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    default_mode(tmp)
-    try:
-        with os.fdopen(fd, "w", encoding=encoding, newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    """Write `text` to `path` through a temporary file in the same folder and a rename; characters that cannot be
+    encoded (a non-UTF-8 file name's surrogate escapes) are written as backslash escapes, never a crash."""
+    return atomic_write_bytes(path, text.encode(encoding, "backslashreplace"))
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
