@@ -253,3 +253,27 @@ def test_synthetic_known_answer_through_the_engine(tmp_path: Path):
     assert by["psg"].value == pytest.approx(0.0, abs=1e-9) and by["psg"].limit.text == "<= 2.5%"
     assert {o.key for o in res.overlays} == {"t1 slice 7"}
     assert {s.label.split(" ")[0] for s in res.overlays[0].shapes} >= {"large", "PIU", "ghost"}
+
+
+def test_study_selector_and_an_in_session_repeat_that_differs(acr: Path, tmp_path: Path):
+    """Two T1 series of one session: an identical repeat gives subtraction SNR; one with another TE is not used
+    (a warning names the attribute); `--study` measures one study's series only."""
+    t1 = acr / "Siemens_Aera_1.5T_T1"
+    copy_series(t1, tmp_path / "in" / "a", DeviceSerialNumber="55", StudyDate="20240105")
+    copy_series(t1, tmp_path / "in" / "b", DeviceSerialNumber="55", StudyDate="20240105", EchoTime="21")
+    code, out = _run(str(tmp_path / "in"), "--no-store", "-o", str(tmp_path / "o"))
+    assert code in (0, 1), out
+    data = strict_loads((tmp_path / "o" / "qc-result.json").read_text())
+    assert "snr_subtraction" not in {m["name"] for m in data["measurements"]}
+    assert any("EchoTime" in w and "not an identical repeat" in w for w in data["warnings"])
+    from qckit.dicom.index import scan
+
+    keys = sorted({r["study_key"] for r in scan(tmp_path / "in", workers=1).series})
+    assert len(keys) == 2
+    code, out = _run(str(tmp_path / "in"), "--no-store", "-o", str(tmp_path / "s"), "--study", keys[0])
+    assert code in (0, 1), out
+    one = strict_loads((tmp_path / "s" / "qc-result.json").read_text())
+    assert len(one["session"]["input_uids"]) == 1
+    assert all("EchoTime" not in w for w in one["warnings"])
+    code, out = _run(str(tmp_path / "in"), "--no-store", "-o", str(tmp_path / "x"), "--study", "study-nope")
+    assert code == 2 and "no session has study" in out
