@@ -8,7 +8,14 @@ from typing import Any
 
 import typer
 
-from qckit.cli._common import EXIT_CHECKS_FAILED, EXIT_INPUT_ERROR, console, err_console, handle_errors
+from qckit.cli._common import (
+    EXIT_CHECKS_FAILED,
+    EXIT_INPUT_ERROR,
+    console,
+    err_console,
+    handle_errors,
+    progress_bar,
+)
 from qckit.core.errors import QckitError, QckitInputError
 
 
@@ -48,6 +55,7 @@ def normalize_command(
     ),
     report: Path | None = typer.Option(None, "--report", help="HTML QC report."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that exist already."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     max_voxels: int | None = typer.Option(None, "--max-voxels", min=1, help="Largest image read (default: what "
                                           "the available memory holds)."),
     bias_field: str = typer.Option("none", "--bias-field", help="none | n4: correct intensity non-uniformity "
@@ -134,41 +142,44 @@ def normalize_command(
         saved = nyul.save(landmarks or output / "nyul_landmarks.json")
         console.print(f"Nyul landmarks: {saved}")
     items = []
-    for i, (path, img) in enumerate(zip(images, loaded, strict=True)):
-        if img is None:
-            continue
-        msk = masks[i] if masks else None
+    with progress_bar("normalizing", enabled=not quiet) as update:
+        update(0, len(images))
+        for i, (path, img) in enumerate(zip(images, loaded, strict=True)):
+            if img is None:
+                continue
+            msk = masks[i] if masks else None
 
-        def normalize_one(img: Any = img, msk: Any = msk) -> tuple[Any, dict[str, Any]]:
-            if method == "whitestripe":
-                out, fit = whitestripe(img, msk, contrast=contrast, width=width)
-                return out, {
-                    **fit.to_dict(),
-                    "bin_centres": fit.bin_centres,
-                    "smoothed_histogram": fit.smoothed_histogram,
-                }
-            if method == "zscore":
-                return zscore(img, msk)
-            assert nyul is not None
-            return nyul.transform(img, msk), {}
+            def normalize_one(img: Any = img, msk: Any = msk) -> tuple[Any, dict[str, Any]]:
+                if method == "whitestripe":
+                    out, fit = whitestripe(img, msk, contrast=contrast, width=width)
+                    return out, {
+                        **fit.to_dict(),
+                        "bin_centres": fit.bin_centres,
+                        "smoothed_histogram": fit.smoothed_histogram,
+                    }
+                if method == "zscore":
+                    return zscore(img, msk)
+                assert nyul is not None
+                return nyul.transform(img, msk), {}
 
-        res = attempt(path, normalize_one)
-        if res is None:
-            continue
-        out, details = res
-        target = write_nifti(out, targets[i])
-        arr, _ = as_array(img)
-        sel = as_array(msk)[0] > 0 if msk is not None else arr > arr.mean()
-        item = {"name": str(path), "before": arr[sel], "after": as_array(out)[0][sel], "fit": details}
-        if fields[i] is not None:
-            item["bias_field"] = fields[i]
-        items.append(item)
-        console.print(
-            f"{path} -> {target}"
-            + (f" (mode {details['mode']:.4g}, stripe mean {details['mean']:.4g}, SD {details['sd']:.4g})"
-               if method == "whitestripe" else ""),
-            highlight=False, markup=False,
-        )  # fmt: skip
+            res = attempt(path, normalize_one)
+            update(i + 1, len(images))
+            if res is None:
+                continue
+            out, details = res
+            target = write_nifti(out, targets[i])
+            arr, _ = as_array(img)
+            sel = as_array(msk)[0] > 0 if msk is not None else arr > arr.mean()
+            item = {"name": str(path), "before": arr[sel], "after": as_array(out)[0][sel], "fit": details}
+            if fields[i] is not None:
+                item["bias_field"] = fields[i]
+            items.append(item)
+            console.print(
+                f"{path} -> {target}"
+                + (f" (mode {details['mode']:.4g}, stripe mean {details['mean']:.4g}, SD {details['sd']:.4g})"
+                   if method == "whitestripe" else ""),
+                highlight=False, markup=False,
+            )  # fmt: skip
     if report and items:
         prov = Provenance(command=command_line(), inputs={"images": len(images), "method": method,
                                                            "failed": len(failed)})  # fmt: skip
