@@ -218,6 +218,27 @@ def test_a_full_disk_is_exit_2_with_the_path_and_nothing_partial(
         assert list((tmp_path / "out").iterdir()) == []  # no partial file, no temporary file
 
 
+def test_a_full_disk_while_rendering_a_phantom_leaves_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    real_replace = os.replace
+    calls = {"n": 0}
+
+    def full_later(src, dst):  # noqa: ANN001, ANN202 - the disk fills up after a few files
+        calls["n"] += 1
+        if calls["n"] > 5:
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", full_later)
+    out = tmp_path / "synth"
+    res = runner.invoke(app, ["phantom", "synth", "-o", str(out), "--phantom", "qckit-dro", "--scanners", "1",
+                              "--repeats", "1"])  # fmt: skip
+    assert res.exit_code == 2 and "No space left on device" in res.output and "Traceback" not in res.output
+    assert [p for p in out.rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp")] == []
+    assert len(list(out.rglob("*.dcm"))) == 5  # the files written before the disk filled are whole
+
+
 def test_an_output_under_a_file_is_exit_2(tmp_path: Path):
     d = _dicom_dir(tmp_path)
     (tmp_path / "afile").write_text("x")

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from qckit.normalize.image import write_nifti
+
 T1_MEANS = {"csf": 300.0, "gm": 600.0, "wm": 900.0}
 T2_MEANS = {"csf": 1500.0, "gm": 800.0, "wm": 500.0}
 
@@ -142,9 +144,9 @@ def make_cohort(
             brain_img = sitk.GetImageFromArray(brain.astype(np.uint8))
             brain_img.CopyInformation(img)
             ipath, mpath = root / "images" / f"{sid}_T1w.nii.gz", root / "images" / f"{sid}_lesion.nii.gz"
-            sitk.WriteImage(img, str(ipath))
-            sitk.WriteImage(msk, str(mpath))
-            sitk.WriteImage(brain_img, str(root / "images" / f"{sid}_brainmask.nii.gz"))
+            write_nifti(img, ipath)  # atomic: whole or not at all
+            write_nifti(msk, mpath)
+            write_nifti(brain_img, root / "images" / f"{sid}_brainmask.nii.gz")
             cohort.cases.append(CohortCase(sid, scanner.name, label, float(30 + (k * 7) % 45), ipath, mpath))
             k += 1
     return cohort

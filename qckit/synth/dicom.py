@@ -18,6 +18,8 @@ import numpy as np
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from qckit.core.jsonio import atomic_write_bytes
+
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 ENHANCED_MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"
@@ -328,7 +330,7 @@ def write_series(
             arr = pixels[s_idx] if pixels is not None else phantom_slice(spec.rows, spec.columns, rng)
             ds.PixelData = np.ascontiguousarray(arr, dtype=np.uint16).tobytes()
             path = out_dir / f"{file_prefix}{instance:05d}.dcm"
-            ds.save_as(path, enforce_file_format=True)
+            save_dicom(ds, path)
             written.paths.append(path)
     return written
 
@@ -423,7 +425,7 @@ def write_enhanced_series(
     ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
     ds.InstanceNumber = 1
     ds.PixelData = np.stack(pixels).astype(np.uint16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
+    save_dicom(ds, path)
     return WrittenSeries(scanner=scanner, spec=spec, series_uid=series_uid, paths=[path])
 
 
@@ -478,3 +480,12 @@ __all__ = [
     "write_enhanced_series",
     "write_series",
 ]
+
+
+def save_dicom(ds: FileDataset, path: Path) -> None:
+    """Write a DICOM file whole or not at all (in memory, then the atomic writer; generated data need no fsync)."""
+    import io
+
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    atomic_write_bytes(path, buf.getvalue(), durable=False)
