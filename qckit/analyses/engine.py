@@ -23,7 +23,6 @@ class EngineResult:
     problems: list[Problem] = field(default_factory=list)
     skipped: list[Problem] = field(default_factory=list)  # not run: an optional series is absent
     overlays: list[Overlay] = field(default_factory=list)
-    ran: list[str] = field(default_factory=list)
 
 
 def check_phantom(phantom: Phantom) -> None:
@@ -108,6 +107,5 @@ def run_phantom_analyses(
             continue
         res.measurements += out.measurements
         res.problems += out.problems
-        res.ran.append(label)
     res.overlays = list(overlays.values())
     return res

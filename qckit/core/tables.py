@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import pandas as pd
 
 from qckit.core.errors import QckitInputError
 from qckit.core.files import utf8_text
-from qckit.core.jsonio import default_mode
+from qckit.core.jsonio import atomic_write_bytes
 
 CONTRACT_KEY = b"qckit.contract"  # Parquet schema metadata: which columns are features and which metadata
 
@@ -122,38 +121,30 @@ def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
 def write_table(
     frame: pd.DataFrame, path: str | os.PathLike[str], contract: TableContract | None = None
 ) -> Path:
-    """CSV or Parquet by extension, written atomically; `contract` goes into the Parquet schema metadata."""
+    """CSV or Parquet by extension, written atomically (`qckit.core.jsonio.atomic_write_bytes`); `contract` goes
+    into the Parquet schema metadata."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     suffix = p.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
         raise QckitInputError(f"{p}: unknown table format '{p.suffix}' (use .csv or .parquet)")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=f".tmp{p.suffix}", dir=p.parent)
-    os.close(fd)
-    default_mode(tmp_name)
-    tmp = Path(tmp_name)
-    try:
-        if suffix == ".csv":
-            csv_safe(frame).to_csv(tmp, index=False, encoding="utf-8", errors="surrogateescape")
-        else:
-            frame = frame.rename(columns=lambda c: utf8_text(c) if isinstance(c, str) else c)
-            for c in frame.columns:
-                if frame[c].dtype == object:
-                    frame[c] = [utf8_text(v) if isinstance(v, str) else v for v in frame[c]]
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+    if suffix == ".csv":
+        text = csv_safe(frame).to_csv(index=False)
+        return atomic_write_bytes(p, text.encode("utf-8", "surrogateescape"), durable=False)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            if contract is not None:
-                meta = dict(table.schema.metadata or {})
-                meta[CONTRACT_KEY] = json.dumps(contract.to_dict()).encode()
-                table = table.replace_schema_metadata(meta)
-            pq.write_table(table, tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return p
+    frame = frame.rename(columns=lambda c: utf8_text(c) if isinstance(c, str) else c)
+    for c in frame.columns:
+        if frame[c].dtype == object:
+            frame[c] = [utf8_text(v) if isinstance(v, str) else v for v in frame[c]]
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if contract is not None:
+        meta = dict(table.schema.metadata or {})
+        meta[CONTRACT_KEY] = json.dumps(contract.to_dict()).encode()
+        table = table.replace_schema_metadata(meta)
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf)
+    return atomic_write_bytes(p, buf.getvalue().to_pybytes(), durable=False)
 
 
 def read_feature_list(path: str | os.PathLike[str]) -> list[str]:

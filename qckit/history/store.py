@@ -119,11 +119,6 @@ measurements = Table(
 )
 
 
-def scanner_key(manufacturer: str | None, model: str | None, serial: str | None, station: str | None) -> str:
-    """The `ScannerIdentity` key of these header values."""
-    return ScannerIdentity.from_values(manufacturer, model, serial, None, station).key
-
-
 def as_identity(scanner: ScannerIdentity | dict[str, Any]) -> ScannerIdentity:
     if isinstance(scanner, ScannerIdentity):
         return scanner

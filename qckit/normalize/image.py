@@ -82,9 +82,9 @@ def voxel_limit(max_voxels: int | None = None) -> int:
     return _available_memory() // (8 * 4)
 
 
-def check_image_size(path: Path, max_voxels: int | None = None) -> None:
+def check_image_size(path: Path, max_voxels: int | None = None) -> int:
     """Refuse, before loading, an image whose header declares more voxels than the file can hold or than
-    memory allows, and one with more than one component per voxel (RGB)."""
+    memory allows, and one with more than one component per voxel (RGB); returns the voxel count."""
     import SimpleITK as sitk
 
     reader = sitk.ImageFileReader()
@@ -114,6 +114,7 @@ def check_image_size(path: Path, max_voxels: int | None = None) -> None:
     if voxels > limit:
         raise QckitInputError(f"{path}: {voxels:,} voxels ({' x '.join(map(str, size))}) exceed the limit of "
                               f"{limit:,} (available memory); raise it with --max-voxels or ${MAX_VOXELS_ENV}")  # fmt: skip
+    return voxels
 
 
 def read_image(path: str | os.PathLike[str], max_voxels: int | None = None) -> Any:
@@ -139,9 +140,8 @@ def read_image(path: str | os.PathLike[str], max_voxels: int | None = None) -> A
             if others:
                 raise QckitInputError(f"{p}: {len(others)} file(s) are not part of its DICOM series (e.g. "
                                       f"{others[0].name}): give a folder holding one series only")  # fmt: skip
-            for f in names[:1]:
-                check_image_size(Path(f), max_voxels)  # per file; the series size is checked below
-            voxels = len(names) * int(np.prod(sitk.ReadImage(names[0]).GetSize()))
+            # the first file's header (size, components) stands for the series; the series total is checked too
+            voxels = len(names) * check_image_size(Path(names[0]), max_voxels)
             if voxels > voxel_limit(max_voxels):
                 raise QckitInputError(f"{p}: {voxels:,} voxels exceed the limit of {voxel_limit(max_voxels):,}; "
                                       f"raise it with --max-voxels or ${MAX_VOXELS_ENV}")  # fmt: skip

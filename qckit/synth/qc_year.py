@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from qckit import __version__
-from qckit.history.store import HistoryStore, SessionRecord, scanner_key
+from qckit.core.identity import ScannerIdentity
+from qckit.history.store import HistoryStore, SessionRecord
 from qckit.phantoms.load import load_phantom
 
 # (name, unit, mean, sd, analysis in the phantom definition, its slice): typical ACR values of a healthy 1.5 T
@@ -42,8 +43,12 @@ class VirtualScanner:
     drifts: bool = False
 
     @property
+    def identity(self) -> ScannerIdentity:
+        return ScannerIdentity.from_values(self.manufacturer, self.model, self.serial, FIELD_T, self.station)
+
+    @property
     def key(self) -> str:
-        return scanner_key(self.manufacturer, self.model, self.serial, self.station)
+        return self.identity.key
 
 
 SCANNERS = (
@@ -95,13 +100,7 @@ def simulate_year(
                            "passed": None if lim is None else lim.passes(float(v))})  # fmt: skip
             store.record_session(
                 SessionRecord(
-                    {
-                        "manufacturer": sc.manufacturer,
-                        "model": sc.model,
-                        "serial": sc.serial,
-                        "station": sc.station,
-                        "field_strength_t": FIELD_T,
-                    },  # fmt: skip
+                    sc.identity,
                     when,
                     "acr-mri-large",
                     __version__,

@@ -153,17 +153,16 @@ def _same_acquisition(ref: dict[str, Any], other: dict[str, Any]) -> list[str]:
 
 
 def _second_repeats(
-    opts: SessionOptions, proto: Protocol, primary: dict[str, Any]
+    opts: SessionOptions, primary: dict[str, Any]
 ) -> tuple[list[dict[str, Any]], list[Volume], list[str]]:
     """Rows and volumes of `--second`; `AcquisitionMismatchError` when none is an identical repeat of `primary`."""
     assert opts.second is not None
     index = scan(opts.second, workers=opts.workers)
-    rows = [dict(r) for r in index.series]
-    diffs = {r["series_uid"] + str(r.get("EchoTime")): _same_acquisition(primary, r) for r in rows}
-    ok = [r for r in rows if not diffs[r["series_uid"] + str(r.get("EchoTime"))]]
+    compared = [(dict(r), _same_acquisition(primary, r)) for r in index.series]
+    ok = [row for row, diff in compared if not diff]
     if not ok:
-        best = min(rows, key=lambda r: len(diffs[r["series_uid"] + str(r.get("EchoTime"))]))
-        what = "; ".join(diffs[best["series_uid"] + str(best.get("EchoTime"))])
+        best, diff = min(compared, key=lambda c: len(c[1]))
+        what = "; ".join(diff)
         raise AcquisitionMismatchError(
             f"{opts.second}: not an identical repeat of {_name(primary)} for subtraction SNR (same scanner and "
             f"acquisition needed); the closest series, {_name(best)}, differs in: {what}"
@@ -213,7 +212,7 @@ def measure_session(
     warnings: list[str] = []
     repeats: dict[str, SeriesView] = {}
     if opts.second is not None:
-        ok, svols, notes = _second_repeats(opts, proto, primary)
+        ok, svols, notes = _second_repeats(opts, primary)
         warnings += notes
         repeats[primary["series_uid"]] = sess.view(ok[0], role, svols)
 

@@ -116,13 +116,9 @@ def fit_t1(
         raise QckitInputError(f"T1 model must be '2p' or '3p', not {model!r}")
     order = np.argsort(ti)
     ti, y = ti[order], y[order]
-    trv = (
-        None
-        if tr is None
-        else np.broadcast_to(np.asarray(tr, float), ti.shape)[order]
-        if np.ndim(tr)
-        else float(tr)
-    )
+    trv: np.ndarray | float | None = None  # TR per TI, in the sorted order
+    if tr is not None:
+        trv = float(tr) if np.ndim(tr) == 0 else np.broadcast_to(np.asarray(tr, float), ti.shape)[order]
     guess = t1_guess or float(np.median(ti)) / np.log(2)
     s0_guess = float(np.max(np.abs(y))) or 1.0
 
