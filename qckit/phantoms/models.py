@@ -203,6 +203,64 @@ class AnalysisSpec(_Strict):
         return None if chosen is None else chosen.resolve(prescribed)
 
 
+class ReferenceSet(_Strict):
+    """Reference relaxation times (ms) of one sphere array for one parameter and field strength, one value per
+    sphere in the array's order (`null`: no reference for that sphere), with where they come from. A user's own
+    table (`--reference FILE`: `{references: [...]}` of these) adds the phantom's serial or lot and temperature."""
+
+    plate: Annotated[int, Field(ge=1)]
+    parameter: Literal["T1", "T2"]
+    field_strength_t: Annotated[float, Field(gt=0)]
+    values_ms: list[Annotated[float, Field(gt=0)] | None] = Field(min_length=1)
+    source: str
+    serial: str | None = None
+    lot: str | None = None
+    temperature_c: float | None = None
+
+
+class Sphere(_Strict):
+    """One sphere (or, with `scored: false`, a bath region) of a sphere array, centre in mm in the array frame."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    center_mm: tuple[float, float]
+    scored: bool = Field(True, description="False: shown and fitted, not judged (e.g. the free-water bath)")
+
+
+class SphereArray(_Strict):
+    """A plate of relaxometry spheres (ISMRM/NIST system phantom plates 4 and 5). Centres are mm from the centre
+    of the outer ring, x to the image right, y to the image bottom, in the template orientation; localisation
+    finds the array's in-plane shift and rotation from the spheres' outlines (`sphere_radius_mm`)."""
+
+    plate: Annotated[int, Field(ge=1)]
+    title: str
+    sphere_radius_mm: PositiveMM = Field(description="outer radius of a sphere's outline, for localisation")
+    roi_radius_mm: PositiveMM = Field(description="radius of the measuring ROI at each sphere's centre")
+    max_rotation_deg: Annotated[float, Field(gt=0, le=60)] = 30.0
+    spheres: list[Sphere] = Field(min_length=3)
+    references: list[ReferenceSet] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _refs(self) -> SphereArray:
+        names = [s.name for s in self.spheres]
+        if len(set(names)) != len(names):
+            raise ValueError(f"plate {self.plate}: sphere names must be unique")
+        for r in self.references:
+            if r.plate != self.plate:
+                raise ValueError(f"plate {self.plate}: a reference set is for plate {r.plate}")
+            if len(r.values_ms) != len(self.spheres):
+                raise ValueError(f"plate {self.plate} {r.parameter} {r.field_strength_t:g} T: "
+                                 f"{len(r.values_ms)} values for {len(self.spheres)} spheres")  # fmt: skip
+        return self
+
+    def reference(self, parameter: str, field_t: float | None) -> ReferenceSet | None:
+        """The reference set of `parameter` at the field strength nearest `field_t` (within 0.25 T)."""
+        cands = [r for r in self.references if r.parameter == parameter]
+        if field_t is None or not cands:
+            return None
+        best = min(cands, key=lambda r: abs(r.field_strength_t - field_t))
+        return best if abs(best.field_strength_t - field_t) <= 0.25 else None
+
+
 class Phantom(_Strict):
     schema_version: Literal[1] = 1
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
@@ -215,13 +273,21 @@ class Phantom(_Strict):
     stack: Stack
     localization: Localization = Localization()
     structures: list[Structure] = Field(default_factory=list)
-    rois: list[ROI] = Field(min_length=1)
+    rois: list[ROI] = Field(default_factory=list)
+    sphere_arrays: list[SphereArray] = Field(
+        default_factory=list, description="relaxometry sphere arrays (plates) with reference T1/T2"
+    )
     analyses: list[AnalysisSpec] = Field(
         default_factory=list, description="QC analyses this phantom supports (what `qckit qc run` measures)"
     )
 
     @model_validator(mode="after")
     def _names(self) -> Phantom:
+        if not self.rois and not self.sphere_arrays:
+            raise ValueError("a phantom needs 'rois' (regions to measure) or 'sphere_arrays'")
+        plates = [a.plate for a in self.sphere_arrays]
+        if len(set(plates)) != len(plates):
+            raise ValueError("sphere_arrays: each plate once")
         for what, items in (("roi", self.rois), ("structure", self.structures)):
             names = [i.name for i in items]
             dup = sorted({n for n in names if names.count(n) > 1})
@@ -252,6 +318,13 @@ class Phantom(_Strict):
         raise KeyError(
             f"{self.name} lists no analysis {name}" + (f" on slice {slice_no}" if slice_no else "")
         )
+
+    def sphere_array(self, plate: int) -> SphereArray:
+        for a in self.sphere_arrays:
+            if a.plate == plate:
+                return a
+        have = ", ".join(str(a.plate) for a in self.sphere_arrays) or "none"
+        raise KeyError(f"{self.name} has no sphere array plate {plate} (plates: {have})")
 
     def roi(self, name: str) -> ROI:
         for r in self.rois:

@@ -109,55 +109,126 @@ def fit_t1(
     sigma: float | None = None,
 ) -> RelaxFit:
     """T1 (ms) from inversion times `ti` (ms) and mean signals (module docstring); `sigma`: the per-voxel noise
-    SD of magnitude images (the Rician model near the null)."""
+    SD of magnitude images (the Rician model near the null).
+
+    Without `sigma` the fit is separable (variable projection, Golub & Pereyra 1973, SIAM J Numer Anal
+    10:413-432): for a given T1 the model is linear in S0 (2p) or in (S0, S0 k) (3p), so the residual is
+    minimised over T1 alone, globally on a log grid (1 ms .. 20 s) and then by a bounded Brent search, for every
+    polarity split at once. `t1_guess` is then not needed (accepted for the Rician path's start)."""
     ti, y = np.asarray(ti, float), np.asarray(signal, float)
-    _check(ti, y, "T1 fit", 3 if model == "2p" else 4)
     if model not in ("2p", "3p"):
         raise QckitInputError(f"T1 model must be '2p' or '3p', not {model!r}")
+    _check(ti, y, "T1 fit", 3 if model == "2p" else 4)
     order = np.argsort(ti)
     ti, y = ti[order], y[order]
-    trv: np.ndarray | float | None = None  # TR per TI, in the sorted order
+    trv: np.ndarray | None = None  # TR per TI, in the sorted order
     if tr is not None:
-        trv = float(tr) if np.ndim(tr) == 0 else np.broadcast_to(np.asarray(tr, float), ti.shape)[order]
+        trv = np.broadcast_to(np.asarray(tr, float), ti.shape)[order] if np.ndim(tr) else np.full(ti.shape,
+                                                                                                float(tr))  # fmt: skip
+    rician = sigma is not None and sigma > 0 and not signed
+    if rician:
+        return _fit_t1_rician(ti, y, trv, model, t1_guess, float(sigma))  # type: ignore[arg-type]
+    n = len(y)
+    if signed:
+        ys = y[None, :]
+    else:  # polarity restoration: the points before the null are negative
+        ys = np.stack([np.concatenate([-np.abs(y[:k]), np.abs(y[k:])]) for k in range(n + 1)])
+    grid = np.geomspace(1.0, 20000.0, 400)
+    with np.errstate(over="ignore", invalid="ignore"):
+        rss = _ir_rss(ti, trv, ys, grid, model)  # grid x splits
+    g, split = np.unravel_index(int(np.argmin(rss)), rss.shape)
+    yy = ys[split]
+    lo, hi = np.log(grid[max(g - 1, 0)]), np.log(grid[min(g + 1, len(grid) - 1)])
+    best = optimize.minimize_scalar(lambda lt: float(_ir_rss(ti, trv, yy[None, :], np.exp([lt]), model)[0, 0]),
+                                    bounds=(lo, hi), method="bounded", options={"xatol": 1e-6})  # fmt: skip
+    t1 = float(np.exp(best.x))
+    coef = _ir_coef(ti, trv, yy, t1, model)
+    s0, k = float(coef[0]), float(coef[1] / coef[0]) if model == "3p" and coef[0] != 0 else 2.0
+    pred = ir_signal(ti, s0, t1, k, trv)
+    resid = pred - yy
+    rec = 0.0 if trv is None else np.exp(-trv / t1)
+    e = np.exp(-ti / t1)
+    jac = [1.0 - k * e + rec, s0 * (k * e * (-ti) + rec * (0.0 if trv is None else trv)) / t1**2]
+    if model == "3p":
+        jac.append(-s0 * e)
+    se = _se(optimize.OptimizeResult(x=np.zeros(len(jac)), fun=resid, jac=np.column_stack(jac)), n, 1)
+    params = {"s0": s0, "t1": t1} | ({"k": k} if model == "3p" else {})
+    how = ", signed" if signed else ", magnitude with polarity restoration"
+    return RelaxFit(t1, se, float(np.sqrt(np.mean(resid**2))), n, params, f"IR {model}{how}")
+
+
+def _ir_columns(ti: np.ndarray, trv: np.ndarray | None, t1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two basis functions of the IR model per T1 (rows): 1 + exp(-TR/T1) and -exp(-TI/T1)."""
+    t1 = np.asarray(t1, float)[:, None]
+    rec = 0.0 if trv is None else np.exp(-trv[None, :] / t1)
+    return 1.0 + rec, -np.exp(-ti[None, :] / t1)
+
+
+K_BOUNDS = (1.0, 2.5)  # inversion efficiency: 1 = saturation only, 2 = perfect inversion
+
+
+def _ir_rss(ti: np.ndarray, trv: np.ndarray | None, ys: np.ndarray, t1: np.ndarray, model: str) -> np.ndarray:
+    """Residual sum of squares (T1 values x data rows) with the linear parameters solved exactly; for 3p the
+    inversion efficiency k = (S0 k) / S0 is held in `K_BOUNDS` (outside it the optimum lies on a bound, where the
+    model is linear in S0 alone). Without the bound a very short T1 trades against a huge k."""
+    u, v = _ir_columns(ti, trv, t1)
+    yy = (ys**2).sum(1)[None, :]
+
+    def one_param(k: float) -> np.ndarray:
+        c = u + k * v  # 1 - k exp(-TI/T1) + exp(-TR/T1)
+        return yy - (c @ ys.T) ** 2 / (c**2).sum(1)[:, None]
+
+    if model == "2p":
+        return one_param(2.0)
+    uu, vv, uv = (u**2).sum(1)[:, None], (v**2).sum(1)[:, None], (u * v).sum(1)[:, None]
+    uy, vy = u @ ys.T, v @ ys.T
+    det = uu * vv - uv**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = (vv * uy - uv * vy) / det
+        b = (uu * vy - uv * uy) / det
+        k = b / a
+        free = yy - (a * uy + b * vy)
+    inside = np.isfinite(free) & (k >= K_BOUNDS[0]) & (k <= K_BOUNDS[1])
+    bound = np.minimum(one_param(K_BOUNDS[0]), one_param(K_BOUNDS[1]))
+    return np.where(inside, free, bound)
+
+
+def _ir_coef(ti: np.ndarray, trv: np.ndarray | None, y: np.ndarray, t1: float, model: str) -> np.ndarray:
+    """(S0, S0 k) at `t1`, with k held in `K_BOUNDS` for 3p (as `_ir_rss`)."""
+    u, v = (np.broadcast_to(c, (1, len(ti)))[0] for c in _ir_columns(ti, trv, np.array([t1])))
+
+    def on(k: float) -> tuple[np.ndarray, float]:
+        c = u + k * v
+        s0 = float(c @ y / (c @ c))
+        return np.array([s0, k * s0]), float(np.sum((s0 * c - y) ** 2))
+
+    if model == "2p":
+        return on(2.0)[0]
+    coef = np.linalg.lstsq(np.column_stack([u, v]), y, rcond=None)[0]
+    if coef[0] != 0 and K_BOUNDS[0] <= coef[1] / coef[0] <= K_BOUNDS[1]:
+        return coef
+    return min((on(K_BOUNDS[0]), on(K_BOUNDS[1])), key=lambda c: c[1])[0]
+
+
+def _fit_t1_rician(
+    ti: np.ndarray, y: np.ndarray, trv: np.ndarray | None, model: str, t1_guess: float | None, sigma: float
+) -> RelaxFit:
+    """Magnitude IR fitted as the Rician expectation of |S(TI)| (bounded least squares)."""
     guess = t1_guess or float(np.median(ti)) / np.log(2)
     s0_guess = float(np.max(np.abs(y))) or 1.0
 
-    rician = sigma is not None and sigma > 0 and not signed
+    def resid(p: np.ndarray) -> np.ndarray:
+        k = p[2] if model == "3p" else 2.0
+        return rician_mean(ir_signal(ti, p[0], p[1], k, trv), sigma) - y
 
-    def solve(yy: np.ndarray) -> optimize.OptimizeResult:
-        def resid(p: np.ndarray) -> np.ndarray:
-            k = p[2] if model == "3p" else 2.0
-            s = ir_signal(ti, p[0], p[1], k, trv)
-            return (rician_mean(s, float(sigma)) if rician else s) - yy
-
-        x0 = [s0_guess, guess] + ([2.0] if model == "3p" else [])
-        lo = [-np.inf, 1e-3] + ([1.0] if model == "3p" else [])
-        hi = [np.inf, 1e6] + ([2.5] if model == "3p" else [])
-        return optimize.least_squares(resid, x0, bounds=(lo, hi), x_scale="jac", max_nfev=2000)
-
-    if signed or rician:
-        best = solve(y)
-    else:  # polarity restoration: the points before the null are negative
-        best = None
-        for split in range(len(y) + 1):
-            yy = np.concatenate([-np.abs(y[:split]), np.abs(y[split:])])
-            res = solve(yy)
-            if best is None or res.cost < best.cost:
-                best = res
-    assert best is not None
+    x0 = [s0_guess, guess] + ([2.0] if model == "3p" else [])
+    lo = [-np.inf, 1e-3] + ([1.0] if model == "3p" else [])
+    hi = [np.inf, 1e6] + ([2.5] if model == "3p" else [])
+    best = optimize.least_squares(resid, x0, bounds=(lo, hi), x_scale="jac", max_nfev=2000)
     n = len(y)
-    params = {"s0": float(best.x[0]), "t1": float(best.x[1])}
-    if model == "3p":
-        params["k"] = float(best.x[2])
-    how = (
-        ", signed"
-        if signed
-        else ", magnitude, Rician model"
-        if rician
-        else ", magnitude with polarity restoration"
-    )
+    params = {"s0": float(best.x[0]), "t1": float(best.x[1])} | ({"k": float(best.x[2])} if model == "3p" else {})
     return RelaxFit(float(best.x[1]), _se(best, n, 1), float(np.sqrt(np.mean(best.fun**2))), n, params,
-                    f"IR {model}{how}")  # fmt: skip
+                    f"IR {model}, magnitude, Rician model")  # fmt: skip
 
 
 def fit_t2(

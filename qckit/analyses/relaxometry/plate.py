@@ -1,0 +1,245 @@
+"""T1 or T2 of every sphere of one plate: localise, measure ROI means, fit, judge against the reference.
+
+Per sphere: the mean of a circular ROI (`roi_radius_mm`, pixels whose centres lie within it) at each TI or TE,
+the fit of `qckit.analyses.relaxometry.fit` (T1: inversion recovery with the TR of each TI, signed images as they
+are, magnitude images with polarity restoration; T2: multi-echo, first echo excluded, Rician noise floor), its
+standard error, RMS residual and number of points; then the accuracy verdict:
+
+    bias = 100 (value - reference) / reference          (qckit.metrology.precision.relative_bias)
+    accurate when |bias| <= 15 %                        (EMA/CHMP/EWP/192217/2009 rev.1, section 4.1.5)
+
+judged only for spheres whose reference lies in the sequence's measurable range. The range is declared per
+protocol (`measurable: {min, max}` on the series entry); without a declaration it is
+[t_min / 2, 3 t_max] over the times fitted (TIs; TEs after the excluded first echo): at T = 3 t_max the signal
+changes by only 1 - exp(-1/3) = 28 % over the sampled times, at T = t_min / 2 it has fallen to exp(-2) = 14 % of
+its start by the first sample. A sphere outside it is "not measurable", never failed.
+
+Noise for the Rician floor (T2): sigma from the background outside the object, which is Rayleigh-distributed
+in a magnitude image: sigma = mean / sqrt(pi / 2) (Gudbjartsson & Patz 1995); a zero-filled (masked) background
+gives no sigma and the plain exponential is fitted (noted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from qckit.analyses.relaxometry.fit import RelaxFit, fit_t1, fit_t2
+from qckit.analyses.relaxometry.locate import ArrayFit, locate_array
+from qckit.analyses.relaxometry.stack import RelaxStack
+from qckit.core.errors import QckitInputError
+from qckit.metrology.precision import relative_bias
+from qckit.phantoms.models import ReferenceSet, SphereArray
+
+EMA_PERCENT = 15.0
+EMA_SOURCE = "EMA/CHMP/EWP/192217/2009 rev.1 (2011), section 4.1.5: bias within 15 %"
+T1_REFERENCE = ("inversion recovery S = S0 (1 - k exp(-TI/T1) + exp(-TR/T1)) (Barral et al. 2010, Magn Reson Med "
+                "64:1057-1067); magnitude polarity restored (NLS-PR)")  # fmt: skip
+T2_REFERENCE = ("multi-echo spin echo S = S0 exp(-TE/T2), first echo excluded (McPhee & Wilman 2018, JMRI "
+                "48:1432-1440), Rician noise floor (Gudbjartsson & Patz 1995; Raya et al. 2010, MRM 63:181-193)")  # fmt: skip
+
+
+@dataclass
+class SphereResult:
+    index: int  # 0-based, in the array's order
+    name: str
+    value: float | None
+    se: float | None
+    residual_rms: float | None
+    n_points: int
+    reference_ms: float | None
+    measurable: bool
+    scored: bool
+    bias_percent: float | None
+    verdict: str  # pass | fail | not measurable | not judged | no reference | fit failed
+    centre_px: tuple[float, float]
+    means: list[float]
+    fit_params: dict[str, float] = field(default_factory=dict)
+    error: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return {k: getattr(self, k) for k in ("index", "name", "value", "se", "residual_rms", "n_points",
+                "reference_ms", "measurable", "scored", "bias_percent", "verdict", "error")} | {
+                "centre_px": list(self.centre_px), "means": self.means, "fit_params": self.fit_params}  # fmt: skip
+
+
+@dataclass
+class PlateResult:
+    parameter: str  # T1 | T2
+    plate: int
+    stack: RelaxStack
+    array_fit: ArrayFit
+    spheres: list[SphereResult]
+    reference: ReferenceSet | None
+    measurable_ms: tuple[float, float]
+    model: str
+    sigma: float | None
+    roi_radius_mm: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def judged(self) -> list[SphereResult]:
+        return [s for s in self.spheres if s.verdict in ("pass", "fail")]
+
+    @property
+    def share_within(self) -> float | None:
+        j = self.judged
+        return None if not j else 100.0 * sum(s.verdict == "pass" for s in j) / len(j)
+
+    @property
+    def verdict(self) -> str:
+        j = self.judged
+        if not j:
+            return "not measured"
+        return "fail" if any(s.verdict == "fail" for s in j) else "pass"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "parameter": self.parameter,
+            "plate": self.plate,
+            "verdict": self.verdict,
+            "share_within_15_percent": self.share_within,
+            "model": self.model,
+            "noise_sigma": self.sigma,
+            "roi_radius_mm": self.roi_radius_mm,
+            "measurable_ms": list(self.measurable_ms),
+            "times_ms": self.stack.times.tolist(),
+            "tr_ms": [None if not np.isfinite(t) else float(t) for t in self.stack.trs],
+            "signed": self.stack.signed,
+            "series_uids": self.stack.series_uids,
+            "slice_position_mm": self.stack.position_mm,
+            "field_strength_t": self.stack.field_strength_t,
+            "localisation": self.array_fit.to_dict(),
+            "reference": None if self.reference is None else self.reference.model_dump(),
+            "spheres": [s.to_dict() for s in self.spheres],
+            "notes": self.notes,
+        }
+
+
+def roi_masks(shape: tuple[int, int], centres_px: np.ndarray, radius_mm: float, pixel_mm: tuple[float, float]
+              ) -> np.ndarray:  # fmt: skip
+    """Boolean masks (n, rows, cols): pixels whose centres lie within `radius_mm` of each centre."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    out = np.zeros((len(centres_px), *shape), bool)
+    for i, (x, y) in enumerate(centres_px):
+        out[i] = ((xx - x) * pixel_mm[1]) ** 2 + ((yy - y) * pixel_mm[0]) ** 2 <= radius_mm**2
+    return out
+
+
+def background_sigma(images: np.ndarray) -> float | None:
+    """Rayleigh estimate of the noise SD from pixels well outside the object (None: no usable background)."""
+    mag = np.abs(images).mean(0)
+    obj = mag > 0.1 * np.percentile(mag, 99)
+    obj = ndimage.binary_dilation(ndimage.binary_fill_holes(obj), iterations=max(3, mag.shape[0] // 32))
+    bg = np.abs(images[:, ~obj])
+    if bg.size < 200 or np.mean(bg == 0) > 0.5:
+        return None
+    return float(np.mean(bg) / np.sqrt(np.pi / 2.0))
+
+
+def default_range(parameter: str, times: np.ndarray, exclude_first: bool = True) -> tuple[float, float]:
+    t = np.sort(np.unique(times))
+    if parameter == "T2" and exclude_first and len(t) > 1:
+        t = t[1:]
+    return float(t[0] / 2.0), float(3.0 * t[-1])
+
+
+def measure_plate(
+    stack: RelaxStack,
+    array: SphereArray,
+    *,
+    reference: ReferenceSet | None,
+    measurable_ms: tuple[float, float] | None = None,
+    t1_model: str = "3p",
+    exclude_first_echo: bool = True,
+    floor_snr: float = 2.0,
+) -> PlateResult:
+    """Measure `stack` (T1 or T2) on the sphere array `array` (module docstring)."""
+    stack.check()
+    param = stack.kind
+    layout = np.array([s.center_mm for s in array.spheres], float)
+    fit = locate_array(stack.images, stack.pixel_mm, layout, sphere_radius_mm=array.sphere_radius_mm,
+                       roi_radius_mm=array.roi_radius_mm, max_rotation_deg=array.max_rotation_deg,
+                       fit_points=np.array([s.scored for s in array.spheres]))  # fmt: skip
+    masks = roi_masks(stack.images.shape[1:], fit.centres_px, array.roi_radius_mm, stack.pixel_mm)
+    flat = stack.images.reshape(len(stack.images), -1)
+    counts = masks.reshape(len(masks), -1).sum(1)
+    if np.any(counts == 0):
+        raise QckitInputError(f"ROI radius {array.roi_radius_mm} mm holds no pixel at this resolution")
+    means = (masks.reshape(len(masks), -1).astype(float) @ flat.T) / counts[:, None]  # spheres x times
+    notes: list[str] = []
+    sigma = None
+    if param == "T2":
+        sigma = background_sigma(stack.images)
+        if sigma is None:
+            notes.append("no noise background (zero-filled): T2 fitted without the Rician floor")
+    lo, hi = measurable_ms or default_range(param, stack.times, exclude_first_echo)
+    tr = stack.trs if np.all(np.isfinite(stack.trs)) else None
+    if param == "T1" and tr is None:
+        notes.append("TR missing: full recovery assumed (no TR term)")
+    results = []
+    model = ""
+    for i, sph in enumerate(array.spheres):
+        ref = None if reference is None else reference.values_ms[i]
+        y = means[i]
+        centre = (float(fit.centres_px[i, 0]), float(fit.centres_px[i, 1]))
+        try:
+            rf = _fit(param, stack, y, tr, ref, t1_model, sigma, exclude_first_echo, floor_snr)
+        except (QckitInputError, ValueError, np.linalg.LinAlgError) as exc:
+            results.append(SphereResult(i, sph.name, None, None, None, 0, ref, False, sph.scored, None,
+                                        "fit failed", centre, y.tolist(), error=str(exc)))  # fmt: skip
+            continue
+        model = rf.model
+        measurable = ref is not None and lo <= ref <= hi
+        bias = None if ref is None else relative_bias(np.array([rf.value]), ref)
+        if not sph.scored:
+            verdict = "not judged"
+        elif ref is None:
+            verdict = "no reference"
+        elif not measurable:
+            verdict = "not measurable"
+        else:
+            verdict = "pass" if bias is not None and abs(bias) <= EMA_PERCENT else "fail"
+        results.append(SphereResult(i, sph.name, rf.value, rf.se, rf.residual_rms, rf.n_points, ref, measurable,
+                                    sph.scored, bias, verdict, centre, y.tolist(), dict(rf.params)))  # fmt: skip
+    return PlateResult(param, array.plate, stack, fit, results, reference, (lo, hi), model, sigma,
+                       array.roi_radius_mm, notes)  # fmt: skip
+
+
+def _fit(
+    param: str, stack: RelaxStack, y: np.ndarray, tr: np.ndarray | None, ref: float | None, t1_model: str,
+    sigma: float | None, exclude_first: bool, floor_snr: float,
+) -> RelaxFit:  # fmt: skip
+    """The best of a fit seeded at the reference and one seeded from the sampled times (least residual)."""
+    guesses = [g for g in (ref, None) if g is None or g > 0]
+    fits = []
+    for g in guesses:
+        if param == "T1":
+            fits.append(fit_t1(stack.times, y, tr=tr, signed=stack.signed, model=t1_model, t1_guess=g))
+        else:
+            fits.append(fit_t2(stack.times, y, sigma=sigma, exclude_first=exclude_first, floor_snr=floor_snr,
+                               t2_guess=g))  # fmt: skip
+    return min(fits, key=lambda f: f.residual_rms if np.isfinite(f.residual_rms) else np.inf)
+
+
+def identify_plate(stack: RelaxStack, arrays: list[SphereArray], **kw: object) -> tuple[int, dict[int, float]]:
+    """Which plate a stack shows: the one whose references its fitted values match best (median |log ratio|
+    over scored spheres with a reference). Returns the plate and each plate's median |bias| in percent."""
+    scores: dict[int, float] = {}
+    for arr in arrays:
+        ref = arr.reference(stack.kind, stack.field_strength_t or 1.5)
+        if ref is None:
+            continue
+        try:
+            res = measure_plate(stack, arr, reference=ref, **kw)  # type: ignore[arg-type]
+        except QckitInputError:
+            continue
+        ratios = [abs(np.log(s.value / s.reference_ms)) for s in res.spheres
+                  if s.scored and s.value and s.value > 0 and s.reference_ms]  # fmt: skip
+        if ratios:
+            scores[arr.plate] = float(100 * np.expm1(np.median(ratios)))
+    if not scores:
+        raise QckitInputError(f"{stack.label}: no sphere array of the phantom could be fitted")
+    return min(scores, key=lambda p: scores[p]), scores
