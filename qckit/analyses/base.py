@@ -23,7 +23,7 @@ from qckit.dicom.volume import Volume
 from qckit.phantoms.localize import Outline, find_outline
 from qckit.phantoms.models import AnalysisSpec, Phantom
 
-SLOTS = ("image", "repeat", "localizer")
+SLOTS = ("image", "repeat", "localizer", "series_set")  # series_set: every series of the roles (TIs, echoes)
 
 
 def optional_float(value: Any) -> float | None:
@@ -40,6 +40,7 @@ class SeriesView:
 
     volume: Volume
     role: str
+    measurable_ms: tuple[float, float] | None = None  # the protocol entry's declared measurable range
     _outlines: dict[int, Outline] = field(default_factory=dict)
 
     @property
@@ -67,6 +68,7 @@ class AnalysisContext:
     phantom: Phantom
     field_strength_t: float | None = None
     overlays: dict[str, Overlay] = field(default_factory=dict)  # shared across the session's analyses
+    sets: Mapping[str, list[SeriesView]] = field(default_factory=dict)  # role -> its series (series_set)
 
     def view(self, slot: str = "image") -> SeriesView:
         if slot not in self.series:

@@ -40,7 +40,7 @@ def roles_of(phantom: Phantom) -> list[str]:
     """The image roles the phantom's analyses measure, in definition order (`localizer` excluded)."""
     out: list[str] = []
     for spec in phantom.analyses:
-        if "image" in registry.get(spec.name).requires:
+        if {"image", "series_set"} & set(registry.get(spec.name).requires):
             out += [r for r in spec.roles if r not in out]
     return out
 
@@ -54,11 +54,13 @@ def run_phantom_analyses(
     localizer: SeriesView | None,
     field_strength_t: float | None,
     only: Callable[[AnalysisSpec], bool] | None = None,
+    series_set_for: Callable[[str], list[SeriesView]] | None = None,
 ) -> EngineResult:
     """Every analysis of `phantom` that measures `role` (plus those on the localizer).
 
     `series_for(role, echo)` gives the series of a role (the echo an analysis asks for), `repeat_for(view)` its
-    identical repeat, if any."""
+    identical repeat, if any; `series_set_for(role)` every series of a role (an analysis that requires a
+    `series_set`, e.g. relaxometry over TIs or echoes, runs whenever its roles are present, whatever `role`)."""
     check_phantom(phantom)
     res = EngineResult()
     overlays: dict[str, Overlay] = {}
@@ -69,7 +71,14 @@ def run_phantom_analyses(
         cls = registry.get(spec.name)
         slots: dict[str, SeriesView] = {}
         label = spec.name if spec.slice is None else f"{spec.name} (slice {spec.slice})"
-        if "image" in cls.requires:
+        sets: dict[str, list[SeriesView]] = {}
+        if "series_set" in cls.requires:
+            sets = {r: views for r in spec.roles if (views := (series_set_for or (lambda _r: []))(r))}
+            if not sets:
+                res.skipped.append(Problem(spec.name, "", f"no {' or '.join(spec.roles)} series in the session"))
+                continue
+            slots["image"] = next(iter(sets.values()))[0]
+        elif "image" in cls.requires:
             if role not in spec.roles:
                 continue
             image = series_for(role, spec.echo)
@@ -97,7 +106,7 @@ def run_phantom_analyses(
                 res.skipped.append(Problem(spec.name, "", "no localizer series in the session"))
                 continue
             slots["localizer"] = localizer
-        ctx = AnalysisContext(slots, spec, phantom, field_strength_t, overlays)
+        ctx = AnalysisContext(slots, spec, phantom, field_strength_t, overlays, sets)
         uid = next(iter(slots.values())).volume.series_uid
         try:
             out = cls().run(ctx)

@@ -15,7 +15,7 @@ from qckit.analyses.base import SLOTS, Analysis
 from qckit.core.errors import AnalysisError
 
 _REGISTRY: dict[str, type[Analysis]] = {}
-_BUILTINS = ("qckit.analyses.mr",)
+_BUILTINS = ("qckit.analyses.mr", "qckit.analyses.relaxometry.analysis")
 _loaded = False
 
 A = TypeVar("A", bound=type[Analysis])

@@ -263,6 +263,29 @@ def session_of(row: dict[str, Any], session_by: str = "study") -> str:
     return str(row.get("study_key") or f"{row.get('subject_key')}/{row.get('StudyDate')}")
 
 
+def _missing_values(entry: Any, found: list[SeriesCheck], session: str) -> list[dict[str, Any]]:
+    """The `expect_each` values no matched series carries (e.g. an inversion time not acquired)."""
+    spec = entry.expect_each
+    seen = []
+    for c in found:
+        try:
+            seen.append(float(c.row.get(spec.keyword)))
+        except (TypeError, ValueError):
+            continue
+    unit = f" {spec.unit}" if spec.unit else ""
+    return [
+        {
+            "protocol_entry": entry.name,
+            "title": f"{entry.title or entry.name}: {spec.keyword} {v:g}{unit}",
+            "session": session,
+            "level": entry.missing_level,
+            "value": v,
+        }
+        for v in spec.values
+        if not any(abs(s - v) <= spec.abs_tol for s in seen)
+    ]
+
+
 def check_series(protocol: Protocol, rows: list[dict[str, Any]], *, session_by: str = "study") -> CheckResult:
     """Check index rows (from `qckit.dicom.scan` or `load_index`) against `protocol`."""
     if session_by not in SESSION_KEYS:
@@ -292,6 +315,8 @@ def check_series(protocol: Protocol, rows: list[dict[str, Any]], *, session_by: 
                         "level": entry.missing_level,
                     }
                 )
+            if found and entry.expect_each is not None:
+                missing += _missing_values(entry, found, session)
             if len(found) > entry.max_count:
                 duplicates.append(
                     {

@@ -132,6 +132,34 @@ class Rule(Condition):
     why: str | None = Field(default=None, description="rationale or citation for this rule")
 
 
+class ExpectEach(BaseModel):
+    """One matched series (acquisition) is expected per listed value of `keyword` (e.g. every inversion time of
+    an IR protocol, every echo of a multi-echo train); each value without a match is a missing series."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    keyword: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
+    values: Annotated[list[float], Field(min_length=1)]
+    abs_tol: Annotated[float, Field(ge=0)] = 0.5
+    unit: str | None = None
+
+
+class MeasurableRange(BaseModel):
+    """The relaxation times (ms) a quantitative series can measure (spheres outside: "not measurable")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min: Annotated[float, Field(gt=0)]
+    max: Annotated[float, Field(gt=0)]
+    why: str | None = None
+
+    @model_validator(mode="after")
+    def _order(self) -> MeasurableRange:
+        if self.min >= self.max:
+            raise ValueError(f"measurable range min {self.min} must be below max {self.max}")
+        return self
+
+
 class ExpectedSeries(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -151,6 +179,12 @@ class ExpectedSeries(BaseModel):
     duplicate_level: Level = "warn"
     match: Annotated[list[Condition], Field(min_length=1)]
     rules: list[Rule] = Field(default_factory=list)
+    expect_each: ExpectEach | None = Field(
+        default=None, description="one series per listed value (inversion times, echo times)"
+    )
+    measurable: MeasurableRange | None = Field(
+        default=None, description="relaxation times (ms) this quantitative series can measure"
+    )
 
     @property
     def series_role(self) -> str:

@@ -135,7 +135,9 @@ class _Session:
                 raise QckitInputError(
                     f"the pixel data of series {row.get('SeriesDescription')!r} cannot be read"
                 )
-            self.views[key] = SeriesView(vol, role)
+            entry = self.proto.entry(row.get("_entry") or "")
+            rng = entry.measurable if entry is not None else None
+            self.views[key] = SeriesView(vol, role, (rng.min, rng.max) if rng is not None else None)
         return self.views[key]
 
 
@@ -238,8 +240,12 @@ def measure_session(
     loc_rows = sess.rows("localizer")
     localizer = sess.view(loc_rows[0], "localizer") if loc_rows else None
     field_t = optional_float(primary.get("MagneticFieldStrength"))
+    def series_set_for(r: str) -> list[SeriesView]:
+        return [sess.view(row, r) for row in sess.rows(r)]
+
     res = run_phantom_analyses(phantom, role=role, series_for=series_for, repeat_for=repeat_for,
-                               localizer=localizer, field_strength_t=field_t)  # fmt: skip
+                               localizer=localizer, field_strength_t=field_t,
+                               series_set_for=series_set_for)  # fmt: skip
     used: dict[str, list[str]] = {}
     for v in list(sess.views.values()):
         used.setdefault(v.role, [])

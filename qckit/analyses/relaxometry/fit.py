@@ -114,7 +114,7 @@ def fit_t1(
     Without `sigma` the fit is separable (variable projection, Golub & Pereyra 1973, SIAM J Numer Anal
     10:413-432): for a given T1 the model is linear in S0 (2p) or in (S0, S0 k) (3p), so the residual is
     minimised over T1 alone, globally on a log grid (1 ms .. 20 s) and then by a bounded Brent search, for every
-    polarity split at once. `t1_guess` is then not needed (accepted for the Rician path's start)."""
+    polarity split at once, so no start value is needed (`t1_guess` is accepted and ignored)."""
     ti, y = np.asarray(ti, float), np.asarray(signal, float)
     if model not in ("2p", "3p"):
         raise QckitInputError(f"T1 model must be '2p' or '3p', not {model!r}")
@@ -126,8 +126,9 @@ def fit_t1(
         trv = np.broadcast_to(np.asarray(tr, float), ti.shape)[order] if np.ndim(tr) else np.full(ti.shape,
                                                                                                 float(tr))  # fmt: skip
     rician = sigma is not None and sigma > 0 and not signed
-    if rician:
-        return _fit_t1_rician(ti, y, trv, model, t1_guess, float(sigma))  # type: ignore[arg-type]
+    if rician:  # started from the polarity-restored separable fit
+        start = fit_t1(ti, y, tr=trv, signed=False, model=model)
+        return _fit_t1_rician(ti, y, trv, model, start.params, float(sigma))  # type: ignore[arg-type]
     n = len(y)
     if signed:
         ys = y[None, :]
@@ -211,19 +212,18 @@ def _ir_coef(ti: np.ndarray, trv: np.ndarray | None, y: np.ndarray, t1: float, m
 
 
 def _fit_t1_rician(
-    ti: np.ndarray, y: np.ndarray, trv: np.ndarray | None, model: str, t1_guess: float | None, sigma: float
+    ti: np.ndarray, y: np.ndarray, trv: np.ndarray | None, model: str, start: dict[str, float], sigma: float
 ) -> RelaxFit:
-    """Magnitude IR fitted as the Rician expectation of |S(TI)| (bounded least squares)."""
-    guess = t1_guess or float(np.median(ti)) / np.log(2)
-    s0_guess = float(np.max(np.abs(y))) or 1.0
+    """Magnitude IR fitted as the Rician expectation of |S(TI)| (bounded least squares from `start`)."""
+    guess, s0_guess = start["t1"], abs(start["s0"]) or 1.0
 
     def resid(p: np.ndarray) -> np.ndarray:
         k = p[2] if model == "3p" else 2.0
         return rician_mean(ir_signal(ti, p[0], p[1], k, trv), sigma) - y
 
-    x0 = [s0_guess, guess] + ([2.0] if model == "3p" else [])
-    lo = [-np.inf, 1e-3] + ([1.0] if model == "3p" else [])
-    hi = [np.inf, 1e6] + ([2.5] if model == "3p" else [])
+    x0 = [s0_guess, guess] + ([float(np.clip(start.get("k", 2.0), *K_BOUNDS))] if model == "3p" else [])
+    lo = [0.0, 1e-3] + ([K_BOUNDS[0]] if model == "3p" else [])
+    hi = [np.inf, 1e6] + ([K_BOUNDS[1]] if model == "3p" else [])
     best = optimize.least_squares(resid, x0, bounds=(lo, hi), x_scale="jac", max_nfev=2000)
     n = len(y)
     params = {"s0": float(best.x[0]), "t1": float(best.x[1])} | ({"k": float(best.x[2])} if model == "3p" else {})

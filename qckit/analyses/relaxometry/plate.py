@@ -10,9 +10,11 @@ standard error, RMS residual and number of points; then the accuracy verdict:
 
 judged only for spheres whose reference lies in the sequence's measurable range. The range is declared per
 protocol (`measurable: {min, max}` on the series entry); without a declaration it is
-[t_min / 2, 3 t_max] over the times fitted (TIs; TEs after the excluded first echo): at T = 3 t_max the signal
-changes by only 1 - exp(-1/3) = 28 % over the sampled times, at T = t_min / 2 it has fallen to exp(-2) = 14 % of
-its start by the first sample. A sphere outside it is "not measurable", never failed.
+T1 in [TI_min / 2, 3 TI_max], T2 in [TE_min, 3 TE_max] over the times fitted (TEs after the excluded first
+echo). At T = 3 t_max the signal changes by only 1 - exp(-1/3) = 28 % over the sampled times; at T1 = TI_min / 2
+the inversion still shows as 2 exp(-2) = 27 % of S0 at the first TI, and at T2 = TE_min the first fitted echo
+keeps exp(-1) = 37 % of S0 (shorter T2s leave one or two echoes above the noise). A sphere outside the range is
+"not measurable", never failed.
 
 Noise for the Rician floor (T2): sigma from the background outside the object, which is Rayleigh-distributed
 in a magnitude image: sigma = mean / sqrt(pi / 2) (Gudbjartsson & Patz 1995); a zero-filled (masked) background
@@ -140,10 +142,12 @@ def background_sigma(images: np.ndarray) -> float | None:
 
 
 def default_range(parameter: str, times: np.ndarray, exclude_first: bool = True) -> tuple[float, float]:
+    """qckit's default measurable range (module docstring)."""
     t = np.sort(np.unique(times))
     if parameter == "T2" and exclude_first and len(t) > 1:
         t = t[1:]
-    return float(t[0] / 2.0), float(3.0 * t[-1])
+    low = t[0] / 2.0 if parameter == "T1" else t[0]
+    return float(low), float(3.0 * t[-1])
 
 
 def measure_plate(
@@ -155,6 +159,7 @@ def measure_plate(
     t1_model: str = "3p",
     exclude_first_echo: bool = True,
     floor_snr: float = 2.0,
+    t1_rician: bool = False,
 ) -> PlateResult:
     """Measure `stack` (T1 or T2) on the sphere array `array` (module docstring)."""
     stack.check()
@@ -170,11 +175,9 @@ def measure_plate(
         raise QckitInputError(f"ROI radius {array.roi_radius_mm} mm holds no pixel at this resolution")
     means = (masks.reshape(len(masks), -1).astype(float) @ flat.T) / counts[:, None]  # spheres x times
     notes: list[str] = []
-    sigma = None
-    if param == "T2":
-        sigma = background_sigma(stack.images)
-        if sigma is None:
-            notes.append("no noise background (zero-filled): T2 fitted without the Rician floor")
+    sigma = None if stack.signed else background_sigma(stack.images)
+    if sigma is None and not stack.signed and (param == "T2" or t1_rician):
+        notes.append(f"no noise background (zero-filled): {param} fitted without the Rician noise model")
     lo, hi = measurable_ms or default_range(param, stack.times, exclude_first_echo)
     tr = stack.trs if np.all(np.isfinite(stack.trs)) else None
     if param == "T1" and tr is None:
@@ -186,7 +189,8 @@ def measure_plate(
         y = means[i]
         centre = (float(fit.centres_px[i, 0]), float(fit.centres_px[i, 1]))
         try:
-            rf = _fit(param, stack, y, tr, ref, t1_model, sigma, exclude_first_echo, floor_snr)
+            rf = _fit(param, stack, y, tr, ref, t1_model, sigma if param == "T2" or t1_rician else None,
+                      exclude_first_echo, floor_snr)  # fmt: skip
         except (QckitInputError, ValueError, np.linalg.LinAlgError) as exc:
             results.append(SphereResult(i, sph.name, None, None, None, 0, ref, False, sph.scored, None,
                                         "fit failed", centre, y.tolist(), error=str(exc)))  # fmt: skip
@@ -212,13 +216,13 @@ def _fit(
     param: str, stack: RelaxStack, y: np.ndarray, tr: np.ndarray | None, ref: float | None, t1_model: str,
     sigma: float | None, exclude_first: bool, floor_snr: float,
 ) -> RelaxFit:  # fmt: skip
-    """The best of a fit seeded at the reference and one seeded from the sampled times (least residual)."""
-    guesses = [g for g in (ref, None) if g is None or g > 0]
+    """T1: the separable global fit. T2: the better (least residual) of a fit seeded at the reference and one
+    seeded from the sampled echo times."""
+    if param == "T1":  # global in T1 (separable fit), no seeding needed
+        return fit_t1(stack.times, y, tr=tr, signed=stack.signed, model=t1_model, sigma=sigma)
     fits = []
-    for g in guesses:
-        if param == "T1":
-            fits.append(fit_t1(stack.times, y, tr=tr, signed=stack.signed, model=t1_model, t1_guess=g))
-        else:
+    for g in (ref, None):
+        if g is None or g > 0:
             fits.append(fit_t2(stack.times, y, sigma=sigma, exclude_first=exclude_first, floor_snr=floor_snr,
                                t2_guess=g))  # fmt: skip
     return min(fits, key=lambda f: f.residual_rms if np.isfinite(f.residual_rms) else np.inf)
