@@ -1,4 +1,4 @@
-"""`qckit phantom synth|repeatability|reproducibility|list|schema`: phantom scans to stable-feature lists."""
+"""`qckit phantom synth|repeatability|reproducibility|relaxometry|list|schema`: phantom scans to stable-feature lists and relaxometry accuracy."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 if TYPE_CHECKING:
     from qckit.workflows.phantom_study import PhantomRun
 
-from qckit.cli._common import EXIT_INPUT_ERROR, console, err_console, handle_errors, progress_bar
+from qckit.cli._common import EXIT_CHECKS_FAILED, EXIT_INPUT_ERROR, console, err_console, handle_errors, progress_bar
 
 N_PRESET_SCANNERS = 3  # len(qckit.synth.phantom_scanner.PRESET_SCANNERS), checked by a test
 
@@ -121,3 +121,73 @@ app.command("reproducibility", help="Repeatability plus reproducibility across s
             "(--by); stable list. Exit 2 on unmeasurable scans or too few repeats/conditions.")(
     _options("scanner")
 )  # fmt: skip
+
+
+@app.command("relaxometry")
+@handle_errors
+def relaxometry_command(
+    folder: Path = typer.Argument(..., help="Folder of IR (one series per TI) and/or multi-echo series."),
+    plate: int | None = typer.Option(None, "--plate", help="Plate 4 or 5 (default: told from the values)."),
+    reference: Path | None = typer.Option(
+        None, "--reference", help="Own reference table YAML (serial/lot, temperature): replaces the bundled one."
+    ),
+    phantom: str = typer.Option("ismrm-nist-system", "--phantom", help="Phantom definition with sphere arrays."),
+    t1_model: str = typer.Option("3p", "--t1-model", help="2p (ideal inversion) | 3p (inversion efficiency)."),
+    rician_t1: bool = typer.Option(False, "--rician-t1", help="Magnitude IR: Rician model with background noise."),
+    only: str | None = typer.Option(None, "--only", help="T1 | T2: measure one kind only."),
+    output: Path = typer.Option(Path("reports/relaxometry"), "--output", "-o", help="Output folder."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the JSON document here."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """T1/T2 of every sphere against the phantom's reference (EMA 15 %), repeatability across sessions and
+    reproducibility across scanners. Exit 0 all measurable spheres within 15 %, 1 some outside, 2 input error
+    (unmeasurable series are listed; the rest is still measured and written)."""
+    import shutil
+
+    from qckit.core.errors import QckitInputError
+    from qckit.core.provenance import command_line
+    from qckit.workflows.relaxometry import RelaxOptions, run_relaxometry, write_relaxometry_outputs
+
+    if t1_model not in ("2p", "3p"):
+        raise QckitInputError(f"--t1-model must be 2p or 3p, not {t1_model!r}")
+    kind = None if only is None else only.upper()
+    if kind not in (None, "T1", "T2"):
+        raise QckitInputError(f"--only must be T1 or T2, not {only!r}")
+    opts = RelaxOptions(plate=plate, reference=reference, phantom=phantom, t1_model=t1_model,
+                        t1_rician=rician_t1, kind=kind)  # fmt: skip
+    with progress_bar("fitting", enabled=not quiet) as update:
+        study = run_relaxometry(folder, opts, progress=update)
+    paths = write_relaxometry_outputs(study, output, command_line(), str(folder))
+    if json_out is not None:
+        shutil.copyfile(paths["json"], json_out)
+    if not quiet:
+        _print_relax(study, paths)
+    for p in study.problems:
+        err_console.print(f"not measured: {p.name}: {p.reason}", highlight=False, markup=False)
+    if study.problems:
+        raise typer.Exit(EXIT_INPUT_ERROR)
+    if study.failed:
+        raise typer.Exit(EXIT_CHECKS_FAILED)
+
+
+def _print_relax(study, paths) -> None:  # noqa: ANN001
+    from rich.table import Table
+
+    for sess in study.sessions:
+        for res in sess.plates:
+            t = Table(title=f"{sess.label}: {res.parameter} plate {res.plate} ({res.model})")
+            for col in ("sphere", "value ms", "SE", "reference ms", "bias %", "verdict"):
+                t.add_column(col)
+            for s in res.spheres:
+                t.add_row(s.name, _num(s.value), _num(s.se), _num(s.reference_ms), _num(s.bias_percent),
+                          s.verdict)  # fmt: skip
+            console.print(t)
+            share = res.share_within
+            console.print(f"within 15 %: {'-' if share is None else f'{share:.0f} %'} of {len(res.judged)} "
+                          f"measurable spheres", highlight=False)  # fmt: skip
+    for k, v in paths.items():
+        console.print(f"  {k}: {v}", highlight=False)
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4g}"

@@ -11,7 +11,9 @@ missing values). With n subjects and k repeats:
 - CI of wSD from chi-square with n(k-1) degrees of freedom: wSD sqrt(df / chi2_{1-a/2,df}) .. sqrt(df / chi2_{a/2,df});
 - reproducibility coefficient  RDC = 2.77 sqrt(sigma_w^2 + sigma_c^2), with sigma_c^2 the between-condition
   (e.g. scanner) variance component of a one-way random-effects ANOVA on condition means (negative -> 0);
-- between-condition CV = SD of the condition means / their mean (ddof=1);
+- between-condition CV = SD of the condition means / their mean (ddof=1); its 95% CI from the chi-square
+  distribution of the log-scale SD with m - 1 degrees of freedom (m conditions), as for wSD:
+  CV_log = sqrt(exp(SD_ln^2) - 1) at the bounds SD_ln sqrt((m-1)/chi2_{1-a/2}) .. SD_ln sqrt((m-1)/chi2_{a/2});
 - relative bias against a true value T: 100 (mean - T) / T.
 """
 
@@ -125,6 +127,16 @@ def between_condition_cv(condition_means: np.ndarray) -> float:
         return float("nan")
     mean = m.mean()
     return float(100 * m.std(ddof=1) / abs(mean)) if mean != 0 else float("nan")
+
+
+def between_condition_cv_ci(condition_means: np.ndarray, alpha: float = 0.05) -> tuple[float, float]:
+    """Percent CI of the between-condition CV (module docstring; positive means, at least two)."""
+    m = np.asarray(condition_means, dtype=float)
+    if m.size < 2 or np.any(m <= 0):
+        return float("nan"), float("nan")
+    sd_ln = float(np.std(np.log(m), ddof=1))
+    lo, hi = wsd_ci(sd_ln, m.size - 1, alpha)
+    return float(100 * np.sqrt(np.expm1(lo**2))), float(100 * np.sqrt(np.expm1(hi**2)))
 
 
 def relative_bias(measured: np.ndarray, truth: float) -> float:

@@ -53,7 +53,7 @@ def plate_measurements(res: PlateResult, role: str) -> list[Measurement]:
 
 def roi_shapes(res: PlateResult) -> list[Circle]:
     r_px = res.roi_radius_mm / res.stack.pixel_mm[1]
-    return [Circle((s.centre_px[0], s.centre_px[1]), r_px, f"{s.name} {s.verdict}") for s in res.spheres]
+    return [Circle((s.centre_px[0], s.centre_px[1]), r_px, f"ROI {s.verdict}") for s in res.spheres]
 
 
 class _Relaxometry(Analysis):

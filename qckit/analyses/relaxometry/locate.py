@@ -15,8 +15,8 @@ through zero near an inversion null. So
    bilinearly interpolated map.
 
 The fit is refused when the array is not there (the mean Hough score at the fitted centres is not clearly above
-the image's typical score: `contrast` < 2) or when a sphere's ROI would fall outside the image (phantom cut off
-by the field of view). Rotations beyond the search range are not found: the ring of ten spheres repeats every
+the image's typical score: `contrast` < 2), when the object itself runs off an image edge, when a sphere scores below 0.15 of the median sphere (cut off by the
+field of view: the layout was forced onto what is left), or when a sphere's ROI would fall outside the image. Rotations beyond the search range are not found: the ring of ten spheres repeats every
 36 degrees and the whole layout every 180, so the search is kept to the positioning errors that occur in
 practice.
 """
@@ -31,6 +31,7 @@ from scipy import ndimage, optimize
 from qckit.core.errors import QckitInputError
 
 MIN_CONTRAST = 2.0
+WEAK_SPHERE = 0.15  # a sphere whose outline scores below this fraction of the median sphere's is missing
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,24 @@ def edge_map(images: np.ndarray) -> np.ndarray:
 
 
 def hough_map(images: np.ndarray, radius_px: float) -> np.ndarray:
-    return ndimage.convolve(edge_map(images), _ring(radius_px), mode="constant")
+    """Circle-centre score: the edge map on a ring of the sphere's radius (the shell's inner and outer edges
+    both lie within its width), smoothed by a 1-pixel Gaussian so noise does not move the peak."""
+    ring = _ring(0.9 * radius_px, max(1.0, 0.1 * radius_px))
+    return ndimage.gaussian_filter(ndimage.convolve(edge_map(images), ring, mode="constant"), 1.0)
 
 
 def _rot(deg: float) -> np.ndarray:
     t = np.radians(deg)
     return np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+
+
+def _touches_border(images: np.ndarray, share: float = 0.1) -> str:
+    """The side ('left', 'top', ...) along which the object (mean |image| above 10 % of its 99th percentile)
+    covers more than `share` of the image edge; '' when it lies inside the field of view."""
+    mag = np.abs(images).mean(0)
+    obj = mag > 0.1 * np.percentile(mag, 99)
+    sides = {"top": obj[0], "bottom": obj[-1], "left": obj[:, 0], "right": obj[:, -1]}
+    return next((k for k, v in sides.items() if v.mean() > share), "")
 
 
 def place(layout_mm: np.ndarray, pixel_mm: tuple[float, float], angle_deg: float, centre_px: tuple[float, float]
@@ -97,6 +110,9 @@ def locate_array(
     layout_mm = np.asarray(layout_mm, float)
     use = np.ones(len(layout_mm), bool) if fit_points is None else np.asarray(fit_points, bool)
     h, w = images.shape[1:]
+    cut = _touches_border(images)
+    if cut:
+        raise QckitInputError(f"the phantom reaches the image's {cut} edge: phantom cut off by the field of view")
     radius_px = sphere_radius_mm / float(np.mean(pixel_mm))
     hmap = hough_map(images, radius_px)
     pts = layout_mm[use]
@@ -142,6 +158,12 @@ def locate_array(
         raise QckitInputError(
             f"no sphere array found (the spheres' outlines score {contrast:.2f}x the image's typical edge "
             f"strength, {MIN_CONTRAST:g}x needed): wrong slice, wrong phantom, or not a coronal plate image"
+        )
+    weak = [i + 1 for i, v in zip(np.flatnonzero(use), at, strict=True) if v < WEAK_SPHERE * np.median(at)]
+    if weak:
+        raise QckitInputError(
+            f"sphere(s) {', '.join(map(str, weak))} not found where the array puts them (outline score below "
+            f"{WEAK_SPHERE:g}x the median sphere's): phantom cut off by the field of view, or not this plate"
         )
     r_px = roi_radius_mm / np.array([pixel_mm[1], pixel_mm[0]])
     off = [

@@ -116,8 +116,30 @@ class PlateResult:
             "localisation": self.array_fit.to_dict(),
             "reference": None if self.reference is None else self.reference.model_dump(),
             "spheres": [s.to_dict() for s in self.spheres],
+            "curves": fit_curves(self),
             "notes": self.notes,
         }
+
+
+def fit_curves(res: PlateResult, n: int = 80) -> list[dict[str, list[float]]]:
+    """Per sphere: the fitted model on a fine time grid (for plots), signed as fitted (`t`, `s`)."""
+    from qckit.analyses.relaxometry.fit import ir_signal, rician_mean
+
+    t = np.linspace(0.0, float(res.stack.times.max()) * 1.05, n)
+    tr = np.interp(t, res.stack.times, res.stack.trs) if np.all(np.isfinite(res.stack.trs)) else None
+    out = []
+    for s in res.spheres:
+        p = s.fit_params
+        if s.value is None or not p:
+            out.append({"t": [], "s": []})
+            continue
+        if res.parameter == "T1":
+            y = ir_signal(t, p["s0"], p["t1"], p.get("k", 2.0), tr)
+            y = y if res.stack.signed else np.abs(y)
+        else:
+            y = rician_mean(p["s0"] * np.exp(-t / p["t2"]), p.get("sigma", 0.0))
+        out.append({"t": t.round(3).tolist(), "s": np.asarray(y).round(4).tolist()})
+    return out
 
 
 def roi_masks(shape: tuple[int, int], centres_px: np.ndarray, radius_mm: float, pixel_mm: tuple[float, float]

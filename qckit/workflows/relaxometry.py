@@ -1,0 +1,267 @@
+"""`qckit phantom relaxometry`: T1/T2 accuracy of the system phantom's spheres, one-off or across sessions and
+sites, written as JSON, CSV and an HTML report.
+
+A folder may hold several scanners and dates: its images are grouped into sessions (scanner identity + study
+date), each session's series into stacks (kind, slice: `qckit.analyses.relaxometry.stack`), each stack measured
+on its plate (`--plate`, else the plate its values match). Per sphere: value, standard error, residual, points,
+reference, bias, EMA verdict (`plate.measure_plate`). Across the sessions of one scanner: repeatability
+(`metrology.verdicts.repeatability_table`: wCV with its chi-square CI, RC); across scanners: reproducibility
+(between-scanner CV of the scanner means with its CI, RDC when every scanner has repeats, ICC where defined).
+
+A stack that cannot be measured (one TI, missing echoes, wrong plate, phantom cut off) is a problem naming the
+reason; the others are still measured and written, and the run exits 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from qckit import __version__
+from qckit.analyses.relaxometry.analysis import roi_shapes
+from qckit.analyses.relaxometry.plate import PlateResult, identify_plate, measure_plate
+from qckit.analyses.relaxometry.stack import RelaxStack, build_stacks
+from qckit.core.definitions import load_yaml
+from qckit.core.errors import PhantomError, QckitInputError
+from qckit.core.identity import ScannerIdentity
+from qckit.core.jsonio import write_json
+from qckit.core.provenance import Provenance, file_sha256
+from qckit.core.results import Overlay, Problem
+from qckit.core.tables import write_table
+from qckit.dicom.volume import Volume, read_volumes
+from qckit.metrology.precision import between_condition_cv, between_condition_cv_ci
+from qckit.metrology.verdicts import Thresholds, repeatability_table, reproducibility_table
+from qckit.phantoms.load import load_phantom
+from qckit.phantoms.models import Phantom, ReferenceSet
+
+WRONG_PLATE_MARGIN = 3.0  # the asked plate's median |bias| must not exceed the best plate's by this factor
+
+
+@dataclass(frozen=True)
+class RelaxOptions:
+    plate: int | None = None
+    reference: Path | None = None
+    t1_model: str = "3p"
+    t1_rician: bool = False
+    floor_snr: float = 2.0
+    phantom: str = "ismrm-nist-system"
+    kind: str | None = None  # "T1" | "T2" | None (both)
+
+
+@dataclass
+class RelaxSession:
+    label: str
+    identity: ScannerIdentity
+    date: str
+    plates: list[PlateResult] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"label": self.label, "scanner": self.identity.key, "date": self.date,
+                "plates": [p.to_dict() for p in self.plates]}  # fmt: skip
+
+
+@dataclass
+class RelaxStudy:
+    sessions: list[RelaxSession]
+    problems: list[Problem]
+    spheres: pd.DataFrame  # one row per session x plate x parameter x sphere
+    repeatability: pd.DataFrame
+    reproducibility: pd.DataFrame
+    references: list[str]
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return any(p.verdict == "fail" for s in self.sessions for p in s.plates)
+
+
+def load_references(path: Path) -> list[ReferenceSet]:
+    """A user's reference table: `{schema_version: 1, references: [{plate, parameter, field_strength_t,
+    values_ms, source, serial?, lot?, temperature_c?}, ...]}` (the phantom definition's format)."""
+    from pydantic import ValidationError
+
+    from qckit.core.definitions import format_validation_error
+
+    data = load_yaml(path, PhantomError)
+    if not isinstance(data, dict) or not isinstance(data.get("references"), list):
+        raise PhantomError(f"{path}: a reference table is a mapping with a 'references' list")
+    unknown = sorted(set(data) - {"schema_version", "references", "description"})
+    if unknown:
+        raise PhantomError(f"{path}: unknown key(s) {', '.join(unknown)}")
+    out = []
+    for i, item in enumerate(data["references"]):
+        try:
+            out.append(ReferenceSet.model_validate(item))
+        except ValidationError as exc:
+            raise PhantomError(format_validation_error(path, exc, f"reference table entry references[{i}]"))
+    return out
+
+
+def with_references(phantom: Phantom, refs: list[ReferenceSet]) -> Phantom:
+    """The phantom with `refs` replacing its own sets of the same plate, parameter and field strength."""
+    arrays = []
+    for arr in phantom.sphere_arrays:
+        mine = [r for r in refs if r.plate == arr.plate]
+        for r in mine:
+            if len(r.values_ms) != len(arr.spheres):
+                raise PhantomError(f"reference table: plate {r.plate} {r.parameter} has {len(r.values_ms)} "
+                                   f"values for {len(arr.spheres)} spheres")  # fmt: skip
+        keep = [r for r in arr.references if not any(
+            (m.parameter, round(m.field_strength_t, 2)) == (r.parameter, round(r.field_strength_t, 2)) for m in mine)]  # fmt: skip
+        arrays.append(arr.model_copy(update={"references": mine + keep}))
+    return phantom.model_copy(update={"sphere_arrays": arrays})
+
+
+def _sessions(volumes: list[Volume]) -> dict[tuple[str, str], list[Volume]]:
+    out: dict[tuple[str, str], list[Volume]] = {}
+    for v in volumes:
+        key = (ScannerIdentity.from_row(v.header).key, str(v.header.get("StudyDate") or "nodate"))
+        out.setdefault(key, []).append(v)
+    return out
+
+
+def _measure_stack(stack: RelaxStack, phantom: Phantom, opts: RelaxOptions) -> PlateResult:
+    kw = {"t1_model": opts.t1_model, "floor_snr": opts.floor_snr, "t1_rician": opts.t1_rician}
+    stack.check()
+    arrays = phantom.sphere_arrays
+    best, scores = identify_plate(stack, arrays, **kw)
+    plate = best
+    if opts.plate is not None:
+        if opts.plate not in scores:
+            raise QckitInputError(f"{stack.label}: plate {opts.plate}'s spheres could not be fitted")
+        if best != opts.plate and scores[opts.plate] > WRONG_PLATE_MARGIN * max(scores[best], 1.0):
+            raise QckitInputError(
+                f"{stack.label}: wrong plate: the values match plate {best} (median |bias| {scores[best]:.0f} %), "
+                f"not plate {opts.plate} ({scores[opts.plate]:.0f} %)"
+            )
+        plate = opts.plate
+    arr = phantom.sphere_array(plate)
+    ref = arr.reference(stack.kind, stack.field_strength_t)
+    return measure_plate(stack, arr, reference=ref, **kw)  # type: ignore[arg-type]
+
+
+def _rows(session: RelaxSession, res: PlateResult) -> list[dict[str, object]]:
+    return [{"session": session.label, "scanner": session.identity.key, "date": session.date,
+             "parameter": res.parameter, "plate": res.plate, "sphere": s.name, "value_ms": s.value,
+             "se_ms": s.se, "residual_rms": s.residual_rms, "n_points": s.n_points,
+             "reference_ms": s.reference_ms, "bias_percent": s.bias_percent, "measurable": s.measurable,
+             "verdict": s.verdict, "field_strength_t": res.stack.field_strength_t}
+            for s in res.spheres]  # fmt: skip
+
+
+def precision_tables(spheres: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Repeatability per scanner (sessions as repeats) and reproducibility across scanners, per sphere."""
+    data = spheres.dropna(subset=["value_ms"]).copy()
+    if data.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    data["feature"] = data["parameter"] + "_plate" + data["plate"].astype(str) + "_" + data["sphere"]
+    data["roi"] = "sphere"
+    th = Thresholds(min_repeats=2)
+    rep = repeatability_table(data, condition="scanner", subject="roi", repeat="session", value="value_ms",
+                              thresholds=th)  # fmt: skip
+    repro = reproducibility_table(data, condition="scanner", subject="roi", value="value_ms", repeat="session",
+                                  thresholds=th)  # fmt: skip
+    if not repro.empty:
+        lo, hi = [], []
+        for feat in repro["feature"]:
+            means = data[data["feature"] == feat].groupby("scanner")["value_ms"].mean().to_numpy()
+            ci = between_condition_cv_ci(means) if len(means) >= 2 else (np.nan, np.nan)
+            lo.append(ci[0])
+            hi.append(ci[1])
+        repro["between_cv_ci_low"], repro["between_cv_ci_high"] = lo, hi
+        repro["between_cv_point"] = [
+            between_condition_cv(data[data["feature"] == f].groupby("scanner")["value_ms"].mean().to_numpy())
+            for f in repro["feature"]
+        ]
+    return rep, repro
+
+
+def run_relaxometry(
+    folder: str | Path, opts: RelaxOptions, *, progress: Callable[[int, int], None] | None = None
+) -> RelaxStudy:
+    loaded = load_phantom(opts.phantom)
+    phantom = loaded.phantom
+    if not phantom.sphere_arrays:
+        raise PhantomError(f"phantom {phantom.name} has no sphere arrays (relaxometry plates)")
+    refs_used = [f"phantom {phantom.name} ({loaded.sha256[:12]})"]
+    if opts.reference is not None:
+        phantom = with_references(phantom, load_references(opts.reference))
+        refs_used.append(f"reference table {opts.reference} ({file_sha256(opts.reference)[:12]})")
+    if opts.plate is not None and opts.plate not in [a.plate for a in phantom.sphere_arrays]:
+        have = ", ".join(str(a.plate) for a in phantom.sphere_arrays)
+        raise QckitInputError(f"--plate {opts.plate}: {phantom.name} has plates {have}")
+    volumes, bad = read_volumes(folder)
+    problems = [Problem("pixels", "", f"{p}: {r}") for p, r in bad if "InvalidDicom" not in r]
+    if not volumes:
+        raise QckitInputError(f"{folder}: no readable DICOM images")
+    sessions: list[RelaxSession] = []
+    rows: list[dict[str, object]] = []
+    groups = _sessions(volumes)
+    stacks_all = [(key, st) for key, vols in groups.items() for st in build_stacks(vols, kind=opts.kind)]
+    if not stacks_all:
+        raise QckitInputError(f"{folder}: no inversion-recovery or multi-echo acquisition")
+    by_key: dict[tuple[str, str], RelaxSession] = {}
+    for done, (key, stack) in enumerate(stacks_all, start=1):
+        sess = by_key.get(key)
+        if sess is None:
+            ident = ScannerIdentity.from_row(groups[key][0].header)
+            sess = by_key[key] = RelaxSession(f"{key[0]}@{key[1]}", ident, key[1])
+            sessions.append(sess)
+        try:
+            res = _measure_stack(stack, phantom, opts)
+        except QckitInputError as exc:
+            problems.append(Problem(f"{sess.label} {stack.label}", stack.series_uids[0], str(exc)))
+        else:
+            sess.plates.append(res)
+            rows += _rows(sess, res)
+        if progress is not None:
+            progress(done, len(stacks_all))
+    spheres = pd.DataFrame(rows)
+    rep, repro = precision_tables(spheres) if not spheres.empty else (pd.DataFrame(), pd.DataFrame())
+    return RelaxStudy(sessions, problems, spheres, rep, repro, refs_used)
+
+
+def overlays(study: RelaxStudy) -> list[Overlay]:
+    """Each plate's first image with its ROIs (labelled by verdict)."""
+    out = []
+    for sess in study.sessions:
+        for res in sess.plates:
+            key = f"{sess.label} {res.parameter} plate {res.plate}"
+            out.append(Overlay(key, np.abs(res.stack.images[0]), res.stack.pixel_mm, list(roi_shapes(res))))
+    return out
+
+
+def study_document(study: RelaxStudy, prov: Provenance) -> dict[str, object]:
+    verdict = "fail" if study.failed else "pass" if study.sessions and not study.problems else "incomplete"
+    return {
+        "qckit_version": __version__,
+        "provenance": prov.to_dict(),
+        "verdict": verdict,
+        "references": study.references,
+        "sessions": [s.to_dict() for s in study.sessions],
+        "problems": [p.to_dict() for p in study.problems],
+        "repeatability": study.repeatability.to_dict(orient="records"),
+        "reproducibility": study.reproducibility.to_dict(orient="records"),
+    }
+
+
+def write_relaxometry_outputs(study: RelaxStudy, out_dir: Path, command: str, folder: str) -> dict[str, Path]:
+    """`relaxometry.json`, `relaxometry-spheres.csv`, the precision tables and `relaxometry.html`."""
+    from qckit.report.relaxometry_report import write_report
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prov = Provenance(command=command, inputs={"folder": folder})
+    paths: dict[str, Path] = {}
+    for name, frame in (("spheres", study.spheres), ("repeatability", study.repeatability),
+                        ("reproducibility", study.reproducibility)):  # fmt: skip
+        if not frame.empty:
+            paths[name] = write_table(frame, out_dir / f"relaxometry-{name}.csv")
+    doc = study_document(study, prov)
+    paths["json"] = write_json(out_dir / "relaxometry.json", doc)
+    paths["html"] = write_report(doc, overlays(study), prov, out_dir / "relaxometry.html")
+    study.outputs = paths
+    return paths
