@@ -33,7 +33,7 @@ BENCH_STAMP := .venv-bench/.qckit-installed
 $(BENCH_STAMP): pyproject.toml
 	$(PYTHON) -m venv .venv-bench
 	.venv-bench/bin/python -m pip install --quiet --upgrade pip wheel
-	.venv-bench/bin/python -m pip install --quiet -e '.[dev]' 'intensity-normalization==3.0.1'
+	.venv-bench/bin/python -m pip install --quiet -e '.[dev]' 'intensity-normalization==3.0.1' 'hazen==2.0.*'
 	@touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
@@ -41,6 +41,7 @@ bench: $(BENCH_STAMP)
 	.venv-bench/bin/python benchmarks/bench_combat.py
 	.venv-bench/bin/python benchmarks/bench_extract.py
 	.venv-bench/bin/python benchmarks/bench_startup.py
+	.venv-bench/bin/python benchmarks/bench_relaxometry.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check qckit tests benchmarks

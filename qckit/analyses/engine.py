@@ -75,7 +75,9 @@ def run_phantom_analyses(
         if "series_set" in cls.requires:
             sets = {r: views for r in spec.roles if (views := (series_set_for or (lambda _r: []))(r))}
             if not sets:
-                res.skipped.append(Problem(spec.name, "", f"no {' or '.join(spec.roles)} series in the session"))
+                res.skipped.append(
+                    Problem(spec.name, "", f"no {' or '.join(spec.roles)} series in the session")
+                )
                 continue
             slots["image"] = next(iter(sets.values()))[0]
         elif "image" in cls.requires:

@@ -10,7 +10,14 @@ import typer
 if TYPE_CHECKING:
     from qckit.workflows.phantom_study import PhantomRun
 
-from qckit.cli._common import EXIT_CHECKS_FAILED, EXIT_INPUT_ERROR, console, err_console, handle_errors, progress_bar
+from qckit.cli._common import (
+    EXIT_CHECKS_FAILED,
+    EXIT_INPUT_ERROR,
+    console,
+    err_console,
+    handle_errors,
+    progress_bar,
+)
 
 N_PRESET_SCANNERS = 3  # len(qckit.synth.phantom_scanner.PRESET_SCANNERS), checked by a test
 
@@ -129,11 +136,19 @@ def relaxometry_command(
     folder: Path = typer.Argument(..., help="Folder of IR (one series per TI) and/or multi-echo series."),
     plate: int | None = typer.Option(None, "--plate", help="Plate 4 or 5 (default: told from the values)."),
     reference: Path | None = typer.Option(
-        None, "--reference", help="Own reference table YAML (serial/lot, temperature): replaces the bundled one."
+        None,
+        "--reference",
+        help="Own reference table YAML (serial/lot, temperature): replaces the bundled one.",
     ),
-    phantom: str = typer.Option("ismrm-nist-system", "--phantom", help="Phantom definition with sphere arrays."),
-    t1_model: str = typer.Option("3p", "--t1-model", help="2p (ideal inversion) | 3p (inversion efficiency)."),
-    rician_t1: bool = typer.Option(False, "--rician-t1", help="Magnitude IR: Rician model with background noise."),
+    phantom: str = typer.Option(
+        "ismrm-nist-system", "--phantom", help="Phantom definition with sphere arrays."
+    ),
+    t1_model: str = typer.Option(
+        "3p", "--t1-model", help="2p (ideal inversion) | 3p (inversion efficiency)."
+    ),
+    rician_t1: bool = typer.Option(
+        False, "--rician-t1", help="Magnitude IR: Rician model with background noise."
+    ),
     only: str | None = typer.Option(None, "--only", help="T1 | T2: measure one kind only."),
     output: Path = typer.Option(Path("reports/relaxometry"), "--output", "-o", help="Output folder."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the JSON document here."),

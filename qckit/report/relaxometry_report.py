@@ -101,15 +101,29 @@ def build_page(doc: dict[str, Any], overlays: list[Overlay], provenance: Provena
             figs = [f for f in (overlay_figure(ov_by_key[key]) if key in ov_by_key else None,
                                 _curves_figure(plate), _accuracy_figure(plate)) if f is not None]  # fmt: skip
             page.add(key, head + notes + _table(plate), figs)
-    rep_cols = ["feature", "scanner", "n_subjects", "n_repeats", "mean", "cv", "cv_ci_high", "rc", "repeatable"]
+    rep_cols = [
+        "feature",
+        "scanner",
+        "n_subjects",
+        "n_repeats",
+        "mean",
+        "cv",
+        "cv_ci_high",
+        "rc",
+        "repeatable",
+    ]
     repro_cols = ["feature", "n_conditions", "between_cv", "between_cv_ci_low", "between_cv_ci_high", "rdc",
                   "reproducible"]  # fmt: skip
     body = _records("Repeatability across sessions of one scanner (wCV %)", doc["repeatability"], rep_cols)
-    body += _records("Reproducibility across scanners (between-scanner CV %)", doc["reproducibility"], repro_cols)
+    body += _records(
+        "Reproducibility across scanners (between-scanner CV %)", doc["reproducibility"], repro_cols
+    )
     if body:
         page.add("Precision", body)
     return page
 
 
-def write_report(doc: dict[str, Any], overlays: list[Overlay], provenance: Provenance, path: str | Path) -> Path:
+def write_report(
+    doc: dict[str, Any], overlays: list[Overlay], provenance: Provenance, path: str | Path
+) -> Path:
     return write(build_page(doc, overlays, provenance), path)

@@ -97,7 +97,9 @@ def load_references(path: Path) -> list[ReferenceSet]:
         try:
             out.append(ReferenceSet.model_validate(item))
         except ValidationError as exc:
-            raise PhantomError(format_validation_error(path, exc, f"reference table entry references[{i}]"))
+            raise PhantomError(
+                format_validation_error(path, exc, f"reference table entry references[{i}]")
+            ) from None
     return out
 
 

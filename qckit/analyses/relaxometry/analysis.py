@@ -11,8 +11,15 @@ from __future__ import annotations
 
 from qckit.analyses.base import Analysis, AnalysisContext, AnalysisOutput
 from qckit.analyses.registry import register
-from qckit.analyses.relaxometry.plate import EMA_PERCENT, EMA_SOURCE, T1_REFERENCE, T2_REFERENCE, PlateResult
-from qckit.analyses.relaxometry.plate import identify_plate, measure_plate
+from qckit.analyses.relaxometry.plate import (
+    EMA_PERCENT,
+    EMA_SOURCE,
+    T1_REFERENCE,
+    T2_REFERENCE,
+    PlateResult,
+    identify_plate,
+    measure_plate,
+)
 from qckit.analyses.relaxometry.stack import build_stacks
 from qckit.core.errors import QckitInputError
 from qckit.core.results import Circle, Limit, Measurement, Overlay, Problem
@@ -28,7 +35,9 @@ def plate_measurements(res: PlateResult, role: str) -> list[Measurement]:
     """One measurement per fitted sphere (and the plate's share within 15 %)."""
     out = []
     p = res.parameter.lower()
-    method = f"{res.model}; ROI r {res.roi_radius_mm:g} mm; {len(res.stack.times)} {'TIs' if p == 't1' else 'TEs'}"
+    method = (
+        f"{res.model}; ROI r {res.roi_radius_mm:g} mm; {len(res.stack.times)} {'TIs' if p == 't1' else 'TEs'}"
+    )
     src = res.reference.source if res.reference is not None else ""
     uid = res.stack.series_uids[0]
     for s in res.spheres:
@@ -72,14 +81,21 @@ class _Relaxometry(Analysis):
                     stack.check()
                     plate, _ = identify_plate(stack, arrays, **kw)
                     arr = ctx.phantom.sphere_array(plate)
-                    res = measure_plate(stack, arr, reference=arr.reference(stack.kind, stack.field_strength_t),
-                                        measurable_ms=measurable, **kw)  # type: ignore[arg-type]
+                    res = measure_plate(
+                        stack,
+                        arr,
+                        reference=arr.reference(stack.kind, stack.field_strength_t),
+                        measurable_ms=measurable,
+                        **kw,
+                    )  # type: ignore[arg-type]
                 except QckitInputError as exc:
                     out.problems.append(Problem(self.name, stack.series_uids[0], str(exc)))
                     continue
                 out.measurements += plate_measurements(res, role)
                 ov_key = f"{role} plate {res.plate}"
-                ctx.overlays[ov_key] = Overlay(ov_key, abs(stack.images[0]), stack.pixel_mm, list(roi_shapes(res)))
+                ctx.overlays[ov_key] = Overlay(
+                    ov_key, abs(stack.images[0]), stack.pixel_mm, list(roi_shapes(res))
+                )
         if not out.measurements and not out.problems:
             raise QckitInputError(f"no {self.kind} acquisition (inversion or echo times) among the series")
         return out

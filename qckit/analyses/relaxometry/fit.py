@@ -226,7 +226,9 @@ def _fit_t1_rician(
     hi = [np.inf, 1e6] + ([K_BOUNDS[1]] if model == "3p" else [])
     best = optimize.least_squares(resid, x0, bounds=(lo, hi), x_scale="jac", max_nfev=2000)
     n = len(y)
-    params = {"s0": float(best.x[0]), "t1": float(best.x[1])} | ({"k": float(best.x[2])} if model == "3p" else {})
+    params = {"s0": float(best.x[0]), "t1": float(best.x[1])} | (
+        {"k": float(best.x[2])} if model == "3p" else {}
+    )
     return RelaxFit(float(best.x[1]), _se(best, n, 1), float(np.sqrt(np.mean(best.fun**2))), n, params,
                     f"IR {model}, magnitude, Rician model")  # fmt: skip
 

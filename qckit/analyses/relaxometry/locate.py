@@ -15,7 +15,7 @@ through zero near an inversion null. So
    bilinearly interpolated map.
 
 The fit is refused when the array is not there (the mean Hough score at the fitted centres is not clearly above
-the image's typical score: `contrast` < 2), when the object itself runs off an image edge, when a sphere scores below 0.15 of the median sphere (cut off by the
+the image's typical score: `contrast` < 2), when the object itself runs off an image edge, when a sphere scores below 0.1 of the best sphere (cut off by the
 field of view: the layout was forced onto what is left), or when a sphere's ROI would fall outside the image. Rotations beyond the search range are not found: the ring of ten spheres repeats every
 36 degrees and the whole layout every 180, so the search is kept to the positioning errors that occur in
 practice.
@@ -31,7 +31,7 @@ from scipy import ndimage, optimize
 from qckit.core.errors import QckitInputError
 
 MIN_CONTRAST = 2.0
-WEAK_SPHERE = 0.15  # a sphere whose outline scores below this fraction of the median sphere's is missing
+WEAK_SPHERE = 0.1  # a sphere whose outline scores below this fraction of the best sphere's is missing
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,9 @@ def locate_array(
     h, w = images.shape[1:]
     cut = _touches_border(images)
     if cut:
-        raise QckitInputError(f"the phantom reaches the image's {cut} edge: phantom cut off by the field of view")
+        raise QckitInputError(
+            f"the phantom reaches the image's {cut} edge: phantom cut off by the field of view"
+        )
     radius_px = sphere_radius_mm / float(np.mean(pixel_mm))
     hmap = hough_map(images, radius_px)
     pts = layout_mm[use]
@@ -159,11 +161,11 @@ def locate_array(
             f"no sphere array found (the spheres' outlines score {contrast:.2f}x the image's typical edge "
             f"strength, {MIN_CONTRAST:g}x needed): wrong slice, wrong phantom, or not a coronal plate image"
         )
-    weak = [i + 1 for i, v in zip(np.flatnonzero(use), at, strict=True) if v < WEAK_SPHERE * np.median(at)]
+    weak = [i + 1 for i, v in zip(np.flatnonzero(use), at, strict=True) if v < WEAK_SPHERE * np.max(at)]
     if weak:
         raise QckitInputError(
             f"sphere(s) {', '.join(map(str, weak))} not found where the array puts them (outline score below "
-            f"{WEAK_SPHERE:g}x the median sphere's): phantom cut off by the field of view, or not this plate"
+            f"{WEAK_SPHERE:g}x the best sphere's): phantom cut off by the field of view, or not this plate"
         )
     r_px = roi_radius_mm / np.array([pixel_mm[1], pixel_mm[0]])
     off = [

@@ -250,7 +250,9 @@ def _fit(
     return min(fits, key=lambda f: f.residual_rms if np.isfinite(f.residual_rms) else np.inf)
 
 
-def identify_plate(stack: RelaxStack, arrays: list[SphereArray], **kw: object) -> tuple[int, dict[int, float]]:
+def identify_plate(
+    stack: RelaxStack, arrays: list[SphereArray], **kw: object
+) -> tuple[int, dict[int, float]]:
     """Which plate a stack shows: the one whose references its fitted values match best (median |log ratio|
     over scored spheres with a reference). Returns the plate and each plate's median |bias| in percent."""
     scores: dict[int, float] = {}

@@ -58,7 +58,9 @@ class RelaxStack:
             )
         if len(distinct) != len(self.times):
             dup = sorted({f"{t:g}" for t in self.times if np.sum(self.times == t) > 1})
-            raise QckitInputError(f"{self.label}: {what} {', '.join(dup)} ms appear twice (mixed acquisitions?)")
+            raise QckitInputError(
+                f"{self.label}: {what} {', '.join(dup)} ms appear twice (mixed acquisitions?)"
+            )
         shapes = {im.shape for im in self.images}
         if len(shapes) > 1:
             raise QckitInputError(f"{self.label}: images of different matrix sizes {sorted(shapes)}")

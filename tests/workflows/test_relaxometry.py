@@ -1,0 +1,169 @@
+"""Relaxometry on real system-phantom series (hazen's test data) and through the CLI: agreement with hazen,
+bad input (one TI, missing echoes, wrong plate), qc run storing every sphere's T1/T2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from qckit.analyses.relaxometry.plate import measure_plate
+from qckit.analyses.relaxometry.stack import build_stacks
+from qckit.cli import app
+from qckit.dicom.volume import read_volumes
+from qckit.history.store import open_store
+from qckit.phantoms.load import load_phantom
+from qckit.synth.relaxometry import RelaxScan, write_relaxometry
+
+runner = CliRunner()
+PHANTOM = load_phantom("ismrm-nist-system").phantom
+
+# Where qckit differs from hazen on purpose (dataset, sphere): why. Every other value is within hazen's tolerance.
+DIFFERS = {
+    (
+        "T1/site3_ge/plate4",
+        "sphere01",
+    ): "hazen's seeded Levenberg-Marquardt stops in a local minimum (1689 ms, "
+    "-29 % vs the reference 2376); qckit's separable fit is global in T1 (2577 ms, +8.5 %)",
+    ("T1/site3_ge/plate4", "sphere14"): "T1 (83 ms) near TI_min: inversion efficiency k held in [1, 2.5] "
+    "(hazen's k is free); qckit +5.5 %, hazen -12 % vs reference",
+    ("T1/site3_ge/plate5", "sphere14"): "T1 23 ms < TI_min / 2: not measurable",
+    ("T2/site1_20200218/plate4", "sphere13"): "T2 10.5 ms < the first fitted TE (25.4 ms): not measurable; "
+    "Rician sigma from the background instead of hazen's fitted noise term",
+    ("T1/site3_ge/plate4", "bath"): "bath T1 > 3 TI_max: not judged",
+    ("T1/site3_ge/plate5", "bath"): "bath T1 > 3 TI_max: not judged",
+    ("T2/site3_ge/plate4", "bath"): "bath T2 > 3 TE_max: not judged",
+    ("T2/site3_ge/plate5", "bath"): "bath T2 > 3 TE_max: not judged",
+}
+
+
+def _hazen(reference_data: Path) -> pd.DataFrame:
+    return pd.read_csv(reference_data / "relaxometry" / "hazen_expected_values.csv")
+
+
+def test_every_sphere_agrees_with_hazen_or_differs_for_a_stated_reason(reference_data: Path) -> None:
+    seen = set()
+    for _, row in _hazen(reference_data).iterrows():
+        ds = row["dataset"].replace("tests/data/relaxometry/", "")
+        stacks = build_stacks(read_volumes(reference_data / "relaxometry" / ds)[0])
+        assert len(stacks) == 1 and stacks[0].kind == row["parameter"]
+        arr = PHANTOM.sphere_array(int(row["plate"]))
+        res = measure_plate(
+            stacks[0], arr, reference=arr.reference(stacks[0].kind, stacks[0].field_strength_t)
+        )
+        for i, s in enumerate(res.spheres):
+            hz = float(row[f"roi_{i:02d}_ms"])
+            if (ds, s.name) in DIFFERS:
+                seen.add((ds, s.name))
+                if "not measurable" in DIFFERS[(ds, s.name)]:
+                    assert s.verdict == "not measurable", (ds, s.name)
+                if "not judged" in DIFFERS[(ds, s.name)]:
+                    assert s.verdict == "not judged"
+                continue
+            # hazen's assertion: numpy assert_allclose, |a - b| <= atol + rtol |b|
+            assert abs(s.value - hz) <= 1.0 + 0.02 * abs(hz), (ds, s.name, s.value, hz)
+    assert seen == set(DIFFERS)
+
+
+def test_cli_on_three_sites(reference_data: Path, tmp_path: Path) -> None:
+    src = reference_data / "relaxometry"
+    data = tmp_path / "in"
+    for part in ("T1/site1_20200218", "T1/site2_20180925", "T1/site3_ge", "T2/site1_20200218", "T2/site3_ge"):
+        shutil.copytree(src / part, data / part)
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["phantom", "relaxometry", str(data), "-o", str(out), "-q"])
+    assert res.exit_code == 1, res.output  # plate 4's T2s are outside 15 % at both sites
+    doc = json.loads((out / "relaxometry.json").read_text())
+    assert len(doc["sessions"]) == 3 and not doc["problems"]
+    plates = {
+        (s["scanner"].split("-")[1], p["parameter"], p["plate"]) for s in doc["sessions"] for p in s["plates"]
+    }
+    assert ("Aera", "T1", 5) in plates and ("Optima_MR450w", "T2", 4) in plates and len(plates) == 7
+    repro = pd.read_csv(out / "relaxometry-reproducibility.csv")
+    s3 = repro[repro["feature"] == "T1_plate5_sphere03"].iloc[0]
+    assert s3["n_conditions"] == 3 and s3["between_cv_ci_low"] < s3["between_cv"] < s3["between_cv_ci_high"]
+    html = (out / "relaxometry.html").read_text()
+    assert "measured vs reference" in html and "reference +- 15 % (EMA)" in html
+
+
+def _plate_dir(tmp: Path, plate: int, kind: str, **kw) -> Path:  # noqa: ANN003
+    arr = PHANTOM.sphere_array(plate)
+    write_relaxometry(
+        tmp, arr, arr.reference(kind, 1.5).values_ms[:14], kind, scan=RelaxScan(seed=plate), **kw
+    )
+    return tmp
+
+
+def test_bad_series_exit_2_and_the_others_are_measured(tmp_path: Path) -> None:
+    data = tmp_path / "in"
+    _plate_dir(data / "good", 5, "T1", signed=True)
+    _plate_dir(data / "oneti", 4, "T1", times_ms=(400.0,), trs_ms=(1000.0,), date="20260106")
+    _plate_dir(data / "echoes", 5, "T2", times_ms=(10.0, 20.0), date="20260107")
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["phantom", "relaxometry", str(data), "-o", str(out), "-q"])
+    assert res.exit_code == 2
+    assert "1 distinct inversion times" in res.output and "2 distinct echo times" in res.output
+    doc = json.loads((out / "relaxometry.json").read_text())
+    assert [p["plate"] for s in doc["sessions"] for p in s["plates"]] == [5]
+    assert doc["verdict"] == "incomplete"
+
+
+def test_wrong_plate_is_refused(tmp_path: Path) -> None:
+    data = _plate_dir(tmp_path / "p5", 5, "T1", signed=True)
+    res = runner.invoke(app, ["phantom", "relaxometry", str(data), "--plate", "4", "-o", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "wrong plate: the values match plate 5" in res.output
+    ok = runner.invoke(app, ["phantom", "relaxometry", str(data), "--plate", "5", "-o", str(tmp_path / "o2")])
+    assert ok.exit_code == 0, ok.output
+
+
+def test_own_reference_table_replaces_the_bundled_one(tmp_path: Path) -> None:
+    data = _plate_dir(tmp_path / "p5", 5, "T1", signed=True)
+    arr = PHANTOM.sphere_array(5)
+    vals = [v * 1.3 if v else v for v in arr.reference("T1", 1.5).values_ms]
+    table = tmp_path / "ref.yaml"
+    table.write_text("schema_version: 1\nreferences:\n  - {plate: 5, parameter: T1, field_strength_t: 1.5, "
+                     f"values_ms: {vals}, source: lot 42 sheet, serial: '130-0042', temperature_c: 21.5}}\n")  # fmt: skip
+    res = runner.invoke(
+        app, ["phantom", "relaxometry", str(data), "--reference", str(table), "-o", str(tmp_path / "o")]
+    )
+    assert res.exit_code == 1  # every sphere is now ~23 % below its (changed) reference
+    doc = json.loads((tmp_path / "o" / "relaxometry.json").read_text())
+    ref = doc["sessions"][0]["plates"][0]["reference"]
+    assert ref["serial"] == "130-0042" and ref["temperature_c"] == 21.5
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "references:\n  - {plate: 5, parameter: T3, field_strength_t: 1.5, values_ms: [1], source: x}\n"
+    )
+    res = runner.invoke(
+        app, ["phantom", "relaxometry", str(data), "--reference", str(bad), "-o", str(tmp_path / "b")]
+    )
+    assert res.exit_code == 2 and "references[0]" in res.output
+
+
+def test_qc_run_stores_every_sphere(tmp_path: Path) -> None:
+    data = tmp_path / "in"
+    _plate_dir(data / "t1", 5, "T1")
+    _plate_dir(data / "t2", 4, "T2")
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    res = runner.invoke(app, ["qc", "run", str(data), "--phantom", "ismrm-nist-system", "--protocol",
+                              "ismrm-nist-relaxometry", "-o", str(tmp_path / "qc"), "--db", db])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "qc" / "qc-result.json").read_text())
+    names = {m["name"]: m for m in doc["measurements"]}
+    assert names["t1_plate5_sphere05"]["verdict"] == "pass" and names["t2_plate4_sphere05"]["unit"] == "ms"
+    assert names["t1_plate5_sphere05"]["limit_low"] == pytest.approx(514.1 * 0.85)
+    with open_store(db) as store:
+        hist = store.history(str(store.scanners()["scanner_key"].iloc[0]))
+        assert "t1_plate5_sphere05" in set(hist["name"])
+
+
+def test_protocol_names_the_missing_inversion_time(tmp_path: Path) -> None:
+    data = _plate_dir(tmp_path / "p5", 5, "T1", times_ms=(50.0, 100.0, 200.0, 400.0),
+                      trs_ms=(1000.0, 1000.0, 1000.0, 1260.0))  # fmt: skip
+    res = runner.invoke(app, ["protocol", "check", str(data), "-p", "ismrm-nist-relaxometry"])
+    assert "InversionTime 600 ms" in res.output and "InversionTime 800 ms" in res.output
+    assert res.exit_code == 1
