@@ -13,15 +13,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from qckit.core.errors import QckitInputError
 from qckit.core.results import Limit, Measurement, Overlay, Problem, Shape
 from qckit.dicom.volume import Volume
-from qckit.phantoms.localize import Outline, find_outline
 from qckit.phantoms.models import AnalysisSpec, Phantom
+
+if TYPE_CHECKING:
+    from qckit.phantoms.localize import Outline
 
 SLOTS = ("image", "repeat", "localizer", "series_set")  # series_set: every series of the roles (TIs, echoes)
 
@@ -54,6 +56,8 @@ class SeriesView:
         return self.volume.array[n - 1]
 
     def outline(self, n: int, phantom: Phantom) -> Outline:
+        from qckit.phantoms.localize import find_outline  # here: its imports cost start-up of every analysis
+
         if n not in self._outlines:
             self._outlines[n] = find_outline(self.slice(n), self.pixel_mm[0], phantom, where=f"slice {n}: ")
         return self._outlines[n]

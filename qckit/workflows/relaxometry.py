@@ -130,7 +130,7 @@ def _measure_stack(stack: RelaxStack, phantom: Phantom, opts: RelaxOptions) -> P
     kw = {"t1_model": opts.t1_model, "floor_snr": opts.floor_snr, "t1_rician": opts.t1_rician}
     stack.check()
     arrays = phantom.sphere_arrays
-    best, scores = identify_plate(stack, arrays, **kw)
+    best, scores, results = identify_plate(stack, arrays, prefer=opts.plate, **kw)
     plate = best
     if opts.plate is not None:
         if opts.plate not in scores:
@@ -141,6 +141,8 @@ def _measure_stack(stack: RelaxStack, phantom: Phantom, opts: RelaxOptions) -> P
                 f"not plate {opts.plate} ({scores[opts.plate]:.0f} %)"
             )
         plate = opts.plate
+    if plate in results:
+        return results[plate]
     arr = phantom.sphere_array(plate)
     ref = arr.reference(stack.kind, stack.field_strength_t)
     return measure_plate(stack, arr, reference=ref, **kw)  # type: ignore[arg-type]
@@ -223,7 +225,8 @@ def run_relaxometry(
         if progress is not None:
             progress(done, len(stacks_all))
     spheres = pd.DataFrame(rows)
-    rep, repro = precision_tables(spheres) if not spheres.empty else (pd.DataFrame(), pd.DataFrame())
+    # precision needs repeats (sessions of one scanner) or several scanners
+    rep, repro = precision_tables(spheres) if len(sessions) > 1 else (pd.DataFrame(), pd.DataFrame())
     return RelaxStudy(sessions, problems, spheres, rep, repro, refs_used)
 
 

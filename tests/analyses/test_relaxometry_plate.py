@@ -109,7 +109,8 @@ def test_wrong_reference_fails_the_spheres(tmp_path: Path) -> None:
 def test_plate_identified_from_values(tmp_path: Path) -> None:
     for plate, kind in ((4, "T1"), (5, "T1"), (4, "T2"), (5, "T2")):
         stacks, _, _ = _stack(tmp_path / f"{plate}{kind}", plate, kind, signed=True)
-        best, scores = identify_plate(stacks[0], PHANTOM.sphere_arrays)
+        best, scores, results = identify_plate(stacks[0], PHANTOM.sphere_arrays)
+        assert results[best].plate == plate
         assert best == plate and scores[plate] < 3.0 < scores[9 - plate]
 
 
@@ -121,6 +122,9 @@ def test_two_plates_as_two_slices_become_two_stacks(tmp_path: Path) -> None:
     stacks = build_stacks(read_volumes(tmp_path)[0])
     assert [round(s.position_mm) for s in stacks] == [-40, 0]
     assert [identify_plate(s, PHANTOM.sphere_arrays)[0] for s in stacks] == [5, 4]
+    # a preferred plate that fits is taken without fitting the other
+    plate, scores, _ = identify_plate(stacks[1], PHANTOM.sphere_arrays, prefer=4)
+    assert plate == 4 and list(scores) == [4]
 
 
 def test_bad_stacks_are_refused_with_the_reason(tmp_path: Path) -> None:

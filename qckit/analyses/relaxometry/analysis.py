@@ -79,15 +79,12 @@ class _Relaxometry(Analysis):
             for stack in build_stacks([v.volume for v in views], kind=self.kind):
                 try:
                     stack.check()
-                    plate, _ = identify_plate(stack, arrays, **kw)
-                    arr = ctx.phantom.sphere_array(plate)
-                    res = measure_plate(
-                        stack,
-                        arr,
-                        reference=arr.reference(stack.kind, stack.field_strength_t),
-                        measurable_ms=measurable,
-                        **kw,
-                    )  # type: ignore[arg-type]
+                    plate, _, tried = identify_plate(stack, arrays, **kw)
+                    res = tried[plate]
+                    if measurable is not None:  # the protocol's declared range replaces the default rule
+                        arr = ctx.phantom.sphere_array(plate)
+                        ref = arr.reference(stack.kind, stack.field_strength_t)
+                        res = measure_plate(stack, arr, reference=ref, measurable_ms=measurable, **kw)  # type: ignore[arg-type]
                 except QckitInputError as exc:
                     out.problems.append(Problem(self.name, stack.series_uids[0], str(exc)))
                     continue

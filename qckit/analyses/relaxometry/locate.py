@@ -101,9 +101,11 @@ def locate_array(
     roi_radius_mm: float,
     max_rotation_deg: float = 30.0,
     fit_points: np.ndarray | None = None,
+    hmap: np.ndarray | None = None,
 ) -> ArrayFit:
     """Fit the layout to the stack `images` (module docstring). `fit_points` (boolean per sphere): which centres
-    the fit uses (default: all); every centre is returned."""
+    the fit uses (default: all); every centre is returned. `hmap`: the stack's Hough map at this radius, when
+    already computed (`hough_map`)."""
     images = np.asarray(images, float)
     if images.ndim == 2:
         images = images[None]
@@ -116,7 +118,8 @@ def locate_array(
             f"the phantom reaches the image's {cut} edge: phantom cut off by the field of view"
         )
     radius_px = sphere_radius_mm / float(np.mean(pixel_mm))
-    hmap = hough_map(images, radius_px)
+    if hmap is None:
+        hmap = hough_map(images, radius_px)
     pts = layout_mm[use]
     best = (-np.inf, 0.0, (w / 2.0, h / 2.0))
     for ang in np.arange(-max_rotation_deg, max_rotation_deg + 1e-9, 1.0):

@@ -29,7 +29,7 @@ import numpy as np
 from scipy import ndimage
 
 from qckit.analyses.relaxometry.fit import RelaxFit, fit_t1, fit_t2
-from qckit.analyses.relaxometry.locate import ArrayFit, locate_array
+from qckit.analyses.relaxometry.locate import ArrayFit, hough_map, locate_array
 from qckit.analyses.relaxometry.stack import RelaxStack
 from qckit.core.errors import QckitInputError
 from qckit.metrology.precision import relative_bias
@@ -187,9 +187,13 @@ def measure_plate(
     stack.check()
     param = stack.kind
     layout = np.array([s.center_mm for s in array.spheres], float)
+    key = ("hough", array.sphere_radius_mm)
+    if key not in stack.cache:
+        stack.cache[key] = hough_map(stack.images, array.sphere_radius_mm / float(np.mean(stack.pixel_mm)))
     fit = locate_array(stack.images, stack.pixel_mm, layout, sphere_radius_mm=array.sphere_radius_mm,
                        roi_radius_mm=array.roi_radius_mm, max_rotation_deg=array.max_rotation_deg,
-                       fit_points=np.array([s.scored for s in array.spheres]))  # fmt: skip
+                       fit_points=np.array([s.scored for s in array.spheres]),
+                       hmap=stack.cache[key])  # type: ignore[arg-type]  # fmt: skip
     masks = roi_masks(stack.images.shape[1:], fit.centres_px, array.roi_radius_mm, stack.pixel_mm)
     flat = stack.images.reshape(len(stack.images), -1)
     counts = masks.reshape(len(masks), -1).sum(1)
@@ -250,24 +254,37 @@ def _fit(
     return min(fits, key=lambda f: f.residual_rms if np.isfinite(f.residual_rms) else np.inf)
 
 
+PLAUSIBLE_PERCENT = 25.0  # a plate whose median |bias| is within this is taken without trying the others
+
+
 def identify_plate(
-    stack: RelaxStack, arrays: list[SphereArray], **kw: object
-) -> tuple[int, dict[int, float]]:
-    """Which plate a stack shows: the one whose references its fitted values match best (median |log ratio|
-    over scored spheres with a reference). Returns the plate and each plate's median |bias| in percent."""
+    stack: RelaxStack, arrays: list[SphereArray], *, prefer: int | None = None, **kw: object
+) -> tuple[int, dict[int, float], dict[int, PlateResult]]:
+    """Which plate a stack shows: the one whose references its fitted values match best (median |bias| over
+    scored spheres with a reference, %). `prefer` is tried first and taken when plausible (median |bias| <=
+    `PLAUSIBLE_PERCENT`); else every plate is fitted. Returns the plate, each tried plate's median |bias| and its
+    result (so the chosen plate is not measured twice)."""
     scores: dict[int, float] = {}
-    for arr in arrays:
+    results: dict[int, PlateResult] = {}
+    order = sorted(arrays, key=lambda a: a.plate != prefer)
+    errors = []
+    for arr in order:
         ref = arr.reference(stack.kind, stack.field_strength_t or 1.5)
         if ref is None:
             continue
         try:
             res = measure_plate(stack, arr, reference=ref, **kw)  # type: ignore[arg-type]
-        except QckitInputError:
+        except QckitInputError as exc:
+            errors.append(str(exc))
             continue
         ratios = [abs(np.log(s.value / s.reference_ms)) for s in res.spheres
                   if s.scored and s.value and s.value > 0 and s.reference_ms]  # fmt: skip
         if ratios:
             scores[arr.plate] = float(100 * np.expm1(np.median(ratios)))
+            results[arr.plate] = res
+            if arr.plate == prefer and scores[arr.plate] <= PLAUSIBLE_PERCENT:
+                break
     if not scores:
-        raise QckitInputError(f"{stack.label}: no sphere array of the phantom could be fitted")
-    return min(scores, key=lambda p: scores[p]), scores
+        why = f": {errors[0]}" if errors else ""
+        raise QckitInputError(f"{stack.label}: no sphere array of the phantom could be fitted{why}")
+    return min(scores, key=lambda p: scores[p]), scores, results

@@ -36,6 +36,7 @@ class RelaxStack:
     header: object  # the first image's header (pixel data dropped)
     field_strength_t: float | None = None
     notes: list[str] = field(default_factory=list)
+    cache: dict[object, object] = field(default_factory=dict, repr=False)  # e.g. the Hough map per radius
 
     @property
     def signed(self) -> bool:
