@@ -85,11 +85,18 @@ def main() -> None:
     print(f"TARGET (per site, both plates): qckit {total_q:.2f} s / hazen {total_h:.2f} s = "
           f"{total_q / total_h:.2f} (target <= 0.5)")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        for part in ("T1/site1_20200218", "T1/site2_20180925", "T1/site3_ge", "T2/site1_20200218", "T2/site3_ge"):
+        for part in (
+            "T1/site1_20200218",
+            "T1/site2_20180925",
+            "T1/site3_ge",
+            "T2/site1_20200218",
+            "T2/site3_ge",
+        ):
             shutil.copytree(DATA / "relaxometry" / part, Path(tmp) / part)
         one = _time([qckit, "phantom", "relaxometry", tmp, "-q", "-o", str(out / "all")])
     print(f"qckit once on all three sites (7 series, with between-site CV): {one:.2f} s, ratio to hazen's 7 "
           f"calls {one / th:.2f}")  # fmt: skip
+
 
 if __name__ == "__main__":
     main()

@@ -150,6 +150,7 @@ def relaxometry_command(
         False, "--rician-t1", help="Magnitude IR: Rician model with background noise."
     ),
     only: str | None = typer.Option(None, "--only", help="T1 | T2: measure one kind only."),
+    maps: bool = typer.Option(False, "--maps", help="Also write voxel-wise T1/T2 maps (NIfTI) for audit."),
     output: Path = typer.Option(Path("reports/relaxometry"), "--output", "-o", help="Output folder."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the JSON document here."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
@@ -172,7 +173,9 @@ def relaxometry_command(
                         t1_rician=rician_t1, kind=kind)  # fmt: skip
     with progress_bar("fitting", enabled=not quiet) as update:
         study = run_relaxometry(folder, opts, progress=update)
-    paths = write_relaxometry_outputs(study, output, command_line(), str(folder))
+    paths = write_relaxometry_outputs(
+        study, output, command_line(), str(folder), maps=maps, t1_model=t1_model
+    )
     if json_out is not None:
         shutil.copyfile(paths["json"], json_out)
     if not quiet:

@@ -105,7 +105,10 @@ def check_command(
         for m in result.missing:
             console.print(
                 Text.assemble(
-                    ("missing", _STYLE[m["level"]]), f" {m['protocol_entry']}" + (f" ({m['title']})" if "value" in m else "") + f" in session {m['session']}"
+                    ("missing", _STYLE[m["level"]]),
+                    f" {m['protocol_entry']}"
+                    + (f" ({m['title']})" if "value" in m else "")
+                    + f" in session {m['session']}",
                 )
             )
         for d in result.duplicates:

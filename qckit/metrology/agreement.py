@@ -60,6 +60,7 @@ def _anova(x: np.ndarray) -> tuple[int, int, float, float, float, float]:
 def icc(x: np.ndarray, kind: str = "ICC(2,1)", alpha: float = 0.05) -> ICC:
     """ICC(1,1), ICC(2,1) or ICC(3,1) of an n targets x k raters matrix, with its 1-alpha CI."""
     from scipy import stats  # imported here: scipy.stats costs ~0.4 s of start-up
+
     n, k, bms, jms, ems, wms = _anova(x)
     q = 1 - alpha / 2
     if kind == "ICC(1,1)":
@@ -101,6 +102,7 @@ class CCC:
 def ccc(x: np.ndarray, y: np.ndarray, alpha: float = 0.05) -> CCC:
     """Lin's concordance correlation coefficient with its Fisher-z CI (see module docstring)."""
     from scipy import stats  # imported here: scipy.stats costs ~0.4 s of start-up
+
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.shape != y.shape or x.ndim != 1 or x.size < 3:
         raise ValueError("CCC needs two paired 1-D samples of at least 3 values")
@@ -145,6 +147,7 @@ def bland_altman(
     """Bias and limits of agreement bias +- multiplier SD of y - x, with CIs (see module docstring). The
     multiplier defaults to the normal quantile for `alpha` (1.96); Bland & Altman 1986 rounded it to 2."""
     from scipy import stats  # imported here: scipy.stats costs ~0.4 s of start-up
+
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.shape != y.shape or x.ndim != 1 or x.size < 3:
         raise ValueError("Bland-Altman needs two paired 1-D samples of at least 3 values")

@@ -58,6 +58,7 @@ def within_subject_sd(values: np.ndarray) -> float:
 
 def wsd_ci(wsd: float, df: int, alpha: float = 0.05) -> tuple[float, float]:
     from scipy import stats  # imported here: scipy.stats costs ~0.4 s of start-up
+
     lo = wsd * np.sqrt(df / stats.chi2.ppf(1 - alpha / 2, df))
     hi = wsd * np.sqrt(df / stats.chi2.ppf(alpha / 2, df))
     return float(lo), float(hi)

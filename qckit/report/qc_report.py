@@ -41,6 +41,11 @@ def _shape_xy(shape: Shape) -> tuple[list[float], list[float], str]:
     return [p[0] for p in pts], [p[1] for p in pts], "lines"
 
 
+# shapes whose label ends with a verdict are drawn in its colour (pass green, fail red, the rest grey)
+_VERDICT_COLOURS = {"pass": "#1b7f3b", "fail": "#c0262d", "not measurable": "#8a8f98", "not judged": "#5b8bd0",
+                    "fit failed": "#ff00ff"}  # fmt: skip
+
+
 def overlay_figure(ov: Overlay) -> go.Figure:
     """The image (down-sampled to at most 256 px) with every shape; one legend entry per label."""
     img = np.asarray(ov.image, float)
@@ -53,7 +58,10 @@ def overlay_figure(ov: Overlay) -> go.Figure:
     for shape in ov.shapes:
         group = shape.label.split(" ")[0] if shape.label.startswith(("ghost", "PIU", "SNR")) else shape.label
         first = group not in colour_of
-        colour = colour_of.setdefault(group, _COLOURS[len(colour_of) % len(_COLOURS)])
+        verdict = next((v for v in _VERDICT_COLOURS if group.endswith(v)), None)
+        colour = colour_of.setdefault(
+            group, _VERDICT_COLOURS[verdict] if verdict else _COLOURS[len(colour_of) % len(_COLOURS)]
+        )
         xs, ys, mode = _shape_xy(shape)
         fig.add_scatter(x=[x / step for x in xs], y=[y / step for y in ys], mode=mode, name=group,
                         legendgroup=group, showlegend=first, line={"color": colour, "width": 2},

@@ -240,6 +240,7 @@ def measure_session(
     loc_rows = sess.rows("localizer")
     localizer = sess.view(loc_rows[0], "localizer") if loc_rows else None
     field_t = optional_float(primary.get("MagneticFieldStrength"))
+
     def series_set_for(r: str) -> list[SeriesView]:
         return [sess.view(row, r) for row in sess.rows(r)]
 

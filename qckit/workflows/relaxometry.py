@@ -205,7 +205,9 @@ def run_relaxometry(
     sessions: list[RelaxSession] = []
     rows: list[dict[str, object]] = []
     groups = _sessions(volumes)
-    stacks_all = [(key, st) for key, vols in groups.items() for st in build_stacks(vols, kind=opts.kind)]
+    stacks_all = [
+        (key, st) for key, vols in sorted(groups.items()) for st in build_stacks(vols, kind=opts.kind)
+    ]
     if not stacks_all:
         raise QckitInputError(f"{folder}: no inversion-recovery or multi-echo acquisition")
     by_key: dict[tuple[str, str], RelaxSession] = {}
@@ -254,8 +256,25 @@ def study_document(study: RelaxStudy, prov: Provenance) -> dict[str, object]:
     }
 
 
-def write_relaxometry_outputs(study: RelaxStudy, out_dir: Path, command: str, folder: str) -> dict[str, Path]:
-    """`relaxometry.json`, `relaxometry-spheres.csv`, the precision tables and `relaxometry.html`."""
+def write_maps(study: RelaxStudy, out_dir: Path, t1_model: str = "3p") -> list[Path]:
+    """One NIfTI T1/T2 map per session and plate (`maps/<session>_<T1|T2>_plate<N>.nii.gz`, for audit)."""
+    import re
+
+    from qckit.analyses.relaxometry.maps import write_map
+
+    out = []
+    for sess in study.sessions:
+        for res in sess.plates:
+            name = re.sub(r"[^A-Za-z0-9_.@-]+", "_", f"{sess.label}_{res.parameter}_plate{res.plate}")
+            out.append(write_map(out_dir / "maps" / f"{name}.nii.gz", res.stack, t1_model=t1_model))
+    return out
+
+
+def write_relaxometry_outputs(
+    study: RelaxStudy, out_dir: Path, command: str, folder: str, *, maps: bool = False, t1_model: str = "3p"
+) -> dict[str, Path]:
+    """`relaxometry.json`, `relaxometry-spheres.csv`, the precision tables, `relaxometry.html` and, with `maps`,
+    the NIfTI maps."""
     from qckit.report.relaxometry_report import write_report
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -265,6 +284,9 @@ def write_relaxometry_outputs(study: RelaxStudy, out_dir: Path, command: str, fo
                         ("reproducibility", study.reproducibility)):  # fmt: skip
         if not frame.empty:
             paths[name] = write_table(frame, out_dir / f"relaxometry-{name}.csv")
+    if maps:
+        for k, p in enumerate(write_maps(study, out_dir, t1_model)):
+            paths[f"map {k + 1}"] = p
     doc = study_document(study, prov)
     paths["json"] = write_json(out_dir / "relaxometry.json", doc)
     paths["html"] = write_report(doc, overlays(study), prov, out_dir / "relaxometry.html")

@@ -103,10 +103,14 @@ def test_bad_series_exit_2_and_the_others_are_measured(tmp_path: Path) -> None:
     _plate_dir(data / "good", 5, "T1", signed=True)
     _plate_dir(data / "oneti", 4, "T1", times_ms=(400.0,), trs_ms=(1000.0,), date="20260106")
     _plate_dir(data / "echoes", 5, "T2", times_ms=(10.0, 20.0), date="20260107")
+    arr = PHANTOM.sphere_array(4)
+    write_relaxometry(data / "cut", arr, arr.reference("T2", 1.5).values_ms[:14], "T2", date="20260108",
+                      scan=RelaxScan(seed=3, shift_mm=(0.0, 90.0)))  # fmt: skip
     out = tmp_path / "out"
     res = runner.invoke(app, ["phantom", "relaxometry", str(data), "-o", str(out), "-q"])
     assert res.exit_code == 2
     assert "1 distinct inversion times" in res.output and "2 distinct echo times" in res.output
+    assert "cut off by the field of view" in res.output
     doc = json.loads((out / "relaxometry.json").read_text())
     assert [p["plate"] for s in doc["sessions"] for p in s["plates"]] == [5]
     assert doc["verdict"] == "incomplete"
@@ -167,3 +171,84 @@ def test_protocol_names_the_missing_inversion_time(tmp_path: Path) -> None:
     res = runner.invoke(app, ["protocol", "check", str(data), "-p", "ismrm-nist-relaxometry"])
     assert "InversionTime 600 ms" in res.output and "InversionTime 800 ms" in res.output
     assert res.exit_code == 1
+
+
+def test_maps_are_written_with_the_slice_geometry(tmp_path: Path) -> None:
+    import nibabel as nib
+    import numpy as np
+
+    data = _plate_dir(tmp_path / "p5", 5, "T1", signed=True)
+    out = tmp_path / "o"
+    res = runner.invoke(
+        app, ["phantom", "relaxometry", str(data), "--maps", "--t1-model", "2p", "-o", str(out), "-q"]
+    )
+    assert res.exit_code == 0, res.output
+    (path,) = (out / "maps").glob("*_T1_plate5.nii.gz")
+    img = nib.load(path)
+    assert img.shape == (192, 192, 1) and nib.aff2axcodes(img.affine) == ("L", "I", "P")
+    assert np.allclose(img.header.get_zooms(), (250 / 192, 250 / 192, 5.0), atol=1e-3)
+    doc = json.loads((out / "relaxometry.json").read_text())
+    plate = doc["sessions"][0]["plates"][0]
+    m = np.asarray(img.dataobj)[:, :, 0].T  # back to rows x columns
+    yy, xx = np.mgrid[: m.shape[0], : m.shape[1]]
+    for s in plate["spheres"][:13]:
+        x, y = s["centre_px"]
+        roi = np.hypot(xx - x, yy - y) <= 3
+        # one voxel's fit at SNR 50 is noisy: long T1s (few % of signal change per TI) get the wider bound
+        tol = 0.03 if s["reference_ms"] < 1100 else 0.08
+        assert np.median(m[roi]) == pytest.approx(s["reference_ms"], rel=tol), s["name"]
+
+
+def test_report_opens_in_chromium_without_console_errors(tmp_path: Path, chromium: str) -> None:
+    import re
+    import subprocess
+
+    from pydicom import dcmread
+
+    from tests.report.test_html import CHROMIUM_FLAGS
+
+    data = _plate_dir(tmp_path / "p5", 5, "T1", signed=True)
+    assert dcmread(next(data.glob("*.dcm"))).PatientName == "SYSTEM^PHANTOM"  # planted identifier
+    out = tmp_path / "o"
+    assert runner.invoke(app, ["phantom", "relaxometry", str(data), "-o", str(out), "-q"]).exit_code == 0
+    report = out / "relaxometry.html"
+    for f in out.iterdir():
+        text = f.read_text(errors="replace")
+        assert "SYSTEM^PHANTOM" not in text and "PHANTOM-0001" not in text, f.name
+    proc = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", report.as_uri()],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [line for line in proc.stderr.splitlines() if ":CONSOLE" in line] == []
+    dom = proc.stdout
+    assert len(re.findall(r'id="fig-\d+-\d+"', dom)) == 3  # ROIs, fit curves, measured vs reference
+    assert dom.count('class="main-svg"') >= 3 and "sphere01" in dom
+
+
+def test_repeatability_and_reproducibility_across_sessions_and_scanners(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from qckit.synth.dicom import SCANNERS
+
+    arr = PHANTOM.sphere_array(5)
+    vals = arr.reference("T1", 1.5).values_ms[:14]
+    ge = replace(SCANNERS["ge-mr750-3t"], field_strength_t=1.5)
+    for k, (scanner, date) in enumerate(
+        [(None, "20260105"), (None, "20260112"), (ge, "20260105"), (ge, "20260112")]
+    ):
+        scale = 1.0 if scanner is None else 1.04  # the second scanner reads 4 % long
+        write_relaxometry(tmp_path / "in" / str(k), arr, [v * scale for v in vals], "T1", signed=True, date=date,
+                          scanner=scanner, scan=RelaxScan(seed=k + 10))  # fmt: skip
+    out = tmp_path / "o"
+    res = runner.invoke(app, ["phantom", "relaxometry", str(tmp_path / "in"), "--t1-model", "2p", "-o", str(out),
+                              "-q"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    labels = [s["label"] for s in json.loads((out / "relaxometry.json").read_text())["sessions"]]
+    assert labels == sorted(labels)
+    rep = pd.read_csv(out / "relaxometry-repeatability.csv")
+    row = rep[(rep["feature"] == "T1_plate5_sphere05")].iloc[0]
+    assert row["n_repeats"] == 2 and row["cv"] < 3 and row["cv_ci_low"] < row["cv"] < row["cv_ci_high"]
+    repro = pd.read_csv(out / "relaxometry-reproducibility.csv").set_index("feature")
+    s5 = repro.loc["T1_plate5_sphere05"]
+    # two scanners 4 % apart: between-scanner CV = 100 * 0.04 / sqrt(2) / 1.02 = 2.8 %
+    assert s5["between_cv"] == pytest.approx(2.77, abs=0.8) and s5["rdc"] > 0
+    assert s5["between_cv_ci_low"] < s5["between_cv"] < s5["between_cv_ci_high"]

@@ -35,6 +35,9 @@ class RelaxStack:
     series_uids: list[str]
     header: object  # the first image's header (pixel data dropped)
     field_strength_t: float | None = None
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)  # patient position (LPS, mm) of the first pixel
+    direction: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)  # ITK order, as Volume
+    thickness_mm: float | None = None
     notes: list[str] = field(default_factory=list)
     cache: dict[object, object] = field(default_factory=dict, repr=False)  # e.g. the Hough map per radius
 
@@ -79,7 +82,7 @@ def kind_of(vol: Volume) -> str:
 
 def build_stacks(volumes: Iterable[Volume], kind: str | None = None) -> list[RelaxStack]:
     """Stacks of `volumes` (of one scanner session) by kind and slice position; `kind` keeps only T1 or T2."""
-    groups: dict[tuple[str, int], list[tuple[float, float, np.ndarray, Volume, float]]] = {}
+    groups: dict[tuple[str, int], list[tuple[float, float, np.ndarray, Volume, float, int]]] = {}
     for vol in volumes:
         k = kind_of(vol)
         if kind is not None and k != kind:
@@ -91,11 +94,14 @@ def build_stacks(volumes: Iterable[Volume], kind: str | None = None) -> list[Rel
         positions = vol.slice_positions or [0.0] * vol.n_slices
         for i in range(vol.n_slices):
             key = (k, int(round(positions[i] / POSITION_TOL_MM)))
-            groups.setdefault(key, []).append((t, tr, vol.array[i], vol, positions[i]))
+            groups.setdefault(key, []).append((t, tr, vol.array[i], vol, positions[i], i))
     stacks = []
     for (k, _), items in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         items.sort(key=lambda it: it[0])
-        first = items[0][3]
+        first, k0 = items[0][3], items[0][5]
+        d = np.asarray(first.direction, float).reshape(3, 3)
+        shift = (first.slice_positions[k0] - first.slice_positions[0]) if first.slice_positions else 0.0
+        origin = tuple(float(v) for v in np.asarray(first.origin, float) + shift * d[:, 2])
         stacks.append(
             RelaxStack(
                 kind=k,
@@ -107,6 +113,9 @@ def build_stacks(volumes: Iterable[Volume], kind: str | None = None) -> list[Rel
                 series_uids=list(dict.fromkeys(it[3].series_uid for it in items)),
                 header=first.header,
                 field_strength_t=optional_float(first.header.get("MagneticFieldStrength")),
+                origin=origin,  # type: ignore[arg-type]
+                direction=tuple(first.direction),
+                thickness_mm=first.thickness,
             )
         )
     return stacks
