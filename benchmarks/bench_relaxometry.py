@@ -6,7 +6,7 @@ needs one call per plate and parameter (`--calc T1|T2 --plate_number 4|5`), qcki
 (both plates, T1 and T2, plates told from the values). Also printed: one call per series for both tools (the
 start-up of two Python processes dominates there) and all three sites in one qckit call. hazen 2.0's wheel ships without its template images: they are copied from the shared data
 into the bench venv's hazenlib (never into this repository).
-Run with `make bench` (bench venv), or QCKIT_BIN / HAZEN_BIN pointing at other installs.
+Run with `make bench` (qckit from .venv-bench, hazen from .venv-hazen), or set QCKIT_BIN / HAZEN_BIN.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def main() -> None:
         raise SystemExit(f"no relaxometry data at {DATA / 'relaxometry'}")
     qckit, hazen = _bin("QCKIT_BIN", "qckit"), _bin("HAZEN_BIN", "hazen")
     if not Path(hazen).exists():
-        raise SystemExit(f"hazen not found at {hazen} (the bench venv installs hazen 2.0)")
+        raise SystemExit(f"hazen not found at {hazen} (make bench puts hazen 2.0 in .venv-hazen: numpy >= 2)")
     _templates(hazen)
     out = Path(tempfile.mkdtemp())
     th = tq = 0.0
