@@ -4,6 +4,7 @@ from qckit.metrology.agreement import CCC, ICC, BlandAltman, bland_altman, ccc, 
 from qckit.metrology.precision import (
     Repeatability,
     between_condition_cv,
+    between_condition_cv_ci,
     relative_bias,
     repeatability,
     reproducibility_coefficient,
@@ -11,7 +12,17 @@ from qckit.metrology.precision import (
     wcv_rms,
     within_subject_sd,
 )
-from qckit.metrology.verdicts import Thresholds, repeatability_table, reproducibility_table
+
+_LAZY = {"Thresholds", "repeatability_table", "reproducibility_table"}  # qckit.metrology.verdicts needs pandas
+
+
+def __getattr__(name: str) -> object:
+    """The table verdicts load on first use, so the statistics alone do not import pandas."""
+    if name in _LAZY:
+        from qckit.metrology import verdicts
+
+        return getattr(verdicts, name)
+    raise AttributeError(f"module 'qckit.metrology' has no attribute {name!r}")
 
 __all__ = [
     "CCC",
@@ -20,6 +31,7 @@ __all__ = [
     "Repeatability",
     "Thresholds",
     "between_condition_cv",
+    "between_condition_cv_ci",
     "bland_altman",
     "ccc",
     "icc",

@@ -55,17 +55,26 @@ def overlay_figure(ov: Overlay) -> go.Figure:
     fig = go.Figure(go.Heatmap(z=np.rint(np.clip(shown, 0, None) * 1000 / top).astype(np.int16), colorscale="Gray",
                                showscale=False, hoverinfo="skip", zmin=0, zmax=1000))  # fmt: skip
     colour_of: dict[str, str] = {}
-    for shape in ov.shapes:
+    traces: dict[tuple[str, str], tuple[list[float | None], list[float | None]]] = {}
+    for shape in ov.shapes:  # one trace per label and mode (shapes apart by None): legible and fast
         group = shape.label.split(" ")[0] if shape.label.startswith(("ghost", "PIU", "SNR")) else shape.label
-        first = group not in colour_of
         verdict = next((v for v in _VERDICT_COLOURS if group.endswith(v)), None)
-        colour = colour_of.setdefault(
+        colour_of.setdefault(
             group, _VERDICT_COLOURS[verdict] if verdict else _COLOURS[len(colour_of) % len(_COLOURS)]
         )
         xs, ys, mode = _shape_xy(shape)
-        fig.add_scatter(x=[x / step for x in xs], y=[y / step for y in ys], mode=mode, name=group,
-                        legendgroup=group, showlegend=first, line={"color": colour, "width": 2},
-                        marker={"size": 8, "color": colour})  # fmt: skip
+        tx, ty = traces.setdefault((group, mode), ([], []))
+        if tx:
+            tx.append(None)
+            ty.append(None)
+        tx.extend(x / step for x in xs)
+        ty.extend(y / step for y in ys)
+    shown_legend: set[str] = set()
+    for (group, mode), (tx, ty) in traces.items():
+        colour = colour_of[group]
+        fig.add_scatter(x=tx, y=ty, mode=mode, name=group, legendgroup=group, showlegend=group not in shown_legend,
+                        line={"color": colour, "width": 2}, marker={"size": 8, "color": colour})  # fmt: skip
+        shown_legend.add(group)
     fig.update_layout(title=ov.key, height=520, width=560, legend={"font": {"size": 10}},
                       yaxis={"autorange": "reversed", "scaleanchor": "x", "showticklabels": False},
                       xaxis={"showticklabels": False}, margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip

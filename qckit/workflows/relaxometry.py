@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from qckit import __version__
 from qckit.analyses.relaxometry.analysis import roi_shapes
@@ -31,10 +30,9 @@ from qckit.core.identity import ScannerIdentity
 from qckit.core.jsonio import write_json
 from qckit.core.provenance import Provenance, file_sha256
 from qckit.core.results import Overlay, Problem
-from qckit.core.tables import write_table
+from qckit.core.tables import write_records_csv
 from qckit.dicom.volume import Volume, read_volumes
 from qckit.metrology.precision import between_condition_cv, between_condition_cv_ci
-from qckit.metrology.verdicts import Thresholds, repeatability_table, reproducibility_table
 from qckit.phantoms.load import load_phantom
 from qckit.phantoms.models import Phantom, ReferenceSet
 
@@ -68,9 +66,9 @@ class RelaxSession:
 class RelaxStudy:
     sessions: list[RelaxSession]
     problems: list[Problem]
-    spheres: pd.DataFrame  # one row per session x plate x parameter x sphere
-    repeatability: pd.DataFrame
-    reproducibility: pd.DataFrame
+    spheres: list[dict[str, object]]  # one row per session x plate x parameter x sphere
+    repeatability: list[dict[str, object]]  # per sphere and scanner (sessions as repeats)
+    reproducibility: list[dict[str, object]]  # per sphere across scanners
     references: list[str]
     outputs: dict[str, Path] = field(default_factory=dict)
 
@@ -157,11 +155,15 @@ def _rows(session: RelaxSession, res: PlateResult) -> list[dict[str, object]]:
             for s in res.spheres]  # fmt: skip
 
 
-def precision_tables(spheres: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def precision_tables(spheres: list[dict[str, object]]) -> tuple[list[dict], list[dict]]:
     """Repeatability per scanner (sessions as repeats) and reproducibility across scanners, per sphere."""
-    data = spheres.dropna(subset=["value_ms"]).copy()
+    import pandas as pd  # here: a one-session run needs neither pandas nor these tables
+
+    from qckit.metrology.verdicts import Thresholds, repeatability_table, reproducibility_table
+
+    data = pd.DataFrame(spheres).dropna(subset=["value_ms"])
     if data.empty:
-        return pd.DataFrame(), pd.DataFrame()
+        return [], []
     data["feature"] = data["parameter"] + "_plate" + data["plate"].astype(str) + "_" + data["sphere"]
     data["roi"] = "sphere"
     th = Thresholds(min_repeats=2)
@@ -181,7 +183,15 @@ def precision_tables(spheres: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]
             between_condition_cv(data[data["feature"] == f].groupby("scanner")["value_ms"].mean().to_numpy())
             for f in repro["feature"]
         ]
-    return rep, repro
+    return _records(rep), _records(repro)
+
+
+def _records(frame: object) -> list[dict[str, object]]:
+    """DataFrame rows as dicts with NaN as None (strict JSON, empty CSV cells)."""
+    out = []
+    for r in frame.to_dict(orient="records"):  # type: ignore[attr-defined]
+        out.append({k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()})
+    return out
 
 
 def run_relaxometry(
@@ -226,10 +236,9 @@ def run_relaxometry(
             rows += _rows(sess, res)
         if progress is not None:
             progress(done, len(stacks_all))
-    spheres = pd.DataFrame(rows)
     # precision needs repeats (sessions of one scanner) or several scanners
-    rep, repro = precision_tables(spheres) if len(sessions) > 1 else (pd.DataFrame(), pd.DataFrame())
-    return RelaxStudy(sessions, problems, spheres, rep, repro, refs_used)
+    rep, repro = precision_tables(rows) if len(sessions) > 1 and rows else ([], [])
+    return RelaxStudy(sessions, problems, rows, rep, repro, refs_used)
 
 
 def overlays(study: RelaxStudy) -> list[Overlay]:
@@ -251,8 +260,8 @@ def study_document(study: RelaxStudy, prov: Provenance) -> dict[str, object]:
         "references": study.references,
         "sessions": [s.to_dict() for s in study.sessions],
         "problems": [p.to_dict() for p in study.problems],
-        "repeatability": study.repeatability.to_dict(orient="records"),
-        "reproducibility": study.reproducibility.to_dict(orient="records"),
+        "repeatability": study.repeatability,
+        "reproducibility": study.reproducibility,
     }
 
 
@@ -282,8 +291,8 @@ def write_relaxometry_outputs(
     paths: dict[str, Path] = {}
     for name, frame in (("spheres", study.spheres), ("repeatability", study.repeatability),
                         ("reproducibility", study.reproducibility)):  # fmt: skip
-        if not frame.empty:
-            paths[name] = write_table(frame, out_dir / f"relaxometry-{name}.csv")
+        if frame:
+            paths[name] = write_records_csv(frame, out_dir / f"relaxometry-{name}.csv")
     if maps:
         for k, p in enumerate(write_maps(study, out_dir, t1_model)):
             paths[f"map {k + 1}"] = p

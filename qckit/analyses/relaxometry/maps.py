@@ -16,28 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from qckit.analyses.relaxometry.fit import _ir_rss
+from qckit.analyses.relaxometry.fit import grid_fit
 from qckit.analyses.relaxometry.stack import RelaxStack
 from qckit.core.jsonio import atomic_write_bytes
-
-GRID = np.geomspace(1.0, 20000.0, 400)
-CHUNK = 4096
-
-
-def _refine(rss: np.ndarray) -> np.ndarray:
-    """Parabolic refinement of each column's minimum over the log grid; 0 at the grid's ends."""
-    k = np.argmin(rss, axis=0)
-    out = np.zeros(rss.shape[1])
-    inner = (k > 0) & (k < len(GRID) - 1)
-    idx = np.flatnonzero(inner)
-    if idx.size:
-        a, b, c = rss[k[idx] - 1, idx], rss[k[idx], idx], rss[k[idx] + 1, idx]
-        denom = a - 2 * b + c
-        with np.errstate(divide="ignore", invalid="ignore"):
-            off = np.where(denom > 0, 0.5 * (a - c) / denom, 0.0)
-        step = np.log(GRID[1] / GRID[0])
-        out[idx] = np.exp(np.log(GRID[k[idx]]) + np.clip(off, -0.5, 0.5) * step)
-    return out
 
 
 def object_mask(stack: RelaxStack) -> np.ndarray:
@@ -48,38 +29,9 @@ def object_mask(stack: RelaxStack) -> np.ndarray:
 def relaxation_map(stack: RelaxStack, *, t1_model: str = "3p", exclude_first: bool = True) -> np.ndarray:
     """T1 or T2 (ms) per pixel of `stack` (module docstring)."""
     mask = object_mask(stack)
-    y = stack.images[:, mask].T  # voxels x times
-    out = np.zeros(mask.sum())
-    order = np.argsort(stack.times)
-    t, y = stack.times[order], y[:, order]
-    if stack.kind == "T1":
-        trv = stack.trs[order] if np.all(np.isfinite(stack.trs)) else None
-        for a in range(0, len(y), CHUNK):
-            yc = y[a : a + CHUNK]
-            if stack.signed:
-                with np.errstate(over="ignore", invalid="ignore"):
-                    rss = _ir_rss(t, trv, yc, GRID, t1_model)
-            else:  # every polarity split per voxel; keep the best split's residual per T1
-                n = len(t)
-                best = np.full((len(GRID), len(yc)), np.inf)
-                for k in range(n + 1):
-                    ys = np.abs(yc)
-                    ys[:, :k] *= -1
-                    with np.errstate(over="ignore", invalid="ignore"):
-                        best = np.minimum(best, _ir_rss(t, trv, ys, GRID, t1_model))
-                rss = best
-            out[a : a + CHUNK] = _refine(rss)
-    else:
-        if exclude_first and len(t) > 3:
-            t, y = t[1:], y[:, 1:]
-        e = np.exp(-t[None, :] / GRID[:, None])  # grid x times
-        ee = (e**2).sum(1)[:, None]
-        for a in range(0, len(y), CHUNK):
-            yc = np.abs(y[a : a + CHUNK])
-            rss = (yc**2).sum(1)[None, :] - (e @ yc.T) ** 2 / ee
-            out[a : a + CHUNK] = _refine(rss)
     result = np.zeros(mask.shape)
-    result[mask] = out
+    result[mask] = grid_fit(stack.kind, stack.times, stack.images[:, mask].T, trs=stack.trs, signed=stack.signed,
+                            t1_model=t1_model, exclude_first=exclude_first)  # fmt: skip
     return result
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from qckit.analyses.relaxometry.fit import RelaxFit, fit_t1, fit_t2
+from qckit.analyses.relaxometry.fit import RelaxFit, fit_t1, fit_t2, grid_fit
 from qckit.analyses.relaxometry.locate import ArrayFit, hough_map, locate_array
 from qckit.analyses.relaxometry.stack import RelaxStack
 from qckit.core.errors import QckitInputError
@@ -172,6 +172,29 @@ def default_range(parameter: str, times: np.ndarray, exclude_first: bool = True)
     return float(low), float(3.0 * t[-1])
 
 
+def located_means(stack: RelaxStack, array: SphereArray) -> tuple[ArrayFit, np.ndarray]:
+    """The array's localisation on `stack` and each ROI's mean per time (spheres x times), cached on the stack."""
+    cached = stack.cache.get(("means", array.plate))
+    if cached is not None:
+        return cached  # type: ignore[return-value]
+    layout = np.array([s.center_mm for s in array.spheres], float)
+    key = ("hough", array.sphere_radius_mm)
+    if key not in stack.cache:
+        stack.cache[key] = hough_map(stack.images, array.sphere_radius_mm / float(np.mean(stack.pixel_mm)))
+    fit = locate_array(stack.images, stack.pixel_mm, layout, sphere_radius_mm=array.sphere_radius_mm,
+                       roi_radius_mm=array.roi_radius_mm, max_rotation_deg=array.max_rotation_deg,
+                       fit_points=np.array([s.scored for s in array.spheres]),
+                       hmap=stack.cache[key])  # type: ignore[arg-type]  # fmt: skip
+    masks = roi_masks(stack.images.shape[1:], fit.centres_px, array.roi_radius_mm, stack.pixel_mm)
+    flat = stack.images.reshape(len(stack.images), -1)
+    counts = masks.reshape(len(masks), -1).sum(1)
+    if np.any(counts == 0):
+        raise QckitInputError(f"ROI radius {array.roi_radius_mm} mm holds no pixel at this resolution")
+    means = (masks.reshape(len(masks), -1).astype(float) @ flat.T) / counts[:, None]
+    stack.cache[("means", array.plate)] = (fit, means)
+    return fit, means
+
+
 def measure_plate(
     stack: RelaxStack,
     array: SphereArray,
@@ -186,20 +209,7 @@ def measure_plate(
     """Measure `stack` (T1 or T2) on the sphere array `array` (module docstring)."""
     stack.check()
     param = stack.kind
-    layout = np.array([s.center_mm for s in array.spheres], float)
-    key = ("hough", array.sphere_radius_mm)
-    if key not in stack.cache:
-        stack.cache[key] = hough_map(stack.images, array.sphere_radius_mm / float(np.mean(stack.pixel_mm)))
-    fit = locate_array(stack.images, stack.pixel_mm, layout, sphere_radius_mm=array.sphere_radius_mm,
-                       roi_radius_mm=array.roi_radius_mm, max_rotation_deg=array.max_rotation_deg,
-                       fit_points=np.array([s.scored for s in array.spheres]),
-                       hmap=stack.cache[key])  # type: ignore[arg-type]  # fmt: skip
-    masks = roi_masks(stack.images.shape[1:], fit.centres_px, array.roi_radius_mm, stack.pixel_mm)
-    flat = stack.images.reshape(len(stack.images), -1)
-    counts = masks.reshape(len(masks), -1).sum(1)
-    if np.any(counts == 0):
-        raise QckitInputError(f"ROI radius {array.roi_radius_mm} mm holds no pixel at this resolution")
-    means = (masks.reshape(len(masks), -1).astype(float) @ flat.T) / counts[:, None]  # spheres x times
+    fit, means = located_means(stack, array)
     notes: list[str] = []
     sigma = None if stack.signed else background_sigma(stack.images)
     if sigma is None and not stack.signed and (param == "T2" or t1_rician):
@@ -242,16 +252,13 @@ def _fit(
     param: str, stack: RelaxStack, y: np.ndarray, tr: np.ndarray | None, ref: float | None, t1_model: str,
     sigma: float | None, exclude_first: bool, floor_snr: float,
 ) -> RelaxFit:  # fmt: skip
-    """T1: the separable global fit. T2: the better (least residual) of a fit seeded at the reference and one
-    seeded from the sampled echo times."""
+    """T1: the separable global fit. T2: the Rician-floor fit started from the global grid fit of the plain
+    exponential (never from the reference, so the reference cannot pull the value)."""
     if param == "T1":  # global in T1 (separable fit), no seeding needed
         return fit_t1(stack.times, y, tr=tr, signed=stack.signed, model=t1_model, sigma=sigma)
-    fits = []
-    for g in (ref, None):
-        if g is None or g > 0:
-            fits.append(fit_t2(stack.times, y, sigma=sigma, exclude_first=exclude_first, floor_snr=floor_snr,
-                               t2_guess=g))  # fmt: skip
-    return min(fits, key=lambda f: f.residual_rms if np.isfinite(f.residual_rms) else np.inf)
+    start = float(grid_fit("T2", stack.times, y[None, :], exclude_first=exclude_first)[0])
+    return fit_t2(stack.times, y, sigma=sigma, exclude_first=exclude_first, floor_snr=floor_snr,
+                  t2_guess=start if start > 0 else None)  # fmt: skip
 
 
 PLAUSIBLE_PERCENT = 25.0  # a plate whose median |bias| is within this is taken without trying the others
@@ -261,30 +268,32 @@ def identify_plate(
     stack: RelaxStack, arrays: list[SphereArray], *, prefer: int | None = None, **kw: object
 ) -> tuple[int, dict[int, float], dict[int, PlateResult]]:
     """Which plate a stack shows: the one whose references its fitted values match best (median |bias| over
-    scored spheres with a reference, %). `prefer` is tried first and taken when plausible (median |bias| <=
-    `PLAUSIBLE_PERCENT`); else every plate is fitted. Returns the plate, each tried plate's median |bias| and its
-    result (so the chosen plate is not measured twice)."""
+    scored spheres with a reference, %), scored on quick grid fits of the ROI means (`fit.grid_fit`). `prefer`
+    is tried first and taken when plausible (median |bias| <= `PLAUSIBLE_PERCENT`); else every plate is scored.
+    Returns the plate, each scored plate's median |bias| and the full result of the chosen plate."""
     scores: dict[int, float] = {}
-    results: dict[int, PlateResult] = {}
-    order = sorted(arrays, key=lambda a: a.plate != prefer)
     errors = []
-    for arr in order:
+    for arr in sorted(arrays, key=lambda a: a.plate != prefer):
         ref = arr.reference(stack.kind, stack.field_strength_t or 1.5)
         if ref is None:
             continue
         try:
-            res = measure_plate(stack, arr, reference=ref, **kw)  # type: ignore[arg-type]
+            _, means = located_means(stack, arr)
         except QckitInputError as exc:
             errors.append(str(exc))
             continue
-        ratios = [abs(np.log(s.value / s.reference_ms)) for s in res.spheres
-                  if s.scored and s.value and s.value > 0 and s.reference_ms]  # fmt: skip
+        quick = grid_fit(stack.kind, stack.times, means, trs=stack.trs, signed=stack.signed,
+                         t1_model=str(kw.get("t1_model", "3p")))  # fmt: skip
+        ratios = [abs(np.log(v / r)) for v, r, s in zip(quick, ref.values_ms, arr.spheres, strict=True)
+                  if s.scored and v > 0 and r]  # fmt: skip
         if ratios:
             scores[arr.plate] = float(100 * np.expm1(np.median(ratios)))
-            results[arr.plate] = res
             if arr.plate == prefer and scores[arr.plate] <= PLAUSIBLE_PERCENT:
                 break
     if not scores:
         why = f": {errors[0]}" if errors else ""
         raise QckitInputError(f"{stack.label}: no sphere array of the phantom could be fitted{why}")
-    return min(scores, key=lambda p: scores[p]), scores, results
+    best = min(scores, key=lambda p: scores[p])
+    arr = next(a for a in arrays if a.plate == best)
+    res = measure_plate(stack, arr, reference=arr.reference(stack.kind, stack.field_strength_t or 1.5), **kw)  # type: ignore[arg-type]
+    return best, scores, {best: res}
