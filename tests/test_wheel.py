@@ -55,6 +55,8 @@ def test_the_wheel_holds_the_definitions(installed: Path):
         "protocols/acr-mri-large.yaml",
         "phantoms/acr-mri-large.yaml",
         "phantoms/params/phantom-radiomics.yaml",
+        "phantoms/ismrm-nist-system.yaml",
+        "protocols/ismrm-nist-relaxometry.yaml",
     ):
         assert f"qckit/_data/{f}" in names
 
