@@ -1,18 +1,27 @@
-# qckit developer entry points. Everything runs inside .venv, created from Python 3.11 on first use.
+# qckit developer entry points. Everything runs inside .venv, created on first use from Python 3.11 (else 3.12).
 #   make demo   set up and run `qckit demo` on the embedded synthetic data (reports/demo/)
-#   make test   set up and run the default test suite (what CI runs, via .ci/run)
+#   make test   set up and run the default test suite (what CI runs, via .ci/run); when the machine also has the
+#               other supported Python (3.11 / 3.12), the suite runs there too, in .venv-other
 
-PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+PY311  := $(shell sh tools/find-python 3.11)
+PY312  := $(shell sh tools/find-python 3.12)
+PYTHON ?= $(or $(PY311),$(PY312),$(shell command -v python3))
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.qckit-installed
 
-.PHONY: setup demo test test-all bench lint clean
+.PHONY: setup demo test test-other test-all bench lint clean prerequisites
 
 setup: $(STAMP)
 
+# pyradiomics-bhklab ships no wheels: it builds from source, which needs a C compiler and the Python headers.
+prerequisites:
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v in ((3, 11), (3, 12)) else "qckit needs Python 3.11 or 3.12, found %d.%d (set PYTHON=/path/to/python3.11; 3.13: see README)" % v)'
+	@$(PYTHON) -c 'import os, sys, sysconfig; h = os.path.join(sysconfig.get_paths()["include"], "Python.h"); sys.exit(0 if os.path.isfile(h) else "the Python headers are missing (%s): install python3-dev (Debian/Ubuntu) or python3-devel (Fedora); pyradiomics builds from source" % h)'
+	@command -v "$${CC:-cc}" >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || { echo "no C compiler (cc/gcc): install build-essential (Debian/Ubuntu) or gcc; pyradiomics builds from source" >&2; exit 1; }
+
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else "qckit needs Python 3.11, found %d.%d (set PYTHON=/path/to/python3.11)" % v)'
+	@$(MAKE) --no-print-directory prerequisites PYTHON=$(PYTHON)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip wheel
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -21,9 +30,30 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/qckit demo --out reports/demo
 
+# the other supported interpreter, when this machine has it
+OTHER := $(if $(filter $(PY311),$(PYTHON)),$(PY312),$(if $(filter $(PY312),$(PYTHON)),$(PY311),))
+OTHER_VENV := .venv-other
+OTHER_STAMP := $(OTHER_VENV)/.qckit-installed
+
 test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
+ifneq ($(OTHER),)
+	@$(MAKE) --no-print-directory test-other
+else
+	@echo "one supported Python only ($(PYTHON)): the suite ran on it alone"
+endif
+
+$(OTHER_STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory prerequisites PYTHON=$(OTHER)
+	$(OTHER) -m venv $(OTHER_VENV)
+	$(OTHER_VENV)/bin/python -m pip install --quiet --upgrade pip wheel
+	$(OTHER_VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	@touch $(OTHER_STAMP)
+
+test-other: $(OTHER_STAMP)
+	@echo "== the test suite again, on $$($(OTHER_VENV)/bin/python -V)"
+	$(OTHER_VENV)/bin/python -m pytest -p no:cacheprovider
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -m ''
@@ -55,4 +85,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check qckit tests benchmarks
 
 clean:
-	rm -rf $(VENV) .venv-bench .venv-hazen build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-other .venv-bench .venv-hazen build *.egg-info .pytest_cache

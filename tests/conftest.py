@@ -124,3 +124,40 @@ def postgres_server():  # noqa: ANN201 - yields a URL
         subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True, timeout=120)  # fmt: skip
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """qckit's wheel, built from the tree (offline: `--no-build-isolation`, hatchling from the dev extras) and
+    installed with `--no-deps` into a fresh venv in a temporary folder; its third-party dependencies come from this
+    environment's site-packages through a plain path entry (the checkout's editable hook is not active there)."""
+    import subprocess
+    import sys
+    import sysconfig
+    import venv
+
+    root = tmp_path_factory.mktemp("wheel")
+    dist = root / "dist"
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(dist), str(REPO_ROOT)], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert build.returncode == 0, build.stderr
+    (wheel,) = dist.glob("qckit-*.whl")
+    env_dir = root / "venv"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    py = env_dir / "bin" / "python"
+    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    (Path(site) / "_qckit_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    inst = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert inst.returncode == 0, inst.stderr
+    return env_dir
+
+
+def run_installed(env_dir: Path, *args: str, cwd: Path):  # noqa: ANN201 - subprocess.CompletedProcess[str]
+    """Run the installed wheel's `qckit` with `cwd` as working directory (no QCKIT_* overrides)."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QCKIT_")}
+    return subprocess.run([str(env_dir / "bin" / "qckit"), *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=900)  # fmt: skip

@@ -1,4 +1,5 @@
-"""`qckit demo` runs end to end on the embedded synthetic data."""
+"""`qckit demo` runs end to end on the embedded synthetic data, from a wheel built from the tree and installed
+into a fresh venv outside the checkout (so the demo also proves the installed package works)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,15 @@ import json
 from pathlib import Path
 
 import pandas as pd
-from typer.testing import CliRunner
 
-from qckit.cli import app
 from qckit.core.jsonio import strict_loads
+from tests.conftest import run_installed
 
 
-def test_demo_runs_and_writes_index(tmp_path: Path):
-    res = CliRunner().invoke(
-        app, ["demo", "--out", str(tmp_path / "demo"), "--data", str(tmp_path / "d"), "-q"]
-    )
-    assert res.exit_code == 0, res.output
+def test_demo_runs_and_writes_index(tmp_path: Path, installed_wheel: Path):
+    res = run_installed(installed_wheel, "demo", "--out", str(tmp_path / "demo"), "--data", str(tmp_path / "d"),
+                        "-q", cwd=tmp_path)  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
     index = json.loads((tmp_path / "demo" / "index.json").read_text())
     vendors = {s["Vendor"] for s in index["series"]}
     assert vendors == {"Siemens", "GE", "Philips"}
@@ -48,8 +47,8 @@ def test_demo_runs_and_writes_index(tmp_path: Path):
     qc = tmp_path / "demo" / "qc"
     assert (qc / "qc-history.sqlite").is_file()
     assert (qc / "qc-trend-qckit-Virtual_1_5T-VS_0002.html").is_file()
-    assert "QC year qckit-Virtual_1_5T-VS_0002" in res.output
-    flat = " ".join(res.output.split())  # rich wraps long lines
+    assert "QC year qckit-Virtual_1_5T-VS_0002" in res.stdout + res.stderr
+    flat = " ".join((res.stdout + res.stderr).split())  # rich wraps long lines
     line = flat.split("QC year qckit-Virtual_1_5T-VS_0002")[1].split("QC control charts")[0]
     for name in ("snr 2025-08-", "geometric_length_slice5_horizontal 2025-09-"):
         assert name in line

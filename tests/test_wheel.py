@@ -9,43 +9,25 @@ install hook is not active there). Every command runs with the temporary folder 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import sysconfig
-import venv
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_installed
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("wheel")
-    dist = root / "dist"
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(dist), str(REPO)], capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert build.returncode == 0, build.stderr
-    (wheel,) = dist.glob("qckit-*.whl")
-    env_dir = root / "venv"
-    venv.EnvBuilder(with_pip=True).create(env_dir)
-    py = env_dir / "bin" / "python"
-    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    (Path(site) / "_qckit_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    inst = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert inst.returncode == 0, inst.stderr
-    return env_dir
+def installed(installed_wheel: Path) -> Path:
+    return installed_wheel
 
 
 def _run(env_dir: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QCKIT_")}
-    return subprocess.run([str(env_dir / "bin" / "qckit"), *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=600)  # fmt: skip
+    return run_installed(env_dir, *args, cwd=cwd)
 
 
 def test_the_wheel_holds_the_definitions(installed: Path):
@@ -76,3 +58,25 @@ def test_installed_qckit_runs_outside_the_checkout(installed: Path, reference_da
     assert data["verdict"] == "pass" and len(data["measurements"]) >= 10
     defs = data["provenance"]["definitions"]
     assert all(str(installed) in path for path in defs), defs  # read from the installed package
+
+
+def test_the_sdist_is_complete_and_builds(tmp_path: Path):
+    """`hatchling build -t sdist` from the tree; the sdist carries the definitions, LICENSE, NOTICE, CHANGELOG and
+    builds a wheel that holds the definitions (offline: no build isolation)."""
+    import tarfile
+
+    dist = tmp_path / "dist"
+    hatch = Path(sys.executable).with_name("hatchling")
+    res = subprocess.run([str(hatch), "build", "-t", "sdist", "-d", str(dist)], cwd=REPO, capture_output=True,
+                         text=True, timeout=600)  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    (sdist,) = dist.glob("qckit-*.tar.gz")
+    names = {n.split("/", 1)[1] for n in tarfile.open(sdist).getnames() if "/" in n}
+    for f in ("LICENSE", "NOTICE", "CHANGELOG.md", "README.md", "pyproject.toml", "protocols/acr-mri-large.yaml",
+              "phantoms/ismrm-nist-system.yaml", "qckit/__init__.py"):  # fmt: skip
+        assert f in names, f
+    wheel = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                            str(tmp_path / "w"), str(sdist)], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert wheel.returncode == 0, wheel.stderr
+    (whl,) = (tmp_path / "w").glob("qckit-*.whl")
+    assert "qckit/_data/phantoms/ismrm-nist-system.yaml" in zipfile.ZipFile(whl).namelist()
