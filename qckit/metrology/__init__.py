@@ -13,7 +13,11 @@ from qckit.metrology.precision import (
     within_subject_sd,
 )
 
-_LAZY = {"Thresholds", "repeatability_table", "reproducibility_table"}  # qckit.metrology.verdicts needs pandas
+_LAZY = {
+    "Thresholds",
+    "repeatability_table",
+    "reproducibility_table",
+}  # qckit.metrology.verdicts needs pandas
 
 
 def __getattr__(name: str) -> object:
@@ -23,6 +27,7 @@ def __getattr__(name: str) -> object:
 
         return getattr(verdicts, name)
     raise AttributeError(f"module 'qckit.metrology' has no attribute {name!r}")
+
 
 __all__ = [
     "CCC",
