@@ -31,7 +31,9 @@ INTERRUPTED = (
 PIPE_WIDTH = 250
 # markup is off: paths and messages are printed as they are (a "[postgres]" in a hint or a file name stays);
 # colours come from rich Text objects
-console = Console(stderr=False, width=None if sys.stdout.isatty() else PIPE_WIDTH, markup=False)
+# piped: tables at PIPE_WIDTH, and text lines never re-wrapped (grep sees each line whole)
+console = Console(stderr=False, width=None if sys.stdout.isatty() else PIPE_WIDTH, markup=False,
+                  soft_wrap=not sys.stdout.isatty())  # fmt: skip
 err_console = Console(stderr=True, soft_wrap=True, markup=False)  # messages are never re-wrapped (grep-able)
 
 F = TypeVar("F", bound=Callable[..., Any])

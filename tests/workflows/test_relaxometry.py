@@ -252,3 +252,17 @@ def test_repeatability_and_reproducibility_across_sessions_and_scanners(tmp_path
     # two scanners 4 % apart: between-scanner CV = 100 * 0.04 / sqrt(2) / 1.02 = 2.8 %
     assert s5["between_cv"] == pytest.approx(2.77, abs=0.8) and s5["rdc"] > 0
     assert s5["between_cv_ci_low"] < s5["between_cv"] < s5["between_cv_ci_high"]
+
+
+def test_piped_output_is_not_wrapped(tmp_path: Path) -> None:
+    """stdout piped (not a TTY): every printed path stays on one line, however long."""
+    import subprocess
+    import sys
+
+    data = _plate_dir(tmp_path / "p5", 5, "T1", signed=True)
+    out = tmp_path / ("o" * 120) / ("deep" * 40)
+    qckit = str(Path(sys.executable).with_name("qckit"))
+    res = subprocess.run([qckit, "phantom", "relaxometry", str(data), "-o", str(out)],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert f"  json: {out / 'relaxometry.json'}" in res.stdout.splitlines()
