@@ -22,7 +22,7 @@ import numpy as np
 
 from qckit import __version__
 from qckit.analyses.relaxometry.analysis import roi_shapes
-from qckit.analyses.relaxometry.plate import PlateResult, identify_plate, measure_plate
+from qckit.analyses.relaxometry.plate import PlateResult, identify_plate, measure_plate, plate_reference
 from qckit.analyses.relaxometry.stack import RelaxStack, build_stacks
 from qckit.core.definitions import load_yaml
 from qckit.core.errors import PhantomError, QckitInputError
@@ -125,10 +125,7 @@ def _sessions(volumes: list[Volume]) -> dict[tuple[str, str], list[Volume]]:
 
 
 def _measure_stack(stack: RelaxStack, phantom: Phantom, opts: RelaxOptions) -> PlateResult:
-    kw = {"t1_model": opts.t1_model, "floor_snr": opts.floor_snr, "t1_rician": opts.t1_rician}
-    stack.check()
-    arrays = phantom.sphere_arrays
-    best, scores, results = identify_plate(stack, arrays, prefer=opts.plate, **kw)
+    best, scores = identify_plate(stack, phantom.sphere_arrays, prefer=opts.plate, t1_model=opts.t1_model)
     plate = best
     if opts.plate is not None:
         if opts.plate not in scores:
@@ -139,11 +136,9 @@ def _measure_stack(stack: RelaxStack, phantom: Phantom, opts: RelaxOptions) -> P
                 f"not plate {opts.plate} ({scores[opts.plate]:.0f} %)"
             )
         plate = opts.plate
-    if plate in results:
-        return results[plate]
     arr = phantom.sphere_array(plate)
-    ref = arr.reference(stack.kind, stack.field_strength_t)
-    return measure_plate(stack, arr, reference=ref, **kw)  # type: ignore[arg-type]
+    return measure_plate(stack, arr, reference=plate_reference(stack, arr), t1_model=opts.t1_model,
+                         floor_snr=opts.floor_snr, t1_rician=opts.t1_rician)  # fmt: skip
 
 
 def _rows(session: RelaxSession, res: PlateResult) -> list[dict[str, object]]:
@@ -247,7 +242,7 @@ def overlays(study: RelaxStudy) -> list[Overlay]:
     for sess in study.sessions:
         for res in sess.plates:
             key = f"{sess.label} {res.parameter} plate {res.plate}"
-            out.append(Overlay(key, np.abs(res.stack.images[0]), res.stack.pixel_mm, list(roi_shapes(res))))
+            out.append(Overlay(key, np.abs(res.stack.images[0]), res.stack.pixel_mm, roi_shapes(res)))
     return out
 
 

@@ -109,8 +109,9 @@ def test_wrong_reference_fails_the_spheres(tmp_path: Path) -> None:
 def test_plate_identified_from_values(tmp_path: Path) -> None:
     for plate, kind in ((4, "T1"), (5, "T1"), (4, "T2"), (5, "T2")):
         stacks, _, _ = _stack(tmp_path / f"{plate}{kind}", plate, kind, signed=True)
-        best, scores, results = identify_plate(stacks[0], PHANTOM.sphere_arrays)
-        assert results[best].plate == plate
+        best, scores = identify_plate(stacks[0], PHANTOM.sphere_arrays)
+        arr = PHANTOM.sphere_array(best)
+        assert measure_plate(stacks[0], arr, reference=arr.reference(kind, 1.5)).plate == plate
         assert best == plate and scores[plate] < 3.0 < scores[9 - plate]
 
 
@@ -123,7 +124,7 @@ def test_two_plates_as_two_slices_become_two_stacks(tmp_path: Path) -> None:
     assert [round(s.position_mm) for s in stacks] == [-40, 0]
     assert [identify_plate(s, PHANTOM.sphere_arrays)[0] for s in stacks] == [5, 4]
     # a preferred plate that fits is taken without fitting the other
-    plate, scores, _ = identify_plate(stacks[1], PHANTOM.sphere_arrays, prefer=4)
+    plate, scores = identify_plate(stacks[1], PHANTOM.sphere_arrays, prefer=4)
     assert plate == 4 and list(scores) == [4]
 
 

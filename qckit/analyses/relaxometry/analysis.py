@@ -19,6 +19,7 @@ from qckit.analyses.relaxometry.plate import (
     PlateResult,
     identify_plate,
     measure_plate,
+    plate_reference,
 )
 from qckit.analyses.relaxometry.stack import build_stacks
 from qckit.core.errors import QckitInputError
@@ -78,21 +79,16 @@ class _Relaxometry(Analysis):
             measurable = next((v.measurable_ms for v in views if v.measurable_ms), None)
             for stack in build_stacks([v.volume for v in views], kind=self.kind):
                 try:
-                    stack.check()
-                    plate, _, tried = identify_plate(stack, arrays, **kw)
-                    res = tried[plate]
-                    if measurable is not None:  # the protocol's declared range replaces the default rule
-                        arr = ctx.phantom.sphere_array(plate)
-                        ref = arr.reference(stack.kind, stack.field_strength_t)
-                        res = measure_plate(stack, arr, reference=ref, measurable_ms=measurable, **kw)  # type: ignore[arg-type]
+                    plate, _ = identify_plate(stack, arrays, t1_model=kw["t1_model"])  # type: ignore[arg-type]
+                    arr = ctx.phantom.sphere_array(plate)
+                    res = measure_plate(stack, arr, reference=plate_reference(stack, arr), measurable_ms=measurable,
+                                        **kw)  # type: ignore[arg-type]  # fmt: skip
                 except QckitInputError as exc:
                     out.problems.append(Problem(self.name, stack.series_uids[0], str(exc)))
                     continue
                 out.measurements += plate_measurements(res, role)
                 ov_key = f"{role} plate {res.plate}"
-                ctx.overlays[ov_key] = Overlay(
-                    ov_key, abs(stack.images[0]), stack.pixel_mm, list(roi_shapes(res))
-                )
+                ctx.overlays[ov_key] = Overlay(ov_key, abs(stack.images[0]), stack.pixel_mm, roi_shapes(res))
         if not out.measurements and not out.problems:
             raise QckitInputError(f"no {self.kind} acquisition (inversion or echo times) among the series")
         return out

@@ -76,11 +76,16 @@ def _rot(deg: float) -> np.ndarray:
     return np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
 
 
+def object_mask(images: np.ndarray) -> np.ndarray:
+    """The object: pixels whose mean |signal| over the stack exceeds 10 % of its 99th percentile."""
+    mag = np.abs(np.asarray(images, float)).mean(0)
+    return mag > 0.1 * np.percentile(mag, 99)
+
+
 def _touches_border(images: np.ndarray, share: float = 0.1) -> str:
-    """The side ('left', 'top', ...) along which the object (mean |image| above 10 % of its 99th percentile)
-    covers more than `share` of the image edge; '' when it lies inside the field of view."""
-    mag = np.abs(images).mean(0)
-    obj = mag > 0.1 * np.percentile(mag, 99)
+    """The side ('left', 'top', ...) along which the object (`object_mask`) covers more than `share` of the image
+    edge; '' when it lies inside the field of view."""
+    obj = object_mask(images)
     sides = {"top": obj[0], "bottom": obj[-1], "left": obj[:, 0], "right": obj[:, -1]}
     return next((k for k, v in sides.items() if v.mean() > share), "")
 
@@ -154,8 +159,7 @@ def locate_array(
     if abs(ang) > max_rotation_deg + 1.0:
         ang, cx, cy = best[1], best[2][0], best[2][1]
     centres = place(layout_mm, pixel_mm, ang, (cx, cy))
-    inside = ndimage.binary_erosion(np.abs(images).mean(0) > 0.1 * np.percentile(np.abs(images).mean(0), 99),
-                                    iterations=2)  # fmt: skip
+    inside = ndimage.binary_erosion(object_mask(images), iterations=2)
     typical = float(np.median(hmap[inside])) if inside.any() else float(np.median(hmap))
     at = ndimage.map_coordinates(hmap, [centres[use, 1], centres[use, 0]], order=1)
     contrast = float(np.mean(at) / typical) if typical > 0 else float("inf")

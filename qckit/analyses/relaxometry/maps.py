@@ -17,18 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from qckit.analyses.relaxometry.fit import grid_fit
+from qckit.analyses.relaxometry.locate import object_mask
 from qckit.analyses.relaxometry.stack import RelaxStack
 from qckit.core.jsonio import atomic_write_bytes
 
 
-def object_mask(stack: RelaxStack) -> np.ndarray:
-    mag = np.abs(stack.images).mean(0)
-    return mag > 0.1 * np.percentile(mag, 99)
-
-
 def relaxation_map(stack: RelaxStack, *, t1_model: str = "3p", exclude_first: bool = True) -> np.ndarray:
     """T1 or T2 (ms) per pixel of `stack` (module docstring)."""
-    mask = object_mask(stack)
+    mask = object_mask(stack.images)
     result = np.zeros(mask.shape)
     result[mask] = grid_fit(stack.kind, stack.times, stack.images[:, mask].T, trs=stack.trs, signed=stack.signed,
                             t1_model=t1_model, exclude_first=exclude_first)  # fmt: skip

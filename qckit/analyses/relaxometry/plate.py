@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from qckit.analyses.relaxometry.fit import RelaxFit, fit_t1, fit_t2, grid_fit
-from qckit.analyses.relaxometry.locate import ArrayFit, hough_map, locate_array
+from qckit.analyses.relaxometry.fit import RelaxFit, fit_t1, fit_t2, grid_fit, ir_signal, rician_mean
+from qckit.analyses.relaxometry.locate import ArrayFit, hough_map, locate_array, object_mask
 from qckit.analyses.relaxometry.stack import RelaxStack
 from qckit.core.errors import QckitInputError
 from qckit.metrology.precision import relative_bias
@@ -123,8 +123,6 @@ class PlateResult:
 
 def fit_curves(res: PlateResult, n: int = 80) -> list[dict[str, list[float]]]:
     """Per sphere: the fitted model on a fine time grid (for plots), signed as fitted (`t`, `s`)."""
-    from qckit.analyses.relaxometry.fit import ir_signal, rician_mean
-
     t = np.linspace(0.0, float(res.stack.times.max()) * 1.05, n)
     tr = np.interp(t, res.stack.times, res.stack.trs) if np.all(np.isfinite(res.stack.trs)) else None
     out = []
@@ -154,9 +152,8 @@ def roi_masks(shape: tuple[int, int], centres_px: np.ndarray, radius_mm: float, 
 
 def background_sigma(images: np.ndarray) -> float | None:
     """Rayleigh estimate of the noise SD from pixels well outside the object (None: no usable background)."""
-    mag = np.abs(images).mean(0)
-    obj = mag > 0.1 * np.percentile(mag, 99)
-    obj = ndimage.binary_dilation(ndimage.binary_fill_holes(obj), iterations=max(3, mag.shape[0] // 32))
+    obj = ndimage.binary_dilation(ndimage.binary_fill_holes(object_mask(images)),
+                                  iterations=max(3, images.shape[1] // 32))  # fmt: skip
     bg = np.abs(images[:, ~obj])
     if bg.size < 200 or np.mean(bg == 0) > 0.5:
         return None
@@ -211,6 +208,10 @@ def measure_plate(
     param = stack.kind
     fit, means = located_means(stack, array)
     notes: list[str] = []
+    if stack.field_strength_t is None and reference is not None:
+        notes.append(
+            f"no MagneticFieldStrength in the header: the {reference.field_strength_t:g} T references used"
+        )
     sigma = None if stack.signed else background_sigma(stack.images)
     if sigma is None and not stack.signed and (param == "T2" or t1_rician):
         notes.append(f"no noise background (zero-filled): {param} fitted without the Rician noise model")
@@ -225,7 +226,7 @@ def measure_plate(
         y = means[i]
         centre = (float(fit.centres_px[i, 0]), float(fit.centres_px[i, 1]))
         try:
-            rf = _fit(param, stack, y, tr, ref, t1_model, sigma if param == "T2" or t1_rician else None,
+            rf = _fit(param, stack, y, tr, t1_model, sigma if param == "T2" or t1_rician else None,
                       exclude_first_echo, floor_snr)  # fmt: skip
         except (QckitInputError, ValueError, np.linalg.LinAlgError) as exc:
             results.append(SphereResult(i, sph.name, None, None, None, 0, ref, False, sph.scored, None,
@@ -249,8 +250,8 @@ def measure_plate(
 
 
 def _fit(
-    param: str, stack: RelaxStack, y: np.ndarray, tr: np.ndarray | None, ref: float | None, t1_model: str,
-    sigma: float | None, exclude_first: bool, floor_snr: float,
+    param: str, stack: RelaxStack, y: np.ndarray, tr: np.ndarray | None, t1_model: str, sigma: float | None,
+    exclude_first: bool, floor_snr: float,
 ) -> RelaxFit:  # fmt: skip
     """T1: the separable global fit. T2: the Rician-floor fit started from the global grid fit of the plain
     exponential (never from the reference, so the reference cannot pull the value)."""
@@ -264,17 +265,24 @@ def _fit(
 PLAUSIBLE_PERCENT = 25.0  # a plate whose median |bias| is within this is taken without trying the others
 
 
+def plate_reference(stack: RelaxStack, array: SphereArray) -> ReferenceSet | None:
+    """The array's reference set for the stack's parameter and field strength (1.5 T when the header has none,
+    as hazen does; the plate result then notes it)."""
+    return array.reference(stack.kind, stack.field_strength_t or 1.5)
+
+
 def identify_plate(
-    stack: RelaxStack, arrays: list[SphereArray], *, prefer: int | None = None, **kw: object
-) -> tuple[int, dict[int, float], dict[int, PlateResult]]:
+    stack: RelaxStack, arrays: list[SphereArray], *, prefer: int | None = None, t1_model: str = "3p"
+) -> tuple[int, dict[int, float]]:
     """Which plate a stack shows: the one whose references its fitted values match best (median |bias| over
-    scored spheres with a reference, %), scored on quick grid fits of the ROI means (`fit.grid_fit`). `prefer`
-    is tried first and taken when plausible (median |bias| <= `PLAUSIBLE_PERCENT`); else every plate is scored.
-    Returns the plate, each scored plate's median |bias| and the full result of the chosen plate."""
+    scored spheres with a reference, %), scored on quick grid fits of the ROI means (`fit.grid_fit`; the means
+    stay cached on the stack for `measure_plate`). `prefer` is tried first and taken when plausible (median |bias|
+    <= `PLAUSIBLE_PERCENT`); else every plate is scored. Returns the plate and each scored plate's median |bias|."""
+    stack.check()
     scores: dict[int, float] = {}
     errors = []
     for arr in sorted(arrays, key=lambda a: a.plate != prefer):
-        ref = arr.reference(stack.kind, stack.field_strength_t or 1.5)
+        ref = plate_reference(stack, arr)
         if ref is None:
             continue
         try:
@@ -282,8 +290,9 @@ def identify_plate(
         except QckitInputError as exc:
             errors.append(str(exc))
             continue
-        quick = grid_fit(stack.kind, stack.times, means, trs=stack.trs, signed=stack.signed,
-                         t1_model=str(kw.get("t1_model", "3p")))  # fmt: skip
+        quick = grid_fit(
+            stack.kind, stack.times, means, trs=stack.trs, signed=stack.signed, t1_model=t1_model
+        )
         ratios = [abs(np.log(v / r)) for v, r, s in zip(quick, ref.values_ms, arr.spheres, strict=True)
                   if s.scored and v > 0 and r]  # fmt: skip
         if ratios:
@@ -293,7 +302,4 @@ def identify_plate(
     if not scores:
         why = f": {errors[0]}" if errors else ""
         raise QckitInputError(f"{stack.label}: no sphere array of the phantom could be fitted{why}")
-    best = min(scores, key=lambda p: scores[p])
-    arr = next(a for a in arrays if a.plate == best)
-    res = measure_plate(stack, arr, reference=arr.reference(stack.kind, stack.field_strength_t or 1.5), **kw)  # type: ignore[arg-type]
-    return best, scores, {best: res}
+    return min(scores, key=lambda p: scores[p]), scores
