@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/qckit demo --out reports/demo
+	$(BIN)/qckit demo --output-dir reports/demo
 
 # the other supported interpreter, when this machine has it
 OTHER := $(if $(filter $(PY311),$(PYTHON)),$(PY312),$(if $(filter $(PY312),$(PYTHON)),$(PY311),))

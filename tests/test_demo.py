@@ -6,16 +6,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonschema
 import pandas as pd
 
 from qckit.core.jsonio import strict_loads
+from qckit.schemas import load_schema
 from tests.conftest import run_installed
 
 
 def test_demo_runs_and_writes_index(tmp_path: Path, installed_wheel: Path):
+    # `--out` is the pre-0.3 spelling of --output-dir: it still works, with a deprecation warning
     res = run_installed(installed_wheel, "demo", "--out", str(tmp_path / "demo"), "--data", str(tmp_path / "d"),
-                        "-q", cwd=tmp_path)  # fmt: skip
+                        "-q", "--json", str(tmp_path / "demo.json"), cwd=tmp_path)  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr
+    assert "`qckit demo --out` is deprecated" in res.stderr and "use --output-dir" in res.stderr
+    assert res.stdout == ""  # -q: nothing on stdout
+    doc = strict_loads((tmp_path / "demo.json").read_text())
+    jsonschema.validate(doc, load_schema("demo"))
+    assert doc["series"] == 13 and doc["protocol_checks"]["acr-mri-large"]["failed"] is True
+    assert set(doc["qc_first_alarms"]) and all(Path(p).exists() for p in doc["outputs"].values())
     index = json.loads((tmp_path / "demo" / "index.json").read_text())
     vendors = {s["Vendor"] for s in index["series"]}
     assert vendors == {"Siemens", "GE", "Philips"}

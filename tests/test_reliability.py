@@ -62,7 +62,7 @@ def test_a_fifo_is_listed_never_opened(tmp_path: Path):
     )
     (tmp_path / "p.yaml").write_text(FAST)
     ex = runner.invoke(
-        app, ["extract", str(man), "-p", str(tmp_path / "p.yaml"), "-o", str(tmp_path / "f.parquet"), "-q"]
+        app, ["extract", str(man), "--params", str(tmp_path / "p.yaml"), "-o", str(tmp_path / "f.parquet"), "-q"]
     )
     assert ex.exit_code == 1 and "named pipe (FIFO): not read" in ex.output
 
@@ -97,7 +97,7 @@ def test_a_dying_worker_fails_its_case_only(tmp_path: Path, monkeypatch: pytest.
     (tmp_path / "p.yaml").write_text(FAST)
     out = tmp_path / "f.parquet"
     res = runner.invoke(
-        app, ["extract", str(man), "-p", str(tmp_path / "p.yaml"), "-o", str(out), "-j", "2", "-q"]
+        app, ["extract", str(man), "--params", str(tmp_path / "p.yaml"), "-o", str(out), "-j", "2", "-q"]
     )
     assert res.exit_code == 1, res.output
     assert len(pd.read_parquet(out)) == 4
@@ -106,7 +106,7 @@ def test_a_dying_worker_fails_its_case_only(tmp_path: Path, monkeypatch: pytest.
         "failed"
     ][0]["reason"]
     again = runner.invoke(
-        app, ["extract", str(man), "-p", str(tmp_path / "p.yaml"), "-o", str(out), "-j", "2", "-q"]
+        app, ["extract", str(man), "--params", str(tmp_path / "p.yaml"), "-o", str(out), "-j", "2"]
     )
     assert again.exit_code == 1 and "0 computed, 5 resumed" in again.output  # the failed case is not re-run
 
@@ -124,14 +124,14 @@ def test_a_damaged_part_is_recomputed(tmp_path: Path):
     out = tmp_path / "f.parquet"
     assert (
         runner.invoke(
-            app, ["extract", str(man), "-p", str(tmp_path / "p.yaml"), "-o", str(out), "-j", "1", "-q"]
+            app, ["extract", str(man), "--params", str(tmp_path / "p.yaml"), "-o", str(out), "-j", "1", "-q"]
         ).exit_code
         == 0
     )
     part = sorted((tmp_path / "f.parquet.parts").glob("s0*.json"))[0]
     part.write_text("")
     res = runner.invoke(
-        app, ["extract", str(man), "-p", str(tmp_path / "p.yaml"), "-o", str(out), "-j", "1", "-q"]
+        app, ["extract", str(man), "--params", str(tmp_path / "p.yaml"), "-o", str(out), "-j", "1"]
     )
     assert res.exit_code == 0, res.output
     assert "1 computed, 1 resumed" in res.output and len(pd.read_parquet(out)) == 2
@@ -276,7 +276,7 @@ def test_yaml_alias_bombs_are_refused_everywhere(tmp_path: Path):
     bomb.write_text("\n".join(lines) + "\n")
     man = tmp_path / "m.csv"
     pd.DataFrame({"subject_id": ["s"], "image": ["i.nii.gz"], "mask": ["m.nii.gz"]}).to_csv(man, index=False)
-    res = runner.invoke(app, ["extract", str(man), "-p", str(bomb), "-o", str(tmp_path / "f.parquet")])
+    res = runner.invoke(app, ["extract", str(man), "--params", str(bomb), "-o", str(tmp_path / "f.parquet")])
     assert res.exit_code == 2 and "aliases expand to more than" in res.output and len(res.output) < 5000
     t = pd.DataFrame(
         {

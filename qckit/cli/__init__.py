@@ -7,6 +7,7 @@ import typer
 from qckit import __version__
 from qckit.cli._common import setup_logging
 from qckit.cli.classify import classify_command
+from qckit.cli.conventions import QckitGroup
 from qckit.cli.demo import demo_command
 from qckit.cli.extract import extract_command
 from qckit.cli.harmonize import app as harmonize_app
@@ -18,10 +19,11 @@ from qckit.cli.qc import app as qc_app
 from qckit.cli.scan import scan_command
 
 app = typer.Typer(
+    cls=QckitGroup,
     name="qckit",
     help="Quality control and harmonization of quantitative medical imaging.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 

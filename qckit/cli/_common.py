@@ -82,11 +82,20 @@ def setup_logging(verbose: bool) -> None:
     warnings.showwarning = _show_warning
 
 
+# The options every command takes (the convention in qckit.cli.conventions); `handle_errors` acts on -v.
+QUIET = typer.Option(
+    False, "--quiet", "-q", help="No progress bar and no summary on stdout (errors still on stderr)."
+)
+VERBOSE = typer.Option(False, "--verbose", "-v", help="Debug logging on stderr.")
+
+
 def handle_errors(fn: F) -> F:
-    """Map qckit's errors to exit codes: input/usage errors -> 2 with the message on stderr."""
+    """Map qckit's errors to exit codes: input/usage errors -> 2 with the message on stderr; `--verbose` on."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("verbose"):
+            setup_logging(True)
         try:
             return fn(*args, **kwargs)
         except KeyboardInterrupt:
@@ -106,8 +115,8 @@ def handle_errors(fn: F) -> F:
 
 @contextmanager
 def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar on stderr; yields a `callback(done, total)` for the library."""
-    if not enabled:
+    """A rich progress bar on stderr, shown only when stderr is a terminal; yields a `callback(done, total)`."""
+    if not enabled or not err_console.is_terminal:
         yield lambda done, total: None
         return
     with Progress(

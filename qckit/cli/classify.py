@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from qckit.cli._common import console, handle_errors, progress_bar, report_undeclared
+from qckit.cli._common import QUIET, VERBOSE, console, handle_errors, progress_bar, report_undeclared
 from qckit.core.errors import QckitInputError
 
 
@@ -15,28 +15,29 @@ def classify_command(
     features: Path = typer.Argument(..., help="Feature table (.parquet or .csv)."),
     label: str = typer.Option(..., "--label", "-l", help="Binary label column."),
     batch: list[str] = typer.Option(..., "--batch", "-b", help="Batch column; repeat to combine columns."),
-    categorical: list[str] = typer.Option([], "--categorical"),
-    continuous: list[str] = typer.Option([], "--continuous"),
+    categorical: list[str] = typer.Option([], "--categorical", help="Categorical covariate ComBat preserves."),
+    continuous: list[str] = typer.Option([], "--continuous", help="Continuous covariate ComBat preserves."),
     id_column: str = typer.Option(
         "subject_id", "--id", help="Subject id: rows of a subject stay in one fold."
     ),
     model: str = typer.Option("lasso-lr", "--model", help="lasso-lr | svm | rf"),
     selection: str = typer.Option("univariate", "--selection", help="lasso | univariate | none"),
     cv: str = typer.Option("subject", "--cv", help="subject (grouped k-fold) | site (leave one site out)"),
-    folds: int = typer.Option(5, "--folds", min=2),
+    folds: int = typer.Option(5, "--folds", min=2, help="Outer cross-validation folds."),
     no_harmonize: bool = typer.Option(False, "--no-harmonize", help="No ComBat (baseline)."),
     compare: bool = typer.Option(False, "--compare", help="Also run without and with leaky harmonization."),
     stable: Path | None = typer.Option(None, "--stable-features", help="Restrict to this feature list."),
-    exclude: list[str] = typer.Option([], "--exclude"),
+    exclude: list[str] = typer.Option([], "--exclude", help="Other non-feature columns."),
     feature_patterns: list[str] = typer.Option([], "--features", help="Feature columns by shell pattern."),
-    export: Path | None = typer.Option(
-        None, "--export-harmonized", help="Write the whole-dataset harmonized table."
-    ),
-    json_out: Path | None = typer.Option(None, "--json"),
-    html: Path | None = typer.Option(None, "--html"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    seed: int = typer.Option(0, "--seed"),
-) -> None:
+    export: Path | None = typer.Option(None, "--export-harmonized", metavar="FILE",
+                                       help="Write the whole-dataset harmonized table."),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="Results (pooled and per-fold "
+                                         "metrics with CIs) as JSON."),
+    html: Path | None = typer.Option(None, "--html", metavar="FILE", help="HTML report."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the folds and the models."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
     """Nested cross-validated classification; ComBat is fitted inside each training fold."""
     from qckit.classify.contract import load_feature_table
     from qckit.classify.pipeline import compare_harmonization, nested_cv, whole_dataset_harmonized
@@ -71,7 +72,7 @@ def classify_command(
         inputs={"features": str(features), "rows": len(ft.frame), "features used": len(ft.features)},
         definitions={features.name: file_sha256(features)},
     )
-    for r in results:
+    for r in results if not quiet else []:
         auc = r.pooled["roc_auc"]
         console.print(
             f"{r.model} | harmonization {r.harmonize} | {r.cv}: ROC AUC {auc['value']:.3f} "

@@ -6,18 +6,21 @@ from pathlib import Path
 
 import typer
 
-from qckit.cli._common import console, handle_errors, progress_bar
+from qckit.cli._common import QUIET, VERBOSE, console, handle_errors, progress_bar
 
 
 @handle_errors
 def demo_command(
-    out: Path = typer.Option(Path("reports/demo"), "--out", "-o", help="Where the demo's outputs go."),
-    data: Path | None = typer.Option(
-        None, "--data", help="Where to write the synthetic DICOM (default: temp)."
-    ),
+    out: Path = typer.Option(Path("reports/demo"), "--output-dir", "-o", metavar="DIR",
+                             help="Where the demo's outputs go."),
+    data: Path | None = typer.Option(None, "--data", metavar="DIR",
+                                     help="Where to write the synthetic DICOM (default: temp)."),
     seed: int = typer.Option(20260105, "--seed", help="Seed of the synthetic data."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
-) -> None:
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="The demo's summary (verdicts, "
+                                         "effects, AUCs, alarms, the files written) as JSON."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
     """Generate a seeded multi-vendor dataset and run every qckit stage on it."""
     from qckit.cli.scan import summary_table
     from qckit.core.provenance import command_line
@@ -49,9 +52,15 @@ def demo_command(
                 f"classification, harmonization {r.harmonize}: ROC AUC {auc['value']:.3f} "
                 f"[{auc['ci_low']:.3f}, {auc['ci_high']:.3f}]"
             )
-    for scanner, firsts in summary.trends.items():
+    for scanner, firsts in summary.trends.items() if not quiet else []:
         flagged = {k: v for k, v in firsts.items() if v is not None}
         text = ", ".join(f"{k} {v[0]:%Y-%m-%d} ({v[1]})" for k, v in sorted(flagged.items())) or "no alarm"
         console.print(f"QC year {scanner}: {text}", highlight=False, soft_wrap=True)
+    if json_out is not None:
+        from qckit.core.jsonio import write_json
+
+        write_json(json_out, {**summary.to_dict(), "command": command_line()})
+    if quiet:
+        return
     for name, path in summary.outputs.items():
         console.print(f"{name}: {path}", highlight=False)

@@ -10,9 +10,12 @@ import typer
 if TYPE_CHECKING:
     from qckit.core.provenance import Provenance
 
-from qckit.cli._common import console, handle_errors, report_undeclared
+from qckit.cli._common import QUIET, VERBOSE, console, handle_errors, progress_bar, report_undeclared
+from qckit.cli.conventions import QckitGroup
 
-app = typer.Typer(help="Harmonize features across scanners with ComBat.", no_args_is_help=True)
+app = typer.Typer(
+    cls=QckitGroup, help="Harmonize features across scanners with ComBat.", no_args_is_help=True
+)
 
 
 def _evaluate_and_report(ft, harmonized, html: Path | None, json_out: Path | None, prov: Provenance) -> dict:
@@ -43,7 +46,7 @@ def _print_summary(s: dict) -> None:
 def fit_command(
     features: Path = typer.Argument(..., help="Feature table (.parquet or .csv)."),
     batch: list[str] = typer.Option(..., "--batch", "-b", help="Batch column; repeat to combine columns."),
-    output: Path = typer.Option(..., "--output", "-o", help="Model folder to write."),
+    output: Path = typer.Option(..., "--output-dir", "-o", metavar="DIR", help="Model folder to write."),
     categorical: list[str] = typer.Option([], "--categorical", help="Categorical covariate to preserve."),
     continuous: list[str] = typer.Option([], "--continuous", help="Continuous covariate to preserve."),
     smooth: list[str] = typer.Option([], "--smooth", help="Continuous covariate modelled as a smooth term."),
@@ -56,8 +59,8 @@ def fit_command(
     on_invalid: str = typer.Option(
         "raise", "--on-invalid", help="raise | skip | warn for NaN/constant features."
     ),
-    min_batch_size: int = typer.Option(20, "--min-batch-size", min=2),
-    id_column: str = typer.Option("subject_id", "--id"),
+    min_batch_size: int = typer.Option(20, "--min-batch-size", min=2, help="Smallest batch ComBat accepts."),
+    id_column: str = typer.Option("subject_id", "--id", help="Subject id column (kept out of the features)."),
     label: str | None = typer.Option(None, "--label", help="Label column (kept out of the features)."),
     stable: Path | None = typer.Option(
         None, "--stable-features", help="Feature list (YAML/CSV) to restrict to."
@@ -69,10 +72,13 @@ def fit_command(
         help="Feature columns by shell pattern ('original_*'), "
         "for tables that declare none (qckit extract's do).",
     ),
-    harmonized_out: Path | None = typer.Option(None, "--harmonized", help="Also write the harmonized table."),
-    html: Path | None = typer.Option(None, "--html", help="Evaluation report (HTML)."),
-    json_out: Path | None = typer.Option(None, "--json", help="Evaluation (JSON)."),
-) -> None:
+    harmonized_out: Path | None = typer.Option(None, "--harmonized", metavar="FILE",
+                                               help="Also write the harmonized table."),
+    html: Path | None = typer.Option(None, "--html", metavar="FILE", help="Evaluation report (HTML)."),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="Evaluation (JSON)."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
     """Fit ComBat on a feature table and save the model (JSON + NPZ, no pickle)."""
     from qckit.classify.contract import load_feature_table
     from qckit.core.provenance import Provenance, command_line, file_sha256
@@ -105,17 +111,19 @@ def fit_command(
         min_batch_size=min_batch_size,
         features=ft.features,
     )
-    harmonized = model.fit_transform(ft.frame)
+    with progress_bar("fitting ComBat", enabled=not quiet):
+        harmonized = model.fit_transform(ft.frame)
     save_model(model, output)
     out = ft.frame.copy()
     out[model.features_] = harmonized
     if harmonized_out:
         write_table(out, harmonized_out)
-    console.print(
-        f"model: {output} ({len(model.features_)} features, {len(model.batches_)} batches"
-        + (f", {len(model.excluded_features_)} excluded" if model.excluded_features_ else "")
-        + ")"
-    )
+    if not quiet:
+        console.print(
+            f"model: {output} ({len(model.features_)} features, {len(model.batches_)} batches"
+            + (f", {len(model.excluded_features_)} excluded" if model.excluded_features_ else "")
+            + ")"
+        )
     if html or json_out:
         prov = Provenance(
             command=command_line(),
@@ -124,16 +132,23 @@ def fit_command(
         )
         kept = ft.features if not model.excluded_features_ else model.features_
         ft.features = kept
-        _print_summary(_evaluate_and_report(ft, out, html, json_out, prov))
+        with progress_bar("evaluating", enabled=not quiet):
+            summary = _evaluate_and_report(ft, out, html, json_out, prov)
+        if not quiet:
+            _print_summary(summary)
 
 
 @app.command("apply")
 @handle_errors
 def apply_command(
     features: Path = typer.Argument(..., help="Feature table (.parquet or .csv) from known batches."),
-    model_dir: Path = typer.Option(..., "--model", "-m", help="Model folder from `harmonize fit`."),
-    output: Path = typer.Option(..., "--output", "-o", help="Harmonized table to write."),
-) -> None:
+    model_dir: Path = typer.Option(..., "--model", help="Model folder from `harmonize fit`."),
+    output: Path = typer.Option(..., "--output", "-o", metavar="FILE", help="Harmonized table to write."),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="Rows, features, batches and "
+                                         "the model applied, as JSON."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
     """Apply a saved ComBat model to new rows (an unseen batch is an error naming it)."""
     from qckit.core.tables import read_table, write_table
     from qckit.harmonize.model_io import load_model
@@ -144,25 +159,36 @@ def apply_command(
     out = frame.copy()
     out[model.features_] = harmonized
     write_table(out, output)
-    console.print(f"harmonized {len(out)} rows x {len(model.features_)} features -> {output}")
+    if json_out is not None:
+        from qckit.core.jsonio import write_json
+        from qckit.core.provenance import command_line
+
+        write_json(json_out, {"rows": len(out), "features": list(model.features_),
+                              "batches": [str(b) for b in model.batches_], "model": str(model_dir),
+                              "output": str(output), "command": command_line()})  # fmt: skip
+    if not quiet:
+        console.print(f"harmonized {len(out)} rows x {len(model.features_)} features -> {output}")
 
 
 @app.command("evaluate")
 @handle_errors
 def evaluate_command(
     features: Path = typer.Argument(..., help="Feature table before harmonization."),
-    batch: list[str] = typer.Option(..., "--batch", "-b"),
+    batch: list[str] = typer.Option(..., "--batch", "-b", help="Batch column; repeat to combine columns."),
     harmonized: Path | None = typer.Option(None, "--harmonized", help="The same rows after harmonization."),
-    categorical: list[str] = typer.Option([], "--categorical"),
-    continuous: list[str] = typer.Option([], "--continuous"),
-    id_column: str = typer.Option("subject_id", "--id"),
-    label: str | None = typer.Option(None, "--label"),
-    stable: Path | None = typer.Option(None, "--stable-features"),
-    exclude: list[str] = typer.Option([], "--exclude"),
+    categorical: list[str] = typer.Option([], "--categorical", help="Categorical covariate (its effect is "
+                                          "reported, not removed)."),
+    continuous: list[str] = typer.Option([], "--continuous", help="Continuous covariate."),
+    id_column: str = typer.Option("subject_id", "--id", help="Subject id column (kept out of the features)."),
+    label: str | None = typer.Option(None, "--label", help="Label column (kept out of the features)."),
+    stable: Path | None = typer.Option(None, "--stable-features", help="Feature list (YAML/CSV) to restrict to."),
+    exclude: list[str] = typer.Option([], "--exclude", help="Other non-feature columns."),
     feature_patterns: list[str] = typer.Option([], "--features", help="Feature columns by shell pattern."),
-    html: Path | None = typer.Option(None, "--html"),
-    json_out: Path | None = typer.Option(None, "--json"),
-) -> None:
+    html: Path | None = typer.Option(None, "--html", metavar="FILE", help="Evaluation report (HTML)."),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="Evaluation (JSON)."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
     """Batch and covariate effects before (and after) harmonization."""
     from qckit.classify.contract import load_feature_table
     from qckit.core.provenance import Provenance, command_line
@@ -187,4 +213,7 @@ def evaluate_command(
             raise typer.BadParameter("the harmonized table must hold the same rows, in the same order")
         after.index = ft.frame.index
     prov = Provenance(command=command_line(), inputs={"features": str(features), "rows": len(ft.frame)})
-    _print_summary(_evaluate_and_report(ft, after, html, json_out, prov))
+    with progress_bar("evaluating", enabled=not quiet):
+        summary = _evaluate_and_report(ft, after, html, json_out, prov)
+    if not quiet:
+        _print_summary(summary)

@@ -6,9 +6,12 @@ from pathlib import Path
 
 import typer
 
-from qckit.cli._common import console, handle_errors
+from qckit.cli._common import QUIET, VERBOSE, console, handle_errors
+from qckit.cli.conventions import QckitGroup
 
-app = typer.Typer(help="The site secret behind pseudonymous subject keys.", no_args_is_help=True)
+app = typer.Typer(
+    cls=QckitGroup, help="The site secret behind pseudonymous subject keys.", no_args_is_help=True
+)
 
 
 @app.command("init")
@@ -18,11 +21,15 @@ def init_command(
         None, "--path", help="Key file [default: ~/.config/qckit/pseudonym.key]."
     ),
     force: bool = typer.Option(False, "--force", help="Replace an existing key (every subject key changes)."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
 ) -> None:
     """Create a random 32-byte site key, read automatically by every later command."""
     from qckit.core.keys import init_key
 
     target = init_key(path, force=force)
+    if quiet:
+        return
     console.print(
         f"site pseudonym key written to {target} (mode 0600); keep it, and keep it private", highlight=False
     )
@@ -32,7 +39,7 @@ def init_command(
 
 @app.command("status")
 @handle_errors
-def status_command() -> None:
+def status_command(quiet: bool = QUIET, verbose: bool = VERBOSE) -> None:
     """Which secret subject keys are made with."""
     from qckit.core.keys import PUBLIC_KEY_WARNING, secret
 

@@ -11,6 +11,8 @@ import typer
 from qckit.cli._common import (
     EXIT_CHECKS_FAILED,
     EXIT_INPUT_ERROR,
+    QUIET,
+    VERBOSE,
     console,
     err_console,
     handle_errors,
@@ -45,7 +47,10 @@ def output_names(images: list[Path], output: Path) -> list[Path]:
 @handle_errors
 def normalize_command(
     images: list[Path] = typer.Argument(..., help="NIfTI, NRRD or DICOM series folders."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output folder (NIfTI, geometry preserved)."),
+    output: Path = typer.Option(..., "--output-dir", "-o", metavar="DIR", help="Output folder (NIfTI, geometry "
+                                "preserved)."),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="Per image: input, output, fit "
+                                         "(WhiteStripe mode, stripe mean and SD) or the reason it failed."),
     method: str = typer.Option("whitestripe", "--method", "-m", help="whitestripe | zscore | nyul"),
     contrast: str = typer.Option("t1", "--contrast", help="t1 | t2 | flair (WhiteStripe mode choice)."),
     width: float = typer.Option(0.05, "--width", help="WhiteStripe quantile half-width."),
@@ -53,9 +58,8 @@ def normalize_command(
     landmarks: Path | None = typer.Option(
         None, "--landmarks", help="Nyul: load landmarks (else learn and save)."
     ),
-    report: Path | None = typer.Option(None, "--report", help="HTML QC report."),
+    report: Path | None = typer.Option(None, "--report", metavar="FILE", help="HTML QC report."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that exist already."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     max_voxels: int | None = typer.Option(None, "--max-voxels", min=1, help="Largest image read (default: what "
                                           "the available memory holds)."),
     bias_field: str = typer.Option("none", "--bias-field", help="none | n4: correct intensity non-uniformity "
@@ -65,6 +69,8 @@ def normalize_command(
     n4_control_points: int = typer.Option(4, "--n4-control-points", min=4, help="N4: B-spline control points."),
     n4_mask: Path | None = typer.Option(None, "--n4-mask", help="N4: fit the field on this mask (default: the "
                                         "image's mask if given, else Otsu's foreground)."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
 ) -> None:  # fmt: skip
     """Normalize MR intensities; WhiteStripe's width, contrast and mask are honoured (not silently ignored)."""
     from qckit.core.provenance import Provenance, command_line
@@ -126,7 +132,7 @@ def normalize_command(
                 lambda i=i, img=img: n4_correct(img, fit_mask or (masks[i] if masks else None), settings),
             )
             loaded[i], fields[i] = (None, None) if res is None else res
-            if res is not None:
+            if res is not None and not quiet:
                 console.print(f"{images[i]}: N4 field {fields[i].field_range[0]:.3g}..{fields[i].field_range[1]:.3g} "
                               f"({fields[i].mask_voxels} voxels)", highlight=False)  # fmt: skip
     nyul = None
@@ -140,8 +146,10 @@ def normalize_command(
             else NyulStandardizer().fit([g[0] for g in good], [g[1] for g in good] if masks else None)
         )
         saved = nyul.save(landmarks or output / "nyul_landmarks.json")
-        console.print(f"Nyul landmarks: {saved}")
+        if not quiet:
+            console.print(f"Nyul landmarks: {saved}")
     items = []
+    records: list[dict[str, Any]] = []
     with progress_bar("normalizing", enabled=not quiet) as update:
         update(0, len(images))
         for i, (path, img) in enumerate(zip(images, loaded, strict=True)):
@@ -174,16 +182,28 @@ def normalize_command(
             if fields[i] is not None:
                 item["bias_field"] = fields[i]
             items.append(item)
-            console.print(
-                f"{path} -> {target}"
-                + (f" (mode {details['mode']:.4g}, stripe mean {details['mean']:.4g}, SD {details['sd']:.4g})"
-                   if method == "whitestripe" else ""),
-                highlight=False, markup=False,
-            )  # fmt: skip
+            records.append({"input": str(path), "output": str(target), "method": method,
+                            **{k: details[k] for k in ("mode", "mean", "sd") if k in details}})  # fmt: skip
+            if not quiet:
+                console.print(
+                    f"{path} -> {target}"
+                    + (f" (mode {details['mode']:.4g}, stripe mean {details['mean']:.4g}, SD {details['sd']:.4g})"
+                       if method == "whitestripe" else ""),
+                    highlight=False, markup=False,
+                )  # fmt: skip
     if report and items:
         prov = Provenance(command=command_line(), inputs={"images": len(images), "method": method,
                                                            "failed": len(failed)})  # fmt: skip
         write_report(items, method, prov, report)
-    console.print(f"{len(items)} of {len(images)} image(s) normalized, {len(failed)} failed", highlight=False)
+    if json_out is not None:
+        from qckit.core.jsonio import write_json
+
+        write_json(json_out, {"method": method, "normalized": records,
+                              "failed": [{"input": k, "reason": v} for k, v in failed.items()],
+                              "command": command_line()})  # fmt: skip
+    if not quiet:
+        console.print(
+            f"{len(items)} of {len(images)} image(s) normalized, {len(failed)} failed", highlight=False
+        )
     if failed:  # some inputs failed: 1; none could be used at all: an input error, 2
         raise typer.Exit(EXIT_CHECKS_FAILED if items else EXIT_INPUT_ERROR)

@@ -13,20 +13,25 @@ if TYPE_CHECKING:
 from qckit.cli._common import (
     EXIT_CHECKS_FAILED,
     EXIT_INPUT_ERROR,
+    QUIET,
+    VERBOSE,
     console,
     err_console,
     handle_errors,
     progress_bar,
 )
+from qckit.cli.conventions import QckitGroup
 
 N_PRESET_SCANNERS = 3  # len(qckit.synth.phantom_scanner.PRESET_SCANNERS), checked by a test
 
-app = typer.Typer(help="Phantom definitions, synthetic phantom scans, repeatability and reproducibility.")
+app = typer.Typer(
+    cls=QckitGroup, help="Phantom definitions, synthetic phantom scans, repeatability and reproducibility."
+)
 
 
 @app.command("list")
 @handle_errors
-def list_command() -> None:
+def list_command(quiet: bool = QUIET, verbose: bool = VERBOSE) -> None:
     """List the bundled phantom definitions."""
     from qckit.phantoms.load import bundled_names, load_phantom
 
@@ -37,37 +42,64 @@ def list_command() -> None:
 
 @app.command("schema")
 @handle_errors
-def schema_command() -> None:
-    """Print the JSON Schema of phantom definition files."""
+def schema_command(
+    output: Path | None = typer.Option(None, "--output", "-o", metavar="FILE", help="Write here instead of stdout."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
+    """Print (or write) the JSON Schema of phantom definition files."""
+    from qckit.core.jsonio import atomic_write_text
     from qckit.phantoms.load import json_schema_text
 
-    typer.echo(json_schema_text(), nl=False)
+    text = json_schema_text()
+    if output:
+        atomic_write_text(output, text)
+    else:
+        typer.echo(text, nl=False)
 
 
 @app.command("synth")
 @handle_errors
 def synth_command(
-    output: Path = typer.Option(..., "--output", "-o", help="Folder for <scanner>/rep<NN>/ DICOM series."),
+    output: Path = typer.Option(..., "--output-dir", "-o", metavar="DIR", help="Folder for <scanner>/rep<NN>/ "
+                                "DICOM series."),
     phantom: str = typer.Option("qckit-texture", "--phantom", help="Bundled name or definition file."),
     scanners: int = typer.Option(3, "--scanners", min=1, max=N_PRESET_SCANNERS, help="Virtual scanners."),
     repeats: int = typer.Option(3, "--repeats", min=1, help="Repeat scans per scanner."),
     ideal: bool = typer.Option(
         False, "--ideal", help="One noise-free, blur-free scanner (digital reference)."
     ),
-    seed: int = typer.Option(0, "--seed"),
-) -> None:
+    seed: int = typer.Option(0, "--seed", help="Seed of the noise."),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="The series written (scanner, "
+                                         "repeat, folder) and the ground-truth file, as JSON."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
     """Render a phantom definition into DICOM series (seeded; ground truth in ground_truth.json)."""
     from qckit.phantoms.load import load_phantom
     from qckit.synth.phantom_scanner import IDEAL, PRESET_SCANNERS, synthesize
 
     p = load_phantom(phantom).phantom
     chosen = [IDEAL] if ideal else list(PRESET_SCANNERS[:scanners])
-    res = synthesize(p, output, scanners=chosen, repeats=repeats, seed=seed)
-    console.print(f"{len(res.repeats)} series of {p.name} from {len(chosen)} scanner(s) -> {output}")
+    with progress_bar("rendering", enabled=not quiet) as update:
+        res = synthesize(p, output, scanners=chosen, repeats=repeats, seed=seed, progress=update)
+    if json_out is not None:
+        from qckit.core.jsonio import write_json
+
+        write_json(json_out, res.to_dict())
+    if not quiet:
+        console.print(f"{len(res.repeats)} series of {p.name} from {len(chosen)} scanner(s) -> {output}")
 
 
-def _print(run: PhantomRun) -> None:
+def _print(run: PhantomRun, quiet: bool = False) -> None:
     from rich.table import Table
+
+    for p in run.problems:
+        err_console.print(f"problem {p['scan']} {p['folder']}: {p['reason']}", highlight=False, markup=False)
+    if quiet:
+        if run.problems:
+            raise typer.Exit(EXIT_INPUT_ERROR)
+        return
 
     listed = run.stability.listed
     t = Table(title="repeatability per condition (features: pass / fail / insufficient)")
@@ -81,53 +113,85 @@ def _print(run: PhantomRun) -> None:
     console.print(f"stable features: {int(listed['stable'].sum())} of {len(listed)}")
     for k, v in run.outputs.items():
         console.print(f"  {k}: {v}", highlight=False)
-    for p in run.problems:
-        err_console.print(f"problem {p['scan']} {p['folder']}: {p['reason']}", highlight=False, markup=False)
     if run.problems:
         raise typer.Exit(EXIT_INPUT_ERROR)
 
 
-def _options(by: str | None):  # noqa: ANN202 - a typer command factory
-    @handle_errors
-    def command(
-        folder: Path = typer.Argument(..., help="Folder of phantom DICOM series (any layout)."),
-        phantom: str = typer.Option(..., "--phantom", help="Bundled phantom name or definition file."),
-        output: Path = typer.Option(Path("reports/phantom"), "--output", "-o", help="Output folder."),
-        params: Path | None = typer.Option(None, "--params", "-p", help="pyradiomics params YAML."),
-        cv: float = typer.Option(15.0, "--cv", help="Repeatability threshold: precision CV %."),
-        bias: float = typer.Option(15.0, "--bias", help="Accuracy threshold: |relative bias| %."),
-        between_cv: float = typer.Option(15.0, "--between-cv", help="Reproducibility threshold: CV %."),
-        icc_min: float | None = typer.Option(
-            None, "--icc-min", help="Also require ICC(2,1) lower CI >= this."
-        ),
-        min_repeats: int = typer.Option(3, "--min-repeats", min=2, help="Repeats needed to decide."),
-        group: str = typer.Option("scanner", "--by", help="scanner | protocol | site (reproducibility)."),
-        workers: int | None = typer.Option(None, "--workers", "-j", min=1),
-        quiet: bool = typer.Option(False, "--quiet", "-q"),
-    ) -> None:
-        from qckit.core.provenance import command_line
-        from qckit.metrology.verdicts import Thresholds
-        from qckit.workflows.phantom_study import run_phantom
+def _run_study(folder: Path, phantom: str, output: Path, params: Path | None, json_out: Path | None, by: str | None,
+               thresholds: tuple, workers: int | None, quiet: bool) -> None:  # fmt: skip
+    import shutil
 
-        with progress_bar("extracting", enabled=not quiet) as update:
-            run = run_phantom(
-                folder, phantom, output, params=params, by=group if by is not None else None,
-                thresholds=Thresholds(cv, bias, between_cv, icc_min, min_repeats), workers=workers,
-                progress=update, command=command_line(),
-            )  # fmt: skip
-        _print(run)
+    from qckit.core.provenance import command_line
+    from qckit.metrology.verdicts import Thresholds
+    from qckit.workflows.phantom_study import run_phantom
 
-    return command
+    with progress_bar("extracting", enabled=not quiet) as update:
+        run = run_phantom(folder, phantom, output, params=params, by=by, thresholds=Thresholds(*thresholds),
+                          workers=workers, progress=update, command=command_line())  # fmt: skip
+    if json_out is not None and "summary" in run.outputs:
+        shutil.copyfile(run.outputs["summary"], json_out)
+    _print(run, quiet)
 
 
-app.command("repeatability", help="Repeatability per scanner+protocol, accuracy vs ground truth, stable list. "
-            "Exit 2 when a scan cannot be measured or repeats are too few (the rest is still written).")(
-    _options(None)
-)  # fmt: skip
-app.command("reproducibility", help="Repeatability plus reproducibility across scanners, protocols or sites "
-            "(--by); stable list. Exit 2 on unmeasurable scans or too few repeats/conditions.")(
-    _options("scanner")
-)  # fmt: skip
+FOLDER = typer.Argument(..., help="Folder of phantom DICOM series (any layout).")
+PHANTOM = typer.Option(..., "--phantom", help="Bundled phantom name or definition file.")
+OUTPUT_DIR = typer.Option(Path("reports/phantom"), "--output-dir", "-o", metavar="DIR", help="Output folder.")
+PARAMS = typer.Option(None, "--params", help="pyradiomics params YAML.")
+JSON = typer.Option(None, "--json", metavar="FILE", help="Also write the summary JSON (verdict counts, thresholds, "
+                    "the files written) here.")  # fmt: skip
+CV = typer.Option(15.0, "--cv", help="Repeatability threshold: precision CV %.")
+BIAS = typer.Option(15.0, "--bias", help="Accuracy threshold: |relative bias| %.")
+BETWEEN_CV = typer.Option(15.0, "--between-cv", help="Reproducibility threshold: CV %.")
+ICC_MIN = typer.Option(None, "--icc-min", help="Also require ICC(2,1) lower CI >= this.")
+MIN_REPEATS = typer.Option(3, "--min-repeats", min=2, help="Repeats needed to decide.")
+WORKERS = typer.Option(None, "--workers", "-j", min=1, help="Worker processes (default: cores).")
+
+
+@app.command("repeatability")
+@handle_errors
+def repeatability_command(
+    folder: Path = FOLDER,
+    phantom: str = PHANTOM,
+    output: Path = OUTPUT_DIR,
+    params: Path | None = PARAMS,
+    json_out: Path | None = JSON,
+    cv: float = CV,
+    bias: float = BIAS,
+    between_cv: float = BETWEEN_CV,
+    icc_min: float | None = ICC_MIN,
+    min_repeats: int = MIN_REPEATS,
+    workers: int | None = WORKERS,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Repeatability per scanner+protocol, accuracy vs ground truth, stable list. Exit 2 when a scan cannot be
+    measured or repeats are too few (the rest is still written)."""
+    _run_study(folder, phantom, output, params, json_out, None, (cv, bias, between_cv, icc_min, min_repeats),
+               workers, quiet)  # fmt: skip
+
+
+@app.command("reproducibility")
+@handle_errors
+def reproducibility_command(
+    folder: Path = FOLDER,
+    phantom: str = PHANTOM,
+    output: Path = OUTPUT_DIR,
+    params: Path | None = PARAMS,
+    json_out: Path | None = JSON,
+    cv: float = CV,
+    bias: float = BIAS,
+    between_cv: float = BETWEEN_CV,
+    icc_min: float | None = ICC_MIN,
+    min_repeats: int = MIN_REPEATS,
+    group: str = typer.Option("scanner", "--by", help="scanner | protocol | site: the conditions compared."),
+    workers: int | None = WORKERS,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Repeatability plus reproducibility across scanners, protocols or sites (--by); stable list. Exit 2 on
+    unmeasurable scans or too few repeats/conditions."""
+    _run_study(folder, phantom, output, params, json_out, group, (cv, bias, between_cv, icc_min, min_repeats),
+               workers, quiet)  # fmt: skip
 
 
 @app.command("relaxometry")
@@ -151,10 +215,12 @@ def relaxometry_command(
     ),
     only: str | None = typer.Option(None, "--only", help="T1 | T2: measure one kind only."),
     maps: bool = typer.Option(False, "--maps", help="Also write voxel-wise T1/T2 maps (NIfTI) for audit."),
-    output: Path = typer.Option(Path("reports/relaxometry"), "--output", "-o", help="Output folder."),
-    json_out: Path | None = typer.Option(None, "--json", help="Also write the JSON document here."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
-) -> None:
+    output: Path = typer.Option(Path("reports/relaxometry"), "--output-dir", "-o", metavar="DIR",
+                                help="Output folder."),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="Also write the JSON document here."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
     """T1/T2 of every sphere against the phantom's reference (EMA 15 %), repeatability across sessions and
     reproducibility across scanners. Exit 0 all measurable spheres within 15 %, 1 some outside, 2 input error
     (unmeasurable series are listed; the rest is still measured and written)."""

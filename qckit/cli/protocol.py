@@ -13,10 +13,21 @@ if TYPE_CHECKING:
 
     from qckit.protocols.check import CheckResult
 
-from qckit.cli._common import EXIT_CHECKS_FAILED, console, handle_errors, progress_bar, warn_public_key
+from qckit.cli._common import (
+    EXIT_CHECKS_FAILED,
+    QUIET,
+    VERBOSE,
+    console,
+    handle_errors,
+    progress_bar,
+    warn_public_key,
+)
+from qckit.cli.conventions import QckitGroup
 from qckit.core.errors import QckitInputError
 
-app = typer.Typer(help="Check DICOM series against acquisition protocols.", no_args_is_help=True)
+app = typer.Typer(
+    cls=QckitGroup, help="Check DICOM series against acquisition protocols.", no_args_is_help=True
+)
 
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
 
@@ -55,9 +66,9 @@ def _table(result: CheckResult) -> Table:
 def check_command(
     source: Path = typer.Argument(..., help="DICOM folder (scanned) or an index file from `qckit scan`."),
     protocol: str = typer.Option(..., "--protocol", "-p", help="Bundled protocol name or a YAML path."),
-    json_out: Path | None = typer.Option(None, "--json", help="Results as JSON."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="One CSV line per series and rule."),
-    html: Path | None = typer.Option(None, "--html", help="Self-contained HTML report."),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="Results as JSON."),
+    out: Path | None = typer.Option(None, "--output", "-o", metavar="FILE", help="One CSV line per series and rule."),
+    html: Path | None = typer.Option(None, "--html", metavar="FILE", help="Self-contained HTML report."),
     fail_on: str = typer.Option(
         "fail", "--fail-on", help="Exit 1 when anything at this level fails: fail|warn."
     ),
@@ -67,9 +78,10 @@ def check_command(
         callback=_session_option,
         help="Sessions for missing/duplicate series: study | scanner-date | all.",
     ),
-    workers: int | None = typer.Option(None, "--workers", "-j", min=1),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
-) -> None:
+    workers: int | None = typer.Option(None, "--workers", "-j", min=1, help="Worker processes (default: cores)."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
     """Check every series against a protocol; exit 0 all pass, 1 a check failed, 2 input error."""
     warn_public_key()
     from qckit.core.provenance import Provenance, command_line
@@ -122,13 +134,17 @@ def check_command(
 @handle_errors
 def infer_command(
     source: Path = typer.Argument(..., help="DICOM folder (scanned) or an index file from `qckit scan`."),
-    output: Path = typer.Option(..., "--output", "-o", help="Protocol YAML to write."),
+    output: Path = typer.Option(..., "--output", "-o", metavar="FILE", help="Protocol YAML to write."),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="The inferred entries, rule counts "
+                                         "and undetermined rules as JSON."),
     name: str = typer.Option("site", "--name", help="Name of the inferred protocol."),
     rel_tol: float = typer.Option(0.01, "--rel-tol", min=0.0, help="Relative tolerance of numeric rules."),
-    session_by: str = typer.Option("study", "--session-by", callback=_session_option),
-    workers: int | None = typer.Option(None, "--workers", "-j", min=1),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
-) -> None:
+    session_by: str = typer.Option("study", "--session-by", callback=_session_option,
+                                   help="Sessions for the series counts: study | scanner-date | all."),
+    workers: int | None = typer.Option(None, "--workers", "-j", min=1, help="Worker processes (default: cores)."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
     """Infer a reference protocol from a dataset's majority (ties are reported as undetermined)."""
     warn_public_key()
     from qckit.core.jsonio import atomic_write_text
@@ -148,6 +164,14 @@ def infer_command(
     parse_protocol(__import__("yaml").safe_load(text), output)  # what we write must load back
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output, text)
+    if json_out is not None:
+        from qckit.core.jsonio import write_json
+
+        write_json(json_out, {
+            "protocol": output.name, "name": name, "source": str(source), "series": len(index.series),
+            "entries": [{"name": s.name, "rules": len(s.rules)} for s in result.protocol.series],
+            "undetermined": result.undetermined, "command": command_line(),
+        })  # fmt: skip
     if not quiet:
         console.print(
             f"{len(result.protocol.series)} entries, "
@@ -161,8 +185,10 @@ def infer_command(
 @app.command("schema")
 @handle_errors
 def schema_command(
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
-) -> None:
+    output: Path | None = typer.Option(None, "--output", "-o", metavar="FILE", help="Write here instead of stdout."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
     """Print (or write) the JSON Schema of protocol files."""
     from qckit.core.jsonio import atomic_write_text
     from qckit.protocols.load import json_schema_text
@@ -176,7 +202,7 @@ def schema_command(
 
 @app.command("list")
 @handle_errors
-def list_command() -> None:
+def list_command(quiet: bool = QUIET, verbose: bool = VERBOSE) -> None:
     """List the bundled protocols."""
     from qckit.protocols import bundled_names, load_protocol
 

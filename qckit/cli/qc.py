@@ -12,10 +12,22 @@ from typing import Any
 
 import typer
 
-from qckit.cli._common import EXIT_CHECKS_FAILED, EXIT_INPUT_ERROR, console, err_console, handle_errors
+from qckit.cli._common import (
+    EXIT_CHECKS_FAILED,
+    EXIT_INPUT_ERROR,
+    QUIET,
+    VERBOSE,
+    console,
+    err_console,
+    handle_errors,
+    progress_bar,
+)
+from qckit.cli.conventions import QckitGroup
 from qckit.core.errors import QckitInputError
 
-app = typer.Typer(help="Periodic phantom QC: measure, store in the QC history, control charts.")
+app = typer.Typer(
+    cls=QckitGroup, help="Periodic phantom QC: measure, store in the QC history, control charts."
+)
 
 DB_HELP = "QC history: a SQLAlchemy URL (postgresql+psycopg://...) or a SQLite file path [default: qc-history.sqlite in the output folder]."
 DEFAULT_RULES = "we1,we2,ewma"  # qckit.history.spc.DEFAULT_RULES (checked by a test)
@@ -69,6 +81,10 @@ def _print_session(s: Any) -> None:
     console.print(
         f"protocol check: {s.protocol.status} ({len(s.protocol.findings)} finding(s))", highlight=False
     )
+    _print_problems(s)
+
+
+def _print_problems(s: Any) -> None:
     for p in s.problems:
         err_console.print(f"not measured {p.name}: {p.reason}", highlight=False, markup=False)
     for p in s.skipped:
@@ -83,7 +99,7 @@ def run_command(
     folder: Path = typer.Argument(..., help="Folder with the phantom series (any layout)."),
     phantom: str = typer.Option("acr-mri-large", "--phantom", help="Phantom definition (bundled name or file); "
                                 "qc run measures exactly the analyses it lists."),
-    protocol: str = typer.Option("acr-mri-large", "--protocol", help="Protocol the series are checked against."),
+    protocol: str = typer.Option("acr-mri-large", "--protocol", "-p", help="Protocol the series are checked against."),
     series: str = typer.Option("auto", "--series", help="Series role to measure: t1, t2 (each analysis takes the "
                                "echo its definition names: the ACR T2 tests use echo 2, TE 80 ms), or auto (t1, else t2)."),
     second: Path | None = typer.Option(None, "--second", help="Folder with an identical repeat acquisition (same "
@@ -93,11 +109,15 @@ def run_command(
     every: bool = typer.Option(False, "--all", help="Measure each session of the folder in turn (one sub-folder each)."),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     no_store: bool = typer.Option(False, "--no-store", help="Measure only; do not write the QC history."),
-    output: Path = typer.Option(Path("reports/qc"), "--output", "-o", help="Output folder."),
+    output: Path = typer.Option(Path("reports/qc"), "--output-dir", "-o", metavar="DIR", help="Output folder."),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="Also write the session results "
+                                         "here (with --all: {\"sessions\": [...]})."),
     date: str | None = typer.Option(None, "--date", help="Session date when the DICOM has none (ISO)."),
     acceptance: bool = typer.Option(False, "--acceptance", help="Mark as an acceptance (baseline) session."),
     baseline: int = typer.Option(20, "--baseline", min=2, help="Sessions in the baseline (no acceptance session)."),
     rules: str = typer.Option(DEFAULT_RULES, "--rules", help="Control rules: we1..we4, ewma, cusum."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
 ) -> None:  # fmt: skip
     """Measure a phantom QC session, store it, compare with the scanner's control limits.
 
@@ -114,6 +134,7 @@ def run_command(
                           session_date=_date(date), acceptance=acceptance, n_baseline=baseline, rules=_rules(rules),
                           session=session, study=study, every=every)  # fmt: skip
     failed = errors = False
+    documents: list[Path] = []
 
     def write(run: SessionRun) -> None:
         nonlocal failed, errors
@@ -128,12 +149,22 @@ def run_command(
         )
         files = write_session_outputs(s, prov, out)
         files["html"] = write_session_report(s, prov, out / "qc-report.html")
-        _print_session(s)
-        for k, v in files.items():
-            console.print(f"  {k}: {v}", highlight=False)
+        documents.append(files["json"])
+        if not quiet:
+            _print_session(s)
+            for k, v in files.items():
+                console.print(f"  {k}: {v}", highlight=False)
+        else:
+            _print_problems(s)
         failed |= s.failed
 
-    run_sessions(folder, opts, on_session=write)
+    with progress_bar("measuring", enabled=not quiet):
+        run_sessions(folder, opts, on_session=write)
+    if json_out is not None and documents:
+        from qckit.core.jsonio import strict_loads, write_json
+
+        docs = [strict_loads(p.read_text(encoding="utf-8")) for p in documents]
+        write_json(json_out, {"sessions": docs} if every else docs[0])
     if errors:
         raise typer.Exit(EXIT_INPUT_ERROR)
     if failed:
@@ -145,10 +176,15 @@ def run_command(
 def trend_command(
     scanner: str = typer.Option(..., "--scanner", help="Scanner key (as `qckit qc run` / `qc scanners` print it)."),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
-    output: Path = typer.Option(Path("reports/qc"), "--output", "-o", help="Output folder."),
+    output: Path = typer.Option(Path("reports/qc"), "--output-dir", "-o", metavar="DIR", help="Output folder "
+                                "(its qc-history.sqlite is the default history)."),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="The control charts (values, "
+                                         "centre, limits, alarms) as JSON."),
     baseline: int = typer.Option(20, "--baseline", min=2, help="Sessions in the baseline (no acceptance session)."),
     rules: str = typer.Option(DEFAULT_RULES, "--rules", help="Control rules: we1..we4, ewma, cusum."),
     level: list[str] = typer.Option([], "--level", help="NAME=TOLERANCE[,ACTION], absolute or %: snr=10%,20%."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
 ) -> None:  # fmt: skip
     """Control charts of one scanner's QC history (with its merged aliases) as an interactive HTML report.
 
@@ -179,10 +215,18 @@ def trend_command(
         t.add_row(name, str(len(c.values)), f"{c.centre:.4g}", f"{c.lcl:.4g}", f"{c.ucl:.4g}",
                   str(len({a.index for a in c.alarms})),
                   "-" if first is None else f"{dates[first.index]:%Y-%m-%d} {RULE_TEXT.get(first.rule, first.rule)}")  # fmt: skip
-    console.print(t)
+    if json_out is not None:
+        from qckit.core.jsonio import write_json
+
+        write_json(json_out, {"scanner": scanner, "history": url, "charts": {
+            name: {"unit": unit, "dates": [str(d) for d in dates], **c.to_dict()}
+            for name, (unit, dates, c) in charts.items()}, "skipped": skipped, "html": str(path)})  # fmt: skip
+    if not quiet:
+        console.print(t)
     for name, why in skipped.items():
         err_console.print(f"no chart {name}: {why}", highlight=False, markup=False)
-    console.print(f"  html: {path}", highlight=False)
+    if not quiet:
+        console.print(f"  html: {path}", highlight=False)
     if latest_alarm:
         raise typer.Exit(EXIT_CHECKS_FAILED)
 
@@ -191,10 +235,13 @@ def trend_command(
 @handle_errors
 def scanners_command(
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
-    output: Path = typer.Option(Path("reports/qc"), "--output", "-o", help="Folder of the default history."),
+    output: Path = typer.Option(Path("reports/qc"), "--output-dir", "-o", metavar="DIR", help="qc run's output "
+                                "folder: its qc-history.sqlite is the default history."),
     merge: tuple[str, str] | None = typer.Option(None, "--merge", help="ALIAS TARGET: record that scanner key "
                                                  "ALIAS is scanner TARGET (kept in the history, nothing deleted)."),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the list as JSON."),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="Write the list as JSON."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
 ) -> None:  # fmt: skip
     """List the scanners of a QC history (key, identity, sessions, last date), or merge two keys."""
     from rich.table import Table
@@ -205,7 +252,8 @@ def scanners_command(
     with existing_store(db, output) as store:
         if merge is not None:
             store.merge(merge[0], merge[1])
-            console.print(f"{merge[0]} is now recorded as {merge[1]} in {store.url}", highlight=False)
+            if not quiet:
+                console.print(f"{merge[0]} is now recorded as {merge[1]} in {store.url}", highlight=False)
         df = store.scanners()
     t = Table(title="scanners")
     cols = ("scanner_key", "manufacturer", "model", "serial", "field_strength_t", "sessions", "last_session",
@@ -217,7 +265,8 @@ def scanners_command(
         rec = {c: r.get(c) for c in cols}
         rows.append(rec)
         t.add_row(*["-" if rec[c] is None or rec[c] != rec[c] else str(rec[c]) for c in cols])
-    console.print(t)
+    if not quiet:
+        console.print(t)
     if json_out is not None:
         write_json(json_out, {"scanners": rows})
 
@@ -226,8 +275,11 @@ def scanners_command(
 @handle_errors
 def simulate_command(
     db: str = typer.Option(..., "--db", help=DB_HELP),
-    weeks: int = typer.Option(52, "--weeks", min=3),
-    seed: int = typer.Option(0, "--seed"),
+    weeks: int = typer.Option(52, "--weeks", min=3, help="Weekly sessions per scanner."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the simulated measurements."),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="The planted drifts as JSON."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
 ) -> None:
     """Write a simulated year of weekly QC on two virtual scanners (one drifts) into a QC history."""
     from qckit.history.store import database_url, open_store
@@ -237,8 +289,18 @@ def simulate_command(
         if store.n_sessions():
             err_console.print(f"error: {store.url} already holds QC sessions; simulate into a new history")
             raise typer.Exit(EXIT_INPUT_ERROR)
-        planted = simulate_year(store, weeks=weeks, seed=seed)
+        with progress_bar("simulating", enabled=not quiet):
+            planted = simulate_year(store, weeks=weeks, seed=seed)
         keys = list(store.scanners()["scanner_key"])
+    if json_out is not None:
+        from dataclasses import asdict
+
+        from qckit.core.jsonio import write_json
+
+        write_json(json_out, {"weeks": weeks, "seed": seed, "scanners": keys, "history": db,
+                              "planted": [asdict(p) for p in planted]})  # fmt: skip
+    if quiet:
+        return
     console.print(f"{weeks} weekly sessions for {', '.join(keys)} -> {db}")
     for p in planted:
         console.print(f"  {p.scanner}: drift from week {p.drift_start_week + 1}: SNR -{p.snr_drift_per_week}%/week, "

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 from qckit.cli._common import (
     EXIT_INPUT_ERROR,
+    QUIET,
+    VERBOSE,
     console,
     err_console,
     handle_errors,
@@ -65,14 +67,13 @@ def write_outputs(result: ScanResult, out: Path | None, json_out: Path | None, e
 @handle_errors
 def scan_command(
     directory: Path = typer.Argument(..., help="Folder (or single file) to index, recursively."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Series table, .csv or .parquet."),
-    json_out: Path | None = typer.Option(None, "--json", help="Series and errors as JSON."),
-    errors: Path | None = typer.Option(None, "--errors", help="Bad items (path, reason) as CSV."),
-    workers: int | None = typer.Option(
-        None, "--workers", "-j", min=1, help="Worker processes (default: cores)."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary table."),
-) -> None:
+    out: Path | None = typer.Option(None, "--output", "-o", metavar="FILE", help="Series table, .csv or .parquet."),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="Series and errors as JSON."),
+    errors: Path | None = typer.Option(None, "--errors", metavar="FILE", help="Bad items (path, reason) as CSV."),
+    workers: int | None = typer.Option(None, "--workers", "-j", min=1, help="Worker processes (default: cores)."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
     """Index DICOM headers (never pixel data) into one row per series acquisition.
 
     Exit code 0 when anything was indexed (bad files are listed, not fatal), 2 when nothing was.

@@ -103,7 +103,20 @@ class Chart:
         return self.centre - 3 * self.limit_sigma
 
     def first_alarm(self) -> Alarm | None:
+        """The earliest alarm (lowest session index), or None."""
         return min(self.alarms, key=lambda a: a.index) if self.alarms else None
+
+    def to_dict(self) -> dict:
+        """Values, baseline flags, centre, sigma, the 3-sigma limits and the alarms, as plain JSON data."""
+        return {
+            "values": [float(v) for v in self.values],
+            "baseline": [bool(b) for b in self.baseline],
+            "centre": float(self.centre),
+            "sigma": float(self.sigma),
+            "lcl": float(self.lcl),
+            "ucl": float(self.ucl),
+            "alarms": [{"index": a.index, "rule": a.rule, "message": a.message} for a in self.alarms],
+        }
 
 
 def _baseline_mask(n: int, n_baseline: int, acceptance: np.ndarray | None) -> np.ndarray:

@@ -18,6 +18,7 @@ voxel size, slice thickness, TR and TE.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -170,8 +171,11 @@ def synthesize(
     repeats: int = 3,
     seed: int = 0,
     date: str = "20260105",
+    progress: Callable[[int, int], None] | None = None,
 ) -> SynthResult:
-    """Write `root/<scanner>/rep<NN>/` DICOM series and `root/ground_truth.json`; return the ground truth."""
+    """Write `root/<scanner>/rep<NN>/` DICOM series and `root/ground_truth.json`; return the ground truth.
+
+    `progress(done, total)` is called after each series."""
     if repeats < 1:
         raise ValueError("repeats must be >= 1")
     root = Path(root)
@@ -232,5 +236,7 @@ def synthesize(
                     series_uid=written.series_uid,
                 )
             )
+            if progress is not None:
+                progress(len(result.repeats), len(scanners) * repeats)
     write_json(root / "ground_truth.json", result.to_dict())
     return result

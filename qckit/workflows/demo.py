@@ -62,6 +62,32 @@ class DemoSummary:
         default_factory=dict
     )  # scanner -> measurement -> first alarm (date, rule)
 
+    def to_dict(self) -> dict:
+        """The demo's outcome as plain JSON data: verdicts, effects, AUCs, first alarms and the files written."""
+        checks = {
+            name: {"failed": c.failed("fail"), "warned": c.failed("warn"), "counts": c.counts()}
+            for name, c in self.checks.items()
+        }
+        phantom = None
+        if self.phantom is not None:
+            listed = self.phantom.stability.listed
+            phantom = {"features": len(listed), "stable": int(listed["stable"].sum())}
+        alarms = {
+            sc: {k: None if v is None else {"date": str(v[0])[:10], "rule": v[1]} for k, v in firsts.items()}
+            for sc, firsts in self.trends.items()
+        }
+        return {
+            "series": len(self.scan.series),
+            "protocol_checks": checks,
+            "harmonization": self.harmonization,
+            "phantom": phantom,
+            "classification": [
+                {"harmonization": r.harmonize, "roc_auc": r.pooled["roc_auc"]} for r in self.classification
+            ],
+            "qc_first_alarms": alarms,
+            "outputs": {k: str(v) for k, v in self.outputs.items()},
+        }
+
 
 def run_demo(
     out_dir: Path,

@@ -55,7 +55,7 @@ def test_fit_apply_evaluate(table_path: Path, tmp_path: Path):
     summary = json.loads((tmp_path / "ev.json").read_text())["summary"]
     assert summary["location_effect_pct_before"] > 80 and summary["location_effect_pct_after"] < 10
     res = runner.invoke(
-        app, ["harmonize", "apply", str(table_path), "-m", str(model), "-o", str(tmp_path / "a.csv")]
+        app, ["harmonize", "apply", str(table_path), "--model", str(model), "-o", str(tmp_path / "a.csv")]
     )
     assert res.exit_code == 0, res.output
     fitted, applied = pd.read_parquet(tmp_path / "h.parquet"), pd.read_csv(tmp_path / "a.csv")
@@ -138,7 +138,7 @@ def test_invalid_inputs_exit_2_with_the_reason(table_path: Path, tmp_path: Path)
             "harmonize",
             "apply",
             str(tmp_path / "other.csv"),
-            "-m",
+            "--model",
             str(tmp_path / "m"),
             "-o",
             str(tmp_path / "x.csv"),
@@ -155,7 +155,7 @@ def test_invalid_inputs_exit_2_with_the_reason(table_path: Path, tmp_path: Path)
             "harmonize",
             "apply",
             str(table_path),
-            "-m",
+            "--model",
             str(tmp_path / "nomodel"),
             "-o",
             str(tmp_path / "y.csv"),

@@ -44,7 +44,7 @@ def test_compliant_session_exits_0_with_json_contract(session: Path, tmp_path: P
             "acr-mri-large",
             "--json",
             str(out / "c.json"),
-            "--out",
+            "--output",
             str(out / "c.csv"),
             "--html",
             str(out / "c.html"),

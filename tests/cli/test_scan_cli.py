@@ -31,7 +31,7 @@ def test_scan_writes_json_table_and_errors(tmp_path: Path):
             str(root),
             "--json",
             str(out / "i.json"),
-            "--out",
+            "--output",
             str(out / "i.csv"),
             "--errors",
             str(out / "bad.csv"),
@@ -68,7 +68,7 @@ def test_scan_missing_folder_and_bad_output_format_exit_2(tmp_path: Path):
     res = runner.invoke(app, ["scan", str(tmp_path / "missing")])
     assert res.exit_code == 2 and "no such file or folder" in res.output
     root = _session(tmp_path / "in")
-    res = runner.invoke(app, ["scan", str(root), "--out", str(tmp_path / "i.xlsx"), "-q"])
+    res = runner.invoke(app, ["scan", str(root), "--output", str(tmp_path / "i.xlsx"), "-q"])
     assert res.exit_code == 2 and "unknown table format" in res.output
 
 

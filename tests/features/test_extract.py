@@ -143,10 +143,13 @@ def test_settings_and_manifest_errors(tmp_path: Path):
 def test_cli_exit_codes(cohort: Path, tmp_path: Path):
     runner = CliRunner()
     res = runner.invoke(
-        app, ["extract", str(cohort / "manifest.csv"), "-o", str(tmp_path / "f.parquet"), "-j", "2", "-q"]
-    )
+        app, ["extract", str(cohort / "manifest.csv"), "-o", str(tmp_path / "f.parquet"), "-j", "2",
+              "--json", str(tmp_path / "run.json")]
+    )  # fmt: skip
     assert res.exit_code == 1  # three planted bad cases
     assert "6 case(s) extracted" in res.output and "bad-empty" in res.output
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["cases"] == 6 and {f["subject_id"] for f in run["failed"]} >= {"bad-empty", "bad-corrupt"}
     good = pd.read_csv(cohort / "manifest.csv").iloc[:6]
     good.to_csv(cohort / "good.csv", index=False)
     res = runner.invoke(app, ["extract", str(cohort / "good.csv"), "-o", str(tmp_path / "g.csv"), "-q"])

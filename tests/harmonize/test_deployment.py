@@ -87,7 +87,7 @@ def test_a_multi_column_batch_recipe_is_kept(tmp_path: Path):
     assert meta["params"]["batch"] == ["vendor", "kernel"] and meta["batch_recipe"]["separator"] == "|"
     assert meta["batches"] == ["GE|sharp", "GE|soft", "Siemens|sharp", "Siemens|soft"]
     app_res = runner.invoke(
-        app, ["harmonize", "apply", str(src), "-m", str(tmp_path / "m"), "-o", str(tmp_path / "a.parquet")]
+        app, ["harmonize", "apply", str(src), "--model", str(tmp_path / "m"), "-o", str(tmp_path / "a.parquet")]
     )
     assert app_res.exit_code == 0, app_res.output
     a, f = pd.read_parquet(tmp_path / "a.parquet"), pd.read_parquet(tmp_path / "fit.parquet")
@@ -154,12 +154,12 @@ def test_damaged_model_folders_exit_2(fitted, tmp_path: Path):
     folder = save_model(model, tmp_path / "m")
     (folder / "model.json").write_text("{not json")
     res = runner.invoke(
-        app, ["harmonize", "apply", str(src), "-m", str(folder), "-o", str(tmp_path / "o.parquet")]
+        app, ["harmonize", "apply", str(src), "--model", str(folder), "-o", str(tmp_path / "o.parquet")]
     )
     assert res.exit_code == 2 and "corrupt JSON" in res.output
     (folder / "model.json").write_text("[]")
     res = runner.invoke(
-        app, ["harmonize", "apply", str(src), "-m", str(folder), "-o", str(tmp_path / "o.parquet")]
+        app, ["harmonize", "apply", str(src), "--model", str(folder), "-o", str(tmp_path / "o.parquet")]
     )
     assert res.exit_code == 2 and not (tmp_path / "o.parquet").exists()
 

@@ -130,7 +130,7 @@ def test_cli_too_few_repeats_exits_2_and_keeps_the_measurements(planted, tmp_pat
     one = tmp_path / "one"
     shutil.copytree(root / "dicom" / STEADY / "rep01", one / "rep01")
     res = _cli("repeatability", str(one), "--phantom", "qckit-texture", "-o", str(tmp_path / "o"), "-q",
-               "-p", str(root / "params.yaml"))  # fmt: skip
+               "--params", str(root / "params.yaml"))  # fmt: skip
     assert res.exit_code == 2
     assert "too few repeats" in res.output
     assert (tmp_path / "o" / "measurements.csv").is_file()
@@ -144,7 +144,7 @@ def test_cli_phantom_not_found_and_missing_roi_exit_2_others_measured(planted, t
     dro = load_phantom("qckit-dro").phantom
     synthesize(dro, mixed / "wrong", scanners=[replace(PRESET_SCANNERS[1], key="w")], repeats=1)
     res = _cli("repeatability", str(mixed), "--phantom", "qckit-texture", "-o", str(tmp_path / "o"), "-q",
-               "-p", str(root / "params.yaml"))  # fmt: skip
+               "--params", str(root / "params.yaml"))  # fmt: skip
     assert res.exit_code == 2, res.output
     assert "phantom 'qckit-texture' not found: the object found is 16" in res.output
     scans = pd.read_csv(tmp_path / "o" / "scans.csv")
