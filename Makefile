@@ -10,7 +10,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.qckit-installed
 
-.PHONY: setup demo test test-other test-all bench lint clean prerequisites
+.PHONY: setup demo test test-other test-all docs bench lint clean prerequisites
 
 setup: $(STAMP)
 
@@ -51,9 +51,14 @@ $(OTHER_STAMP): pyproject.toml
 	$(OTHER_VENV)/bin/python -m pip install --quiet -e '.[dev]'
 	@touch $(OTHER_STAMP)
 
+# the docs tests (site build, examples) do not depend on the interpreter: they run once, in .venv
 test-other: $(OTHER_STAMP)
 	@echo "== the test suite again, on $$($(OTHER_VENV)/bin/python -V)"
-	$(OTHER_VENV)/bin/python -m pytest -p no:cacheprovider
+	$(OTHER_VENV)/bin/python -m pytest -p no:cacheprovider -m "not slow and not docs"
+
+# The documentation site (MkDocs + Material + mkdocstrings) into build/site; `make test` builds it too (strict).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d build/site
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -m ''

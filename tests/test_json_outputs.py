@@ -38,8 +38,25 @@ def documents(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     docs: dict[str, Path] = {n: t / f"{n}.json" for n in OUTPUTS if n != "demo"}
     make_demo_dataset(t / "dicom", rows=64)
     _run("scan", str(t / "dicom"), "--json", str(docs["scan"]))
-    _run("protocol", "check", str(t / "dicom"), "-p", "acr-mri-large", "--json", str(docs["protocol-check"]), code=1)
-    _run("protocol", "infer", str(t / "dicom"), "-o", str(t / "site.yaml"), "--json", str(docs["protocol-infer"]))
+    _run(
+        "protocol",
+        "check",
+        str(t / "dicom"),
+        "-p",
+        "acr-mri-large",
+        "--json",
+        str(docs["protocol-check"]),
+        code=1,
+    )
+    _run(
+        "protocol",
+        "infer",
+        str(t / "dicom"),
+        "-o",
+        str(t / "site.yaml"),
+        "--json",
+        str(docs["protocol-infer"]),
+    )
     db = str(t / "h.sqlite")
     _run("qc", "simulate", "--db", db, "--weeks", "12", "--json", str(docs["qc-simulate"]))
     key = json.loads(docs["qc-simulate"].read_text())["scanners"][0]
@@ -53,7 +70,15 @@ def documents(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
          "--json", str(docs["phantom-study"]))  # fmt: skip
     arr = load_phantom("ismrm-nist-system").phantom.sphere_array(5)
     write_relaxometry(t / "relax", arr, arr.reference("T1", 1.5).values_ms[:14], "T1", scan=RelaxScan(seed=1))
-    _run("phantom", "relaxometry", str(t / "relax"), "-o", str(t / "relax-out"), "--json", str(docs["relaxometry"]))
+    _run(
+        "phantom",
+        "relaxometry",
+        str(t / "relax"),
+        "-o",
+        str(t / "relax-out"),
+        "--json",
+        str(docs["relaxometry"]),
+    )
     _run("qc", "run", str(t / "relax"), "--phantom", "ismrm-nist-system", "-p", "ismrm-nist-relaxometry",
          "--no-store", "-o", str(t / "qc"), "--json", str(docs["qc-session"]))  # fmt: skip
     cohort = make_cohort(t / "cohort", n_per_scanner=2, shape=(24, 32, 32))

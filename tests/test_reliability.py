@@ -62,7 +62,8 @@ def test_a_fifo_is_listed_never_opened(tmp_path: Path):
     )
     (tmp_path / "p.yaml").write_text(FAST)
     ex = runner.invoke(
-        app, ["extract", str(man), "--params", str(tmp_path / "p.yaml"), "-o", str(tmp_path / "f.parquet"), "-q"]
+        app,
+        ["extract", str(man), "--params", str(tmp_path / "p.yaml"), "-o", str(tmp_path / "f.parquet"), "-q"],
     )
     assert ex.exit_code == 1 and "named pipe (FIFO): not read" in ex.output
 

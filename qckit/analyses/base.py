@@ -47,6 +47,7 @@ class SeriesView:
 
     @property
     def pixel_mm(self) -> tuple[float, float]:
+        """In-plane pixel spacing (row, column) in mm."""
         return (self.volume.spacing[0], self.volume.spacing[1])
 
     def slice(self, n: int) -> np.ndarray:
@@ -56,6 +57,7 @@ class SeriesView:
         return self.volume.array[n - 1]
 
     def outline(self, n: int, phantom: Phantom) -> Outline:
+        """The phantom's outline on slice `n` (found once, then cached)."""
         from qckit.phantoms.localize import find_outline  # here: its imports cost start-up of every analysis
 
         if n not in self._outlines:
@@ -75,12 +77,14 @@ class AnalysisContext:
     sets: Mapping[str, list[SeriesView]] = field(default_factory=dict)  # role -> its series (series_set)
 
     def view(self, slot: str = "image") -> SeriesView:
+        """The series given to slot `slot`; a missing slot is an input error naming the analysis."""
         if slot not in self.series:
             raise QckitInputError(f"no {slot} series for {self.spec.name}")
         return self.series[slot]
 
     @property
     def slice_no(self) -> int:
+        """The slice the phantom definition gives for this analysis."""
         if self.spec.slice is None:
             raise QckitInputError(f"analysis {self.spec.name}: the phantom definition gives no slice")
         return self.spec.slice
@@ -91,9 +95,11 @@ class AnalysisContext:
         return v, n, v.slice(n), v.outline(n, self.phantom)
 
     def param(self, name: str, default: Any) -> Any:
+        """A parameter of the analysis from the phantom definition, or `default`."""
         return self.spec.params.get(name, default)
 
     def limit(self, prescribed: float | None = None) -> Limit | None:
+        """The action limit that applies at this scanner's field strength (None: baseline only)."""
         return self.spec.limit(self.field_strength_t, prescribed)
 
     def measurement(
@@ -108,6 +114,7 @@ class AnalysisContext:
         slot: str = "image",
         detail: dict[str, Any] | None = None,
     ) -> Measurement:
+        """A measurement of this analysis, with its limit, verdict, slice, role, method and series UID filled in."""
         v = self.view(slot)
         return Measurement(
             name=name,
@@ -135,6 +142,8 @@ class AnalysisContext:
 
 @dataclass
 class AnalysisOutput:
+    """What one analysis returns: its measurements and the problems that kept others from being measured."""
+
     measurements: list[Measurement] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 

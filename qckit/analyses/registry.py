@@ -55,6 +55,7 @@ def _load() -> None:
 
 
 def get(name: str) -> type[Analysis]:
+    """The analysis class registered as `name`; an unknown name is an error listing the known ones."""
     _load()
     try:
         return _REGISTRY[name]
@@ -65,5 +66,6 @@ def get(name: str) -> type[Analysis]:
 
 
 def names() -> list[str]:
+    """The names of every registered analysis."""
     _load()
     return sorted(_REGISTRY)

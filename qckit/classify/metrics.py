@@ -17,6 +17,11 @@ METRICS = ("accuracy", "sensitivity", "specificity", "f1", "roc_auc", "pr_auc")
 
 
 def point_metrics(y: np.ndarray, score: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Accuracy, sensitivity, specificity, F1 and ROC AUC of scores thresholded at `threshold`.
+
+    Sensitivity TP/(TP+FN), specificity TN/(TN+FP), F1 2TP/(2TP+FP+FN); AUC is the Mann-Whitney estimate
+    (scikit-learn's roc_auc_score). NaN where a class is absent.
+    """
     y = np.asarray(y).astype(int)
     pred = (np.asarray(score) >= threshold).astype(int)
     tp = int(((pred == 1) & (y == 1)).sum())
@@ -68,6 +73,7 @@ def bootstrap_ci(
 
 
 def summarise_folds(per_fold: list[dict[str, float]]) -> dict[str, Any]:
+    """Mean and SD (ddof 1) of each metric over the outer folds."""
     return {
         m: {
             "mean": float(np.nanmean([f[m] for f in per_fold])),

@@ -40,10 +40,12 @@ class ColumnSelector(TransformerMixin, BaseEstimator):
         self.columns = columns
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> ColumnSelector:
+        """Nothing to learn: records the input width (scikit-learn's protocol); returns self."""
         self.n_features_in_ = X.shape[1]
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The selected columns of `X`."""
         return X[list(self.columns or [])]
 
 
@@ -113,6 +115,8 @@ def _x(table: FeatureTable) -> pd.DataFrame:
 
 @dataclass
 class ClassificationResult:
+    """One nested cross-validation run: model, harmonization, CV scheme, pooled out-of-fold and per-fold metrics."""
+
     model: str
     harmonize: str  # "in-fold", "none" or "whole-dataset (leaky)"
     cv: str
@@ -122,6 +126,7 @@ class ClassificationResult:
     predictions: pd.DataFrame | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The run as plain data (the `classify --json` record)."""
         return {
             "model": self.model,
             "harmonization": self.harmonize,

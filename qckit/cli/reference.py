@@ -8,7 +8,6 @@ from typing import Any
 
 from qckit.cli.conventions import DEPRECATED, walk_commands
 
-
 _NAMES = {"Path": "PATH", "int": "INTEGER", "float": "NUMBER", "str": "TEXT", "bool": "flag"}
 
 

@@ -58,6 +58,7 @@ def _clean(value: Any) -> str | None:
 
 
 def canonical_model(vendor: str | None, model: str | None) -> str | None:
+    """The model name without the vendor's marketing prefix and spacing variants (`MAGNETOM Skyra` -> `Skyra`)."""
     m = _clean(model)
     if m is None:
         return None
@@ -72,6 +73,10 @@ def _slug(text: str) -> str:
 
 @dataclass(frozen=True)
 class ScannerIdentity:
+    """A scanner, as the QC history and the phantom studies know it: canonical vendor, model, serial number,
+    field strength and station name.
+    """
+
     vendor: str | None
     model: str | None
     serial: str | None  # None when absent or an anonymisation placeholder
@@ -87,6 +92,7 @@ class ScannerIdentity:
         field_strength_t: Any = None,
         station: Any = None,
     ) -> ScannerIdentity:
+        """An identity from raw DICOM values (vendor spellings and model prefixes made canonical)."""
         vendor = canonical_vendor(_clean(manufacturer))
         try:
             field = None if field_strength_t in (None, "") else round(float(field_strength_t), 2)
@@ -107,6 +113,7 @@ class ScannerIdentity:
 
     @property
     def key(self) -> str:
+        """The scanner's key: vendor-model-serial (the station name, or `noserial`, when there is no serial)."""
         third = self.serial or self.station or "noserial"
         return "-".join(_slug(p) for p in (self.vendor or "unknown", self.model or "unknown", third))
 
@@ -128,6 +135,7 @@ class ScannerIdentity:
         return self.serial is not None
 
     def to_dict(self) -> dict[str, Any]:
+        """The identity as plain data."""
         return {
             "key": self.key,
             "vendor": self.vendor,

@@ -44,9 +44,11 @@ class Limit:
     source: str
 
     def passes(self, value: float) -> bool:
+        """Whether `value` lies within the limit (bounds inclusive)."""
         return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
 
     def to_dict(self) -> dict[str, Any]:
+        """The limit as plain data: bounds, text, unit and source."""
         return {"low": self.low, "high": self.high, "text": self.text, "source": self.source}
 
 
@@ -79,11 +81,13 @@ class Measurement:
 
     @property
     def verdict(self) -> Verdict:
+        """PASS or FAIL against its limit; NOT_MEASURED when the value is not finite or no limit applies."""
         if not math.isfinite(self.value):
             return Verdict.NOT_MEASURED
         return {True: Verdict.PASS, False: Verdict.FAIL, None: Verdict.NOT_MEASURED}[self.passed]
 
     def to_dict(self) -> dict[str, Any]:
+        """The measurement as plain data (a row of qc-measurements.csv)."""
         lim = self.limit
         return {
             "name": self.name,
@@ -118,6 +122,7 @@ class Finding:
     subject: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """The finding as plain data."""
         return {
             "rule": self.rule,
             "level": self.level,
@@ -138,18 +143,22 @@ class Problem:
     reason: str
 
     def to_dict(self) -> dict[str, str]:
+        """The problem as plain data: what could not be measured and why."""
         return {"name": self.name, "series_uid": self.series_uid, "reason": self.reason}
 
 
 # --- overlay shapes: where a value was measured, in pixel coordinates (x = column, y = row) -------------------
 @dataclass(frozen=True)
 class Circle:
+    """A circular ROI outline for the report overlays (centre and radius in pixels)."""
+
     centre: tuple[float, float]
     radius: float
     label: str
     kind: str = "circle"
 
     def to_dict(self) -> dict[str, Any]:
+        """The shape as plain data."""
         return {"kind": self.kind, "label": self.label, "centre": list(self.centre), "radius": self.radius}
 
 
@@ -165,37 +174,47 @@ class Rectangle:
     kind: str = "rectangle"
 
     def to_dict(self) -> dict[str, Any]:
+        """The shape as plain data."""
         return {"kind": self.kind, "label": self.label, "x": [self.x0, self.x1], "y": [self.y0, self.y1]}
 
 
 @dataclass(frozen=True)
 class Line:
+    """A line for the report overlays (a measured length), end points in pixels."""
+
     start: tuple[float, float]
     end: tuple[float, float]
     label: str
     kind: str = "line"
 
     def to_dict(self) -> dict[str, Any]:
+        """The shape as plain data."""
         return {"kind": self.kind, "label": self.label, "start": list(self.start), "end": list(self.end)}
 
 
 @dataclass(frozen=True)
 class Point:
+    """A point for the report overlays, in pixels."""
+
     xy: tuple[float, float]
     label: str
     kind: str = "point"
 
     def to_dict(self) -> dict[str, Any]:
+        """The shape as plain data."""
         return {"kind": self.kind, "label": self.label, "xy": list(self.xy)}
 
 
 @dataclass(frozen=True)
 class Polygon:
+    """A polygon (an ellipse drawn as one) for the report overlays, vertices in pixels."""
+
     points: tuple[tuple[float, float], ...]
     label: str
     kind: str = "polygon"
 
     def to_dict(self) -> dict[str, Any]:
+        """The shape as plain data."""
         return {"kind": self.kind, "label": self.label, "points": [list(p) for p in self.points]}
 
 
@@ -243,6 +262,7 @@ class ControlStatus:
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """The control status as plain data: limits, alarms and note."""
         return {
             "name": self.name,
             "n_sessions": self.n_sessions,

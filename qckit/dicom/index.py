@@ -34,10 +34,13 @@ _LIST_COLUMNS = ("PixelSpacing",)
 
 @dataclass
 class ScanError:
+    """An item that could not be indexed: its path and the reason."""
+
     path: str
     reason: str
 
     def to_dict(self) -> dict[str, str]:
+        """The bad item as plain data: path and reason."""
         return {"path": self.path, "reason": self.reason}
 
 
@@ -51,12 +54,14 @@ class ScanResult:
     n_files: int = 0
 
     def to_dict(self) -> dict[str, Any]:
+        """The index as plain data: one record per series, the bad items, and the file count."""
         return {
             "series": [_jsonable(r) for r in self.series],
             "errors": [e.to_dict() for e in self.errors],
         }
 
     def to_json(self) -> str:
+        """The index as strict JSON text (NaN and infinity written as null)."""
         return jsonio.dumps(self.to_dict())
 
     def to_frame(self) -> Any:
@@ -232,6 +237,7 @@ def write_table(result: ScanResult, path: str | os.PathLike[str]) -> Path:
 
 
 def write_json(result: ScanResult, path: str | os.PathLike[str]) -> Path:
+    """Write the index as JSON to `path` (atomic: a temporary file renamed); returns the path."""
     return jsonio.write_json(path, result.to_dict())
 
 

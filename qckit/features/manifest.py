@@ -22,6 +22,8 @@ REQUIRED = ("subject_id", "image", "mask")
 
 @dataclass(frozen=True)
 class Case:
+    """One row of a manifest: subject, image, mask, the mask label, and an optional normalization mask."""
+
     subject_id: str
     image: str
     mask: str
@@ -38,6 +40,11 @@ class Case:
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[Case]:
+    """Read a manifest CSV (subject_id, image, mask[, label_value, norm_mask, ...]) into cases.
+
+    Relative paths resolve against the manifest's folder; a missing file, column or duplicate subject is an
+    input error naming the row.
+    """
     p = Path(path)
     if not p.is_file():
         raise QckitInputError(f"{p}: no such manifest")

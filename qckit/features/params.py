@@ -21,6 +21,8 @@ METHODS = ("none", "zscore", "whitestripe")
 
 @dataclass(frozen=True)
 class Normalization:
+    """The intensity normalization run before pyradiomics: method (none, zscore, whitestripe), WhiteStripe contrast and width."""
+
     method: str = "none"
     contrast: str = "t1"
     width: float = 0.05
@@ -34,10 +36,13 @@ class Normalization:
 
 @dataclass(frozen=True)
 class ExtractionSettings:
+    """A params file: the pyradiomics parameters and the qckit normalization applied before them."""
+
     radiomics: dict[str, Any] = field(default_factory=dict)
     normalization: Normalization = Normalization()
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as plain data: the pyradiomics parameters and the normalization block."""
         return {"pyradiomics": self.radiomics, "normalization": vars(self.normalization)}
 
 

@@ -61,6 +61,10 @@ def run_case(case: Case, settings: ExtractionSettings) -> dict[str, Any]:
 
 @dataclass
 class ExtractionRun:
+    """The result of an extraction run: the feature table, the failed cases with reasons, how many cases were
+    computed now and how many resumed from an earlier run, and the output file.
+    """
+
     table: pd.DataFrame
     failed: list[dict[str, str]] = field(default_factory=list)
     computed: int = 0

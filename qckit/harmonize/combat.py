@@ -200,10 +200,12 @@ class ComBat(TransformerMixin, BaseEstimator):
 
     # ---------------------------------------------------------------- fit / transform
     def fit(self, X: pd.DataFrame, y: Any = None) -> ComBat:
+        """Estimate the ComBat parameters (batch location and scale, covariate effects) on `X`; returns self."""
         self._fit(X)
         return self
 
     def fit_transform(self, X: pd.DataFrame, y: Any = None, **fit_params: Any) -> pd.DataFrame:
+        """Fit on `X` and return its harmonized features (same index, columns `features_`)."""
         frame, harmonized = self._fit(X)
         return pd.DataFrame(harmonized, index=frame.index, columns=self.features_)
 
@@ -465,6 +467,7 @@ class ComBat(TransformerMixin, BaseEstimator):
         return np.asarray(out).T
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """The names of the harmonized feature columns (scikit-learn's set-output protocol)."""
         check_is_fitted(self, "params_")
         return np.asarray(self.features_, dtype=object)
 

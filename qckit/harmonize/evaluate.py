@@ -31,6 +31,9 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
 
 
 def batch_effect_tests(frame: pd.DataFrame, features: list[str], batch: str) -> pd.DataFrame:
+    """Per feature, location and scale differences between batches: Kruskal-Wallis H (location; Kruskal & Wallis
+    1952) and Fligner-Killeen (scale; Fligner & Killeen 1976), with Benjamini-Hochberg q-values (1995).
+    """
     groups = [g for _, g in frame.groupby(frame[batch].astype(str), sort=True)]
     rows = []
     for f in features:
@@ -50,6 +53,11 @@ def batch_effect_tests(frame: pd.DataFrame, features: list[str], batch: str) -> 
 def batch_auc(
     frame: pd.DataFrame, features: list[str], batch: str, *, folds: int = 5, seed: int = 0
 ) -> float:
+    """How well the features predict the batch: cross-validated ROC AUC of a logistic regression (two batches: the
+    binary AUC; more: one-vs-rest, macro-averaged).
+
+    0.5 means the batches cannot be told apart; harmonization should bring it towards 0.5.
+    """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -68,6 +76,7 @@ def batch_auc(
 
 
 def pca_scores(frame: pd.DataFrame, features: list[str], n: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """The first `n` principal-component scores of the standardized features and their explained variance ratios."""
     x = frame[features].to_numpy(dtype=float)
     x = (x - x.mean(axis=0)) / np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
     u, s, _ = np.linalg.svd(x, full_matrices=False)
@@ -97,6 +106,8 @@ def covariate_effects(
 
 @dataclass
 class Evaluation:
+    """Batch and covariate effects before (and after) harmonization: per-feature tests, batch AUCs, PCA scores."""
+
     batch: str
     features: list[str]
     before: pd.DataFrame
@@ -116,6 +127,9 @@ class Evaluation:
         return float(100.0 * (table[col] < fdr).mean())
 
     def summary(self) -> dict[str, Any]:
+        """The headline numbers: share of features with a location/scale batch effect (q < fdr), batch AUC before
+        and after, and the median covariate-effect ratio after/before.
+        """
         out: dict[str, Any] = {
             "batch": self.batch,
             "n_features": len(self.features),
@@ -138,6 +152,7 @@ class Evaluation:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """The whole evaluation as plain data (the `harmonize evaluate --json` document)."""
         data = {"summary": self.summary(), "per_feature_before": self.before.to_dict(orient="records")}
         if self.after is not None:
             data["per_feature_after"] = self.after.to_dict(orient="records")

@@ -59,16 +59,20 @@ class Level:
     percent: bool = False
 
     def half_width(self, centre: float) -> float:
+        """The level's half-width about `centre`: a percentage of |centre|, or the absolute value."""
         return abs(centre) * self.value / 100 if self.percent else self.value
 
     @classmethod
     def parse(cls, text: str) -> Level:
+        """Parse `10%` (relative) or `0.5` (absolute)."""
         t = text.strip()
         return cls(float(t[:-1]), True) if t.endswith("%") else cls(float(t))
 
 
 @dataclass(frozen=True)
 class Alarm:
+    """A control-rule alarm: the session's position in the series, the rule and its message."""
+
     index: int  # position in the series
     rule: str
     message: str
@@ -76,6 +80,10 @@ class Alarm:
 
 @dataclass
 class Chart:
+    """One measurement's control chart (Shewhart individuals with Western Electric rules, EWMA, CUSUM; see the
+    module docstring for the formulas and references).
+    """
+
     values: np.ndarray
     baseline: np.ndarray  # bool mask
     centre: float
@@ -96,10 +104,12 @@ class Chart:
 
     @property
     def ucl(self) -> float:
+        """Upper control limit: centre + 3 * limit_sigma."""
         return self.centre + 3 * self.limit_sigma
 
     @property
     def lcl(self) -> float:
+        """Lower control limit: centre - 3 * limit_sigma."""
         return self.centre - 3 * self.limit_sigma
 
     def first_alarm(self) -> Alarm | None:

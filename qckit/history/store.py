@@ -120,6 +120,7 @@ measurements = Table(
 
 
 def as_identity(scanner: ScannerIdentity | dict[str, Any]) -> ScannerIdentity:
+    """A ScannerIdentity from an identity or a dict of raw values (manufacturer/vendor, model, serial, ...)."""
     if isinstance(scanner, ScannerIdentity):
         return scanner
     return ScannerIdentity.from_values(scanner.get("manufacturer") or scanner.get("vendor"), scanner.get("model"),
@@ -128,6 +129,8 @@ def as_identity(scanner: ScannerIdentity | dict[str, Any]) -> ScannerIdentity:
 
 @dataclass(frozen=True)
 class SessionRecord:
+    """One QC session to store: scanner, date, phantom, role, measurements and the provenance."""
+
     scanner: (
         ScannerIdentity | dict[str, Any]
     )  # a dict: manufacturer, model, serial, station, field_strength_t
@@ -240,9 +243,11 @@ class HistoryStore:
 
     @property
     def url(self) -> str:
+        """The database URL (password hidden)."""
         return self.engine.url.render_as_string(hide_password=True)
 
     def close(self) -> None:
+        """Release the database connections."""
         self.engine.dispose()
 
     def __enter__(self) -> HistoryStore:
@@ -457,10 +462,12 @@ class HistoryStore:
             return pd.read_sql(q, conn, parse_dates=["session_date"])
 
     def n_sessions(self) -> int:
+        """How many sessions the history holds."""
         with self.engine.connect() as conn:
             return int(conn.execute(text("SELECT COUNT(*) FROM sessions")).scalar_one())
 
     def schema_version(self) -> int:
+        """The history's schema version (migrated on open)."""
         with self.engine.connect() as conn:
             return int(conn.execute(select(schema_table.c.version)).scalar_one())
 

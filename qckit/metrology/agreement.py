@@ -26,6 +26,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class ICC:
+    """An intraclass correlation (McGraw & Wong 1996 form) with its CI and F test."""
+
     kind: str
     value: float
     ci: tuple[float, float]
@@ -35,6 +37,7 @@ class ICC:
     p: float
 
     def to_dict(self) -> dict:
+        """The estimate, its form and its confidence interval as plain data."""
         return asdict(self)
 
 
@@ -90,12 +93,15 @@ def icc(x: np.ndarray, kind: str = "ICC(2,1)", alpha: float = 0.05) -> ICC:
 
 @dataclass(frozen=True)
 class CCC:
+    """Lin's concordance correlation coefficient (Lin 1989) with its CI, precision (r) and accuracy (C_b)."""
+
     value: float
     ci: tuple[float, float]
     precision_r: float  # Pearson r
     accuracy_cb: float  # bias-correction factor C_b, rho_c = r * C_b
 
     def to_dict(self) -> dict:
+        """The estimate and its confidence interval as plain data."""
         return asdict(self)
 
 
@@ -128,6 +134,8 @@ def ccc(x: np.ndarray, y: np.ndarray, alpha: float = 0.05) -> CCC:
 
 @dataclass(frozen=True)
 class BlandAltman:
+    """Bland-Altman agreement (Bland & Altman 1986, 1999): bias and limits of agreement with their CIs."""
+
     n: int
     bias: float
     bias_ci: tuple[float, float]
@@ -138,6 +146,7 @@ class BlandAltman:
     loa_high_ci: tuple[float, float]
 
     def to_dict(self) -> dict:
+        """Bias, limits of agreement and their confidence intervals as plain data."""
         return asdict(self)
 
 

@@ -37,6 +37,8 @@ def _matrix(values: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Repeatability:
+    """Repeatability of a subjects x repeats matrix: wSD with CI, wCV (RMS and log-scale) with CI, RC = 2.77 wSD."""
+
     n_subjects: int
     n_repeats: int
     mean: float
@@ -48,10 +50,17 @@ class Repeatability:
     rc: float
 
     def to_dict(self) -> dict:
+        """Every repeatability statistic as plain data."""
         return asdict(self)
 
 
 def within_subject_sd(values: np.ndarray) -> float:
+    """Within-subject standard deviation of a subjects x repeats matrix.
+
+    wSD = sqrt(mean_i s_i^2), with s_i^2 the sample variance (ddof 1) of subject i's repeats: the root of the
+    pooled within-subject variance (Bland & Altman 1996, BMJ 312:1654; QIBA, Raunig et al. 2015, Stat Methods Med
+    Res 24:27-67, section 3).
+    """
     v = _matrix(values)
     return float(np.sqrt(np.mean(np.var(v, axis=1, ddof=1))))
 
@@ -65,6 +74,12 @@ def wsd_ci(wsd: float, df: int, alpha: float = 0.05) -> tuple[float, float]:
 
 
 def wcv_rms(values: np.ndarray) -> float:
+    """Within-subject coefficient of variation, in percent, root-mean-square of the subjects' CVs.
+
+    wCV = 100 * sqrt(mean_i (s_i / m_i)^2), with m_i and s_i (ddof 1) the mean and SD of subject i's repeats
+    (Raunig et al. 2015, Stat Methods Med Res 24:27-67, eq. for wCV; Gluer et al. 1995, Osteoporos Int 5:262).
+    NaN when a subject's mean is 0.
+    """
     v = _matrix(values)
     m = v.mean(axis=1)
     if np.any(m == 0):
@@ -74,6 +89,11 @@ def wcv_rms(values: np.ndarray) -> float:
 
 
 def wcv_log(values: np.ndarray) -> float | None:
+    """Within-subject CV, in percent, from the log-scale within-subject SD.
+
+    wCV = 100 * sqrt(exp(wSD_ln^2) - 1), with wSD_ln the within-subject SD of ln(values): the estimator for
+    log-normal measurements (Bland & Altman 1996, BMJ 313:106; Raunig et al. 2015). None when a value is <= 0.
+    """
     v = _matrix(values)
     if np.any(v <= 0):
         return None

@@ -33,6 +33,10 @@ PASS, FAIL, INSUFFICIENT = Verdict.PASS.value, Verdict.FAIL.value, Verdict.INSUF
 
 @dataclass(frozen=True)
 class Thresholds:
+    """The stability criteria: precision CV, bias and between-condition CV limits in percent (EMA 15 %), an optional
+    ICC lower bound, and the repeats needed to decide.
+    """
+
     cv_percent: float = 15.0
     bias_percent: float = 15.0
     between_cv_percent: float = 15.0

@@ -27,6 +27,8 @@ from qckit.normalize.image import as_array
 class N4Settings:
     # defaults measured on the known-answer test (tests/normalize/test_bias_field.py): 3 fitting levels keep the
     # field smooth; a fourth level starts to follow anatomy (white-matter CV 24% above the field-free one)
+    """N4 bias-field correction settings (Tustison et al. 2010, IEEE TMI 29:1310; SimpleITK's N4 filter)."""
+
     shrink_factor: int = 2
     iterations: tuple[int, ...] = (50, 50, 50)
     convergence_threshold: float = 1e-6
@@ -48,12 +50,15 @@ class N4Settings:
 
 @dataclass
 class BiasFieldResult:
+    """An N4 correction: the settings used, the estimated field's range and the voxels it was fitted on."""
+
     settings: N4Settings
     field: np.ndarray  # multiplicative field at full resolution (the input divided by it is the output)
     mask_voxels: int
     field_range: tuple[float, float] = field(default=(1.0, 1.0))  # min, max of the field inside the mask
 
     def to_dict(self) -> dict[str, Any]:
+        """The N4 settings, the field's range and the mask size as plain data."""
         return {
             "method": "N4 (Tustison et al. 2010), SimpleITK",
             "shrink_factor": self.settings.shrink_factor,

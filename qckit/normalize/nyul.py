@@ -49,6 +49,10 @@ class NyulStandardizer(TransformerMixin, BaseEstimator):
         self.output_max = output_max
 
     def fit(self, images: list[Any], masks: list[Any] | None = None) -> NyulStandardizer:
+        """Learn the standard scale from training images (Nyul & Udupa 1999, Magn Reson Med 42:1072; Nyul et al. 2000,
+        IEEE TMI 19:143): each image's percentile landmarks, inside its mask, are mapped linearly onto [s1, s2] and
+        averaged. Returns self.
+        """
         pct = np.asarray(self.percentiles, dtype=float)
         if len(pct) < 3 or np.any(np.diff(pct) <= 0) or pct[0] < 0 or pct[-1] > 100:
             raise NormalizationError("percentiles must be at least 3 increasing values within [0, 100]")
@@ -70,6 +74,9 @@ class NyulStandardizer(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, image: Any, mask: Any = None) -> Any:
+        """Map an image onto the learned standard scale: piecewise-linear between its own landmarks and the standard
+        ones, extrapolated linearly beyond the outer landmarks.
+        """
         check_is_fitted(self, "standard_scale_")
         arr, wrap = as_array(image)
         lm = _landmarks(arr, mask, self.percentiles_)
@@ -82,6 +89,7 @@ class NyulStandardizer(TransformerMixin, BaseEstimator):
         return wrap(out)
 
     def save(self, path: str | Path) -> Path:
+        """Write the percentiles and the standard scale as JSON (atomic); returns the path."""
         check_is_fitted(self, "standard_scale_")
         data = {
             "method": "nyul",
@@ -95,6 +103,7 @@ class NyulStandardizer(TransformerMixin, BaseEstimator):
 
     @classmethod
     def load(cls, path: str | Path) -> NyulStandardizer:
+        """A fitted standardizer from the JSON `save` wrote; a damaged file is an error naming it."""
         try:
             data = json.loads(Path(path).read_text())
             model = cls(

@@ -41,6 +41,7 @@ class WhiteStripeResult:
     smoothed_histogram: np.ndarray
 
     def to_dict(self) -> dict[str, Any]:
+        """Mode, stripe bounds, stripe mean and SD, and the voxel count as plain data."""
         return {
             k: getattr(self, k)
             for k in (

@@ -10,6 +10,10 @@ from qckit.normalize.image import NormalizationError, as_array, mask_array
 
 
 def zscore(image: Any, mask: Any = None) -> tuple[Any, dict[str, float]]:
+    """Z-score normalization: (I - mean) / SD over the mask (default: voxels above the image mean).
+
+    Returns the normalized image (same geometry) and {mean, sd, n}; constant masked intensities are an error.
+    """
     arr, wrap = as_array(image)
     m = mask_array(mask, arr.shape) if mask is not None else arr > arr.mean()
     values = arr[m]

@@ -33,17 +33,21 @@ def bundled_dir() -> Path:
 
 
 def bundled_names() -> list[str]:
+    """The names of the phantom definitions shipped with qckit (`qckit phantom list`)."""
     return yaml_names(bundled_dir())
 
 
 @dataclass(frozen=True)
 class LoadedPhantom:
+    """A phantom definition with the file it came from and that file's sha256 (for provenance)."""
+
     phantom: Phantom
     path: Path
     sha256: str
 
 
 def parse_phantom(data: Any, path: Path) -> Phantom:
+    """Validate parsed YAML as a phantom definition; errors name the key path and the file."""
     if not isinstance(data, dict):
         raise PhantomError(f"{path}: a phantom file must be a YAML mapping, got {type(data).__name__}")
     try:
@@ -62,6 +66,7 @@ def load_phantom(name_or_path: str | os.PathLike[str]) -> LoadedPhantom:
 
 
 def json_schema_text() -> str:
+    """The JSON Schema of phantom definition files (`qckit phantom schema`)."""
     schema = Phantom.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "qckit phantom definition (schema_version 1)"

@@ -38,6 +38,8 @@ class Texture(_Strict):
 
 
 class Body(_Strict):
+    """The phantom's body: a cylinder of given diameter and length, its fill signal and texture for the renderer."""
+
     shape: Literal["cylinder"] = "cylinder"
     diameter_mm: PositiveMM | None = Field(None, description="inner diameter; None = any size (bottles)")
     length_mm: PositiveMM
@@ -66,6 +68,8 @@ class Structure(_Strict):
 
 
 class ROI(_Strict):
+    """A named region of interest on the phantom: circle or rectangle, in mm from the phantom's centre."""
+
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     shape: Literal["circle", "rectangle"]
     center_mm: tuple[float, float] = (0.0, 0.0)
@@ -95,6 +99,8 @@ class Stack(_Strict):
 
 
 class Region(_Strict):
+    """A rectangle in mm from the phantom's centre."""
+
     center_mm: tuple[float, float]
     size_mm: tuple[PositiveMM, PositiveMM]
 
@@ -120,6 +126,7 @@ class FieldRange(_Strict):
     max: Annotated[float, Field(gt=0)] | None = None
 
     def contains(self, field_t: float | None) -> bool:
+        """Whether the field strength `field_t` (T) lies in [min, max); an unknown field is outside every range."""
         if field_t is None:
             return False
         return (self.min is None or field_t >= self.min) and (self.max is None or field_t < self.max)
@@ -262,6 +269,8 @@ class SphereArray(_Strict):
 
 
 class Phantom(_Strict):
+    """A phantom definition file: body, slice stack, ROIs, sphere arrays, the analyses it supports with their limits."""
+
     schema_version: Literal[1] = 1
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     title: str
@@ -320,6 +329,7 @@ class Phantom(_Strict):
         )
 
     def sphere_array(self, plate: int) -> SphereArray:
+        """The sphere array of plate `plate`; an unknown plate is an error naming the known ones."""
         for a in self.sphere_arrays:
             if a.plate == plate:
                 return a
@@ -327,6 +337,7 @@ class Phantom(_Strict):
         raise KeyError(f"{self.name} has no sphere array plate {plate} (plates: {have})")
 
     def roi(self, name: str) -> ROI:
+        """The ROI called `name`; an unknown name is an error naming the known ones."""
         for r in self.rois:
             if r.name == name:
                 return r

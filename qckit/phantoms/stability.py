@@ -30,6 +30,10 @@ GROUPINGS = ("scanner", "protocol", "site")
 
 @dataclass
 class Stability:
+    """A phantom study's stability analysis: repeatability per condition, reproducibility across conditions, the
+    per-feature verdicts and the thresholds that made them.
+    """
+
     repeatability: pd.DataFrame
     reproducibility: pd.DataFrame | None
     features: pd.DataFrame  # feature, stable, reason, worst_cv, between_cv, relative_bias
@@ -43,12 +47,14 @@ class Stability:
 
 
 def with_condition(long: pd.DataFrame) -> pd.DataFrame:
+    """The long table with a `condition` column: scanner | protocol."""
     out = long.copy()
     out["condition"] = out["scanner"].astype(str) + " | " + out["protocol"].astype(str)
     return out
 
 
 def check_repeats(long: pd.DataFrame, min_repeats: int) -> None:
+    """Refuse a study with fewer than 2 repeats in every condition (TooFewRepeatsError naming the counts)."""
     counts = with_condition(long).groupby("condition")["repeat"].nunique()
     if counts.empty or counts.max() < 2:
         raise TooFewRepeatsError(
@@ -123,6 +129,7 @@ def _feature_verdicts(rep: pd.DataFrame, repro: pd.DataFrame | None) -> pd.DataF
 
 
 def write_outputs(stab: Stability, out_dir: Path, phantom: str, extra: dict | None = None) -> dict[str, Path]:
+    """Write repeatability.csv, reproducibility.csv, stable-features.csv/.yaml and summary.json; returns the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "repeatability": out_dir / "repeatability.csv",

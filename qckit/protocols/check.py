@@ -54,6 +54,7 @@ class RuleResult:
     why: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The rule's keyword, observed and expected values, level and outcome as plain data."""
         return {
             "keyword": self.keyword,
             "test": self.test,
@@ -69,12 +70,15 @@ class RuleResult:
 
 @dataclass
 class SeriesCheck:
+    """One series' check: its index row, the matched protocol entry, its status and each rule's result."""
+
     row: dict[str, Any]
     protocol_entry: str | None
     status: str
     rules: list[RuleResult] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The series' index row, matched entry, status and rule results as plain data."""
         out = {k: self.row.get(k) for k in ROW_FIELDS}
         out["protocol_entry"] = self.protocol_entry
         out["status"] = self.status
@@ -84,6 +88,8 @@ class SeriesCheck:
 
 @dataclass
 class CheckResult:
+    """A protocol check: every series with its matched entry and rule results, and the missing and duplicated series."""
+
     protocol: Protocol
     series: list[SeriesCheck]
     missing: list[dict[str, Any]]
@@ -92,6 +98,7 @@ class CheckResult:
     out_of_scope: int = 0  # series of another modality than the protocol's, not checked
 
     def counts(self) -> dict[str, int]:
+        """Series per status (pass, warn, fail), unmatched series."""
         out = {"pass": 0, "warn": 0, "fail": 0, "unmatched": 0}
         for s in self.series:
             out[s.status] += 1
@@ -111,6 +118,7 @@ class CheckResult:
         return any(_LEVEL_ORDER[lv] >= threshold for lv in levels)
 
     def to_dict(self) -> dict[str, Any]:
+        """The whole check as plain data: protocol, summary, every series and rule, missing and duplicated series."""
         return {
             "protocol": {
                 "name": self.protocol.name,

@@ -34,11 +34,14 @@ def bundled_dir() -> Path:
 
 
 def bundled_names() -> list[str]:
+    """The names of the protocols shipped with qckit (`qckit protocol list`)."""
     return yaml_names(bundled_dir())
 
 
 @dataclass(frozen=True)
 class LoadedProtocol:
+    """A protocol with the file it came from and that file's sha256 (for provenance)."""
+
     protocol: Protocol
     path: Path
     sha256: str

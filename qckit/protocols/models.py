@@ -122,6 +122,7 @@ class Condition(BaseModel):
 
     @property
     def test(self) -> str:
+        """Which comparison the condition makes (equals, one_of, range, ...): the one field that is set."""
         return next(t for t in _TESTS if getattr(self, t) is not None)
 
 
@@ -161,6 +162,10 @@ class MeasurableRange(BaseModel):
 
 
 class ExpectedSeries(BaseModel):
+    """One series a protocol expects: how to recognise it (`match`), what it must satisfy (`rules`), its role for
+    the analyses, and what to report when it is missing or duplicated.
+    """
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]*$")]
@@ -188,6 +193,7 @@ class ExpectedSeries(BaseModel):
 
     @property
     def series_role(self) -> str:
+        """The role analyses ask for: `role`, or the entry's name when none is given."""
         return self.role or self.name
 
 
@@ -224,4 +230,5 @@ class Protocol(BaseModel):
         return self
 
     def entry(self, name: str) -> ExpectedSeries | None:
+        """The expected series called `name`, or None."""
         return next((s for s in self.series if s.name == name), None)

@@ -42,7 +42,9 @@ def _bad_app() -> typer.Typer:
     bad = typer.Typer()
 
     @bad.command("scan")
-    def scan(out: Path = typer.Option(None, "--out", "-o"), x: int = typer.Option(1, "-p", "--params")) -> None:
+    def scan(
+        out: Path = typer.Option(None, "--out", "-o"), x: int = typer.Option(1, "-p", "--params")
+    ) -> None:
         """A command that breaks every rule."""
 
     @bad.command("new-thing")
@@ -126,7 +128,10 @@ def test_old_spellings_still_work_with_a_warning(tmp_path: Path):
     res = runner.invoke(app, ["scan", str(tmp_path), "--out", str(tmp_path / "i.csv"), "-q"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "i.csv").is_file()
-    assert "warning: `qckit scan --out` is deprecated and will be removed in qckit 0.3.0: use --output" in res.stderr
+    assert (
+        "warning: `qckit scan --out` is deprecated and will be removed in qckit 0.3.0: use --output"
+        in res.stderr
+    )
     res = runner.invoke(app, ["scan", str(tmp_path), "--output", str(tmp_path / "j.csv"), "-q"])
     assert res.exit_code == 0 and "deprecated" not in res.stderr
 

@@ -87,7 +87,8 @@ def test_a_multi_column_batch_recipe_is_kept(tmp_path: Path):
     assert meta["params"]["batch"] == ["vendor", "kernel"] and meta["batch_recipe"]["separator"] == "|"
     assert meta["batches"] == ["GE|sharp", "GE|soft", "Siemens|sharp", "Siemens|soft"]
     app_res = runner.invoke(
-        app, ["harmonize", "apply", str(src), "--model", str(tmp_path / "m"), "-o", str(tmp_path / "a.parquet")]
+        app,
+        ["harmonize", "apply", str(src), "--model", str(tmp_path / "m"), "-o", str(tmp_path / "a.parquet")],
     )
     assert app_res.exit_code == 0, app_res.output
     a, f = pd.read_parquet(tmp_path / "a.parquet"), pd.read_parquet(tmp_path / "fit.parquet")

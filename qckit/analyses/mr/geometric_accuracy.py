@@ -32,6 +32,8 @@ DIRECTIONS = {"horizontal": 0.0, "vertical": 90.0, "diagonal_se": 45.0, "diagona
 
 @dataclass(frozen=True)
 class Length:
+    """One measured length of the phantom: direction, length in mm and its end points (x, y pixels)."""
+
     direction: str
     length_mm: float
     start_xy: tuple[float, float]
@@ -117,6 +119,7 @@ class GeometricLengths(Analysis):
     title = "Geometric accuracy (axial lengths)"
 
     def run(self, ctx: AnalysisContext) -> AnalysisOutput:
+        """Measure the phantom's diameters on slices 1 and 5 (horizontal, vertical and, on slice 5, both diagonals)."""
         v, n, img, o = ctx.on_slice()
         wanted = ctx.param("directions", list(DIRECTIONS))
         unknown = [d for d in wanted if d not in DIRECTIONS]
@@ -141,6 +144,7 @@ class SagittalLength(Analysis):
     requires = ("localizer",)
 
     def run(self, ctx: AnalysisContext) -> AnalysisOutput:
+        """Measure the phantom's length on the sagittal localizer."""
         v = ctx.view("localizer")
         n = v.volume.n_slices // 2 + 1
         (ln,) = phantom_lengths(v.slice(n), v.pixel_mm, None, {"superior_inferior": 90.0})

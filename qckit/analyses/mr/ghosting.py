@@ -29,6 +29,8 @@ from qckit.phantoms.localize import body_mask
 
 @dataclass(frozen=True)
 class GhostingResult:
+    """PSG on one slice: the value (percent), the large ROI's mean and the four background ellipses' means."""
+
     psg: float  # percent
     large: float
     top: float
@@ -53,6 +55,10 @@ def percent_signal_ghosting(
     ellipse_area_mm2: float = 1000.0,
     margin_px: float = 5.0,
 ) -> GhostingResult:
+    """Percent signal ghosting of one slice, ACR method:
+    PSG = 100 * |((top + bottom) - (left + right)) / (2 * large)|, with the ROI placement of the module docstring
+    (ACR large phantom test guidance 2018, section 7).
+    """
     img = np.asarray(image, dtype=float)
     h, w = img.shape
     mask = body_mask(img)
@@ -94,6 +100,7 @@ class PercentSignalGhosting(Analysis):
     title = "Percent signal ghosting"
 
     def run(self, ctx: AnalysisContext) -> AnalysisOutput:
+        """Measure PSG on the definition's slice of the context's series."""
         v, n, img, o = ctx.on_slice()
         g = percent_signal_ghosting(img, o.centre_px, v.pixel_mm[0],
                                     large_radius_mm=ctx.param("large_radius_mm", 80.0),

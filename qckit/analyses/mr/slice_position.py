@@ -29,6 +29,8 @@ from qckit.phantoms.localize import PhantomNotFoundError
 
 @dataclass(frozen=True)
 class SlicePositionResult:
+    """Slice position: the bar-length difference in mm (right minus left) and where each bar ends."""
+
     bar_length_difference_mm: float  # right bar minus left bar
     left_end_px: tuple[float, float]  # (x, y) where each bar ends
     right_end_px: tuple[float, float]
@@ -93,6 +95,7 @@ class SlicePosition(Analysis):
     title = "Slice position accuracy"
 
     def run(self, ctx: AnalysisContext) -> AnalysisOutput:
+        """Measure the slice position on slices 1 and 11 of the context's series."""
         v, n, img, o = ctx.on_slice()
         r = bar_length_difference(img, o.centre_px, o.radius_px, v.pixel_mm)
         m = ctx.measurement(f"slice_position_{n}", r.bar_length_difference_mm, "mm",

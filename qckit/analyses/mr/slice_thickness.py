@@ -38,6 +38,8 @@ from qckit.phantoms.localize import PhantomNotFoundError
 
 @dataclass(frozen=True)
 class RampProfile:
+    """One ramp's profile: where it was taken, its FWHM in mm and the half-maximum crossings."""
+
     offset: float  # px across the band from its middle line
     u_range: tuple[float, float]  # px along the band from the centre
     fwhm_mm: float
@@ -46,6 +48,10 @@ class RampProfile:
 
 @dataclass(frozen=True)
 class SliceThicknessResult:
+    """Slice thickness from the two ramps: thickness = 0.2 * top * bottom / (top + bottom) with the ramps' FWHMs
+    (ACR test guidance 2018, section 4), both ramp profiles and where the band lies.
+    """
+
     thickness_mm: float
     top: RampProfile
     bottom: RampProfile
@@ -158,6 +164,7 @@ class SliceThickness(Analysis):
     title = "Slice thickness accuracy"
 
     def run(self, ctx: AnalysisContext) -> AnalysisOutput:
+        """Measure the slice thickness on the definition's slice of the context's series."""
         v, n, img, o = ctx.on_slice()
         r = slice_thickness(img, o.centre_px, v.pixel_mm)
         prescribed = v.volume.thickness or ctx.phantom.stack.slice_thickness_mm

@@ -38,6 +38,8 @@ ROI_OFFSET_MM = 40.0
 
 @dataclass(frozen=True)
 class SnrResult:
+    """An SNR measurement: the value, the method, the signal and noise of each ROI and the ROIs (half-open pixel ranges)."""
+
     snr: float
     method: str  # "single-image smoothing" | "subtraction"
     signals: tuple[float, ...]
@@ -163,6 +165,7 @@ class SingleImageSNR(Analysis):
     title = "Signal-to-noise ratio (single image)"
 
     def run(self, ctx: AnalysisContext) -> AnalysisOutput:
+        """Measure the single-image SNR (McCann et al. 2013: noise = image - boxcar(image); see the module docstring)."""
         v, n, img, o = ctx.on_slice()
         s = snr_single_image(img, o.centre_px, v.pixel_mm, **_rois(ctx))
         out = [ctx.measurement("snr", s.snr, "", "single-image smoothing (McCann 2013), five 20 mm ROIs",
@@ -186,6 +189,7 @@ class SubtractionSNR(Analysis):
     requires = ("image", "repeat")
 
     def run(self, ctx: AnalysisContext) -> AnalysisOutput:
+        """Measure the subtraction SNR from two identical acquisitions (NEMA MS 1 method 1, see the module docstring)."""
         v, rep, n = ctx.view(), ctx.view("repeat"), ctx.slice_no
         o = v.outline(n, ctx.phantom)
         s = snr_subtraction(v.slice(n), rep.slice(n), o.centre_px, v.pixel_mm, **_rois(ctx))

@@ -30,6 +30,8 @@ from qckit.core.results import Circle
 
 @dataclass(frozen=True)
 class UniformityResult:
+    """PIU on one slice: the value (percent), the high and low 1 cm^2 ROI means and where they lie (x, y pixels)."""
+
     piu: float  # percent
     high: float
     low: float
@@ -85,6 +87,7 @@ class PercentIntegralUniformity(Analysis):
     title = "Percent integral uniformity"
 
     def run(self, ctx: AnalysisContext) -> AnalysisOutput:
+        """Measure PIU on the definition's slice of the context's series (see the module docstring for the method)."""
         v, n, img, o = ctx.on_slice()
         u = percent_integral_uniformity(img, o.centre_px, v.pixel_mm[0],
                                         large_radius_mm=ctx.param("large_radius_mm", 80.0),

@@ -53,6 +53,7 @@ class RelaxFit:
     model: str = ""
 
     def to_dict(self) -> dict[str, object]:
+        """The fit as plain data: value, standard error, model, parameters and residual."""
         return {"value": self.value, "se": self.se, "residual_rms": self.residual_rms, "n_points": self.n_points,
                 "params": dict(self.params), "model": self.model}  # fmt: skip
 
