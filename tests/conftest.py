@@ -128,9 +128,10 @@ def postgres_server():  # noqa: ANN201 - yields a URL
 
 @pytest.fixture(scope="session")
 def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """qckit's wheel, built from the tree (offline: `--no-build-isolation`, hatchling from the dev extras) and
-    installed with `--no-deps` into a fresh venv in a temporary folder; its third-party dependencies come from this
-    environment's site-packages through a plain path entry (the checkout's editable hook is not active there)."""
+    """qckit as a user installs it: `python -m build` makes the sdist from the tree and the wheel from that sdist
+    (offline: `--no-isolation`, hatchling from the dev extras); the wheel is installed with `--no-deps` into a
+    fresh venv in a temporary folder, its third-party dependencies coming from this environment's site-packages
+    through a plain path entry (the checkout's editable hook is not active there)."""
     import subprocess
     import sys
     import sysconfig
@@ -138,10 +139,12 @@ def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("wheel")
     dist = root / "dist"
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(dist), str(REPO_ROOT)], capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert build.returncode == 0, build.stderr
+    build = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), str(REPO_ROOT)],
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert build.returncode == 0, build.stdout + build.stderr
     (wheel,) = dist.glob("qckit-*.whl")
+    (sdist,) = dist.glob("qckit-*.tar.gz")
+    assert "from sdist" in build.stdout or sdist.is_file()
     env_dir = root / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     py = env_dir / "bin" / "python"

@@ -41,6 +41,14 @@ def test_the_wheel_holds_the_definitions(installed: Path):
         "protocols/ismrm-nist-relaxometry.yaml",
     ):
         assert f"qckit/_data/{f}" in names
+    assert "qckit/schemas/qc-session.schema.json" in names
+
+
+def test_the_installed_package_reads_its_output_schemas(installed: Path, tmp_path: Path):
+    res = subprocess.run([str(installed / "bin" / "python"), "-c", "from qckit.schemas import OUTPUTS, load_schema; "
+                          "print(len(OUTPUTS), load_schema('qc-session')['title'])"], capture_output=True, text=True,
+                         cwd=tmp_path)  # fmt: skip
+    assert res.returncode == 0 and res.stdout.split() == ["16", "qckit", "qc-session", "output"], res.stderr
 
 
 def test_installed_qckit_runs_outside_the_checkout(installed: Path, reference_data: Path, tmp_path: Path):
@@ -73,7 +81,9 @@ def test_the_sdist_is_complete_and_builds(tmp_path: Path):
     (sdist,) = dist.glob("qckit-*.tar.gz")
     names = {n.split("/", 1)[1] for n in tarfile.open(sdist).getnames() if "/" in n}
     for f in ("LICENSE", "NOTICE", "CHANGELOG.md", "README.md", "pyproject.toml", "protocols/acr-mri-large.yaml",
-              "phantoms/ismrm-nist-system.yaml", "qckit/__init__.py"):  # fmt: skip
+              "phantoms/ismrm-nist-system.yaml", "qckit/__init__.py", "examples/params/mr-t1-normalized.yaml",
+              "examples/params/ct-radiomics.yaml", "mkdocs.yml", "docs/index.md", "tools/mkdocs_hooks.py",
+              "qckit/schemas/qc-session.schema.json"):  # fmt: skip
         assert f in names, f
     wheel = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                             str(tmp_path / "w"), str(sdist)], capture_output=True, text=True, timeout=600)  # fmt: skip
