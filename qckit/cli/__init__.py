@@ -16,6 +16,7 @@ from qckit.cli.normalize import normalize_command
 from qckit.cli.phantom import app as phantom_app
 from qckit.cli.protocol import app as protocol_app
 from qckit.cli.qc import app as qc_app
+from qckit.cli.qualify import app as qualify_app
 from qckit.cli.scan import scan_command
 
 app = typer.Typer(
@@ -53,6 +54,7 @@ app.add_typer(protocol_app, name="protocol")
 app.add_typer(harmonize_app, name="harmonize")
 app.add_typer(phantom_app, name="phantom")
 app.add_typer(qc_app, name="qc")
+app.add_typer(qualify_app, name="qualify")
 app.add_typer(key_app, name="key")
 
 

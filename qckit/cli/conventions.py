@@ -60,10 +60,16 @@ OUTPUT_KIND: dict[str, str | None] = {
     "qc simulate": None,  # writes into --db
     "key init": None,
     "key status": None,
+    "qualify run": "dir",
+    "qualify summary": "dir",
+    "qualify list": None,
+    "qualify schema": "file",
 }
 
 # Commands that only show information (no result to keep): no --json.
 INFORMATION_ONLY = {
+    "qualify list",
+    "qualify schema",
     "protocol list",
     "protocol schema",
     "phantom list",
@@ -89,6 +95,8 @@ LONG_RUNNING = {
     "phantom relaxometry",
     "qc run",
     "qc simulate",
+    "qualify run",
+    "qualify summary",
 }
 
 # Old spelling -> new spelling, per command (kept for one release, with a warning).

@@ -102,10 +102,13 @@ def _print(run: PhantomRun, quiet: bool = False) -> None:
         return
 
     listed = run.stability.listed
-    t = Table(title="repeatability per condition (features: pass / fail / insufficient)")
+    t = Table(title="repeatability per condition (radiomic features: pass / fail / insufficient; "
+              f"decided on the {'upper 95 % bound of the CV' if run.stability.thresholds.basis == 'upper_ci' else 'CV estimate'})")  # fmt: skip
     for col in ("condition", "pass", "fail", "insufficient", "median CV %"):
         t.add_column(col)
-    for cond, g in run.stability.repeatability.groupby("condition"):
+    rep = run.stability.repeatability
+    rep = rep[rep["feature"].isin(set(listed["feature"]))]  # the same features as the stable count below
+    for cond, g in rep.groupby("condition"):
         counts = g["repeatable"].value_counts()
         t.add_row(str(cond), *(str(int(counts.get(k, 0))) for k in ("pass", "fail", "insufficient")),
                   f"{g['cv'].median():.2f}")  # fmt: skip
@@ -133,6 +136,15 @@ def _run_study(folder: Path, phantom: str, output: Path, params: Path | None, js
     _print(run, quiet)
 
 
+def _basis(text: str) -> str:
+    from qckit.core.errors import QckitInputError
+
+    value = text.replace("-", "_")
+    if value not in ("point", "upper_ci"):
+        raise QckitInputError(f"--basis must be point or upper-ci, not {text!r}")
+    return value
+
+
 FOLDER = typer.Argument(..., help="Folder of phantom DICOM series (any layout).")
 PHANTOM = typer.Option(..., "--phantom", help="Bundled phantom name or definition file.")
 OUTPUT_DIR = typer.Option(Path("reports/phantom"), "--output-dir", "-o", metavar="DIR", help="Output folder.")
@@ -144,6 +156,8 @@ BIAS = typer.Option(15.0, "--bias", help="Accuracy threshold: |relative bias| %.
 BETWEEN_CV = typer.Option(15.0, "--between-cv", help="Reproducibility threshold: CV %.")
 ICC_MIN = typer.Option(None, "--icc-min", help="Also require ICC(2,1) lower CI >= this.")
 MIN_REPEATS = typer.Option(3, "--min-repeats", min=2, help="Repeats needed to decide.")
+BASIS = typer.Option("point", "--basis", help="What a CV verdict is decided on: point (the estimate) or upper-ci "
+                     "(the upper 95 % confidence bound, conservative with few repeats).")  # fmt: skip
 WORKERS = typer.Option(None, "--workers", "-j", min=1, help="Worker processes (default: cores).")
 
 
@@ -160,13 +174,14 @@ def repeatability_command(
     between_cv: float = BETWEEN_CV,
     icc_min: float | None = ICC_MIN,
     min_repeats: int = MIN_REPEATS,
+    basis: str = BASIS,
     workers: int | None = WORKERS,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
     """Repeatability per scanner+protocol, accuracy vs ground truth, stable list. Exit 2 when a scan cannot be
     measured or repeats are too few (the rest is still written)."""
-    _run_study(folder, phantom, output, params, json_out, None, (cv, bias, between_cv, icc_min, min_repeats),
+    _run_study(folder, phantom, output, params, json_out, None, (cv, bias, between_cv, icc_min, min_repeats, _basis(basis)),
                workers, quiet)  # fmt: skip
 
 
@@ -183,6 +198,7 @@ def reproducibility_command(
     between_cv: float = BETWEEN_CV,
     icc_min: float | None = ICC_MIN,
     min_repeats: int = MIN_REPEATS,
+    basis: str = BASIS,
     group: str = typer.Option("scanner", "--by", help="scanner | protocol | site: the conditions compared."),
     workers: int | None = WORKERS,
     quiet: bool = QUIET,
@@ -190,7 +206,7 @@ def reproducibility_command(
 ) -> None:
     """Repeatability plus reproducibility across scanners, protocols or sites (--by); stable list. Exit 2 on
     unmeasurable scans or too few repeats/conditions."""
-    _run_study(folder, phantom, output, params, json_out, group, (cv, bias, between_cv, icc_min, min_repeats),
+    _run_study(folder, phantom, output, params, json_out, group, (cv, bias, between_cv, icc_min, min_repeats, _basis(basis)),
                workers, quiet)  # fmt: skip
 
 

@@ -48,7 +48,7 @@ class Limit:
         return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
 
     def to_dict(self) -> dict[str, Any]:
-        """The limit as plain data: bounds, text, unit and source."""
+        """The limit as plain data: bounds, text and source."""
         return {"low": self.low, "high": self.high, "text": self.text, "source": self.source}
 
 

@@ -267,7 +267,8 @@ class HistoryStore:
             with self.engine.begin() as conn:
                 sid = self._resolve(conn, self._scanner_id(conn, ident))
                 uids = sorted(set(rec.input_uids))
-                taken = self._recorded(conn, uids)
+                measured = rec.kind == "qc"  # a qualification summarises sessions: its series stay free
+                taken = self._recorded(conn, uids) if measured else []
                 if taken:
                     raise _Overlap(taken)
                 session_id = conn.execute(
@@ -285,7 +286,7 @@ class HistoryStore:
                         kind=rec.kind,
                     )
                 ).inserted_primary_key[0]
-                if uids:
+                if uids and measured:
                     conn.execute(
                         insert(session_series), [{"session_id": session_id, "series_uid": u} for u in uids]
                     )
@@ -433,8 +434,25 @@ class HistoryStore:
         ]
         return df
 
+    def qualifications(self, scanner: str | None = None) -> list[dict[str, Any]]:
+        """Qualification sessions (kind `qualification`), oldest first: session_id, scanner_key, session_date and
+        the certificate document; of one scanner (with its merged aliases) or of all."""
+        q = (
+            select(sessions.c.id, sessions.c.session_date, sessions.c.note, scanners.c.scanner_key)
+            .join(scanners, scanners.c.id == sessions.c.scanner_id)
+            .where(sessions.c.kind == "qualification")
+            .order_by(sessions.c.session_date, sessions.c.id)
+        )
+        with self.engine.connect() as conn:
+            if scanner is not None:
+                q = q.where(sessions.c.scanner_id.in_(self._group(conn, scanner) or [-1]))
+            rows = conn.execute(q).all()
+        return [{"session_id": int(r.id), "scanner_key": r.scanner_key, "session_date": r.session_date,
+                 "certificate": json.loads(r.note) if r.note else None} for r in rows]  # fmt: skip
+
     def history(self, scanner: str, names: Iterable[str] | None = None) -> pd.DataFrame:
-        """Long table of one scanner's measurements: session_id, session_date, acceptance, name, value, unit, ..."""
+        """Long table of one scanner's QC measurements (sessions of kind `qc`): session_id, session_date,
+        acceptance, name, value, unit, ..."""
         q = (
             select(
                 sessions.c.id.label("session_id"),
@@ -453,6 +471,7 @@ class HistoryStore:
             )
             .join(scanners, scanners.c.id == sessions.c.scanner_id)
             .join(measurements, measurements.c.session_id == sessions.c.id)
+            .where(sessions.c.kind == "qc")
             .order_by(sessions.c.session_date, sessions.c.id, measurements.c.name)
         )
         if names is not None:

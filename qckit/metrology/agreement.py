@@ -61,7 +61,15 @@ def _anova(x: np.ndarray) -> tuple[int, int, float, float, float, float]:
 
 
 def icc(x: np.ndarray, kind: str = "ICC(2,1)", alpha: float = 0.05) -> ICC:
-    """ICC(1,1), ICC(2,1) or ICC(3,1) of an n targets x k raters matrix, with its 1-alpha CI."""
+    """ICC(1,1), ICC(2,1) or ICC(3,1) of an n targets x k raters matrix, with its 1-alpha CI.
+
+    Repeats without any error (identical values: error mean square 0) leave the F ratios undefined: the ICC is 1
+    and its CI NaN, without a numpy warning."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _icc(x, kind, alpha)
+
+
+def _icc(x: np.ndarray, kind: str, alpha: float) -> ICC:
     from scipy import stats  # imported here: scipy.stats costs ~0.4 s of start-up
 
     n, k, bms, jms, ems, wms = _anova(x)

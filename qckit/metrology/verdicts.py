@@ -9,6 +9,12 @@
 - reproducible (per feature across conditions): between-condition CV of the condition means <= threshold, and
   optionally the lower 95% bound of ICC(2,1) >= `icc_min`.
 Each verdict is "pass", "fail" or "insufficient" and comes with the numbers it was decided on.
+
+The verdict basis (`Thresholds.basis`) is the CV's point estimate (`point`) or the upper bound of its 95%
+confidence interval (`upper_ci`, the conservative choice for qualification: with 2 or 3 repeats a CV of 8 % can
+have an upper bound far above 15 %). The wCV's CI is the chi-square CI of the log-scale wSD (`repeatability`);
+the between-condition CV's is the chi-square CI of the SD of the log condition means, per subject, combined over
+subjects like the CV itself (root mean square).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from qckit.core.results import Verdict
 from qckit.metrology.agreement import icc
 from qckit.metrology.precision import (
     between_condition_cv,
+    between_condition_cv_ci,
     relative_bias,
     repeatability,
     reproducibility_coefficient,
@@ -42,6 +49,14 @@ class Thresholds:
     between_cv_percent: float = 15.0
     icc_min: float | None = None
     min_repeats: int = 3
+    basis: str = "point"  # "point" (the CV estimate) or "upper_ci" (the upper 95 % bound of the CV)
+
+    def __post_init__(self) -> None:
+        if self.basis not in BASES:
+            raise ValueError(f"verdict basis must be one of {', '.join(BASES)}, not {self.basis!r}")
+
+
+BASES = ("point", "upper_ci")
 
 
 def _matrix(group: pd.DataFrame, subject: str, repeat: str, value: str) -> np.ndarray:
@@ -88,10 +103,14 @@ def repeatability_table(
             if m.shape[0] >= 2:
                 i = icc(m, "ICC(2,1)")
                 row.update({"icc21": i.value, "icc21_ci_low": i.ci[0], "icc21_ci_high": i.ci[1]})
+            decided_on = r.wcv_ci[1] if thresholds.basis == "upper_ci" else cv
+            row["basis"] = thresholds.basis
             if m.shape[1] < thresholds.min_repeats:
                 row["repeatable"] = INSUFFICIENT
             else:
-                row["repeatable"] = PASS if np.isfinite(cv) and cv <= thresholds.cv_percent else FAIL
+                row["repeatable"] = (
+                    PASS if np.isfinite(decided_on) and decided_on <= thresholds.cv_percent else FAIL
+                )
         else:
             row["repeatable"] = INSUFFICIENT
         if truth is not None and group[truth].notna().any():
@@ -131,8 +150,17 @@ def reproducibility_table(
             rows.append(row)
             continue
         cvs = [between_condition_cv(means.loc[s].to_numpy()) for s in means.index]
+        cis = np.array([between_condition_cv_ci(means.loc[s].to_numpy()) for s in means.index])
         row["between_cv"] = float(np.sqrt(np.nanmean(np.square(cvs))))
-        ok = np.isfinite(row["between_cv"]) and row["between_cv"] <= thresholds.between_cv_percent
+        with np.errstate(all="ignore"):
+            row["between_cv_ci_low"] = (
+                float(np.sqrt(np.nanmean(np.square(cis[:, 0])))) if np.isfinite(cis).any() else np.nan
+            )
+            row["between_cv_ci_high"] = (
+                float(np.sqrt(np.nanmean(np.square(cis[:, 1])))) if np.isfinite(cis).any() else np.nan
+            )
+        decided_on = row["between_cv_ci_high"] if thresholds.basis == "upper_ci" else row["between_cv"]
+        ok = bool(np.isfinite(decided_on) and decided_on <= thresholds.between_cv_percent)
         if repeat is not None:
             mats = [
                 _matrix(g, subject, repeat, value)

@@ -102,6 +102,18 @@ def _index(root: Path, workers: int | None) -> list[dict[str, Any]]:
     return rows
 
 
+_LOCALIZER_WORDS = ("localizer", "localiser", "scout", "survey", "3-plane", "tri-pilot", "3pl")
+
+
+def is_localizer(row: dict[str, Any]) -> bool:
+    """A localizer series: ImageType says LOCALIZER, or its description names it (localizer, scout, survey)."""
+    image_type = str(row.get("ImageType") or "").upper()
+    if "LOCALIZER" in image_type:
+        return True
+    text = f"{row.get('SeriesDescription') or ''} {row.get('ProtocolName') or ''}".lower()
+    return any(w in text for w in _LOCALIZER_WORDS)
+
+
 def intensity_stats(values: np.ndarray) -> dict[str, float]:
     mean = float(values.mean())
     sd = float(values.std(ddof=1)) if values.size > 1 else float("nan")
@@ -121,14 +133,23 @@ def measure_folder(
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     keep_volumes: bool = True,
+    only_series: set[str] | None = None,
 ) -> Measurement:
-    """Measure every image series under `root` (see module docstring)."""
+    """Measure every image series under `root` (see module docstring); `only_series`: just these series UIDs.
+
+    Localizers (ImageType LOCALIZER, or described as localizer/scout/survey) are not phantom scans: they are
+    listed in `skipped`, not as problems."""
     root, out = Path(root), Path(out_dir)
     rows = _index(root, workers)
+    if only_series is not None:
+        rows = [r for r in rows if r["series_uid"] in only_series]
+    localizers = [r for r in rows if is_localizer(r)]
+    rows = [r for r in rows if not is_localizer(r)]
     volumes, bad = read_volumes(root)
     out.mkdir(parents=True, exist_ok=True)
     # files that are not DICOM at all (notes, ground truth, index files) are skipped quietly; broken DICOM is not
     skipped = [p for p, reason in bad if "InvalidDicomError" in reason]
+    skipped += [f"{r['folder']} (localizer)" for r in localizers]
     problems = [{"scan": "-", "folder": p, "reason": reason} for p, reason in bad if p not in skipped]
     cases: list[Case] = []
     intensity: list[dict[str, Any]] = []

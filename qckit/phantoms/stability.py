@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -111,6 +112,7 @@ def _feature_verdicts(rep: pd.DataFrame, repro: pd.DataFrame | None) -> pd.DataF
             elif r["reproducible"] == "insufficient":
                 reasons.append("reproducibility undetermined")
         cv = pd.to_numeric(g.get("cv"), errors="coerce")
+        cv_high = pd.to_numeric(g.get("cv_ci_high"), errors="coerce") if "cv_ci_high" in g else None
         bias = pd.to_numeric(g.get("relative_bias"), errors="coerce") if "relative_bias" in g else None
         rows.append(
             {
@@ -119,7 +121,13 @@ def _feature_verdicts(rep: pd.DataFrame, repro: pd.DataFrame | None) -> pd.DataF
                 "reason": "; ".join(reasons)
                 or "repeatable everywhere" + ("" if repro_by is None else ", reproducible"),
                 "worst_cv": float(cv.max()) if cv is not None and cv.notna().any() else np.nan,
+                "worst_cv_ci_high": float(cv_high.max())
+                if cv_high is not None and cv_high.notna().any()
+                else np.nan,
                 "between_cv": float(between) if between is not None else np.nan,
+                "between_cv_ci_high": float(r.get("between_cv_ci_high", np.nan))
+                if repro_by is not None and feat in repro_by.index
+                else np.nan,
                 "max_abs_bias": float(bias.abs().max())
                 if bias is not None and bias.notna().any()
                 else np.nan,
@@ -143,10 +151,19 @@ def write_outputs(stab: Stability, out_dir: Path, phantom: str, extra: dict | No
         write_table(stab.reproducibility, paths["reproducibility"])
     listed = stab.listed
     write_table(listed, paths["stable_csv"])
+
+    def entry(r: Any) -> dict[str, Any]:  # the feature with the numbers it was decided on (CI included)
+        out = {"name": str(r["feature"])}
+        for k in ("worst_cv", "worst_cv_ci_high", "between_cv", "between_cv_ci_high", "max_abs_bias"):
+            v = r.get(k)
+            if v is not None and np.isfinite(v):
+                out[k] = round(float(v), 3)
+        return out
+
     doc = {
         "phantom": phantom,
         "criteria": asdict(stab.thresholds) | {"reproducibility_by": stab.by},
-        "features": [str(f) for f in listed.loc[listed["stable"], "feature"]],
+        "features": [entry(r) for _, r in listed[listed["stable"]].iterrows()],
         "unstable": [str(f) for f in listed.loc[~listed["stable"], "feature"]],
     }
     atomic_write_text(

@@ -1,0 +1,189 @@
+"""`qckit qualify SUBMISSION --profile P -o OUT` and `qckit qualify summary|list|schema`: pre-study qualification."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.text import Text
+
+from qckit.cli._common import (
+    EXIT_CHECKS_FAILED,
+    QUIET,
+    VERBOSE,
+    console,
+    err_console,
+    handle_errors,
+    progress_bar,
+    warn_public_key,
+)
+from qckit.cli.conventions import QckitGroup
+
+_STYLE = {"qualified": "green", "qualified with findings": "yellow", "not qualified": "bold red",
+          "incomplete": "bold red", "pass": "green", "finding": "yellow", "fail": "bold red", "missing": "bold red"}  # fmt: skip
+
+
+class QualifyGroup(QckitGroup):
+    """`qckit qualify SUBMISSION ...` is `qckit qualify run SUBMISSION ...`: a first word that is not a sub-command
+    is the submission."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["run", *args]
+        return super().resolve_command(ctx, args)
+
+
+app = typer.Typer(cls=QualifyGroup, no_args_is_help=True,
+                  help="Pre-study scanner qualification: `qckit qualify SUBMISSION --profile P -o OUT` writes one "
+                       "certificate per scanner; `qckit qualify summary` the multi-site overview.")  # fmt: skip
+
+
+@app.command("run")
+@handle_errors
+def run_command(
+    submission: Path = typer.Argument(..., help="Folder of the site's submission (DICOM, any layout; may hold "
+                                      "several scanners)."),
+    profile: str = typer.Option(..., "--profile", help="Qualification profile: bundled name (qckit qualify list) "
+                                "or a YAML file."),
+    output: Path = typer.Option(Path("reports/qualification"), "--output-dir", "-o", metavar="DIR",
+                                help="Output folder: one sub-folder per scanner with its certificate and evidence."),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="All certificates as one JSON "
+                                         "document ({\"certificates\": [...]})."),
+    db: str | None = typer.Option(None, "--db", help="QC history to store the qualification in (SQLite path or "
+                                  "URL) [default: qc-history.sqlite in the output folder]."),
+    no_store: bool = typer.Option(False, "--no-store", help="Do not record the qualification in a QC history."),
+    workers: int | None = typer.Option(None, "--workers", "-j", min=1, help="Worker processes (default: cores)."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
+    """Qualify every scanner of a submission against a profile: completeness, protocol compliance, phantom tests,
+    feature repeatability; one certificate (HTML + JSON) per scanner. Exit 0 every scanner qualified (findings
+    allowed), 1 a scanner not qualified or incomplete (what is missing is listed), 2 input error."""
+    warn_public_key()
+    from qckit.core.jsonio import write_json
+    from qckit.core.provenance import command_line
+    from qckit.history.store import database_url
+    from qckit.qualification.profile import load_profile
+    from qckit.workflows.qualify import qualify_submission
+
+    loaded = load_profile(profile)
+    url = None if no_store else database_url(db, output)
+    output.mkdir(parents=True, exist_ok=True)
+    with progress_bar("qualifying", enabled=not quiet) as update:
+        run = qualify_submission(submission, loaded, output, db_url=url, command=command_line(), workers=workers,
+                                 progress=update)  # fmt: skip
+    if json_out is not None:
+        write_json(json_out, {"profile": loaded.profile.name, "certificates": [c.to_dict() for c in run.certificates],
+                              "errors": run.errors})  # fmt: skip
+    for e in run.errors[:20]:
+        err_console.print(f"skipped {e}", highlight=False, markup=False)
+    if not quiet:
+        _print(run)
+    if not run.all_qualified:
+        raise typer.Exit(EXIT_CHECKS_FAILED)
+
+
+def _print(run: Any) -> None:
+    from rich.table import Table
+
+    for cert in run.certificates:
+        t = Table(title=f"{cert.scanner['key']}: {cert.verdict}")
+        for col in ("kind", "criterion", "value", "limit", "verdict"):
+            t.add_column(col, overflow="fold")
+        for c in cert.criteria:
+            value = (
+                f"{c.value:.4g}" if isinstance(c.value, float) else ("-" if c.value is None else str(c.value))
+            )
+            t.add_row(c.kind, c.name, f"{value} {c.unit}".strip(), c.limit or "-",
+                      Text(c.verdict, style=_STYLE.get(c.verdict, "")))  # fmt: skip
+        console.print(t)
+        console.print(
+            Text.assemble(
+                "verdict ", (cert.verdict.upper(), _STYLE[cert.verdict]), f" ({cert.scanner['key']})"
+            )
+        )
+        for m in cert.missing:
+            console.print(f"  missing: {m['what']}", highlight=False)
+        for k, v in run.paths[cert.scanner["key"]].items():
+            console.print(f"  {k}: {v}", highlight=False)
+
+
+@app.command("summary")
+@handle_errors
+def summary_command(
+    source: Path = typer.Argument(..., help="A folder of `qckit qualify` outputs, or a QC history (SQLite file)."),
+    output: Path = typer.Option(Path("reports/qualification-summary"), "--output-dir", "-o", metavar="DIR",
+                                help="Output folder (qualification-summary.html|json, stable-features.yaml)."),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="Also write the summary JSON here."),
+    between_cv: float = typer.Option(15.0, "--between-cv", help="Reproducibility threshold across scanners: CV %."),
+    share_off: float = typer.Option(10.0, "--harmonize-share", help="A scanner needs harmonization when more than "
+                                    "this % of the candidate features are off the others' mean by more than --between-cv."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
+    """The multi-site overview: scanners x criteria, compliance by vendor / model / software version, the features
+    reproducible across all qualified scanners (a stable-feature list), and the scanners that would need
+    harmonization. Exit 0 every scanner qualified, 1 otherwise, 2 input error."""
+    import shutil
+
+    from qckit.core.provenance import command_line
+    from qckit.workflows.qualify import qualification_summary
+
+    with progress_bar("summarising", enabled=not quiet):
+        summary, paths = qualification_summary(source, output, between_cv=between_cv, share_off=share_off,
+                                               command=command_line())  # fmt: skip
+    if json_out is not None:
+        shutil.copyfile(paths["json"], json_out)
+    if not quiet:
+        from rich.table import Table
+
+        t = Table(title="qualification summary")
+        for col in ("scanner", "vendor / model", "software", "verdict", *summary["kinds"]):
+            t.add_column(col, overflow="fold")
+        for s in summary["scanners"]:
+            t.add_row(s["key"], f"{s['vendor']} {s['model']}", ", ".join(s["software_versions"]),
+                      Text(s["verdict"], style=_STYLE[s["verdict"]]),
+                      *[Text(s["by_kind"][k], style=_STYLE.get(s["by_kind"][k], "")) for k in summary["kinds"]])  # fmt: skip
+        console.print(t)
+        rep = summary.get("reproducibility")
+        if rep:
+            console.print(f"{rep['n_candidates']} of {rep['n_features']} features reproducible across the qualified "
+                          f"scanners -> {rep['stable_list']}", highlight=False)  # fmt: skip
+            for n in rep["harmonization"]:
+                if n["needs"]:
+                    console.print(f"  {n['key']} would need harmonization ({n['features_off']} features off)",
+                                  highlight=False)  # fmt: skip
+        for k, v in paths.items():
+            console.print(f"  {k}: {v}", highlight=False)
+    if not all(s["verdict"] in ("qualified", "qualified with findings") for s in summary["scanners"]):
+        raise typer.Exit(EXIT_CHECKS_FAILED)
+
+
+@app.command("list")
+@handle_errors
+def list_command(quiet: bool = QUIET, verbose: bool = VERBOSE) -> None:
+    """List the bundled qualification profiles."""
+    from qckit.qualification.profile import bundled_names, load_profile
+
+    for name in bundled_names():
+        p = load_profile(name).profile
+        console.print(f"{name}\t{p.title}", highlight=False)
+
+
+@app.command("schema")
+@handle_errors
+def schema_command(
+    output: Path | None = typer.Option(None, "--output", "-o", metavar="FILE", help="Write here instead of stdout."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
+    """Print (or write) the JSON Schema of qualification profile files."""
+    from qckit.core.jsonio import atomic_write_text
+    from qckit.qualification.profile import json_schema_text
+
+    text = json_schema_text()
+    if output:
+        atomic_write_text(output, text)
+    else:
+        typer.echo(text, nl=False)

@@ -1,0 +1,528 @@
+"""Pre-study scanner qualification: a site's submission, judged against a profile, one certificate per scanner.
+
+`qualify_submission` indexes the submission once, splits it by scanner identity (a submission may hold several
+scanners; the series of one never reach another's certificate), and for each scanner evaluates, in order:
+
+1. completeness: every protocol entry the profile requires has a series;
+2. protocol compliance: each series against the study protocol (rule levels mapped by the profile);
+3. phantom tests: the phantom QC sessions of that scanner measured by the `qc run` engine
+   (`qckit.workflows.qc_session.measure_session`), each required measurement against its limit;
+4. feature stability: the phantom repeats measured and judged by the `phantom repeatability` workflow.
+
+Each step writes its own report into the scanner's folder; the certificate links them as evidence. With a QC
+history, the certificate is stored as a session of kind `qualification`, and a later qualification of the same
+scanner is compared with the first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qckit import __version__
+from qckit.core.errors import NoDataError, QckitInputError, TooFewRepeatsError
+from qckit.core.identity import ScannerIdentity
+from qckit.core.jsonio import dumps, write_json
+from qckit.core.provenance import Provenance
+from qckit.core.results import Limit
+from qckit.dicom.index import scan
+from qckit.dicom.volume import read_volumes
+from qckit.history.store import SessionRecord, open_store
+from qckit.metrology.verdicts import Thresholds
+from qckit.phantoms.load import load_phantom
+from qckit.protocols.check import check_series, match_series
+from qckit.protocols.load import load_protocol
+from qckit.qualification.certificate import FAIL, MISSING, PASS, Certificate, Criterion, outcome
+from qckit.qualification.profile import LoadedProfile, PhantomTest, Profile, Stability
+from qckit.report.protocol_report import write_report as write_protocol_report
+from qckit.report.qc_report import write_session_report
+from qckit.report.qualify_report import write_certificate_report
+from qckit.workflows.phantom_study import run_phantom
+from qckit.workflows.qc_outputs import write_session_outputs
+from qckit.workflows.qc_session import SessionOptions, measure_session
+from qckit.workflows.sessions import group_sessions
+
+
+@dataclass
+class QualificationRun:
+    """The certificates of one submission (one per scanner), where they were written, and bad input items."""
+
+    certificates: list[Certificate] = field(default_factory=list)
+    paths: dict[str, dict[str, Path]] = field(default_factory=dict)  # scanner key -> {json, html}
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def all_qualified(self) -> bool:
+        """Every scanner qualified (with or without findings)."""
+        return bool(self.certificates) and all(c.qualified for c in self.certificates)
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+
+
+def _rel(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)
+
+
+def _label(row: dict[str, Any]) -> str:
+    return str(row.get("SeriesDescription") or row.get("ProtocolName") or row.get("folder") or "series")
+
+
+def _completeness(profile: Profile, proto: Any, rows: list[dict[str, Any]]) -> list[Criterion]:
+    entries = profile.completeness.entries or [e.name for e in proto.series if e.required]
+    unknown = [e for e in entries if proto.entry(e) is None]
+    if unknown:
+        raise QckitInputError(f"profile {profile.name}: completeness names {', '.join(unknown)}, not entries of "
+                              f"protocol {proto.name} ({', '.join(e.name for e in proto.series)})")  # fmt: skip
+    found: dict[str, list[str]] = {}
+    for r in rows:
+        if r.get("_entry"):
+            found.setdefault(r["_entry"], []).append(_label(r))
+    out = []
+    for name in entries:
+        entry = proto.entry(name)
+        title = entry.title or name
+        present = found.get(name, [])
+        out.append(Criterion("completeness", f"series present: {name}", PASS if present else MISSING, "fail",
+                             value=len(present), limit=">= 1 series",
+                             detail=(f"{title}: {', '.join(present)}" if present else
+                                     f"no {title} series ({name} in protocol {proto.name}): please submit it")))  # fmt: skip
+    return out
+
+
+def _compliance(profile: Profile, proto: Any, rows: list[dict[str, Any]], out_dir: Path, prov: Provenance,
+                base: Path) -> list[Criterion]:  # fmt: skip
+    mods = {m.strip().upper() for m in proto.modality.split("/") if m.strip()}
+    study = [r for r in rows if not mods or str(r.get("Modality") or "").upper() in mods]
+    check = check_series(proto, study, session_by="all")
+    html = write_protocol_report(check, prov, out_dir / "protocol-check.html")
+    write_json(out_dir / "protocol-check.json", {**check.to_dict(), "provenance": prov.to_dict()})
+    evidence = [_rel(html, base)]
+    out = []
+    for s in check.series:
+        if s.protocol_entry is None:
+            continue
+        broken = [r for r in s.rules if not r.passed]
+        levels = [getattr(profile.compliance, r.level) for r in broken if r.level in ("fail", "warn")]
+        level = "fail" if "fail" in levels else "finding"
+        detail = "; ".join(f"{r.keyword} {r.observed} (expected {r.expected}, {r.level})" for r in broken)
+        out.append(Criterion("protocol", f"protocol {s.protocol_entry}: {_label(s.row)}",
+                             outcome(not levels, level), level, value=f"{len(s.rules) - len(broken)}/{len(s.rules)}",
+                             limit="every rule", detail=detail or "every rule passed", evidence=evidence))  # fmt: skip
+    return out
+
+
+def _limit_for(name: str, test: PhantomTest, default: Limit | None) -> Limit | None:
+    for pattern, own in test.limits.items():
+        if fnmatch.fnmatchcase(name, pattern):
+            text = " and ".join(t for t in (f">= {own.low:g}" if own.low is not None else "",
+                                            f"<= {own.high:g}" if own.high is not None else "") if t)  # fmt: skip
+            return Limit(low=own.low, high=own.high, text=f"{text} {own.unit}".strip(), source=own.source)
+    return default
+
+
+def _phantom_tests(test: PhantomTest, rows: list[dict[str, Any]], volumes: list[Any], out_dir: Path, prov: Provenance,
+                   base: Path, submission: str) -> list[Criterion]:  # fmt: skip
+    ph = load_phantom(test.phantom).phantom
+    proto = load_protocol(test.protocol).protocol
+    tagged = []
+    for r in rows:
+        row = dict(r)
+        row["_entry"] = match_series(proto, row).protocol_entry
+        tagged.append(row)
+    matched = {r["series_uid"] for r in tagged if r["_entry"] is not None}
+    groups, _ignored = group_sessions(tagged, matched)
+    groups = [g for g in groups if any((proto.entry(r["_entry"] or "") or _NONE).series_role == test.series
+                                       for r in g.rows)]  # fmt: skip
+    what = f"{ph.name} {test.series}"
+    if not groups:
+        return [Criterion("phantom", f"{what}: session", MISSING, test.level,
+                          detail=f"no {test.series} series of the {ph.title} (protocol {proto.name}): please submit "
+                                 "a phantom session")]  # fmt: skip
+    out: list[Criterion] = []
+    for g in groups:
+        opts = SessionOptions(phantom=test.phantom, protocol=test.protocol, series=test.series)
+        res = measure_session(g, proto, ph, volumes, opts, submission)
+        folder = out_dir / _safe(f"phantom-{ph.name}-{test.series}-{g.date}")
+        write_session_outputs(res, prov, folder)
+        report = write_session_report(res, prov, folder / "qc-report.html")
+        evidence = [_rel(report, base)]
+        when = f" ({g.date})" if len(groups) > 1 else ""
+        produced = {m.name: m for m in res.measurements}
+        wanted = [n for n in produced if any(fnmatch.fnmatchcase(n, p) for p in test.measurements)]
+        named = [p for p in test.measurements if not any(c in p for c in "*?[")]
+        for name in wanted:
+            m = produced[name]
+            limit = _limit_for(name, test, m.limit)
+            if limit is None:
+                if not named or name not in named:
+                    continue  # '*' takes the measurements that have a limit
+                out.append(Criterion("phantom", f"{what}{when}: {name}", FAIL, test.level, value=m.value, unit=m.unit,
+                                     detail="no limit to judge it by: give one in the profile", evidence=evidence))  # fmt: skip
+                continue
+            out.append(Criterion("phantom", f"{what}{when}: {name}", outcome(limit.passes(m.value), test.level),
+                                 test.level, value=m.value, unit=m.unit, limit=limit.text,
+                                 detail=f"{m.method}; limit source: {limit.source}", evidence=evidence))  # fmt: skip
+        skipped = {p.name: p.reason for p in res.skipped}
+        problems = {p.name: p.reason for p in res.problems}
+        for name in named:
+            if name in produced:
+                continue
+            if name in problems:
+                out.append(Criterion("phantom", f"{what}{when}: {name}", FAIL, test.level,
+                                     detail=f"could not be measured: {problems[name]}", evidence=evidence))  # fmt: skip
+            else:
+                out.append(Criterion("phantom", f"{what}{when}: {name}", MISSING, test.level,
+                                     detail=skipped.get(name, f"{name} is not an analysis of {ph.name}")))  # fmt: skip
+    return out
+
+
+class _NoEntry:
+    series_role = None
+
+
+_NONE = _NoEntry()
+
+
+def _repeats(st: Stability, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if st.protocol is not None:
+        proto = load_protocol(st.protocol).protocol
+        out = []
+        for r in rows:
+            entry = proto.entry(match_series(proto, r).protocol_entry or "")
+            if entry is not None and entry.series_role == st.series:
+                out.append(r)
+        return out
+    pattern = st.description or "*"
+    return [r for r in rows if fnmatch.fnmatchcase(str(r.get("SeriesDescription") or ""), pattern)]
+
+
+def _stability(st: Stability, rows: list[dict[str, Any]], submission: Path, out_dir: Path, base: Path,
+               command: str, workers: int | None) -> tuple[list[Criterion], dict[str, Any]]:  # fmt: skip
+    repeats = _repeats(st, rows)
+    name = f"feature repeatability ({st.phantom})"
+    if len(repeats) < st.min_repeats:
+        return [Criterion("stability", name, MISSING, st.level, value=len(repeats), limit=f">= {st.min_repeats} repeats",
+                          detail=f"{len(repeats)} repeat scan(s) of the {st.phantom} phantom found, {st.min_repeats} "
+                                 "needed: please submit the missing repeats")], {}  # fmt: skip
+    thresholds = Thresholds(cv_percent=st.cv_percent, bias_percent=st.bias_percent, icc_min=st.icc_min,
+                            min_repeats=st.min_repeats, basis=st.basis)  # fmt: skip
+    folder = out_dir / "stability"
+    try:
+        run = run_phantom(submission, st.phantom, folder, params=st.params, thresholds=thresholds, workers=workers,
+                          command=command, only_series={r["series_uid"] for r in repeats})  # fmt: skip
+    except TooFewRepeatsError as exc:
+        return [Criterion("stability", name, MISSING, st.level, detail=str(exc))], {}
+    listed = run.stability.listed
+    if st.features is not None:
+        unknown = sorted(set(st.features) - set(listed["feature"]))
+        if unknown:
+            raise QckitInputError(f"stability.features names feature(s) the phantom run did not produce: "
+                                  f"{', '.join(unknown[:5])}")  # fmt: skip
+        listed = listed[listed["feature"].isin(st.features)]
+    n = len(listed)
+    stable = int(listed["stable"].sum())
+    share = stable / n if n else 0.0
+    failing = listed.loc[~listed["stable"], ["feature", "reason"]].head(10).to_dict("records")
+    basis = "upper 95 % bound of the CV" if st.basis == "upper_ci" else "CV estimate"
+    detail = (f"{stable} of {n} features repeatable over {len(repeats)} repeats (CV <= {st.cv_percent:g} %, decided on "
+              f"the {basis})" + ("; not: " + ", ".join(f"{f['feature']} ({f['reason']})" for f in failing)
+                                  if failing else ""))  # fmt: skip
+    evidence = [_rel(run.outputs["report"], base), _rel(run.outputs["stable_yaml"], base)]
+    crit = Criterion("stability", name, outcome(share >= st.required_share, st.level), st.level,
+                     value=round(100 * share, 1), unit="% of features", limit=f">= {100 * st.required_share:g} %",
+                     detail=detail, evidence=evidence)  # fmt: skip
+    data = {"measurements": _rel(folder / "measurements.csv", base), "repeats": len(repeats),
+            "stable_features": [str(f) for f in listed.loc[listed["stable"], "feature"]]}  # fmt: skip
+    return [crit], data
+
+
+def _previous(db_url: str | None, key: str) -> dict[str, Any] | None:
+    if db_url is None:
+        return None
+    with open_store(db_url) as store:
+        earlier = store.qualifications(key)
+    if not earlier:
+        return None
+    first = earlier[0]
+    cert = first["certificate"] or {}
+    return {"date": f"{first['session_date']:%Y-%m-%d %H:%M}", "verdict": cert.get("verdict"),
+            "criteria": {c["name"]: {"value": c.get("value"), "verdict": c.get("verdict")}
+                         for c in cert.get("criteria", [])}}  # fmt: skip
+
+
+def _store(
+    db_url: str, cert: Certificate, identity: ScannerIdentity, uids: list[str], when: dt.datetime
+) -> None:
+    numeric = [c for c in cert.criteria if isinstance(c.value, int | float) and not isinstance(c.value, bool)]
+    names: dict[str, int] = {}
+    meas = []
+    for c in numeric:
+        key = c.name[:90]
+        names[key] = names.get(key, 0) + 1
+        meas.append({"name": key if names[key] == 1 else f"{key} #{names[key]}", "value": float(c.value),
+                     "unit": c.unit[:20], "method": f"qualification {c.kind}", "limit": c.limit,
+                     "passed": c.verdict == PASS})  # fmt: skip
+    with open_store(db_url) as store:
+        store.record_session(SessionRecord(identity, when, cert.profile, __version__, uids, meas, cert.verdict,
+                                           None, False, dumps(cert.to_dict(), indent=None), kind="qualification"))  # fmt: skip
+
+
+def qualify_submission(
+    submission: str | Path,
+    loaded: LoadedProfile,
+    out_dir: str | Path,
+    *,
+    db_url: str | None = None,
+    command: str = "",
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    now: dt.datetime | None = None,
+) -> QualificationRun:
+    """Qualify every scanner of a submission against a profile (module docstring); writes
+    `OUT/<scanner>/certificate.json|html` and each step's report beside it."""
+    submission, out = Path(submission), Path(out_dir)
+    profile = loaded.profile
+    study = load_protocol(profile.protocol)
+    index = scan(submission, workers=workers)
+    if not index.series:
+        raise NoDataError(f"{submission}: the submission holds no readable DICOM series "
+                          f"({len(index.errors)} bad item(s))")  # fmt: skip
+    volumes, bad = read_volumes(submission)
+    run = QualificationRun(errors=[f"{e.path}: {e.reason}" for e in index.errors])
+    run.errors += [f"{p}: {r}" for p, r in bad if "InvalidDicom" not in r]
+    by_scanner: dict[str, list[dict[str, Any]]] = {}
+    identities: dict[str, ScannerIdentity] = {}
+    for r in index.series:
+        row = dict(r)
+        ident = ScannerIdentity.from_row(row)
+        row["_entry"] = match_series(study.protocol, row).protocol_entry
+        by_scanner.setdefault(ident.key, []).append(row)
+        identities.setdefault(ident.key, ident)
+    when = now or dt.datetime.now()
+    steps = len(by_scanner)
+    for i, (key, rows) in enumerate(sorted(by_scanner.items())):
+        scanner_dir = out / _safe(key)
+        scanner_dir.mkdir(parents=True, exist_ok=True)
+        uids = sorted({r["series_uid"] for r in rows})
+        prov = Provenance(command, {"submission": str(submission), "scanner": key, "series": len(rows)},
+                          {f"profile {profile.name}": loaded.sha256, f"protocol {study.protocol.name}": study.sha256})  # fmt: skip
+        criteria = _completeness(profile, study.protocol, rows)
+        criteria += _compliance(profile, study.protocol, rows, scanner_dir, prov, scanner_dir)
+        for test in profile.phantom_tests:
+            criteria += _phantom_tests(test, rows, volumes, scanner_dir, prov, scanner_dir, str(submission))
+        stab_data: dict[str, Any] = {}
+        if profile.stability is not None:
+            crits, stab_data = _stability(profile.stability, rows, submission, scanner_dir, scanner_dir, command,
+                                          workers)  # fmt: skip
+            criteria += crits
+        software = sorted({str(r.get("SoftwareVersions")) for r in rows if r.get("SoftwareVersions")})
+        cert = Certificate(
+            scanner={**identities[key].to_dict(), "key": key, "software_versions": software},
+            profile=profile.name,
+            criteria=criteria,
+            provenance={
+                "qckit_version": __version__,
+                "profile": str(loaded.path),
+                "profile_sha256": loaded.sha256,
+                "date": when.isoformat(timespec="seconds"),
+                "command": command,
+                "input_uids": uids,
+                "submission": str(submission),
+            },  # fmt: skip
+            submission={"series": len(rows), "stability": stab_data},
+            previous=_previous(db_url, key),
+        )
+        json_path = scanner_dir / "certificate.json"
+        html_path = scanner_dir / "certificate.html"
+        cert.outputs = {"json": json_path.name, "html": html_path.name, "folder": str(scanner_dir.resolve())}
+        write_json(json_path, cert.to_dict())
+        write_certificate_report(cert, prov, html_path)
+        if db_url is not None:
+            _store(db_url, cert, identities[key], uids, when)
+        run.certificates.append(cert)
+        run.paths[key] = {"json": json_path, "html": html_path}
+        if progress is not None:
+            progress(i + 1, steps)
+    return run
+
+
+HARMONIZATION_RULE = (
+    "A scanner would need harmonization when, for more than {share:g} % of the candidate features, its phantom mean "
+    "differs from the mean of the other qualified scanners by more than {cv:g} % (the between-scanner threshold)."
+)
+
+
+def _certificates(source: Path) -> list[dict[str, Any]]:
+    """The latest certificate of each scanner, from a folder of `qualify` outputs or a QC history."""
+    docs: list[dict[str, Any]] = []
+    if source.is_dir():
+        from qckit.core.jsonio import strict_loads
+
+        for p in sorted(source.rglob("certificate.json")):
+            doc = strict_loads(p.read_text(encoding="utf-8"))
+            doc["_dir"] = str(p.parent)
+            docs.append(doc)
+    else:
+        from qckit.history.store import existing_store
+
+        with existing_store(str(source), None) as store:
+            docs = [q["certificate"] for q in store.qualifications() if q["certificate"]]
+    latest: dict[str, dict[str, Any]] = {}
+    for d in docs:  # oldest first within each source: a later one replaces an earlier one of the same scanner
+        if d.get("certificate") != "qckit scanner qualification":
+            continue
+        key = d["scanner"]["key"]
+        if key not in latest or d["provenance"]["date"] >= latest[key]["provenance"]["date"]:
+            latest[key] = d
+    if not latest:
+        raise NoDataError(f"{source}: no qualification certificate found (a folder of `qckit qualify` outputs, or "
+                          "a QC history holding qualifications)")  # fmt: skip
+    return [latest[k] for k in sorted(latest)]
+
+
+def _kind_verdict(criteria: list[dict[str, Any]], kind: str) -> str:
+    vs = {c["verdict"] for c in criteria if c["kind"] == kind}
+    for v in ("missing", "fail", "finding", "pass"):
+        if v in vs:
+            return v
+    return "-"
+
+
+def _breakdown(
+    certs: list[dict[str, Any]], field_of: Callable[[dict[str, Any]], str]
+) -> list[dict[str, Any]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for c in certs:
+        groups.setdefault(field_of(c) or "unknown", []).append(c)
+    out = []
+    for g, members in sorted(groups.items()):
+        proto = [x for c in members for x in c["criteria"] if x["kind"] == "protocol"]
+        out.append({"group": g, "scanners": len(members),
+                    "qualified": sum(c["verdict"] in ("qualified", "qualified with findings") for c in members),
+                    "share_qualified": sum(c["verdict"] in ("qualified", "qualified with findings")
+                                           for c in members) / len(members),
+                    "protocol_pass_share": (sum(x["verdict"] == "pass" for x in proto) / len(proto)) if proto else None})  # fmt: skip
+    return out
+
+
+def _reproducibility(
+    certs: list[dict[str, Any]], between_cv: float, share_off: float
+) -> dict[str, Any] | None:
+    """Between-scanner reproducibility of the phantom features over the qualified scanners (their stability
+    measurements), the candidate stable list, and which scanners would need harmonization."""
+    import numpy as np
+    import pandas as pd
+
+    from qckit.metrology.verdicts import reproducibility_table
+
+    frames, stable_sets = [], []
+    for c in certs:
+        if c["verdict"] not in ("qualified", "qualified with findings"):
+            continue
+        st = (c.get("submission") or {}).get("stability") or {}
+        folder = c.get("_dir") or (c.get("outputs") or {}).get("folder")
+        if not st.get("measurements") or not folder:
+            continue
+        path = Path(folder) / st["measurements"]
+        if not path.is_file():
+            continue
+        long = pd.read_csv(path)
+        long["scanner_key"] = c["scanner"]["key"]
+        frames.append(long)
+        stable_sets.append(set(st.get("stable_features") or []))
+    if len(frames) < 2:
+        return None
+    data = pd.concat(frames, ignore_index=True).dropna(subset=["value"])
+    data = data[~data["feature"].astype(str).str.startswith("intensity_")]
+    table_ = reproducibility_table(data, condition="scanner_key", subject="roi", repeat="repeat",
+                                   thresholds=Thresholds(between_cv_percent=between_cv))  # fmt: skip
+    everywhere = set.intersection(*stable_sets) if stable_sets else set()
+    feats = []
+    for _, r in table_.iterrows():
+        ok = r["reproducible"] == "pass" and r["feature"] in everywhere
+        feats.append({"feature": str(r["feature"]), "between_cv": float(r.get("between_cv", np.nan)),
+                      "verdict": "pass" if ok else "fail"})  # fmt: skip
+    candidates = [f["feature"] for f in feats if f["verdict"] == "pass"]
+    means = (
+        data[data["feature"].isin(candidates)].groupby(["feature", "scanner_key"])["value"].mean().unstack()
+    )
+    needs = []
+    for key in means.columns:
+        others = means.drop(columns=[key]).mean(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dev = (100 * (means[key] - others) / others.abs()).abs()
+        off = int((dev > between_cv).sum())
+        share = off / len(candidates) if candidates else 0.0
+        needs.append(
+            {"key": str(key), "features_off": off, "share_off": share, "needs": share > share_off / 100}
+        )
+    return {"n_features": len(feats), "n_candidates": len(candidates), "between_cv_percent": between_cv,
+            "features": sorted(feats, key=lambda f: (f["verdict"] != "pass", f["feature"])), "candidates": candidates,
+            "harmonization": needs, "harmonization_rule": HARMONIZATION_RULE.format(share=share_off, cv=between_cv)}  # fmt: skip
+
+
+def qualification_summary(source: str | Path, out_dir: str | Path, *, between_cv: float = 15.0,
+                          share_off: float = 10.0, command: str = "") -> tuple[dict[str, Any], dict[str, Path]]:  # fmt: skip
+    """The multi-site summary of the certificates under `source` (folder or QC history): scanners x criteria,
+    compliance by vendor / model / software version, the features reproducible across all qualified scanners
+    (written as a stable-feature list that `harmonize`/`classify --stable-features` read), and the scanners that
+    would need harmonization. Writes qualification-summary.json|html (and stable-features.yaml)."""
+    import yaml
+
+    from qckit.core.jsonio import atomic_write_text
+    from qckit.report.qualify_report import write_summary_report
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    certs = _certificates(Path(source))
+    kinds = ["completeness", "protocol", "phantom", "stability"]
+    scanners = [{"key": c["scanner"]["key"], "vendor": c["scanner"].get("vendor"), "model": c["scanner"].get("model"),
+                 "software_versions": c["scanner"].get("software_versions") or [], "verdict": c["verdict"],
+                 "profile": c["profile"], "date": c["provenance"]["date"],
+                 "by_kind": {k: _kind_verdict(c["criteria"], k) for k in kinds},
+                 "missing": c.get("missing", [])} for c in certs]  # fmt: skip
+    summary: dict[str, Any] = {
+        "scanners": scanners,
+        "kinds": kinds,
+        "breakdown": {
+            "by_vendor": _breakdown(certs, lambda c: c["scanner"].get("vendor") or ""),
+            "by_model": _breakdown(
+                certs, lambda c: f"{c['scanner'].get('vendor')} {c['scanner'].get('model')}"
+            ),
+            "by_software": _breakdown(
+                certs, lambda c: ", ".join(c["scanner"].get("software_versions") or [])
+            ),
+        },
+        "reproducibility": None,
+    }
+    paths: dict[str, Path] = {}
+    rep = _reproducibility(certs, between_cv, share_off)
+    if rep is not None:
+        stable_path = out / "stable-features.yaml"
+        doc = {"source": "qckit qualify summary: features repeatable on every qualified scanner and reproducible "
+                         f"across them (between-scanner CV <= {between_cv:g} %)",
+               "scanners": [s["key"] for s in scanners if s["verdict"] in ("qualified", "qualified with findings")],
+               "features": [{"name": f["feature"], "between_cv": round(f["between_cv"], 3)} for f in rep["features"]
+                            if f["verdict"] == "pass"]}  # fmt: skip
+        atomic_write_text(stable_path, "# read by qckit harmonize/classify --stable-features\n"
+                          + yaml.safe_dump(doc, sort_keys=False))  # fmt: skip
+        rep["stable_list"] = str(stable_path)
+        paths["stable_features"] = stable_path
+        summary["reproducibility"] = rep
+    prov = Provenance(command, {"source": str(source), "certificates": len(certs)})
+    paths["json"] = write_json(out / "qualification-summary.json", {**summary, "provenance": prov.to_dict()})
+    paths["html"] = write_summary_report(summary, prov, out / "qualification-summary.html")
+    return summary, paths
+
+
+__all__ = ["QualificationRun", "qualify_submission", "qualification_summary"]
