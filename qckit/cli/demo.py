@@ -56,6 +56,13 @@ def demo_command(
         flagged = {k: v for k, v in firsts.items() if v is not None}
         text = ", ".join(f"{k} {v[0]:%Y-%m-%d} ({v[1]})" for k, v in sorted(flagged.items())) or "no alarm"
         console.print(f"QC year {scanner}: {text}", highlight=False, soft_wrap=True)
+    for site, q in summary.qualification.items() if not quiet else []:
+        why = "; ".join(q["failed"] + q["missing"])
+        console.print(f"qualification {site} ({q['scanner']}): {q['verdict']}" + (f": {why}" if why else ""),
+                      highlight=False, soft_wrap=True)  # fmt: skip
+    if summary.qualification_needs_harmonization and not quiet:
+        console.print(f"would need harmonization: {', '.join(summary.qualification_needs_harmonization)}",
+                      highlight=False)  # fmt: skip
     if json_out is not None:
         from qckit.core.jsonio import write_json
 

@@ -148,8 +148,8 @@ def summary_command(
         console.print(t)
         rep = summary.get("reproducibility")
         if rep:
-            console.print(f"{rep['n_candidates']} of {rep['n_features']} features reproducible across the qualified "
-                          f"scanners -> {rep['stable_list']}", highlight=False)  # fmt: skip
+            console.print(f"{rep['n_candidates']} of {rep['n_features']} features reproducible across "
+                          f"{rep['scanners_basis']} -> {rep['stable_list']}", highlight=False)  # fmt: skip
             for n in rep["harmonization"]:
                 if n["needs"]:
                     console.print(f"  {n['key']} would need harmonization ({n['features_off']} features off)",

@@ -9,6 +9,8 @@ missing values). With n subjects and k repeats:
 - log-scale wCV  wCV_log = sqrt(exp(wSD_ln^2) - 1), wSD_ln from the natural logs (positive values only);
 - repeatability coefficient  RC = 1.96 sqrt(2) wSD = 2.77 wSD (95% of |differences| of two repeats below it);
 - CI of wSD from chi-square with n(k-1) degrees of freedom: wSD sqrt(df / chi2_{1-a/2,df}) .. sqrt(df / chi2_{a/2,df});
+  the CI of the wCV is that of the log-scale wSD transformed as above (positive values), else the RMS wCV times
+  the same relative bounds (so the interval always brackets the estimate the verdict is read from);
 - reproducibility coefficient  RDC = 2.77 sqrt(sigma_w^2 + sigma_c^2), with sigma_c^2 the between-condition
   (e.g. scanner) variance component of a one-way random-effects ANOVA on condition means (negative -> 0);
 - between-condition CV = SD of the condition means / their mean (ddof=1); its 95% CI from the chi-square
@@ -111,10 +113,11 @@ def repeatability(values: np.ndarray, alpha: float = 0.05) -> Repeatability:
     if log_cv is not None:
         lo, hi = wsd_ci(within_subject_sd(np.log(v)), df, alpha)
         cv_ci = (float(100 * np.sqrt(np.expm1(lo**2))), float(100 * np.sqrt(np.expm1(hi**2))))
-    else:
-        mean = abs(v.mean())
+    else:  # values not all positive: the RMS wCV with the chi-square bounds of wSD, relative (brackets it)
+        rms = wcv_rms(v)
         lo, hi = wsd_ci(wsd, df, alpha)
-        cv_ci = (float(100 * lo / mean), float(100 * hi / mean)) if mean > 0 else (float("nan"), float("nan"))
+        cv_ci = (float(rms * lo / wsd), float(rms * hi / wsd)) if wsd > 0 and np.isfinite(rms) else (
+            (0.0, 0.0) if wsd == 0 else (float("nan"), float("nan")))  # fmt: skip
     return Repeatability(
         n, k, float(v.mean()), wsd, wsd_ci(wsd, df, alpha), wcv_rms(v), log_cv, cv_ci, float(RC_FACTOR * wsd)
     )

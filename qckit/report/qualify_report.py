@@ -102,7 +102,8 @@ def build_summary_page(summary: dict[str, Any], provenance: Provenance) -> Page:
     rep = summary.get("reproducibility")
     if rep:
         page.add("Features reproducible across the qualified scanners",
-                 f"<p>{rep['n_candidates']} of {rep['n_features']} features are repeatable on every qualified scanner "
+                 f"<p>Over {esc(rep['scanners_basis'])} ({esc(', '.join(rep['scanners_used']))}): "
+                 f"{rep['n_candidates']} of {rep['n_features']} features are repeatable on every one "
                  f"and reproducible across them (between-scanner CV <= {rep['between_cv_percent']:g} %). Candidate list: "
                  f"<code>{esc(rep['stable_list'])}</code>.</p>"
                  + table(["feature", "between-scanner CV %", "verdict"],
@@ -110,7 +111,7 @@ def build_summary_page(summary: dict[str, Any], provenance: Provenance) -> Page:
                          [["", "", _CLASS.get(f["verdict"], "")] for f in rep["features"][:200]]))  # fmt: skip
         needs = rep["harmonization"]
         page.add("Scanners that would need harmonization",
-                 table(["scanner", "features off the others' mean", "share", "needs harmonization"],
+                 table(["scanner", "repeatable features off the others' mean", "share", "needs harmonization"],
                        [[n["key"], n["features_off"], f"{100 * n['share_off']:.0f} %", "yes" if n["needs"] else "no"]
                         for n in needs], [["", "", "", "fail" if n["needs"] else "pass"] for n in needs])
                  + f"<p class='muted'>{esc(rep['harmonization_rule'])}</p>")  # fmt: skip

@@ -29,6 +29,8 @@ OUTPUTS: dict[str, str] = {
     "harmonize-apply": "`qckit harmonize apply --json`",
     "classify": "`qckit classify --json`",
     "demo": "`qckit demo --json`",
+    "qualify-certificate": "`certificate.json` of each scanner in `qckit qualify`'s output, and each item of `qckit qualify --json`",
+    "qualify-summary": "`qckit qualify summary --json` and its `qualification-summary.json`",
 }
 
 

@@ -15,7 +15,11 @@ Stages so far:
    ComBat on the phantom-stable features only);
 6. periodic QC: a simulated year of weekly ACR phantom sessions on two virtual scanners (one with a slow SNR loss
    and a gradient drift from week 31) is written into a SQLite QC history, and each scanner's control charts
-   (Shewhart individuals with prediction limits, Western Electric rules 1-2, EWMA) are drawn.
+   (Shewhart individuals with prediction limits, Western Electric rules 1-2, EWMA) are drawn;
+7. qualification (`qckit qualify`): three virtual sites submit a study-protocol session and three texture-phantom
+   repeats (`qckit.synth.qualification`: one compliant, one with a protocol deviation, one missing a series);
+   each gets a certificate against the `brain-mri-multicentre-qualification` profile, stored in a QC history,
+   and the multi-site summary lists the reproducible features and the scanner that would need harmonization.
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ class DemoSummary:
     trends: dict[str, dict] = field(
         default_factory=dict
     )  # scanner -> measurement -> first alarm (date, rule)
+    qualification: dict[str, dict] = field(default_factory=dict)  # site -> verdict, failed, missing
+    qualification_needs_harmonization: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """The demo's outcome as plain JSON data: verdicts, effects, AUCs, first alarms and the files written."""
@@ -85,6 +91,8 @@ class DemoSummary:
                 {"harmonization": r.harmonize, "roc_auc": r.pooled["roc_auc"]} for r in self.classification
             ],
             "qc_first_alarms": alarms,
+            "qualification": self.qualification,
+            "qualification_needs_harmonization": self.qualification_needs_harmonization,
             "outputs": {k: str(v) for k, v in self.outputs.items()},
         }
 
@@ -124,7 +132,36 @@ def run_demo(
     stable = _phantom_qualification(summary, out_dir, seed, command)
     _harmonize_and_classify(summary, out_dir, seed, command, stable)
     _periodic_qc(summary, out_dir, command)
+    _site_qualification(summary, out_dir, seed, command)
     return summary
+
+
+def _site_qualification(summary: DemoSummary, out_dir: Path, seed: int, command: str) -> None:
+    from qckit.qualification.profile import load_profile
+    from qckit.synth.qualification import write_submissions
+    from qckit.workflows.qualify import qualification_summary, qualify_submission
+
+    q_dir = out_dir / "qualification"
+    profile = load_profile("brain-mri-multicentre-qualification")
+    db = database_url(None, q_dir)
+    with tempfile.TemporaryDirectory(prefix="qckit-demo-sites-") as tmp:
+        for site, folder in write_submissions(Path(tmp), seed=seed % 1000).items():
+            run = qualify_submission(folder, profile, q_dir / site, db_url=db, command=command)
+            cert = run.certificates[0]
+            summary.qualification[site] = {
+                "scanner": cert.scanner["key"],
+                "verdict": cert.verdict,
+                "failed": [f"{c.name}: {c.detail}" for c in cert.criteria if c.verdict == "fail"],
+                "missing": [m["what"] for m in cert.missing],
+            }
+            summary.outputs[f"qualification certificate {site} (HTML)"] = run.paths[cert.scanner["key"]][
+                "html"
+            ]
+    overview, paths = qualification_summary(q_dir, q_dir / "summary", command=command)
+    summary.qualification_needs_harmonization = [
+        n["key"] for n in (overview.get("reproducibility") or {}).get("harmonization", []) if n["needs"]
+    ]
+    summary.outputs["qualification summary (HTML)"] = paths["html"]
 
 
 def _periodic_qc(summary: DemoSummary, out_dir: Path, command: str) -> None:

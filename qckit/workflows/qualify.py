@@ -357,8 +357,9 @@ def qualify_submission(
 
 
 HARMONIZATION_RULE = (
-    "A scanner would need harmonization when, for more than {share:g} % of the candidate features, its phantom mean "
-    "differs from the mean of the other qualified scanners by more than {cv:g} % (the between-scanner threshold)."
+    "A scanner would need harmonization when, for more than {share:g} % of the features repeatable on every scanner, "
+    "its phantom mean differs from the mean of the other scanners by more than {cv:g} % (the between-scanner "
+    "threshold)."
 )
 
 
@@ -425,10 +426,18 @@ def _reproducibility(
 
     from qckit.metrology.verdicts import reproducibility_table
 
-    frames, stable_sets = [], []
-    for c in certs:
-        if c["verdict"] not in ("qualified", "qualified with findings"):
-            continue
+    def has_stability(c: dict[str, Any]) -> bool:
+        return any(x["kind"] == "stability" and x["verdict"] == "pass" for x in c["criteria"])
+
+    qualified = [
+        c for c in certs if c["verdict"] in ("qualified", "qualified with findings") and has_stability(c)
+    ]
+    basis = "the qualified scanners"
+    if len(qualified) < 2:  # too few to compare: every scanner whose phantom repeats passed
+        qualified = [c for c in certs if has_stability(c)]
+        basis = "the scanners whose feature-stability criterion passed (fewer than 2 are qualified)"
+    frames, stable_sets, used = [], [], []
+    for c in qualified:
         st = (c.get("submission") or {}).get("stability") or {}
         folder = c.get("_dir") or (c.get("outputs") or {}).get("folder")
         if not st.get("measurements") or not folder:
@@ -439,6 +448,7 @@ def _reproducibility(
         long = pd.read_csv(path)
         long["scanner_key"] = c["scanner"]["key"]
         frames.append(long)
+        used.append(c["scanner"]["key"])
         stable_sets.append(set(st.get("stable_features") or []))
     if len(frames) < 2:
         return None
@@ -453,20 +463,20 @@ def _reproducibility(
         feats.append({"feature": str(r["feature"]), "between_cv": float(r.get("between_cv", np.nan)),
                       "verdict": "pass" if ok else "fail"})  # fmt: skip
     candidates = [f["feature"] for f in feats if f["verdict"] == "pass"]
-    means = (
-        data[data["feature"].isin(candidates)].groupby(["feature", "scanner_key"])["value"].mean().unstack()
-    )
+    judged = sorted(everywhere & set(data["feature"]))  # repeatable on every scanner: differences are real
+    means = data[data["feature"].isin(judged)].groupby(["feature", "scanner_key"])["value"].mean().unstack()
     needs = []
     for key in means.columns:
         others = means.drop(columns=[key]).mean(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             dev = (100 * (means[key] - others) / others.abs()).abs()
         off = int((dev > between_cv).sum())
-        share = off / len(candidates) if candidates else 0.0
+        share = off / len(judged) if judged else 0.0
         needs.append(
             {"key": str(key), "features_off": off, "share_off": share, "needs": share > share_off / 100}
         )
-    return {"n_features": len(feats), "n_candidates": len(candidates), "between_cv_percent": between_cv,
+    return {"scanners_used": used, "scanners_basis": basis,
+            "n_features": len(feats), "n_candidates": len(candidates), "between_cv_percent": between_cv,
             "features": sorted(feats, key=lambda f: (f["verdict"] != "pass", f["feature"])), "candidates": candidates,
             "harmonization": needs, "harmonization_rule": HARMONIZATION_RULE.format(share=share_off, cv=between_cv)}  # fmt: skip
 
@@ -511,7 +521,7 @@ def qualification_summary(source: str | Path, out_dir: str | Path, *, between_cv
         stable_path = out / "stable-features.yaml"
         doc = {"source": "qckit qualify summary: features repeatable on every qualified scanner and reproducible "
                          f"across them (between-scanner CV <= {between_cv:g} %)",
-               "scanners": [s["key"] for s in scanners if s["verdict"] in ("qualified", "qualified with findings")],
+               "scanners": rep["scanners_used"],
                "features": [{"name": f["feature"], "between_cv": round(f["between_cv"], 3)} for f in rep["features"]
                             if f["verdict"] == "pass"]}  # fmt: skip
         atomic_write_text(stable_path, "# read by qckit harmonize/classify --stable-features\n"

@@ -179,3 +179,69 @@ def test_cli_synth_bad_input_exits_2_and_writes_nothing(tmp_path: Path):
         assert not (tmp_path / "s").exists()
     res = _cli("synth", "-o", str(tmp_path / "s"), "--repeats", "0")
     assert res.exit_code == 2 and not (tmp_path / "s").exists()
+
+
+def test_the_upper_confidence_bound_basis_is_conservative(planted):
+    """Point estimate vs upper 95 % bound: with 3 repeats the bound decides fewer features repeatable, and a feature
+    passes on the bound exactly when its CV's upper bound is within the threshold."""
+    from qckit.metrology.verdicts import repeatability_table
+    from qckit.phantoms.stability import with_condition
+
+    _, run = planted
+    data = with_condition(run.measurement.long.dropna(subset=["value"]))
+    point = repeatability_table(data, condition="condition", thresholds=Thresholds())
+    upper = repeatability_table(data, condition="condition", thresholds=Thresholds(basis="upper_ci"))
+    n_point, n_upper = (point["repeatable"] == "pass").sum(), (upper["repeatable"] == "pass").sum()
+    assert n_upper < n_point
+    judged = upper[upper["repeatable"] != "insufficient"]
+    assert ((judged["cv_ci_high"] <= 15) == (judged["repeatable"] == "pass")).all()
+    assert (judged["cv_ci_high"] >= judged["cv"]).all() and set(upper["basis"].dropna()) == {"upper_ci"}
+    with pytest.raises(ValueError, match="verdict basis"):
+        Thresholds(basis="median")
+
+
+def test_cli_basis_and_the_stable_list_carries_the_ci(planted, tmp_path: Path):
+    root, _ = planted
+    out = tmp_path / "o"
+    res = _cli("repeatability", str(root / "dicom" / STEADY), "--phantom", "qckit-texture", "-o", str(out),
+               "--params", str(root / "params.yaml"), "--basis", "upper-ci")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "upper 95 % bound of the CV" in res.output
+    doc = yaml_load(out / "stable-features.yaml")
+    assert doc["criteria"]["basis"] == "upper_ci"
+    assert doc["features"] and all(
+        "worst_cv_ci_high" in f and f["worst_cv_ci_high"] <= 15 for f in doc["features"]
+    )
+    # the console's per-condition pass count and the stable count are over the same features
+    listed = pd.read_csv(out / "stable-features.csv")
+    line = next(ln for ln in res.output.splitlines() if ln.startswith("stable features:"))
+    assert line == f"stable features: {int(listed['stable'].sum())} of {len(listed)}"
+    rep = pd.read_csv(out / "repeatability.csv")
+    rep = rep[rep["feature"].isin(listed["feature"])]
+    assert f"│ {int((rep['repeatable'] == 'pass').sum())} " in res.output.replace("┃", "│")
+    assert _cli("repeatability", str(root / "dicom" / STEADY), "--phantom", "qckit-texture", "--basis", "mean",
+                "-o", str(out)).exit_code == 2  # fmt: skip
+    quiet = _cli("repeatability", str(root / "dicom" / STEADY), "--phantom", "qckit-texture", "-o", str(out),
+                 "--params", str(root / "params.yaml"), "-q")  # fmt: skip
+    assert quiet.exit_code == 0 and quiet.stdout == ""
+
+
+def test_a_localizer_in_the_folder_is_skipped_not_an_error(planted, tmp_path: Path):
+    from qckit.synth.dicom import SCANNERS, SeriesSpec, write_series
+
+    root, _ = planted
+    folder = tmp_path / "with-localizer"
+    shutil.copytree(root / "dicom" / STEADY, folder / "phantom")
+    write_series(folder / "loc", SCANNERS["siemens-skyra-3t"],
+                 SeriesSpec("localizer", 1, orientation="sagittal", n_slices=1, rows=64, columns=64))  # fmt: skip
+    res = _cli("repeatability", str(folder), "--phantom", "qckit-texture", "-o", str(tmp_path / "o"),
+               "--params", str(root / "params.yaml"), "--json", str(tmp_path / "s.json"))  # fmt: skip
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["problems"] == [] and summary["scans"] == 6
+
+
+def yaml_load(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
