@@ -60,6 +60,16 @@ def test_demo_runs_and_writes_index(tmp_path: Path, installed_wheel: Path):
     assert alarms["snr"]["date"].startswith("2025-08-")
     assert alarms["geometric_length_slice5_horizontal"]["date"].startswith("2025-09-")
     assert alarms["geometric_length_slice5_vertical"] is None  # not drifting: no alarm
+    # stage 7: three virtual sites qualify: qualified / not qualified (the deviation named) / incomplete (the series)
+    q = doc["qualification"]
+    assert {k: v["verdict"] for k, v in q.items()} == {"site-a": "qualified", "site-b": "not qualified",
+                                                        "site-c": "incomplete"}  # fmt: skip
+    assert q["site-b"]["failed"] and "SliceThickness 5.0" in q["site-b"]["failed"][0]
+    assert q["site-c"]["missing"] and "FLAIR" in q["site-c"]["missing"][0]
+    assert doc["qualification_needs_harmonization"] == ["GE-DISCOVERY_MR750-QB_0002"]
+    for cert in (tmp_path / "demo" / "qualification").rglob("certificate.json"):
+        jsonschema.validate(strict_loads(cert.read_text()), load_schema("qualify-certificate"))
+    assert (tmp_path / "demo" / "qualification" / "summary" / "qualification-summary.html").is_file()
     # one JSON policy: every JSON file the demo wrote parses with a strict parser (no NaN / Infinity literals)
     written = list((tmp_path / "demo").rglob("*.json")) + list((tmp_path / "d").rglob("*.json"))
     assert len(written) >= 5

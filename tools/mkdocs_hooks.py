@@ -2,7 +2,7 @@
 
 Markers replaced in the Markdown source:
   <!-- qckit:cli-reference -->          every command, argument and option, from the Typer app
-  <!-- qckit:schema protocol|phantom --> the JSON Schema of protocol / phantom definition files
+  <!-- qckit:schema protocol|phantom|profile --> the JSON Schema of protocol / phantom / profile files
   <!-- qckit:output-schemas -->         the JSON Schemas of the --json outputs (qckit/schemas/*.json)
   <!-- qckit:include PATH LANG -->      a file of the repository, verbatim, in a code block
 """
@@ -43,6 +43,10 @@ def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ANN001
         from qckit.phantoms.load import json_schema_text as phantom_schema
 
         markdown = markdown.replace("<!-- qckit:schema phantom -->", _fence(phantom_schema(), "json"))
+    if "<!-- qckit:schema profile -->" in markdown:
+        from qckit.qualification.profile import json_schema_text as profile_schema
+
+        markdown = markdown.replace("<!-- qckit:schema profile -->", _fence(profile_schema(), "json"))
     if "<!-- qckit:output-schemas -->" in markdown:
         markdown = markdown.replace("<!-- qckit:output-schemas -->", _output_schemas())
 

@@ -278,3 +278,29 @@ def test_real_acr_submission_equals_qc_run_and_follows_the_profile(reference_dat
 
 def test_sites_are_the_documented_ones():
     assert [s.name for s in SITES] == list(PLANTED)
+
+
+def test_a_profile_asking_for_relaxometry(tmp_path: Path):
+    """The relaxometry analyses through a profile: T1 of plate 5 within 15 % of the reference, sphere by sphere."""
+    from qckit.phantoms.load import load_phantom
+    from qckit.synth.relaxometry import RelaxScan, write_relaxometry
+
+    arr = load_phantom("ismrm-nist-system").phantom.sphere_array(5)
+    write_relaxometry(
+        tmp_path / "sub", arr, arr.reference("T1", 1.5).values_ms[:14], "T1", scan=RelaxScan(seed=1)
+    )
+    profile = {"schema_version": 1, "name": "relaxometry-qualification", "title": "T1 accuracy",
+               "protocol": "ismrm-nist-relaxometry", "completeness": {"entries": ["ir"]},
+               "phantom_tests": [{"phantom": "ismrm-nist-system", "protocol": "ismrm-nist-relaxometry",
+                                  "series": "ir", "measurements": ["t1_plate5_sphere0[1-6]"]}]}  # fmt: skip
+    path = tmp_path / "relax.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    res = _qualify(str(tmp_path / "sub"), "--profile", str(path), "-o", str(tmp_path / "o"), "--no-store",
+                   "--json", str(tmp_path / "r.json"), "-q")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    (cert,) = strict_loads((tmp_path / "r.json").read_text())["certificates"]
+    spheres = [c for c in cert["criteria"] if c["kind"] == "phantom"]
+    assert [c["name"].rsplit("_", 1)[1] for c in spheres] == [f"sphere0{i}" for i in range(1, 7)]
+    for c in spheres:
+        assert c["verdict"] == "pass" and c["unit"] == "ms" and c["limit"] and c["value"] > 0, c
+    assert cert["verdict"] == "qualified"
