@@ -135,6 +135,19 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[i
         yield update
 
 
+SCHEMA_OUTPUT = typer.Option(None, "--output", "-o", metavar="FILE", help="Write here instead of stdout.")
+
+
+def emit_text(text: str, output: Any) -> None:
+    """A schema (or other generated text) to `output` (atomic) or, without one, to stdout."""
+    if output:
+        from qckit.core.jsonio import atomic_write_text
+
+        atomic_write_text(output, text)
+    else:
+        typer.echo(text, nl=False)
+
+
 def report_undeclared(ft: Any) -> None:
     """Name, once, the numeric columns of a feature table that are neither features nor declared."""
     if ft.undeclared:

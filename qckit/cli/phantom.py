@@ -14,8 +14,10 @@ from qckit.cli._common import (
     EXIT_CHECKS_FAILED,
     EXIT_INPUT_ERROR,
     QUIET,
+    SCHEMA_OUTPUT,
     VERBOSE,
     console,
+    emit_text,
     err_console,
     handle_errors,
     progress_bar,
@@ -42,20 +44,11 @@ def list_command(quiet: bool = QUIET, verbose: bool = VERBOSE) -> None:
 
 @app.command("schema")
 @handle_errors
-def schema_command(
-    output: Path | None = typer.Option(None, "--output", "-o", metavar="FILE", help="Write here instead of stdout."),
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
-) -> None:  # fmt: skip
+def schema_command(output: Path | None = SCHEMA_OUTPUT, quiet: bool = QUIET, verbose: bool = VERBOSE) -> None:
     """Print (or write) the JSON Schema of phantom definition files."""
-    from qckit.core.jsonio import atomic_write_text
     from qckit.phantoms.load import json_schema_text
 
-    text = json_schema_text()
-    if output:
-        atomic_write_text(output, text)
-    else:
-        typer.echo(text, nl=False)
+    emit_text(json_schema_text(), output)
 
 
 @app.command("synth")

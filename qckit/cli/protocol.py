@@ -16,8 +16,10 @@ if TYPE_CHECKING:
 from qckit.cli._common import (
     EXIT_CHECKS_FAILED,
     QUIET,
+    SCHEMA_OUTPUT,
     VERBOSE,
     console,
+    emit_text,
     handle_errors,
     progress_bar,
     warn_public_key,
@@ -184,20 +186,11 @@ def infer_command(
 
 @app.command("schema")
 @handle_errors
-def schema_command(
-    output: Path | None = typer.Option(None, "--output", "-o", metavar="FILE", help="Write here instead of stdout."),
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
-) -> None:  # fmt: skip
+def schema_command(output: Path | None = SCHEMA_OUTPUT, quiet: bool = QUIET, verbose: bool = VERBOSE) -> None:
     """Print (or write) the JSON Schema of protocol files."""
-    from qckit.core.jsonio import atomic_write_text
     from qckit.protocols.load import json_schema_text
 
-    text = json_schema_text()
-    if output:
-        atomic_write_text(output, text)
-    else:
-        typer.echo(text, nl=False)
+    emit_text(json_schema_text(), output)
 
 
 @app.command("list")

@@ -11,8 +11,10 @@ from rich.text import Text
 from qckit.cli._common import (
     EXIT_CHECKS_FAILED,
     QUIET,
+    SCHEMA_OUTPUT,
     VERBOSE,
     console,
+    emit_text,
     err_console,
     handle_errors,
     progress_bar,
@@ -173,17 +175,8 @@ def list_command(quiet: bool = QUIET, verbose: bool = VERBOSE) -> None:
 
 @app.command("schema")
 @handle_errors
-def schema_command(
-    output: Path | None = typer.Option(None, "--output", "-o", metavar="FILE", help="Write here instead of stdout."),
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
-) -> None:  # fmt: skip
+def schema_command(output: Path | None = SCHEMA_OUTPUT, quiet: bool = QUIET, verbose: bool = VERBOSE) -> None:
     """Print (or write) the JSON Schema of qualification profile files."""
-    from qckit.core.jsonio import atomic_write_text
     from qckit.qualification.profile import json_schema_text
 
-    text = json_schema_text()
-    if output:
-        atomic_write_text(output, text)
-    else:
-        typer.echo(text, nl=False)
+    emit_text(json_schema_text(), output)

@@ -304,3 +304,10 @@ def test_a_profile_asking_for_relaxometry(tmp_path: Path):
     for c in spheres:
         assert c["verdict"] == "pass" and c["unit"] == "ms" and c["limit"] and c["value"] > 0, c
     assert cert["verdict"] == "qualified"
+
+
+def test_committed_profile_schema_is_up_to_date():
+    from qckit.qualification.profile import json_schema_text
+
+    committed = Path(__file__).resolve().parents[2] / "profiles" / "profile.schema.json"
+    assert committed.read_text() == json_schema_text(), "run: qckit qualify schema -o profiles/profile.schema.json"
