@@ -35,9 +35,12 @@ OTHER := $(if $(filter $(PY311),$(PYTHON)),$(PY312),$(if $(filter $(PY312),$(PYT
 OTHER_VENV := .venv-other
 OTHER_STAMP := $(OTHER_VENV)/.qckit-installed
 
+# the suite runs on every core (pytest-xdist), one test file per worker so module fixtures are built once
+PYTEST_JOBS ?= -n auto --dist loadfile
+
 test: $(STAMP)
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_JOBS)
 ifneq ($(OTHER),)
 	@$(MAKE) --no-print-directory test-other
 else
@@ -54,7 +57,7 @@ $(OTHER_STAMP): pyproject.toml
 # the docs tests (site build, examples) do not depend on the interpreter: they run once, in .venv
 test-other: $(OTHER_STAMP)
 	@echo "== the test suite again, on $$($(OTHER_VENV)/bin/python -V)"
-	$(OTHER_VENV)/bin/python -m pytest -p no:cacheprovider -m "not slow and not docs"
+	$(OTHER_VENV)/bin/python -m pytest -p no:cacheprovider $(PYTEST_JOBS) -m "not slow and not docs"
 
 # The documentation site (MkDocs + Material + mkdocstrings) into build/site; `make test` builds it too (strict).
 docs: $(STAMP)
