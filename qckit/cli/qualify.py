@@ -121,6 +121,8 @@ def summary_command(
     between_cv: float = typer.Option(15.0, "--between-cv", help="Reproducibility threshold across scanners: CV %."),
     share_off: float = typer.Option(10.0, "--harmonize-share", help="A scanner needs harmonization when more than "
                                     "this % of the candidate features are off the others' mean by more than --between-cv."),
+    basis: str = typer.Option("upper-ci", "--basis", help="What the between-scanner CV verdict is decided on: "
+                              "upper-ci (its upper 95 % bound, as qualification profiles) or point."),
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:  # fmt: skip
@@ -134,7 +136,7 @@ def summary_command(
 
     with progress_bar("summarising", enabled=not quiet):
         summary, paths = qualification_summary(source, output, between_cv=between_cv, share_off=share_off,
-                                               command=command_line())  # fmt: skip
+                                               basis=_basis(basis), command=command_line())  # fmt: skip
     if json_out is not None:
         shutil.copyfile(paths["json"], json_out)
     if not quiet:
@@ -160,6 +162,15 @@ def summary_command(
             console.print(f"  {k}: {v}", highlight=False)
     if not all(s["verdict"] in ("qualified", "qualified with findings") for s in summary["scanners"]):
         raise typer.Exit(EXIT_CHECKS_FAILED)
+
+
+def _basis(text: str) -> str:
+    from qckit.core.errors import QckitInputError
+
+    value = text.replace("-", "_")
+    if value not in ("point", "upper_ci"):
+        raise QckitInputError(f"--basis must be point or upper-ci, not {text!r}")
+    return value
 
 
 @app.command("list")

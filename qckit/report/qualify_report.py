@@ -104,11 +104,13 @@ def build_summary_page(summary: dict[str, Any], provenance: Provenance) -> Page:
         page.add("Features reproducible across the qualified scanners",
                  f"<p>Over {esc(rep['scanners_basis'])} ({esc(', '.join(rep['scanners_used']))}): "
                  f"{rep['n_candidates']} of {rep['n_features']} features are repeatable on every one "
-                 f"and reproducible across them (between-scanner CV <= {rep['between_cv_percent']:g} %). Candidate list: "
+                 f"and reproducible across them (between-scanner CV <= {rep['between_cv_percent']:g} %, decided on the "
+                 f"{'upper 95 % bound' if rep.get('verdict_basis') == 'upper_ci' else 'estimate'}). Candidate list: "
                  f"<code>{esc(rep['stable_list'])}</code>.</p>"
-                 + table(["feature", "between-scanner CV %", "verdict"],
-                         [[f["feature"], number(f["between_cv"]), f["verdict"]] for f in rep["features"][:200]],
-                         [["", "", _CLASS.get(f["verdict"], "")] for f in rep["features"][:200]]))  # fmt: skip
+                 + table(["feature", "between-scanner CV %", "upper 95 % bound", "verdict"],
+                         [[f["feature"], number(f["between_cv"]), number(f.get("between_cv_ci_high")), f["verdict"]]
+                          for f in rep["features"][:200]],
+                         [["", "", "", _CLASS.get(f["verdict"], "")] for f in rep["features"][:200]]))  # fmt: skip
         needs = rep["harmonization"]
         page.add("Scanners that would need harmonization",
                  table(["scanner", "repeatable features off the others' mean", "share", "needs harmonization"],

@@ -417,7 +417,7 @@ def _breakdown(
 
 
 def _reproducibility(
-    certs: list[dict[str, Any]], between_cv: float, share_off: float
+    certs: list[dict[str, Any]], between_cv: float, share_off: float, basis: str = "upper_ci"
 ) -> dict[str, Any] | None:
     """Between-scanner reproducibility of the phantom features over the qualified scanners (their stability
     measurements), the candidate stable list, and which scanners would need harmonization."""
@@ -432,10 +432,10 @@ def _reproducibility(
     qualified = [
         c for c in certs if c["verdict"] in ("qualified", "qualified with findings") and has_stability(c)
     ]
-    basis = "the qualified scanners"
+    used_basis = "the qualified scanners"
     if len(qualified) < 2:  # too few to compare: every scanner whose phantom repeats passed
         qualified = [c for c in certs if has_stability(c)]
-        basis = "the scanners whose feature-stability criterion passed (fewer than 2 are qualified)"
+        used_basis = "the scanners whose feature-stability criterion passed (fewer than 2 are qualified)"
     frames, stable_sets, used = [], [], []
     for c in qualified:
         st = (c.get("submission") or {}).get("stability") or {}
@@ -455,12 +455,13 @@ def _reproducibility(
     data = pd.concat(frames, ignore_index=True).dropna(subset=["value"])
     data = data[~data["feature"].astype(str).str.startswith("intensity_")]
     table_ = reproducibility_table(data, condition="scanner_key", subject="roi", repeat="repeat",
-                                   thresholds=Thresholds(between_cv_percent=between_cv))  # fmt: skip
+                                   thresholds=Thresholds(between_cv_percent=between_cv, basis=basis))  # fmt: skip
     everywhere = set.intersection(*stable_sets) if stable_sets else set()
     feats = []
     for _, r in table_.iterrows():
         ok = r["reproducible"] == "pass" and r["feature"] in everywhere
         feats.append({"feature": str(r["feature"]), "between_cv": float(r.get("between_cv", np.nan)),
+                      "between_cv_ci_high": float(r.get("between_cv_ci_high", np.nan)),
                       "verdict": "pass" if ok else "fail"})  # fmt: skip
     candidates = [f["feature"] for f in feats if f["verdict"] == "pass"]
     judged = sorted(everywhere & set(data["feature"]))  # repeatable on every scanner: differences are real
@@ -475,18 +476,21 @@ def _reproducibility(
         needs.append(
             {"key": str(key), "features_off": off, "share_off": share, "needs": share > share_off / 100}
         )
-    return {"scanners_used": used, "scanners_basis": basis,
+    return {"scanners_used": used, "scanners_basis": used_basis, "verdict_basis": basis,
             "n_features": len(feats), "n_candidates": len(candidates), "between_cv_percent": between_cv,
             "features": sorted(feats, key=lambda f: (f["verdict"] != "pass", f["feature"])), "candidates": candidates,
             "harmonization": needs, "harmonization_rule": HARMONIZATION_RULE.format(share=share_off, cv=between_cv)}  # fmt: skip
 
 
 def qualification_summary(source: str | Path, out_dir: str | Path, *, between_cv: float = 15.0,
-                          share_off: float = 10.0, command: str = "") -> tuple[dict[str, Any], dict[str, Path]]:  # fmt: skip
+                          share_off: float = 10.0, basis: str = "upper_ci",
+                          command: str = "") -> tuple[dict[str, Any], dict[str, Path]]:  # fmt: skip
     """The multi-site summary of the certificates under `source` (folder or QC history): scanners x criteria,
     compliance by vendor / model / software version, the features reproducible across all qualified scanners
     (written as a stable-feature list that `harmonize`/`classify --stable-features` read), and the scanners that
-    would need harmonization. Writes qualification-summary.json|html (and stable-features.yaml)."""
+    would need harmonization. The between-scanner CV verdict is read from the point estimate or the upper 95 %
+    bound (`basis`, default the bound, as qualification profiles). Writes qualification-summary.json|html (and
+    stable-features.yaml)."""
     import yaml
 
     from qckit.core.jsonio import atomic_write_text
@@ -516,14 +520,16 @@ def qualification_summary(source: str | Path, out_dir: str | Path, *, between_cv
         "reproducibility": None,
     }
     paths: dict[str, Path] = {}
-    rep = _reproducibility(certs, between_cv, share_off)
+    rep = _reproducibility(certs, between_cv, share_off, basis)
     if rep is not None:
         stable_path = out / "stable-features.yaml"
         doc = {"source": "qckit qualify summary: features repeatable on every qualified scanner and reproducible "
                          f"across them (between-scanner CV <= {between_cv:g} %)",
                "scanners": rep["scanners_used"],
-               "features": [{"name": f["feature"], "between_cv": round(f["between_cv"], 3)} for f in rep["features"]
-                            if f["verdict"] == "pass"]}  # fmt: skip
+               "verdict_basis": basis,
+               "features": [{"name": f["feature"], "between_cv": round(f["between_cv"], 3),
+                             "between_cv_ci_high": round(f["between_cv_ci_high"], 3)}
+                            for f in rep["features"] if f["verdict"] == "pass"]}  # fmt: skip
         atomic_write_text(stable_path, "# read by qckit harmonize/classify --stable-features\n"
                           + yaml.safe_dump(doc, sort_keys=False))  # fmt: skip
         rep["stable_list"] = str(stable_path)

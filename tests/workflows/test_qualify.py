@@ -109,6 +109,13 @@ def test_the_summary_names_reproducible_features_and_the_scanner_to_harmonize(si
     stable = read_feature_list(rep["stable_list"])
     assert 0 < len(stable) == rep["n_candidates"] < rep["n_features"]
     assert not any(f.startswith("intensity_") for f in stable)
+    assert rep["verdict_basis"] == "upper_ci"  # the default, as qualification profiles
+    res = _qualify("summary", str(out), "-o", str(root / "summary-point"), "--basis", "point", "-q")
+    point = strict_loads((root / "summary-point" / "qualification-summary.json").read_text())[
+        "reproducibility"
+    ]
+    assert point["verdict_basis"] == "point" and point["n_candidates"] > rep["n_candidates"]
+    assert _qualify("summary", str(out), "-o", str(root / "x"), "--basis", "mean").exit_code == 2
     # the same summary from the QC history the certificates were stored in
     res = _qualify("summary", str(root / "h.sqlite"), "-o", str(root / "summary-db"), "-q")
     assert res.exit_code == 1, res.output
@@ -310,4 +317,6 @@ def test_committed_profile_schema_is_up_to_date():
     from qckit.qualification.profile import json_schema_text
 
     committed = Path(__file__).resolve().parents[2] / "profiles" / "profile.schema.json"
-    assert committed.read_text() == json_schema_text(), "run: qckit qualify schema -o profiles/profile.schema.json"
+    assert committed.read_text() == json_schema_text(), (
+        "run: qckit qualify schema -o profiles/profile.schema.json"
+    )
