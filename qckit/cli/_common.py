@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from qckit.core.errors import QckitError
+from qckit.core.errors import QckitError, QckitInputError
 
 EXIT_OK = 0
 EXIT_CHECKS_FAILED = 1
@@ -133,6 +133,14 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[i
             progress.update(task, completed=done, total=total)
 
         yield update
+
+
+def parse_basis(text: str) -> str:
+    """`--basis point|upper-ci` as the verdict basis of `qckit.metrology.verdicts.Thresholds`."""
+    value = text.replace("-", "_")
+    if value not in ("point", "upper_ci"):  # qckit.metrology.verdicts.BASES (checked by a test)
+        raise QckitInputError(f"--basis must be point or upper-ci, not {text!r}")
+    return value
 
 
 SCHEMA_OUTPUT = typer.Option(None, "--output", "-o", metavar="FILE", help="Write here instead of stdout.")

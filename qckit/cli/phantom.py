@@ -20,6 +20,7 @@ from qckit.cli._common import (
     emit_text,
     err_console,
     handle_errors,
+    parse_basis,
     progress_bar,
 )
 from qckit.cli.conventions import QckitGroup
@@ -129,15 +130,6 @@ def _run_study(folder: Path, phantom: str, output: Path, params: Path | None, js
     _print(run, quiet)
 
 
-def _basis(text: str) -> str:
-    from qckit.core.errors import QckitInputError
-
-    value = text.replace("-", "_")
-    if value not in ("point", "upper_ci"):
-        raise QckitInputError(f"--basis must be point or upper-ci, not {text!r}")
-    return value
-
-
 FOLDER = typer.Argument(..., help="Folder of phantom DICOM series (any layout).")
 PHANTOM = typer.Option(..., "--phantom", help="Bundled phantom name or definition file.")
 OUTPUT_DIR = typer.Option(Path("reports/phantom"), "--output-dir", "-o", metavar="DIR", help="Output folder.")
@@ -174,7 +166,7 @@ def repeatability_command(
 ) -> None:
     """Repeatability per scanner+protocol, accuracy vs ground truth, stable list. Exit 2 when a scan cannot be
     measured or repeats are too few (the rest is still written)."""
-    _run_study(folder, phantom, output, params, json_out, None, (cv, bias, between_cv, icc_min, min_repeats, _basis(basis)),
+    _run_study(folder, phantom, output, params, json_out, None, (cv, bias, between_cv, icc_min, min_repeats, parse_basis(basis)),
                workers, quiet)  # fmt: skip
 
 
@@ -199,7 +191,7 @@ def reproducibility_command(
 ) -> None:
     """Repeatability plus reproducibility across scanners, protocols or sites (--by); stable list. Exit 2 on
     unmeasurable scans or too few repeats/conditions."""
-    _run_study(folder, phantom, output, params, json_out, group, (cv, bias, between_cv, icc_min, min_repeats, _basis(basis)),
+    _run_study(folder, phantom, output, params, json_out, group, (cv, bias, between_cv, icc_min, min_repeats, parse_basis(basis)),
                workers, quiet)  # fmt: skip
 
 

@@ -6,7 +6,6 @@ Heavy modules are imported inside the commands, so that `qckit --help` and other
 from __future__ import annotations
 
 import datetime as dt
-import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from qckit.cli._common import (
 )
 from qckit.cli.conventions import QckitGroup
 from qckit.core.errors import QckitInputError
+from qckit.core.files import safe_name
 
 app = typer.Typer(
     cls=QckitGroup, help="Periodic phantom QC: measure, store in the QC history, control charts."
@@ -50,10 +50,6 @@ def _date(text: str | None) -> dt.datetime | None:
         return dt.datetime.fromisoformat(text)
     except ValueError:
         raise QckitInputError(f"--date {text!r}: write YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
-
-
-def _safe(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", label)
 
 
 def _print_session(s: Any) -> None:
@@ -143,7 +139,7 @@ def run_command(
             err_console.print(f"error: session {run.label}: {run.error}", highlight=False, markup=False)
             return
         s = run.result
-        out = output / _safe(run.label) if every else output
+        out = output / safe_name(run.label) if every else output
         prov = Provenance(
             command_line(), {"folder": str(folder), "session": s.session_label, "history": s.db_url}
         )
@@ -204,7 +200,7 @@ def trend_command(
             store, scanner, n_baseline=baseline, rules=_rules(rules), levels=levels
         )
     prov = Provenance(command_line(), {"history": url, "scanner": scanner})
-    path = write_trend_report(scanner, charts, prov, output / f"qc-trend-{_safe(scanner)}.html", skipped)
+    path = write_trend_report(scanner, charts, prov, output / f"qc-trend-{safe_name(scanner)}.html", skipped)
     t = Table(title=f"control charts: {scanner}")
     for col in ("measurement", "sessions", "centre", "LCL", "UCL", "alarms", "first alarm"):
         t.add_column(col)

@@ -17,6 +17,7 @@ from qckit.cli._common import (
     emit_text,
     err_console,
     handle_errors,
+    parse_basis,
     progress_bar,
     warn_public_key,
 )
@@ -136,7 +137,7 @@ def summary_command(
 
     with progress_bar("summarising", enabled=not quiet):
         summary, paths = qualification_summary(source, output, between_cv=between_cv, share_off=share_off,
-                                               basis=_basis(basis), command=command_line())  # fmt: skip
+                                               basis=parse_basis(basis), command=command_line())  # fmt: skip
     if json_out is not None:
         shutil.copyfile(paths["json"], json_out)
     if not quiet:
@@ -162,15 +163,6 @@ def summary_command(
             console.print(f"  {k}: {v}", highlight=False)
     if not all(s["verdict"] in ("qualified", "qualified with findings") for s in summary["scanners"]):
         raise typer.Exit(EXIT_CHECKS_FAILED)
-
-
-def _basis(text: str) -> str:
-    from qckit.core.errors import QckitInputError
-
-    value = text.replace("-", "_")
-    if value not in ("point", "upper_ci"):
-        raise QckitInputError(f"--basis must be point or upper-ci, not {text!r}")
-    return value
 
 
 @app.command("list")

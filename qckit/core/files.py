@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 
 
@@ -18,6 +19,11 @@ def not_regular(path: str | os.PathLike[str]) -> str:
     kind = ("named pipe (FIFO)" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode)
             else "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")  # fmt: skip
     return f"{kind}: not read"
+
+
+def safe_name(label: str) -> str:
+    """`label` as a file or folder name: every run of characters outside [A-Za-z0-9._-] becomes `_`."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label)
 
 
 def utf8_text(text: str) -> str:

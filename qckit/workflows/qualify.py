@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 from qckit import __version__
 from qckit.core.errors import NoDataError, QckitInputError, TooFewRepeatsError
+from qckit.core.files import safe_name
 from qckit.core.identity import ScannerIdentity
 from qckit.core.jsonio import dumps, write_json
 from qckit.core.provenance import Provenance
@@ -60,10 +60,6 @@ class QualificationRun:
     def all_qualified(self) -> bool:
         """Every scanner qualified (with or without findings)."""
         return bool(self.certificates) and all(c.qualified for c in self.certificates)
-
-
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
 
 
 def _rel(path: Path, base: Path) -> str:
@@ -101,9 +97,7 @@ def _completeness(profile: Profile, proto: Any, rows: list[dict[str, Any]]) -> l
 
 def _compliance(profile: Profile, proto: Any, rows: list[dict[str, Any]], out_dir: Path, prov: Provenance,
                 base: Path) -> list[Criterion]:  # fmt: skip
-    mods = {m.strip().upper() for m in proto.modality.split("/") if m.strip()}
-    study = [r for r in rows if not mods or str(r.get("Modality") or "").upper() in mods]
-    check = check_series(proto, study, session_by="all")
+    check = check_series(proto, rows, session_by="all")  # series of another modality are out of its scope
     html = write_protocol_report(check, prov, out_dir / "protocol-check.html")
     write_json(out_dir / "protocol-check.json", {**check.to_dict(), "provenance": prov.to_dict()})
     evidence = [_rel(html, base)]
@@ -134,15 +128,10 @@ def _phantom_tests(test: PhantomTest, rows: list[dict[str, Any]], volumes: list[
                    base: Path, submission: str) -> list[Criterion]:  # fmt: skip
     ph = load_phantom(test.phantom).phantom
     proto = load_protocol(test.protocol).protocol
-    tagged = []
-    for r in rows:
-        row = dict(r)
-        row["_entry"] = match_series(proto, row).protocol_entry
-        tagged.append(row)
+    tagged = [{**r, "_entry": match_series(proto, r).protocol_entry} for r in rows]
     matched = {r["series_uid"] for r in tagged if r["_entry"] is not None}
     groups, _ignored = group_sessions(tagged, matched)
-    groups = [g for g in groups if any((proto.entry(r["_entry"] or "") or _NONE).series_role == test.series
-                                       for r in g.rows)]  # fmt: skip
+    groups = [g for g in groups if any(_role(proto, r["_entry"]) == test.series for r in g.rows)]
     what = f"{ph.name} {test.series}"
     if not groups:
         return [Criterion("phantom", f"{what}: session", MISSING, test.level,
@@ -152,7 +141,7 @@ def _phantom_tests(test: PhantomTest, rows: list[dict[str, Any]], volumes: list[
     for g in groups:
         opts = SessionOptions(phantom=test.phantom, protocol=test.protocol, series=test.series)
         res = measure_session(g, proto, ph, volumes, opts, submission)
-        folder = out_dir / _safe(f"phantom-{ph.name}-{test.series}-{g.date}")
+        folder = out_dir / safe_name(f"phantom-{ph.name}-{test.series}-{g.date}")
         write_session_outputs(res, prov, folder)
         report = write_session_report(res, prov, folder / "qc-report.html")
         evidence = [_rel(report, base)]
@@ -186,22 +175,16 @@ def _phantom_tests(test: PhantomTest, rows: list[dict[str, Any]], volumes: list[
     return out
 
 
-class _NoEntry:
-    series_role = None
-
-
-_NONE = _NoEntry()
+def _role(proto: Any, entry_name: str | None) -> str | None:
+    """The series role of a protocol entry (None: no entry)."""
+    entry = proto.entry(entry_name) if entry_name else None
+    return entry.series_role if entry is not None else None
 
 
 def _repeats(st: Stability, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if st.protocol is not None:
         proto = load_protocol(st.protocol).protocol
-        out = []
-        for r in rows:
-            entry = proto.entry(match_series(proto, r).protocol_entry or "")
-            if entry is not None and entry.series_role == st.series:
-                out.append(r)
-        return out
+        return [r for r in rows if _role(proto, match_series(proto, r).protocol_entry) == st.series]
     pattern = st.description or "*"
     return [r for r in rows if fnmatch.fnmatchcase(str(r.get("SeriesDescription") or ""), pattern)]
 
@@ -311,7 +294,7 @@ def qualify_submission(
     when = now or dt.datetime.now()
     steps = len(by_scanner)
     for i, (key, rows) in enumerate(sorted(by_scanner.items())):
-        scanner_dir = out / _safe(key)
+        scanner_dir = out / safe_name(key)
         scanner_dir.mkdir(parents=True, exist_ok=True)
         uids = sorted({r["series_uid"] for r in rows})
         prov = Provenance(command, {"submission": str(submission), "scanner": key, "series": len(rows)},

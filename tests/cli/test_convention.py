@@ -155,3 +155,12 @@ def test_quiet_silences_stdout(tmp_path: Path):
 def test_shell_completion_is_offered():
     res = runner.invoke(app, ["--help"])
     assert "--install-completion" in res.output and "--show-completion" in res.output
+
+
+def test_the_basis_option_takes_the_verdict_bases():
+    from qckit.core.errors import QckitInputError
+    from qckit.metrology.verdicts import BASES
+
+    assert tuple(_common.parse_basis(b.replace("_", "-")) for b in BASES) == BASES
+    with pytest.raises(QckitInputError, match="--basis must be point or upper-ci"):
+        _common.parse_basis("median")
