@@ -15,12 +15,14 @@ from __future__ import annotations
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from qckit.core.errors import DefinitionError, QckitInputError
+
+M = TypeVar("M", bound=BaseModel)
 
 MAX_ALIASES = 100  # YAML anchors/aliases beyond this are refused (no alias bombs)
 
@@ -129,6 +131,18 @@ def format_validation_error(path: Path, exc: ValidationError, what: str = "proto
     return f"{path}: invalid {what} ({len(lines)} problem(s)):\n" + "\n".join(lines)
 
 
+def validate_definition(model: type[M], data: Any, path: Path, *, noun: str, what: str,
+                        error: type[QckitInputError]) -> M:  # fmt: skip
+    """Parsed YAML validated as `model`: a non-mapping or an invalid file raises `error`, naming the file and each
+    key path (`what`: e.g. "phantom definition"; `noun`: "a phantom file")."""
+    if not isinstance(data, dict):
+        raise error(f"{path}: {noun} must be a YAML mapping, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise error(format_validation_error(path, exc, what)) from None
+
+
 def definitions_dir(kind: str, env_var: str | None = None) -> Path:
     """The folder of bundled definitions of `kind` (`protocols` or `phantoms`)."""
     env = os.environ.get(env_var) if env_var else None
@@ -140,4 +154,11 @@ def definitions_dir(kind: str, env_var: str | None = None) -> Path:
     return Path(__file__).resolve().parents[2] / kind
 
 
-__all__ = ["DefinitionError", "definitions_dir", "format_validation_error", "load_yaml", "resolve_definition"]
+__all__ = [
+    "DefinitionError",
+    "definitions_dir",
+    "format_validation_error",
+    "load_yaml",
+    "resolve_definition",
+    "validate_definition",
+]

@@ -12,13 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from qckit.core.definitions import (
     definitions_dir,
-    format_validation_error,
     load_yaml,
     resolve_definition,
+    validate_definition,
     yaml_names,
 )
 from qckit.core.errors import PhantomError
@@ -48,12 +46,8 @@ class LoadedPhantom:
 
 def parse_phantom(data: Any, path: Path) -> Phantom:
     """Validate parsed YAML as a phantom definition; errors name the key path and the file."""
-    if not isinstance(data, dict):
-        raise PhantomError(f"{path}: a phantom file must be a YAML mapping, got {type(data).__name__}")
-    try:
-        return Phantom.model_validate(data)
-    except ValidationError as exc:
-        raise PhantomError(format_validation_error(path, exc, "phantom definition")) from None
+    return validate_definition(Phantom, data, path, noun="a phantom file", what="phantom definition",
+                               error=PhantomError)  # fmt: skip
 
 
 def load_phantom(name_or_path: str | os.PathLike[str]) -> LoadedPhantom:

@@ -13,13 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from qckit.core.definitions import (
     definitions_dir,
-    format_validation_error,
     load_yaml,
     resolve_definition,
+    validate_definition,
     yaml_names,
 )
 from qckit.core.errors import ProtocolError
@@ -48,12 +46,9 @@ class LoadedProtocol:
 
 
 def parse_protocol(data: Any, path: Path) -> Protocol:
-    if not isinstance(data, dict):
-        raise ProtocolError(f"{path}: a protocol file must be a YAML mapping, got {type(data).__name__}")
-    try:
-        return Protocol.model_validate(data)
-    except ValidationError as exc:
-        raise ProtocolError(format_validation_error(path, exc)) from None
+    return validate_definition(
+        Protocol, data, path, noun="a protocol file", what="protocol", error=ProtocolError
+    )
 
 
 def load_protocol(name_or_path: str | os.PathLike[str]) -> LoadedProtocol:

@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from qckit.core.definitions import (
     definitions_dir,
-    format_validation_error,
     load_yaml,
     resolve_definition,
+    validate_definition,
     yaml_names,
 )
 from qckit.core.errors import DefinitionError
@@ -158,12 +158,8 @@ def bundled_names() -> list[str]:
 
 def parse_profile(data: Any, path: Path) -> Profile:
     """Validate parsed YAML as a profile; errors name the key path and the file."""
-    if not isinstance(data, dict):
-        raise ProfileError(f"{path}: a profile file must be a YAML mapping, got {type(data).__name__}")
-    try:
-        return Profile.model_validate(data)
-    except ValidationError as exc:
-        raise ProfileError(format_validation_error(path, exc, "qualification profile")) from None
+    return validate_definition(Profile, data, path, noun="a profile file", what="qualification profile",
+                               error=ProfileError)  # fmt: skip
 
 
 def load_profile(name_or_path: str | os.PathLike[str]) -> LoadedProfile:
