@@ -84,8 +84,10 @@ def _scan_key(row: dict[str, Any]) -> str:
     return f"S{int(row.get('SeriesNumber') or 0):03d}-{digest}"
 
 
-def _index(root: Path, workers: int | None) -> list[dict[str, Any]]:
-    rows = [dict(r) for r in scan(root, workers=workers).series]
+def _index(
+    root: Path, workers: int | None, series: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    rows = [dict(r) for r in (series if series is not None else scan(root, workers=workers).series)]
     for r in rows:
         r["scan"] = _scan_key(r)
         r["scanner"] = _scanner_key(r)
@@ -134,18 +136,20 @@ def measure_folder(
     progress: Callable[[int, int], None] | None = None,
     keep_volumes: bool = True,
     only_series: set[str] | None = None,
+    indexed: tuple[list[dict[str, Any]], list[Volume], list[tuple[str, str]]] | None = None,
 ) -> Measurement:
     """Measure every image series under `root` (see module docstring); `only_series`: just these series UIDs.
 
     Localizers (ImageType LOCALIZER, or described as localizer/scout/survey) are not phantom scans: they are
-    listed in `skipped`, not as problems."""
+    listed in `skipped`, not as problems. `indexed`: the folder's series rows, volumes and bad files when the
+    caller has read them already (`qckit qualify`), so they are not read again."""
     root, out = Path(root), Path(out_dir)
-    rows = _index(root, workers)
+    rows = _index(root, workers, indexed[0] if indexed is not None else None)
     if only_series is not None:
         rows = [r for r in rows if r["series_uid"] in only_series]
     localizers = [r for r in rows if is_localizer(r)]
     rows = [r for r in rows if not is_localizer(r)]
-    volumes, bad = read_volumes(root)
+    volumes, bad = (indexed[1], indexed[2]) if indexed is not None else read_volumes(root)
     out.mkdir(parents=True, exist_ok=True)
     # files that are not DICOM at all (notes, ground truth, index files) are skipped quietly; broken DICOM is not
     skipped = [p for p, reason in bad if "InvalidDicomError" in reason]

@@ -49,6 +49,7 @@ def run_phantom(
     progress: Callable[[int, int], None] | None = None,
     command: str = "",
     only_series: set[str] | None = None,
+    indexed: tuple[list, list, list] | None = None,
 ) -> PhantomRun:
     """Measure the phantom scans under `root` (or just `only_series`), decide stability, write the outputs."""
     loaded = load_phantom(phantom_name)
@@ -56,7 +57,7 @@ def run_phantom(
     settings: ExtractionSettings = load_settings(params_path)
     out = Path(out_dir)
     m = measure_folder(root, loaded.phantom, out, settings, workers=workers, progress=progress,
-                       only_series=only_series)  # fmt: skip
+                       only_series=only_series, indexed=indexed)  # fmt: skip
     write_json(out / "problems.json", m.problems)
     check_repeats(m.long, thresholds.min_repeats)
     stab = analyse(m.long, thresholds, by)

@@ -190,7 +190,7 @@ def _repeats(st: Stability, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _stability(st: Stability, rows: list[dict[str, Any]], submission: Path, out_dir: Path, base: Path,
-               command: str, workers: int | None) -> tuple[list[Criterion], dict[str, Any]]:  # fmt: skip
+               command: str, workers: int | None, indexed: tuple[list, list, list]) -> tuple[list[Criterion], dict[str, Any]]:  # fmt: skip
     repeats = _repeats(st, rows)
     name = f"feature repeatability ({st.phantom})"
     if len(repeats) < st.min_repeats:
@@ -202,7 +202,7 @@ def _stability(st: Stability, rows: list[dict[str, Any]], submission: Path, out_
     folder = out_dir / "stability"
     try:
         run = run_phantom(submission, st.phantom, folder, params=st.params, thresholds=thresholds, workers=workers,
-                          command=command, only_series={r["series_uid"] for r in repeats})  # fmt: skip
+                          command=command, only_series={r["series_uid"] for r in repeats}, indexed=indexed)  # fmt: skip
     except TooFewRepeatsError as exc:
         return [Criterion("stability", name, MISSING, st.level, detail=str(exc))], {}
     listed = run.stability.listed
@@ -306,7 +306,7 @@ def qualify_submission(
         stab_data: dict[str, Any] = {}
         if profile.stability is not None:
             crits, stab_data = _stability(profile.stability, rows, submission, scanner_dir, scanner_dir, command,
-                                          workers)  # fmt: skip
+                                          workers, (index.series, volumes, bad))  # fmt: skip
             criteria += crits
         software = sorted({str(r.get("SoftwareVersions")) for r in rows if r.get("SoftwareVersions")})
         cert = Certificate(
