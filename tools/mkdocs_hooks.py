@@ -9,10 +9,14 @@ Markers replaced in the Markdown source:
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# the definition files whose JSON Schema a page can show, and the module that makes it
+SCHEMA_MODULES = {"protocol": "qckit.protocols.load", "phantom": "qckit.phantoms.load",
+                  "profile": "qckit.qualification.profile"}  # fmt: skip
 
 
 def _fence(text: str, lang: str) -> str:
@@ -35,18 +39,12 @@ def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ANN001
         from qckit.cli.reference import cli_reference_markdown
 
         markdown = markdown.replace("<!-- qckit:cli-reference -->", cli_reference_markdown(app))
-    if "<!-- qckit:schema protocol -->" in markdown:
-        from qckit.protocols.load import json_schema_text
 
-        markdown = markdown.replace("<!-- qckit:schema protocol -->", _fence(json_schema_text(), "json"))
-    if "<!-- qckit:schema phantom -->" in markdown:
-        from qckit.phantoms.load import json_schema_text as phantom_schema
+    def definition_schema(m: re.Match) -> str:
+        module = importlib.import_module(SCHEMA_MODULES[m.group(1)])
+        return _fence(module.json_schema_text(), "json")
 
-        markdown = markdown.replace("<!-- qckit:schema phantom -->", _fence(phantom_schema(), "json"))
-    if "<!-- qckit:schema profile -->" in markdown:
-        from qckit.qualification.profile import json_schema_text as profile_schema
-
-        markdown = markdown.replace("<!-- qckit:schema profile -->", _fence(profile_schema(), "json"))
+    markdown = re.sub(r"<!-- qckit:schema (\w+) -->", definition_schema, markdown)
     if "<!-- qckit:output-schemas -->" in markdown:
         markdown = markdown.replace("<!-- qckit:output-schemas -->", _output_schemas())
 

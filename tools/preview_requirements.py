@@ -11,6 +11,10 @@ PINNED_BY_NEUROHARMONIZE = ("numpy", "pandas", "pyarrow", "neuroHarmonize", "pin
 PREVIEW = ["numpy>=2,<2.4", "pandas>=2.2,<3", "pyarrow>=15"]
 
 project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
-deps = project["dependencies"] + project["optional-dependencies"]["dev"] + project["optional-dependencies"]["docs"]
+deps = (
+    project["dependencies"]
+    + project["optional-dependencies"]["dev"]
+    + project["optional-dependencies"]["docs"]
+)
 keep = [d for d in deps if not d.replace(" ", "").startswith(PINNED_BY_NEUROHARMONIZE)]
 sys.stdout.write("\n".join(keep + PREVIEW) + "\n")

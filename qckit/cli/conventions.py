@@ -171,16 +171,15 @@ def walk_commands(app: Any) -> list[tuple[str, Any]]:
     root = typer.main.get_command(app)
     out: list[tuple[str, Any]] = []
 
-    def walk(cmd: Any, ctx: Any, path: tuple[str, ...]) -> None:
+    def walk(cmd: Any, parent: Any, path: tuple[str, ...]) -> None:
         if hasattr(cmd, "list_commands"):
-            sub_ctx = type(ctx)(cmd, parent=ctx, info_name=path[-1] if path else "qckit")
-            for name in cmd.list_commands(sub_ctx):
-                walk(cmd.get_command(sub_ctx, name), sub_ctx, (*path, name))
+            ctx = cmd.context_class(cmd, parent=parent, info_name=path[-1] if path else "qckit")
+            for name in cmd.list_commands(ctx):
+                walk(cmd.get_command(ctx, name), ctx, (*path, name))
         else:
             out.append((" ".join(path), cmd))
 
-    ctx_cls = type(root.make_context("qckit", ["--help"], resilient_parsing=True))
-    walk(root, ctx_cls(root, info_name="qckit"), ())
+    walk(root, None, ())
     return out
 
 
