@@ -23,6 +23,7 @@ from qckit.dicom.volume import Volume
 from qckit.phantoms.models import AnalysisSpec, Phantom
 
 if TYPE_CHECKING:
+    from qckit.phantoms.frame import Frame
     from qckit.phantoms.localize import Outline
 
 SLOTS = ("image", "repeat", "localizer", "series_set")  # series_set: every series of the roles (TIs, echoes)
@@ -44,6 +45,7 @@ class SeriesView:
     role: str
     measurable_ms: tuple[float, float] | None = None  # the protocol entry's declared measurable range
     _outlines: dict[int, Outline] = field(default_factory=dict)
+    _rotation: float | None = None
 
     @property
     def pixel_mm(self) -> tuple[float, float]:
@@ -63,6 +65,31 @@ class SeriesView:
         if n not in self._outlines:
             self._outlines[n] = find_outline(self.slice(n), self.pixel_mm[0], phantom, where=f"slice {n}: ")
         return self._outlines[n]
+
+    def rotation(self, phantom: Phantom) -> float:
+        """The phantom's in-plane rotation (degrees), from the straight internal edges of the definition's
+        `localization.rotation_slice` (once per series); 0 when the definition names no such slice."""
+        from qckit.phantoms.localize import estimate_rotation
+
+        if self._rotation is None:
+            loc = phantom.localization
+            if loc.rotation_slice is None or loc.rotation_slice > self.volume.n_slices:
+                self._rotation = 0.0
+            else:
+                n = loc.rotation_slice
+                rot = estimate_rotation(self.slice(n), self.outline(n, phantom), self.pixel_mm[0],
+                                        loc.rotation_region).degrees  # fmt: skip
+                if abs(rot) > loc.max_rotation_deg:
+                    raise QckitInputError(f"the phantom is rotated {rot:.1f} degrees in-plane (slice {n}); "
+                                          f"the definition allows {loc.max_rotation_deg:g}: reposition it")  # fmt: skip
+                self._rotation = rot
+        return self._rotation
+
+    def frame(self, n: int, phantom: Phantom) -> Frame:
+        """The phantom frame on slice `n`: the slice's outline centre and the series' rotation."""
+        from qckit.phantoms.frame import Frame
+
+        return Frame(self.outline(n, phantom).centre_px, self.pixel_mm, self.rotation(phantom))
 
 
 @dataclass

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from qckit.core.results import Limit
+from qckit.phantoms.inserts import Inserts
 
 SCHEMA_VERSION = 1
 PositiveMM = Annotated[float, Field(gt=0)]
@@ -282,6 +283,7 @@ class Phantom(_Strict):
     stack: Stack
     localization: Localization = Localization()
     structures: list[Structure] = Field(default_factory=list)
+    inserts: Inserts | None = Field(None, description="test objects (ACR: ramps, wedges, hole arrays, disks, grid)")
     rois: list[ROI] = Field(default_factory=list)
     sphere_arrays: list[SphereArray] = Field(
         default_factory=list, description="relaxometry sphere arrays (plates) with reference T1/T2"

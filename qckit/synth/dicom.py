@@ -125,6 +125,7 @@ class SeriesSpec:
     acquisition_type: str = "2D"
     phase_encoding: str = "COL"
     protocol_name: str | None = None
+    imaging_frequency_mhz: float | None = None
     # CT
     kvp: float | None = None
     tube_current_ma: float | None = None
@@ -260,6 +261,8 @@ def _base_dataset(
         ds.ReceiveCoilName = scanner.receive_coil
         ds.FlipAngle = spec.flip_angle_deg
         ds.InPlanePhaseEncodingDirection = spec.phase_encoding
+        if spec.imaging_frequency_mhz is not None:
+            ds.ImagingFrequency = f"{spec.imaging_frequency_mhz:.6f}"
     else:
         ds.KVP = spec.kvp
         ds.XRayTubeCurrent = int(spec.tube_current_ma or 0)
@@ -302,7 +305,8 @@ def write_series(
 ) -> WrittenSeries:
     """Write one series (one file per slice and echo) into `out_dir` and return its ground truth.
 
-    `pixels`, when given, supplies one 2-D array per slice (reused for every echo); otherwise a noisy disc.
+    `pixels`, when given, supplies one 2-D array per slice (reused for every echo) or one per slice and echo
+    (echo-major); otherwise a noisy disc.
     """
     subject = subject or Subject()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -327,7 +331,10 @@ def write_series(
             if te is not None:
                 ds.EchoTime = te
                 ds.EchoNumbers = e_idx
-            arr = pixels[s_idx] if pixels is not None else phantom_slice(spec.rows, spec.columns, rng)
+            if pixels is None:
+                arr = phantom_slice(spec.rows, spec.columns, rng)
+            else:
+                arr = pixels[instance - 1] if len(pixels) > spec.n_slices else pixels[s_idx]
             ds.PixelData = np.ascontiguousarray(arr, dtype=np.uint16).tobytes()
             path = out_dir / f"{file_prefix}{instance:05d}.dcm"
             save_dicom(ds, path)

@@ -209,9 +209,15 @@ def test_slice_thickness_is_repeatable_and_near_nominal(reference_data: Path):
 
 
 def _position(reference_data: Path, dataset: str, k: int) -> float:
+    from qckit.phantoms.frame import Frame
+    from qckit.phantoms.localize import estimate_rotation
+
     vol = _volume(reference_data, dataset)
     o = find_outline(vol.array[k], vol.spacing[0], ACR)
-    return bar_length_difference(vol.array[k], o.centre_px, o.radius_px, _px(vol)).bar_length_difference_mm
+    o1 = find_outline(vol.array[0], vol.spacing[0], ACR)
+    rot = estimate_rotation(vol.array[0], o1, vol.spacing[0]).degrees  # as SeriesView.rotation: slice 1's edges
+    frame = Frame(o.centre_px, _px(vol), rot)
+    return bar_length_difference(vol.array[k], frame, o.radius_px * vol.spacing[0]).bar_length_difference_mm
 
 
 @pytest.mark.parametrize(

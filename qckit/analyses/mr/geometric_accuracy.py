@@ -7,7 +7,7 @@ length within +-2 mm of nominal (ACR; AAPM TG-284, Jafari-Khouzani et al. 2022 J
 Summary statistics as IPEM Report 112: mean error, maximum absolute error and CoV = 100 * SD / mean of the lengths.
 
 Implementation: the edge on each side is where the line profile (linear interpolation) falls through half the
-median phantom signal, searched within 3 pixels of the phantom's convex hull. The hull bridges features that cut
+median water signal (the phantom's pixels above half their 95th percentile: slice 5's grid plate is excluded), searched within 3 pixels of the phantom's convex hull. The hull bridges features that cut
 the edge (slice 1's wedge bars at the top): where the profile has no crossing near the hull, the hull edge itself
 is used. Lengths are sub-pixel; hazen reports the whole-pixel extent of its mask, so the two differ by up to one
 pixel (0.98 mm on a 256 matrix), see the reference test.
@@ -83,7 +83,8 @@ def phantom_lengths(
     pts = np.column_stack([xs, ys]).astype(float)
     hull_pts = pts[ConvexHull(pts).vertices]
     centre = np.array(centre_px if centre_px is not None else (xs.mean(), ys.mean()), float)
-    level = 0.5 * float(np.median(img[mask]))
+    inside = img[mask]
+    level = 0.5 * float(np.median(inside[inside > 0.5 * np.percentile(inside, 95)]))  # water, not the dark plates
     dx, dy = pixel_mm
     out = []
     for name, deg in (directions or DIRECTIONS).items():

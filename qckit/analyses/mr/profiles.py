@@ -8,6 +8,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from qckit.phantoms.frame import Frame
+
+__all__ = ["Frame", "band_profile", "crossing", "outer_crossings", "sample_line"]
+
 
 def sample_line(
     image: np.ndarray, start_xy: tuple[float, float], end_xy: tuple[float, float], step: float = 0.1
@@ -58,3 +62,4 @@ def outer_crossings(t: np.ndarray, values: np.ndarray, level: float) -> tuple[fl
     left = crossing(t, values, level, first - 1) if first > 0 else float(t[0])
     right = crossing(t, values, level, last) if last < len(t) - 1 else float(t[-1])
     return left, right
+

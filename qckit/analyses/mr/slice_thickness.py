@@ -17,8 +17,10 @@ Implementation:
   line is the one with the highest contrast between the central +-10 mm and the band's last 15 mm at each end
   (ringing from the band's edges brightens whole lines, the ramp only the middle), and its profile is the mean over +-0.5 px across it
   (a 1 mm ramp straddles rows);
-- FWHM: baseline and maximum = 2nd and 98th percentiles of the profile; outermost half-maximum crossings with
-  linear interpolation. hazen instead computes seven profiles and keeps the
+- FWHM: the profile smoothed along the ramp by a Gaussian of SD 1 mm (0.1 mm of slice profile; noise would
+  otherwise raise the maximum and shorten the width); baseline and maximum = its 2nd and 98th percentiles;
+  the outermost half-maximum crossings with linear interpolation, so a plateau with a local minimum (profile
+  ringing at 3 T) does not shorten the width. hazen instead computes seven profiles and keeps the
   one whose thickness is closest to the DICOM SliceThickness; qckit does not use the expected value to choose.
 """
 
@@ -34,6 +36,8 @@ from qckit.analyses.mr.profiles import band_profile, outer_crossings
 from qckit.analyses.registry import register
 from qckit.core.results import Line
 from qckit.phantoms.localize import PhantomNotFoundError
+
+SMOOTH_MM = 1.0  # SD of the smoothing along the ramp profile before its FWHM
 
 
 @dataclass(frozen=True)
@@ -77,9 +81,13 @@ def _run_below(t: np.ndarray, v: np.ndarray, level: float, at: float) -> tuple[f
     return float(t[lo]), float(t[hi])
 
 
-def _fwhm(t: np.ndarray, v: np.ndarray) -> tuple[float, float] | None:
-    base, peak = float(np.percentile(v, 2)), float(np.percentile(v, 98))
-    return outer_crossings(t, v, base + 0.5 * (peak - base))
+def _fwhm(t: np.ndarray, v: np.ndarray, smooth_samples: float) -> tuple[float, float] | None:
+    """Outermost half-maximum crossings of the profile smoothed by a Gaussian of `smooth_samples` SD (noise would
+    otherwise raise the 98th-percentile maximum and shorten the width; smoothing keeps a symmetric edge's
+    half-maximum point in place)."""
+    s = ndimage.gaussian_filter1d(v, smooth_samples, mode="nearest") if smooth_samples > 0 else v
+    base, peak = float(np.percentile(s, 2)), float(np.percentile(s, 98))
+    return outer_crossings(t, s, base + 0.5 * (peak - base))
 
 
 def _grid(
@@ -131,7 +139,7 @@ def slice_thickness(
 
     def ramp(rows: np.ndarray) -> RampProfile:
         profile = grid[rows].mean(axis=0)
-        fw = _fwhm(u, profile)
+        fw = _fwhm(u, profile, SMOOTH_MM / dx / 0.1)
         if fw is None:
             raise PhantomNotFoundError("no ramp signal in the slice-thickness band")
         return RampProfile(float(w[rows].mean()), (float(u[0]), float(u[-1])), (fw[1] - fw[0]) * dx, fw)
