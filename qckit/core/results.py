@@ -81,7 +81,16 @@ class Measurement:
 
     @property
     def verdict(self) -> Verdict:
-        """PASS or FAIL against its limit; NOT_MEASURED when the value is not finite or no limit applies."""
+        """PASS or FAIL against its limit; NOT_MEASURED when the value is not finite or no limit applies. +inf
+        beyond an upper limit is a FAIL: a measured "worse than the coarsest test object" (no hole array
+        resolved)."""
+        if (
+            math.isinf(self.value)
+            and self.value > 0
+            and self.limit is not None
+            and self.limit.high is not None
+        ):
+            return Verdict.FAIL
         if not math.isfinite(self.value):
             return Verdict.NOT_MEASURED
         return {True: Verdict.PASS, False: Verdict.FAIL, None: Verdict.NOT_MEASURED}[self.passed]

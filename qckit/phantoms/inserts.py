@@ -16,6 +16,7 @@ and every analysis re-localises its object in the image.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -61,8 +62,9 @@ class Wedges(_Strict):
 
 class HoleArrayPair(_Strict):
     """One pair of hole arrays (UL tests right-left, LR top-bottom resolution): 4 x 4 holes of `hole_mm` at a
-    spacing of twice that, the UL array above-left of `center_mm`, the LR array below-right; successive rows (UL)
-    and columns (LR) are staggered by `stagger` of the spacing."""
+    spacing p of twice that; `center_mm` is the hole the two arrays share (the UL array's lower-right, the LR
+    array's upper-left). UL rows are horizontal, each row shifted right by `stagger` p; LR columns are vertical,
+    each column shifted down by `stagger` p (so that one row or column meets the pixel grid in phase)."""
 
     hole_mm: PositiveMM
     center_mm: tuple[float, float]
@@ -73,8 +75,17 @@ class HoleArrays(_Strict):
 
     block: Band
     pairs: list[HoleArrayPair] = Field(min_length=1)
-    stagger: Annotated[float, Field(ge=0, lt=1)] = 0.25
+    stagger: Annotated[float, Field(ge=0, lt=1)] = 0.1
     limit_mm: PositiveMM = 1.0
+
+    def centres(self, pair: HoleArrayPair, shift_mm: tuple[float, float] = (0.0, 0.0)) -> tuple[list, list]:
+        """(UL rows, LR columns) of `pair`: four lists of four (x, y) hole centres each (mm), moved by `shift_mm`."""
+        p = 2 * pair.hole_mm
+        d = self.stagger * p
+        cx, cy = pair.center_mm[0] + shift_mm[0], pair.center_mm[1] + shift_mm[1]
+        ul = [[(cx - 3 * p - 3 * d + c * p + r * d, cy - 3 * p + r * p) for c in range(4)] for r in range(4)]
+        lr = [[(cx + c * p, cy + r * p + c * d) for r in range(4)] for c in range(4)]
+        return ul, lr
 
 
 class LowContrastDisk(_Strict):
@@ -99,9 +110,30 @@ class LowContrast(_Strict):
 
     @model_validator(mode="after")
     def _order(self) -> LowContrast:
-        if self.ring_mm[0] >= self.ring_mm[1] or self.radii_mm[-1] + self.diameters_mm[0] / 2 >= self.ring_mm[0]:
+        if (
+            self.ring_mm[0] >= self.ring_mm[1]
+            or self.radii_mm[-1] + self.diameters_mm[0] / 2 >= self.ring_mm[0]
+        ):
             raise ValueError("ring_mm must be (inner, outer) and enclose every spoke hole")
         return self
+
+    def holes(self, slice_no: int) -> list[tuple[int, int, float, float, float]]:
+        """(spoke, hole, x, y, diameter) of every hole of the disk on `slice_no` (mm, spokes and holes 1-based)."""
+        d = self.disk(slice_no)
+        out = []
+        for k, dia in enumerate(self.diameters_mm):
+            a = math.radians(d.spoke1_deg + 36.0 * k)
+            for j, r in enumerate(self.radii_mm):
+                out.append(
+                    (
+                        k + 1,
+                        j + 1,
+                        self.center_mm[0] + r * math.cos(a),
+                        self.center_mm[1] + r * math.sin(a),
+                        dia,
+                    )
+                )
+        return out
 
     def disk(self, slice_no: int) -> LowContrastDisk:
         """The disk on slice `slice_no`; KeyError naming the slices that have one."""

@@ -283,7 +283,9 @@ class Phantom(_Strict):
     stack: Stack
     localization: Localization = Localization()
     structures: list[Structure] = Field(default_factory=list)
-    inserts: Inserts | None = Field(None, description="test objects (ACR: ramps, wedges, hole arrays, disks, grid)")
+    inserts: Inserts | None = Field(
+        None, description="test objects (ACR: ramps, wedges, hole arrays, disks, grid)"
+    )
     rois: list[ROI] = Field(default_factory=list)
     sphere_arrays: list[SphereArray] = Field(
         default_factory=list, description="relaxometry sphere arrays (plates) with reference T1/T2"

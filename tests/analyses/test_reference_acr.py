@@ -215,7 +215,9 @@ def _position(reference_data: Path, dataset: str, k: int) -> float:
     vol = _volume(reference_data, dataset)
     o = find_outline(vol.array[k], vol.spacing[0], ACR)
     o1 = find_outline(vol.array[0], vol.spacing[0], ACR)
-    rot = estimate_rotation(vol.array[0], o1, vol.spacing[0]).degrees  # as SeriesView.rotation: slice 1's edges
+    rot = estimate_rotation(
+        vol.array[0], o1, vol.spacing[0]
+    ).degrees  # as SeriesView.rotation: slice 1's edges
     frame = Frame(o.centre_px, _px(vol), rot)
     return bar_length_difference(vol.array[k], frame, o.radius_px * vol.spacing[0]).bar_length_difference_mm
 
@@ -234,3 +236,120 @@ def test_slice_position_agrees_with_hazen(reference_data: Path, dataset: str, k:
 @pytest.mark.parametrize("dataset,k,expected", [("Siemens", 0, -0.59), ("GE", 10, 4.47)])
 def test_slice_position_known_differences(reference_data: Path, dataset: str, k: int, expected: float):
     assert abs(_position(reference_data, dataset, k) - expected) <= 0.5
+
+
+# ---- high-contrast resolution: hole arrays and MTF50 (hazen's asserted values, acr_expected.csv) ----
+from qckit.analyses.mr.resolution import edge_mtf, hole_arrays  # noqa: E402
+
+
+def _slice1_frame(reference_data: Path, dataset: str):
+    from qckit.phantoms.frame import Frame
+    from qckit.phantoms.localize import estimate_rotation
+
+    vol = _volume(reference_data, dataset)
+    img = vol.array[0].astype(float)
+    o = find_outline(img, vol.spacing[0], ACR)
+    return img, Frame(o.centre_px, _px(vol), estimate_rotation(img, o, vol.spacing[0]).degrees)
+
+
+def test_hole_arrays_ge_512_all_resolved_as_hazen(reference_data: Path):
+    """hazen: resolved rows [1;1;1;1;1;1], no unresolved array, best 0.9 mm (UL, LR, best)."""
+    img, frame = _slice1_frame(reference_data, "GE")
+    r = hole_arrays(img, frame, ACR.inserts.resolution)
+    assert all(a.resolved for a in r.arrays)
+    assert r.best("right-left") == 0.9 and r.best("top-bottom") == 0.9
+
+
+def test_hole_arrays_siemens_256_pass_the_acr_limit_as_hazen(reference_data: Path):
+    """Both pass the ACR 1.0 mm limit in both directions. qckit: 1.1 and 1.0 resolved, 0.9 beyond the sampling
+    limit (1.8 mm spacing < two 0.977 mm pixels)."""
+    img, frame = _slice1_frame(reference_data, "Siemens")
+    r = hole_arrays(img, frame, ACR.inserts.resolution)
+    assert r.best("right-left") == 1.0 and r.best("top-bottom") == 1.0
+    assert all(a.beyond_nyquist and not a.resolved for a in r.arrays if a.hole_mm == 0.9)
+
+
+@pytest.mark.xfail(strict=True, reason="known difference: hazen scores the Siemens 256 image 1.1 and 0.9 resolved and "
+                   "1.0 not (UL rows [3,-1,3]); qckit resolves 1.0 in both directions (dip ratios up to 5.6) and "
+                   "never scores 0.9: its 1.8 mm hole spacing is under two 0.977 mm pixels (above Nyquist)")  # fmt: skip
+def test_hole_arrays_siemens_equal_hazen(reference_data: Path):
+    img, frame = _slice1_frame(reference_data, "Siemens")
+    r = hole_arrays(img, frame, ACR.inserts.resolution)
+    assert {a.hole_mm for a in r.arrays if not a.resolved} == {1.0}
+
+
+def _mtf(reference_data: Path, dataset: str, direction: str):
+    img, frame = _slice1_frame(reference_data, dataset)
+    ins = ACR.inserts
+    (bx, by), (_bw, bh) = ins.slice_thickness.band.center_mm, ins.slice_thickness.band.size_mm
+    (rx, ry), (rw, rh) = ins.resolution.block.center_mm, ins.resolution.block.size_mm
+    if direction == "y":
+        return edge_mtf(img, frame, (bx + 35, by - bh / 2), (bx + 75, by - bh / 2), "y")
+    return edge_mtf(img, frame, (rx - rw / 2, ry - rh / 2 + 3), (rx - rw / 2, ry + rh / 2 - 3), "x")
+
+
+def test_mtf50_ge_agrees_with_hazen(reference_data: Path):
+    """hazen's effective resolution 1 / (2 MTF50) on GE: 0.72 mm (raw). qckit's x edge: 0.75 mm (within 10 %).
+    The y edge lies 0.6 degrees from the pixel grid (under-sampled: the analysis reports it as approximate)."""
+    e = _mtf(reference_data, "GE", "x")
+    assert abs(1 / (2 * e.mtf50_lp_mm) / 0.72 - 1) <= 0.10
+    assert _mtf(reference_data, "GE", "y").angle_deg < 1.0
+
+
+@pytest.mark.xfail(strict=True, reason="known difference: SiemensMTF (rotated 9 degrees) qckit 0.97 mm (y) and 0.94 mm "
+                   "(x) against hazen's 1.16 (raw) / 1.35 (fitted). On a synthetic image of known MTF50 (same "
+                   "geometry, 256 matrix, PSF 1.0 mm, truth 1.37 mm) hazen 2.0 gives 1.61 / 1.54 and qckit 1.38-1.41: "
+                   "hazen's 8x bilinear upsampling before binning blurs the edge")  # fmt: skip
+def test_mtf50_siemens_mtf_agrees_with_hazen(reference_data: Path):
+    e = _mtf(reference_data, "SiemensMTF", "y")
+    assert abs(1 / (2 * e.mtf50_lp_mm) / 1.16 - 1) <= 0.10
+
+
+def test_mtf50_siemens_mtf_both_directions_agree(reference_data: Path):
+    ex, ey = _mtf(reference_data, "SiemensMTF", "x"), _mtf(reference_data, "SiemensMTF", "y")
+    assert 8 < ex.angle_deg < 11 and 8 < ey.angle_deg < 11
+    assert abs(ex.mtf50_lp_mm / ey.mtf50_lp_mm - 1) < 0.1
+
+
+# ---- low-contrast object detectability (hazen: acr_low_contrast_object_detectability, +-1 per slice, +-2 total) ----
+from qckit.analyses.mr.low_contrast import noise_sd_uniform, score_series  # noqa: E402
+
+
+def _lcd(reference_data: Path, dataset: str) -> list[int]:
+    from qckit.phantoms.frame import Frame
+    from qckit.phantoms.localize import estimate_rotation
+
+    vol = _volume(reference_data, dataset)
+    px = vol.spacing[0]
+    rot = estimate_rotation(vol.array[0], find_outline(vol.array[0], px, ACR), px).degrees
+    lc = ACR.inserts.low_contrast
+
+    def frame(k: int) -> Frame:
+        return Frame(find_outline(vol.array[k - 1], px, ACR).centre_px, _px(vol), rot)
+
+    sigma = noise_sd_uniform(vol.array[6], frame(7))
+    slices = {d.slice: vol.array[d.slice - 1].astype(float) for d in lc.disks}
+    return [s.spokes for s in score_series(slices, {k: frame(k) for k in slices}, lc, noise_sd=sigma)]
+
+
+@pytest.mark.parametrize("dataset,expected", [("GE_Artist_1.5T_T1", [8, 10, 10, 10]),
+                                              ("Siemens_Aera_1.5T_T1", [8, 10, 10, 10])])  # fmt: skip
+def test_low_contrast_spokes_agree_with_hazen(reference_data: Path, dataset: str, expected: list[int]):
+    got = _lcd(reference_data, dataset)
+    assert all(abs(g - e) <= 1 for g, e in zip(got, expected, strict=True)), got
+    assert abs(sum(got) - sum(expected)) <= 2, got
+
+
+def test_low_contrast_siemens_slice8_and_total_as_hazen(reference_data: Path):
+    """hazen's older object-detectability test: slice 8 score 10, total 40 (Siemens 3 T)."""
+    got = _lcd(reference_data, "Siemens")
+    assert abs(got[0] - 10) <= 1 and abs(sum(got) - 40) <= 2, got
+
+
+@pytest.mark.xfail(strict=True, reason="known difference: Skyra 3 T T1 [7, 8, 10, 10] = 35 against hazen's 40. The outer "
+                   "holes of spokes 8-10 on slices 8-9 sit on a background rising 150 (7.5/mm, 3 T shading) towards the "
+                   "ring and within 3 mm of its Gibbs ringing (+-30); their coefficients are negative (-4 to -21) against "
+                   "an expected 1.4 % step of ~20: no statistical evidence of the holes")  # fmt: skip
+def test_low_contrast_skyra_agrees_with_hazen(reference_data: Path):
+    got = _lcd(reference_data, "Siemens_MagnetomSkyra_3T_T1")
+    assert all(abs(g - 10) <= 1 for g in got) and abs(sum(got) - 40) <= 2, got

@@ -80,11 +80,22 @@ def test_qc_run_with_its_sagittal_localizer(reference_data: Path, tmp_path: Path
 
 
 def test_qc_run_passes_when_within_limits(reference_data: Path, tmp_path: Path):
-    res = runner.invoke(app, ["qc", "run", str(reference_data / "hazen" / "acr" / "Siemens_Sola_1.5T_T1"), "-o",
+    res = runner.invoke(app, ["qc", "run", str(reference_data / "hazen" / "acr" / "Siemens_Aera_1.5T_T1"), "-o",
                               str(tmp_path), "--no-store"])  # fmt: skip
     assert res.exit_code == 0, res.output
     data = json.loads((tmp_path / "qc-result.json").read_text())
     assert data["verdict"] == "pass" and data["session"]["history"] is None
+
+
+def test_qc_run_fails_the_sola_t1_top_bottom_resolution(reference_data: Path, tmp_path: Path):
+    """The Sola T1 (enhanced multi-frame) smears each hole along y into a streak: the LR columns' four holes are
+    not distinguishable at any size (top-bottom resolution fails, exit 1) while the UL rows resolve 1.0 mm."""
+    res = runner.invoke(app, ["qc", "run", str(reference_data / "hazen" / "acr" / "Siemens_Sola_1.5T_T1"), "-o",
+                              str(tmp_path), "--no-store"])  # fmt: skip
+    assert res.exit_code == 1, res.output
+    by = {m["name"]: m for m in json.loads((tmp_path / "qc-result.json").read_text())["measurements"]}
+    assert by["resolution_rl"]["value"] == 1.0 and by["resolution_rl"]["passed"] is True
+    assert by["resolution_tb"]["value"] is None and by["resolution_tb"]["passed"] is False
 
 
 def test_qc_run_subtraction_snr_with_second(reference_data: Path, tmp_path: Path):

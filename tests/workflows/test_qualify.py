@@ -204,7 +204,7 @@ def test_pages_open_in_chromium_and_no_identifier_leaks(
 
 
 def _real_submission(ref: Path, dst: Path) -> Path:
-    """One Siemens scanner: the Sola T1 and T2, two T1 repeats (new UIDs) and a localizer given that scanner's
+    """One Siemens scanner: the Aera T1 and T2, two T1 repeats (new UIDs) and a localizer given that scanner's
     identity; identifying values planted in every file."""
 
     def copy(src: Path, to: Path, *, new_uid: bool = False, series_no: int | None = None, like=None) -> None:  # noqa: ANN001
@@ -238,11 +238,11 @@ def _real_submission(ref: Path, dst: Path) -> Path:
             ds.save_as(to / f.name)
 
     acr = ref / "hazen" / "acr"
-    t1 = pydicom.dcmread(sorted((acr / "Siemens_Sola_1.5T_T1").iterdir())[0])
-    copy(acr / "Siemens_Sola_1.5T_T1", dst / "t1")
-    copy(acr / "Siemens_Sola_1.5T_T2", dst / "t2")
-    copy(acr / "Siemens_Sola_1.5T_T1", dst / "t1-repeat-1", new_uid=True, series_no=101)
-    copy(acr / "Siemens_Sola_1.5T_T1", dst / "t1-repeat-2", new_uid=True, series_no=102)
+    t1 = pydicom.dcmread(sorted((acr / "Siemens_Aera_1.5T_T1").iterdir())[0])
+    copy(acr / "Siemens_Aera_1.5T_T1", dst / "t1")
+    copy(acr / "Siemens_Aera_1.5T_T2", dst / "t2")
+    copy(acr / "Siemens_Aera_1.5T_T1", dst / "t1-repeat-1", new_uid=True, series_no=101)
+    copy(acr / "Siemens_Aera_1.5T_T1", dst / "t1-repeat-2", new_uid=True, series_no=102)
     copy(acr / "GE_Signa_1.5T_Sagittal_Localizer", dst / "localizer", new_uid=True, like=t1)
     return dst
 

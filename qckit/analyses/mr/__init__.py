@@ -3,6 +3,24 @@
 Importing this package registers them (`qckit.analyses.registry` does so on its first look-up).
 """
 
-from qckit.analyses.mr import geometric_accuracy, ghosting, slice_position, slice_thickness, snr, uniformity
+from qckit.analyses.mr import (
+    geometric_accuracy,
+    ghosting,
+    low_contrast,
+    resolution,
+    slice_position,
+    slice_thickness,
+    snr,
+    uniformity,
+)
 
-__all__ = ["geometric_accuracy", "ghosting", "slice_position", "slice_thickness", "snr", "uniformity"]
+__all__ = [
+    "geometric_accuracy",
+    "ghosting",
+    "low_contrast",
+    "resolution",
+    "slice_position",
+    "slice_thickness",
+    "snr",
+    "uniformity",
+]

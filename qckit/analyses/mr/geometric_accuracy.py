@@ -7,9 +7,10 @@ length within +-2 mm of nominal (ACR; AAPM TG-284, Jafari-Khouzani et al. 2022 J
 Summary statistics as IPEM Report 112: mean error, maximum absolute error and CoV = 100 * SD / mean of the lengths.
 
 Implementation: the edge on each side is where the line profile (linear interpolation) falls through half the
-median water signal (the phantom's pixels above half their 95th percentile: slice 5's grid plate is excluded), searched within 3 pixels of the phantom's convex hull. The hull bridges features that cut
-the edge (slice 1's wedge bars at the top): where the profile has no crossing near the hull, the hull edge itself
-is used. Lengths are sub-pixel; hazen reports the whole-pixel extent of its mask, so the two differ by up to one
+median water signal (the phantom's pixels above half their 95th percentile: slice 5's grid plate is excluded),
+searched within 3 pixels of the phantom's convex hull. The hull bridges features that cut the edge (slice 1's
+wedge bars at the top): where the profile has no crossing near the hull, the edge is where the circle through the
+edges of two parallel rays 10 mm either side meets the ray (R^2 = h^2 + o^2). Lengths are sub-pixel; hazen reports the whole-pixel extent of its mask, so the two differ by up to one
 pixel (0.98 mm on a 256 matrix), see the reference test.
 """
 
@@ -27,6 +28,7 @@ from qckit.analyses.registry import register
 from qckit.core.results import Line as LineShape
 from qckit.phantoms.localize import PhantomNotFoundError, body_mask
 
+BRIDGE_OFFSET_MM = 10.0  # parallel rays either side of a notch in the edge
 DIRECTIONS = {"horizontal": 0.0, "vertical": 90.0, "diagonal_se": 45.0, "diagonal_sw": 135.0}
 
 
@@ -56,16 +58,28 @@ def _hull_distance(hull_pts: np.ndarray, centre: np.ndarray, direction: np.ndarr
     return best
 
 
-def _edge(image, centre, direction, r_hull, level) -> float:  # noqa: ANN001
-    """Sub-pixel edge distance along the ray: the outermost fall through `level` within 3 px of the hull."""
+def _edge(image, centre, direction, r_hull, level) -> float | None:  # noqa: ANN001
+    """Sub-pixel edge distance along the ray: the outermost fall through `level` within 3 px of the hull; None
+    when nothing crosses there (a notch the hull bridges)."""
     lo, hi = max(r_hull - 3.0, 0.0), r_hull + 3.0
     t, v = sample_line(image, tuple(centre + lo * direction), tuple(centre + hi * direction), 0.05)
     above = np.nonzero(v >= level)[0]
     if above.size == 0 or above[-1] == len(v) - 1:
-        return (
-            r_hull + 0.5
-        )  # nothing crosses here (a notch bridged by the hull): the pixel-centre hull + half
+        return None
     return lo + crossing(t, v, level, int(above[-1]))
+
+
+def _bridged_edge(image, centre, d, hull_pts, level, offset_px) -> float:  # noqa: ANN001
+    """Edge distance along ray `d` through a notch: the circle through the edges of the two parallel rays
+    `offset_px` either side (R^2 = h^2 + o^2 for each), else the pixel-centre hull + half a pixel."""
+    across = np.array([-d[1], d[0]])
+    radii = []
+    for sign in (1.0, -1.0):
+        c = centre + sign * offset_px * across
+        h = _edge(image, c, d, _hull_distance(hull_pts, c, d), level)
+        if h is not None:
+            radii.append(math.hypot(h, offset_px))
+    return float(np.mean(radii)) if radii else _hull_distance(hull_pts, centre, d) + 0.5
 
 
 def phantom_lengths(
@@ -84,7 +98,9 @@ def phantom_lengths(
     hull_pts = pts[ConvexHull(pts).vertices]
     centre = np.array(centre_px if centre_px is not None else (xs.mean(), ys.mean()), float)
     inside = img[mask]
-    level = 0.5 * float(np.median(inside[inside > 0.5 * np.percentile(inside, 95)]))  # water, not the dark plates
+    level = 0.5 * float(
+        np.median(inside[inside > 0.5 * np.percentile(inside, 95)])
+    )  # water, not the dark plates
     dx, dy = pixel_mm
     out = []
     for name, deg in (directions or DIRECTIONS).items():
@@ -94,6 +110,8 @@ def phantom_lengths(
         for sign in (1.0, -1.0):
             d = sign * u
             r = _edge(img, centre, d, _hull_distance(hull_pts, centre, d), level)
+            if r is None:
+                r = _bridged_edge(img, centre, d, hull_pts, level, BRIDGE_OFFSET_MM / min(dx, dy))
             ends.append(centre + r * d)
         a, b = ends[1], ends[0]
         length = math.hypot((b[0] - a[0]) * dx, (b[1] - a[1]) * dy)

@@ -62,4 +62,3 @@ def outer_crossings(t: np.ndarray, values: np.ndarray, level: float) -> tuple[fl
     left = crossing(t, values, level, first - 1) if first > 0 else float(t[0])
     right = crossing(t, values, level, last) if last < len(t) - 1 else float(t[-1])
     return left, right
-
