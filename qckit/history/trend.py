@@ -11,6 +11,20 @@ from qckit.core.errors import QckitInputError
 from qckit.history.spc import DEFAULT_RULES, Chart, Level, SPCError, control_chart
 from qckit.history.store import HistoryStore
 
+# Action levels about the baseline centre that apply unless --level overrides them: the central frequency's
+# +-500 Hz (ACR: vendor-specified, e.g. +-500 Hz; AAPM TG-284, Jafari-Khouzani et al. 2022, table 3).
+DEFAULT_LEVELS: dict[str, tuple[Level | None, Level | None]] = {
+    "central_frequency_mhz": (None, Level(0.0005))
+}
+
+
+def default_levels(name: str) -> tuple[Level | None, Level | None]:
+    """The default (tolerance, action) of measurement `name` (role suffixes such as `_t2` included)."""
+    for key, lv in DEFAULT_LEVELS.items():
+        if name == key or name.startswith(key + "_"):
+            return lv
+    return (None, None)
+
 
 def parse_levels(items: list[str] | None) -> dict[str, tuple[Level | None, Level | None]]:
     """`name=TOL[,ACTION]` with values absolute or in percent (`snr=10%,20%`, `slice_thickness=0.5,0.7`)."""
@@ -41,7 +55,7 @@ def measurement_charts(
     None and the reason when no chart can be drawn."""
     for name, g in hist.groupby("name", sort=True):
         g = g.sort_values(["session_date", "session_id"])
-        tol, act = (levels or {}).get(str(name), (None, None))
+        tol, act = (levels or {}).get(str(name), default_levels(str(name)))
         try:
             chart = control_chart(g["value"].to_numpy(), n_baseline=n_baseline, rules=rules, tolerance=tol,
                                   action=act, acceptance=g["acceptance"].to_numpy(bool))  # fmt: skip

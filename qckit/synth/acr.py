@@ -15,8 +15,9 @@ measured):
   (applied on the pixel grid);
 - S is the scanner geometry: a rotation `rotation_deg` (counter-clockwise on screen, as `qckit.phantoms.render`),
   a shift, and the gradient scale `scale` (x, y): a length L is imaged as L * scale;
-- B a smooth receive-bias field (peak deviation `bias`), g the gain; `ghost` a copy of the image shifted by half
-  the field of view along the phase-encoding direction (columns) with amplitude `ghost` (PSG = 100 * ghost %);
+- B a smooth receive-bias field (linear, peak deviation `bias` at the body's edge), g the gain; `ghost` a copy of the image shifted by half
+  the field of view along the phase-encoding direction (columns) with amplitude `ghost` (planted PSG = 100 * ghost %; on the magnitude
+  image the Rician floor lowers what the ACR formula returns, `psg_magnitude_percent`);
 - n: Gaussian noise of SD `noise_sd` per channel (Rician magnitude).
 
 Truth per test (`AcrTruth`): slice thickness = FWHM of P as the ramp sheet sees it (P convolved with the sheet;
@@ -93,7 +94,8 @@ class AcrTruth:
     resolution: dict[str, str]  # "1.1"/"1.0"/"0.9" -> resolved | unresolved | marginal
     mtf50_lp_mm: float
     spokes: dict[int, int]  # slice -> complete spokes visible (CNR >= VISIBLE_CNR, counted from spoke 1)
-    psg_percent: float
+    psg_percent: float  # the planted ghost level (100 x ghost)
+    psg_magnitude_percent: float  # what the ACR formula gives on the magnitude image: Rician floor included
     piu_percent: float
     imaging_frequency_mhz: float
     rotation_deg: float
@@ -266,10 +268,11 @@ def render_axial(phantom: Phantom, sc: AcrScanner) -> np.ndarray:
 
 
 def render_sagittal(phantom: Phantom, sc: AcrScanner) -> np.ndarray:
-    """The sagittal localizer's water fraction (rows = y, columns = z): the 190 x 148 mm body."""
+    """The sagittal localizer's water fraction (columns = y, anterior-posterior; rows = z, the phantom's axis, as
+    a sagittal image shows it): the 190 x 148 mm body."""
     n, ss, p = sc.matrix, sc.supersample, sc.pixel_mm
     sub = ((np.arange(n * ss) + 0.5) / ss - n / 2) * p
-    Z, Y = np.meshgrid(sub, sub)
+    Y, Z = np.meshgrid(sub, sub)
     inside = (np.abs(Y / sc.scale[1]) <= phantom.body.diameter_mm / 2) & (
         np.abs(Z) <= phantom.body.length_mm / 2
     )
@@ -289,6 +292,47 @@ def system_mtf(sc: AcrScanner, f: np.ndarray | float) -> np.ndarray:
     return np.exp(-2 * math.pi**2 * sigma**2 * np.asarray(f) ** 2) * np.abs(
         np.sinc(sc.pixel_mm * np.asarray(f))
     )
+
+
+def t2_signal(signal: float, te_ms: float) -> float:
+    """The T2 series' water signal at echo time `te_ms` (the T1 series has `signal`)."""
+    return signal * 1.6 * math.exp(-te_ms / WATER_T2_MS)
+
+
+def psg_magnitude(sc: AcrScanner, signal: float | None = None) -> float:
+    """PSG the ACR formula yields on the noisy magnitude image: the top/bottom ellipses hold the ghost (ghost x
+    signal) in Rician noise, left/right pure noise; E|A + n| = Rice mean (Gudbjartsson & Patz 1995)."""
+    from scipy import stats
+
+    s = sc.signal if signal is None else signal
+    if sc.ghost == 0:
+        return 0.0
+    if sc.noise_sd <= 0:
+        return 100 * sc.ghost
+    ghost = stats.rice.mean(sc.ghost * s / sc.noise_sd, scale=sc.noise_sd)
+    floor = stats.rice.mean(0.0, scale=sc.noise_sd)
+    return float(100 * (ghost - floor) / s)
+
+
+def _piu_truth(sc: AcrScanner, radius: float, large_mm: float = 80.0) -> float:
+    """PIU of the noise-free model on slice 7: 1 cm^2 disc means of B (1 + ghost inside the half-FOV-shifted
+    copy of the body) over the centres inside the 80 mm ROI (ACR), from the model's formulas, not the image."""
+    r_small = math.sqrt(100 / math.pi)
+    g = np.arange(-large_mm + r_small, large_mm - r_small + 1e-9, 1.0)
+    X, Y = np.meshgrid(g, g)
+    keep = np.hypot(X, Y) + r_small <= large_mm
+    X, Y = X[keep], Y[keep]
+    u = np.linspace(-r_small, r_small, 9)
+    du, dv = np.meshgrid(u, u)
+    inside = du * du + dv * dv <= r_small * r_small
+    du, dv = du[inside], dv[inside]
+    xs, ys = X[:, None] + du[None, :], Y[:, None] + dv[None, :]
+    b = 1.0 + sc.bias * (0.8 * xs + 0.2 * ys) / 95.0 if sc.bias else np.ones_like(xs)
+    shift = sc.matrix // 2 * sc.pixel_mm
+    ghost = (np.hypot(xs, ys - shift) <= radius) | (np.hypot(xs, ys + shift) <= radius)
+    vals = (b * (1 + sc.ghost * ghost)).mean(axis=1)
+    hi, lo = vals.max(), vals.min()
+    return float(100 * (1 - (hi - lo) / (hi + lo)))
 
 
 def hole_contrast(diameter_mm: float, psf_fwhm_mm: float, step: float = 0.05) -> float:
@@ -350,11 +394,7 @@ def truth(phantom: Phantom, sc: AcrScanner) -> AcrTruth:
                     break
                 n += 1
             spokes[disk.slice] = n
-    # PIU from the bias field: 1 cm^2 ROI means over the 80 mm ROI (the field is linear: extremes on the rim)
-    r = 80.0 - math.sqrt(100 / math.pi)
-    ang = np.linspace(0, 2 * math.pi, 3601)
-    b = 1 + sc.bias * (0.8 * r * np.cos(ang) + 0.2 * r * np.sin(ang)) / 95.0
-    piu = 100 * (1 - (b.max() - b.min()) / (b.max() + b.min()))
+    piu = _piu_truth(sc, phantom.body.diameter_mm / 2)
     return AcrTruth(
         slice_thickness_mm=prof.fwhm,
         slice_position_mm=pos,
@@ -364,6 +404,7 @@ def truth(phantom: Phantom, sc: AcrScanner) -> AcrTruth:
         mtf50_lp_mm=mtf50,
         spokes=spokes,
         psg_percent=100 * sc.ghost,
+        psg_magnitude_percent=psg_magnitude(sc),
         piu_percent=float(piu),
         imaging_frequency_mhz=sc.imaging_frequency_mhz,
         rotation_deg=sc.rotation_deg,
@@ -416,7 +457,7 @@ def write_session(
             pixels = [_finish(o * sc.signal, sc, 1.0, rng) for o in obj]
         elif role == "t2":
             spec = replace(ACR_T2, **size)
-            pixels = [_finish(o * sc.signal * 1.6 * math.exp(-te / WATER_T2_MS), sc, 1.0, rng)
+            pixels = [_finish(o * t2_signal(sc.signal, te), sc, 1.0, rng)
                       for te in spec.echo_times_ms for o in obj]  # fmt: skip
         else:
             raise ValueError(f"unknown ACR series {role!r} (localizer, t1, t2)")
@@ -427,4 +468,4 @@ def write_session(
 
 
 __all__ = ["AcrScanner", "AcrSession", "AcrTruth", "render_axial", "render_sagittal", "system_mtf", "truth",
-           "write_session", "profile_cdf"]  # fmt: skip
+           "write_session", "profile_cdf", "psg_magnitude", "t2_signal"]  # fmt: skip

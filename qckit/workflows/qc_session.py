@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 class SessionOptions:
     phantom: str = "acr-mri-large"
     protocol: str = "acr-mri-large"
-    series: str = "auto"  # a role the phantom measures (t1, t2), or auto: the first present
+    series: str = "auto"  # a role the phantom measures (t1, t2), or auto: every role present (T1 and T2)
     second: str | Path | None = None
     db_url: str | None = None
     session_date: dt.datetime | None = None
@@ -188,8 +188,8 @@ def measure_session(
     sess = _Session(proto, group, volumes)
     wanted = roles_of(phantom)
     if opts.series == "auto":
-        role = next((r for r in wanted if sess.rows(r)), None)
-        if role is None:
+        roles = [r for r in wanted if sess.rows(r)]
+        if not roles:
             found = sorted(sess.by_role) or ["none"]
             raise QckitInputError(
                 f"no {' or '.join(wanted)} series in session {group.label} (series roles found: "
@@ -197,16 +197,17 @@ def measure_session(
                 f"protocols/{proto.name}.yaml"
             )
     else:
-        role = opts.series
-        if role not in wanted:
+        if opts.series not in wanted:
             raise QckitInputError(
-                f"--series {role!r}: phantom {phantom.name} measures {', '.join(wanted)} (or auto)"
+                f"--series {opts.series!r}: phantom {phantom.name} measures {', '.join(wanted)} (or auto)"
             )
-        if not sess.rows(role):
+        if not sess.rows(opts.series):
             found = sorted(sess.by_role) or ["none"]
             raise QckitInputError(
-                f"no {role} series in session {group.label} (series roles found: {', '.join(found)})"
+                f"no {opts.series} series in session {group.label} (series roles found: {', '.join(found)})"
             )
+        roles = [opts.series]
+    role = roles[0]
     echoes = [s.echo for s in phantom.analyses if role in s.roles]
     primary_echo = next((e for e in echoes if e is not None), None)
     primary_rows = sess.rows(role, primary_echo) or sess.rows(role)
@@ -247,6 +248,16 @@ def measure_session(
     res = run_phantom_analyses(phantom, role=role, series_for=series_for, repeat_for=repeat_for,
                                localizer=localizer, field_strength_t=field_t,
                                series_set_for=series_set_for)  # fmt: skip
+    for other in roles[
+        1:
+    ]:  # the other series of the session (ACR: T2 after T1), names suffixed with the role
+        more = run_phantom_analyses(phantom, role=other, series_for=series_for, repeat_for=repeat_for,
+                                    localizer=localizer, field_strength_t=field_t, series_set_for=series_set_for,
+                                    only=lambda spec, r=other: r in spec.roles and spec.roles != ["localizer"])  # fmt: skip
+        res.measurements += [replace(m, name=f"{m.name}_{other}") for m in more.measurements]
+        res.problems += [replace(p, name=f"{p.name} ({other})") for p in more.problems]
+        res.skipped += [replace(p, name=f"{p.name} ({other})") for p in more.skipped]
+        res.overlays += more.overlays
     used: dict[str, list[str]] = {}
     for v in list(sess.views.values()):
         used.setdefault(v.role, [])
@@ -263,7 +274,7 @@ def measure_session(
         identity=group.identity,
         session_label=group.label,
         session_date=when,
-        role=role,
+        role="+".join(roles),
         series=used,
         measurements=res.measurements,
         problems=res.problems,

@@ -105,7 +105,7 @@ def test_registry_refuses_bad_registrations_and_names_what_exists():
     with pytest.raises(AnalysisError, match="unknown series slot"):
         registry.register(BadSlot)
     assert {"piu", "psg", "snr", "snr_subtraction", "slice_thickness", "slice_position", "geometric_lengths",
-            "sagittal_length", "hole_arrays", "mtf50", "low_contrast"} <= set(registry.names())  # fmt: skip
+            "sagittal_length", "hole_arrays", "mtf50", "low_contrast", "geometric_distortion", "central_frequency"} <= set(registry.names())  # fmt: skip
 
 
 def test_every_bundled_acr_analysis_is_registered_and_has_its_limit():
@@ -124,6 +124,7 @@ def test_every_bundled_acr_analysis_is_registered_and_has_its_limit():
         "sagittal_length",
         "hole_arrays",
         "low_contrast",
+        "geometric_distortion",
     }  # the seven ACR tests; SNR and MTF50 are judged against the baseline
     assert all(lim.source for s in ph.analyses for lim in s.limits)
 

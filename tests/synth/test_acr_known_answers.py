@@ -178,7 +178,9 @@ def test_low_contrast_pure_noise_detects_nothing():
     """Holes of 0.01 % contrast (CNR << 1): the FDR keeps the false detections away from complete spokes."""
     sc = AcrScanner(rotation_deg=5.0, noise_sd=10.0)
     lc = INS.low_contrast
-    faint = lc.model_copy(update={"disks": [d.model_copy(update={"contrast_percent": 0.01}) for d in lc.disks]})
+    faint = lc.model_copy(
+        update={"disks": [d.model_copy(update={"contrast_percent": 0.01}) for d in lc.disks]}
+    )
     ph = ACR.model_copy(update={"inserts": INS.model_copy(update={"low_contrast": faint})})
     obj = render_axial(ph, sc)
     rng = np.random.default_rng(99)
@@ -195,3 +197,37 @@ def test_benjamini_hochberg_worked_example():
     p = [0.0001, 0.0004, 0.0019, 0.0095, 0.0201, 0.0278, 0.0298, 0.0344, 0.0459, 0.3240, 0.4262, 0.5719, 0.6528,
          0.7590, 1.000]  # fmt: skip
     assert benjamini_hochberg(np.array(p), 0.05).tolist() == [True] * 4 + [False] * 11
+
+
+# ---- the whole session through `qc run`: T1 and T2 in one session, every ACR analysis, the truth ----
+def test_qc_run_on_a_synthetic_session_measures_t1_and_t2_against_the_truth(tmp_path):  # noqa: ANN001
+    import json
+
+    from typer.testing import CliRunner
+
+    from qckit.cli import app
+    from qckit.synth.acr import psg_magnitude, t2_signal, write_session
+
+    sc = AcrScanner(rotation_deg=4.0, noise_sd=3.0, ghost=0.01, bias=0.05, z_offset_mm=-1.5, thickness_mm=5.3,
+                    scale=(1.004, 1.0), imaging_frequency_mhz=63.8712)  # fmt: skip
+    sess = write_session(ACR, sc, tmp_path / "session", date="20260105")
+    res = CliRunner().invoke(
+        app, ["qc", "run", str(tmp_path / "session"), "-o", str(tmp_path / "qc"), "--no-store"]
+    )
+    assert res.exit_code == 0, res.output
+    by = {m["name"]: m for m in json.loads((tmp_path / "qc" / "qc-result.json").read_text())["measurements"]}
+    tr = sess.truth
+    for suffix in ("", "_t2"):
+        assert abs(by[f"slice_thickness{suffix}"]["value"] - tr.slice_thickness_mm) <= 0.1
+        assert abs(by[f"slice_position_1{suffix}"]["value"] - tr.slice_position_mm[1]) <= 0.25
+        assert abs(by[f"slice_position_11{suffix}"]["value"] - tr.slice_position_mm[11]) <= 0.25
+        psg = psg_magnitude(sc, sc.signal if not suffix else t2_signal(sc.signal, 80.0))  # T2: echo 2
+        assert abs(by[f"psg{suffix}"]["value"] - psg) <= 0.1 * psg, (suffix, by[f"psg{suffix}"]["value"], psg)
+        assert abs(by[f"piu{suffix}"]["value"] - tr.piu_percent) <= 0.5
+        assert (
+            by[f"resolution_rl{suffix}"]["value"] == 1.0 and by[f"low_contrast_total{suffix}"]["value"] >= 36
+        )
+        assert by[f"central_frequency_mhz{suffix}"]["value"] == pytest.approx(63.8712, abs=1e-6)
+    assert abs(by["geometric_length_slice5_horizontal"]["value"] - tr.lengths_mm["horizontal"]) <= 0.25
+    assert abs(by["geometric_length_sagittal"]["value"] - tr.sagittal_length_mm) <= 0.5
+    assert abs(by["distortion_mean_error_mm"]["value"]) <= 0.5

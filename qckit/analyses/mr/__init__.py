@@ -4,6 +4,7 @@ Importing this package registers them (`qckit.analyses.registry` does so on its 
 """
 
 from qckit.analyses.mr import (
+    central_frequency,
     geometric_accuracy,
     ghosting,
     low_contrast,
@@ -15,6 +16,7 @@ from qckit.analyses.mr import (
 )
 
 __all__ = [
+    "central_frequency",
     "geometric_accuracy",
     "ghosting",
     "low_contrast",

@@ -172,3 +172,33 @@ class SagittalLength(Analysis):
                             limit=ctx.limit(), slot="localizer")  # fmt: skip
         ctx.draw([LineShape(ln.start_xy, ln.end_xy, "length")], slice_no=n, slot="localizer")
         return AnalysisOutput([m])
+
+
+@register
+class GeometricDistortion(Analysis):
+    """IPEM Report 112 distortion summary over the axial lengths of slices 1 (2) and 5 (4)."""
+
+    name = "geometric_distortion"
+    title = "Geometric distortion (IPEM summary of the lengths)"
+
+    def run(self, ctx: AnalysisContext) -> AnalysisOutput:
+        """Mean error, maximum absolute error and CoV of the six axial lengths against the nominal diameter."""
+        v = ctx.view()
+        nominal = float(ctx.param("nominal_mm", ctx.phantom.body.diameter_mm or 190.0))
+        lengths: list[float] = []
+        for n, dirs in ctx.param("slices", {1: ["horizontal", "vertical"], 5: list(DIRECTIONS)}).items():
+            n = int(n)
+            o = v.outline(n, ctx.phantom)
+            lengths += [ln.length_mm for ln in phantom_lengths(v.slice(n), v.pixel_mm, o.centre_px,
+                                                               {d: DIRECTIONS[d] for d in dirs})]  # fmt: skip
+        s = distortion_summary(lengths, nominal)
+        detail = {"lengths_mm": lengths, "nominal_mm": nominal}
+        lim = ctx.limit()
+        return AnalysisOutput([
+            ctx.measurement("distortion_mean_error_mm", s["mean_error_mm"], "mm",
+                            "IPEM Report 112: mean of (length - nominal) over the axial lengths", detail=detail),
+            ctx.measurement("distortion_max_abs_error_mm", s["max_abs_error_mm"], "mm",
+                            "IPEM Report 112: maximum |length - nominal|", limit=lim, detail=detail),
+            ctx.measurement("distortion_cov_percent", s["cov_percent"], "%",
+                            "IPEM Report 112: 100 SD / mean of the lengths (population SD)", detail=detail),
+        ])  # fmt: skip
