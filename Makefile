@@ -96,16 +96,25 @@ $(HAZEN_STAMP):
 	.venv-hazen/bin/python -m pip install --quiet 'hazen==2.0.*'
 	@touch $(HAZEN_STAMP)
 
-bench: $(BENCH_STAMP) $(HAZEN_STAMP)
+# pylinac 3.49 (ACRMRILarge, the second opinion on the ACR tests) gets a venv of its own as well.
+PYLINAC_STAMP := .venv-pylinac/.installed
+$(PYLINAC_STAMP):
+	$(PYTHON) -m venv .venv-pylinac
+	.venv-pylinac/bin/python -m pip install --quiet 'pylinac==3.49.*'
+	@touch $(PYLINAC_STAMP)
+
+bench: $(BENCH_STAMP) $(HAZEN_STAMP) $(PYLINAC_STAMP)
 	.venv-bench/bin/python benchmarks/bench_scan.py
 	.venv-bench/bin/python benchmarks/bench_combat.py
 	.venv-bench/bin/python benchmarks/bench_extract.py
 	.venv-bench/bin/python benchmarks/bench_startup.py
 	HAZEN_BIN=$(CURDIR)/.venv-hazen/bin/hazen .venv-bench/bin/python benchmarks/bench_relaxometry.py
+	HAZEN_BIN=$(CURDIR)/.venv-hazen/bin/hazen PYLINAC_PYTHON=$(CURDIR)/.venv-pylinac/bin/python \
+		.venv-bench/bin/python benchmarks/bench_qc.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check qckit tests benchmarks
 	$(BIN)/ruff format --check qckit tests benchmarks
 
 clean:
-	rm -rf $(VENV) .venv-other .venv-bench .venv-hazen .venv-313 build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-other .venv-bench .venv-hazen .venv-pylinac .venv-313 build *.egg-info .pytest_cache

@@ -52,14 +52,31 @@ def test_demo_runs_and_writes_index(tmp_path: Path, installed_wheel: Path):
     assert "phantom-stable features" in (tmp_path / "demo" / "classification.html").read_text()
     cohort = pd.read_parquet(tmp_path / "demo" / "cohort-features.parquet")
     assert len(cohort) == 48 and {"scanner", "label", "age", "original_glcm_Contrast"} <= set(cohort.columns)
-    # stage 6: a simulated year of weekly QC; the drifting scanner is caught after its drift begins (week 31)
+    # stage 6: an image-based year of weekly QC; the drifting scanner is caught after its drift begins (week 31)
     qc = tmp_path / "demo" / "qc"
     assert (qc / "qc-history.sqlite").is_file()
-    assert (qc / "qc-trend-qckit-Virtual_1_5T-VS_0002.html").is_file()
-    alarms = doc["qc_first_alarms"]["qckit-Virtual_1_5T-VS_0002"]
-    assert alarms["snr"]["date"].startswith("2025-08-")
-    assert alarms["geometric_length_slice5_horizontal"]["date"].startswith("2025-09-")
-    assert alarms["geometric_length_slice5_vertical"] is None  # not drifting: no alarm
+    assert (qc / "qc-trend-Philips-Ingenia-VS_0002.html").is_file()
+    assert doc["qc_problems"] == []
+    (planted,) = doc["qc_planted"]
+    assert planted["scanner"] == "Philips-Ingenia-VS_0002" and planted["drift_start"] == "2025-08-04"
+    alarms = doc["qc_first_alarms"]["Philips-Ingenia-VS_0002"]
+    for name in ("psg", "central_frequency_mhz", "geometric_length_slice5_horizontal"):
+        assert alarms[name] is not None and alarms[name]["date"] >= "2025-08-04", (name, alarms[name])
+    assert all(
+        v is None for v in doc["qc_first_alarms"]["Philips-Ingenia-VS_0001"].values()
+    )  # nothing planted
+    false = doc["qc_false_alarms"]
+    assert all(
+        f["measurement"] not in planted["measurements"]
+        or f["date"] < "2025-08-04"
+        or f["scanner"] != planted["scanner"]
+        for f in false
+    )
+    assert len(false) <= 40  # listed; about 1 in 60 charted values
+    trend = (qc / "qc-trend-Philips-Ingenia-VS_0002.html").read_text()
+    assert "action limit (190 +- 2 mm)" in trend  # the ACR action limit beside the control limits
+    # a constant baseline (every week resolves 1.0 mm) has no control limits: its values are still drawn
+    assert "No control limits yet" in trend and "resolution_rl (mm): no control limits yet" in trend
     # stage 7: three virtual sites qualify: qualified / not qualified (the deviation named) / incomplete (the series)
     q = doc["qualification"]
     assert {k: v["verdict"] for k, v in q.items()} == {"site-a": "qualified", "site-b": "not qualified",

@@ -26,7 +26,12 @@ from qckit.testing.features import make_feature_table
 runner = CliRunner()
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "params"
 # validated where their documents are made: tests/test_demo.py, tests/workflows/test_qualify.py
-ELSEWHERE = {"demo", "qualify-certificate", "qualify-summary"}
+ELSEWHERE = {
+    "demo",
+    "qualify-certificate",
+    "qualify-summary",
+    "acr-summary",
+}  # acr-summary: tests/report/test_acr_reports.py
 
 
 def _run(*args: str, code: int = 0) -> None:

@@ -119,9 +119,12 @@ def run_command(
 
     A folder holding several sessions (scanners or dates) is refused, listing them, unless one is selected.
     Exit 0: every measurement within its action limit; 1: an action limit exceeded; 2: input error."""
+    from qckit.core.jsonio import write_json
     from qckit.core.provenance import Provenance, command_line
     from qckit.history.store import database_url
+    from qckit.report.acr_summary_report import write_summary_report
     from qckit.report.qc_report import write_session_report
+    from qckit.workflows.acr_summary import acr_summary
     from qckit.workflows.qc_outputs import write_session_outputs
     from qckit.workflows.qc_session import SessionOptions, SessionRun, run_sessions
 
@@ -145,6 +148,10 @@ def run_command(
         )
         files = write_session_outputs(s, prov, out)
         files["html"] = write_session_report(s, prov, out / "qc-report.html")
+        if s.phantom == "acr-mri-large":
+            summary = acr_summary(s)
+            files["summary"] = write_json(out / "acr-summary.json", {**summary, "provenance": prov.to_dict()})
+            files["summary html"] = write_summary_report(summary, s.overlays, prov, out / "acr-summary.html")
         documents.append(files["json"])
         if not quiet:
             _print_session(s)
@@ -190,7 +197,7 @@ def trend_command(
     from qckit.core.provenance import Provenance, command_line
     from qckit.history.spc import RULE_TEXT
     from qckit.history.store import existing_store
-    from qckit.history.trend import parse_levels, scanner_charts
+    from qckit.history.trend import parse_levels, scanner_charts, scanner_context
     from qckit.report.qc_report import write_trend_report
 
     levels = parse_levels(level)
@@ -199,8 +206,10 @@ def trend_command(
         charts, skipped = scanner_charts(
             store, scanner, n_baseline=baseline, rules=_rules(rules), levels=levels
         )
+        context = scanner_context(store, scanner)
     prov = Provenance(command_line(), {"history": url, "scanner": scanner})
-    path = write_trend_report(scanner, charts, prov, output / f"qc-trend-{safe_name(scanner)}.html", skipped)
+    path = write_trend_report(scanner, charts, prov, output / f"qc-trend-{safe_name(scanner)}.html", skipped,
+                              context)  # fmt: skip
     t = Table(title=f"control charts: {scanner}")
     for col in ("measurement", "sessions", "centre", "LCL", "UCL", "alarms", "first alarm"):
         t.add_column(col)

@@ -65,6 +65,44 @@ def measurement_charts(
         yield str(name), g, chart, ""
 
 
+# Where a measurement can physically lie (charts never draw a limit outside it): PIU <= 100 %, PSG >= 0, ...
+PHYSICAL_RANGE: dict[str, tuple[float | None, float | None]] = {
+    "piu": (0.0, 100.0), "psg": (0.0, None), "snr": (0.0, None), "mtf50": (0.0, None), "resolution": (0.0, None),
+    "slice_thickness": (0.0, None), "low_contrast_total": (0.0, 40.0), "low_contrast_slice": (0.0, 10.0),
+    "distortion_max_abs": (0.0, None), "distortion_cov": (0.0, None), "geometric_length": (0.0, None),
+    "central_frequency": (0.0, None),
+}  # fmt: skip
+
+
+def physical_range(name: str) -> tuple[float | None, float | None]:
+    """The physical range of measurement `name` (prefix match; (None, None) when unbounded)."""
+    best = max((k for k in PHYSICAL_RANGE if name.startswith(k)), key=len, default=None)
+    return PHYSICAL_RANGE[best] if best else (None, None)
+
+
+def scanner_context(store: HistoryStore, scanner: str) -> dict[str, dict[str, Any]]:
+    """Per measurement of a scanner's history: unit, session dates, values, its action limit (low, high, text,
+    as stored with the latest session) and its physical range: what a chart draws besides the control limits,
+    and all a chart has when the baseline is too short for control limits."""
+    hist = store.history(scanner)
+    out: dict[str, dict[str, Any]] = {}
+    for name, g in hist.groupby("name", sort=True):
+        g = g.sort_values(["session_date", "session_id"])
+        last = g.iloc[-1]
+        out[str(name)] = {
+            "unit": str(last["unit"] or ""),
+            "dates": [t.to_pydatetime() for t in g["session_date"]],
+            "values": [float(v) for v in g["value"]],
+            "limit_low": None if pd.isna(last["limit_low"]) else float(last["limit_low"]),
+            "limit_high": None if pd.isna(last["limit_high"]) else float(last["limit_high"]),
+            "limit_text": None
+            if last["limit_text"] is None or pd.isna(last["limit_text"])
+            else str(last["limit_text"]),
+            "range": physical_range(str(name)),
+        }
+    return out
+
+
 def scanner_charts(
     store: HistoryStore,
     scanner: str,

@@ -55,8 +55,22 @@ def load_phantom(name_or_path: str | os.PathLike[str]) -> LoadedPhantom:
     path = resolve_definition(
         name_or_path, bundled_dir(), kind="phantom", file_noun="phantom definition file", error=PhantomError
     )
-    data = load_yaml(path, PhantomError)
-    return LoadedPhantom(parse_phantom(data, path), path, hashlib.sha256(path.read_bytes()).hexdigest())
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        digest = ""  # load_yaml names the unreadable file
+    key = (str(path), digest)
+    if (
+        digest and key in _PARSED
+    ):  # the same bytes parse to the same (frozen) model: a weekly batch reads it once
+        return LoadedPhantom(_PARSED[key], path, digest)
+    phantom = parse_phantom(load_yaml(path, PhantomError), path)
+    if digest:
+        _PARSED[key] = phantom
+    return LoadedPhantom(phantom, path, digest)
+
+
+_PARSED: dict[tuple[str, str], Phantom] = {}
 
 
 def json_schema_text() -> str:

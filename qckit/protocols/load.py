@@ -56,9 +56,19 @@ def load_protocol(name_or_path: str | os.PathLike[str]) -> LoadedProtocol:
     path = resolve_definition(
         name_or_path, bundled_dir(), kind="protocol", file_noun="protocol file", error=ProtocolError
     )
-    raw = path.read_bytes()
-    protocol = parse_protocol(load_yaml(path, ProtocolError), path)
-    return LoadedProtocol(protocol=protocol, path=path, sha256=hashlib.sha256(raw).hexdigest())
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        digest = ""  # load_yaml names the unreadable file
+    protocol = _PARSED.get((str(path), digest)) if digest else None
+    if protocol is None:  # the same bytes parse to the same (frozen) model: a weekly batch reads it once
+        protocol = parse_protocol(load_yaml(path, ProtocolError), path)
+        if digest:
+            _PARSED[(str(path), digest)] = protocol
+    return LoadedProtocol(protocol=protocol, path=path, sha256=digest)
+
+
+_PARSED: dict[tuple[str, str], Protocol] = {}
 
 
 def json_schema() -> dict[str, Any]:

@@ -23,7 +23,8 @@ section{background:#fff;border:1px solid #dde1e7;border-radius:8px;margin:0 0 18
 h2{font-size:17px;margin:0 0 10px}table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{border-bottom:1px solid #e5e8ec;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f0f2f5;position:sticky;top:0}.pass{color:#1b7f3b;font-weight:600}
-.warn{color:#b26a00;font-weight:600}.fail{color:#c0262d;font-weight:700}.muted{color:#6b7480}
+.warn{color:#8a5300;background:#fff3d6;font-weight:600}.fail{color:#a3161c;background:#fde2e2;font-weight:700}
+td.pass{background:#e6f4ea}.muted{color:#6b7480}
 .badges span{display:inline-block;margin:0 8px 6px 0;padding:4px 10px;border-radius:12px;background:#eef1f5}
 details summary{cursor:pointer}code{background:#f0f2f5;padding:0 3px;border-radius:3px}
 """

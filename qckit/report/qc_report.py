@@ -137,21 +137,58 @@ def write_session_report(s: QCSessionResult, provenance: Provenance, path: str |
     return write(build_session_page(s, provenance), path)
 
 
-def _chart_figure(name: str, unit: str, dates: list[Any], chart: Chart) -> go.Figure:
+def _clip(y: float, rng: tuple[float | None, float | None]) -> float:
+    """`y` moved into the physical range (lo, hi); either end may be None (unbounded)."""
+    lo, hi = rng
+    if lo is not None:
+        y = max(y, lo)
+    return min(y, hi) if hi is not None else y
+
+
+def _action_limits(fig: go.Figure, x: list[Any], ctx: dict[str, Any] | None) -> None:
+    """The ACR (or protocol) action limit as red dash-dot lines, beside the control limits."""
+    if not ctx:
+        return
+    first = True
+    for y in (ctx.get("limit_low"), ctx.get("limit_high")):
+        if y is None:
+            continue
+        fig.add_scatter(x=[x[0], x[-1]], y=[y, y], mode="lines", name=f"action limit ({ctx.get('limit_text') or ''})",
+                        showlegend=first, line={"color": "#c0262d", "dash": "dashdot", "width": 2})  # fmt: skip
+        first = False
+
+
+def _values_figure(name: str, ctx: dict[str, Any], why: str) -> go.Figure:
+    """A measurement without control limits (baseline too short): its values and its action limit."""
+    fig = go.Figure()
+    x = list(ctx["dates"])
+    fig.add_scatter(x=x, y=ctx["values"], mode="lines+markers", name=name, line={"color": "#264653"})
+    _action_limits(fig, x, ctx)
+    unit = ctx.get("unit") or ""
+    fig.update_layout(title=f"{name} ({unit}): no control limits yet - {why}" if unit else f"{name}: {why}",
+                      height=340, margin={"l": 50, "r": 10, "t": 40, "b": 40})  # fmt: skip
+    return fig
+
+
+def _chart_figure(
+    name: str, unit: str, dates: list[Any], chart: Chart, ctx: dict[str, Any] | None = None
+) -> go.Figure:
     fig = go.Figure()
     x = list(dates)
+    rng = (ctx or {}).get("range", (None, None))
     fig.add_scatter(x=x, y=chart.values, mode="lines+markers", name=name, line={"color": "#264653"})
     fig.add_scatter(x=[d for d, b in zip(x, chart.baseline, strict=True) if b], y=chart.values[chart.baseline], mode="markers",
                     name="baseline", marker={"color": "#8ecae6", "size": 10, "symbol": "circle-open"})  # fmt: skip
     for y, label, dash in ((chart.centre, "centre", "solid"), (chart.ucl, "UCL 3 sigma", "dash"),
                            (chart.lcl, "LCL 3 sigma", "dash")):  # fmt: skip
-        fig.add_scatter(x=[x[0], x[-1]], y=[y, y], mode="lines", name=label,
+        fig.add_scatter(x=[x[0], x[-1]], y=[_clip(y, rng)] * 2, mode="lines", name=label,
                         line={"color": "#6c757d", "dash": dash, "width": 1})  # fmt: skip
     fig.add_scatter(x=x, y=chart.ewma, mode="lines", name="EWMA", line={"color": "#2a9d8f", "width": 1})
-    fig.add_scatter(x=x, y=chart.centre + chart.ewma_half_width, mode="lines", name="EWMA limits",
-                    line={"color": "#2a9d8f", "dash": "dot", "width": 1})  # fmt: skip
-    fig.add_scatter(x=x, y=chart.centre - chart.ewma_half_width, mode="lines", showlegend=False,
-                    line={"color": "#2a9d8f", "dash": "dot", "width": 1})  # fmt: skip
+    fig.add_scatter(x=x, y=[_clip(v, rng) for v in chart.centre + chart.ewma_half_width], mode="lines",
+                    name="EWMA limits", line={"color": "#2a9d8f", "dash": "dot", "width": 1})  # fmt: skip
+    fig.add_scatter(x=x, y=[_clip(v, rng) for v in chart.centre - chart.ewma_half_width], mode="lines",
+                    showlegend=False, line={"color": "#2a9d8f", "dash": "dot", "width": 1})  # fmt: skip
+    _action_limits(fig, x, ctx)
     for level, label, colour in (
         (chart.tolerance, "tolerance", "#e9c46a"),
         (chart.action, "action", "#e63946"),
@@ -159,7 +196,8 @@ def _chart_figure(name: str, unit: str, dates: list[Any], chart: Chart) -> go.Fi
         if level is not None:
             hw = level.half_width(chart.centre)
             for y in (chart.centre - hw, chart.centre + hw):
-                fig.add_scatter(x=[x[0], x[-1]], y=[y, y], mode="lines", name=label, showlegend=y > chart.centre,
+                fig.add_scatter(x=[x[0], x[-1]], y=[_clip(y, rng)] * 2, mode="lines", name=label,
+                                showlegend=y > chart.centre,
                                 line={"color": colour, "width": 1})  # fmt: skip
     alarms = sorted({a.index for a in chart.alarms})
     if alarms:
@@ -175,7 +213,7 @@ def _chart_figure(name: str, unit: str, dates: list[Any], chart: Chart) -> go.Fi
 
 
 def build_trend_page(scanner: str, charts: dict[str, tuple[str, list[Any], Chart]], provenance: Provenance,
-                     skipped: dict[str, str]) -> Page:  # fmt: skip
+                     skipped: dict[str, str], context: dict[str, dict[str, Any]] | None = None) -> Page:  # fmt: skip
     page = Page("QC control charts", scanner, provenance)
     rows, classes = [], []
     for name, (_unit, dates, c) in charts.items():
@@ -200,15 +238,20 @@ def build_trend_page(scanner: str, charts: dict[str, tuple[str, list[Any], Chart
                                "sessions with alarms", "first alarm"], rows, classes)
              + "<p>Shewhart individuals chart (Montgomery 2013, 6.4), Western Electric rules, EWMA (lambda 0.2, "
              "L 3) and CUSUM (k 0.5, h 5): see qckit.history.spc.</p>")  # fmt: skip
+    ctx = context or {}
     if skipped:
-        page.add("No chart", table(["measurement", "why"], [[k, v] for k, v in skipped.items()]))
-    page.add("Charts", "", [_chart_figure(n, u, d, c) for n, (u, d, c) in charts.items()])
+        page.add("No control limits yet", table(["measurement", "why"], [[k, v] for k, v in skipped.items()])
+                 + "<p>Their values and action limits are drawn below the control charts.</p>",
+                 [_values_figure(k, ctx[k], v) for k, v in skipped.items() if k in ctx])  # fmt: skip
+    page.add("Charts (control limits grey, action limits red; no line is drawn outside the physical range)", "",
+             [_chart_figure(n, u, d, c, ctx.get(n)) for n, (u, d, c) in charts.items()])  # fmt: skip
     return page
 
 
 def write_trend_report(scanner: str, charts: dict[str, tuple[str, list[Any], Chart]], provenance: Provenance,
-                       path: str | Path, skipped: dict[str, str] | None = None) -> Path:  # fmt: skip
-    return write(build_trend_page(scanner, charts, provenance, skipped or {}), path)
+                       path: str | Path, skipped: dict[str, str] | None = None,
+                       context: dict[str, dict[str, Any]] | None = None) -> Path:  # fmt: skip
+    return write(build_trend_page(scanner, charts, provenance, skipped or {}, context), path)
 
 
 __all__ = ["write_session_report", "write_trend_report", "esc"]

@@ -17,6 +17,7 @@ OUTPUTS: dict[str, str] = {
     "protocol-check": "`qckit protocol check --json`",
     "protocol-infer": "`qckit protocol infer --json`",
     "qc-session": "`qckit qc run --json` and `qc-result.json` in its output folder",
+    "acr-summary": "`acr-summary.json` in `qckit qc run`'s output folder (ACR large phantom sessions)",
     "qc-trend": "`qckit qc trend --json`",
     "qc-scanners": "`qckit qc scanners --json`",
     "qc-simulate": "`qckit qc simulate --json`",

@@ -13,9 +13,11 @@ Stages so far:
    scanners (synthetic phantom scanner), its ROIs found and measured, repeatability/reproducibility decided with
    the EMA 15% criteria, and the resulting stable-feature list restricts a fourth classification run (in-fold
    ComBat on the phantom-stable features only);
-6. periodic QC: a simulated year of weekly ACR phantom sessions on two virtual scanners (one with a slow SNR loss
-   and a gradient drift from week 31) is written into a SQLite QC history, and each scanner's control charts
-   (Shewhart individuals with prediction limits, Western Electric rules 1-2, EWMA) are drawn;
+6. periodic QC, image-based: a year of weekly ACR T1 series of the synthetic ACR phantom on two virtual scanners
+   (`qckit.synth.acr_year`; from week 31 one scanner's x gradient, ghosting and central frequency drift) is
+   written as DICOM, measured through the `qc run` workflow, stored in a SQLite QC history, and each scanner's
+   control charts (Shewhart individuals, Western Electric rules, EWMA, with the ACR action limits) are drawn; the
+   first alarm of each drifting measurement and every false alarm are listed;
 7. qualification (`qckit qualify`): three virtual sites submit a study-protocol session and three texture-phantom
    repeats (`qckit.synth.qualification`: one compliant, one with a protocol deviation, one missing a series);
    each gets a certificate against the `brain-mri-multicentre-qualification` profile, stored in a QC history,
@@ -37,8 +39,7 @@ from qckit.dicom import ScanResult, scan, write_json, write_table
 from qckit.features import Case, ExtractionSettings, Normalization, run_extraction
 from qckit.harmonize import ComBat
 from qckit.harmonize.evaluate import evaluate
-from qckit.history.store import database_url, open_store
-from qckit.history.trend import scanner_charts
+from qckit.history.store import database_url
 from qckit.phantoms.load import load_phantom
 from qckit.protocols import CheckResult, check_series, load_protocol
 from qckit.protocols.output import write_check_json
@@ -48,7 +49,6 @@ from qckit.report.qc_report import write_trend_report
 from qckit.synth.brain import make_cohort
 from qckit.synth.dicom import make_demo_dataset
 from qckit.synth.phantom_scanner import PRESET_SCANNERS, synthesize
-from qckit.synth.qc_year import SCANNERS, simulate_year
 from qckit.workflows.phantom_study import PhantomRun, run_phantom
 
 DEMO_PROTOCOLS = ("acr-mri-large", "ct-radiomics-phantom")
@@ -65,6 +65,9 @@ class DemoSummary:
     trends: dict[str, dict] = field(
         default_factory=dict
     )  # scanner -> measurement -> first alarm (date, rule)
+    false_alarms: list[dict] = field(default_factory=list)  # QC-year alarms not caused by a planted drift
+    qc_planted: list[dict] = field(default_factory=list)
+    qc_problems: list[str] = field(default_factory=list)
     qualification: dict[str, dict] = field(default_factory=dict)  # site -> verdict, failed, missing
     qualification_needs_harmonization: list[str] = field(default_factory=list)
 
@@ -91,6 +94,9 @@ class DemoSummary:
                 {"harmonization": r.harmonize, "roc_auc": r.pooled["roc_auc"]} for r in self.classification
             ],
             "qc_first_alarms": alarms,
+            "qc_planted": self.qc_planted,
+            "qc_false_alarms": self.false_alarms,
+            "qc_problems": self.qc_problems,
             "qualification": self.qualification,
             "qualification_needs_harmonization": self.qualification_needs_harmonization,
             "outputs": {k: str(v) for k, v in self.outputs.items()},
@@ -165,24 +171,26 @@ def _site_qualification(summary: DemoSummary, out_dir: Path, seed: int, command:
 
 
 def _periodic_qc(summary: DemoSummary, out_dir: Path, command: str) -> None:
+    from qckit.workflows.qc_year import run_year
+
     qc_dir = out_dir / "qc"
     db = qc_dir / "qc-history.sqlite"
     for stale in qc_dir.glob("qc-history.sqlite*"):
         stale.unlink()
-    with open_store(database_url(str(db))) as store:
-        simulate_year(store, seed=0)
-        for sc in SCANNERS:
-            charts, skipped = scanner_charts(store, sc.key)
-            prov = Provenance(command=command, inputs={"history": str(db), "scanner": sc.key})
-            summary.outputs[f"QC control charts {sc.key} (HTML)"] = write_trend_report(
-                sc.key, charts, prov, qc_dir / f"qc-trend-{sc.key}.html", skipped
-            )
-            summary.trends[sc.key] = {
-                name: (
-                    None if c.first_alarm() is None else (dates[c.first_alarm().index], c.first_alarm().rule)
-                )
-                for name, (_u, dates, c) in charts.items()
-            }
+    qc_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="qckit-demo-year-") as tmp:
+        year = run_year(tmp, database_url(str(db)))
+    for key, (charts, skipped, context) in year.charts.items():
+        prov = Provenance(command=command, inputs={"history": str(db), "scanner": key,
+                                                   "source": "image-based synthetic QC year (qckit.synth.acr_year)"})  # fmt: skip
+        summary.outputs[f"QC control charts {key} (HTML)"] = write_trend_report(
+            key, charts, prov, qc_dir / f"qc-trend-{key}.html", skipped, context
+        )
+    summary.trends = year.first_alarms
+    summary.false_alarms = year.false_alarms
+    summary.qc_planted = [{"scanner": year.scanners.get(p.scanner, p.scanner), "drift_start": p.drift_start_date.isoformat(),
+                           "measurements": list(p.measurements)} for p in year.planted]  # fmt: skip
+    summary.qc_problems = year.problems
     summary.outputs["QC history (SQLite)"] = db
 
 

@@ -1,0 +1,112 @@
+"""The annual / accreditation summary of one ACR session: the seven ACR tests x T1/T2 in the order of the ACR
+phantom test data form, each with its values, limits and verdict (what a physicist files; the page is
+`qckit.report.acr_summary_report`).
+
+The rows are the ACR large phantom test guidance's (2018) seven tests and their items; which measurement fills
+each cell is fixed here by name (`qckit qc run` names the T2 series' measurements with a `_t2` suffix). The ACR
+scores geometric accuracy on the localizer and the T1 series only. A test is *pass* when every measured item with
+an action limit passes, *fail* when one fails, *not measured* when none was measured; SNR, MTF50, the IPEM
+distortion summary and the central frequency follow as supplementary items (no ACR limit).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qckit.core.results import Measurement
+from qckit.core.session import QCSessionResult
+
+# (test, [(item, measurement name)], scored on T2 as well)
+ACR_TESTS: list[tuple[str, list[tuple[str, str]], bool]] = [
+    ("1. Geometric accuracy", [
+        ("sagittal localizer, superior-inferior", "geometric_length_sagittal"),
+        ("slice 1, top-bottom", "geometric_length_slice1_vertical"),
+        ("slice 1, left-right", "geometric_length_slice1_horizontal"),
+        ("slice 5, top-bottom", "geometric_length_slice5_vertical"),
+        ("slice 5, left-right", "geometric_length_slice5_horizontal"),
+        ("slice 5, diagonal (upper left - lower right)", "geometric_length_slice5_diagonal_se"),
+        ("slice 5, diagonal (upper right - lower left)", "geometric_length_slice5_diagonal_sw"),
+    ], False),
+    ("2. High-contrast spatial resolution", [
+        ("upper-left arrays (right-left)", "resolution_rl"),
+        ("lower-right arrays (top-bottom)", "resolution_tb"),
+    ], True),
+    ("3. Slice thickness accuracy", [("slice 1, crossed ramps", "slice_thickness")], True),
+    ("4. Slice position accuracy", [
+        ("slice 1, bar length difference", "slice_position_1"),
+        ("slice 11, bar length difference", "slice_position_11"),
+    ], True),
+    ("5. Image intensity uniformity", [("slice 7, PIU", "piu")], True),
+    ("6. Percent signal ghosting", [("slice 7, PSG", "psg")], True),
+    ("7. Low-contrast object detectability", [
+        ("slice 8 (1.4 %)", "low_contrast_slice8"),
+        ("slice 9 (2.5 %)", "low_contrast_slice9"),
+        ("slice 10 (3.6 %)", "low_contrast_slice10"),
+        ("slice 11 (5.1 %)", "low_contrast_slice11"),
+        ("total", "low_contrast_total"),
+    ], True),
+]  # fmt: skip
+SUPPLEMENTARY: list[tuple[str, str]] = [
+    ("SNR (single image, slice 7)", "snr"),
+    ("SNR (subtraction, slice 7)", "snr_subtraction"),
+    ("MTF50 along x", "mtf50_x"),
+    ("MTF50 along y", "mtf50_y"),
+    ("distortion: mean error (IPEM 112)", "distortion_mean_error_mm"),
+    ("distortion: maximum |error|", "distortion_max_abs_error_mm"),
+    ("distortion: CoV of the lengths", "distortion_cov_percent"),
+    ("central frequency", "central_frequency_mhz"),
+]
+SERIES = (("t1", ""), ("t2", "_t2"))
+
+
+def _cell(m: Measurement | None) -> dict[str, Any] | None:
+    if m is None:
+        return None
+    return {"value": m.value, "unit": m.unit, "limit": m.limit.text if m.limit else None,
+            "verdict": str(m.verdict), "slice": m.slice, "series_uid": m.series_uid}  # fmt: skip
+
+
+def _verdict(cells: list[dict[str, Any] | None]) -> str:
+    judged = [c["verdict"] for c in cells if c is not None and c["verdict"] in ("pass", "fail")]
+    if not judged:
+        return "not measured"
+    return "fail" if "fail" in judged else "pass"
+
+
+def acr_summary(s: QCSessionResult) -> dict[str, Any]:
+    """The session's ACR data-form summary as plain data (`acr-summary` in `qckit.schemas`)."""
+    by = {m.name: m for m in s.measurements}
+    tests = []
+    for title, items, on_t2 in ACR_TESTS:
+        series: dict[str, Any] = {}
+        for role, suffix in SERIES:
+            if role == "t2" and not on_t2:
+                series[role] = {"verdict": "not scored", "items": []}
+                continue
+            cells = [_cell(by.get(name + suffix)) for _item, name in items]
+            series[role] = {
+                "verdict": _verdict(cells),
+                "items": [{"item": item, "measurement": name + suffix, **({"measured": c} if c else {"measured": None})}
+                          for (item, name), c in zip(items, cells, strict=True)],
+            }  # fmt: skip
+        tests.append({"test": title, "series": series})
+    supplementary = [
+        {"item": item, "series": role, "measurement": name + suffix, "measured": _cell(by.get(name + suffix))}
+        for item, name in SUPPLEMENTARY
+        for role, suffix in SERIES
+        if by.get(name + suffix) is not None
+    ]
+    verdicts = [t["series"][r]["verdict"] for t in tests for r, _ in SERIES]
+    overall = "fail" if "fail" in verdicts else "pass" if "pass" in verdicts else "not measured"
+    return {
+        "phantom": s.phantom,
+        "scanner": s.identity.to_dict(),
+        "session": {"label": s.session_label, "date": s.session_date.isoformat(), "series": s.series},
+        "verdict": overall,
+        "tests": tests,
+        "supplementary": supplementary,
+        "not_measured": [p.to_dict() for p in s.problems + s.skipped],
+    }
+
+
+__all__ = ["ACR_TESTS", "SUPPLEMENTARY", "acr_summary"]

@@ -1,0 +1,156 @@
+"""A failing synthetic ACR session's reports: FAIL is coloured (Chromium's computed style), the pages open without
+console errors, the overlays are at least 500 px, and the annual / accreditation summary holds the seven tests x
+T1/T2 and validates against its schema."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import pytest
+from typer.testing import CliRunner
+
+from qckit.cli import app
+from qckit.core.jsonio import strict_loads
+from qckit.phantoms.load import load_phantom
+from qckit.schemas import load_schema
+from qckit.synth.acr import AcrScanner, write_session
+from tests.report.test_html import CHROMIUM_FLAGS
+
+PROBE = """<script>window.addEventListener('load', () => {
+  const f = document.querySelector('td.fail'), p = document.querySelector('td.pass');
+  const s = (e) => getComputedStyle(e).color + ';' + getComputedStyle(e).backgroundColor;
+  const d = document.createElement('div'); d.id = 'computed'; d.textContent = s(f) + '|' + s(p);
+  document.body.appendChild(d);
+});</script>"""
+
+
+@pytest.fixture(scope="module")
+def failing(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A session whose gradients are 2 % long in x (lengths 193.8 mm: geometric accuracy fails) with 3 % ghosts."""
+    root = tmp_path_factory.mktemp("acr")
+    sc = AcrScanner(scale=(1.02, 1.0), ghost=0.03, noise_sd=3.0, rotation_deg=2.0)
+    write_session(load_phantom("acr-mri-large").phantom, sc, root / "session", date="20260105")
+    res = CliRunner().invoke(
+        app, ["qc", "run", str(root / "session"), "-o", str(root / "qc"), "--no-store", "-q"]
+    )
+    assert res.exit_code == 1, res.output
+    return root / "qc"
+
+
+def _chromium(chromium: str, page: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", page.as_uri()],
+                          capture_output=True, text=True, timeout=180)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["qc-report.html", "acr-summary.html"])
+def test_fail_cells_are_coloured_unlike_pass_cells(failing: Path, chromium: str, tmp_path: Path, name: str):
+    probe = tmp_path / name
+    probe.write_text((failing / name).read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"))
+    proc = _chromium(chromium, probe, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    m = re.search(r'<div id="computed">([^<]*)</div>', proc.stdout)
+    assert m, "the probe did not run"
+    fail, ok = m.group(1).split("|")
+    fail_colour, fail_bg = fail.split(";")
+    ok_colour, ok_bg = ok.split(";")
+    assert fail_colour != ok_colour and fail_bg != ok_bg, m.group(1)
+    assert fail_bg not in ("rgba(0, 0, 0, 0)", "transparent")  # a FAIL cell has a background of its own
+
+
+@pytest.mark.parametrize("name", ["qc-report.html", "acr-summary.html"])
+def test_reports_open_without_console_errors_and_overlays_are_legible(failing: Path, chromium: str, tmp_path: Path,
+                                                                       name: str):  # fmt: skip
+    proc = _chromium(chromium, failing / name, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [line for line in proc.stderr.splitlines() if ":CONSOLE" in line] == []
+    widths = [int(w) for w in re.findall(r'<svg class="main-svg"[^>]*width="(\d+)"', proc.stdout)]
+    assert len(widths) >= 20 and min(widths) >= 500, widths  # one figure per slice and series with shapes
+
+
+def test_summary_holds_the_seven_tests_for_t1_and_t2(failing: Path):
+    doc = strict_loads((failing / "acr-summary.json").read_text(encoding="utf-8"))
+    jsonschema.validate(doc, load_schema("acr-summary"))
+    tests = {t["test"]: t["series"] for t in doc["tests"]}
+    assert len(tests) == 7 and doc["verdict"] == "fail"
+    geo = tests["1. Geometric accuracy"]
+    assert geo["t1"]["verdict"] == "fail" and geo["t2"]["verdict"] == "not scored"
+    lr = {i["item"]: i["measured"] for i in geo["t1"]["items"]}
+    assert lr["slice 5, left-right"]["value"] == pytest.approx(193.8, abs=0.3)
+    assert tests["6. Percent signal ghosting"]["t1"]["verdict"] == "fail"  # 3 % ghosts: PSG > 2.5 %
+    for t in (
+        "2. High-contrast spatial resolution",
+        "3. Slice thickness accuracy",
+        "7. Low-contrast object detectability",
+    ):
+        assert tests[t]["t1"]["verdict"] == "pass" and tests[t]["t2"]["verdict"] == "pass", t
+    assert {s["measurement"] for s in doc["supplementary"]} >= {"snr", "snr_t2", "central_frequency_mhz"}
+    html = (failing / "acr-summary.html").read_text(encoding="utf-8")
+    assert "ACR phantom test data form" in html and "QA-acr-virtual" not in html and "ACR^Phantom" not in html
+    json.dumps(doc)
+
+
+def test_trend_charts_draw_action_limits_and_never_outside_the_physical_range():
+    """PIU near 100 %: the 3-sigma UCL (above 100) and the EWMA limits are drawn at most at 100; PSG near 0: the
+    LCL at least 0; the ACR action limit is drawn; a measurement without control limits still shows its values."""
+    import datetime as dt
+
+    import numpy as np
+
+    from qckit.core.provenance import Provenance
+    from qckit.history.spc import control_chart
+    from qckit.history.trend import physical_range
+    from qckit.report.qc_report import build_trend_page
+
+    rng = np.random.default_rng(1)
+    dates = [dt.datetime(2025, 1, 6) + dt.timedelta(weeks=w) for w in range(30)]
+    piu = np.clip(99.2 + 0.6 * rng.standard_normal(30), 0, 100)
+    psg = np.abs(0.05 + 0.04 * rng.standard_normal(30))
+    charts = {
+        "piu": ("%", dates, control_chart(piu, n_baseline=20)),
+        "psg": ("%", dates, control_chart(psg, n_baseline=20)),
+    }
+    assert charts["piu"][2].ucl > 100 and charts["psg"][2].lcl < 0  # what would be drawn without the clip
+    context = {
+        "piu": {
+            "unit": "%",
+            "dates": dates,
+            "values": list(piu),
+            "limit_low": 87.5,
+            "limit_high": None,
+            "limit_text": ">= 87.5% (< 3 T)",
+            "range": physical_range("piu"),
+        },
+        "psg": {
+            "unit": "%",
+            "dates": dates,
+            "values": list(psg),
+            "limit_low": None,
+            "limit_high": 2.5,
+            "limit_text": "<= 2.5%",
+            "range": physical_range("psg"),
+        },
+        "resolution_rl": {
+            "unit": "mm",
+            "dates": dates[:3],
+            "values": [1.0, 1.0, 1.0],
+            "limit_low": None,
+            "limit_high": 1.0,
+            "limit_text": "<= 1.0 mm",
+            "range": (0.0, None),
+        },
+    }
+    page = build_trend_page(
+        "scanner", charts, Provenance(command="test"), {"resolution_rl": "baseline forming"}, context
+    )
+    figs = [f for s in page.sections for f in s.figures]
+    lines = {(f.layout.title.text, t.name): t.y for f in figs for t in f.data}
+    piu_lines = [y for (title, name), y in lines.items() if title.startswith("piu") and name != "piu"]
+    assert max(max(v for v in y if v is not None) for y in piu_lines) <= 100.0
+    psg_lines = [y for (title, name), y in lines.items() if title.startswith("psg") and name != "psg"]
+    assert min(min(v for v in y if v is not None) for y in psg_lines) >= 0.0
+    assert any((name or "").startswith("action limit (>= 87.5%") for (_t, name) in lines)
+    assert any((t or "").startswith("resolution_rl (mm): no control limits yet") for (t, _n) in lines)
