@@ -88,7 +88,7 @@ def main() -> int:
             shutil.copytree(a, sess / "t1")
             shutil.copytree(b, sess / "t2")
 
-            def run_qckit() -> float:
+            def run_qckit(sess: Path = sess, tmp: str = tmp) -> float:
                 dt, proc = _timed(
                     [qckit, "qc", "run", str(sess), "-o", str(Path(tmp) / "qc"), "--no-store", "-q"]
                 )
@@ -96,7 +96,7 @@ def main() -> int:
                     raise SystemExit(f"qckit failed: {proc.stderr[-2000:]}")
                 return dt
 
-            def run_hazen() -> float:
+            def run_hazen(a: Path = a, b: Path = b, tmp: str = tmp) -> float:
                 total = 0.0
                 for folder in (a, b):
                     for task in HAZEN_TASKS:
@@ -104,7 +104,7 @@ def main() -> int:
                         total += dt
                 return total
 
-            def run_pylinac() -> float:
+            def run_pylinac(a: Path = a, b: Path = b) -> float:
                 return sum(_timed([PYLINAC, "-c", PYLINAC_SCRIPT, str(f)])[0] for f in (a, b))
 
             tq = _median(run_qckit)
