@@ -48,6 +48,9 @@ FDR_Q = 0.05
 
 @dataclass(frozen=True)
 class HoleDetection:
+    """One low-contrast hole's test: spoke and hole (1-based), where it was tested (x, y pixels), its diameter,
+    the fitted coefficient, its z (or t) statistic, the one-sided p-value and the verdict after the FDR."""
+
     spoke: int
     hole: int
     xy_px: tuple[float, float]

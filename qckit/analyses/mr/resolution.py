@@ -64,6 +64,8 @@ class ArrayResult:
 
 @dataclass(frozen=True)
 class HoleArrayResult:
+    """The six arrays (three pairs x UL/LR), the registration shift of the insert (mm) and the noise SD used."""
+
     arrays: list[ArrayResult]
     shift_mm: tuple[float, float]
     noise_sd: float
