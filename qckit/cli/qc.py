@@ -121,14 +121,18 @@ def run_command(
     Exit 0: every measurement within its action limit; 1: an action limit exceeded; 2: input error."""
     from qckit.core.jsonio import write_json
     from qckit.core.provenance import Provenance, command_line
-    from qckit.history.store import database_url
     from qckit.report.acr_summary_report import write_summary_report
-    from qckit.report.qc_report import write_session_report
+    from qckit.report.qc_report import overlay_figures, write_session_report
     from qckit.workflows.acr_summary import acr_summary
     from qckit.workflows.qc_outputs import write_session_outputs
     from qckit.workflows.qc_session import SessionOptions, SessionRun, run_sessions
 
-    url = None if no_store else database_url(db, output)
+    if no_store:
+        url = None
+    else:
+        from qckit.history.store import database_url  # SQLAlchemy and pandas: only with a history
+
+        url = database_url(db, output)
     opts = SessionOptions(phantom=phantom, protocol=protocol, series=series, second=second, db_url=url,
                           session_date=_date(date), acceptance=acceptance, n_baseline=baseline, rules=_rules(rules),
                           session=session, study=study, every=every)  # fmt: skip
@@ -147,11 +151,12 @@ def run_command(
             command_line(), {"folder": str(folder), "session": s.session_label, "history": s.db_url}
         )
         files = write_session_outputs(s, prov, out)
-        files["html"] = write_session_report(s, prov, out / "qc-report.html")
+        figures = overlay_figures(s.overlays)
+        files["html"] = write_session_report(s, prov, out / "qc-report.html", figures)
         if s.phantom == "acr-mri-large":
             summary = acr_summary(s)
             files["summary"] = write_json(out / "acr-summary.json", {**summary, "provenance": prov.to_dict()})
-            files["summary html"] = write_summary_report(summary, s.overlays, prov, out / "acr-summary.html")
+            files["summary html"] = write_summary_report(summary, s.overlays, prov, out / "acr-summary.html", figures)
         documents.append(files["json"])
         if not quiet:
             _print_session(s)

@@ -9,7 +9,7 @@ from typing import Any
 from qckit.core.provenance import Provenance
 from qckit.core.results import Overlay
 from qckit.report.html import Page, badges, esc, number, table, write
-from qckit.report.qc_report import overlay_figure
+from qckit.report.qc_report import overlay_figures
 
 _CLASS = {"pass": "pass", "fail": "fail", "not measured": "muted", "not scored": "muted"}
 
@@ -23,7 +23,8 @@ def _value(cell: dict[str, Any] | None) -> str:
     return f"{number(v, 4)} {cell['unit']}".strip()
 
 
-def build_summary_page(summary: dict[str, Any], overlays: list[Overlay], provenance: Provenance) -> Page:
+def build_summary_page(summary: dict[str, Any], overlays: list[Overlay], provenance: Provenance,
+                       figures: list[Any] | None = None) -> Page:  # fmt: skip
     sc, sess = summary["scanner"], summary["session"]
     who = f"{sc.get('manufacturer', '')} {sc.get('model', '')} ({sc.get('key', '')})".strip()
     page = Page("ACR large phantom: annual / accreditation summary", f"{who}; session {sess['label']} "
@@ -57,13 +58,13 @@ def build_summary_page(summary: dict[str, Any], overlays: list[Overlay], provena
         page.add("Not measured", table(["measurement", "reason"],
                                        [[p["name"], p["reason"]] for p in summary["not_measured"]]))  # fmt: skip
     page.add("Images: where each value was measured", "<p>" + esc(", ".join(o.key for o in overlays)) + "</p>",
-             [overlay_figure(o) for o in sorted(overlays, key=lambda o: o.key)])  # fmt: skip
+             figures if figures is not None else overlay_figures(overlays))  # fmt: skip
     return page
 
 
 def write_summary_report(summary: dict[str, Any], overlays: list[Overlay], provenance: Provenance,
-                         path: str | Path) -> Path:  # fmt: skip
-    return write(build_summary_page(summary, overlays, provenance), path)
+                         path: str | Path, figures: list[Any] | None = None) -> Path:  # fmt: skip
+    return write(build_summary_page(summary, overlays, provenance, figures), path)
 
 
 __all__ = ["build_summary_page", "write_summary_report"]

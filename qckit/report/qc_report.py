@@ -18,27 +18,20 @@ from qckit.report.html import Page, badges, esc, number, table, write
 _COLOURS = ["#e63946", "#f4a261", "#2a9d8f", "#e9c46a", "#8ecae6", "#b5179e", "#90be6d", "#ffb703"]
 
 
-def _shape_xy(shape: Shape) -> tuple[list[float], list[float], str]:
+def _shape_xy(shape: Shape) -> tuple[np.ndarray, np.ndarray, str]:
     """Pixel coordinates to draw a shape (x = column, y = row) and the plotly mode."""
     if isinstance(shape, Circle):
-        t = np.linspace(0, 2 * np.pi, 120)
-        return (
-            list(shape.centre[0] + shape.radius * np.cos(t)),
-            list(shape.centre[1] + shape.radius * np.sin(t)),
-            "lines",
-        )
+        t = np.linspace(0, 2 * np.pi, 48)
+        return shape.centre[0] + shape.radius * np.cos(t), shape.centre[1] + shape.radius * np.sin(t), "lines"
     if isinstance(shape, Rectangle):
-        return (
-            [shape.x0, shape.x1, shape.x1, shape.x0, shape.x0],
-            [shape.y0, shape.y0, shape.y1, shape.y1, shape.y0],
-            "lines",
-        )
+        return (np.array([shape.x0, shape.x1, shape.x1, shape.x0, shape.x0], float),
+                np.array([shape.y0, shape.y0, shape.y1, shape.y1, shape.y0], float), "lines")  # fmt: skip
     if isinstance(shape, Line):
-        return [shape.start[0], shape.end[0]], [shape.start[1], shape.end[1]], "lines"
+        return np.array([shape.start[0], shape.end[0]], float), np.array([shape.start[1], shape.end[1]], float), "lines"
     if isinstance(shape, Point):
-        return [shape.xy[0]], [shape.xy[1]], "markers"
+        return np.array([shape.xy[0]], float), np.array([shape.xy[1]], float), "markers"
     pts = list(shape.points) + [shape.points[0]]
-    return [p[0] for p in pts], [p[1] for p in pts], "lines"
+    return np.array([p[0] for p in pts], float), np.array([p[1] for p in pts], float), "lines"
 
 
 # shapes whose label ends with a verdict are drawn in its colour (pass green, fail red, the rest grey)
@@ -55,8 +48,8 @@ def overlay_figure(ov: Overlay) -> go.Figure:
     fig = go.Figure(go.Heatmap(z=np.rint(np.clip(shown, 0, None) * 1000 / top).astype(np.int16), colorscale="Gray",
                                showscale=False, hoverinfo="skip", zmin=0, zmax=1000))  # fmt: skip
     colour_of: dict[str, str] = {}
-    traces: dict[tuple[str, str], tuple[list[float | None], list[float | None]]] = {}
-    for shape in ov.shapes:  # one trace per label and mode (shapes apart by None): legible and fast
+    traces: dict[tuple[str, str], tuple[list[np.ndarray], list[np.ndarray]]] = {}
+    for shape in ov.shapes:  # one trace per label and mode (shapes apart by NaN gaps): legible and fast
         group = shape.label.split(" ")[0] if shape.label.startswith(("ghost", "PIU", "SNR")) else shape.label
         verdict = next((v for v in _VERDICT_COLOURS if group.endswith(v)), None)
         colour_of.setdefault(
@@ -64,15 +57,14 @@ def overlay_figure(ov: Overlay) -> go.Figure:
         )
         xs, ys, mode = _shape_xy(shape)
         tx, ty = traces.setdefault((group, mode), ([], []))
-        if tx:
-            tx.append(None)
-            ty.append(None)
-        tx.extend(x / step for x in xs)
-        ty.extend(y / step for y in ys)
+        gap = np.array([np.nan])
+        tx.extend((xs / step, gap))
+        ty.extend((ys / step, gap))
     shown_legend: set[str] = set()
     for (group, mode), (tx, ty) in traces.items():
         colour = colour_of[group]
-        fig.add_scatter(x=tx, y=ty, mode=mode, name=group, legendgroup=group, showlegend=group not in shown_legend,
+        fig.add_scatter(x=np.concatenate(tx)[:-1], y=np.concatenate(ty)[:-1], mode=mode, name=group,
+                        legendgroup=group, showlegend=group not in shown_legend, connectgaps=False,
                         line={"color": colour, "width": 2}, marker={"size": 8, "color": colour})  # fmt: skip
         shown_legend.add(group)
     fig.update_layout(title=ov.key, height=520, width=560, legend={"font": {"size": 10}},
@@ -81,7 +73,7 @@ def overlay_figure(ov: Overlay) -> go.Figure:
     return fig
 
 
-def build_session_page(s: QCSessionResult, provenance: Provenance) -> Page:
+def build_session_page(s: QCSessionResult, provenance: Provenance, overlays: list[go.Figure] | None = None) -> Page:
     ms = s.measurements
     page = Page(f"Phantom QC session ({s.phantom})", f"{s.scanner_key} on {s.session_date:%Y-%m-%d %H:%M} "
                 f"({s.role}; session {s.session_label})", provenance)  # fmt: skip
@@ -126,15 +118,21 @@ def build_session_page(s: QCSessionResult, provenance: Provenance) -> Page:
               f.observed if f.observed is not None else "-", f.level, f.message] for f in findings],
             [["", "", "", "", "fail" if f.level == "fail" else "warn", ""] for f in findings]),
     )  # fmt: skip
-    figs = [overlay_figure(ov) for ov in sorted(s.overlays, key=lambda o: o.key)]
+    figs = overlays if overlays is not None else overlay_figures(s.overlays)
     page.add("Where each value was measured", "", figs)
     series = [[role, uid] for role, uids in s.series.items() for uid in uids]
     page.add("Series measured", table(["role", "series instance UID"], series))
     return page
 
 
-def write_session_report(s: QCSessionResult, provenance: Provenance, path: str | Path) -> Path:
-    return write(build_session_page(s, provenance), path)
+def overlay_figures(overlays: list[Overlay]) -> list[go.Figure]:
+    """One figure per overlay, in key order (built once, shared by the session page and the ACR summary)."""
+    return [overlay_figure(ov) for ov in sorted(overlays, key=lambda o: o.key)]
+
+
+def write_session_report(s: QCSessionResult, provenance: Provenance, path: str | Path,
+                         overlays: list[go.Figure] | None = None) -> Path:  # fmt: skip
+    return write(build_session_page(s, provenance, overlays), path)
 
 
 def _clip(y: float, rng: tuple[float | None, float | None]) -> float:
@@ -254,4 +252,4 @@ def write_trend_report(scanner: str, charts: dict[str, tuple[str, list[Any], Cha
     return write(build_trend_page(scanner, charts, provenance, skipped or {}, context), path)
 
 
-__all__ = ["write_session_report", "write_trend_report", "esc"]
+__all__ = ["overlay_figures", "write_session_report", "write_trend_report", "esc"]

@@ -28,8 +28,6 @@ from qckit.core.session import ProtocolSummary, QCSessionResult
 from qckit.dicom.index import scan
 from qckit.dicom.volume import Volume, match_volume, read_volumes
 from qckit.history.spc import DEFAULT_RULES
-from qckit.history.store import SessionRecord, open_store
-from qckit.history.trend import measurement_charts
 from qckit.phantoms.load import load_phantom
 from qckit.phantoms.models import Phantom
 from qckit.protocols.acquisition import acquisition_differences
@@ -288,6 +286,8 @@ def measure_session(
 def control_status(
     store: Any, key: str, session_id: int, n_baseline: int, rules: tuple[str, ...]
 ) -> list[ControlStatus]:
+    from qckit.history.trend import measurement_charts  # pandas: imported when a history is used
+
     out = []
     for name, g, chart, why in measurement_charts(store.history(key), n_baseline=n_baseline, rules=rules):
         n = len(g)
@@ -306,6 +306,8 @@ def control_status(
 
 def store_session(result: QCSessionResult, opts: SessionOptions) -> None:
     """Record the session in the QC history and evaluate its control charts (sets `session_id`, `control`)."""
+    from qckit.history.store import SessionRecord, open_store  # SQLAlchemy and pandas: only with a history
+
     assert opts.db_url is not None
     with open_store(opts.db_url) as store:
         result.session_id = store.record_session(

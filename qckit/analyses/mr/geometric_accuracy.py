@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial import ConvexHull
+from scipy import ndimage
 
 from qckit.analyses.base import Analysis, AnalysisContext, AnalysisOutput
 from qckit.analyses.mr.profiles import crossing, sample_line
@@ -40,6 +40,24 @@ class Length:
     length_mm: float
     start_xy: tuple[float, float]
     end_xy: tuple[float, float]
+
+
+def convex_hull(pts: np.ndarray) -> np.ndarray:
+    """Vertices of the convex hull of 2-D points, counter-clockwise (Andrew's monotone chain, 1979)."""
+    p = np.unique(pts, axis=0)  # sorted by x, then y
+    if len(p) < 3:
+        return p
+
+    def half(points: np.ndarray) -> list[np.ndarray]:
+        out: list[np.ndarray] = []
+        for q in points:
+            while len(out) >= 2 and np.cross(out[-1] - out[-2], q - out[-2]) <= 0:
+                out.pop()
+            out.append(q)
+        return out
+
+    lower, upper = half(p), half(p[::-1])
+    return np.array(lower[:-1] + upper[:-1])
 
 
 def _hull_distance(hull_pts: np.ndarray, centre: np.ndarray, direction: np.ndarray) -> float:
@@ -93,9 +111,8 @@ def phantom_lengths(
     mask = body_mask(img)
     if mask.sum() < 50:
         raise PhantomNotFoundError("no phantom in the image for the geometric accuracy lengths")
-    ys, xs = np.nonzero(mask)
-    pts = np.column_stack([xs, ys]).astype(float)
-    hull_pts = pts[ConvexHull(pts).vertices]
+    ys, xs = np.nonzero(mask & ~ndimage.binary_erosion(mask))  # the hull of a region is its boundary's
+    hull_pts = convex_hull(np.column_stack([xs, ys]).astype(float))
     centre = np.array(centre_px if centre_px is not None else (xs.mean(), ys.mean()), float)
     inside = img[mask]
     level = 0.5 * float(

@@ -35,9 +35,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, signal
+from scipy import ndimage
 
 from qckit.analyses.base import Analysis, AnalysisContext, AnalysisOutput
+from qckit.analyses.mr.fourier import convolve_same, tukey
 from qckit.analyses.registry import register
 from qckit.core.results import Circle, Line
 from qckit.phantoms.frame import Frame
@@ -92,7 +93,7 @@ def _register(img: np.ndarray, frame: Frame, ins: HoleArrays, step: float = 0.2)
         for hx, hy in [h for row in ul + lr for h in row]:
             template[(X - hx) ** 2 + (Y - hy) ** 2 <= (pair.hole_mm / 2) ** 2] = 1.0
     template = ndimage.gaussian_filter(template, 0.5 / step)
-    corr = signal.fftconvolve(patch - patch.mean(), (template - template.mean())[::-1, ::-1], mode="same")
+    corr = convolve_same(patch - patch.mean(), (template - template.mean())[::-1, ::-1])
     reach = int(4 / step)
     cy, cx = np.array(corr.shape) // 2
     win = corr[cy - reach : cy + reach + 1, cx - reach : cx + reach + 1]
@@ -111,7 +112,7 @@ def _refine(img: np.ndarray, frame: Frame, rows: list, d: float, reach: float = 
     template = np.zeros_like(patch)
     for hx, hy in pts:
         template[(X - hx) ** 2 + (Y - hy) ** 2 <= (d / 2) ** 2] = 1.0
-    corr = signal.fftconvolve(patch - patch.mean(), (template - template.mean())[::-1, ::-1], mode="same")
+    corr = convolve_same(patch - patch.mean(), (template - template.mean())[::-1, ::-1])
     n = int(reach / step)
     cy, cx = np.array(corr.shape) // 2
     win = corr[cy - n : cy + n + 1, cx - n : cx + n + 1]
@@ -254,7 +255,7 @@ def edge_mtf(image: np.ndarray, frame: Frame, start_mm: tuple[float, float], end
     centres = (edges[:-1] + edges[1:]) / 2
     have = counts > 0
     esf = np.interp(centres, centres[have], sums[have] / counts[have])
-    lsf = np.gradient(esf) * signal.windows.tukey(len(esf), 0.5)
+    lsf = np.gradient(esf) * tukey(len(esf), 0.5)
     spec = np.abs(np.fft.rfft(lsf))
     mtf = spec / spec[0]
     freq = np.fft.rfftfreq(len(lsf), bin_mm)

@@ -21,9 +21,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal
 
 from qckit.analyses.base import Analysis, AnalysisContext, AnalysisOutput
+from qckit.analyses.mr.fourier import convolve_same
 from qckit.analyses.registry import register
 from qckit.core.results import Circle
 
@@ -60,7 +60,7 @@ def percent_integral_uniformity(
     r_small = int(math.ceil(math.sqrt(small_area_mm2 / math.pi) / pixel_mm))
     r_large = math.ceil(large_radius_mm / pixel_mm)
     disc = _disc(r_small)
-    means = signal.fftconvolve(img, disc, mode="same") / disc.sum()
+    means = convolve_same(img, disc) / disc.sum()
     cx = centre_px[0] + offset_mm[0] / pixel_mm
     cy = centre_px[1] + offset_mm[1] / pixel_mm
     yy, xx = np.indices(img.shape)

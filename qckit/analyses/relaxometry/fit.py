@@ -33,12 +33,25 @@ Standard errors come from the Jacobian at the solution: cov = s^2 (J^T J)^-1, s^
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-from scipy import optimize
 from scipy.special import i0e, i1e
 
 from qckit.core.errors import QckitInputError
+
+
+class _Optimize:
+    """scipy.optimize, imported on first use (it costs every `qckit qc run` 0.25 s of start-up otherwise: the
+    registry imports this module to register the relaxometry analysis)."""
+
+    def __getattr__(self, name: str) -> Any:
+        from scipy import optimize as _optimize
+
+        return getattr(_optimize, name)
+
+
+optimize = _Optimize()
 
 
 @dataclass(frozen=True)
@@ -78,7 +91,7 @@ def rician_mean(a: np.ndarray, sigma: float) -> np.ndarray:
     return sigma * np.sqrt(np.pi / 2.0) * lag
 
 
-def _se(res: optimize.OptimizeResult, n: int, index: int) -> float:
+def _se(res: Any, n: int, index: int) -> float:
     p = len(res.x)
     if n <= p:
         return float("nan")

@@ -26,8 +26,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, optimize
+from scipy import ndimage
 
+from qckit.analyses.relaxometry.fit import optimize  # scipy.optimize, imported on first use
 from qckit.core.errors import QckitInputError
 
 MIN_CONTRAST = 2.0
