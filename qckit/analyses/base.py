@@ -46,6 +46,9 @@ class SeriesView:
     measurable_ms: tuple[float, float] | None = None  # the protocol entry's declared measurable range
     _outlines: dict[int, Outline] = field(default_factory=dict)
     _rotation: float | None = None
+    shared: dict[Any, Any] = field(
+        default_factory=dict
+    )  # results one analysis leaves for another (per series)
 
     @property
     def pixel_mm(self) -> tuple[float, float]:

@@ -156,7 +156,9 @@ def run_command(
         if s.phantom == "acr-mri-large":
             summary = acr_summary(s)
             files["summary"] = write_json(out / "acr-summary.json", {**summary, "provenance": prov.to_dict()})
-            files["summary html"] = write_summary_report(summary, s.overlays, prov, out / "acr-summary.html", figures)
+            files["summary html"] = write_summary_report(
+                summary, s.overlays, prov, out / "acr-summary.html", figures
+            )
         documents.append(files["json"])
         if not quiet:
             _print_session(s)

@@ -27,7 +27,11 @@ def _shape_xy(shape: Shape) -> tuple[np.ndarray, np.ndarray, str]:
         return (np.array([shape.x0, shape.x1, shape.x1, shape.x0, shape.x0], float),
                 np.array([shape.y0, shape.y0, shape.y1, shape.y1, shape.y0], float), "lines")  # fmt: skip
     if isinstance(shape, Line):
-        return np.array([shape.start[0], shape.end[0]], float), np.array([shape.start[1], shape.end[1]], float), "lines"
+        return (
+            np.array([shape.start[0], shape.end[0]], float),
+            np.array([shape.start[1], shape.end[1]], float),
+            "lines",
+        )
     if isinstance(shape, Point):
         return np.array([shape.xy[0]], float), np.array([shape.xy[1]], float), "markers"
     pts = list(shape.points) + [shape.points[0]]
@@ -73,7 +77,9 @@ def overlay_figure(ov: Overlay) -> go.Figure:
     return fig
 
 
-def build_session_page(s: QCSessionResult, provenance: Provenance, overlays: list[go.Figure] | None = None) -> Page:
+def build_session_page(
+    s: QCSessionResult, provenance: Provenance, overlays: list[go.Figure] | None = None
+) -> Page:
     ms = s.measurements
     page = Page(f"Phantom QC session ({s.phantom})", f"{s.scanner_key} on {s.session_date:%Y-%m-%d %H:%M} "
                 f"({s.role}; session {s.session_label})", provenance)  # fmt: skip

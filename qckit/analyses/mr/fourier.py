@@ -15,7 +15,9 @@ def convolve_same(a: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     a, kernel = np.asarray(a, float), np.asarray(kernel, float)
     shape = [a.shape[i] + kernel.shape[i] - 1 for i in range(2)]
     fshape = [int(2 ** np.ceil(np.log2(n))) for n in shape]
-    full = np.fft.irfft2(np.fft.rfft2(a, fshape) * np.fft.rfft2(kernel, fshape), fshape)[: shape[0], : shape[1]]
+    full = np.fft.irfft2(np.fft.rfft2(a, fshape) * np.fft.rfft2(kernel, fshape), fshape)[
+        : shape[0], : shape[1]
+    ]
     start = [(shape[i] - a.shape[i]) // 2 for i in range(2)]
     return full[start[0] : start[0] + a.shape[0], start[1] : start[1] + a.shape[1]]
 

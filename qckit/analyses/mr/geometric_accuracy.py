@@ -44,20 +44,21 @@ class Length:
 
 def convex_hull(pts: np.ndarray) -> np.ndarray:
     """Vertices of the convex hull of 2-D points, counter-clockwise (Andrew's monotone chain, 1979)."""
-    p = np.unique(pts, axis=0)  # sorted by x, then y
+    p = [tuple(q) for q in np.unique(pts, axis=0).tolist()]  # sorted by x, then y
     if len(p) < 3:
-        return p
+        return np.array(p, float)
 
-    def half(points: np.ndarray) -> list[np.ndarray]:
-        out: list[np.ndarray] = []
+    def half(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        out: list[tuple[float, float]] = []
         for q in points:
-            while len(out) >= 2 and np.cross(out[-1] - out[-2], q - out[-2]) <= 0:
+            while len(out) >= 2 and ((out[-1][0] - out[-2][0]) * (q[1] - out[-2][1])
+                                     - (out[-1][1] - out[-2][1]) * (q[0] - out[-2][0])) <= 0:  # fmt: skip
                 out.pop()
             out.append(q)
         return out
 
     lower, upper = half(p), half(p[::-1])
-    return np.array(lower[:-1] + upper[:-1])
+    return np.array(lower[:-1] + upper[:-1], float)
 
 
 def _hull_distance(hull_pts: np.ndarray, centre: np.ndarray, direction: np.ndarray) -> float:
@@ -162,7 +163,9 @@ class GeometricLengths(Analysis):
         if unknown:
             raise ValueError(f"unknown direction(s) {unknown}; known: {', '.join(DIRECTIONS)}")
         out, shapes = [], []
-        for ln in phantom_lengths(img, v.pixel_mm, o.centre_px, {d: DIRECTIONS[d] for d in wanted}):
+        lengths = phantom_lengths(img, v.pixel_mm, o.centre_px, {d: DIRECTIONS[d] for d in wanted})
+        v.shared.update({("length", n, ln.direction): ln.length_mm for ln in lengths})
+        for ln in lengths:
             out.append(ctx.measurement(f"geometric_length_slice{n}_{ln.direction}", ln.length_mm, "mm",
                                        "ACR inside diameter at half the mean phantom signal",
                                        limit=ctx.limit(), slice_no=n))  # fmt: skip
@@ -205,6 +208,9 @@ class GeometricDistortion(Analysis):
         lengths: list[float] = []
         for n, dirs in ctx.param("slices", {1: ["horizontal", "vertical"], 5: list(DIRECTIONS)}).items():
             n = int(n)
+            if all(("length", n, d) in v.shared for d in dirs):  # measured by geometric_lengths already
+                lengths += [v.shared[("length", n, d)] for d in dirs]
+                continue
             o = v.outline(n, ctx.phantom)
             lengths += [ln.length_mm for ln in phantom_lengths(v.slice(n), v.pixel_mm, o.centre_px,
                                                                {d: DIRECTIONS[d] for d in dirs})]  # fmt: skip

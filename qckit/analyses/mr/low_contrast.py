@@ -265,7 +265,9 @@ def score_slice(img: np.ndarray, frame: Frame, lc: LowContrast, slice_no: int, *
         s2 = float(resid @ resid) / dof if noise_sd is None else noise_sd**2
         cov = s2 * np.linalg.pinv(design.T @ design)
         t = float(beta[0] / math.sqrt(max(cov[0, 0], 1e-30)))
-        p_val = float(special.stdtr(dof, -t)) if noise_sd is None else float(0.5 * special.erfc(t / math.sqrt(2)))
+        p_val = (
+            float(special.stdtr(dof, -t)) if noise_sd is None else float(0.5 * special.erfc(t / math.sqrt(2)))
+        )
         tests.append((k, j, (hx, hy), dia, float(beta[0]), t, p_val))
     rejected = benjamini_hochberg(np.array([t[6] for t in tests]), q)
     holes = []
