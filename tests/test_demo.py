@@ -72,7 +72,9 @@ def test_demo_runs_and_writes_index(tmp_path: Path, installed_wheel: Path):
         or f["scanner"] != planted["scanner"]
         for f in false
     )
-    assert len(false) <= 40  # listed; about 1 in 60 charted values
+    assert 0 < len(false) <= 130 and all(
+        f["rules"] for f in false
+    )  # listed, with their rules; under 5 % of ~2600 values
     trend = (qc / "qc-trend-Philips-Ingenia-VS_0002.html").read_text()
     assert "action limit (190 +- 2 mm)" in trend  # the ACR action limit beside the control limits
     # a constant baseline (every week resolves 1.0 mm) has no control limits: its values are still drawn

@@ -81,8 +81,8 @@ def test_geometric_lengths_known_answer(rot: float, matrix: int):
             assert abs(ln.length_mm - tr.lengths_mm[ln.direction]) <= 0.25, (k, ln, tr.lengths_mm)
 
 
-@pytest.mark.parametrize("rot", [0.0, 5.0, 10.0])
-@pytest.mark.parametrize("matrix,psf", [(256, 1.0), (512, 0.6), (512, 2.5), (256, 2.5)])
+@pytest.mark.parametrize("rot,matrix,psf", [(0.0, 256, 1.0), (10.0, 256, 1.0), (5.0, 512, 0.6), (10.0, 512, 0.6),
+                                            (0.0, 512, 2.5), (10.0, 256, 2.5)])  # fmt: skip
 def test_hole_arrays_verdict_equals_the_rendered_limit(rot: float, matrix: int, psf: float):
     sc, tr, imgs = _scan(rot, matrix, psf)
     frame, _ = _frame(sc, imgs, 1)
@@ -153,9 +153,10 @@ def _object(rot: float, matrix: int):  # noqa: ANN202
     return sc, render_axial(ACR, sc)
 
 
-@pytest.mark.parametrize("rot,matrix", GRID)
-@pytest.mark.parametrize("noise", [6.0, 10.0])  # water 1000: SNR 100-170, the ACR range
-def test_low_contrast_spokes_known_answer(rot: float, matrix: int, noise: float):
+@pytest.mark.parametrize(
+    "rot,matrix,noise", [(0.0, 256, 10.0), (10.0, 256, 6.0), (5.0, 512, 10.0), (10.0, 512, 6.0)]
+)
+def test_low_contrast_spokes_known_answer(rot: float, matrix: int, noise: float):  # water 1000: SNR 100-170
     """Detection near the threshold is a coin toss for a single image (consecutive spokes differ by ~10 % in CNR),
     so the per-slice count is checked as the mean of three noise realisations: within +-1 of the spokes rendered
     above the detection CNR, and no single image more than 2 off on a slice."""
