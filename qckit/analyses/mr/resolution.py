@@ -77,47 +77,38 @@ class HoleArrayResult:
         return min(ok) if ok else None
 
 
-def _register(img: np.ndarray, frame: Frame, ins: HoleArrays, step: float = 0.2) -> tuple[float, float]:
-    """Shift (mm, phantom frame) of the hole pattern that best matches the image, within +-4 mm."""
-    xs = [pair.center_mm[0] for pair in ins.pairs]
-    span = max(8 * p.hole_mm for p in ins.pairs) + 4
-    x0, x1 = min(xs) - span, max(xs) + span
-    ys = [pair.center_mm[1] for pair in ins.pairs]
-    y0, y1 = min(ys) - span, max(ys) + span
-    gx, gy = np.arange(x0, x1, step), np.arange(y0, y1, step)
-    X, Y = np.meshgrid(gx, gy)
+def _best_shift(img: np.ndarray, frame: Frame, holes: list[tuple[float, float, float]], reach: float, step: float,
+                blur_mm: float = 0.0) -> tuple[float, float]:  # fmt: skip
+    """Shift (mm, phantom frame, within +-`reach`) that maximises the correlation of the image with discs at the
+    `holes` (x, y, diameter), sampled every `step` mm (optionally blurred by `blur_mm`)."""
+    pts = np.array(holes)
+    pad = pts[:, 2].max() + reach
+    lo, hi = pts[:, :2].min(axis=0) - pad, pts[:, :2].max(axis=0) + pad
+    X, Y = np.meshgrid(np.arange(lo[0], hi[0], step), np.arange(lo[1], hi[1], step))
     patch = frame.sample(img, X, Y)
     template = np.zeros_like(patch)
-    for pair in ins.pairs:
-        ul, lr = ins.centres(pair)
-        for hx, hy in [h for row in ul + lr for h in row]:
-            template[(X - hx) ** 2 + (Y - hy) ** 2 <= (pair.hole_mm / 2) ** 2] = 1.0
-    template = ndimage.gaussian_filter(template, 0.5 / step)
+    for hx, hy, d in pts:
+        template[(X - hx) ** 2 + (Y - hy) ** 2 <= (d / 2) ** 2] = 1.0
+    if blur_mm:
+        template = ndimage.gaussian_filter(template, blur_mm / step)
     corr = convolve_same(patch - patch.mean(), (template - template.mean())[::-1, ::-1])
-    reach = int(4 / step)
+    n = int(round(reach / step))
     cy, cx = np.array(corr.shape) // 2
-    win = corr[cy - reach : cy + reach + 1, cx - reach : cx + reach + 1]
+    win = corr[cy - n : cy + n + 1, cx - n : cx + n + 1]
     iy, ix = np.unravel_index(int(np.argmax(win)), win.shape)
-    return (float((ix - reach) * step), float((iy - reach) * step))
+    return (float((ix - n) * step), float((iy - n) * step))
+
+
+def _register(img: np.ndarray, frame: Frame, ins: HoleArrays) -> tuple[float, float]:
+    """Shift (mm, phantom frame) of the whole hole pattern that best matches the image, within +-4 mm."""
+    holes = [(hx, hy, pair.hole_mm) for pair in ins.pairs for row in sum(ins.centres(pair), []) for hx, hy in row]
+    return _best_shift(img, frame, holes, reach=4.0, step=0.2, blur_mm=0.5)
 
 
 def _refine(img: np.ndarray, frame: Frame, rows: list, d: float, reach: float = 1.2) -> tuple[float, float]:
     """Shift (mm) of one array's 16 holes that maximises the image's correlation with their discs, within
     +-`reach` mm at 0.1 mm (the insert's arrays sit a few tenths of a mm off their nominal places)."""
-    pts = np.array([h for holes in rows for h in holes])
-    lo, hi = pts.min(axis=0) - d - reach, pts.max(axis=0) + d + reach
-    step = 0.1
-    X, Y = np.meshgrid(np.arange(lo[0], hi[0], step), np.arange(lo[1], hi[1], step))
-    patch = frame.sample(img, X, Y)
-    template = np.zeros_like(patch)
-    for hx, hy in pts:
-        template[(X - hx) ** 2 + (Y - hy) ** 2 <= (d / 2) ** 2] = 1.0
-    corr = convolve_same(patch - patch.mean(), (template - template.mean())[::-1, ::-1])
-    n = int(reach / step)
-    cy, cx = np.array(corr.shape) // 2
-    win = corr[cy - n : cy + n + 1, cx - n : cx + n + 1]
-    iy, ix = np.unravel_index(int(np.argmax(win)), win.shape)
-    return (float((ix - n) * step), float((iy - n) * step))
+    return _best_shift(img, frame, [(hx, hy, d) for holes in rows for hx, hy in holes], reach=reach, step=0.1)
 
 
 def _noise_sd(img: np.ndarray, frame: Frame, ins: HoleArrays) -> float:
