@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from qckit.phantoms.render import rotate_to_image, rotate_to_phantom
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -22,10 +24,14 @@ class Frame:
 
     def to_px(self, x_mm: np.ndarray | float, y_mm: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
         """(column, row) pixel coordinates of phantom-frame points."""
-        t = np.deg2rad(self.rotation_deg)
-        x, y = np.asarray(x_mm, float), np.asarray(y_mm, float)
-        dx, dy = np.cos(t) * x + np.sin(t) * y, -np.sin(t) * x + np.cos(t) * y
+        dx, dy = rotate_to_image(np.asarray(x_mm, float), np.asarray(y_mm, float), self.rotation_deg)
         return self.centre_px[0] + dx / self.pixel_mm[0], self.centre_px[1] + dy / self.pixel_mm[1]
+
+    def to_mm(self, cols: np.ndarray | float, rows: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+        """Phantom-frame (x, y) mm of pixel coordinates (the inverse of `to_px`)."""
+        dx = (np.asarray(cols, float) - self.centre_px[0]) * self.pixel_mm[0]
+        dy = (np.asarray(rows, float) - self.centre_px[1]) * self.pixel_mm[1]
+        return rotate_to_phantom(dx, dy, self.rotation_deg)
 
     def sample(self, image: np.ndarray, x_mm: np.ndarray | float, y_mm: np.ndarray | float) -> np.ndarray:
         """The image (linear interpolation) at phantom-frame points."""

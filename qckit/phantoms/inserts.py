@@ -117,22 +117,17 @@ class LowContrast(_Strict):
             raise ValueError("ring_mm must be (inner, outer) and enclose every spoke hole")
         return self
 
-    def holes(self, slice_no: int) -> list[tuple[int, int, float, float, float]]:
-        """(spoke, hole, x, y, diameter) of every hole of the disk on `slice_no` (mm, spokes and holes 1-based)."""
+    def holes(self, slice_no: int, centre_mm: tuple[float, float] | None = None, offset_deg: float = 0.0,
+              scale: float = 1.0) -> list[tuple[int, int, float, float, float]]:  # fmt: skip
+        """(spoke, hole, x, y, diameter) of every hole of the disk on `slice_no` (mm, spokes and holes 1-based),
+        about `centre_mm` (default the definition's), the spokes turned by `offset_deg` and the radii scaled."""
         d = self.disk(slice_no)
+        cx, cy = self.center_mm if centre_mm is None else centre_mm
         out = []
         for k, dia in enumerate(self.diameters_mm):
-            a = math.radians(d.spoke1_deg + 36.0 * k)
+            a = math.radians(d.spoke1_deg + 36.0 * k + offset_deg)
             for j, r in enumerate(self.radii_mm):
-                out.append(
-                    (
-                        k + 1,
-                        j + 1,
-                        self.center_mm[0] + r * math.cos(a),
-                        self.center_mm[1] + r * math.sin(a),
-                        dia,
-                    )
-                )
+                out.append((k + 1, j + 1, cx + scale * r * math.cos(a), cy + scale * r * math.sin(a), dia))
         return out
 
     def disk(self, slice_no: int) -> LowContrastDisk:

@@ -41,6 +41,7 @@ from scipy import ndimage, special
 
 from qckit.phantoms.inserts import Inserts
 from qckit.phantoms.models import Phantom
+from qckit.phantoms.render import rotate_to_phantom
 from qckit.synth.dicom import SCANNERS, Subject, write_series
 
 RESOLVED_MTF = 0.25  # the system MTF at an array's fundamental above which it is resolvable (truth model)
@@ -217,12 +218,10 @@ def _grid(sc: AcrScanner) -> tuple[np.ndarray, np.ndarray]:
     n, ss, p = sc.matrix, sc.supersample, sc.pixel_mm
     sub = (np.arange(n * ss) + 0.5) / ss - n / 2  # pixel units from the FOV centre
     X, Y = np.meshgrid(sub * p, sub * p)
-    X = (X - sc.shift_mm[0]) / sc.scale[0]
-    Y = (Y - sc.shift_mm[1]) / sc.scale[1]
-    t = math.radians(-sc.rotation_deg)  # image = R(theta) p  ->  p = R(-theta) image
-    return (math.cos(t) * X + math.sin(t) * Y).astype(np.float32), (
-        -math.sin(t) * X + math.cos(t) * Y
-    ).astype(np.float32)
+    x, y = rotate_to_phantom(
+        (X - sc.shift_mm[0]) / sc.scale[0], (Y - sc.shift_mm[1]) / sc.scale[1], sc.rotation_deg
+    )
+    return x.astype(np.float32), y.astype(np.float32)
 
 
 def _bias(sc: AcrScanner) -> np.ndarray:

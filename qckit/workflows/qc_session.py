@@ -246,9 +246,8 @@ def measure_session(
     res = run_phantom_analyses(phantom, role=role, series_for=series_for, repeat_for=repeat_for,
                                localizer=localizer, field_strength_t=field_t,
                                series_set_for=series_set_for)  # fmt: skip
-    for other in roles[
-        1:
-    ]:  # the other series of the session (ACR: T2 after T1), names suffixed with the role
+    # the other series of the session (ACR: T2 after T1), their measurements named with the role as a suffix
+    for other in roles[1:]:
         more = run_phantom_analyses(phantom, role=other, series_for=series_for, repeat_for=repeat_for,
                                     localizer=localizer, field_strength_t=field_t, series_set_for=series_set_for,
                                     only=lambda spec, r=other: r in spec.roles and spec.roles != ["localizer"])  # fmt: skip

@@ -132,29 +132,14 @@ def disk_centre(img: np.ndarray, frame: Frame, lc: LowContrast, reach: float = 1
     return c
 
 
-def _holes(
-    lc: LowContrast, slice_no: int, centre: tuple[float, float], offset_deg: float, scale: float = 1.0
-):  # noqa: ANN202
-    d = lc.disk(slice_no)
-    for k, dia in enumerate(lc.diameters_mm):
-        a = math.radians(d.spoke1_deg + 36.0 * k + offset_deg)
-        yield k + 1, a, dia, [(centre[0] + scale * r * math.cos(a), centre[1] + scale * r * math.sin(a))
-                               for r in lc.radii_mm]  # fmt: skip
-
-
 def _contrast_score(img: np.ndarray, frame: Frame, lc: LowContrast, slice_no: int, centre: tuple[float, float],
                     offset_deg: float, scale: float, min_diameter: float = 3.3) -> float:  # fmt: skip
     """Sum over the larger holes of their mean signal within 0.35 d of the centre (the centre weighted 1/2, a ring
     of 16 points 1/2): the registration score (the holes are brighter than the disk around them, so the sum peaks
     where the pattern sits on them)."""
-    d = lc.disk(slice_no)
-    k = np.array([i for i, dia in enumerate(lc.diameters_mm) if dia >= min_diameter])
-    dia = np.array(lc.diameters_mm)[k]
-    ang = np.radians(d.spoke1_deg + 36.0 * k + offset_deg)
-    r = scale * np.array(lc.radii_mm)
-    hx = (centre[0] + r[None, :] * np.cos(ang)[:, None]).ravel()
-    hy = (centre[1] + r[None, :] * np.sin(ang)[:, None]).ravel()
-    rad = np.repeat(0.35 * dia, len(lc.radii_mm))
+    big = np.array([(x, y, dia) for _s, _h, x, y, dia in lc.holes(slice_no, centre, offset_deg, scale)
+                    if dia >= min_diameter])  # fmt: skip
+    hx, hy, rad = big[:, 0], big[:, 1], 0.35 * big[:, 2]
     t = np.linspace(0, 2 * math.pi, 16, endpoint=False)
     xs = np.concatenate([hx, (hx[:, None] + rad[:, None] * np.cos(t)).ravel()])
     ys = np.concatenate([hy, (hy[:, None] + rad[:, None] * np.sin(t)).ravel()])
@@ -199,10 +184,8 @@ def angle_offset(img: np.ndarray, frame: Frame, lc: LowContrast, slice_no: int, 
     best, best_score = 0.0, -math.inf
     for off in np.arange(-reach, reach + 1e-9, 0.25):
         score = 0.0
-        for _k, _a, dia, pts in _holes(lc, slice_no, centre, off):
-            if dia < 3.5:
-                continue
-            for hx, hy in pts:
+        for _s, _h, hx, hy, dia in lc.holes(slice_no, centre, off):
+            if dia >= 3.5:
                 t = np.linspace(0, 2 * math.pi, 12, endpoint=False)
                 inside = frame.sample(img, hx + 0.3 * dia * np.cos(t), hy + 0.3 * dia * np.sin(t)).mean()
                 ring = frame.sample(img, hx + 0.9 * dia * np.cos(t), hy + 0.9 * dia * np.sin(t)).mean()
@@ -219,10 +202,7 @@ def _pixels_near(img: np.ndarray, frame: Frame, x_mm: float, y_mm: float, radius
     r0, r1 = max(int(cy - rpx), 0), min(int(cy + rpx) + 1, img.shape[0])
     c0, c1 = max(int(cx - rpx), 0), min(int(cx + rpx) + 1, img.shape[1])
     rr, cc = np.mgrid[r0:r1, c0:c1]
-    t = math.radians(frame.rotation_deg)
-    dx = (cc - frame.centre_px[0]) * frame.pixel_mm[0]
-    dy = (rr - frame.centre_px[1]) * frame.pixel_mm[1]
-    px_, py_ = math.cos(t) * dx - math.sin(t) * dy, math.sin(t) * dx + math.cos(t) * dy
+    px_, py_ = frame.to_mm(cc, rr)
     near = np.hypot(px_ - x_mm, py_ - y_mm) <= radius_mm
     return img[rr[near], cc[near]].astype(float), px_[near], py_[near], rr[near], cc[near]
 
@@ -234,8 +214,7 @@ def score_slice(img: np.ndarray, frame: Frame, lc: LowContrast, slice_no: int, *
     img = np.asarray(img, float)
     c = centre if centre is not None else disk_centre(img, frame, lc)
     px = min(frame.pixel_mm)
-    holes_all = [(k, j + 1, pts[j], dia) for k, _a, dia, pts in _holes(lc, slice_no, c, offset_deg, scale)
-                 for j in range(3)]  # fmt: skip
+    holes_all = [(k, j, (x, y), dia) for k, j, x, y, dia in lc.holes(slice_no, c, offset_deg, scale)]
     tests = []
     for k, j, (hx, hy), dia in holes_all:
         reach = dia / 2 + max(0.8 * dia, 3 * px)
@@ -249,9 +228,7 @@ def score_slice(img: np.ndarray, frame: Frame, lc: LowContrast, slice_no: int, *
         v, x, y, rows, cols = v[keep], x[keep], y[keep], rows[keep], cols[keep]
         dist = np.hypot(x - hx, y - hy)
         h = np.clip((dia / 2 - dist) / px + 0.5, 0.0, 1.0)  # the pixel's share of the hole (partial volume)
-        rho = (
-            np.hypot(x - c[0], y - c[1]) - math.hypot(hx - c[0], hy - c[1])
-        ) / reach  # radial, from the hole
+        rho = (np.hypot(x - c[0], y - c[1]) - rad) / reach  # radial, from the hole's circle
         alt_c, alt_r = (-1.0) ** (cols % 2), (-1.0) ** (rows % 2)  # Gibbs ringing at the edge of k-space
         design = np.column_stack(
             [h, np.ones_like(v), (x - hx) / reach, (y - hy) / reach, rho * rho, alt_c, alt_r]
@@ -287,12 +264,11 @@ def score_series(slices: dict[int, np.ndarray], frames: dict[int, Frame], lc: Lo
                  q: float = FDR_Q, noise_sd: float | None = None) -> list[SliceScore]:  # fmt: skip
     """Score every low-contrast slice; the angle offset is found on the highest-contrast disk and shared."""
     top = max(lc.disks, key=lambda d: d.contrast_percent).slice
-    c_top = disk_centre(slices[top], frames[top], lc)
-    off = angle_offset(slices[top], frames[top], lc, top, c_top)
+    centres = {d.slice: disk_centre(slices[d.slice], frames[d.slice], lc) for d in lc.disks}
+    off = angle_offset(slices[top], frames[top], lc, top, centres[top])
     out = []
     for d in lc.disks:
-        c, o, scale = register_disk(slices[d.slice], frames[d.slice], lc, d.slice,
-                                    disk_centre(slices[d.slice], frames[d.slice], lc), off)  # fmt: skip
+        c, o, scale = register_disk(slices[d.slice], frames[d.slice], lc, d.slice, centres[d.slice], off)
         out.append(score_slice(slices[d.slice], frames[d.slice], lc, d.slice, centre=c, offset_deg=o,
                                scale=scale, q=q, noise_sd=noise_sd))  # fmt: skip
     return out

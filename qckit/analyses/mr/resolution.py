@@ -101,7 +101,9 @@ def _best_shift(img: np.ndarray, frame: Frame, holes: list[tuple[float, float, f
 
 def _register(img: np.ndarray, frame: Frame, ins: HoleArrays) -> tuple[float, float]:
     """Shift (mm, phantom frame) of the whole hole pattern that best matches the image, within +-4 mm."""
-    holes = [(hx, hy, pair.hole_mm) for pair in ins.pairs for row in sum(ins.centres(pair), []) for hx, hy in row]
+    holes = [
+        (hx, hy, pair.hole_mm) for pair in ins.pairs for row in sum(ins.centres(pair), []) for hx, hy in row
+    ]
     return _best_shift(img, frame, holes, reach=4.0, step=0.2, blur_mm=0.5)
 
 
@@ -198,10 +200,7 @@ def edge_mtf(image: np.ndarray, frame: Frame, start_mm: tuple[float, float], end
     r0, r1 = int(max(rows.min() - pad, 0)), int(min(rows.max() + pad, img.shape[0] - 1))
     c0, c1 = int(max(cols.min() - pad, 0)), int(min(cols.max() + pad, img.shape[1] - 1))
     rr, cc = np.mgrid[r0 : r1 + 1, c0 : c1 + 1]
-    t = np.deg2rad(frame.rotation_deg)
-    dx = (cc - frame.centre_px[0]) * frame.pixel_mm[0]
-    dy = (rr - frame.centre_px[1]) * frame.pixel_mm[1]
-    px_, py_ = np.cos(t) * dx - np.sin(t) * dy, np.sin(t) * dx + np.cos(t) * dy  # image -> phantom frame
+    px_, py_ = frame.to_mm(cc, rr)
     along = (px_ - x0) * ux + (py_ - y0) * uy
     across = (px_ - x0) * nx + (py_ - y0) * ny
     sel = (along >= 2) & (along <= length - 2) & (np.abs(across) <= half_width_mm)
