@@ -491,8 +491,15 @@ class HistoryStore:
             return int(conn.execute(select(schema_table.c.version)).scalar_one())
 
 
+_PREPARE_LOCK = 0x71636B69  # "qcki": the advisory lock that serialises store creation and migration (PostgreSQL)
+
+
 def _prepare(engine: Engine) -> None:
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # concurrent runs opening one new store: without the lock two of them can both find no tables, both
+            # create them and both insert a version row; the lock is released when this transaction ends
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PREPARE_LOCK})
         names = set(inspect(conn).get_table_names())
         if "qckit_schema" not in names:
             if names & {"scanners", "sessions", "measurements"}:
