@@ -164,3 +164,34 @@ def run_installed(env_dir: Path, *args: str, cwd: Path):  # noqa: ANN201 - subpr
     env = {k: v for k, v in os.environ.items() if not k.startswith("QCKIT_")}
     return subprocess.run([str(env_dir / "bin" / "qckit"), *args], capture_output=True, text=True, cwd=cwd,
                           env=env, timeout=900)  # fmt: skip
+
+
+# The docs' own `qckit demo` example, run once per test session from the installed wheel: the whole-demo test
+# (tests/test_demo.py) asserts on it and the getting-started page's example takes it instead of running the demo a
+# second time (three minutes of both cores each).
+DEMO_COMMAND = ("demo", "-o", "demo", "--data", "demo-data", "--json", "demo.json", "-q")
+
+
+@pytest.fixture(scope="session")
+def demo_run(installed_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`qckit DEMO_COMMAND` in a folder shared by this run's xdist workers (the first one to ask runs it under a
+    file lock, the others wait and read its record): {"cwd", "returncode", "stdout", "stderr"}."""
+    import fcntl
+    import json
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # pytest-N/popen-gwK -> pytest-N: this run's, shared by its workers
+    cwd = root / "shared-demo-run"
+    cwd.mkdir(exist_ok=True)
+    record = cwd / "record.json"
+    with open(cwd / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not record.is_file():
+                res = run_installed(installed_wheel, *DEMO_COMMAND, cwd=cwd)
+                record.write_text(json.dumps({"cwd": str(cwd), "returncode": res.returncode,
+                                              "stdout": res.stdout, "stderr": res.stderr}))  # fmt: skip
+            return json.loads(record.read_text())
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -11,26 +11,23 @@ import pandas as pd
 
 from qckit.core.jsonio import strict_loads
 from qckit.schemas import load_schema
-from tests.conftest import run_installed
 
 
-def test_demo_runs_and_writes_index(tmp_path: Path, installed_wheel: Path):
-    # `--out` is the pre-0.3 spelling of --output-dir: it still works, with a deprecation warning
-    res = run_installed(installed_wheel, "demo", "--out", str(tmp_path / "demo"), "--data", str(tmp_path / "d"),
-                        "-q", "--json", str(tmp_path / "demo.json"), cwd=tmp_path)  # fmt: skip
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "`qckit demo --out` is deprecated" in res.stderr and "use --output-dir" in res.stderr
-    assert res.stdout == ""  # -q: nothing on stdout
-    doc = strict_loads((tmp_path / "demo.json").read_text())
+def test_demo_runs_and_writes_index(demo_run: dict):
+    # the getting-started page's command (`demo_run`, tests/conftest.py: run once, from the installed wheel)
+    cwd = Path(demo_run["cwd"])
+    assert demo_run["returncode"] == 0, demo_run["stdout"] + demo_run["stderr"]
+    assert demo_run["stdout"] == ""  # -q: nothing on stdout
+    doc = strict_loads((cwd / "demo.json").read_text())
     jsonschema.validate(doc, load_schema("demo"))
     assert doc["series"] == 13 and doc["protocol_checks"]["acr-mri-large"]["failed"] is True
-    assert set(doc["qc_first_alarms"]) and all(Path(p).exists() for p in doc["outputs"].values())
-    index = json.loads((tmp_path / "demo" / "index.json").read_text())
+    assert set(doc["qc_first_alarms"]) and all((cwd / p).exists() for p in doc["outputs"].values())
+    index = json.loads((cwd / "demo" / "index.json").read_text())
     vendors = {s["Vendor"] for s in index["series"]}
     assert vendors == {"Siemens", "GE", "Philips"}
     assert index["errors"] == []
     assert len(index["series"]) == 13  # 3 scanners x (localizer, T1, 2 T2 echoes) + 1 CT
-    acr = json.loads((tmp_path / "demo" / "protocol-acr-mri-large.json").read_text())
+    acr = json.loads((cwd / "demo" / "protocol-acr-mri-large.json").read_text())
     failed = {
         (s["folder"], r["keyword"], r["level"]) for s in acr["series"] for r in s["rules"] if not r["passed"]
     }
@@ -39,21 +36,21 @@ def test_demo_runs_and_writes_index(tmp_path: Path, installed_wheel: Path):
         ("ge-mr750-3t/series02", "EchoTime", "fail"),
         ("philips-ingenia-1.5t/series01", "SliceThickness", "warn"),
     }
-    assert (tmp_path / "demo" / "protocol-acr-mri-large.html").is_file()
-    ct = json.loads((tmp_path / "demo" / "protocol-ct-radiomics-phantom.json").read_text())
+    assert (cwd / "demo" / "protocol-acr-mri-large.html").is_file()
+    ct = json.loads((cwd / "demo" / "protocol-ct-radiomics-phantom.json").read_text())
     assert [s["status"] for s in ct["series"]] == ["pass"] and ct["summary"]["out_of_scope"] == 12
     for name in ("harmonization.html", "classification.html", "cohort-features.parquet"):
-        assert (tmp_path / "demo" / name).is_file()
-    phantom = tmp_path / "demo" / "phantom"
+        assert (cwd / "demo" / name).is_file()
+    phantom = cwd / "demo" / "phantom"
     assert (phantom / "phantom-reproducibility.html").is_file()
     summary = json.loads((phantom / "summary.json").read_text())
     assert summary["scans"] == 9 and summary["problems"] == [] and len(summary["conditions"]) == 3
     assert 0 < summary["n_stable"] < summary["n_features"]
-    assert "phantom-stable features" in (tmp_path / "demo" / "classification.html").read_text()
-    cohort = pd.read_parquet(tmp_path / "demo" / "cohort-features.parquet")
+    assert "phantom-stable features" in (cwd / "demo" / "classification.html").read_text()
+    cohort = pd.read_parquet(cwd / "demo" / "cohort-features.parquet")
     assert len(cohort) == 48 and {"scanner", "label", "age", "original_glcm_Contrast"} <= set(cohort.columns)
     # stage 6: an image-based year of weekly QC; the drifting scanner is caught after its drift begins (week 31)
-    qc = tmp_path / "demo" / "qc"
+    qc = cwd / "demo" / "qc"
     assert (qc / "qc-history.sqlite").is_file()
     assert (qc / "qc-trend-Philips-Ingenia-VS_0002.html").is_file()
     assert doc["qc_problems"] == []
@@ -86,11 +83,11 @@ def test_demo_runs_and_writes_index(tmp_path: Path, installed_wheel: Path):
     assert q["site-b"]["failed"] and "SliceThickness 5.0" in q["site-b"]["failed"][0]
     assert q["site-c"]["missing"] and "FLAIR" in q["site-c"]["missing"][0]
     assert doc["qualification_needs_harmonization"] == ["GE-DISCOVERY_MR750-QB_0002"]
-    for cert in (tmp_path / "demo" / "qualification").rglob("certificate.json"):
+    for cert in (cwd / "demo" / "qualification").rglob("certificate.json"):
         jsonschema.validate(strict_loads(cert.read_text()), load_schema("qualify-certificate"))
-    assert (tmp_path / "demo" / "qualification" / "summary" / "qualification-summary.html").is_file()
+    assert (cwd / "demo" / "qualification" / "summary" / "qualification-summary.html").is_file()
     # one JSON policy: every JSON file the demo wrote parses with a strict parser (no NaN / Infinity literals)
-    written = list((tmp_path / "demo").rglob("*.json")) + list((tmp_path / "d").rglob("*.json"))
+    written = list((cwd / "demo").rglob("*.json")) + list((cwd / "demo-data").rglob("*.json"))
     assert len(written) >= 5
     for path in written:
         strict_loads(path.read_text())

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import DEMO_COMMAND
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 PAGES = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md"))
@@ -65,6 +67,14 @@ def _console(cmd: str, cwd: Path) -> None:
     )
 
 
+def _shared_demo(run: dict, cwd: Path) -> None:
+    """The getting-started page's `qckit demo` example: the suite runs that exact command once (`demo_run`, from
+    the installed wheel, shared with tests/test_demo.py); its outputs are linked into the page's folder."""
+    assert run["returncode"] == 0, f"$ qckit {' '.join(DEMO_COMMAND)}\n{run['stdout']}\n{run['stderr']}"
+    for name in ("demo", "demo-data", "demo.json"):
+        (cwd / name).symlink_to(Path(run["cwd"]) / name)
+
+
 @pytest.mark.parametrize("page", [p for p in PAGES if examples((DOCS / p).read_text())])
 def test_the_examples_of_a_page_run(page: str, tmp_path: Path, request: pytest.FixtureRequest):
     text = (DOCS / page).read_text()
@@ -79,7 +89,9 @@ def test_the_examples_of_a_page_run(page: str, tmp_path: Path, request: pytest.F
     os.chdir(tmp_path)
     try:
         for kind, code in blocks:
-            if kind == "console":
+            if kind == "console" and code == "qckit " + " ".join(DEMO_COMMAND):
+                _shared_demo(request.getfixturevalue("demo_run"), tmp_path)
+            elif kind == "console":
                 _console(code, tmp_path)
             else:
                 exec(compile(code, f"{page} (python example)", "exec"), namespace)  # noqa: S102 - the docs' own examples
