@@ -491,7 +491,9 @@ class HistoryStore:
             return int(conn.execute(select(schema_table.c.version)).scalar_one())
 
 
-_PREPARE_LOCK = 0x71636B69  # "qcki": the advisory lock that serialises store creation and migration (PostgreSQL)
+_PREPARE_LOCK = (
+    0x71636B69  # "qcki": the advisory lock that serialises store creation and migration (PostgreSQL)
+)
 
 
 def _prepare(engine: Engine) -> None:

@@ -98,6 +98,7 @@ def _provenance_html(p: Provenance) -> str:
 
 def render(page: Page) -> str:
     """The page as one HTML document with plotly.js inlined (only when the page has figures)."""
+    import plotly.io as pio
     from plotly.offline import get_plotlyjs
 
     has_figures = any(s.figures for s in page.sections)
@@ -111,12 +112,14 @@ def render(page: Page) -> str:
     for n, section in enumerate(page.sections):
         parts.append(f"<section id='s{n}'><h2>{esc(section.title)}</h2>{section.html}")
         for k, fig in enumerate(section.figures):
-            parts.append(
-                fig.to_html(
+            parts.append(  # a go.Figure or a plain figure dict (built by qckit, drawn as it is)
+                pio.to_html(
+                    fig,
                     full_html=False,
                     include_plotlyjs=False,
                     div_id=f"fig-{n}-{k}",
                     config={"displaylogo": False, "responsive": True},
+                    validate=not isinstance(fig, dict),
                 )
             )
         parts.append("</section>")

@@ -3,6 +3,7 @@ control status) and a scanner's control charts over time (`write_trend_report`).
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +44,46 @@ _VERDICT_COLOURS = {"pass": "#1b7f3b", "fail": "#c0262d", "not measurable": "#8a
                     "fit failed": "#ff00ff"}  # fmt: skip
 
 
-def overlay_figure(ov: Overlay) -> go.Figure:
-    """The image (down-sampled to at most 256 px) with every shape; one legend entry per label."""
+def _typed(a: np.ndarray) -> dict[str, str]:
+    """A numpy array as a plotly.js typed-array spec (what plotly.py writes for arrays: dtype, base64 bytes,
+    shape), so a figure dict is serialised without turning its pixels into JSON numbers."""
+    a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
+    spec = {"dtype": a.dtype.str.lstrip("<|="), "bdata": base64.b64encode(a.tobytes()).decode("ascii")}
+    if a.ndim > 1:
+        spec["shape"] = ", ".join(map(str, a.shape))
+    return spec
+
+
+def _template() -> dict[str, Any]:
+    """The default plotly template as a dict (what a go.Figure carries), built once per process."""
+    global _TEMPLATE
+    if _TEMPLATE is None:
+        import plotly.io as pio
+
+        _TEMPLATE = pio.templates[pio.templates.default].to_plotly_json()
+    return _TEMPLATE
+
+
+_TEMPLATE: dict[str, Any] | None = None
+
+
+def _gray() -> list[list[Any]]:
+    """plotly's "Gray" colour scale as stops (plotly.js knows no "Gray": plotly.py expands names when it validates)."""
+    from plotly.colors import get_colorscale
+
+    return get_colorscale("Gray")
+
+
+def overlay_figure(ov: Overlay) -> dict[str, Any]:
+    """The image (down-sampled to at most 256 px) with every shape; one legend entry per label. A plotly figure as
+    a plain dict (`{"data", "layout"}`): built without plotly's per-property validation, which took most of a QC
+    run's report time; `html.render` draws dicts and `go.Figure` objects alike."""
     img = np.asarray(ov.image, float)
     step = max(1, int(np.ceil(max(img.shape) / 256)))
     shown = img[::step, ::step]
     top = max(float(np.percentile(shown, 99.5)), 1e-9)
-    fig = go.Figure(go.Heatmap(z=np.rint(np.clip(shown, 0, None) * 1000 / top).astype(np.int16), colorscale="Gray",
-                               showscale=False, hoverinfo="skip", zmin=0, zmax=1000))  # fmt: skip
+    data: list[dict[str, Any]] = [{"type": "heatmap", "z": _typed(np.rint(np.clip(shown, 0, None) * 1000 / top).astype(np.int16)),
+                                   "colorscale": _gray(), "showscale": False, "hoverinfo": "skip", "zmin": 0, "zmax": 1000}]  # fmt: skip
     colour_of: dict[str, str] = {}
     traces: dict[tuple[str, str], tuple[list[np.ndarray], list[np.ndarray]]] = {}
     for shape in ov.shapes:  # one trace per label and mode (shapes apart by NaN gaps): legible and fast
@@ -67,18 +100,19 @@ def overlay_figure(ov: Overlay) -> go.Figure:
     shown_legend: set[str] = set()
     for (group, mode), (tx, ty) in traces.items():
         colour = colour_of[group]
-        fig.add_scatter(x=np.concatenate(tx)[:-1], y=np.concatenate(ty)[:-1], mode=mode, name=group,
-                        legendgroup=group, showlegend=group not in shown_legend, connectgaps=False,
-                        line={"color": colour, "width": 2}, marker={"size": 8, "color": colour})  # fmt: skip
+        data.append({"type": "scatter", "x": _typed(np.concatenate(tx)[:-1]), "y": _typed(np.concatenate(ty)[:-1]), "mode": mode,
+                     "name": group, "legendgroup": group, "showlegend": group not in shown_legend,
+                     "connectgaps": False, "line": {"color": colour, "width": 2},
+                     "marker": {"size": 8, "color": colour}})  # fmt: skip
         shown_legend.add(group)
-    fig.update_layout(title=ov.key, height=520, width=560, legend={"font": {"size": 10}},
-                      yaxis={"autorange": "reversed", "scaleanchor": "x", "showticklabels": False},
-                      xaxis={"showticklabels": False}, margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
-    return fig
+    layout = {"template": _template(), "title": {"text": ov.key}, "height": 520, "width": 560, "legend": {"font": {"size": 10}},
+              "yaxis": {"autorange": "reversed", "scaleanchor": "x", "showticklabels": False},
+              "xaxis": {"showticklabels": False}, "margin": {"l": 10, "r": 10, "t": 40, "b": 10}}  # fmt: skip
+    return {"data": data, "layout": layout}
 
 
 def build_session_page(
-    s: QCSessionResult, provenance: Provenance, overlays: list[go.Figure] | None = None
+    s: QCSessionResult, provenance: Provenance, overlays: list[dict[str, Any]] | None = None
 ) -> Page:
     ms = s.measurements
     page = Page(f"Phantom QC session ({s.phantom})", f"{s.scanner_key} on {s.session_date:%Y-%m-%d %H:%M} "
@@ -131,7 +165,7 @@ def build_session_page(
     return page
 
 
-def overlay_figures(overlays: list[Overlay]) -> list[go.Figure]:
+def overlay_figures(overlays: list[Overlay]) -> list[dict[str, Any]]:
     """One figure per overlay, in key order (built once, shared by the session page and the ACR summary)."""
     return [overlay_figure(ov) for ov in sorted(overlays, key=lambda o: o.key)]
 

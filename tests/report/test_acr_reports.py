@@ -150,3 +150,35 @@ def test_trend_charts_draw_action_limits_and_never_outside_the_physical_range():
     assert min(min(v for v in y if v is not None) for y in psg_lines) >= 0.0
     assert any((name or "").startswith("action limit (>= 87.5%") for (_t, name) in lines)
     assert any((t or "").startswith("resolution_rl (mm): no control limits yet") for (t, _n) in lines)
+
+
+def test_overlay_figure_draws_the_image_in_grey_with_its_shapes_as_plotly_does():
+    """The overlay figures are plain dicts (no plotly validation): the image in plotly's "Gray" stops (plotly.js has
+    no "Gray" of its own), the pixels and shape coordinates as typed arrays that decode to the same values, and the
+    same JSON as the go.Figure it replaces."""
+    import base64
+
+    import numpy as np
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    from qckit.core.results import Circle, Overlay
+    from qckit.report.qc_report import overlay_figure
+
+    img = np.arange(300 * 300, dtype=float).reshape(300, 300)
+    ov = Overlay("t1 slice 7", img, (0.5, 0.5), [Circle((10.0, 20.0), 5.0, "PIU large ROI")])
+    fig = overlay_figure(ov)
+    heat, ring = fig["data"]
+    expanded = go.Heatmap(colorscale="Gray").colorscale  # as plotly.py expands the name when it validates
+    assert [c for _p, c in heat["colorscale"]] == [c for _p, c in expanded]
+    assert np.allclose([p for p, _c in heat["colorscale"]], [p for p, _c in expanded])
+    assert heat["colorscale"][0][1] == "rgb(0, 0, 0)" and heat["colorscale"][-1][1].startswith("rgb(25")
+    z = np.frombuffer(base64.b64decode(heat["z"]["bdata"]), np.int16).reshape(150, 150)  # 2x down-sampled
+    assert heat["z"]["shape"] == "150, 150" and abs(np.percentile(z, 99.5) - 1000) <= 1 and z[0, 0] == 0
+    x = np.frombuffer(base64.b64decode(ring["x"]["bdata"]), np.float64)
+    assert (
+        abs(x.min() - 2.5) < 0.01 and x.max() == 7.5 and ring["name"] == "PIU"
+    )  # centre 10 px, radius 5, halved
+    validated = go.Figure(fig).to_plotly_json()  # plotly accepts the dict as it is
+    assert validated["data"][0]["colorscale"] and validated["layout"]["title"]["text"] == "t1 slice 7"
+    assert '"bdata"' in pio.to_html(fig, include_plotlyjs=False, full_html=False, validate=False)
