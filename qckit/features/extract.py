@@ -6,6 +6,8 @@ Runs in worker processes (local pool or Dask): it takes and returns only plain d
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import math
 import time
@@ -58,10 +60,22 @@ def _normalize(image: Any, case: Case, settings: ExtractionSettings) -> Any:
     return sitk.Cast(out, sitk.sitkFloat32)
 
 
+@functools.lru_cache(maxsize=8)
+def _extractor(params_json: str) -> Any:
+    """One pyradiomics extractor per parameter set and process (its constructor validates the parameters against
+    pyradiomics' schema, 60 ms a case; `execute` works on a copy of the settings, so one extractor serves every
+    case). pyradiomics' `diagnostics_*` entries (image and mask hashes, statistics) are not computed unless the
+    parameters ask for them (`setting: {additionalInfo: true}`): the table keeps features only."""
+    from radiomics import featureextractor
+
+    params = json.loads(params_json)
+    params["setting"] = {"additionalInfo": False, **(params.get("setting") or {})}
+    return featureextractor.RadiomicsFeatureExtractor(params)
+
+
 def extract_case(case: Case, settings: ExtractionSettings) -> dict[str, Any]:
     """{'key', 'row': metadata + features} for one case; raises `CaseError` with the reason."""
     import SimpleITK as sitk
-    from radiomics import featureextractor
 
     logging.getLogger("radiomics").setLevel(logging.ERROR)
     t0 = time.perf_counter()
@@ -78,7 +92,7 @@ def extract_case(case: Case, settings: ExtractionSettings) -> dict[str, Any]:
         image = _normalize(image, case, settings)
     except NormalizationError as exc:
         raise CaseError(f"normalization failed: {exc}") from exc
-    extractor = featureextractor.RadiomicsFeatureExtractor(dict(settings.radiomics))
+    extractor = _extractor(json.dumps(settings.radiomics, sort_keys=True, default=str))
     try:
         result = extractor.execute(image, mask, label=case.label_value)
     except Exception as exc:
