@@ -55,10 +55,12 @@ $(OTHER_STAMP): pyproject.toml
 	@touch $(OTHER_STAMP)
 
 # the docs tests (site build, examples) do not depend on the interpreter: they run once, in .venv; so does the
-# whole-demo test (three minutes; every stage of the demo has its own tests, which run on both interpreters)
+# whole-demo test (two minutes; every stage of the demo has its own tests, which run on both interpreters), and so
+# do the agreement tests on the third-party reference data (marker `reference`: the same numbers from the same
+# numpy/scipy/pyradiomics versions; every analysis they check also has its synthetic known-answer tests here)
 test-other: $(OTHER_STAMP)
 	@echo "== the test suite again, on $$($(OTHER_VENV)/bin/python -V)"
-	$(OTHER_VENV)/bin/python -m pytest -p no:cacheprovider $(PYTEST_JOBS) -m "not slow and not docs" \
+	$(OTHER_VENV)/bin/python -m pytest -p no:cacheprovider $(PYTEST_JOBS) -m "not slow and not docs and not reference" \
 		--deselect tests/test_demo.py::test_demo_runs_and_writes_index
 
 # The documentation site (MkDocs + Material + mkdocstrings) into build/site; `make test` builds it too (strict).

@@ -195,3 +195,11 @@ def demo_run(installed_wheel: Path, tmp_path_factory: pytest.TempPathFactory) ->
             return json.loads(record.read_text())
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test that uses the third-party reference data carries the `reference` marker (whether or not its
+    module says so), so `-m "not reference"` deselects exactly the real-data agreement tests."""
+    for item in items:
+        if "reference_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.reference)
