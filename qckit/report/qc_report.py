@@ -4,6 +4,7 @@ control status) and a scanner's control charts over time (`write_trend_report`).
 from __future__ import annotations
 
 import base64
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -54,19 +55,15 @@ def _typed(a: np.ndarray) -> dict[str, str]:
     return spec
 
 
+@functools.lru_cache(maxsize=1)
 def _template() -> dict[str, Any]:
     """The default plotly template as a dict (what a go.Figure carries), built once per process."""
-    global _TEMPLATE
-    if _TEMPLATE is None:
-        import plotly.io as pio
+    import plotly.io as pio
 
-        _TEMPLATE = pio.templates[pio.templates.default].to_plotly_json()
-    return _TEMPLATE
+    return pio.templates[pio.templates.default].to_plotly_json()
 
 
-_TEMPLATE: dict[str, Any] | None = None
-
-
+@functools.lru_cache(maxsize=1)
 def _gray() -> list[list[Any]]:
     """plotly's "Gray" colour scale as stops (plotly.js knows no "Gray": plotly.py expands names when it validates)."""
     from plotly.colors import get_colorscale
