@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from qckit.core.jsonio import dumps
 from qckit.features.manifest import Case
 from qckit.features.params import ExtractionSettings
 from qckit.normalize.image import NormalizationError, read_image
@@ -92,7 +93,7 @@ def extract_case(case: Case, settings: ExtractionSettings) -> dict[str, Any]:
         image = _normalize(image, case, settings)
     except NormalizationError as exc:
         raise CaseError(f"normalization failed: {exc}") from exc
-    extractor = _extractor(json.dumps(settings.radiomics, sort_keys=True, default=str))
+    extractor = _extractor(dumps(settings.radiomics, indent=None, sort_keys=True))  # the cache key
     try:
         result = extractor.execute(image, mask, label=case.label_value)
     except Exception as exc:
