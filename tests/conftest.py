@@ -168,7 +168,7 @@ def run_installed(env_dir: Path, *args: str, cwd: Path):  # noqa: ANN201 - subpr
 
 # The docs' own `qckit demo` example, run once per test session from the installed wheel: the whole-demo test
 # (tests/test_demo.py) asserts on it and the getting-started page's example takes it instead of running the demo a
-# second time (three minutes of both cores each).
+# second time (two minutes of both cores each).
 DEMO_COMMAND = ("demo", "-o", "demo", "--data", "demo-data", "--json", "demo.json", "-q")
 
 

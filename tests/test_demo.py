@@ -91,3 +91,26 @@ def test_demo_runs_and_writes_index(demo_run: dict):
     assert len(written) >= 5
     for path in written:
         strict_loads(path.read_text())
+
+
+def test_demo_out_is_the_old_spelling_of_output_dir(tmp_path: Path, monkeypatch):  # noqa: ANN001
+    """`--out` is the pre-0.3 spelling of --output-dir: it still works, with a deprecation warning (the demo
+    itself is stubbed: the whole run is `test_demo_runs_and_writes_index`)."""
+    from typer.testing import CliRunner
+
+    import qckit.workflows.demo as demo
+    from qckit.cli import app
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def run_demo(out, **kw):  # noqa: ANN001, ANN003, ANN202
+        seen["out"] = out
+        raise Stop
+
+    monkeypatch.setattr(demo, "run_demo", run_demo)
+    res = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d"), "-q"])
+    assert seen["out"] == tmp_path / "d", res.output
+    assert "`qckit demo --out` is deprecated" in res.stderr and "use --output-dir" in res.stderr

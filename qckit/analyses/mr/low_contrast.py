@@ -137,25 +137,32 @@ def disk_centre(img: np.ndarray, frame: Frame, lc: LowContrast, reach: float = 1
     return c
 
 
+def _posed(lc: LowContrast, slice_no: int, cx: np.ndarray | float, cy: np.ndarray | float,
+           offset_deg: np.ndarray | float, scale: np.ndarray | float,
+           min_diameter: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """(x, y) of the holes of `min_diameter` and up at each candidate pose (centre mm, angle offset, radial scale;
+    broadcast together), shape (candidates, holes), and their diameters: `LowContrast.holes` about the origin,
+    turned by the offset and scaled (the spokes turn about the disk's centre, their radii scale)."""
+    base = np.array(
+        [(x, y, dia) for _s, _h, x, y, dia in lc.holes(slice_no, (0.0, 0.0)) if dia >= min_diameter]
+    )
+    cx, cy, off, sc = (
+        a.ravel()[:, None] for a in np.broadcast_arrays(*map(np.atleast_1d, (cx, cy, offset_deg, scale)))
+    )
+    c, s = np.cos(np.radians(off)), np.sin(np.radians(off))
+    dx, dy = base[:, 0], base[:, 1]
+    return cx + sc * (dx * c - dy * s), cy + sc * (dx * s + dy * c), base[:, 2]
+
+
 def _contrast_scores(img: np.ndarray, frame: Frame, lc: LowContrast, slice_no: int, cx: np.ndarray | float,
                      cy: np.ndarray | float, offset_deg: np.ndarray | float, scale: np.ndarray | float,
                      min_diameter: float = REGISTER_MIN_DIAMETER_MM) -> np.ndarray:  # fmt: skip
     """The registration score of each candidate (centre x, y mm, angle offset, radial scale; broadcast together):
     the sum over the larger holes of their mean signal within 0.35 d of the centre (the centre weighted 1/2, a ring
     of 16 points 1/2). The holes are brighter than the disk around them, so the sum peaks where the pattern sits on
-    them. The holes are placed as `LowContrast.holes` places them; all candidates are sampled in one call."""
-    cx, cy, off, sc = (
-        a.ravel() for a in np.broadcast_arrays(*map(np.atleast_1d, (cx, cy, offset_deg, scale)))
-    )
-    n_r = len(lc.radii_mm)
-    dia = np.repeat(np.asarray(lc.diameters_mm, float), n_r)
-    keep = dia >= min_diameter
-    spoke = np.repeat(np.arange(len(lc.diameters_mm)), n_r)[keep]
-    r = np.tile(np.asarray(lc.radii_mm, float), len(lc.diameters_mm))[keep]
-    a = np.radians(lc.disk(slice_no).spoke1_deg + 36.0 * spoke + off[:, None])  # (candidates, holes)
-    hx = cx[:, None] + sc[:, None] * r * np.cos(a)
-    hy = cy[:, None] + sc[:, None] * r * np.sin(a)
-    rad = 0.35 * dia[keep]
+    them; all candidates are sampled in one call."""
+    hx, hy, dia = _posed(lc, slice_no, cx, cy, offset_deg, scale, min_diameter)
+    rad = 0.35 * dia
     t = np.linspace(0, 2 * math.pi, 16, endpoint=False)
     xs = np.concatenate([hx[..., None], hx[..., None] + rad[:, None] * np.cos(t)], axis=2)
     ys = np.concatenate([hy[..., None], hy[..., None] + rad[:, None] * np.sin(t)], axis=2)
@@ -178,7 +185,7 @@ def flatten_disk(img: np.ndarray, frame: Frame, lc: LowContrast, centre: tuple[f
     rows, cols = np.mgrid[r0:r1, c0:c1]
     x, y = frame.to_mm(cols, rows)
     u, v = (x - centre[0]) / lc.ring_mm[0], (y - centre[1]) / lc.ring_mm[0]
-    inside = np.hypot(u, v) * lc.ring_mm[0] <= lc.ring_mm[0] - 1.5 * max(frame.pixel_mm)
+    inside = np.hypot(x - centre[0], y - centre[1]) <= lc.ring_mm[0] - 1.5 * max(frame.pixel_mm)
     terms = np.stack([u**i * v**j for i in range(order + 1) for j in range(order + 1 - i)], axis=-1)
     crop = img[r0:r1, c0:c1]
     coef, *_ = np.linalg.lstsq(terms[inside], crop[inside], rcond=None)
@@ -219,7 +226,7 @@ def register_disk(img: np.ndarray, frame: Frame, lc: LowContrast, slice_no: int,
         off += float(turns[np.argmax(_contrast_scores(img, frame, lc, slice_no, cx, cy, off + turns, scale))])
         scale = float(scales[np.argmax(_contrast_scores(img, frame, lc, slice_no, cx, cy, off, scales))])
     if noise_sd is not None:
-        n_big = sum(1 for _s, _h, _x, _y, dia in lc.holes(slice_no) if dia >= REGISTER_MIN_DIAMETER_MM)
+        n_big = _posed(lc, slice_no, cx, cy, off, scale, REGISTER_MIN_DIAMETER_MM)[2].size
         gain = float(_contrast_scores(img, frame, lc, slice_no, cx, cy, off, scale)[0]) - start
         if gain < REGISTRATION_GATE * noise_sd * math.sqrt(0.5 * n_big):
             return centre, offset_deg, 1.0
@@ -231,13 +238,9 @@ def angle_offset(img: np.ndarray, frame: Frame, lc: LowContrast, slice_no: int, 
     """The angle offset (degrees, 0.25 steps) within +-`reach` whose hole positions (holes of 3.5 mm and up) are
     brightest against their rings: sum of (mean within 0.3 d) - (mean at 0.9 d), 12 points each; the first best."""
     offs = np.arange(-reach, reach + 1e-9, 0.25)
-    holes = np.array([(hx, hy, dia) for _s, _h, hx, hy, dia in lc.holes(slice_no, centre, 0.0) if dia >= 3.5])
-    # each hole turned about the centre by every candidate offset (the spokes turn; their radii stay)
-    dx, dy = holes[:, 0] - centre[0], holes[:, 1] - centre[1]
-    c, s = np.cos(np.radians(offs))[:, None], np.sin(np.radians(offs))[:, None]
-    hx, hy = centre[0] + dx * c - dy * s, centre[1] + dx * s + dy * c  # (offsets, holes)
+    hx, hy, dia = _posed(lc, slice_no, centre[0], centre[1], offs, 1.0, 3.5)  # (offsets, holes)
     t = np.linspace(0, 2 * math.pi, 12, endpoint=False)
-    dia = holes[:, 2][:, None]
+    dia = dia[:, None]
     inside = frame.sample(img, hx[..., None] + 0.3 * dia * np.cos(t), hy[..., None] + 0.3 * dia * np.sin(t))
     ring = frame.sample(img, hx[..., None] + 0.9 * dia * np.cos(t), hy[..., None] + 0.9 * dia * np.sin(t))
     score = (inside.mean(axis=2) - ring.mean(axis=2)).sum(axis=1)
