@@ -54,7 +54,9 @@ def test_a_fifo_is_listed_never_opened(tmp_path: Path):
     assert res.exit_code == 0, res.output
     errors = strict_loads((tmp_path / "i.json").read_text())["errors"]
     assert {"path": "pipe", "reason": "named pipe (FIFO): not read"} in errors
-    qc = runner.invoke(app, ["qc", "run", str(d), "--no-store", "-o", str(tmp_path / "qc")])
+    qc = runner.invoke(
+        app, ["qc", "run", str(d), "--no-store", "-o", str(tmp_path / "qc"), "--phantom", "acr-mri-large"]
+    )
     assert qc.exit_code == 2  # no ACR series: an input error, not a hang
     man = tmp_path / "m.csv"
     pd.DataFrame({"subject_id": ["s"], "image": [str(d / "pipe")], "mask": [str(d / "pipe")]}).to_csv(

@@ -44,8 +44,10 @@ class SeriesView:
     volume: Volume
     role: str
     measurable_ms: tuple[float, float] | None = None  # the protocol entry's declared measurable range
+    acquisition: Mapping[str, Any] = field(default_factory=dict)  # the series' index row (limits keyed by it)
     _outlines: dict[int, Outline] = field(default_factory=dict)
     _rotation: float | None = None
+    _z_origin: float | None = None
     shared: dict[Any, Any] = field(
         default_factory=dict
     )  # results one analysis leaves for another (per series)
@@ -60,6 +62,48 @@ class SeriesView:
         if not 1 <= n <= self.volume.n_slices:
             raise QckitInputError(f"slice {n} is missing: the series has {self.volume.n_slices} slice(s)")
         return self.volume.array[n - 1]
+
+    def z_origin(self, phantom: Phantom) -> float:
+        """Where z = 0 of the phantom frame lies along the slice normal (mm): the stack's centre, or the centre
+        of the body's extent found in the image (`localization.z_origin`)."""
+        if self._z_origin is None:
+            pos = self.volume.slice_positions or [
+                float(k) * self.volume.spacing[2] for k in range(self.volume.n_slices)
+            ]
+            if phantom.localization.z_origin == "body":
+                from qckit.core.errors import MissingROIError
+                from qckit.phantoms.localize import body_extent
+
+                first, last = body_extent(self.volume.array)
+                covered = abs(pos[last] - pos[first]) + abs(self.volume.spacing[2])
+                if first == 0 or last == len(pos) - 1 or covered < 0.9 * phantom.body.length_mm:
+                    raise MissingROIError(
+                        f"the scan shows {covered:.0f} mm of the phantom's {phantom.body.length_mm:g} mm body"
+                        + (" and stops inside it" if first == 0 or last == len(pos) - 1 else "")
+                        + ": positions along its axis are counted from the body's centre, so the scan must cover "
+                        "the whole body"
+                    )
+                self._z_origin = (pos[first] + pos[last]) / 2
+            else:
+                self._z_origin = (pos[0] + pos[-1]) / 2
+        return self._z_origin
+
+    def slice_at(self, z_mm: float, phantom: Phantom) -> int:
+        """The slice (1-based) whose centre is nearest `z_mm` in the phantom frame; `MissingROIError` when no
+        slice lies within half a slice spacing (and half the slice thickness) of it."""
+        from qckit.core.errors import MissingROIError
+
+        pos = self.volume.slice_positions or [
+            float(k) * self.volume.spacing[2] for k in range(self.volume.n_slices)
+        ]
+        target = self.z_origin(phantom) + z_mm
+        k = int(np.argmin([abs(p - target) for p in pos]))
+        reach = max(abs(self.volume.spacing[2]), self.volume.thickness or 0.0) / 2 + 0.5
+        if abs(pos[k] - target) > reach:
+            raise MissingROIError(f"no slice at z {z_mm:+g} mm (the nearest is {pos[k] - self.z_origin(phantom):+.1f} "
+                                  f"mm; the stack covers {pos[0] - self.z_origin(phantom):+.1f} .. "
+                                  f"{pos[-1] - self.z_origin(phantom):+.1f} mm)")  # fmt: skip
+        return k + 1
 
     def outline(self, n: int, phantom: Phantom) -> Outline:
         """The phantom's outline on slice `n` (found once, then cached)."""
@@ -105,6 +149,7 @@ class AnalysisContext:
     field_strength_t: float | None = None
     overlays: dict[str, Overlay] = field(default_factory=dict)  # shared across the session's analyses
     sets: Mapping[str, list[SeriesView]] = field(default_factory=dict)  # role -> its series (series_set)
+    acquisition: Mapping[str, Any] = field(default_factory=dict)  # the session's primary series (index row)
 
     def view(self, slot: str = "image") -> SeriesView:
         """The series given to slot `slot`; a missing slot is an input error naming the analysis."""
@@ -114,9 +159,12 @@ class AnalysisContext:
 
     @property
     def slice_no(self) -> int:
-        """The slice the phantom definition gives for this analysis."""
+        """The slice this analysis measures: the definition's slice number, or the slice nearest its `z_mm`
+        position along the phantom's axis (found in the image series)."""
+        if self.spec.z_mm is not None:
+            return self.view().slice_at(self.spec.z_mm, self.phantom)
         if self.spec.slice is None:
-            raise QckitInputError(f"analysis {self.spec.name}: the phantom definition gives no slice")
+            raise QckitInputError(f"analysis {self.spec.name}: the phantom definition gives no slice or z_mm")
         return self.spec.slice
 
     def on_slice(self) -> tuple[SeriesView, int, np.ndarray, Outline]:
@@ -128,9 +176,21 @@ class AnalysisContext:
         """A parameter of the analysis from the phantom definition, or `default`."""
         return self.spec.params.get(name, default)
 
+    def attributes(self) -> dict[str, Any]:
+        """The acquisition attributes limits are keyed by: the measured series' own (its index row), else the
+        session's, with the session's field strength where the series gives none."""
+        image = self.series.get("image")
+        attrs = dict(self.acquisition)
+        if image is not None:
+            attrs.update({k: v for k, v in image.acquisition.items() if v not in (None, "")})
+        if attrs.get("MagneticFieldStrength") in (None, "") and self.field_strength_t is not None:
+            attrs["MagneticFieldStrength"] = self.field_strength_t
+        return attrs
+
     def limit(self, prescribed: float | None = None) -> Limit | None:
-        """The action limit that applies at this scanner's field strength (None: baseline only)."""
-        return self.spec.limit(self.field_strength_t, prescribed)
+        """The action limit that applies to this acquisition (field strength, kVp, kernel, b-value, ... as the
+        definition keys it; None: baseline only)."""
+        return self.spec.limit(self.attributes(), prescribed)
 
     def measurement(
         self,

@@ -7,8 +7,9 @@ outlines are found once per series and slice and shared.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from qckit.analyses import registry
 from qckit.analyses.base import AnalysisContext, SeriesView
@@ -55,6 +56,7 @@ def run_phantom_analyses(
     field_strength_t: float | None,
     only: Callable[[AnalysisSpec], bool] | None = None,
     series_set_for: Callable[[str], list[SeriesView]] | None = None,
+    acquisition: Mapping[str, Any] | None = None,
 ) -> EngineResult:
     """Every analysis of `phantom` that measures `role` (plus those on the localizer).
 
@@ -70,7 +72,7 @@ def run_phantom_analyses(
             continue
         cls = registry.get(spec.name)
         slots: dict[str, SeriesView] = {}
-        label = spec.name if spec.slice is None else f"{spec.name} (slice {spec.slice})"
+        label = spec.name if not spec.where else f"{spec.name} ({spec.where})"
         sets: dict[str, list[SeriesView]] = {}
         if "series_set" in cls.requires:
             sets = {r: views for r in spec.roles if (views := (series_set_for or (lambda _r: []))(r))}
@@ -89,10 +91,12 @@ def run_phantom_analyses(
                 res.problems.append(Problem(spec.name, "", f"no {role}{echo} series for {label}"))
                 continue
             slots["image"] = image
-            if image.volume.series_uid not in warned and image.volume.n_slices != phantom.stack.n_slices:
+            stack = phantom.stack
+            if (spec.slice is not None and stack is not None and image.volume.series_uid not in warned
+                    and image.volume.n_slices != stack.n_slices):  # fmt: skip
                 warned.add(image.volume.series_uid)
                 res.problems.append(Problem("series", image.volume.series_uid,
-                    f"the {phantom.title} series has {phantom.stack.n_slices} slices, this one "
+                    f"the {phantom.title} series has {stack.n_slices} slices, this one "
                     f"{image.volume.n_slices}: slice-specific measurements may be on the wrong slice"))  # fmt: skip
             if "repeat" in cls.requires:
                 rep = repeat_for(image)
@@ -108,13 +112,14 @@ def run_phantom_analyses(
                 res.skipped.append(Problem(spec.name, "", "no localizer series in the session"))
                 continue
             slots["localizer"] = localizer
-        ctx = AnalysisContext(slots, spec, phantom, field_strength_t, overlays, sets)
+        ctx = AnalysisContext(slots, spec, phantom, field_strength_t, overlays, sets, dict(acquisition or {}))
         uid = next(iter(slots.values())).volume.series_uid
         try:
             out = cls().run(ctx)
         except (QckitInputError, ValueError, IndexError) as exc:
-            res.problems.append(Problem(spec.name if spec.slice is None else f"{spec.name}_{spec.slice}", uid,
-                                        str(exc)))  # fmt: skip
+            name = spec.name if spec.slice is None else f"{spec.name}_{spec.slice}"
+            name = name if spec.z_mm is None else f"{spec.name}_z{spec.z_mm:+g}mm"
+            res.problems.append(Problem(name, uid, str(exc)))
             continue
         res.measurements += out.measurements
         res.problems += out.problems

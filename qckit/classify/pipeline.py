@@ -49,17 +49,21 @@ class ColumnSelector(TransformerMixin, BaseEstimator):
         return X[list(self.columns or [])]
 
 
+def table_harmonizer(table: FeatureTable, method: str = "combat", **options: Any) -> Any:
+    """The registered harmonization `method` configured from a feature table's batch, covariates and features
+    (batches of 2+ rows allowed: cross-validation folds are small); options the method does not take (e.g.
+    ComBat's `unseen_batch` for another method) are left out."""
+    from qckit.harmonize.methods import build, get_method
+
+    taken = set(get_method(method).options)
+    return build(method, batch=table.batch, categorical=table.categorical, continuous=table.continuous,
+                 features=table.features, min_batch_size=2,
+                 **{k: v for k, v in options.items() if k in taken})  # fmt: skip
+
+
 def table_combat(table: FeatureTable, **kwargs: Any) -> ComBat:
-    """ComBat configured from a feature table's batch, covariates and features (batches of 2+ rows allowed:
-    cross-validation folds are small)."""
-    return ComBat(
-        batch=table.batch,
-        categorical_covariates=table.categorical,
-        continuous_covariates=table.continuous,
-        features=table.features,
-        min_batch_size=2,
-        **kwargs,
-    )
+    """ComBat configured from a feature table (see `table_harmonizer`)."""
+    return table_harmonizer(table, "combat", **kwargs)
 
 
 def build_pipeline(
@@ -71,6 +75,7 @@ def build_pipeline(
     k_best: int = 20,
     random_state: int = 0,
     unseen_batch: str = "error",
+    method: str = "combat",
 ) -> tuple[Pipeline, dict[str, list[Any]]]:
     """The pipeline and its hyper-parameter grid."""
     if model not in MODELS:
@@ -79,7 +84,7 @@ def build_pipeline(
         raise QckitInputError(f"selection must be one of {', '.join(SELECTIONS)}, not {selection!r}")
     head: Any
     if harmonize:
-        head = table_combat(table, unseen_batch=unseen_batch)
+        head = table_harmonizer(table, method, unseen_batch=unseen_batch)
     else:
         head = ColumnSelector(table.features)
     steps: list[tuple[str, Any]] = [("harmonize", head), ("scale", StandardScaler())]
@@ -150,6 +155,7 @@ def nested_cv(
     n_boot: int = 2000,
     label_name: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    method: str = "combat",
 ) -> ClassificationResult:
     """Nested cross-validation; `cv` is "subject" (stratified folds grouped by subject) or "site" (leave one
     site out: the held-out site's batch effects are estimated from its own rows, without labels)."""
@@ -179,6 +185,7 @@ def nested_cv(
         selection=selection,
         random_state=seed,
         unseen_batch="learn" if cv == "site" else "error",
+        method=method,
     )
     scores = np.full(len(y), np.nan)
     fold_of = np.full(len(y), -1)
@@ -209,7 +216,7 @@ def nested_cv(
     predictions = pd.DataFrame({"id": subjects, "site": sites, "y": y, "score": scores, "fold": fold_of})
     return ClassificationResult(
         model=model,
-        harmonize="in-fold" if harmonize else "none",
+        harmonize=("in-fold" if method == "combat" else f"in-fold ({method})") if harmonize else "none",
         cv="leave-one-site-out" if cv == "site" else f"{outer_folds}-fold grouped by subject",
         folds=folds,
         pooled=bootstrap_ci(y, scores, n_boot=n_boot, seed=seed),
@@ -218,10 +225,10 @@ def nested_cv(
     )
 
 
-def whole_dataset_harmonized(table: FeatureTable) -> FeatureTable:
-    """The table harmonized with ComBat fitted on every row (for export to other tools). Evaluating a classifier
-    on it leaks the test rows into the harmonization: use `nested_cv(harmonize=True)` for evaluation."""
-    model = table_combat(table)
+def whole_dataset_harmonized(table: FeatureTable, method: str = "combat") -> FeatureTable:
+    """The table harmonized with `method` fitted on every row (for export to other tools). Evaluating a
+    classifier on it leaks the test rows into the harmonization: use `nested_cv(harmonize=True)` for evaluation."""
+    model = table_harmonizer(table, method)
     harmonized = model.fit_transform(table.frame)
     frame = table.frame.copy()
     frame[model.features_] = harmonized
@@ -237,15 +244,18 @@ def whole_dataset_harmonized(table: FeatureTable) -> FeatureTable:
 
 
 def compare_harmonization(
-    table: FeatureTable, progress: Callable[[int, int], None] | None = None, **kwargs: Any
+    table: FeatureTable,
+    progress: Callable[[int, int], None] | None = None,
+    method: str = "combat",
+    **kwargs: Any,
 ) -> list[ClassificationResult]:
-    """Side by side: no harmonization, ComBat inside the folds, ComBat on the whole dataset (leaky)."""
+    """Side by side: no harmonization, `method` inside the folds, `method` on the whole dataset (leaky)."""
 
     def part(i: int) -> Callable[[int, int], None] | None:  # three runs on one bar
         return None if progress is None else (lambda done, total: progress(i * total + done, 3 * total))
 
     none = nested_cv(table, harmonize=False, progress=part(0), **kwargs)
-    in_fold = nested_cv(table, harmonize=True, progress=part(1), **kwargs)
-    leaky = nested_cv(whole_dataset_harmonized(table), harmonize=False, progress=part(2), **kwargs)
+    in_fold = nested_cv(table, harmonize=True, progress=part(1), method=method, **kwargs)
+    leaky = nested_cv(whole_dataset_harmonized(table, method), harmonize=False, progress=part(2), **kwargs)
     leaky.harmonize = "whole-dataset (leaky)"
     return [none, in_fold, leaky]

@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from qckit.cli._common import QUIET, VERBOSE, console, handle_errors, progress_bar, report_undeclared
-from qckit.core.errors import QckitInputError
 
 
 @handle_errors
@@ -24,7 +23,8 @@ def classify_command(
     selection: str = typer.Option("univariate", "--selection", help="lasso | univariate | none"),
     cv: str = typer.Option("subject", "--cv", help="subject (grouped k-fold) | site (leave one site out)"),
     folds: int = typer.Option(5, "--folds", min=2, help="Outer cross-validation folds."),
-    no_harmonize: bool = typer.Option(False, "--no-harmonize", help="No ComBat (baseline)."),
+    no_harmonize: bool = typer.Option(False, "--no-harmonize", help="No harmonization (baseline)."),
+    method: str = typer.Option("combat", "--method", help="Harmonization method fitted in the folds (a registered name)."),
     compare: bool = typer.Option(False, "--compare", help="Also run without and with leaky harmonization."),
     stable: Path | None = typer.Option(None, "--stable-features", help="Restrict to this feature list."),
     exclude: list[str] = typer.Option([], "--exclude", help="Other non-feature columns."),
@@ -38,49 +38,17 @@ def classify_command(
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:  # fmt: skip
-    """Nested cross-validated classification; ComBat is fitted inside each training fold."""
-    from qckit.classify.contract import load_feature_table
-    from qckit.classify.pipeline import compare_harmonization, nested_cv, whole_dataset_harmonized
-    from qckit.core.jsonio import write_json
-    from qckit.core.provenance import Provenance, command_line, file_sha256
-    from qckit.core.tables import write_table
-    from qckit.report.classify_report import write_report
+    """Nested cross-validated classification; the harmonization (ComBat by default) is fitted inside each
+    training fold."""
+    from qckit.workflows.harmonize_run import ClassifyOptions, TableOptions, classify
 
-    if cv not in ("subject", "site"):
-        raise QckitInputError(f"--cv must be 'subject' or 'site', not '{cv}'")
-    ft = load_feature_table(
-        features,
-        batch=batch,
-        id_column=id_column,
-        categorical=categorical,
-        continuous=continuous,
-        label=label,
-        stable=stable,
-        exclude=exclude,
-        feature_patterns=feature_patterns or None,
-    )
-    report_undeclared(ft)
-    kwargs = {"model": model, "selection": selection, "cv": cv, "outer_folds": folds, "seed": seed}
+    table = TableOptions(features, batch, categorical, continuous, id_column, label, stable, exclude,
+                         feature_patterns)  # fmt: skip
+    opts = ClassifyOptions(model, selection, cv, folds, seed, not no_harmonize, method, compare)
     with progress_bar("cross-validation folds", enabled=not quiet) as update:
-        results = (
-            compare_harmonization(ft, progress=update, **kwargs)
-            if compare
-            else [nested_cv(ft, harmonize=not no_harmonize, progress=update, **kwargs)]
-        )
-    prov = Provenance(
-        command=command_line(),
-        inputs={"features": str(features), "rows": len(ft.frame), "features used": len(ft.features)},
-        definitions={features.name: file_sha256(features)},
-    )
+        results = classify(table, opts, json_out=json_out, html=html, export=export, progress=update,
+                           on_table=report_undeclared)  # fmt: skip
     for r in results if not quiet else []:
         auc = r.pooled["roc_auc"]
-        console.print(
-            f"{r.model} | harmonization {r.harmonize} | {r.cv}: ROC AUC {auc['value']:.3f} "
-            f"[{auc['ci_low']:.3f}, {auc['ci_high']:.3f}]"
-        )
-    if json_out:
-        write_json(json_out, {"results": [r.to_dict() for r in results], "provenance": prov.to_dict()})
-    if html:
-        write_report(results, prov, html)
-    if export:
-        write_table(whole_dataset_harmonized(ft).frame, export)
+        console.print(f"{r.model} | harmonization {r.harmonize} | {r.cv}: ROC AUC {auc['value']:.3f} "
+                      f"[{auc['ci_low']:.3f}, {auc['ci_high']:.3f}]")  # fmt: skip

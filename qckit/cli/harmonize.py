@@ -1,34 +1,20 @@
-"""`qckit harmonize fit|apply|evaluate`: ComBat across scanners and its before/after evaluation."""
+"""`qckit harmonize fit|apply|evaluate`: a registered harmonization method (ComBat by default) across scanners,
+and its before/after evaluation. The commands parse their options and call `qckit.workflows.harmonize_run`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import typer
-
-if TYPE_CHECKING:
-    from qckit.core.provenance import Provenance
 
 from qckit.cli._common import QUIET, VERBOSE, console, handle_errors, progress_bar, report_undeclared
 from qckit.cli.conventions import QckitGroup
 
 app = typer.Typer(
-    cls=QckitGroup, help="Harmonize features across scanners with ComBat.", no_args_is_help=True
-)
-
-
-def _evaluate_and_report(ft, harmonized, html: Path | None, json_out: Path | None, prov: Provenance) -> dict:
-    from qckit.core.jsonio import write_json
-    from qckit.harmonize.evaluate import evaluate
-    from qckit.report.harmonize_report import write_report
-
-    ev = evaluate(ft.frame, ft.batch, ft.features, after=harmonized, covariates=ft.covariates)
-    if json_out:
-        write_json(json_out, {**ev.to_dict(), "provenance": prov.to_dict()})
-    if html:
-        write_report(ev, prov, html)
-    return ev.summary()
+    cls=QckitGroup, help="Harmonize features across scanners (ComBat and other registered methods).",
+    no_args_is_help=True,
+)  # fmt: skip
 
 
 def _print_summary(s: dict) -> None:
@@ -39,6 +25,16 @@ def _print_summary(s: dict) -> None:
         + (f" -> {s['batch_auc_after']:.2f}" if s.get("batch_auc_after") is not None else "")
     )
     console.print(line)
+
+
+def _combat_options(smooth: list[str], ref_batch: str | None, no_eb: bool, non_parametric: bool, mean_only: bool,
+                    on_invalid: str) -> dict[str, Any]:  # fmt: skip
+    """ComBat's own options, only those set away from their defaults (another method is refused them)."""
+    given = {"smooth_terms": smooth, "ref_batch": ref_batch, "empirical_bayes": not no_eb,
+             "parametric": not non_parametric, "mean_only": mean_only, "on_invalid": on_invalid}  # fmt: skip
+    defaults = {"smooth_terms": [], "ref_batch": None, "empirical_bayes": True, "parametric": True,
+                "mean_only": False, "on_invalid": "raise"}  # fmt: skip
+    return {k: v for k, v in given.items() if v != defaults[k]}
 
 
 @app.command("fit")
@@ -60,6 +56,7 @@ def fit_command(
         "raise", "--on-invalid", help="raise | skip | warn for NaN/constant features."
     ),
     min_batch_size: int = typer.Option(20, "--min-batch-size", min=2, help="Smallest batch ComBat accepts."),
+    method: str = typer.Option("combat", "--method", help="Harmonization method (a registered name)."),
     id_column: str = typer.Option("subject_id", "--id", help="Subject id column (kept out of the features)."),
     label: str | None = typer.Option(None, "--label", help="Label column (kept out of the features)."),
     stable: Path | None = typer.Option(
@@ -79,63 +76,22 @@ def fit_command(
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:  # fmt: skip
-    """Fit ComBat on a feature table and save the model (JSON + NPZ, no pickle)."""
-    from qckit.classify.contract import load_feature_table
-    from qckit.core.provenance import Provenance, command_line, file_sha256
-    from qckit.core.tables import write_table
-    from qckit.harmonize import ComBat
-    from qckit.harmonize.model_io import save_model
+    """Fit a harmonization method (ComBat by default) on a feature table and save the model (JSON + NPZ, no
+    pickle)."""
+    from qckit.workflows.harmonize_run import TableOptions, fit
 
-    ft = load_feature_table(
-        features,
-        batch=batch,
-        id_column=id_column,
-        categorical=categorical,
-        continuous=continuous,
-        label=label,
-        stable=stable,
-        exclude=exclude,
-        feature_patterns=feature_patterns or None,
-    )
-    report_undeclared(ft)
-    model = ComBat(
-        batch=batch[0] if len(batch) == 1 else list(batch),  # the recipe, rebuilt by `apply`
-        categorical_covariates=ft.categorical,
-        continuous_covariates=ft.continuous,
-        smooth_terms=smooth,
-        ref_batch=ref_batch,
-        empirical_bayes=not no_eb,
-        parametric=not non_parametric,
-        mean_only=mean_only,
-        on_invalid=on_invalid,
-        min_batch_size=min_batch_size,
-        features=ft.features,
-    )
-    with progress_bar("fitting ComBat", enabled=not quiet):
-        harmonized = model.fit_transform(ft.frame)
-    save_model(model, output)
-    out = ft.frame.copy()
-    out[model.features_] = harmonized
-    if harmonized_out:
-        write_table(out, harmonized_out)
+    table = TableOptions(features, batch, categorical, continuous, id_column, label, stable, exclude,
+                         feature_patterns)  # fmt: skip
+    options = _combat_options(smooth, ref_batch, no_eb, non_parametric, mean_only, on_invalid)
+    with progress_bar(f"fitting {method}", enabled=not quiet):
+        run = fit(table, output, method=method, options=options, min_batch_size=min_batch_size,
+                  harmonized_out=harmonized_out, html=html, json_out=json_out, on_table=report_undeclared)  # fmt: skip
     if not quiet:
-        console.print(
-            f"model: {output} ({len(model.features_)} features, {len(model.batches_)} batches"
-            + (f", {len(model.excluded_features_)} excluded" if model.excluded_features_ else "")
-            + ")"
-        )
-    if html or json_out:
-        prov = Provenance(
-            command=command_line(),
-            inputs={"features": str(features), "rows": len(ft.frame)},
-            definitions={features.name: file_sha256(features)},
-        )
-        kept = ft.features if not model.excluded_features_ else model.features_
-        ft.features = kept
-        with progress_bar("evaluating", enabled=not quiet):
-            summary = _evaluate_and_report(ft, out, html, json_out, prov)
-        if not quiet:
-            _print_summary(summary)
+        excluded = getattr(run.model, "excluded_features_", None)
+        console.print(f"model: {output} ({method}; {len(run.model.features_)} features, {len(run.model.batches_)} "
+                      "batches" + (f", {len(excluded)} excluded" if excluded else "") + ")")  # fmt: skip
+        if run.summary is not None:
+            _print_summary(run.summary)
 
 
 @app.command("apply")
@@ -149,25 +105,13 @@ def apply_command(
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:  # fmt: skip
-    """Apply a saved ComBat model to new rows (an unseen batch is an error naming it)."""
-    from qckit.core.tables import read_table, write_table
-    from qckit.harmonize.model_io import load_model
+    """Apply a saved model (ComBat or another registered method) to new rows (an unseen batch is an error naming
+    it)."""
+    from qckit.workflows.harmonize_run import apply
 
-    model = load_model(model_dir)
-    frame = read_table(features)
-    harmonized = model.transform(frame)
-    out = frame.copy()
-    out[model.features_] = harmonized
-    write_table(out, output)
-    if json_out is not None:
-        from qckit.core.jsonio import write_json
-        from qckit.core.provenance import command_line
-
-        write_json(json_out, {"rows": len(out), "features": list(model.features_),
-                              "batches": [str(b) for b in model.batches_], "model": str(model_dir),
-                              "output": str(output), "command": command_line()})  # fmt: skip
+    rows, n = apply(features, model_dir, output, json_out)
     if not quiet:
-        console.print(f"harmonized {len(out)} rows x {len(model.features_)} features -> {output}")
+        console.print(f"harmonized {rows} rows x {n} features -> {output}")
 
 
 @app.command("evaluate")
@@ -190,30 +134,11 @@ def evaluate_command(
     verbose: bool = VERBOSE,
 ) -> None:  # fmt: skip
     """Batch and covariate effects before (and after) harmonization."""
-    from qckit.classify.contract import load_feature_table
-    from qckit.core.provenance import Provenance, command_line
-    from qckit.core.tables import read_table
+    from qckit.workflows.harmonize_run import TableOptions, evaluate
 
-    ft = load_feature_table(
-        features,
-        batch=batch,
-        id_column=id_column,
-        categorical=categorical,
-        continuous=continuous,
-        label=label,
-        stable=stable,
-        exclude=exclude,
-        feature_patterns=feature_patterns or None,
-    )
-    report_undeclared(ft)
-    after = None
-    if harmonized is not None:
-        after = read_table(harmonized)
-        if len(after) != len(ft.frame):
-            raise typer.BadParameter("the harmonized table must hold the same rows, in the same order")
-        after.index = ft.frame.index
-    prov = Provenance(command=command_line(), inputs={"features": str(features), "rows": len(ft.frame)})
+    table = TableOptions(features, batch, categorical, continuous, id_column, label, stable, exclude,
+                         feature_patterns)  # fmt: skip
     with progress_bar("evaluating", enabled=not quiet):
-        summary = _evaluate_and_report(ft, after, html, json_out, prov)
+        summary = evaluate(table, harmonized, html, json_out, on_table=report_undeclared)
     if not quiet:
         _print_summary(summary)

@@ -64,9 +64,9 @@ def _print_session(s: Any) -> None:
     control = {c.name: c for c in s.control}
     for m in s.measurements:
         c = control.get(m.name)
-        verdict = {True: Text("pass", style="green"), False: Text("FAIL", style="bold red"), None: Text("-")}[
-            m.passed
-        ]
+        v = str(m.verdict)
+        verdict = {"pass": Text("pass", style="green"), "fail": Text("FAIL", style="bold red"),
+                   "recorded": Text("-"), "not measured": Text("not measured", style="yellow")}.get(v, Text(v))  # fmt: skip
         ctl = (
             "" if c is None else (", ".join(RULE_TEXT.get(a, a) for a in c.alarms) or c.note or "in control")
         )
@@ -93,9 +93,10 @@ def _print_problems(s: Any) -> None:
 @handle_errors
 def run_command(
     folder: Path = typer.Argument(..., help="Folder with the phantom series (any layout)."),
-    phantom: str = typer.Option("acr-mri-large", "--phantom", help="Phantom definition (bundled name or file); "
-                                "qc run measures exactly the analyses it lists."),
-    protocol: str = typer.Option("acr-mri-large", "--protocol", "-p", help="Protocol the series are checked against."),
+    phantom: str = typer.Option("auto", "--phantom", help="Phantom definition (bundled name or file); "
+                                "qc run measures exactly the analyses it lists. auto: the phantom the matched protocol names."),
+    protocol: str = typer.Option("auto", "--protocol", "-p", help="Protocol the series are checked against (it gives "
+                                 "the series roles). auto: the bundled QC protocol the series match best."),
     series: str = typer.Option("auto", "--series", help="Series role to measure: t1, t2 (each analysis takes the "
                                "echo its definition names: the ACR T2 tests use echo 2, TE 80 ms), or auto (t1, else t2)."),
     second: Path | None = typer.Option(None, "--second", help="Folder with an identical repeat acquisition (same "
@@ -118,7 +119,8 @@ def run_command(
     """Measure a phantom QC session, store it, compare with the scanner's control limits.
 
     A folder holding several sessions (scanners or dates) is refused, listing them, unless one is selected.
-    Exit 0: every measurement within its action limit; 1: an action limit exceeded; 2: input error."""
+    Exit 0: every measurement made and within its action limit; 1: an action limit exceeded or something not
+    measured (the session is incomplete); 2: input error."""
     from qckit.core.jsonio import write_json
     from qckit.core.provenance import Provenance, command_line
     from qckit.report.acr_summary_report import write_summary_report
@@ -166,7 +168,7 @@ def run_command(
                 console.print(f"  {k}: {v}", highlight=False)
         else:
             _print_problems(s)
-        failed |= s.failed
+        failed |= s.failed or s.incomplete
 
     with progress_bar("measuring", enabled=not quiet):
         run_sessions(folder, opts, on_session=write)

@@ -8,6 +8,8 @@ here only.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 
 class QckitError(Exception):
     """Base class of all qckit errors."""
@@ -18,8 +20,36 @@ class QckitInputError(QckitError):
 
 
 # --- inputs: DICOM and images ---------------------------------------------------------------------------------
+class ReadCause(StrEnum):
+    """Why an item of a folder could not be used: a typed cause, so that callers sort read errors without
+    matching message text. `quiet` causes (not DICOM, not an image) are files a phantom folder may hold beside
+    its images (notes, ground truth, structure sets); the others are damaged or unreadable images."""
+
+    NOT_DICOM = "not dicom"
+    NOT_IMAGE = "not an image"
+    NOT_REGULAR = "not a regular file"
+    FOLDER = "folder"
+    UNREADABLE = "unreadable"
+    TRUNCATED = "truncated"
+    CORRUPT = "corrupt"
+    PIXELS = "pixel data"
+    GEOMETRY = "geometry"
+
+    @property
+    def quiet(self) -> bool:
+        """Files that are simply not images (listed, never a problem of a measurement)."""
+        return self in (ReadCause.NOT_DICOM, ReadCause.NOT_IMAGE)
+
+
 class DicomReadError(QckitInputError):
-    """A file could not be read as a DICOM image header."""
+    """A file could not be read as a DICOM image header; `cause` says why, as a `ReadCause`."""
+
+    def __init__(self, message: str, cause: ReadCause = ReadCause.CORRUPT) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+    def __reduce__(self) -> tuple[object, ...]:  # pickled across the scan's worker processes
+        return (type(self), (str(self), self.cause))
 
 
 class NoDataError(QckitInputError):

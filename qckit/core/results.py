@@ -17,13 +17,27 @@ import numpy as np
 
 
 class Verdict(StrEnum):
-    """The one verdict vocabulary: pass / warn / fail / not measured / insufficient (too few data to decide)."""
+    """The one verdict vocabulary of qckit, for every judged thing (measurements, sessions, protocol checks,
+    relaxometry spheres, phantom features, qualification criteria).
+
+    - `pass` / `fail`: judged against a limit;
+    - `warn`: a deviation at a warning level (a protocol rule or qualification criterion of level warn/finding);
+    - `recorded`: measured, with no limit to judge it against (judged against its baseline, if at all);
+    - `not measured`: a value was asked for but could not be measured (fit failed, not finite, pixels unusable);
+      always with its reason beside it, never a pass;
+    - `insufficient`: too few data to decide (repeats, sessions);
+    - `incomplete`: something required is missing (a series, a required analysis): the whole cannot pass.
+
+    Booleans (`passed`, `failed`) are derived from a verdict, never stored beside it.
+    """
 
     PASS = "pass"
     WARN = "warn"
     FAIL = "fail"
+    RECORDED = "recorded"
     NOT_MEASURED = "not measured"
     INSUFFICIENT = "insufficient"
+    INCOMPLETE = "incomplete"
 
     @classmethod
     def worst(cls, verdicts: list[Verdict]) -> Verdict:
@@ -32,6 +46,27 @@ class Verdict(StrEnum):
             if v in verdicts:
                 return v
         return cls.NOT_MEASURED
+
+    @property
+    def passed(self) -> bool | None:
+        """True for pass, False for fail, None for everything that is not a judgement against a limit."""
+        return {Verdict.PASS: True, Verdict.FAIL: False}.get(self)
+
+
+def value_verdict(value: float, limit: Limit | None) -> Verdict:
+    """The one meaning of a value against its limit.
+
+    A finite value: PASS or FAIL against the limit (bounds inclusive), RECORDED without one. NaN and -inf are
+    NOT_MEASURED. +inf is a measured "worse than the coarsest test object" (e.g. no hole array resolved): FAIL
+    beyond an upper limit, NOT_MEASURED otherwise (a lower limit cannot judge it; without a limit it is no value).
+    """
+    if math.isnan(value) or value == -math.inf:
+        return Verdict.NOT_MEASURED
+    if value == math.inf:
+        return Verdict.FAIL if limit is not None and limit.high is not None else Verdict.NOT_MEASURED
+    if limit is None:
+        return Verdict.RECORDED
+    return Verdict.PASS if limit.passes(value) else Verdict.FAIL
 
 
 @dataclass(frozen=True)
@@ -73,27 +108,15 @@ class Measurement:
     detail: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def passed(self) -> bool | None:
-        """None when the measurement has no action limit (e.g. SNR, judged against its baseline)."""
-        if self.limit is None:
-            return None
-        return math.isfinite(self.value) and self.limit.passes(self.value)
+    def verdict(self) -> Verdict:
+        """The measurement's one verdict (`value_verdict`): pass/fail against its limit, recorded without one,
+        not measured when the value is NaN or infinite (except +inf beyond an upper limit, a FAIL)."""
+        return value_verdict(self.value, self.limit)
 
     @property
-    def verdict(self) -> Verdict:
-        """PASS or FAIL against its limit; NOT_MEASURED when the value is not finite or no limit applies. +inf
-        beyond an upper limit is a FAIL: a measured "worse than the coarsest test object" (no hole array
-        resolved)."""
-        if (
-            math.isinf(self.value)
-            and self.value > 0
-            and self.limit is not None
-            and self.limit.high is not None
-        ):
-            return Verdict.FAIL
-        if not math.isfinite(self.value):
-            return Verdict.NOT_MEASURED
-        return {True: Verdict.PASS, False: Verdict.FAIL, None: Verdict.NOT_MEASURED}[self.passed]
+    def passed(self) -> bool | None:
+        """Derived from `verdict`: True (pass), False (fail), None (recorded or not measured)."""
+        return self.verdict.passed
 
     def to_dict(self) -> dict[str, Any]:
         """The measurement as plain data (a row of qc-measurements.csv)."""
@@ -112,7 +135,7 @@ class Measurement:
             "limit_high": None if lim is None else lim.high,
             "limit_source": None if lim is None else lim.source,
             "passed": self.passed,
-            "verdict": str(self.verdict) if lim is not None else "no limit",
+            "verdict": str(self.verdict),
             "detail": self.detail,
         }
 

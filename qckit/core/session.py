@@ -61,11 +61,21 @@ class QCSessionResult:
     @property
     def failed(self) -> bool:
         """A measurement beyond its action limit."""
-        return any(m.passed is False for m in self.measurements)
+        return any(m.verdict is Verdict.FAIL for m in self.measurements)
+
+    @property
+    def incomplete(self) -> bool:
+        """Something the phantom's analyses asked for was not measured: an analysis that could not be made
+        (a problem), or a value that is not a number (NaN, or infinite without an upper limit)."""
+        return bool(self.problems) or any(m.verdict is Verdict.NOT_MEASURED for m in self.measurements)
 
     @property
     def verdict(self) -> Verdict:
-        return Verdict.FAIL if self.failed else Verdict.PASS
+        """FAIL when a measurement is beyond its action limit, else INCOMPLETE when something was not measured,
+        else PASS: a session is never better than its measurements."""
+        if self.failed:
+            return Verdict.FAIL
+        return Verdict.INCOMPLETE if self.incomplete else Verdict.PASS
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -24,7 +24,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import data_element_generator
 
-from qckit.core.errors import DicomReadError
+from qckit.core.errors import DicomReadError, ReadCause
 from qckit.core.keys import secret
 from qckit.dicom import enhanced
 from qckit.dicom.pseudonym import subject_key
@@ -147,13 +147,16 @@ def _fast_parse(buf: bytes, file_size: int, path: str) -> tuple[dict[str, Any], 
     has_preamble = buf[128:132] == b"DICM"
     start = 132 if has_preamble else 0
     if not has_preamble and not _looks_like_element(buf, 0):
-        raise DicomReadError("not a DICOM file (no 'DICM' marker at byte 128 and no DICOM element at byte 0)")
+        raise DicomReadError(
+            "not a DICOM file (no 'DICM' marker at byte 128 and no DICOM element at byte 0)",
+            ReadCause.NOT_DICOM,
+        )
     buffer_is_file = len(buf) >= file_size
     bio = io.BytesIO(buf)
     bio.seek(start)
     meta = _parse_meta(bio) if buf[start : start + 2] == b"\x02\x00" else {}
     if meta.get("MediaStorageSOPClassUID") == MEDIA_DIRECTORY_SOP_CLASS:
-        raise DicomReadError("DICOMDIR (a media directory index, not an image)")
+        raise DicomReadError("DICOMDIR (a media directory index, not an image)", ReadCause.NOT_IMAGE)
     ts = meta.get("TransferSyntaxUID")
     if ts is None:  # no file meta: implicit VR unless bytes 4-5 spell a VR
         pos = bio.tell()
@@ -174,7 +177,7 @@ def _fast_parse(buf: bytes, file_size: int, path: str) -> tuple[dict[str, Any], 
             if isinstance(raw.value, bytes) and raw.length != len(raw.value) and raw.length != 0xFFFFFFFF:
                 if not buffer_is_file:
                     raise _NeedMore
-                raise DicomReadError(f"truncated file: element {keyword} is cut short")
+                raise DicomReadError(f"truncated file: element {keyword} is cut short", ReadCause.TRUNCATED)
             if vr == "SQ":
                 return None  # a sequence among the wanted attributes: let pydicom build it
             values[keyword] = _Undecoded(raw.value, vr)
@@ -190,7 +193,9 @@ def _fast_parse(buf: bytes, file_size: int, path: str) -> tuple[dict[str, Any], 
         if not buffer_is_file:
             raise _NeedMore
         if "Rows" not in values and "SeriesInstanceUID" not in values:
-            raise DicomReadError("truncated or corrupt header: the file ends before any image attribute")
+            raise DicomReadError(
+                "truncated or corrupt header: the file ends before any image attribute", ReadCause.TRUNCATED
+            )
     if values.get("SpecificCharacterSet") not in _SIMPLE_CHARSETS:
         return None
     return values, meta
@@ -199,13 +204,19 @@ def _fast_parse(buf: bytes, file_size: int, path: str) -> tuple[dict[str, Any], 
 def _check_complete(values: dict[str, Any], meta: dict[str, Any], file_size: int) -> None:
     """Detect, from element headers alone, a file that ends before its pixel data does."""
     if "pixel_offset" not in meta:
-        raise DicomReadError("truncated or incomplete file: no pixel data element")
+        if not values.get("Rows") and not values.get("Columns"):
+            raise DicomReadError(
+                "not an image: no pixel data and no Rows/Columns (e.g. a structure set or report)",
+                ReadCause.NOT_IMAGE,
+            )
+        raise DicomReadError("truncated or incomplete file: no pixel data element", ReadCause.TRUNCATED)
     offset, declared = meta["pixel_offset"], meta["pixel_length"]
     if declared == 0xFFFFFFFF:  # encapsulated (compressed) pixel data: fragments are not walked
         return
     if offset + declared > file_size:
         raise DicomReadError(
-            f"truncated file: pixel data declares {declared} bytes, the file holds {max(0, file_size - offset)}"
+            f"truncated file: pixel data declares {declared} bytes, the file holds {max(0, file_size - offset)}",
+            ReadCause.TRUNCATED,
         )
     if meta.get("TransferSyntaxUID") not in _UNCOMPRESSED:
         return
@@ -218,7 +229,8 @@ def _check_complete(values: dict[str, Any], meta: dict[str, Any], file_size: int
     frames = normalise("NumberOfFrames", "int", values.get("NumberOfFrames")) or 1
     if rows and cols and declared < rows * cols * spp * frames * bits // 8:
         raise DicomReadError(
-            f"pixel data holds {declared} bytes, fewer than {rows}x{cols}x{frames} pixels of {bits} bits need"
+            f"pixel data holds {declared} bytes, fewer than {rows}x{cols}x{frames} pixels of {bits} bits need",
+            ReadCause.TRUNCATED,
         )
 
 
@@ -228,7 +240,9 @@ def _classic_group(values: dict[str, Any], path: str) -> list[FrameGroup]:
     if not series_uid:
         raise DicomReadError("missing required tag SeriesInstanceUID (0020,000E)")
     if not params.get("Rows") or not params.get("Columns"):
-        raise DicomReadError("not an image: Rows/Columns missing (e.g. a report or presentation state)")
+        raise DicomReadError(
+            "not an image: Rows/Columns missing (e.g. a report or presentation state)", ReadCause.NOT_IMAGE
+        )
     iop = normalise("ImageOrientationPatient", "floats", values.get("ImageOrientationPatient"))
     ipp = normalise("ImagePositionPatient", "floats", values.get("ImagePositionPatient"))
     normal = slice_normal(iop)
@@ -271,7 +285,7 @@ def _full_read(path: str) -> list[FrameGroup]:
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
     except InvalidDicomError as exc:
-        raise DicomReadError(f"not a DICOM file ({exc})") from exc
+        raise DicomReadError(f"not a DICOM file ({exc})", ReadCause.NOT_DICOM) from exc
     except Exception as exc:  # pydicom raises many types on corrupt input
         raise DicomReadError(f"corrupt DICOM header ({type(exc).__name__}: {exc})") from exc
     values: dict[str, Any] = {}
@@ -314,17 +328,17 @@ def _read_buffer(path: str) -> tuple[bytes, int, Any]:
     try:
         fp = open(path, "rb")  # noqa: SIM115 - closed by the caller
     except PermissionError as exc:
-        raise DicomReadError("permission denied") from exc
+        raise DicomReadError("permission denied", ReadCause.UNREADABLE) from exc
     except IsADirectoryError as exc:
-        raise DicomReadError("is a directory") from exc
+        raise DicomReadError("is a directory", ReadCause.NOT_REGULAR) from exc
     except OSError as exc:
-        raise DicomReadError(f"cannot read file: {exc.strerror or exc}") from exc
+        raise DicomReadError(f"cannot read file: {exc.strerror or exc}", ReadCause.UNREADABLE) from exc
     try:
         file_size = os.fstat(fp.fileno()).st_size
         return fp.read(_FIRST_READ), file_size, fp
     except OSError as exc:
         fp.close()
-        raise DicomReadError(f"cannot read file: {exc.strerror or exc}") from exc
+        raise DicomReadError(f"cannot read file: {exc.strerror or exc}", ReadCause.UNREADABLE) from exc
 
 
 def read_header(path: str | os.PathLike[str]) -> list[FrameGroup]:
@@ -333,7 +347,7 @@ def read_header(path: str | os.PathLike[str]) -> list[FrameGroup]:
     buf, file_size, fp = _read_buffer(path)
     with fp:
         if file_size == 0:
-            raise DicomReadError("empty file (0 bytes)")
+            raise DicomReadError("empty file (0 bytes)", ReadCause.NOT_DICOM)
         size = _FIRST_READ
         while True:
             try:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from qckit.core import jsonio
-from qckit.core.errors import DicomReadError, NoDataError, QckitInputError
+from qckit.core.errors import DicomReadError, NoDataError, QckitInputError, ReadCause
 from qckit.core.files import not_regular
 from qckit.dicom.header import read_header
 from qckit.dicom.series import COLUMNS, SeriesAccumulator
@@ -34,10 +34,11 @@ _LIST_COLUMNS = ("PixelSpacing",)
 
 @dataclass
 class ScanError:
-    """An item that could not be indexed: its path and the reason."""
+    """An item that could not be indexed: its path, the reason and its typed cause."""
 
     path: str
     reason: str
+    cause: ReadCause = ReadCause.CORRUPT
 
     def to_dict(self) -> dict[str, str]:
         """The bad item as plain data: path and reason."""
@@ -52,6 +53,13 @@ class ScanResult:
     series: list[dict[str, Any]] = field(default_factory=list)
     errors: list[ScanError] = field(default_factory=list)
     n_files: int = 0
+    files: dict[tuple[str, str], list[str]] = field(
+        default_factory=dict
+    )  # (series_uid, acquisition) -> paths
+
+    def files_of(self, row: dict[str, Any]) -> list[str]:
+        """The files of one series row (duplicate SOP instances left out); [] for an index read from a file."""
+        return self.files.get((str(row.get("series_uid")), str(row.get("acquisition") or "")), [])
 
     def to_dict(self) -> dict[str, Any]:
         """The index as plain data: one record per series, the bad items, and the file count."""
@@ -87,7 +95,7 @@ def walk_files(root: Path) -> tuple[list[str], list[ScanError]]:
 
     def onerror(exc: OSError) -> None:
         where = os.path.relpath(exc.filename, root) if exc.filename else "."
-        errors.append(ScanError(where, f"cannot list folder: {exc.strerror or exc}"))
+        errors.append(ScanError(where, f"cannot list folder: {exc.strerror or exc}", ReadCause.FOLDER))
 
     def rel(path: str) -> str:
         r = os.path.relpath(path, root)
@@ -98,34 +106,40 @@ def walk_files(root: Path) -> tuple[list[str], list[ScanError]]:
         for name in list(dirnames):  # a linked folder is not followed (loops, other trees): say so
             if os.path.islink(os.path.join(dirpath, name)):
                 errors.append(
-                    ScanError(rel(os.path.join(dirpath, name)), "symbolic link to a folder: not followed")
+                    ScanError(
+                        rel(os.path.join(dirpath, name)),
+                        "symbolic link to a folder: not followed",
+                        ReadCause.NOT_REGULAR,
+                    )
                 )
         if not dirnames and not filenames:
-            errors.append(ScanError(rel(dirpath), "empty folder"))
+            errors.append(ScanError(rel(dirpath), "empty folder", ReadCause.FOLDER))
         for name in sorted(filenames):
             path = os.path.join(dirpath, name)
             why = not_regular(path)
             if why:
-                errors.append(ScanError(rel(path), why))
+                errors.append(ScanError(rel(path), why, ReadCause.NOT_REGULAR))
             else:
                 files.append(path)
     return files, errors
 
 
-_ChunkResult = tuple[SeriesAccumulator, list[tuple[str, str]], int]
+_ChunkResult = tuple[SeriesAccumulator, list[tuple[str, str, ReadCause]], int]
 
 
 def _read_chunk(paths: list[str]) -> _ChunkResult:
     """Read a chunk of files into a partial accumulator (merged by the parent in path order) and bad items."""
     acc = SeriesAccumulator()
-    bad: list[tuple[str, str]] = []
+    bad: list[tuple[str, str, ReadCause]] = []
     for p in paths:
         try:
             acc.add(p, read_header(p))
         except DicomReadError as exc:
-            bad.append((p, str(exc)))
+            bad.append((p, str(exc), exc.cause))
         except Exception as exc:  # never let one file stop the run
-            bad.append((p, f"unexpected error while reading ({type(exc).__name__}: {exc})"))
+            bad.append(
+                (p, f"unexpected error while reading ({type(exc).__name__}: {exc})", ReadCause.CORRUPT)
+            )
     return acc, bad, len(paths)
 
 
@@ -204,11 +218,14 @@ def scan(
         progress(0, len(files))
     for partial, bad, n in _results(files, workers):
         acc.merge(partial)
-        errors.extend(ScanError(_rel(path, base), reason) for path, reason in bad)
+        errors.extend(ScanError(_rel(path, base), reason, cause) for path, reason, cause in bad)
         done += n
         if progress:
             progress(done, len(files))
-    result = ScanResult(root=str(root_path), series=acc.rows(), errors=errors, n_files=len(files))
+    rows, series_files = acc.rows_and_files()
+    result = ScanResult(
+        root=str(root_path), series=rows, errors=errors, n_files=len(files), files=series_files
+    )
     if not result.series:
         detail = "; ".join(f"{e.path}: {e.reason}" for e in errors[:5])
         more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""

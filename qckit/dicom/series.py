@@ -53,6 +53,9 @@ class _Acquisition:
     folders: set[str] = field(default_factory=set)
     sop_uids: set[str] = field(default_factory=set)
     duplicates: int = 0
+    files: list[tuple[str, str | None]] = field(
+        default_factory=list
+    )  # (path, SOP instance UID), in path order
 
 
 class SeriesAccumulator:
@@ -80,6 +83,8 @@ class SeriesAccumulator:
                     acq.duplicates += 1
                     continue
                 acq.sop_uids.add(g.sop_uid)
+            if not acq.files or acq.files[-1][0] != path:
+                acq.files.append((path, g.sop_uid))
             acq.n_images += 1
             acq.n_frames += g.n_frames
             acq.positions.update(round(p, _POSITION_DECIMALS) for p in g.positions)
@@ -97,6 +102,7 @@ class SeriesAccumulator:
                     mine.inconsistent.add(k)
             mine.inconsistent |= theirs.inconsistent
             overlap = len(mine.sop_uids & theirs.sop_uids)
+            mine.files += [(p, u) for p, u in theirs.files if u is None or u not in mine.sop_uids]
             mine.sop_uids |= theirs.sop_uids
             mine.n_images += theirs.n_images - overlap
             mine.duplicates += theirs.duplicates + overlap
@@ -118,6 +124,11 @@ class SeriesAccumulator:
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per acquisition, keys in `COLUMNS` order, sorted by study, series number and echo."""
+        return self.rows_and_files()[0]
+
+    def rows_and_files(self) -> tuple[list[dict[str, Any]], dict[tuple[str, str], list[str]]]:
+        """The rows (see `rows`) and each row's files keyed by (series_uid, acquisition label)."""
+        files: dict[tuple[str, str], list[str]] = {}
         by_series: dict[str, list[tuple[Any, ...]]] = {}
         for key in self._acqs:
             by_series.setdefault(key[0], []).append(key)
@@ -130,11 +141,13 @@ class SeriesAccumulator:
             )
             varying = [len({k[1][i] for k in keys}) > 1 for i in range(3)]
             for key in keys:
-                out.append(self._row(self._acqs[key], series_uid, varying, key))
+                row = self._row(self._acqs[key], series_uid, varying, key)
+                files[(series_uid, row["acquisition"])] = [p for p, _ in self._acqs[key].files]
+                out.append(row)
         out.sort(
             key=lambda r: (r["study_key"] or "", r["SeriesNumber"] or 0, r["series_uid"], r["acquisition"])
         )
-        return out
+        return out, files
 
     def _row(
         self, acq: _Acquisition, series_uid: str, varying: list[bool], key: tuple[Any, ...]

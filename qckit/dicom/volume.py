@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 
-from qckit.core.errors import VolumeError
+from qckit.core.errors import ReadCause, VolumeError
 from qckit.core.files import not_regular
-from qckit.dicom.index import walk_files
+from qckit.dicom.index import ScanError, walk_files
 
 
 @dataclass
@@ -203,16 +204,24 @@ def read_volumes(
     """All image volumes under a folder (or in a list of files): ([Volume], [(path, reason) for bad files]).
 
     One volume per (SeriesInstanceUID, echo time); files that are not DICOM images are reported, not fatal.
-    """
+    Workflows read folders through `qckit.dicom.folder.DicomFolder` (headers once, pixels of chosen series only);
+    this reads every file's pixels, for tests and single-series tools."""
+    volumes, issues = load_volumes(_files(source))
+    return volumes, [(i.path, i.reason) for i in issues]
+
+
+def load_volumes(files: Iterable[str]) -> tuple[list[Volume], list[ScanError]]:
+    """The image volumes of `files` and every file that could not be used, with its typed `ReadCause`
+    (not DICOM, no pixel data, undecodable pixels, or a series whose frames do not make one volume)."""
     groups: dict[tuple[str, float | None], list[Frame]] = {}
     headers: dict[tuple[str, float | None], Dataset] = {}
     paths: dict[tuple[str, float | None], list[str]] = {}
-    bad: list[tuple[str, str]] = []
-    for path in _files(source):
+    bad: list[ScanError] = []
+    for path in files:
         try:
             ds = pydicom.dcmread(path)
             if "PixelData" not in ds:
-                bad.append((path, "no pixel data"))
+                bad.append(ScanError(path, "no pixel data", ReadCause.NOT_IMAGE))
                 continue
             uid = str(ds.get("SeriesInstanceUID") or "")
             frames = (
@@ -220,8 +229,11 @@ def read_volumes(
                 if "PerFrameFunctionalGroupsSequence" in ds
                 else [_classic_frame(ds)]
             )
+        except InvalidDicomError as exc:
+            bad.append(ScanError(path, f"InvalidDicomError: {exc}", ReadCause.NOT_DICOM))
+            continue
         except Exception as exc:  # pydicom raises many types for broken files
-            bad.append((path, f"{type(exc).__name__}: {exc}"))
+            bad.append(ScanError(path, f"{type(exc).__name__}: {exc}", ReadCause.PIXELS))
             continue
         head = ds.copy()
         del head.PixelData
@@ -236,7 +248,7 @@ def read_volumes(
         try:
             volumes.append(_build(key[0], key[1], groups[key], headers[key], paths[key]))
         except VolumeError as exc:
-            bad.append((paths[key][0], str(exc)))
+            bad.append(ScanError(paths[key][0], str(exc), ReadCause.GEOMETRY))
     return volumes, bad
 
 

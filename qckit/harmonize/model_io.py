@@ -18,6 +18,7 @@ from qckit import __version__
 from qckit.core.errors import ModelFileError
 from qckit.core.jsonio import atomic_write_bytes, dumps, write_json
 from qckit.harmonize.combat import _PARAM_ARRAYS, ComBat, _SplineBasis
+from qckit.harmonize.methods import Method, register_method
 from qckit.harmonize.validate import BATCH_SEPARATOR
 
 FORMAT = "qckit-combat-model"
@@ -74,6 +75,7 @@ def save_model(model: ComBat, folder: str | Path) -> Path:
     if not isinstance(params["batch"], str):
         params["batch"] = list(params["batch"])
     meta = {
+        "method": "combat",
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "versions": _versions(),
@@ -204,3 +206,40 @@ def _build(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> ComBat:
         model.spline_basis_ = None
         model.smooth_cols_ = []
     return model
+
+
+def _build_combat(
+    *,
+    batch: str | list[str],
+    categorical: list[str],
+    continuous: list[str],
+    features: list[str],
+    min_batch_size: int,
+    **options: Any,
+) -> ComBat:
+    return ComBat(batch=batch, categorical_covariates=categorical, continuous_covariates=continuous,
+                  features=features, min_batch_size=min_batch_size, **options)  # fmt: skip
+
+
+COMBAT = register_method(
+    Method(
+        name="combat",
+        title="ComBat (neuroHarmonize; empirical Bayes location/scale, optional GAM terms and reference batch)",
+        build=_build_combat,
+        save=save_model,
+        load=load_model,
+        estimator=ComBat,
+        options=(
+            "smooth_terms",
+            "smooth_term_bounds",
+            "ref_batch",
+            "empirical_bayes",
+            "parametric",
+            "mean_only",
+            "on_invalid",
+            "unseen_batch",
+            "random_state",
+        ),
+        formats=(FORMAT,),
+    )
+)

@@ -26,9 +26,10 @@ from qckit.phantoms.models import Phantom, Region
 @dataclass(frozen=True)
 class Outline:
     centre_px: tuple[float, float]  # (x = column, y = row), sub-pixel
-    radius_px: float
-    diameter_mm: float
+    radius_px: float  # a box: half its smaller side
+    diameter_mm: float  # a box: its smaller side
     fit_residual_px: float
+    size_mm: tuple[float, float] | None = None  # a box: width (x) and height (y)
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
@@ -70,11 +71,14 @@ def _fit_circle(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
 
 
 def find_outline(image: np.ndarray, pixel_mm: float, phantom: Phantom, where: str = "") -> Outline:
-    """Centre and diameter of the phantom on one slice; `PhantomNotFoundError` when it is not there."""
+    """Centre and size of the phantom on one slice (a circle fit, or a box's centroid and extents, by the
+    body's shape); `PhantomNotFoundError` when it is not there."""
     mask = body_mask(np.asarray(image, dtype=float))
     loc = phantom.localization
     if mask.sum() < 20:
         raise PhantomNotFoundError(f"{where}no phantom found (no bright object in the image)")
+    if phantom.body.shape == "box":
+        return _box_outline(mask, pixel_mm, phantom, where)
     edge = mask & ~ndimage.binary_erosion(mask)
     ys, xs = np.nonzero(edge)
     cx, cy, r = _fit_circle(xs.astype(float), ys.astype(float))
@@ -101,6 +105,42 @@ def find_outline(image: np.ndarray, pixel_mm: float, phantom: Phantom, where: st
     if cx - r < -2 or cy - r < -2 or cx + r > w + 1 or cy + r > h + 1:
         raise PhantomNotFoundError(f"{where}phantom '{phantom.name}' is cut off by the field of view")
     return Outline((cx, cy), r, diameter, float(np.median(resid)))
+
+
+def _box_outline(mask: np.ndarray, pixel_mm: float, phantom: Phantom, where: str) -> Outline:
+    """A box body: centre = the mask's centroid, size = its extents along the image axes (a box rotated by a
+    few degrees reads a little larger: the tolerance absorbs it), checked against the definition's size."""
+    ys, xs = np.nonzero(mask)
+    cx, cy = float(xs.mean()), float(ys.mean())
+    w_mm = (float(xs.max() - xs.min()) + 1.0) * pixel_mm
+    h_mm = (float(ys.max() - ys.min()) + 1.0) * pixel_mm
+    assert phantom.body.size_mm is not None  # the model requires it for a box
+    (ew, eh), tol = phantom.body.size_mm, phantom.localization.diameter_tolerance_percent
+    if abs(w_mm - ew) > tol / 100 * ew or abs(h_mm - eh) > tol / 100 * eh:
+        raise PhantomNotFoundError(
+            f"{where}phantom '{phantom.name}' not found: the object found is {w_mm:.1f} x {h_mm:.1f} mm, the "
+            f"definition says {ew:g} x {eh:g} mm (tolerance {tol:g}%)"
+        )
+    h, w = mask.shape
+    if xs.min() == 0 or ys.min() == 0 or xs.max() == w - 1 or ys.max() == h - 1:
+        raise PhantomNotFoundError(f"{where}phantom '{phantom.name}' is cut off by the field of view")
+    side = min(w_mm, h_mm)
+    return Outline((cx, cy), side / 2 / pixel_mm, side, 0.0, (w_mm, h_mm))
+
+
+def body_extent(volume: np.ndarray) -> tuple[int, int]:
+    """The first and last slice (0-based) that show the body: slices whose above-threshold area (Otsu on the
+    log signal of the whole volume) is at least half the largest slice's. Used to find the phantom's centre
+    along its axis from the image (`localization.z_origin: body`)."""
+    arr = np.asarray(volume, dtype=float)
+    sample = arr[:, ::4, ::4]
+    floor = np.nanpercentile(sample, 0.5)
+    thr = otsu_threshold(np.log1p(np.clip(sample - floor, 0, None)))
+    areas = (np.log1p(np.clip(arr - floor, 0, None)) > thr).sum(axis=(1, 2))
+    if areas.max() == 0:
+        raise PhantomNotFoundError("no phantom found along the stack (no bright object in any slice)")
+    inside = np.nonzero(areas >= 0.5 * areas.max())[0]
+    return int(inside[0]), int(inside[-1])
 
 
 @dataclass(frozen=True)

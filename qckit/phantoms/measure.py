@@ -28,8 +28,8 @@ import pandas as pd
 from qckit.core.errors import PhantomMeasurementError, QckitInputError
 from qckit.core.identity import ScannerIdentity
 from qckit.core.tables import write_table
-from qckit.dicom.index import scan
-from qckit.dicom.volume import Volume, match_volume, read_volumes
+from qckit.dicom.folder import DicomFolder
+from qckit.dicom.volume import Volume
 from qckit.features.manifest import Case
 from qckit.features.params import ExtractionSettings
 from qckit.features.runner import parts_dir, run_extraction
@@ -84,10 +84,8 @@ def _scan_key(row: dict[str, Any]) -> str:
     return f"S{int(row.get('SeriesNumber') or 0):03d}-{digest}"
 
 
-def _index(
-    root: Path, workers: int | None, series: list[dict[str, Any]] | None = None
-) -> list[dict[str, Any]]:
-    rows = [dict(r) for r in (series if series is not None else scan(root, workers=workers).series)]
+def _index(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = [dict(r) for r in series]
     for r in rows:
         r["scan"] = _scan_key(r)
         r["scanner"] = _scanner_key(r)
@@ -136,25 +134,27 @@ def measure_folder(
     progress: Callable[[int, int], None] | None = None,
     keep_volumes: bool = True,
     only_series: set[str] | None = None,
-    indexed: tuple[list[dict[str, Any]], list[Volume], list[tuple[str, str]]] | None = None,
+    source: DicomFolder | None = None,
 ) -> Measurement:
     """Measure every image series under `root` (see module docstring); `only_series`: just these series UIDs.
 
     Localizers (ImageType LOCALIZER, or described as localizer/scout/survey) are not phantom scans: they are
-    listed in `skipped`, not as problems. `indexed`: the folder's series rows, volumes and bad files when the
-    caller has read them already (`qckit qualify`), so they are not read again."""
+    listed in `skipped`, not as problems. `source`: the folder as the caller has indexed it already (`qckit
+    qualify`), so its headers are not read again; pixel data is loaded only for the scans measured."""
     root, out = Path(root), Path(out_dir)
-    rows = _index(root, workers, indexed[0] if indexed is not None else None)
+    source = source if source is not None else DicomFolder.open(root, workers=workers)
+    rows = _index(source.series)
     if only_series is not None:
         rows = [r for r in rows if r["series_uid"] in only_series]
     localizers = [r for r in rows if is_localizer(r)]
     rows = [r for r in rows if not is_localizer(r)]
-    volumes, bad = (indexed[1], indexed[2]) if indexed is not None else read_volumes(root)
     out.mkdir(parents=True, exist_ok=True)
-    # files that are not DICOM at all (notes, ground truth, index files) are skipped quietly; broken DICOM is not
-    skipped = [p for p, reason in bad if "InvalidDicomError" in reason]
+    # files that are not DICOM images (notes, ground truth, index files) are skipped quietly; broken DICOM is not
+    skipped = [e.path for e in source.index.errors if e.cause.quiet]
     skipped += [f"{r['folder']} (localizer)" for r in localizers]
-    problems = [{"scan": "-", "folder": p, "reason": reason} for p, reason in bad if p not in skipped]
+    problems: list[dict[str, Any]] = [
+        {"scan": "-", "folder": e.path, "reason": e.reason} for e in source.index.errors if not e.cause.quiet
+    ]
     cases: list[Case] = []
     intensity: list[dict[str, Any]] = []
     placements: dict[str, Placement] = {}
@@ -162,11 +162,12 @@ def measure_folder(
     scan_rows = []
     for r in rows:
         where = f"{r['scan']} ({r['folder']}): "
-        vol = match_volume(volumes, r)
+        n_bad = len(source.pixel_errors)
+        vol = source.volume(r)
         if vol is None:
-            problems.append(
-                {"scan": r["scan"], "folder": r["folder"], "reason": "pixel data could not be loaded"}
-            )
+            why = "; ".join(f"{e.path}: {e.reason}" for e in source.pixel_errors[n_bad:])
+            problems.append({"scan": r["scan"], "folder": r["folder"],
+                             "reason": "pixel data could not be loaded" + (f" ({why})" if why else "")})  # fmt: skip
             continue
         try:
             placement = place_rois(vol, phantom, where)

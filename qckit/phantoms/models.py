@@ -13,6 +13,7 @@ with unit gain and zero offset would produce.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -39,13 +40,27 @@ class Texture(_Strict):
 
 
 class Body(_Strict):
-    """The phantom's body: a cylinder of given diameter and length, its fill signal and texture for the renderer."""
+    """The phantom's body: a cylinder (diameter), a box (`size_mm` across x and y) or a set of vials in a
+    container of any size (`vials`: found by the container's outline, measured in the vials), with its length
+    along the axis, its fill signal and texture for the renderer. `fill` and `unit` say what the fill's signal
+    means (e.g. water at 0 HU in a CT phantom)."""
 
-    shape: Literal["cylinder"] = "cylinder"
+    shape: Literal["cylinder", "box", "vials"] = "cylinder"
     diameter_mm: PositiveMM | None = Field(None, description="inner diameter; None = any size (bottles)")
+    size_mm: tuple[PositiveMM, PositiveMM] | None = Field(
+        None, description="a box's width (x) and height (y)"
+    )
     length_mm: PositiveMM
     intensity: float = Field(1000.0, description="signal of the fill for the synthetic scanner")
     texture: Texture | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> Body:
+        if self.shape == "box" and (self.size_mm is None or self.diameter_mm is not None):
+            raise ValueError("a box body needs 'size_mm' [width, height] (and no 'diameter_mm')")
+        if self.shape != "box" and self.size_mm is not None:
+            raise ValueError(f"'size_mm' is for a box body; a {self.shape} gives 'diameter_mm'")
+        return self
 
 
 class Structure(_Strict):
@@ -118,6 +133,12 @@ class Localization(_Strict):
         None, description="where the straight edges are (phantom frame); default: inside 85% of the radius"
     )
     max_rotation_deg: Annotated[float, Field(gt=0, le=45)] = 10.0
+    z_origin: Literal["stack", "body"] = Field(
+        "stack",
+        description="what analyses' z_mm positions are relative to: the centre of the acquired stack (a prescribed "
+        "stack, ACR style) or the centre of the phantom's body along its axis, found from the image (the slices "
+        "that show the body; the scan must cover it)",
+    )
 
 
 class FieldRange(_Strict):
@@ -131,6 +152,70 @@ class FieldRange(_Strict):
         if field_t is None:
             return False
         return (self.min is None or field_t >= self.min) and (self.max is None or field_t < self.max)
+
+
+class Condition(_Strict):
+    """A condition on one acquisition attribute (a DICOM keyword or a `qckit scan` column such as `n_slices`):
+    a numeric range `min <= value < max`, an exact value (`equals`), one of several (`one_of`, text compared
+    without case) or a regular expression (`regex`, searched in the text). An absent attribute meets none."""
+
+    min: float | None = None
+    max: float | None = None
+    equals: float | str | None = None
+    one_of: list[float | str] | None = None
+    regex: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Condition:
+        forms = [self.min is not None or self.max is not None, self.equals is not None,
+                 self.one_of is not None, self.regex is not None]  # fmt: skip
+        if sum(forms) != 1:
+            raise ValueError("give exactly one of 'min'/'max', 'equals', 'one_of' or 'regex'")
+        if self.regex is not None:
+            import re
+
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"regex {self.regex!r}: {exc}") from None
+        return self
+
+    def holds(self, value: Any) -> bool:
+        """Whether `value` meets the condition."""
+        if value is None or value == "":
+            return False
+        if self.min is not None or self.max is not None:
+            try:
+                v = float(value)
+            except (TypeError, ValueError):
+                return False
+            return (self.min is None or v >= self.min) and (self.max is None or v < self.max)
+        if self.regex is not None:
+            import re
+
+            return re.search(self.regex, str(value)) is not None
+        wanted = [self.equals] if self.equals is not None else list(self.one_of or [])
+        return any(_same(value, w) for w in wanted)
+
+
+def _same(value: Any, wanted: float | str) -> bool:
+    if isinstance(wanted, (int, float)) and not isinstance(wanted, bool):
+        try:
+            return abs(float(value) - float(wanted)) <= 1e-6 * max(1.0, abs(float(wanted)))
+        except (TypeError, ValueError):
+            return False
+    return str(value).strip().casefold() == str(wanted).strip().casefold()
+
+
+def _check_attribute(name: str) -> None:
+    """An attribute a limit may be keyed by: a DICOM keyword (pydicom's dictionary) or an index column."""
+    from pydicom.datadict import keyword_dict
+
+    from qckit.dicom.series import COLUMNS
+
+    if name not in keyword_dict and name not in COLUMNS:
+        raise ValueError(f"'{name}' is neither a DICOM keyword nor a qckit scan column (e.g. MagneticFieldStrength, "
+                         "KVP, ConvolutionKernel, DiffusionBValue, n_slices)")  # fmt: skip
 
 
 class LimitSpec(_Strict):
@@ -148,7 +233,36 @@ class LimitSpec(_Strict):
         None, description="the limit as the guidance words it (default: from the numbers)"
     )
     source: str
-    field_strength_t: FieldRange | None = None
+    field_strength_t: FieldRange | None = Field(
+        None, description="shorthand for when: {MagneticFieldStrength: {min, max}}"
+    )
+    when: dict[str, Condition] = Field(
+        default_factory=dict,
+        description="acquisition attributes the limit applies to (all must hold), e.g. {KVP: {equals: 120}}",
+    )
+
+    @model_validator(mode="after")
+    def _when(self) -> LimitSpec:
+        for name in self.when:
+            _check_attribute(name)
+        if self.field_strength_t is not None and "MagneticFieldStrength" in self.when:
+            raise ValueError(
+                "give the field strength once: 'field_strength_t' or when: MagneticFieldStrength"
+            )
+        return self
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the limit applies only to some acquisitions."""
+        return self.field_strength_t is not None or bool(self.when)
+
+    def applies(self, acquisition: Mapping[str, Any]) -> bool:
+        """Whether every condition holds for this acquisition (attribute name -> value)."""
+        if self.field_strength_t is not None and not self.field_strength_t.contains(
+            _float_or_none(acquisition.get("MagneticFieldStrength"))
+        ):
+            return False
+        return all(c.holds(acquisition.get(k)) for k, c in self.when.items())
 
     @model_validator(mode="after")
     def _form(self) -> LimitSpec:
@@ -196,18 +310,41 @@ class AnalysisSpec(_Strict):
     echo: Annotated[int, Field(ge=1)] | None = Field(
         None, description="for multi-echo roles, the echo it measures (default: the first)"
     )
-    slice: Annotated[int, Field(ge=1)] | None = None
+    slice: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="the prescribed stack's slice (1-based)"
+    )
+    z_mm: float | None = Field(
+        None,
+        description="where along the phantom's axis it is measured (mm from `localization.z_origin`): the "
+        "slice nearest this position is found from the image, whatever the slice count or spacing",
+    )
     params: dict[str, Any] = Field(default_factory=dict)
     limits: list[LimitSpec] = Field(default_factory=list)
     reference: str = Field("", description="the published definition of the measurement")
 
-    def limit(self, field_t: float | None, prescribed: float | None = None) -> Limit | None:
-        """The applicable limit for a scanner of field `field_t` (see `LimitSpec`); None without one."""
-        ranged = [
-            s for s in self.limits if s.field_strength_t is not None and s.field_strength_t.contains(field_t)
-        ]
-        plain = [s for s in self.limits if s.field_strength_t is None]
-        chosen = (ranged or plain or [None])[0]
+    @model_validator(mode="after")
+    def _where(self) -> AnalysisSpec:
+        if self.slice is not None and self.z_mm is not None:
+            raise ValueError(f"analysis {self.name}: give 'slice' or 'z_mm', not both")
+        return self
+
+    @property
+    def where(self) -> str:
+        """How the position reads in messages and labels ('slice 7', 'z +20 mm', '')."""
+        if self.slice is not None:
+            return f"slice {self.slice}"
+        return f"z {self.z_mm:+g} mm" if self.z_mm is not None else ""
+
+    def limit(
+        self, acquisition: Mapping[str, Any] | float | None, prescribed: float | None = None
+    ) -> Limit | None:
+        """The limit that applies to this acquisition (attribute -> value; a bare number is the field strength in
+        T): the first conditional limit whose conditions all hold, else the first unconditional one, else None."""
+        if not isinstance(acquisition, Mapping):
+            acquisition = {"MagneticFieldStrength": acquisition}
+        keyed = [s for s in self.limits if s.conditional and s.applies(acquisition)]
+        plain = [s for s in self.limits if not s.conditional]
+        chosen = (keyed or plain or [None])[0]
         return None if chosen is None else chosen.resolve(prescribed)
 
 
@@ -280,7 +417,9 @@ class Phantom(_Strict):
     references: list[str] = Field(default_factory=list)
     seed: int = Field(0, description="seed of the object's own texture (same object on every scanner)")
     body: Body
-    stack: Stack
+    stack: Stack | None = Field(
+        None, description="the prescribed slice stack (slice-numbered ROIs and analyses, synthetic scanners)"
+    )
     localization: Localization = Localization()
     structures: list[Structure] = Field(default_factory=list)
     inserts: Inserts | None = Field(
@@ -307,17 +446,21 @@ class Phantom(_Strict):
             if dup:
                 raise ValueError(f"duplicate {what} name(s): {', '.join(dup)}")
         for roi in self.rois:
-            if roi.slices and max(roi.slices) > self.stack.n_slices:
+            if roi.slices and self.stack is None:
+                raise ValueError(f"roi {roi.name}: 'slices' need a 'stack'; place it with 'z_mm'")
+            if roi.slices and self.stack is not None and max(roi.slices) > self.stack.n_slices:
                 raise ValueError(
                     f"roi {roi.name}: slice {max(roi.slices)} is beyond the stack's {self.stack.n_slices} slices"
                 )
-        seen: set[tuple[str, int | None, tuple[str, ...]]] = set()
+        seen: set[tuple[str, int | float | None, tuple[str, ...]]] = set()
         for a in self.analyses:
-            key = (a.name, a.slice, tuple(a.roles))
+            key = (a.name, a.slice if a.z_mm is None else a.z_mm, tuple(a.roles))
             if key in seen:
                 raise ValueError(f"analysis {a.name} (slice {a.slice}, roles {a.roles}) is listed twice")
             seen.add(key)
-            if a.slice is not None and a.slice > self.stack.n_slices:
+            if a.slice is not None and self.stack is None:
+                raise ValueError(f"analysis {a.name}: 'slice' needs a 'stack'; place it with 'z_mm'")
+            if a.slice is not None and self.stack is not None and a.slice > self.stack.n_slices:
                 raise ValueError(
                     f"analysis {a.name}: slice {a.slice} is beyond the stack's {self.stack.n_slices}"
                 )
@@ -346,6 +489,13 @@ class Phantom(_Strict):
             if r.name == name:
                 return r
         raise KeyError(name)
+
+
+def _float_or_none(value: Any) -> float | None:
+    try:
+        return None if value in (None, "") else float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _check_geometry(shape: str, radius: float | None, size: tuple[float, float] | None) -> None:

@@ -213,6 +213,11 @@ class Protocol(BaseModel):
     unmatched_level: Literal["pass", "warn", "fail"] = Field(
         default="warn", description="status given to a series that matches no entry"
     )
+    phantom: str | None = Field(
+        default=None,
+        description="the phantom definition these series image (bundled name): `qckit qc run` chooses the phantom "
+        "of a session from the protocol its series match",
+    )
     series: Annotated[list[ExpectedSeries], Field(min_length=1)]
 
     @model_validator(mode="after")

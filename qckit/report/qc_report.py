@@ -115,16 +115,17 @@ def build_session_page(
     page = Page(f"Phantom QC session ({s.phantom})", f"{s.scanner_key} on {s.session_date:%Y-%m-%d %H:%M} "
                 f"({s.role}; session {s.session_label})", provenance)  # fmt: skip
     n_fail = sum(m.passed is False for m in ms)
+    n_nan = sum(str(m.verdict) == "not measured" for m in ms)
     page.add("Verdict", badges({
         "verdict": str(s.verdict), "measurements": len(ms), "beyond action limit": n_fail,
-        "not measured": len(s.problems), "protocol": str(s.protocol.status),
+        "not measured": len(s.problems) + n_nan, "protocol": str(s.protocol.status),
         "control alarms": sum(bool(c.alarms) for c in s.control),
     }))  # fmt: skip
     control = {c.name: c for c in s.control}
     rows, classes = [], []
     for m in ms:
         c = control.get(m.name)
-        verdict = {True: "pass", False: "FAIL", None: "no action limit"}[m.passed]
+        verdict = {"fail": "FAIL", "recorded": "no action limit"}.get(str(m.verdict), str(m.verdict))
         ctl = (
             "-" if c is None else (", ".join(RULE_TEXT.get(a, a) for a in c.alarms) or c.note or "in control")
         )

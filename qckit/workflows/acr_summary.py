@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qckit.core.results import Measurement
+from qckit.core.results import Measurement, Verdict
 from qckit.core.session import QCSessionResult
 
 # (test, [(item, measurement name)], scored on T2 as well)
@@ -66,11 +66,18 @@ def _cell(m: Measurement | None) -> dict[str, Any] | None:
             "verdict": str(m.verdict), "slice": m.slice, "series_uid": m.series_uid}  # fmt: skip
 
 
-def _verdict(cells: list[dict[str, Any] | None]) -> str:
-    judged = [c["verdict"] for c in cells if c is not None and c["verdict"] in ("pass", "fail")]
-    if not judged:
-        return "not measured"
-    return "fail" if "fail" in judged else "pass"
+def _verdict(cells: list[dict[str, Any] | None], present: bool) -> str:
+    """A test's verdict on one series: fail when an item fails; not measured when the session has no such
+    series; incomplete when some item of a measured series is absent or not measured; else pass (recorded
+    items, without a limit, count as measured). One meaning of a NaN or infinite value everywhere: the item's
+    `Measurement.verdict`."""
+    got = [c["verdict"] for c in cells if c is not None]
+    if Verdict.FAIL in got:
+        return str(Verdict.FAIL)
+    measured = [v for v in got if v in (Verdict.PASS, Verdict.RECORDED)]
+    if not present and not measured:
+        return str(Verdict.NOT_MEASURED)
+    return str(Verdict.PASS if len(measured) == len(cells) else Verdict.INCOMPLETE)
 
 
 def acr_summary(s: QCSessionResult) -> dict[str, Any]:
@@ -85,7 +92,7 @@ def acr_summary(s: QCSessionResult) -> dict[str, Any]:
                 continue
             cells = [_cell(by.get(name + suffix)) for _item, name in items]
             series[role] = {
-                "verdict": _verdict(cells),
+                "verdict": _verdict(cells, bool(s.series.get(role))),
                 "items": [{"item": item, "measurement": name + suffix, **({"measured": c} if c else {"measured": None})}
                           for (item, name), c in zip(items, cells, strict=True)],
             }  # fmt: skip
@@ -97,7 +104,8 @@ def acr_summary(s: QCSessionResult) -> dict[str, Any]:
         if by.get(name + suffix) is not None
     ]
     verdicts = [t["series"][r]["verdict"] for t in tests for r, _ in SERIES]
-    overall = "fail" if "fail" in verdicts else "pass" if "pass" in verdicts else "not measured"
+    order = (Verdict.FAIL, Verdict.INCOMPLETE, Verdict.PASS)
+    overall = str(next((v for v in order if v in verdicts), Verdict.NOT_MEASURED))
     return {
         "phantom": s.phantom,
         "scanner": s.identity.to_dict(),

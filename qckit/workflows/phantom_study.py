@@ -14,6 +14,7 @@ from pathlib import Path
 
 from qckit.core.jsonio import write_json
 from qckit.core.provenance import Provenance, file_sha256
+from qckit.dicom.folder import DicomFolder
 from qckit.features.params import ExtractionSettings, load_settings
 from qckit.metrology.verdicts import Thresholds
 from qckit.phantoms.load import bundled_dir, load_phantom
@@ -49,7 +50,7 @@ def run_phantom(
     progress: Callable[[int, int], None] | None = None,
     command: str = "",
     only_series: set[str] | None = None,
-    indexed: tuple[list, list, list] | None = None,
+    source: DicomFolder | None = None,
 ) -> PhantomRun:
     """Measure the phantom scans under `root` (or just `only_series`), decide stability, write the outputs."""
     loaded = load_phantom(phantom_name)
@@ -57,7 +58,7 @@ def run_phantom(
     settings: ExtractionSettings = load_settings(params_path)
     out = Path(out_dir)
     m = measure_folder(root, loaded.phantom, out, settings, workers=workers, progress=progress,
-                       only_series=only_series, indexed=indexed)  # fmt: skip
+                       only_series=only_series, source=source)  # fmt: skip
     write_json(out / "problems.json", m.problems)
     check_repeats(m.long, thresholds.min_repeats)
     stab = analyse(m.long, thresholds, by)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,8 +26,8 @@ from qckit.core.errors import AcquisitionMismatchError, QckitInputError
 from qckit.core.identity import ScannerIdentity
 from qckit.core.results import ControlStatus, Finding, Problem, Verdict
 from qckit.core.session import ProtocolSummary, QCSessionResult
-from qckit.dicom.index import scan
-from qckit.dicom.volume import Volume, match_volume, read_volumes
+from qckit.dicom.folder import DicomFolder, series_name
+from qckit.dicom.volume import Volume
 from qckit.history.spc import DEFAULT_RULES
 from qckit.phantoms.load import load_phantom
 from qckit.phantoms.models import Phantom
@@ -39,10 +40,13 @@ from qckit.workflows.sessions import SessionGroup, group_sessions, select_sessio
 log = logging.getLogger(__name__)
 
 
+AUTO = "auto"
+
+
 @dataclass(frozen=True)
 class SessionOptions:
-    phantom: str = "acr-mri-large"
-    protocol: str = "acr-mri-large"
+    phantom: str = AUTO  # a phantom definition (name or file), or auto: the phantom of the matched protocol
+    protocol: str = AUTO  # a protocol (name or file), or auto: the bundled QC protocol the series match best
     series: str = "auto"  # a role the phantom measures (t1, t2), or auto: every role present (T1 and T2)
     second: str | Path | None = None
     db_url: str | None = None
@@ -109,8 +113,8 @@ def session_date(vol: Volume) -> dt.datetime:
 class _Session:
     """The series of one session by role, with their volumes loaded on demand."""
 
-    def __init__(self, proto: Protocol, group: SessionGroup, volumes: list[Volume]) -> None:
-        self.proto, self.group, self.volumes = proto, group, volumes
+    def __init__(self, proto: Protocol, group: SessionGroup, folder: DicomFolder) -> None:
+        self.proto, self.group, self.folder = proto, group, folder
         self.by_role: dict[str, list[tuple[int | None, dict[str, Any]]]] = {}
         for row in group.rows:
             entry = proto.entry(row.get("_entry") or "")
@@ -124,18 +128,24 @@ class _Session:
             return [r for e, r in cands if e == echo]
         return [r for _, r in sorted(cands, key=lambda c: c[0] or 0)]
 
-    def view(self, row: dict[str, Any], role: str, volumes: list[Volume] | None = None) -> SeriesView:
-        """The view of an index row's volume (`volumes`: another folder's, e.g. `--second`)."""
-        key = f"{id(volumes) if volumes is not None else 0}|{row['series_uid']}|{row.get('EchoTime')}"
+    def view(self, row: dict[str, Any], role: str, folder: DicomFolder | None = None) -> SeriesView:
+        """The view of an index row's volume (`folder`: another folder's, e.g. `--second`)."""
+        source = folder or self.folder
+        key = f"{id(source)}|{row['series_uid']}|{row.get('EchoTime')}"
         if key not in self.views:
-            vol = match_volume(volumes or self.volumes, row)
+            vol = source.volume(row)
             if vol is None:
+                files = set(source.files(row))
+                why = "; ".join(f"{e.path}: {e.reason}" for e in source.pixel_errors
+                                if e.path in files or os.path.join(source.root, e.path) in files)  # fmt: skip
                 raise QckitInputError(
-                    f"the pixel data of series {row.get('SeriesDescription')!r} cannot be read"
+                    f"the pixel data of {series_name(row)} cannot be read" + (f" ({why})" if why else "")
                 )
             entry = self.proto.entry(row.get("_entry") or "")
             rng = entry.measurable if entry is not None else None
-            self.views[key] = SeriesView(vol, role, (rng.min, rng.max) if rng is not None else None)
+            self.views[key] = SeriesView(
+                vol, role, (rng.min, rng.max) if rng is not None else None, dict(row)
+            )
         return self.views[key]
 
 
@@ -154,11 +164,11 @@ def _same_acquisition(ref: dict[str, Any], other: dict[str, Any]) -> list[str]:
 
 def _second_repeats(
     opts: SessionOptions, primary: dict[str, Any]
-) -> tuple[list[dict[str, Any]], list[Volume], list[str]]:
-    """Rows and volumes of `--second`; `AcquisitionMismatchError` when none is an identical repeat of `primary`."""
+) -> tuple[list[dict[str, Any]], DicomFolder, list[str]]:
+    """Rows and folder of `--second`; `AcquisitionMismatchError` when none is an identical repeat of `primary`."""
     assert opts.second is not None
-    index = scan(opts.second, workers=opts.workers)
-    compared = [(dict(r), _same_acquisition(primary, r)) for r in index.series]
+    second = DicomFolder.open(opts.second, workers=opts.workers)
+    compared = [(dict(r), _same_acquisition(primary, r)) for r in second.series]
     ok = [row for row, diff in compared if not diff]
     if not ok:
         best, diff = min(compared, key=lambda c: len(c[1]))
@@ -172,18 +182,17 @@ def _second_repeats(
     if not (a.verified() and b.verified()):
         notes.append("the repeat's scanner cannot be verified by serial number (anonymised): vendor, model and "
                      "field strength agree")  # fmt: skip
-    vols, _bad = read_volumes(opts.second)
-    return ok, vols, notes
+    return ok, second, notes
 
 
 def measure_session(
-    group: SessionGroup, proto: Protocol, phantom: Phantom, volumes: list[Volume], opts: SessionOptions,
+    group: SessionGroup, proto: Protocol, phantom: Phantom, source: DicomFolder, opts: SessionOptions,
     folder: str,
 ) -> QCSessionResult:  # fmt: skip
-    """Check and measure one session (no storing)."""
+    """Check and measure one session (no storing); pixel data is loaded only for the series measured."""
     check = check_series(proto, group.rows, session_by="all")
     summary = protocol_summary(check)
-    sess = _Session(proto, group, volumes)
+    sess = _Session(proto, group, source)
     wanted = roles_of(phantom)
     if opts.series == "auto":
         roles = [r for r in wanted if sess.rows(r)]
@@ -213,9 +222,9 @@ def measure_session(
     warnings: list[str] = []
     repeats: dict[str, SeriesView] = {}
     if opts.second is not None:
-        ok, svols, notes = _second_repeats(opts, primary)
+        ok, second, notes = _second_repeats(opts, primary)
         warnings += notes
-        repeats[primary["series_uid"]] = sess.view(ok[0], role, svols)
+        repeats[primary["series_uid"]] = sess.view(ok[0], role, second)
 
     def series_for(r: str, echo: int | None) -> SeriesView | None:
         rows = sess.rows(r, echo)
@@ -245,11 +254,12 @@ def measure_session(
 
     res = run_phantom_analyses(phantom, role=role, series_for=series_for, repeat_for=repeat_for,
                                localizer=localizer, field_strength_t=field_t,
-                               series_set_for=series_set_for)  # fmt: skip
+                               series_set_for=series_set_for, acquisition=primary)  # fmt: skip
     # the other series of the session (ACR: T2 after T1), their measurements named with the role as a suffix
     for other in roles[1:]:
         more = run_phantom_analyses(phantom, role=other, series_for=series_for, repeat_for=repeat_for,
                                     localizer=localizer, field_strength_t=field_t, series_set_for=series_set_for,
+                                    acquisition=primary,
                                     only=lambda spec, r=other: r in spec.roles and spec.roles != ["localizer"])  # fmt: skip
         res.measurements += [replace(m, name=f"{m.name}_{other}") for m in more.measurements]
         res.problems += [replace(p, name=f"{p.name} ({other})") for p in more.problems]
@@ -328,6 +338,57 @@ def store_session(result: QCSessionResult, opts: SessionOptions) -> None:
         )
 
 
+def _matching(proto: Protocol, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of `proto`'s modality that match one of its entries, each tagged with its entry (`_entry`)."""
+    modalities = {m.strip().upper() for m in proto.modality.split("/") if m.strip()}
+    out = []
+    for r in rows:
+        if modalities and str(r.get("Modality") or "").upper() not in modalities:
+            continue
+        row = dict(r)
+        row["_entry"] = match_series(proto, row).protocol_entry
+        out.append(row)
+    return out
+
+
+def choose_definitions(rows: list[dict[str, Any]], phantom: str, protocol: str) -> tuple[Any, Any]:
+    """The phantom and protocol of a folder's sessions: as given, else from each other (a protocol names its
+    phantom), else the bundled QC protocol (one naming a phantom) whose entries match most of the series.
+    Returns (LoadedPhantom, LoadedProtocol); an input error says what was tried and what to pass."""
+    from qckit.protocols.load import bundled_names
+
+    if protocol != AUTO:
+        loaded_proto = load_protocol(protocol)
+        name = phantom if phantom != AUTO else loaded_proto.protocol.phantom
+        if name is None:
+            raise QckitInputError(f"protocol {loaded_proto.protocol.name} names no phantom: pass --phantom")
+        return load_phantom(name), loaded_proto
+    loaded_ph = load_phantom(phantom) if phantom != AUTO else None
+    protocols = [load_protocol(c) for c in bundled_names()]
+    naming = [lp for lp in protocols if lp.protocol.phantom is not None]
+    if loaded_ph is not None:  # a user's phantom no bundled protocol names: any protocol may give the roles
+        naming = [lp for lp in naming if lp.protocol.phantom == loaded_ph.phantom.name] or protocols
+    scores: list[tuple[int, str, Any]] = []
+    for lp in naming:
+        n = sum(r["_entry"] is not None for r in _matching(lp.protocol, rows))
+        scores.append((n, lp.protocol.name, lp))
+    best = max((s[0] for s in scores), default=0)
+    if best == 0:
+        if loaded_ph is not None:
+            raise QckitInputError(f"no bundled protocol for phantom {loaded_ph.phantom.name} matches the series: "
+                                  "pass --protocol (a protocol file whose entries give the series roles)")  # fmt: skip
+        tried = ", ".join(f"{c} ({lp.protocol.phantom})" for _, c, lp in scores) or "none"
+        raise QckitInputError(
+            f"no series matches a QC protocol (tried {tried}): pass --phantom and --protocol"
+        )
+    top = [s for s in scores if s[0] == best]
+    if len(top) > 1:
+        raise QckitInputError(f"the series match several QC protocols equally ({', '.join(c for _, c, _ in top)}): "
+                              "pass --protocol")  # fmt: skip
+    lp = top[0][2]
+    return (loaded_ph or load_phantom(lp.protocol.phantom)), lp
+
+
 def run_sessions(
     folder: str | Path, opts: SessionOptions, on_session: Callable[[SessionRun], None] | None = None
 ) -> list[SessionRun]:
@@ -335,18 +396,14 @@ def run_sessions(
 
     One session (the default): its input errors raise. With `opts.every`, each session is tried and an input
     error (e.g. already recorded) is kept in its `SessionRun.error`; the others still run."""
-    loaded_ph, loaded_proto = load_phantom(opts.phantom), load_protocol(opts.protocol)
+    if opts.phantom != AUTO:
+        load_phantom(opts.phantom)  # an unknown phantom is refused before the folder is read
+    source = DicomFolder.open(folder, workers=opts.workers)
+    loaded_ph, loaded_proto = choose_definitions(source.series, opts.phantom, opts.protocol)
     ph, proto = loaded_ph.phantom, loaded_proto.protocol
     check_phantom(ph)
     definitions = {str(loaded_ph.path): loaded_ph.sha256, str(loaded_proto.path): loaded_proto.sha256}
-    index = scan(folder, workers=opts.workers)
-    rows = []
-    for r in index.series:
-        row = dict(r)
-        row["_entry"] = match_series(proto, row).protocol_entry
-        rows.append(row)
-    modalities = {m.strip().upper() for m in proto.modality.split("/") if m.strip()}
-    rows = [r for r in rows if not modalities or str(r.get("Modality") or "").upper() in modalities]
+    rows = _matching(proto, source.series)
     matched = {r["series_uid"] for r in rows if r["_entry"] is not None}
     groups, ignored = group_sessions(rows, matched)
     chosen = select_sessions(
@@ -354,15 +411,15 @@ def run_sessions(
     )
     for g in ignored:
         log.info("not a QC session (no series matches %s): %s", proto.name, g.describe())
-    volumes, bad = read_volumes(folder)
-    errors = [Problem("scan", "", f"{e.path}: {e.reason}") for e in index.errors]
-    errors += [Problem("pixels", "", f"{p}: {r}") for p, r in bad if "InvalidDicom" not in r]
     runs = []
     for g in chosen:
         run = SessionRun(g.label)
         try:
-            result = measure_session(g, proto, ph, volumes, opts, str(folder))
-            result.scan_errors = errors
+            result = measure_session(g, proto, ph, source, opts, str(folder))
+            result.scan_errors = [Problem("scan", "", f"{e.path}: {e.reason}") for e in source.index.errors]
+            result.scan_errors += [
+                Problem("pixels", "", f"{e.path}: {e.reason}") for e in source.pixel_errors
+            ]
             result.definitions = definitions
             if opts.db_url is not None:
                 store_session(result, opts)

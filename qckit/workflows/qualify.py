@@ -30,8 +30,7 @@ from qckit.core.identity import ScannerIdentity
 from qckit.core.jsonio import dumps, write_json
 from qckit.core.provenance import Provenance
 from qckit.core.results import Limit
-from qckit.dicom.index import scan
-from qckit.dicom.volume import read_volumes
+from qckit.dicom.folder import DicomFolder
 from qckit.history.store import SessionRecord, open_store
 from qckit.metrology.verdicts import Thresholds
 from qckit.phantoms.load import load_phantom
@@ -124,7 +123,7 @@ def _limit_for(name: str, test: PhantomTest, default: Limit | None) -> Limit | N
     return default
 
 
-def _phantom_tests(test: PhantomTest, rows: list[dict[str, Any]], volumes: list[Any], out_dir: Path, prov: Provenance,
+def _phantom_tests(test: PhantomTest, rows: list[dict[str, Any]], source: DicomFolder, out_dir: Path, prov: Provenance,
                    base: Path, submission: str) -> list[Criterion]:  # fmt: skip
     ph = load_phantom(test.phantom).phantom
     proto = load_protocol(test.protocol).protocol
@@ -140,7 +139,7 @@ def _phantom_tests(test: PhantomTest, rows: list[dict[str, Any]], volumes: list[
     out: list[Criterion] = []
     for g in groups:
         opts = SessionOptions(phantom=test.phantom, protocol=test.protocol, series=test.series)
-        res = measure_session(g, proto, ph, volumes, opts, submission)
+        res = measure_session(g, proto, ph, source, opts, submission)
         folder = out_dir / safe_name(f"phantom-{ph.name}-{test.series}-{g.date}")
         write_session_outputs(res, prov, folder)
         report = write_session_report(res, prov, folder / "qc-report.html")
@@ -190,7 +189,7 @@ def _repeats(st: Stability, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _stability(st: Stability, rows: list[dict[str, Any]], submission: Path, out_dir: Path, base: Path,
-               command: str, workers: int | None, indexed: tuple[list, list, list]) -> tuple[list[Criterion], dict[str, Any]]:  # fmt: skip
+               command: str, workers: int | None, source: DicomFolder) -> tuple[list[Criterion], dict[str, Any]]:  # fmt: skip
     repeats = _repeats(st, rows)
     name = f"feature repeatability ({st.phantom})"
     if len(repeats) < st.min_repeats:
@@ -202,7 +201,7 @@ def _stability(st: Stability, rows: list[dict[str, Any]], submission: Path, out_
     folder = out_dir / "stability"
     try:
         run = run_phantom(submission, st.phantom, folder, params=st.params, thresholds=thresholds, workers=workers,
-                          command=command, only_series={r["series_uid"] for r in repeats}, indexed=indexed)  # fmt: skip
+                          command=command, only_series={r["series_uid"] for r in repeats}, source=source)  # fmt: skip
     except TooFewRepeatsError as exc:
         return [Criterion("stability", name, MISSING, st.level, detail=str(exc))], {}
     listed = run.stability.listed
@@ -276,16 +275,14 @@ def qualify_submission(
     submission, out = Path(submission), Path(out_dir)
     profile = loaded.profile
     study = load_protocol(profile.protocol)
-    index = scan(submission, workers=workers)
-    if not index.series:
+    source = DicomFolder.open(submission, workers=workers)
+    if not source.series:
         raise NoDataError(f"{submission}: the submission holds no readable DICOM series "
-                          f"({len(index.errors)} bad item(s))")  # fmt: skip
-    volumes, bad = read_volumes(submission)
-    run = QualificationRun(errors=[f"{e.path}: {e.reason}" for e in index.errors])
-    run.errors += [f"{p}: {r}" for p, r in bad if "InvalidDicom" not in r]
+                          f"({len(source.errors)} bad item(s))")  # fmt: skip
+    run = QualificationRun(errors=[f"{e.path}: {e.reason}" for e in source.index.errors])
     by_scanner: dict[str, list[dict[str, Any]]] = {}
     identities: dict[str, ScannerIdentity] = {}
-    for r in index.series:
+    for r in source.series:
         row = dict(r)
         ident = ScannerIdentity.from_row(row)
         row["_entry"] = match_series(study.protocol, row).protocol_entry
@@ -302,11 +299,11 @@ def qualify_submission(
         criteria = _completeness(profile, study.protocol, rows)
         criteria += _compliance(profile, study.protocol, rows, scanner_dir, prov, scanner_dir)
         for test in profile.phantom_tests:
-            criteria += _phantom_tests(test, rows, volumes, scanner_dir, prov, scanner_dir, str(submission))
+            criteria += _phantom_tests(test, rows, source, scanner_dir, prov, scanner_dir, str(submission))
         stab_data: dict[str, Any] = {}
         if profile.stability is not None:
             crits, stab_data = _stability(profile.stability, rows, submission, scanner_dir, scanner_dir, command,
-                                          workers, (index.series, volumes, bad))  # fmt: skip
+                                          workers, source)  # fmt: skip
             criteria += crits
         software = sorted({str(r.get("SoftwareVersions")) for r in rows if r.get("SoftwareVersions")})
         cert = Certificate(
@@ -336,6 +333,7 @@ def qualify_submission(
         run.paths[key] = {"json": json_path, "html": html_path}
         if progress is not None:
             progress(i + 1, steps)
+    run.errors += [f"{e.path}: {e.reason}" for e in source.pixel_errors]
     return run
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from qckit import __version__
 from qckit.analyses.relaxometry.analysis import roi_shapes
-from qckit.analyses.relaxometry.plate import PlateResult, identify_plate, measure_plate, plate_reference
+from qckit.analyses.relaxometry.plate import PlateResult, measure_stack
 from qckit.analyses.relaxometry.stack import RelaxStack, build_stacks
 from qckit.core.definitions import load_yaml
 from qckit.core.errors import PhantomError, QckitInputError
@@ -31,12 +31,11 @@ from qckit.core.jsonio import write_json
 from qckit.core.provenance import Provenance, file_sha256
 from qckit.core.results import Overlay, Problem
 from qckit.core.tables import write_records_csv
-from qckit.dicom.volume import Volume, read_volumes
+from qckit.dicom.folder import DicomFolder
+from qckit.dicom.volume import Volume
 from qckit.metrology.precision import between_condition_cv, between_condition_cv_ci
 from qckit.phantoms.load import load_phantom
 from qckit.phantoms.models import Phantom, ReferenceSet
-
-WRONG_PLATE_MARGIN = 3.0  # the asked plate's median |bias| must not exceed the best plate's by this factor
 
 
 @dataclass(frozen=True)
@@ -116,6 +115,29 @@ def with_references(phantom: Phantom, refs: list[ReferenceSet]) -> Phantom:
     return phantom.model_copy(update={"sphere_arrays": arrays})
 
 
+def relaxometry_rows(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    """The series rows a relaxometry fit can use, from their headers alone: inversion-recovery images
+    (InversionTime present) and multi-echo series (several echo times in one series, or an echo number above
+    1), and single-echo series when at least three echo times are spread over separate series (one series per
+    echo). Localizers are never loaded."""
+    per_series: dict[object, int] = {}
+    for r in rows:
+        per_series[r.get("series_uid")] = per_series.get(r.get("series_uid"), 0) + 1
+    out, singles = [], []
+    for r in rows:
+        if "LOCALIZER" in str(r.get("ImageType") or "").upper():
+            continue
+        echo_no = r.get("EchoNumbers")
+        multi = per_series[r.get("series_uid")] > 1 or (isinstance(echo_no, int) and echo_no > 1)
+        if r.get("InversionTime") not in (None, "") or multi:
+            out.append(r)
+        else:
+            singles.append(r)
+    if len({r.get("EchoTime") for r in singles if r.get("EchoTime") is not None}) >= 3:
+        out += singles
+    return out
+
+
 def _sessions(volumes: list[Volume]) -> dict[tuple[str, str], list[Volume]]:
     out: dict[tuple[str, str], list[Volume]] = {}
     for v in volumes:
@@ -125,19 +147,8 @@ def _sessions(volumes: list[Volume]) -> dict[tuple[str, str], list[Volume]]:
 
 
 def _measure_stack(stack: RelaxStack, phantom: Phantom, opts: RelaxOptions) -> PlateResult:
-    best, scores = identify_plate(stack, phantom.sphere_arrays, prefer=opts.plate, t1_model=opts.t1_model)
-    plate = best
-    if opts.plate is not None:
-        if opts.plate not in scores:
-            raise QckitInputError(f"{stack.label}: plate {opts.plate}'s spheres could not be fitted")
-        if best != opts.plate and scores[opts.plate] > WRONG_PLATE_MARGIN * max(scores[best], 1.0):
-            raise QckitInputError(
-                f"{stack.label}: wrong plate: the values match plate {best} (median |bias| {scores[best]:.0f} %), "
-                f"not plate {opts.plate} ({scores[opts.plate]:.0f} %)"
-            )
-        plate = opts.plate
-    arr = phantom.sphere_array(plate)
-    return measure_plate(stack, arr, reference=plate_reference(stack, arr), t1_model=opts.t1_model,
+    """The one relaxometry route (`plate.measure_stack`), as `qc run`'s relaxometry analyses take it."""
+    return measure_stack(stack, phantom.sphere_arrays, plate=opts.plate, t1_model=opts.t1_model,
                          floor_snr=opts.floor_snr, t1_rician=opts.t1_rician)  # fmt: skip
 
 
@@ -203,8 +214,9 @@ def run_relaxometry(
     if opts.plate is not None and opts.plate not in [a.plate for a in phantom.sphere_arrays]:
         have = ", ".join(str(a.plate) for a in phantom.sphere_arrays)
         raise QckitInputError(f"--plate {opts.plate}: {phantom.name} has plates {have}")
-    volumes, bad = read_volumes(folder)
-    problems = [Problem("pixels", "", f"{p}: {r}") for p, r in bad if "InvalidDicom" not in r]
+    source = DicomFolder.open(folder)
+    volumes = source.volumes(relaxometry_rows(source.series))
+    problems = [Problem("pixels", "", f"{e.path}: {e.reason}") for e in source.problems()]
     if not volumes:
         raise QckitInputError(f"{folder}: no readable DICOM images")
     sessions: list[RelaxSession] = []

@@ -161,7 +161,7 @@ def test_invalid_inputs_exit_2_with_the_reason(table_path: Path, tmp_path: Path)
             str(tmp_path / "y.csv"),
         ],
     )
-    assert res.exit_code == 2 and "not a qckit ComBat model folder" in res.output
+    assert res.exit_code == 2 and "not a qckit model folder" in res.output
 
 
 def test_classify_cli(table_path: Path, tmp_path: Path):

@@ -61,8 +61,12 @@ def test_measurement_verdicts_and_limits():
     lim = Limit(87.5, None, ">= 87.5%", "ACR")
     assert Measurement("piu", 90.0, "%", "m", limit=lim).verdict is Verdict.PASS
     assert Measurement("piu", 80.0, "%", "m", limit=lim).verdict is Verdict.FAIL
-    assert Measurement("piu", math.nan, "%", "m", limit=lim).passed is False
+    nan = Measurement(
+        "piu", math.nan, "%", "m", limit=lim
+    )  # one meaning: not measured (the session is incomplete)
+    assert nan.verdict is Verdict.NOT_MEASURED and nan.passed is None
     assert Measurement("snr", 200.0, "", "m").passed is None
+    assert Measurement("snr", 200.0, "", "m").verdict is Verdict.RECORDED
     d = Measurement("piu", 80.0, "%", "m", limit=lim).to_dict()
     assert d["verdict"] == "fail" and d["limit_low"] == 87.5 and d["limit"] == ">= 87.5%"
     assert Verdict.worst([Verdict.PASS, Verdict.WARN]) is Verdict.WARN

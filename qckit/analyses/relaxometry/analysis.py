@@ -17,9 +17,7 @@ from qckit.analyses.relaxometry.plate import (
     T1_REFERENCE,
     T2_REFERENCE,
     PlateResult,
-    identify_plate,
-    measure_plate,
-    plate_reference,
+    measure_stack,
 )
 from qckit.analyses.relaxometry.stack import build_stacks
 from qckit.core.errors import QckitInputError
@@ -74,15 +72,14 @@ class _Relaxometry(Analysis):
         out = AnalysisOutput()
         plates = [int(p) for p in ctx.param("plates", [a.plate for a in ctx.phantom.sphere_arrays])]
         arrays = [ctx.phantom.sphere_array(p) for p in plates]
-        kw = {"t1_model": str(ctx.param("t1_model", "3p")), "floor_snr": float(ctx.param("floor_snr", 2.0))}
+        plate = ctx.param("plate", None)
+        kw = {"t1_model": str(ctx.param("t1_model", "3p")), "floor_snr": float(ctx.param("floor_snr", 2.0)),
+              "t1_rician": bool(ctx.param("t1_rician", False)), "plate": None if plate is None else int(plate)}  # fmt: skip
         for role, views in ctx.sets.items():
             measurable = next((v.measurable_ms for v in views if v.measurable_ms), None)
             for stack in build_stacks([v.volume for v in views], kind=self.kind):
                 try:
-                    plate, _ = identify_plate(stack, arrays, t1_model=kw["t1_model"])  # type: ignore[arg-type]
-                    arr = ctx.phantom.sphere_array(plate)
-                    res = measure_plate(stack, arr, reference=plate_reference(stack, arr), measurable_ms=measurable,
-                                        **kw)  # type: ignore[arg-type]  # fmt: skip
+                    res = measure_stack(stack, arrays, measurable_ms=measurable, **kw)  # type: ignore[arg-type]
                 except QckitInputError as exc:
                     out.problems.append(Problem(self.name, stack.series_uids[0], str(exc)))
                     continue

@@ -303,3 +303,36 @@ def identify_plate(
         why = f": {errors[0]}" if errors else ""
         raise QckitInputError(f"{stack.label}: no sphere array of the phantom could be fitted{why}")
     return min(scores, key=lambda p: scores[p]), scores
+
+
+WRONG_PLATE_MARGIN = 3.0  # an asked plate's median |bias| must not exceed the best plate's by this factor
+
+
+def measure_stack(
+    stack: RelaxStack,
+    arrays: list[SphereArray],
+    *,
+    plate: int | None = None,
+    measurable_ms: tuple[float, float] | None = None,
+    t1_model: str = "3p",
+    floor_snr: float = 2.0,
+    t1_rician: bool = False,
+) -> PlateResult:
+    """The one relaxometry route (`qc run`'s relaxometry analyses and `qckit phantom relaxometry` alike): tell
+    the stack's plate among `arrays` by its fitted values (`identify_plate`), or check the asked `plate` against
+    them (refused as the wrong plate when its median |bias| exceeds the best plate's by `WRONG_PLATE_MARGIN`),
+    then measure it on that plate (`measure_plate`) with its reference set."""
+    best, scores = identify_plate(stack, arrays, prefer=plate, t1_model=t1_model)
+    chosen = best
+    if plate is not None:
+        if plate not in scores:
+            raise QckitInputError(f"{stack.label}: plate {plate}'s spheres could not be fitted")
+        if best != plate and scores[plate] > WRONG_PLATE_MARGIN * max(scores[best], 1.0):
+            raise QckitInputError(
+                f"{stack.label}: wrong plate: the values match plate {best} (median |bias| {scores[best]:.0f} %), "
+                f"not plate {plate} ({scores[plate]:.0f} %)"
+            )
+        chosen = plate
+    arr = next(a for a in arrays if a.plate == chosen)
+    return measure_plate(stack, arr, reference=plate_reference(stack, arr), measurable_ms=measurable_ms,
+                         t1_model=t1_model, floor_snr=floor_snr, t1_rician=t1_rician)  # fmt: skip

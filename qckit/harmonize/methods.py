@@ -1,0 +1,150 @@
+"""The registry of harmonization methods: ComBat and its family, and any method a user adds (one module plus its
+registration), used alike by `harmonize fit|apply`, `classify` (fitted inside every fold) and the model files.
+
+A method is a scikit-learn transformer built from a feature table's columns: `build(batch=..., categorical=...,
+continuous=..., features=..., min_batch_size=..., **options)` returns an unfitted estimator whose `fit(frame)`
+returns itself and whose `transform(frame)` returns the harmonized feature columns (same index); once fitted it
+has `features_` (the columns it harmonizes) and `batches_`. It saves itself into a model folder holding a
+`model.json` whose `method` (or, for ComBat's older files, `format`) names it, and loads from one.
+
+Built-in methods are registered on the first look-up; other packages register theirs through the
+`qckit.harmonization` entry-point group (each entry point names a module that registers on import).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from qckit.core.errors import HarmonizationError, ModelFileError
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered harmonization method (module docstring)."""
+
+    name: str
+    title: str
+    build: Callable[..., Any]
+    save: Callable[[Any, Path], Path]
+    load: Callable[[Path], Any]
+    estimator: type  # the class `build` returns (a fitted model is saved by the method whose class it is)
+    options: tuple[str, ...] = ()  # method-specific options `build` accepts (e.g. ComBat's ref_batch)
+    formats: tuple[
+        str, ...
+    ] = ()  # older model.json `format` values (without `method`) that this method reads
+
+
+_REGISTRY: dict[str, Method] = {}
+_BUILTINS = ("qckit.harmonize.model_io",)
+_loaded = False
+
+
+def register_method(method: Method) -> Method:
+    """Make `method` available under its name (a second registration of another method by that name is an
+    error)."""
+    other = _REGISTRY.get(method.name)
+    if other is not None and other.estimator is not method.estimator:
+        raise HarmonizationError(f"harmonization method {method.name!r} is already registered")
+    _REGISTRY[method.name] = method
+    return method
+
+
+def unregister_method(name: str) -> None:
+    """Remove a method (tests that register a toy method clean up with this)."""
+    _REGISTRY.pop(name, None)
+
+
+def _load() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in _BUILTINS:
+        importlib.import_module(module)
+    for ep in entry_points(group="qckit.harmonization"):
+        importlib.import_module(ep.value.split(":")[0])
+
+
+def get_method(name: str) -> Method:
+    """The method registered as `name`; an unknown name is an input error listing the known ones."""
+    _load()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise HarmonizationError(
+            f"unknown harmonization method {name!r}; registered methods: {', '.join(method_names()) or 'none'}"
+        ) from None
+
+
+def method_names() -> list[str]:
+    """The names of every registered method."""
+    _load()
+    return sorted(_REGISTRY)
+
+
+def build(
+    name: str,
+    *,
+    batch: str | list[str],
+    categorical: list[str],
+    continuous: list[str],
+    features: list[str],
+    min_batch_size: int,
+    **options: Any,
+) -> Any:
+    """An unfitted estimator of method `name` for these columns; options it does not take are refused."""
+    method = get_method(name)
+    unknown = sorted(k for k in options if k not in method.options)
+    if unknown:
+        raise HarmonizationError(
+            f"harmonization method {name!r} takes no option(s) {', '.join(unknown)}"
+            + (f"; its options: {', '.join(method.options)}" if method.options else "")
+        )
+    return method.build(batch=batch, categorical=categorical, continuous=continuous, features=features,
+                        min_batch_size=min_batch_size, **options)  # fmt: skip
+
+
+def method_of(model: Any) -> Method:
+    """The registered method a fitted estimator belongs to."""
+    _load()
+    for m in _REGISTRY.values():
+        if type(model) is m.estimator:
+            return m
+    raise HarmonizationError(f"{type(model).__name__} is not a registered harmonization method")
+
+
+def save_model(model: Any, folder: str | Path) -> Path:
+    """Save a fitted model into `folder` with its method's writer."""
+    return method_of(model).save(model, Path(folder))
+
+
+def load_model(folder: str | Path) -> Any:
+    """Load a model folder with the reader of the method its `model.json` names."""
+    src = Path(folder)
+    meta_path = src / "model.json"
+    if not meta_path.is_file():
+        raise ModelFileError(f"{src}: not a qckit model folder (no model.json)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise ModelFileError(f"{meta_path}: corrupt JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{meta_path}: not a model description (a JSON object is expected)")
+    _load()
+    name = meta.get("method")
+    if name is None:
+        name = next((m.name for m in _REGISTRY.values() if meta.get("format") in m.formats), None)
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise ModelFileError(f"{meta_path}: model of an unknown harmonization method {name!r} "
+                             f"(registered: {', '.join(method_names())})")  # fmt: skip
+    return _REGISTRY[name].load(src)
+
+
+__all__ = ["Method", "build", "get_method", "load_model", "method_names", "method_of", "register_method",
+           "save_model", "unregister_method"]  # fmt: skip

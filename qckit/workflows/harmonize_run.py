@@ -1,0 +1,219 @@
+"""`qckit harmonize fit|apply|evaluate` and `qckit classify` as workflows: read the feature table, build the
+registered harmonization method (`qckit.harmonize.methods`), fit or apply it, evaluate, write every output.
+
+The commands only parse their options into the dataclasses below and call one function here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qckit.classify.contract import FeatureTable, load_feature_table
+from qckit.core.errors import QckitInputError
+from qckit.core.provenance import Provenance, command_line, file_sha256
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class TableOptions:
+    """How a feature table is read: its batch, covariates, id, label and which columns are features."""
+
+    path: Path
+    batch: list[str]
+    categorical: list[str] = field(default_factory=list)
+    continuous: list[str] = field(default_factory=list)
+    id_column: str = "subject_id"
+    label: str | None = None
+    stable: Path | None = None
+    exclude: list[str] = field(default_factory=list)
+    feature_patterns: list[str] = field(default_factory=list)
+
+    def load(self) -> FeatureTable:
+        return load_feature_table(self.path, batch=self.batch, id_column=self.id_column,
+                                  categorical=self.categorical, continuous=self.continuous, label=self.label,
+                                  stable=self.stable, exclude=self.exclude,
+                                  feature_patterns=self.feature_patterns or None)  # fmt: skip
+
+
+@dataclass
+class FitRun:
+    """What `harmonize fit` did: the table, the fitted model, where it went and the evaluation summary."""
+
+    table: FeatureTable
+    model: Any
+    model_dir: Path
+    method: str
+    summary: dict[str, Any] | None = None
+
+
+def evaluate_and_report(ft: FeatureTable, harmonized: Any, html: Path | None, json_out: Path | None,
+                        prov: Provenance) -> dict[str, Any]:  # fmt: skip
+    """Batch and covariate effects before (and after), written as JSON and HTML; returns the summary."""
+    from qckit.core.jsonio import write_json
+    from qckit.harmonize.evaluate import evaluate
+    from qckit.report.harmonize_report import write_report
+
+    ev = evaluate(ft.frame, ft.batch, ft.features, after=harmonized, covariates=ft.covariates)
+    if json_out:
+        write_json(json_out, {**ev.to_dict(), "provenance": prov.to_dict()})
+    if html:
+        write_report(ev, prov, html)
+    return ev.summary()
+
+
+def fit(
+    table: TableOptions,
+    output: Path,
+    *,
+    method: str = "combat",
+    options: dict[str, Any] | None = None,
+    min_batch_size: int = 20,
+    harmonized_out: Path | None = None,
+    html: Path | None = None,
+    json_out: Path | None = None,
+    on_table: Callable[[FeatureTable], None] | None = None,
+) -> FitRun:
+    """Fit `method` on the table and save the model folder; optionally the harmonized table and the evaluation.
+    `options` are the method's own (e.g. ComBat's ref_batch, mean_only); ones it does not take are refused."""
+    from qckit.core.tables import write_table
+    from qckit.harmonize.methods import build, save_model
+
+    ft = table.load()
+    if on_table is not None:
+        on_table(ft)
+    batch = table.batch[0] if len(table.batch) == 1 else list(table.batch)  # the recipe, rebuilt by `apply`
+    model = build(method, batch=batch, categorical=ft.categorical, continuous=ft.continuous,
+                  features=ft.features, min_batch_size=min_batch_size, **(options or {}))  # fmt: skip
+    fit_transform = getattr(model, "fit_transform", None)
+    harmonized = fit_transform(ft.frame) if fit_transform else model.fit(ft.frame).transform(ft.frame)
+    save_model(model, output)
+    out = ft.frame.copy()
+    out[model.features_] = harmonized
+    if harmonized_out:
+        write_table(out, harmonized_out)
+    run = FitRun(ft, model, output, method)
+    if html or json_out:
+        prov = Provenance(command_line(), {"features": str(table.path), "rows": len(ft.frame), "method": method},
+                          {table.path.name: file_sha256(table.path)})  # fmt: skip
+        ft.features = list(model.features_)
+        run.summary = evaluate_and_report(ft, out, html, json_out, prov)
+    return run
+
+
+def apply(features: Path, model_dir: Path, output: Path, json_out: Path | None = None) -> tuple[int, int]:
+    """Apply a saved model (of any registered method) to a table; returns (rows, features harmonized)."""
+    from qckit.core.jsonio import write_json
+    from qckit.core.tables import read_table, write_table
+    from qckit.harmonize.methods import load_model, method_of
+
+    model = load_model(model_dir)
+    frame = read_table(features)
+    harmonized = model.transform(frame)
+    out = frame.copy()
+    out[model.features_] = harmonized
+    write_table(out, output)
+    if json_out is not None:
+        write_json(json_out, {"rows": len(out), "features": list(model.features_), "method": method_of(model).name,
+                              "batches": [str(b) for b in model.batches_], "model": str(model_dir),
+                              "output": str(output), "command": command_line()})  # fmt: skip
+    return len(out), len(model.features_)
+
+
+def evaluate(table: TableOptions, harmonized: Path | None, html: Path | None, json_out: Path | None,
+             on_table: Callable[[FeatureTable], None] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Batch and covariate effects of a table, and of the same rows after harmonization."""
+    from qckit.core.tables import read_table
+
+    ft = table.load()
+    if on_table is not None:
+        on_table(ft)
+    after = None
+    if harmonized is not None:
+        after = read_table(harmonized)
+        if len(after) != len(ft.frame):
+            raise QckitInputError(
+                f"{harmonized}: the harmonized table must hold the same rows, in the same order"
+            )
+        after.index = ft.frame.index
+    prov = Provenance(command=command_line(), inputs={"features": str(table.path), "rows": len(ft.frame)})
+    return evaluate_and_report(ft, after, html, json_out, prov)
+
+
+@dataclass(frozen=True)
+class ClassifyOptions:
+    """`qckit classify`: the model, selection, CV scheme and harmonization."""
+
+    model: str = "lasso-lr"
+    selection: str = "univariate"
+    cv: str = "subject"
+    folds: int = 5
+    seed: int = 0
+    harmonize: bool = True
+    method: str = "combat"
+    compare: bool = False
+
+
+def classify(
+    table: TableOptions,
+    opts: ClassifyOptions,
+    *,
+    json_out: Path | None = None,
+    html: Path | None = None,
+    export: Path | None = None,
+    progress: Progress | None = None,
+    on_table: Callable[[FeatureTable], None] | None = None,
+) -> list[Any]:
+    """Nested cross-validated classification with the harmonization method fitted inside each training fold
+    (and, with `compare`, without harmonization and with leaky whole-dataset harmonization); writes the JSON,
+    the HTML report and the whole-dataset harmonized table where asked. Returns the `ClassificationResult`s."""
+    from qckit.classify.pipeline import compare_harmonization, nested_cv, whole_dataset_harmonized
+    from qckit.core.jsonio import write_json
+    from qckit.core.tables import write_table
+    from qckit.harmonize.methods import get_method
+    from qckit.report.classify_report import write_report
+
+    if opts.cv not in ("subject", "site"):
+        raise QckitInputError(f"--cv must be 'subject' or 'site', not '{opts.cv}'")
+    get_method(opts.method)  # an unknown method is refused before any work
+    ft = table.load()
+    if on_table is not None:
+        on_table(ft)
+    kwargs = {"model": opts.model, "selection": opts.selection, "cv": opts.cv, "outer_folds": opts.folds,
+              "seed": opts.seed}  # fmt: skip
+    if opts.compare:
+        results = compare_harmonization(ft, progress=progress, method=opts.method, **kwargs)
+    else:
+        results = [nested_cv(ft, harmonize=opts.harmonize, progress=progress, method=opts.method, **kwargs)]
+    prov = Provenance(command_line(), {"features": str(table.path), "rows": len(ft.frame),
+                                       "features used": len(ft.features), "method": opts.method},
+                      {table.path.name: file_sha256(table.path)})  # fmt: skip
+    if json_out:
+        write_json(json_out, {"results": [r.to_dict() for r in results], "provenance": prov.to_dict()})
+    if html:
+        write_report(results, prov, html)
+    if export:
+        write_table(whole_dataset_harmonized(ft, opts.method).frame, export)
+    return results
+
+
+def method_names() -> list[str]:
+    """The registered harmonization methods (for the commands' help and messages)."""
+    from qckit.harmonize.methods import method_names as names
+
+    return names()
+
+
+__all__ = [
+    "ClassifyOptions",
+    "FitRun",
+    "TableOptions",
+    "apply",
+    "classify",
+    "evaluate",
+    "fit",
+    "method_names",
+]

@@ -1,0 +1,102 @@
+"""The one folder reader: headers read once, pixels only for the series measured, typed read causes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pydicom
+import pytest
+from typer.testing import CliRunner
+
+import qckit.dicom.index as index_mod
+import qckit.dicom.volume as volume_mod
+from qckit.cli import app
+from qckit.core.errors import ReadCause
+from qckit.dicom.folder import DicomFolder, series_name
+from qckit.phantoms.load import load_phantom
+from qckit.synth.acr import AcrScanner, write_session
+
+
+@pytest.fixture(scope="module")
+def two_series(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ACR T1 (11 files) and a dual-echo T2 (22 files) of one session, plus a note and a broken file."""
+    root = tmp_path_factory.mktemp("two") / "session"
+    sc = AcrScanner(key="count", matrix=128, noise_sd=4.0)
+    write_session(load_phantom("acr-mri-large").phantom, sc, root, series=("t1", "t2"))
+    (root / "notes.txt").write_text("phantom filled 2026-01-02\n")
+    return root
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    calls: Counter[str] = Counter()
+    real_header, real_read = index_mod.read_header, volume_mod.pydicom.dcmread
+
+    def header(path):  # noqa: ANN001, ANN202
+        calls["header"] += 1
+        calls[f"header:{path}"] += 1
+        return real_header(path)
+
+    def pixels(path, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls["pixels"] += 1
+        calls[f"pixels:{path}"] += 1
+        return real_read(path, *a, **k)
+
+    monkeypatch.setattr(index_mod, "read_header", header)
+    monkeypatch.setattr(volume_mod.pydicom, "dcmread", pixels)
+    return calls
+
+
+def test_qc_run_reads_each_header_once_and_only_the_measured_pixels(two_series, tmp_path, monkeypatch):
+    calls = _counting(monkeypatch)
+    res = CliRunner().invoke(app, ["qc", "run", str(two_series), "--series", "t1", "--no-store", "--quiet",
+                                   "-o", str(tmp_path / "out"), "--json", str(tmp_path / "s.json")])  # fmt: skip
+    assert res.exit_code in (0, 1), res.output
+    n_files = sum(1 for p in two_series.rglob("*") if p.is_file())
+    assert calls["header"] == n_files == 11 + 22 + 1
+    assert max(v for k, v in calls.items() if k.startswith("header:")) == 1  # no file's header read twice
+    t1_files = {str(p) for p in (two_series / "series02").iterdir()}
+    pixel_paths = [k.split(":", 1)[1] for k in calls if k.startswith("pixels:")]
+    assert calls["pixels"] == 11, pixel_paths  # the T1 only; the T2 and the note are never decoded
+    assert set(pixel_paths) == t1_files
+
+
+def test_read_errors_are_typed(two_series, tmp_path):
+    import shutil
+
+    root = tmp_path / "s"
+    shutil.copytree(two_series, root)
+    victim = sorted(root / "series02" / p for p in (root / "series02").iterdir())[0]
+    ds = pydicom.dcmread(victim)
+    ds.PixelData = ds.PixelData[:-100]  # pixel data shorter than Rows x Columns
+    ds.save_as(victim)
+    folder = DicomFolder.open(root, workers=1)
+    causes = {e.path: e.cause for e in folder.errors}
+    assert causes["notes.txt"] is ReadCause.NOT_DICOM and causes["notes.txt"].quiet
+    bad = [e for e in folder.problems()]
+    assert [e.cause for e in bad] == [ReadCause.TRUNCATED], bad
+    assert not any("InvalidDicom" in e.reason for e in bad)
+
+
+def test_duplicate_export_is_loaded_once(two_series, tmp_path):
+    """A series exported twice into one folder (same SOP instances): indexed and loaded once, one volume."""
+    import shutil
+
+    root = tmp_path / "dup"
+    shutil.copytree(two_series, root / "a")
+    shutil.copytree(two_series, root / "b")
+    folder = DicomFolder.open(root, workers=1)
+    t1 = next(r for r in folder.series if r["EchoTime"] == 20 and r["n_images"] == 11 and
+              "T2" not in str(r.get("SeriesDescription")).upper())  # fmt: skip
+    assert t1["duplicates"] == 11
+    assert len(folder.files(t1)) == 11
+    vol = folder.volume(t1)
+    assert vol is not None and vol.n_slices == 11
+    assert folder.pixel_errors == []
+
+
+def test_series_are_named_never_none():
+    assert series_name({"SeriesDescription": "ACR T1", "SeriesNumber": 2}) == "'ACR T1' (series 2)"
+    assert series_name({"SeriesNumber": 7}) == "series 7"
+    assert series_name({"series_uid": "1.2.3.4.5.6.7.8.9"}) == "series …" + "1.2.3.4.5.6.7.8.9"[-8:]
+    assert "None" not in series_name({"series_uid": None, "SeriesDescription": None})

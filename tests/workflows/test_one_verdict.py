@@ -1,0 +1,104 @@
+"""One verdict: a NaN or infinite value has one meaning in the exit code, the JSON, the report and the ACR summary.
+
+NaN (or +inf under a lower limit) is "not measured": the session is incomplete (exit 1, never pass) and every
+output says "not measured". +inf beyond an upper limit (no hole array resolved) is a measured FAIL everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from qckit.analyses import registry
+from qckit.analyses.base import Analysis, AnalysisContext, AnalysisOutput
+from qckit.cli import app
+from qckit.core.jsonio import strict_loads
+from qckit.core.results import Limit, Measurement, Verdict, value_verdict
+from qckit.phantoms.load import load_phantom
+from qckit.synth.acr import AcrScanner, write_session
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("nan") / "session"
+    write_session(load_phantom("acr-mri-large").phantom, AcrScanner(key="nan"), root, series=("t1",))
+    return root
+
+
+def _stand_in(name: str, measurement: str, value: float) -> type[Analysis]:
+    class StandIn(Analysis):
+        requires = ("image",)
+
+        def run(self, ctx: AnalysisContext) -> AnalysisOutput:
+            return AnalysisOutput([ctx.measurement(measurement, value, "%", "stand-in", limit=ctx.limit(),
+                                                   slice_no=ctx.spec.slice)])  # fmt: skip
+
+    StandIn.name = name
+    return StandIn
+
+
+def _run(session: Path, out: Path) -> tuple[int, dict, dict, str, str]:
+    res = CliRunner().invoke(app, ["qc", "run", str(session), "--no-store", "--quiet", "-o", str(out)])
+    doc = strict_loads((out / "qc-result.json").read_text())
+    summary = strict_loads((out / "acr-summary.json").read_text())
+    return res.exit_code, doc, summary, (out / "qc-report.html").read_text(), res.output
+
+
+def _row(html: str, name: str) -> str:
+    """The table row of measurement `name` in the report (the cells after the name)."""
+    m = re.search(rf"<tr><td[^>]*>{name}</td>(.*?)</tr>", html, re.S)
+    assert m, f"no row {name} in the report"
+    return m.group(1)
+
+
+def test_nan_with_a_limit_is_not_measured_everywhere(session, tmp_path, monkeypatch):
+    registry._load()
+    monkeypatch.setitem(registry._REGISTRY, "piu", _stand_in("piu", "piu", math.nan))
+    code, doc, summary, html, _ = _run(session, tmp_path / "o")
+    piu = next(m for m in doc["measurements"] if m["name"] == "piu")
+    assert piu["value"] is None and piu["verdict"] == "not measured" and piu["passed"] is None
+    assert doc["verdict"] == "incomplete"
+    assert code == 1
+    assert "not measured" in _row(html, "piu") and "pass" not in _row(html, "piu")
+    uniformity = next(t for t in summary["tests"] if t["test"].startswith("5."))
+    assert uniformity["series"]["t1"]["items"][0]["measured"]["verdict"] == "not measured"
+    assert uniformity["series"]["t1"]["verdict"] == "incomplete"  # the T1 was measured, its PIU was not
+    assert uniformity["series"]["t2"]["verdict"] == "not measured"  # no T2 in the session
+    assert summary["verdict"] == "incomplete"
+
+
+def test_plus_inf_beyond_an_upper_limit_fails_everywhere(session, tmp_path, monkeypatch):
+    registry._load()
+    monkeypatch.setitem(registry._REGISTRY, "psg", _stand_in("psg", "psg", math.inf))
+    code, doc, summary, html, _ = _run(session, tmp_path / "o")
+    psg = next(m for m in doc["measurements"] if m["name"] == "psg")
+    assert psg["verdict"] == "fail" and psg["passed"] is False
+    assert doc["verdict"] == "fail" and code == 1
+    assert "FAIL" in _row(html, "psg")
+    ghosting = next(t for t in summary["tests"] if t["test"].startswith("6."))
+    assert ghosting["series"]["t1"]["verdict"] == "fail" and summary["verdict"] == "fail"
+
+
+def test_value_verdict_table():
+    upper, lower = Limit(None, 2.5, "<= 2.5", "x"), Limit(82.0, None, ">= 82", "x")
+    assert value_verdict(1.0, upper) is Verdict.PASS
+    assert value_verdict(3.0, upper) is Verdict.FAIL
+    assert value_verdict(math.inf, upper) is Verdict.FAIL
+    assert value_verdict(math.inf, lower) is Verdict.NOT_MEASURED
+    assert value_verdict(-math.inf, upper) is Verdict.NOT_MEASURED
+    assert value_verdict(math.nan, upper) is Verdict.NOT_MEASURED
+    assert value_verdict(math.nan, None) is Verdict.NOT_MEASURED
+    assert value_verdict(5.0, None) is Verdict.RECORDED
+    m = Measurement("x", math.nan, "%", "m", limit=upper)
+    assert m.passed is None and m.to_dict()["verdict"] == "not measured"
+
+
+def test_the_same_session_passes_when_everything_is_measured(session, tmp_path):
+    code, doc, summary, _, out = _run(session, tmp_path / "o")
+    assert doc["verdict"] == "pass" and code == 0, (doc["problems"], out)
+    uniformity = next(t for t in summary["tests"] if t["test"].startswith("5."))
+    assert uniformity["series"]["t1"]["verdict"] == "pass"
