@@ -15,7 +15,6 @@ from qckit.cli._common import (
     handle_errors,
     progress_bar,
 )
-from qckit.core.errors import QckitInputError
 
 
 @handle_errors
@@ -38,27 +37,11 @@ def extract_command(
     verbose: bool = VERBOSE,
 ) -> None:  # fmt: skip
     """Extract radiomic features; resumable (finished cases are kept), failed cases listed; exit 1 if any failed."""
-    from qckit.features import Normalization, load_settings, read_manifest, run_extraction
-    from qckit.features.params import ExtractionSettings
+    from qckit.workflows.extract_run import extract
 
-    if workers and scheduler:
-        raise QckitInputError("use --workers (local) or --scheduler (Dask), not both")
-    cases = read_manifest(manifest)
-    settings = load_settings(params)
-    if normalize is not None:
-        settings = ExtractionSettings(
-            radiomics=settings.radiomics, normalization=Normalization(method=normalize, contrast=contrast)
-        )
     with progress_bar("extracting", enabled=not quiet) as update:
-        run = run_extraction(cases, settings, output, workers=workers, scheduler=scheduler, progress=update,
-                             retry_failed=retry_failed)  # fmt: skip
-    if json_out is not None:
-        from qckit.core.jsonio import write_json
-        from qckit.core.provenance import command_line
-
-        write_json(json_out, {"cases": len(run.table), "computed": run.computed, "resumed": run.resumed,
-                              "failed": run.failed, "output": None if run.output is None else str(run.output),
-                              "command": command_line()})  # fmt: skip
+        run = extract(manifest, output, params=params, normalize=normalize, contrast=contrast, workers=workers,
+                      scheduler=scheduler, retry_failed=retry_failed, json_out=json_out, progress=update)  # fmt: skip
     if not quiet:
         console.print(
             f"{len(run.table)} case(s) extracted ({run.computed} computed, {run.resumed} resumed), "

@@ -36,20 +36,19 @@ app = typer.Typer(
 @handle_errors
 def list_command(quiet: bool = QUIET, verbose: bool = VERBOSE) -> None:
     """List the bundled phantom definitions."""
-    from qckit.phantoms.load import bundled_names, load_phantom
+    from qckit.workflows.catalog import listing
 
-    for name in bundled_names():
-        p = load_phantom(name).phantom
-        console.print(f"{name}\t{p.kind}\t{p.title}", highlight=False)
+    for line in listing("phantom"):
+        console.print(line, highlight=False, markup=False)
 
 
 @app.command("schema")
 @handle_errors
 def schema_command(output: Path | None = SCHEMA_OUTPUT, quiet: bool = QUIET, verbose: bool = VERBOSE) -> None:
     """Print (or write) the JSON Schema of phantom definition files."""
-    from qckit.phantoms.load import json_schema_text
+    from qckit.workflows.catalog import schema_text
 
-    emit_text(json_schema_text(), output)
+    emit_text(schema_text("phantom"), output)
 
 
 @app.command("synth")
@@ -70,19 +69,13 @@ def synth_command(
     verbose: bool = VERBOSE,
 ) -> None:  # fmt: skip
     """Render a phantom definition into DICOM series (seeded; ground truth in ground_truth.json)."""
-    from qckit.phantoms.load import load_phantom
-    from qckit.synth.phantom_scanner import IDEAL, PRESET_SCANNERS, synthesize
+    from qckit.workflows.phantom_study import synth
 
-    p = load_phantom(phantom).phantom
-    chosen = [IDEAL] if ideal else list(PRESET_SCANNERS[:scanners])
     with progress_bar("rendering", enabled=not quiet) as update:
-        res = synthesize(p, output, scanners=chosen, repeats=repeats, seed=seed, progress=update)
-    if json_out is not None:
-        from qckit.core.jsonio import write_json
-
-        write_json(json_out, res.to_dict())
+        p, res, n = synth(phantom, output, scanners=scanners, repeats=repeats, ideal=ideal, seed=seed,
+                          json_out=json_out, progress=update)  # fmt: skip
     if not quiet:
-        console.print(f"{len(res.repeats)} series of {p.name} from {len(chosen)} scanner(s) -> {output}")
+        console.print(f"{len(res.repeats)} series of {p.name} from {n} scanner(s) -> {output}")
 
 
 def _print(run: PhantomRun, quiet: bool = False) -> None:
@@ -116,17 +109,12 @@ def _print(run: PhantomRun, quiet: bool = False) -> None:
 
 def _run_study(folder: Path, phantom: str, output: Path, params: Path | None, json_out: Path | None, by: str | None,
                thresholds: tuple, workers: int | None, quiet: bool) -> None:  # fmt: skip
-    import shutil
-
     from qckit.core.provenance import command_line
-    from qckit.metrology.verdicts import Thresholds
-    from qckit.workflows.phantom_study import run_phantom
+    from qckit.workflows.phantom_study import run_study
 
     with progress_bar("extracting", enabled=not quiet) as update:
-        run = run_phantom(folder, phantom, output, params=params, by=by, thresholds=Thresholds(*thresholds),
-                          workers=workers, progress=update, command=command_line())  # fmt: skip
-    if json_out is not None and "summary" in run.outputs:
-        shutil.copyfile(run.outputs["summary"], json_out)
+        run = run_study(folder, phantom, output, params=params, by=by, thresholds=thresholds, workers=workers,
+                        json_out=json_out, progress=update, command=command_line())  # fmt: skip
     _print(run, quiet)
 
 
@@ -225,26 +213,13 @@ def relaxometry_command(
     """T1/T2 of every sphere against the phantom's reference (EMA 15 %), repeatability across sessions and
     reproducibility across scanners. Exit 0 all measurable spheres within 15 %, 1 some outside, 2 input error
     (unmeasurable series are listed; the rest is still measured and written)."""
-    import shutil
-
-    from qckit.core.errors import QckitInputError
     from qckit.core.provenance import command_line
-    from qckit.workflows.relaxometry import RelaxOptions, run_relaxometry, write_relaxometry_outputs
+    from qckit.workflows.relaxometry import relaxometry_run
 
-    if t1_model not in ("2p", "3p"):
-        raise QckitInputError(f"--t1-model must be 2p or 3p, not {t1_model!r}")
-    kind = None if only is None else only.upper()
-    if kind not in (None, "T1", "T2"):
-        raise QckitInputError(f"--only must be T1 or T2, not {only!r}")
-    opts = RelaxOptions(plate=plate, reference=reference, phantom=phantom, t1_model=t1_model,
-                        t1_rician=rician_t1, kind=kind)  # fmt: skip
     with progress_bar("fitting", enabled=not quiet) as update:
-        study = run_relaxometry(folder, opts, progress=update)
-    paths = write_relaxometry_outputs(
-        study, output, command_line(), str(folder), maps=maps, t1_model=t1_model
-    )
-    if json_out is not None:
-        shutil.copyfile(paths["json"], json_out)
+        study, paths = relaxometry_run(folder, output, plate=plate, reference=reference, phantom=phantom,
+                                       t1_model=t1_model, rician_t1=rician_t1, only=only, maps=maps,
+                                       json_out=json_out, command=command_line(), progress=update)  # fmt: skip
     if not quiet:
         _print_relax(study, paths)
     for p in study.problems:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.text import Text
 
 if TYPE_CHECKING:
     from rich.table import Table
-
-    from qckit.protocols.check import CheckResult
 
 from qckit.cli._common import (
     EXIT_CHECKS_FAILED,
@@ -25,7 +23,6 @@ from qckit.cli._common import (
     warn_public_key,
 )
 from qckit.cli.conventions import QckitGroup
-from qckit.core.errors import QckitInputError
 
 app = typer.Typer(
     cls=QckitGroup, help="Check DICOM series against acquisition protocols.", no_args_is_help=True
@@ -35,14 +32,14 @@ _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
 
 
 def _session_option(value: str) -> str:
-    from qckit.protocols.check import SESSION_KEYS
+    from qckit.workflows.protocol_run import session_keys
 
-    if value not in SESSION_KEYS:
-        raise typer.BadParameter(f"use one of {', '.join(SESSION_KEYS)}")
+    if value not in session_keys():
+        raise typer.BadParameter(f"use one of {', '.join(session_keys())}")
     return value
 
 
-def _table(result: CheckResult) -> Table:
+def _table(result: Any) -> Table:
     from rich.table import Table
 
     t = Table(title=f"{result.protocol.name} v{result.protocol.version}: {result.counts()}")
@@ -86,34 +83,11 @@ def check_command(
 ) -> None:  # fmt: skip
     """Check every series against a protocol; exit 0 all pass, 1 a check failed, 2 input error."""
     warn_public_key()
-    from qckit.core.provenance import Provenance, command_line
-    from qckit.dicom import load_or_scan
-    from qckit.protocols import check_series, load_protocol
-    from qckit.protocols.output import write_check_csv, write_check_json
-    from qckit.report.protocol_report import write_report
+    from qckit.workflows.protocol_run import check
 
-    if fail_on not in ("fail", "warn"):
-        raise QckitInputError(f"--fail-on must be 'fail' or 'warn', not '{fail_on}'")
-    loaded = load_protocol(protocol)
     with progress_bar("scanning", enabled=not quiet) as update:
-        index = load_or_scan(source, workers=workers, progress=update)
-    result = check_series(loaded.protocol, index.series, session_by=session_by)
-    prov = Provenance(
-        command=command_line(),
-        inputs={
-            "source": str(source),
-            "series": len(index.series),
-            "files": index.n_files,
-            "unreadable items": len(index.errors),
-        },
-        definitions={str(loaded.path.name): loaded.sha256},
-    )
-    if json_out:
-        write_check_json(result, prov, json_out)
-    if out:
-        write_check_csv(result, out)
-    if html:
-        write_report(result, prov, html)
+        result = check(source, protocol, session_by=session_by, fail_on=fail_on, json_out=json_out, out=out,
+                       html=html, workers=workers, progress=update).result  # fmt: skip
     if not quiet:
         console.print(_table(result))
         for m in result.missing:
@@ -149,31 +123,11 @@ def infer_command(
 ) -> None:  # fmt: skip
     """Infer a reference protocol from a dataset's majority (ties are reported as undetermined)."""
     warn_public_key()
-    from qckit.core.jsonio import atomic_write_text
-    from qckit.core.provenance import command_line
-    from qckit.dicom import load_or_scan
-    from qckit.protocols.infer import infer_protocol
-    from qckit.protocols.load import parse_protocol
+    from qckit.workflows.protocol_run import infer
 
     with progress_bar("scanning", enabled=not quiet) as update:
-        index = load_or_scan(source, workers=workers, progress=update)
-    result = infer_protocol(index.series, name=name, rel_tol=rel_tol, session_by=session_by)
-    header = (
-        f"Reference protocol inferred by qckit from {source}\n{command_line()}\n"
-        "Rules are majority values; review before using it as a standard."
-    )
-    text = result.to_yaml(header)
-    parse_protocol(__import__("yaml").safe_load(text), output)  # what we write must load back
-    output.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(output, text)
-    if json_out is not None:
-        from qckit.core.jsonio import write_json
-
-        write_json(json_out, {
-            "protocol": output.name, "name": name, "source": str(source), "series": len(index.series),
-            "entries": [{"name": s.name, "rules": len(s.rules)} for s in result.protocol.series],
-            "undetermined": result.undetermined, "command": command_line(),
-        })  # fmt: skip
+        result = infer(source, output, name=name, rel_tol=rel_tol, session_by=session_by, json_out=json_out,
+                       workers=workers, progress=update)  # fmt: skip
     if not quiet:
         console.print(
             f"{len(result.protocol.series)} entries, "
@@ -188,17 +142,16 @@ def infer_command(
 @handle_errors
 def schema_command(output: Path | None = SCHEMA_OUTPUT, quiet: bool = QUIET, verbose: bool = VERBOSE) -> None:
     """Print (or write) the JSON Schema of protocol files."""
-    from qckit.protocols.load import json_schema_text
+    from qckit.workflows.catalog import schema_text
 
-    emit_text(json_schema_text(), output)
+    emit_text(schema_text("protocol"), output)
 
 
 @app.command("list")
 @handle_errors
 def list_command(quiet: bool = QUIET, verbose: bool = VERBOSE) -> None:
     """List the bundled protocols."""
-    from qckit.protocols import bundled_names, load_protocol
+    from qckit.workflows.catalog import listing
 
-    for name in bundled_names():
-        p = load_protocol(name).protocol
-        console.print(f"{name}  {p.title} (v{p.version}, {p.modality}, {len(p.series)} series)", markup=False)
+    for line in listing("protocol"):
+        console.print(line, highlight=False, markup=False)

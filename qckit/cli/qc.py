@@ -23,7 +23,6 @@ from qckit.cli._common import (
 )
 from qckit.cli.conventions import QckitGroup
 from qckit.core.errors import QckitInputError
-from qckit.core.files import safe_name
 
 app = typer.Typer(
     cls=QckitGroup, help="Periodic phantom QC: measure, store in the QC history, control charts."
@@ -31,16 +30,6 @@ app = typer.Typer(
 
 DB_HELP = "QC history: a SQLAlchemy URL (postgresql+psycopg://...) or a SQLite file path [default: qc-history.sqlite in the output folder]."
 DEFAULT_RULES = "we1,we2,ewma"  # qckit.history.spc.DEFAULT_RULES (checked by a test)
-
-
-def _rules(text: str) -> tuple[str, ...]:
-    from qckit.history.spc import RULES
-
-    rules = tuple(r.strip() for r in text.split(",") if r.strip())
-    bad = [r for r in rules if r not in RULES]
-    if bad or not rules:
-        raise QckitInputError(f"--rules {text!r}: choose from {', '.join(RULES)}")
-    return rules
 
 
 def _date(text: str | None) -> dt.datetime | None:
@@ -56,7 +45,7 @@ def _print_session(s: Any) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from qckit.history.spc import RULE_TEXT
+    from qckit.workflows.qc_run import rule_text
 
     t = Table(title=f"{s.phantom} QC {s.scanner_key} {s.session_date:%Y-%m-%d} ({s.role})")
     for col in ("measurement", "value", "unit", "action limit", "verdict", "control"):
@@ -67,9 +56,7 @@ def _print_session(s: Any) -> None:
         v = str(m.verdict)
         verdict = {"pass": Text("pass", style="green"), "fail": Text("FAIL", style="bold red"),
                    "recorded": Text("-"), "not measured": Text("not measured", style="yellow")}.get(v, Text(v))  # fmt: skip
-        ctl = (
-            "" if c is None else (", ".join(RULE_TEXT.get(a, a) for a in c.alarms) or c.note or "in control")
-        )
+        ctl = "" if c is None else (", ".join(rule_text(a) for a in c.alarms) or c.note or "in control")
         t.add_row(
             m.name, f"{m.value:.4g}", m.unit, m.limit.text if m.limit else "baseline only", verdict, ctl
         )
@@ -121,65 +108,29 @@ def run_command(
     A folder holding several sessions (scanners or dates) is refused, listing them, unless one is selected.
     Exit 0: every measurement made and within its action limit; 1: an action limit exceeded or something not
     measured (the session is incomplete); 2: input error."""
-    from qckit.core.jsonio import write_json
-    from qckit.core.provenance import Provenance, command_line
-    from qckit.report.acr_summary_report import write_summary_report
-    from qckit.report.qc_report import overlay_figures, write_session_report
-    from qckit.workflows.acr_summary import acr_summary
-    from qckit.workflows.qc_outputs import write_session_outputs
-    from qckit.workflows.qc_session import SessionOptions, SessionRun, run_sessions
+    from qckit.workflows.qc_run import history_url, parse_rules, run_qc
+    from qckit.workflows.qc_session import SessionOptions
 
-    if no_store:
-        url = None
-    else:
-        from qckit.history.store import database_url  # SQLAlchemy and pandas: only with a history
+    opts = SessionOptions(phantom=phantom, protocol=protocol, series=series, second=second,
+                          db_url=None if no_store else history_url(db, output), session_date=_date(date),
+                          acceptance=acceptance, n_baseline=baseline, rules=parse_rules(rules), session=session,
+                          study=study, every=every)  # fmt: skip
 
-        url = database_url(db, output)
-    opts = SessionOptions(phantom=phantom, protocol=protocol, series=series, second=second, db_url=url,
-                          session_date=_date(date), acceptance=acceptance, n_baseline=baseline, rules=_rules(rules),
-                          session=session, study=study, every=every)  # fmt: skip
-    failed = errors = False
-    documents: list[Path] = []
-
-    def write(run: SessionRun) -> None:
-        nonlocal failed, errors
+    def show(run: Any, files: dict[str, Path]) -> None:
         if run.result is None:
-            errors = True
             err_console.print(f"error: session {run.label}: {run.error}", highlight=False, markup=False)
-            return
-        s = run.result
-        out = output / safe_name(run.label) if every else output
-        prov = Provenance(
-            command_line(), {"folder": str(folder), "session": s.session_label, "history": s.db_url}
-        )
-        files = write_session_outputs(s, prov, out)
-        figures = overlay_figures(s.overlays)
-        files["html"] = write_session_report(s, prov, out / "qc-report.html", figures)
-        if s.phantom == "acr-mri-large":
-            summary = acr_summary(s)
-            files["summary"] = write_json(out / "acr-summary.json", {**summary, "provenance": prov.to_dict()})
-            files["summary html"] = write_summary_report(
-                summary, s.overlays, prov, out / "acr-summary.html", figures
-            )
-        documents.append(files["json"])
-        if not quiet:
-            _print_session(s)
+        elif quiet:
+            _print_problems(run.result)
+        else:
+            _print_session(run.result)
             for k, v in files.items():
                 console.print(f"  {k}: {v}", highlight=False)
-        else:
-            _print_problems(s)
-        failed |= s.failed or s.incomplete
 
     with progress_bar("measuring", enabled=not quiet):
-        run_sessions(folder, opts, on_session=write)
-    if json_out is not None and documents:
-        from qckit.core.jsonio import strict_loads, write_json
-
-        docs = [strict_loads(p.read_text(encoding="utf-8")) for p in documents]
-        write_json(json_out, {"sessions": docs} if every else docs[0])
-    if errors:
+        done = run_qc(folder, opts, output, json_out=json_out, on_session=show)
+    if done.errors:
         raise typer.Exit(EXIT_INPUT_ERROR)
-    if failed:
+    if done.not_passed:
         raise typer.Exit(EXIT_CHECKS_FAILED)
 
 
@@ -203,45 +154,26 @@ def trend_command(
     Exit 0: no alarm on the latest session; 1: the latest session raised an alarm; 2: input error."""
     from rich.table import Table
 
-    from qckit.core.provenance import Provenance, command_line
-    from qckit.history.spc import RULE_TEXT
-    from qckit.history.store import existing_store
-    from qckit.history.trend import parse_levels, scanner_charts, scanner_context
-    from qckit.report.qc_report import write_trend_report
+    from qckit.workflows.qc_run import parse_rules, rule_text, trend
 
-    levels = parse_levels(level)
-    with existing_store(db, output) as store:
-        url = store.url
-        charts, skipped = scanner_charts(
-            store, scanner, n_baseline=baseline, rules=_rules(rules), levels=levels
-        )
-        context = scanner_context(store, scanner)
-    prov = Provenance(command_line(), {"history": url, "scanner": scanner})
-    path = write_trend_report(scanner, charts, prov, output / f"qc-trend-{safe_name(scanner)}.html", skipped,
-                              context)  # fmt: skip
+    done = trend(
+        scanner, db, output, baseline=baseline, rules=parse_rules(rules), levels=level, json_out=json_out
+    )
     t = Table(title=f"control charts: {scanner}")
     for col in ("measurement", "sessions", "centre", "LCL", "UCL", "alarms", "first alarm"):
         t.add_column(col)
-    latest_alarm = False
-    for name, (_unit, dates, c) in charts.items():
+    for name, (_unit, dates, c) in done.charts.items():
         first = c.first_alarm()
-        latest_alarm |= any(a.index == len(c.values) - 1 for a in c.alarms)
         t.add_row(name, str(len(c.values)), f"{c.centre:.4g}", f"{c.lcl:.4g}", f"{c.ucl:.4g}",
                   str(len({a.index for a in c.alarms})),
-                  "-" if first is None else f"{dates[first.index]:%Y-%m-%d} {RULE_TEXT.get(first.rule, first.rule)}")  # fmt: skip
-    if json_out is not None:
-        from qckit.core.jsonio import write_json
-
-        write_json(json_out, {"scanner": scanner, "history": url, "charts": {
-            name: {"unit": unit, "dates": [str(d) for d in dates], **c.to_dict()}
-            for name, (unit, dates, c) in charts.items()}, "skipped": skipped, "html": str(path)})  # fmt: skip
+                  "-" if first is None else f"{dates[first.index]:%Y-%m-%d} {rule_text(first.rule)}")  # fmt: skip
     if not quiet:
         console.print(t)
-    for name, why in skipped.items():
+    for name, why in done.skipped.items():
         err_console.print(f"no chart {name}: {why}", highlight=False, markup=False)
     if not quiet:
-        console.print(f"  html: {path}", highlight=False)
-    if latest_alarm:
+        console.print(f"  html: {done.html}", highlight=False)
+    if done.latest_alarm:
         raise typer.Exit(EXIT_CHECKS_FAILED)
 
 
@@ -260,29 +192,18 @@ def scanners_command(
     """List the scanners of a QC history (key, identity, sessions, last date), or merge two keys."""
     from rich.table import Table
 
-    from qckit.core.jsonio import write_json
-    from qckit.history.store import existing_store
+    from qckit.workflows.qc_run import SCANNER_COLUMNS, scanners
 
-    with existing_store(db, output) as store:
-        if merge is not None:
-            store.merge(merge[0], merge[1])
-            if not quiet:
-                console.print(f"{merge[0]} is now recorded as {merge[1]} in {store.url}", highlight=False)
-        df = store.scanners()
+    url, rows = scanners(db, output, merge, json_out)
+    if merge is not None and not quiet:
+        console.print(f"{merge[0]} is now recorded as {merge[1]} in {url}", highlight=False)
     t = Table(title="scanners")
-    cols = ("scanner_key", "manufacturer", "model", "serial", "field_strength_t", "sessions", "last_session",
-            "alias_of")  # fmt: skip
     for col in ("key", "vendor", "model", "serial", "field (T)", "sessions", "last session", "alias of"):
         t.add_column(col)
-    rows = []
-    for r in df.to_dict("records"):
-        rec = {c: r.get(c) for c in cols}
-        rows.append(rec)
-        t.add_row(*["-" if rec[c] is None or rec[c] != rec[c] else str(rec[c]) for c in cols])
+    for rec in rows:
+        t.add_row(*["-" if rec[c] is None or rec[c] != rec[c] else str(rec[c]) for c in SCANNER_COLUMNS])
     if not quiet:
         console.print(t)
-    if json_out is not None:
-        write_json(json_out, {"scanners": rows})
 
 
 @app.command("simulate")
@@ -296,23 +217,10 @@ def simulate_command(
     verbose: bool = VERBOSE,
 ) -> None:
     """Write a simulated year of weekly QC on two virtual scanners (one drifts) into a QC history."""
-    from qckit.history.store import database_url, open_store
-    from qckit.synth.qc_year import simulate_year
+    from qckit.workflows.qc_run import simulate
 
-    with open_store(database_url(db)) as store:
-        if store.n_sessions():
-            err_console.print(f"error: {store.url} already holds QC sessions; simulate into a new history")
-            raise typer.Exit(EXIT_INPUT_ERROR)
-        with progress_bar("simulating", enabled=not quiet):
-            planted = simulate_year(store, weeks=weeks, seed=seed)
-        keys = list(store.scanners()["scanner_key"])
-    if json_out is not None:
-        from dataclasses import asdict
-
-        from qckit.core.jsonio import write_json
-
-        write_json(json_out, {"weeks": weeks, "seed": seed, "scanners": keys, "history": db,
-                              "planted": [asdict(p) for p in planted]})  # fmt: skip
+    with progress_bar("simulating", enabled=not quiet):
+        keys, planted = simulate(db, weeks, seed, json_out)
     if quiet:
         return
     console.print(f"{weeks} weekly sessions for {', '.join(keys)} -> {db}")

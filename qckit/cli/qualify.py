@@ -64,21 +64,12 @@ def run_command(
     feature repeatability; one certificate (HTML + JSON) per scanner. Exit 0 every scanner qualified (findings
     allowed), 1 a scanner not qualified or incomplete (what is missing is listed), 2 input error."""
     warn_public_key()
-    from qckit.core.jsonio import write_json
     from qckit.core.provenance import command_line
-    from qckit.history.store import database_url
-    from qckit.qualification.profile import load_profile
-    from qckit.workflows.qualify import qualify_submission
+    from qckit.workflows.qualify import qualify_run
 
-    loaded = load_profile(profile)
-    url = None if no_store else database_url(db, output)
-    output.mkdir(parents=True, exist_ok=True)
     with progress_bar("qualifying", enabled=not quiet) as update:
-        run = qualify_submission(submission, loaded, output, db_url=url, command=command_line(), workers=workers,
-                                 progress=update)  # fmt: skip
-    if json_out is not None:
-        write_json(json_out, {"profile": loaded.profile.name, "certificates": [c.to_dict() for c in run.certificates],
-                              "errors": run.errors})  # fmt: skip
+        run = qualify_run(submission, profile, output, db=db, no_store=no_store, workers=workers, json_out=json_out,
+                          command=command_line(), progress=update)  # fmt: skip
     for e in run.errors[:20]:
         err_console.print(f"skipped {e}", highlight=False, markup=False)
     if not quiet:
@@ -130,56 +121,55 @@ def summary_command(
     """The multi-site overview: scanners x criteria, compliance by vendor / model / software version, the features
     reproducible across all qualified scanners (a stable-feature list), and the scanners that would need
     harmonization. Exit 0 every scanner qualified, 1 otherwise, 2 input error."""
-    import shutil
-
     from qckit.core.provenance import command_line
-    from qckit.workflows.qualify import qualification_summary
+    from qckit.workflows.qualify import summary_run
 
     with progress_bar("summarising", enabled=not quiet):
-        summary, paths = qualification_summary(source, output, between_cv=between_cv, share_off=share_off,
-                                               basis=parse_basis(basis), command=command_line())  # fmt: skip
-    if json_out is not None:
-        shutil.copyfile(paths["json"], json_out)
+        summary, paths = summary_run(source, output, between_cv=between_cv, share_off=share_off,
+                                     basis=parse_basis(basis), json_out=json_out, command=command_line())  # fmt: skip
     if not quiet:
-        from rich.table import Table
-
-        t = Table(title="qualification summary")
-        for col in ("scanner", "vendor / model", "software", "verdict", *summary["kinds"]):
-            t.add_column(col, overflow="fold")
-        for s in summary["scanners"]:
-            t.add_row(s["key"], f"{s['vendor']} {s['model']}", ", ".join(s["software_versions"]),
-                      Text(s["verdict"], style=_STYLE[s["verdict"]]),
-                      *[Text(s["by_kind"][k], style=_STYLE.get(s["by_kind"][k], "")) for k in summary["kinds"]])  # fmt: skip
-        console.print(t)
-        rep = summary.get("reproducibility")
-        if rep:
-            console.print(f"{rep['n_candidates']} of {rep['n_features']} features reproducible across "
-                          f"{rep['scanners_basis']} -> {rep['stable_list']}", highlight=False)  # fmt: skip
-            for n in rep["harmonization"]:
-                if n["needs"]:
-                    console.print(f"  {n['key']} would need harmonization ({n['features_off']} features off)",
-                                  highlight=False)  # fmt: skip
-        for k, v in paths.items():
-            console.print(f"  {k}: {v}", highlight=False)
+        _print_summary(summary, paths)
     if not all(s["verdict"] in ("qualified", "qualified with findings") for s in summary["scanners"]):
         raise typer.Exit(EXIT_CHECKS_FAILED)
+
+
+def _print_summary(summary: dict[str, Any], paths: dict[str, Path]) -> None:
+    from rich.table import Table
+
+    t = Table(title="qualification summary")
+    for col in ("scanner", "vendor / model", "software", "verdict", *summary["kinds"]):
+        t.add_column(col, overflow="fold")
+    for s in summary["scanners"]:
+        t.add_row(s["key"], f"{s['vendor']} {s['model']}", ", ".join(s["software_versions"]),
+                  Text(s["verdict"], style=_STYLE[s["verdict"]]),
+                  *[Text(s["by_kind"][k], style=_STYLE.get(s["by_kind"][k], "")) for k in summary["kinds"]])  # fmt: skip
+    console.print(t)
+    rep = summary.get("reproducibility")
+    if rep:
+        console.print(f"{rep['n_candidates']} of {rep['n_features']} features reproducible across "
+                      f"{rep['scanners_basis']} -> {rep['stable_list']}", highlight=False)  # fmt: skip
+        for n in rep["harmonization"]:
+            if n["needs"]:
+                console.print(f"  {n['key']} would need harmonization ({n['features_off']} features off)",
+                              highlight=False)  # fmt: skip
+    for k, v in paths.items():
+        console.print(f"  {k}: {v}", highlight=False)
 
 
 @app.command("list")
 @handle_errors
 def list_command(quiet: bool = QUIET, verbose: bool = VERBOSE) -> None:
     """List the bundled qualification profiles."""
-    from qckit.qualification.profile import bundled_names, load_profile
+    from qckit.workflows.catalog import listing
 
-    for name in bundled_names():
-        p = load_profile(name).profile
-        console.print(f"{name}\t{p.title}", highlight=False)
+    for line in listing("profile"):
+        console.print(line, highlight=False, markup=False)
 
 
 @app.command("schema")
 @handle_errors
 def schema_command(output: Path | None = SCHEMA_OUTPUT, quiet: bool = QUIET, verbose: bool = VERBOSE) -> None:
     """Print (or write) the JSON Schema of qualification profile files."""
-    from qckit.qualification.profile import json_schema_text
+    from qckit.workflows.catalog import schema_text
 
-    emit_text(json_schema_text(), output)
+    emit_text(schema_text("profile"), output)

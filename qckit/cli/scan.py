@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 if TYPE_CHECKING:
     from rich.table import Table
-
-    from qckit.dicom import ScanResult
 
 from qckit.cli._common import (
     EXIT_INPUT_ERROR,
@@ -25,7 +23,7 @@ from qckit.cli._common import (
 from qckit.core.errors import NoDataError
 
 
-def summary_table(result: ScanResult, limit: int = 60) -> Table:
+def summary_table(result: Any, limit: int = 60) -> Table:
     from rich.table import Table
 
     table = Table(title=f"{len(result.series)} series acquisition(s), {len(result.errors)} bad item(s)")
@@ -53,17 +51,6 @@ def _num(v: object) -> str:
     return "" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def write_outputs(result: ScanResult, out: Path | None, json_out: Path | None, errors: Path | None) -> None:
-    from qckit.dicom import write_errors, write_json, write_table
-
-    if out is not None:
-        write_table(result, out)
-    if json_out is not None:
-        write_json(result, json_out)
-    if errors is not None:
-        write_errors(result, errors)
-
-
 @handle_errors
 def scan_command(
     directory: Path = typer.Argument(..., help="Folder (or single file) to index, recursively."),
@@ -79,17 +66,15 @@ def scan_command(
     Exit code 0 when anything was indexed (bad files are listed, not fatal), 2 when nothing was.
     """
     warn_public_key()
-    from qckit.dicom import ScanResult, scan
+    from qckit.workflows.protocol_run import scan_folder
 
     try:
         with progress_bar("scanning", enabled=not quiet) as update:
-            result = scan(directory, workers=workers, progress=update)
+            result = scan_folder(directory, out=out, json_out=json_out, errors=errors, workers=workers,
+                                 progress=update)  # fmt: skip
     except NoDataError as exc:
-        if isinstance(exc.partial, ScanResult):
-            write_outputs(exc.partial, None, json_out, errors)
         err_console.print(f"error: {exc}", highlight=False, markup=False)
         raise typer.Exit(EXIT_INPUT_ERROR) from None
-    write_outputs(result, out, json_out, errors)
     if not quiet:
         console.print(summary_table(result))
         for e in result.errors[:20]:

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -261,10 +262,36 @@ class HistoryStore:
         """Store one session with its measurements in one transaction; returns the session id.
 
         `DuplicateSessionError` when any of its series is already recorded (nothing is written then)."""
+        with self.recording(rec) as (session_id, _conn):
+            return session_id
+
+    @contextmanager
+    def recording(self, rec: SessionRecord) -> Iterator[tuple[int, Any]]:
+        """Insert one session in a transaction that commits only when the `with` block ends without an error:
+        the caller writes its outputs inside the block (reading the history through the yielded connection sees
+        the new session), so a failed or interrupted write leaves the history as it was (the transaction is
+        rolled back, or never committed). Yields (session id, connection)."""
+        conn = self.engine.connect()
+        trans = conn.begin()
+        try:
+            session_id = self._insert(conn, rec)
+            yield session_id, conn
+            try:
+                trans.commit()
+            except SQLAlchemyError as exc:
+                raise HistoryError(f"{self.url}: could not record the session: {exc}") from exc
+        except BaseException:
+            if trans.is_active:
+                trans.rollback()
+            raise
+        finally:
+            conn.close()
+
+    def _insert(self, conn: Any, rec: SessionRecord) -> int:
         ident = as_identity(rec.scanner)
         key = ident.key
         try:
-            with self.engine.begin() as conn:
+            with nullcontext():  # the caller's transaction (recording) is the unit
                 sid = self._resolve(conn, self._scanner_id(conn, ident))
                 uids = sorted(set(rec.input_uids))
                 measured = rec.kind == "qc"  # a qualification summarises sessions: its series stay free
@@ -450,9 +477,9 @@ class HistoryStore:
         return [{"session_id": int(r.id), "scanner_key": r.scanner_key, "session_date": r.session_date,
                  "certificate": json.loads(r.note) if r.note else None} for r in rows]  # fmt: skip
 
-    def history(self, scanner: str, names: Iterable[str] | None = None) -> pd.DataFrame:
+    def history(self, scanner: str, names: Iterable[str] | None = None, conn: Any = None) -> pd.DataFrame:
         """Long table of one scanner's QC measurements (sessions of kind `qc`): session_id, session_date,
-        acceptance, name, value, unit, ..."""
+        acceptance, name, value, unit, ... (`conn`: read inside a `recording` transaction)."""
         q = (
             select(
                 sessions.c.id.label("session_id"),
@@ -476,6 +503,9 @@ class HistoryStore:
         )
         if names is not None:
             q = q.where(measurements.c.name.in_(list(names)))
+        if conn is not None:
+            q = q.where(sessions.c.scanner_id.in_(self._group(conn, scanner) or [-1]))
+            return pd.read_sql(q, conn, parse_dates=["session_date"])
         with self.engine.connect() as conn:
             q = q.where(sessions.c.scanner_id.in_(self._group(conn, scanner) or [-1]))
             return pd.read_sql(q, conn, parse_dates=["session_date"])

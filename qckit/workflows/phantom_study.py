@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from qckit.core.jsonio import write_json
 from qckit.core.provenance import Provenance, file_sha256
@@ -75,3 +76,32 @@ def run_phantom(
         m, stab, provenance, out / f"phantom-{kind}.html", f"Phantom {kind}: {loaded.phantom.title}"
     )
     return PhantomRun(m, stab, paths)
+
+
+def run_study(folder: Path, phantom: str, output: Path, *, params: Path | None, by: str | None,
+              thresholds: tuple[float, float, float, float | None, int, str], workers: int | None,
+              json_out: Path | None = None, progress: Callable[[int, int], None] | None = None,
+              command: str = "") -> PhantomRun:  # fmt: skip
+    """`qckit phantom repeatability|reproducibility`: `run_phantom` with the thresholds (cv, bias, between_cv,
+    icc_min, min_repeats, basis) and the summary JSON copied to `json_out`."""
+    import shutil
+
+    run = run_phantom(folder, phantom, output, params=params, by=by, thresholds=Thresholds(*thresholds),
+                      workers=workers, progress=progress, command=command)  # fmt: skip
+    if json_out is not None and "summary" in run.outputs:
+        shutil.copyfile(run.outputs["summary"], json_out)
+    return run
+
+
+def synth(phantom: str, output: Path, *, scanners: int, repeats: int, ideal: bool, seed: int,
+          json_out: Path | None = None, progress: Callable[[int, int], None] | None = None) -> tuple[Any, Any, int]:  # fmt: skip
+    """Render a phantom definition into DICOM series (seeded; ground truth in ground_truth.json): returns
+    (the phantom, the synthesis result, the number of scanners)."""
+    from qckit.synth.phantom_scanner import IDEAL, PRESET_SCANNERS, synthesize
+
+    p = load_phantom(phantom).phantom
+    chosen = [IDEAL] if ideal else list(PRESET_SCANNERS[:scanners])
+    res = synthesize(p, output, scanners=chosen, repeats=repeats, seed=seed, progress=progress)
+    if json_out is not None:
+        write_json(json_out, res.to_dict())
+    return p, res, len(chosen)

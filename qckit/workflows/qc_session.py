@@ -293,12 +293,13 @@ def measure_session(
 
 
 def control_status(
-    store: Any, key: str, session_id: int, n_baseline: int, rules: tuple[str, ...]
+    store: Any, key: str, session_id: int, n_baseline: int, rules: tuple[str, ...], conn: Any = None
 ) -> list[ControlStatus]:
     from qckit.history.trend import measurement_charts  # pandas: imported when a history is used
 
     out = []
-    for name, g, chart, why in measurement_charts(store.history(key), n_baseline=n_baseline, rules=rules):
+    history = store.history(key, conn=conn)
+    for name, g, chart, why in measurement_charts(history, n_baseline=n_baseline, rules=rules):
         n = len(g)
         if n < 3:
             out.append(ControlStatus(name, n, None, None, None, (), f"baseline forming ({n} session(s))"))
@@ -313,29 +314,28 @@ def control_status(
     return out
 
 
-def store_session(result: QCSessionResult, opts: SessionOptions) -> None:
-    """Record the session in the QC history and evaluate its control charts (sets `session_id`, `control`)."""
+def store_session(
+    result: QCSessionResult, opts: SessionOptions, write: Callable[[QCSessionResult], None] | None = None
+) -> None:
+    """Record the session in the QC history and evaluate its control charts (sets `session_id`, `control`).
+
+    `write` (the session's outputs) runs inside the history transaction, after the control charts are known and
+    before the commit: outputs complete, then the history; a write that fails or is interrupted leaves the
+    history as it was, so a re-run resumes instead of being refused as already recorded."""
     from qckit.history.store import SessionRecord, open_store  # SQLAlchemy and pandas: only with a history
 
     assert opts.db_url is not None
-    with open_store(opts.db_url) as store:
-        result.session_id = store.record_session(
-            SessionRecord(
-                result.identity,
-                result.session_date,
-                result.phantom,
-                __version__,
-                result.input_uids,
-                [m.to_dict() for m in result.measurements],
-                str(result.protocol.status),
-                [f.to_dict() for f in result.protocol.findings],
-                opts.acceptance,
-            )
-        )
+    rec = SessionRecord(result.identity, result.session_date, result.phantom, __version__, result.input_uids,
+                        [m.to_dict() for m in result.measurements], str(result.protocol.status),
+                        [f.to_dict() for f in result.protocol.findings], opts.acceptance)  # fmt: skip
+    with open_store(opts.db_url) as store, store.recording(rec) as (session_id, conn):
+        result.session_id = session_id
         result.db_url = store.url
         result.control = control_status(
-            store, result.scanner_key, result.session_id, opts.n_baseline, opts.rules
+            store, result.scanner_key, session_id, opts.n_baseline, opts.rules, conn
         )
+        if write is not None:
+            write(result)
 
 
 def _matching(proto: Protocol, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -390,12 +390,17 @@ def choose_definitions(rows: list[dict[str, Any]], phantom: str, protocol: str) 
 
 
 def run_sessions(
-    folder: str | Path, opts: SessionOptions, on_session: Callable[[SessionRun], None] | None = None
+    folder: str | Path,
+    opts: SessionOptions,
+    on_session: Callable[[SessionRun], None] | None = None,
+    write: Callable[[QCSessionResult], None] | None = None,
 ) -> list[SessionRun]:
-    """Index `folder`, select its session(s) and measure (and store) each.
+    """Index `folder`, select its session(s) and measure (and store) each; `write` writes a session's outputs
+    (before its history commit, see `store_session`).
 
     One session (the default): its input errors raise. With `opts.every`, each session is tried and an input
-    error (e.g. already recorded) is kept in its `SessionRun.error`; the others still run."""
+    error (e.g. already recorded, an output folder that cannot be written) is kept in its `SessionRun.error`;
+    the others still run."""
     if opts.phantom != AUTO:
         load_phantom(opts.phantom)  # an unknown phantom is refused before the folder is read
     source = DicomFolder.open(folder, workers=opts.workers)
@@ -422,12 +427,14 @@ def run_sessions(
             ]
             result.definitions = definitions
             if opts.db_url is not None:
-                store_session(result, opts)
+                store_session(result, opts, write)
+            elif write is not None:
+                write(result)
             run.result = result
-        except QckitInputError as exc:
+        except (QckitInputError, OSError) as exc:
             if not opts.every:
                 raise
-            run.error = str(exc)
+            run.error = str(exc) if isinstance(exc, QckitInputError) else f"cannot write the outputs: {exc}"
         runs.append(run)
         if on_session is not None:
             on_session(run)

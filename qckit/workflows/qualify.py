@@ -523,3 +523,35 @@ def qualification_summary(source: str | Path, out_dir: str | Path, *, between_cv
 
 
 __all__ = ["QualificationRun", "qualify_submission", "qualification_summary"]
+
+
+def qualify_run(submission: Path, profile: str, output: Path, *, db: str | None, no_store: bool,
+                workers: int | None, json_out: Path | None, command: str,
+                progress: Callable[[int, int], None] | None = None) -> QualificationRun:  # fmt: skip
+    """`qckit qualify SUBMISSION --profile P`: the profile loaded, every scanner qualified (certificates written,
+    then recorded in the history unless `no_store`), and all certificates as one JSON document."""
+    from qckit.core.jsonio import write_json
+    from qckit.history.store import database_url
+    from qckit.qualification.profile import load_profile
+
+    loaded = load_profile(profile)
+    url = None if no_store else database_url(db, output)
+    output.mkdir(parents=True, exist_ok=True)
+    run = qualify_submission(submission, loaded, output, db_url=url, command=command, workers=workers,
+                             progress=progress)  # fmt: skip
+    if json_out is not None:
+        write_json(json_out, {"profile": loaded.profile.name, "certificates": [c.to_dict() for c in run.certificates],
+                              "errors": run.errors})  # fmt: skip
+    return run
+
+
+def summary_run(source: Path, output: Path, *, between_cv: float, share_off: float, basis: str,
+                json_out: Path | None, command: str) -> tuple[dict[str, Any], dict[str, Path]]:  # fmt: skip
+    """`qckit qualify summary`: the multi-site overview written (and its JSON copied to `json_out`)."""
+    import shutil
+
+    summary, paths = qualification_summary(source, output, between_cv=between_cv, share_off=share_off,
+                                           basis=basis, command=command)  # fmt: skip
+    if json_out is not None:
+        shutil.copyfile(paths["json"], json_out)
+    return summary, paths

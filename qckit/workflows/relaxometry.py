@@ -308,3 +308,24 @@ def write_relaxometry_outputs(
     paths["html"] = write_report(doc, overlays(study), prov, out_dir / "relaxometry.html")
     study.outputs = paths
     return paths
+
+
+def relaxometry_run(folder: Path, output: Path, *, plate: int | None, reference: Path | None, phantom: str,
+                    t1_model: str, rician_t1: bool, only: str | None, maps: bool, json_out: Path | None,
+                    command: str, progress: Callable[[int, int], None] | None = None) -> tuple[RelaxStudy, dict[str, Path]]:  # fmt: skip
+    """`qckit phantom relaxometry`: options checked, every stack measured, the outputs written (and the JSON
+    document copied to `json_out`); returns the study and the files written."""
+    import shutil
+
+    if t1_model not in ("2p", "3p"):
+        raise QckitInputError(f"--t1-model must be 2p or 3p, not {t1_model!r}")
+    kind = None if only is None else only.upper()
+    if kind not in (None, "T1", "T2"):
+        raise QckitInputError(f"--only must be T1 or T2, not {only!r}")
+    opts = RelaxOptions(plate=plate, reference=reference, phantom=phantom, t1_model=t1_model,
+                        t1_rician=rician_t1, kind=kind)  # fmt: skip
+    study = run_relaxometry(folder, opts, progress=progress)
+    paths = write_relaxometry_outputs(study, output, command, str(folder), maps=maps, t1_model=t1_model)
+    if json_out is not None:
+        shutil.copyfile(paths["json"], json_out)
+    return study, paths

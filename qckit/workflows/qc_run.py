@@ -1,0 +1,189 @@
+"""`qckit qc run|trend|scanners|simulate` as workflows: measure, write every output, then record in the history;
+control charts of a scanner; the scanners of a history; a simulated year. The commands parse and print only.
+
+Order for a session with a history: measure; open the history transaction (the session inserted, its control
+status computed against the history that includes it); write the JSON, CSV, HTML report and (ACR) the summary;
+commit. An output that cannot be written leaves the history unchanged, so the run can simply be repeated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qckit.core.files import safe_name
+from qckit.core.jsonio import strict_loads, write_json
+from qckit.core.provenance import Provenance, command_line
+from qckit.core.session import QCSessionResult
+from qckit.workflows.qc_session import SessionOptions, SessionRun, run_sessions
+
+
+def parse_rules(text: str) -> tuple[str, ...]:
+    """`--rules we1,we2,ewma` as rule names; unknown names are an input error listing the known ones."""
+    from qckit.core.errors import QckitInputError
+    from qckit.history.spc import RULES
+
+    rules = tuple(r.strip() for r in text.split(",") if r.strip())
+    bad = [r for r in rules if r not in RULES]
+    if bad or not rules:
+        raise QckitInputError(f"--rules {text!r}: choose from {', '.join(RULES)}")
+    return rules
+
+
+def rule_text(rule: str) -> str:
+    """A control rule as the charts and tables word it."""
+    from qckit.history.spc import RULE_TEXT
+
+    return RULE_TEXT.get(rule, rule)
+
+
+def history_url(db: str | None, output: Path) -> str:
+    """The QC history's SQLAlchemy URL (`--db`, or qc-history.sqlite in the output folder)."""
+    from qckit.history.store import database_url  # SQLAlchemy and pandas: only with a history
+
+    return database_url(db, output)
+
+
+def write_session(s: QCSessionResult, folder: str | Path, out: Path) -> dict[str, Path]:
+    """Every output of one session into `out`: qc-result.json, qc-measurements.csv, qc-report.html and, for
+    the ACR phantom, acr-summary.json/html."""
+    from qckit.report.acr_summary_report import write_summary_report
+    from qckit.report.qc_report import overlay_figures, write_session_report
+    from qckit.workflows.acr_summary import acr_summary
+    from qckit.workflows.qc_outputs import write_session_outputs
+
+    prov = Provenance(
+        command_line(), {"folder": str(folder), "session": s.session_label, "history": s.db_url}
+    )
+    files = write_session_outputs(s, prov, out)
+    figures = overlay_figures(s.overlays)
+    files["html"] = write_session_report(s, prov, out / "qc-report.html", figures)
+    if s.phantom == "acr-mri-large":
+        summary = acr_summary(s)
+        files["summary"] = write_json(out / "acr-summary.json", {**summary, "provenance": prov.to_dict()})
+        files["summary html"] = write_summary_report(
+            summary, s.overlays, prov, out / "acr-summary.html", figures
+        )
+    return files
+
+
+@dataclass
+class QCRun:
+    """What `qc run` did: each selected session (result or error) and the files written per session."""
+
+    runs: list[SessionRun] = field(default_factory=list)
+    files: dict[str, dict[str, Path]] = field(default_factory=dict)  # session label -> output name -> path
+
+    @property
+    def errors(self) -> bool:
+        return any(r.result is None for r in self.runs)
+
+    @property
+    def not_passed(self) -> bool:
+        """A session that failed an action limit or is incomplete (something not measured)."""
+        return any(r.result is not None and (r.result.failed or r.result.incomplete) for r in self.runs)
+
+
+def run_qc(
+    folder: str | Path,
+    opts: SessionOptions,
+    output: Path,
+    *,
+    json_out: Path | None = None,
+    on_session: Callable[[SessionRun, dict[str, Path]], None] | None = None,
+) -> QCRun:
+    """Measure the folder's session(s), write each one's outputs (one sub-folder per session with `--all`),
+    record it in the history (after its outputs), and write the combined `--json`."""
+    done = QCRun()
+
+    def write(s: QCSessionResult) -> None:
+        out = output / safe_name(s.session_label) if opts.every else output
+        done.files[s.session_label] = write_session(s, folder, out)
+
+    def report(run: SessionRun) -> None:
+        done.runs.append(run)
+        if on_session is not None:
+            on_session(run, done.files.get(run.label, {}))
+
+    run_sessions(folder, opts, on_session=report, write=write)
+    documents = [files["json"] for files in done.files.values()]
+    if json_out is not None and documents:
+        docs = [strict_loads(p.read_text(encoding="utf-8")) for p in documents]
+        write_json(json_out, {"sessions": docs} if opts.every else docs[0])
+    return done
+
+
+@dataclass
+class TrendRun:
+    """The control charts of one scanner: per measurement (unit, dates, chart), the ones without a chart and
+    why, the report written, and whether the latest session raised an alarm."""
+
+    charts: dict[str, tuple[str, list[Any], Any]]
+    skipped: dict[str, str]
+    html: Path
+    latest_alarm: bool
+
+
+def trend(scanner: str, db: str | None, output: Path, *, baseline: int, rules: tuple[str, ...],
+          levels: list[str], json_out: Path | None = None) -> TrendRun:  # fmt: skip
+    """Control charts of one scanner's QC history (with its merged aliases) as an HTML report (and JSON)."""
+    from qckit.history.store import existing_store
+    from qckit.history.trend import parse_levels, scanner_charts, scanner_context
+    from qckit.report.qc_report import write_trend_report
+
+    parsed = parse_levels(levels)
+    with existing_store(db, output) as store:
+        url = store.url
+        charts, skipped = scanner_charts(store, scanner, n_baseline=baseline, rules=rules, levels=parsed)
+        context = scanner_context(store, scanner)
+    prov = Provenance(command_line(), {"history": url, "scanner": scanner})
+    path = write_trend_report(scanner, charts, prov, output / f"qc-trend-{safe_name(scanner)}.html", skipped,
+                              context)  # fmt: skip
+    latest = any(a.index == len(c.values) - 1 for _u, _d, c in charts.values() for a in c.alarms)
+    if json_out is not None:
+        write_json(json_out, {"scanner": scanner, "history": url, "charts": {
+            name: {"unit": unit, "dates": [str(d) for d in dates], **c.to_dict()}
+            for name, (unit, dates, c) in charts.items()}, "skipped": skipped, "html": str(path)})  # fmt: skip
+    return TrendRun(charts, skipped, path, latest)
+
+
+SCANNER_COLUMNS = ("scanner_key", "manufacturer", "model", "serial", "field_strength_t", "sessions", "last_session",
+                   "alias_of")  # fmt: skip
+
+
+def scanners(db: str | None, output: Path, merge: tuple[str, str] | None = None,
+             json_out: Path | None = None) -> tuple[str, list[dict[str, Any]]]:  # fmt: skip
+    """The scanners of a QC history (after recording `merge` = (alias, target) when given): (url, rows)."""
+    from qckit.history.store import existing_store
+
+    with existing_store(db, output) as store:
+        if merge is not None:
+            store.merge(merge[0], merge[1])
+        rows = [{c: r.get(c) for c in SCANNER_COLUMNS} for r in store.scanners().to_dict("records")]
+        url = store.url
+    if json_out is not None:
+        write_json(json_out, {"scanners": rows})
+    return url, rows
+
+
+def simulate(db: str, weeks: int, seed: int, json_out: Path | None = None) -> tuple[list[str], list[Any]]:
+    """A simulated year of weekly QC on two virtual scanners (one drifts) in a new QC history: (keys, planted)."""
+    from qckit.core.errors import QckitInputError
+    from qckit.history.store import database_url, open_store
+    from qckit.synth.qc_year import simulate_year
+
+    with open_store(database_url(db)) as store:
+        if store.n_sessions():
+            raise QckitInputError(f"{store.url} already holds QC sessions; simulate into a new history")
+        planted = simulate_year(store, weeks=weeks, seed=seed)
+        keys = list(store.scanners()["scanner_key"])
+    if json_out is not None:
+        write_json(json_out, {"weeks": weeks, "seed": seed, "scanners": keys, "history": db,
+                              "planted": [asdict(p) for p in planted]})  # fmt: skip
+    return keys, planted
+
+
+__all__ = ["QCRun", "TrendRun", "history_url", "parse_rules", "rule_text", "run_qc", "scanners", "simulate",
+           "trend", "write_session"]  # fmt: skip
