@@ -27,11 +27,9 @@ def demo_command(
     from qckit.workflows.demo import run_demo
 
     with progress_bar("demo", enabled=not quiet) as update:
-        summary = run_demo(out, data_dir=data, seed=seed, progress=update, command=command_line())
-    if json_out is not None:
-        from qckit.core.jsonio import write_json
-
-        write_json(json_out, {**summary.to_dict(), "command": command_line()})
+        summary = run_demo(
+            out, data_dir=data, seed=seed, progress=update, command=command_line(), json_out=json_out
+        )
     if not quiet:
         _print(summary)
 

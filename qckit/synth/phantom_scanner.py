@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from qckit.core.envelope import stamp
 from qckit.core.jsonio import write_json
 from qckit.phantoms.models import Phantom
 from qckit.phantoms.render import Renderer
@@ -238,5 +239,6 @@ def synthesize(
             )
             if progress is not None:
                 progress(len(result.repeats), len(scanners) * repeats)
-    write_json(root / "ground_truth.json", result.to_dict())
+    write_json(root / "ground_truth.json", stamp(result.to_dict(), kind="phantom-synth",
+                                                 inputs={"phantom": phantom.name, "seed": seed}))  # fmt: skip
     return result

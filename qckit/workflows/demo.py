@@ -110,6 +110,7 @@ def run_demo(
     seed: int = 20260105,
     progress: Callable[[int, int], None] | None = None,
     command: str = "qckit demo",
+    json_out: Path | None = None,
 ) -> DemoSummary:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -139,6 +140,11 @@ def run_demo(
     _harmonize_and_classify(summary, out_dir, seed, command, stable)
     _periodic_qc(summary, out_dir, command)
     _site_qualification(summary, out_dir, seed, command)
+    if json_out is not None:
+        from qckit.core.envelope import write_result
+
+        write_result(json_out, {**summary.to_dict(), "command": command}, kind="demo",
+                     inputs={"seed": seed, "data": str(data_dir) if data_dir else "temporary"})  # fmt: skip
     return summary
 
 

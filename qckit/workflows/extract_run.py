@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from qckit.core.envelope import write_result
 from qckit.core.errors import QckitInputError
 
 
@@ -16,7 +17,6 @@ def extract(manifest: Path, output: Path, *, params: Path | None = None, normali
             progress: Callable[[int, int], None] | None = None) -> Any:  # fmt: skip
     """Extract radiomic features for every case of the manifest (resumable: finished cases are kept); returns
     the run (table, computed / resumed counts, failed cases with their reasons)."""
-    from qckit.core.jsonio import write_json
     from qckit.core.provenance import command_line
     from qckit.features import Normalization, load_settings, read_manifest, run_extraction
     from qckit.features.params import ExtractionSettings
@@ -31,7 +31,7 @@ def extract(manifest: Path, output: Path, *, params: Path | None = None, normali
     run = run_extraction(cases, settings, output, workers=workers, scheduler=scheduler, progress=progress,
                          retry_failed=retry_failed)  # fmt: skip
     if json_out is not None:
-        write_json(json_out, {"cases": len(run.table), "computed": run.computed, "resumed": run.resumed,
+        write_result(json_out, kind="extract", inputs={"manifest": str(manifest), "params": str(params)}, document={"cases": len(run.table), "computed": run.computed, "resumed": run.resumed,
                               "failed": run.failed, "output": None if run.output is None else str(run.output),
                               "command": command_line()})  # fmt: skip
     return run

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from qckit.classify.contract import FeatureTable, load_feature_table
+from qckit.core.envelope import write_result
 from qckit.core.errors import QckitInputError
 from qckit.core.provenance import Provenance, command_line, file_sha256
 
@@ -106,7 +107,6 @@ def fit(
 
 def apply(features: Path, model_dir: Path, output: Path, json_out: Path | None = None) -> tuple[int, int]:
     """Apply a saved model (of any registered method) to a table; returns (rows, features harmonized)."""
-    from qckit.core.jsonio import write_json
     from qckit.core.tables import read_table, write_table
     from qckit.harmonize.methods import load_model, method_of
 
@@ -117,7 +117,7 @@ def apply(features: Path, model_dir: Path, output: Path, json_out: Path | None =
     out[model.features_] = harmonized
     write_table(out, output)
     if json_out is not None:
-        write_json(json_out, {"rows": len(out), "features": list(model.features_), "method": method_of(model).name,
+        write_result(json_out, kind="harmonize-apply", inputs={"features": str(features), "model": str(model_dir)}, document={"rows": len(out), "features": list(model.features_), "method": method_of(model).name,
                               "batches": [str(b) for b in model.batches_], "model": str(model_dir),
                               "output": str(output), "command": command_line()})  # fmt: skip
     return len(out), len(model.features_)

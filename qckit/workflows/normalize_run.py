@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qckit.core.envelope import write_result
 from qckit.core.errors import QckitError, QckitInputError
 
 
@@ -204,9 +205,7 @@ def normalize(
                                                            "failed": len(failed)})  # fmt: skip
         write_report(items, method, prov, report)
     if json_out is not None:
-        from qckit.core.jsonio import write_json
-
-        write_json(json_out, {"method": method, "normalized": records,
+        write_result(json_out, kind="normalize", inputs={"images": len(images), "method": method}, document={"method": method, "normalized": records,
                               "failed": [{"input": k, "reason": v} for k, v in failed.items()],
                               "command": command_line()})  # fmt: skip
     return NormalizeRun(len(images), len(items), failed, records)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qckit.core.envelope import stamp, write_result
 from qckit.core.jsonio import write_json
 from qckit.core.provenance import Provenance, file_sha256
 from qckit.dicom.folder import DicomFolder
@@ -63,14 +64,15 @@ def run_phantom(
     write_json(out / "problems.json", m.problems)
     check_repeats(m.long, thresholds.min_repeats)
     stab = analyse(m.long, thresholds, by)
-    extra = {"problems": m.problems, "skipped_files": len(m.skipped), "scans": len(m.scans)}
-    paths = write_outputs(stab, out, loaded.phantom.name, extra)
-    paths["measurements"] = out / "measurements.csv"
     provenance = Provenance(
         command=command,
         inputs={"folder": str(root), "params": str(params_path)},
         definitions={f"phantom {loaded.phantom.name}": loaded.sha256, "params": file_sha256(params_path)},
     )
+    extra = {"problems": m.problems, "skipped_files": len(m.skipped), "scans": len(m.scans),
+             "provenance": stamp({}, provenance, kind="phantom-study")["provenance"]}  # fmt: skip
+    paths = write_outputs(stab, out, loaded.phantom.name, extra)
+    paths["measurements"] = out / "measurements.csv"
     kind = "reproducibility" if by else "repeatability"
     paths["report"] = write_report(
         m, stab, provenance, out / f"phantom-{kind}.html", f"Phantom {kind}: {loaded.phantom.title}"
@@ -103,5 +105,5 @@ def synth(phantom: str, output: Path, *, scanners: int, repeats: int, ideal: boo
     chosen = [IDEAL] if ideal else list(PRESET_SCANNERS[:scanners])
     res = synthesize(p, output, scanners=chosen, repeats=repeats, seed=seed, progress=progress)
     if json_out is not None:
-        write_json(json_out, res.to_dict())
+        write_result(json_out, res.to_dict(), kind="phantom-synth", inputs={"phantom": phantom, "seed": seed})
     return p, res, len(chosen)

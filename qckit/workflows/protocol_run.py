@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qckit.core.envelope import write_result
 from qckit.core.errors import NoDataError, QckitInputError
 from qckit.core.provenance import Provenance, command_line
 
@@ -16,12 +17,14 @@ Progress = Callable[[int, int], None]
 
 def write_index(result: Any, out: Path | None, json_out: Path | None, errors: Path | None) -> None:
     """The index as a table (.csv/.parquet), as JSON and its bad items as CSV, where asked."""
-    from qckit.dicom import write_errors, write_json, write_table
+    from qckit.dicom import write_errors, write_table
 
     if out is not None:
         write_table(result, out)
     if json_out is not None:
-        write_json(result, json_out)
+        write_result(
+            json_out, result.to_dict(), kind="scan", inputs={"root": result.root, "files": result.n_files}
+        )
     if errors is not None:
         write_errors(result, errors)
 
@@ -87,7 +90,7 @@ def infer(source: Path, output: Path, *, name: str = "site", rel_tol: float = 0.
     returns the inference result (entries and undetermined rules)."""
     import yaml
 
-    from qckit.core.jsonio import atomic_write_text, write_json
+    from qckit.core.jsonio import atomic_write_text
     from qckit.dicom import load_or_scan
     from qckit.protocols.infer import infer_protocol
     from qckit.protocols.load import parse_protocol
@@ -101,7 +104,7 @@ def infer(source: Path, output: Path, *, name: str = "site", rel_tol: float = 0.
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output, text)
     if json_out is not None:
-        write_json(json_out, {
+        write_result(json_out, kind="protocol-infer", inputs={"source": str(source)}, document={
             "protocol": output.name, "name": name, "source": str(source), "series": len(index.series),
             "entries": [{"name": s.name, "rules": len(s.rules)} for s in result.protocol.series],
             "undetermined": result.undetermined, "command": command_line(),

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qckit.core.envelope import stamp, write_result
 from qckit.core.files import safe_name
 from qckit.core.jsonio import strict_loads, write_json
 from qckit.core.provenance import Provenance, command_line
@@ -111,7 +112,7 @@ def run_qc(
     documents = [files["json"] for files in done.files.values()]
     if json_out is not None and documents:
         docs = [strict_loads(p.read_text(encoding="utf-8")) for p in documents]
-        write_json(json_out, {"sessions": docs} if opts.every else docs[0])
+        write_json(json_out, stamp({"sessions": docs}, kind="qc-sessions") if opts.every else docs[0])
     return done
 
 
@@ -143,7 +144,7 @@ def trend(scanner: str, db: str | None, output: Path, *, baseline: int, rules: t
                               context)  # fmt: skip
     latest = any(a.index == len(c.values) - 1 for _u, _d, c in charts.values() for a in c.alarms)
     if json_out is not None:
-        write_json(json_out, {"scanner": scanner, "history": url, "charts": {
+        write_result(json_out, kind="qc-trend", inputs={"history": url, "scanner": scanner}, document={"scanner": scanner, "history": url, "charts": {
             name: {"unit": unit, "dates": [str(d) for d in dates], **c.to_dict()}
             for name, (unit, dates, c) in charts.items()}, "skipped": skipped, "html": str(path)})  # fmt: skip
     return TrendRun(charts, skipped, path, latest)
@@ -164,7 +165,7 @@ def scanners(db: str | None, output: Path, merge: tuple[str, str] | None = None,
         rows = [{c: r.get(c) for c in SCANNER_COLUMNS} for r in store.scanners().to_dict("records")]
         url = store.url
     if json_out is not None:
-        write_json(json_out, {"scanners": rows})
+        write_result(json_out, {"scanners": rows}, kind="qc-scanners", inputs={"history": url})
     return url, rows
 
 
@@ -180,7 +181,7 @@ def simulate(db: str, weeks: int, seed: int, json_out: Path | None = None) -> tu
         planted = simulate_year(store, weeks=weeks, seed=seed)
         keys = list(store.scanners()["scanner_key"])
     if json_out is not None:
-        write_json(json_out, {"weeks": weeks, "seed": seed, "scanners": keys, "history": db,
+        write_result(json_out, kind="qc-simulate", inputs={"history": db}, document={"weeks": weeks, "seed": seed, "scanners": keys, "history": db,
                               "planted": [asdict(p) for p in planted]})  # fmt: skip
     return keys, planted
 

@@ -103,3 +103,20 @@ def test_bundled_definitions_are_found_in_the_checkout():
     root = Path(__file__).resolve().parents[2]
     assert definitions_dir("protocols") == root / "protocols"
     assert (definitions_dir("phantoms") / "acr-mri-large.yaml").is_file()
+
+
+def test_the_result_envelope_stamps_once():
+    from qckit import __version__
+    from qckit.core.envelope import stamp
+    from qckit.core.provenance import Provenance
+
+    doc = stamp({"rows": 3}, kind="extract", inputs={"manifest": "m.csv"})
+    p = doc["provenance"]
+    assert (
+        p["qckit_version"] == __version__
+        and p["document"] == "extract"
+        and p["inputs"] == {"manifest": "m.csv"}
+    )
+    assert p["created"].endswith("Z") and p["command"]
+    own = {"x": 1, "provenance": {"qckit_version": "own"}}
+    assert stamp(own, Provenance("other")) is own  # a document's own provenance is never overwritten
