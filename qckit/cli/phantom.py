@@ -226,7 +226,7 @@ def relaxometry_command(
         err_console.print(f"not measured: {p.name}: {p.reason}", highlight=False, markup=False)
     if study.problems:
         raise typer.Exit(EXIT_INPUT_ERROR)
-    if study.failed:
+    if study.failed or study.incomplete:
         raise typer.Exit(EXIT_CHECKS_FAILED)
 
 

@@ -24,7 +24,7 @@ from qckit.cli._common import (
 from qckit.cli.conventions import QckitGroup
 
 _STYLE = {"qualified": "green", "qualified with findings": "yellow", "not qualified": "bold red",
-          "incomplete": "bold red", "pass": "green", "finding": "yellow", "fail": "bold red", "missing": "bold red"}  # fmt: skip
+          "incomplete": "bold red", "pass": "green", "warn": "yellow", "fail": "bold red"}  # fmt: skip
 
 
 class QualifyGroup(QckitGroup):

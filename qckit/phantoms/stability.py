@@ -21,6 +21,7 @@ import yaml
 
 from qckit.core.errors import QckitInputError, TooFewRepeatsError
 from qckit.core.jsonio import atomic_write_text, write_json
+from qckit.core.results import Verdict
 from qckit.core.tables import write_table
 from qckit.metrology import bland_altman
 from qckit.metrology.verdicts import Thresholds, repeatability_table, reproducibility_table
@@ -94,30 +95,38 @@ def _feature_verdicts(rep: pd.DataFrame, repro: pd.DataFrame | None) -> pd.DataF
     rows = []
     repro_by = repro.set_index("feature") if repro is not None else None
     for feat, g in rep.groupby("feature", sort=True):
-        reasons = []
+        reasons, failed, undecided = [], False, False
         verdicts = set(g["repeatable"])
         if "fail" in verdicts:
             bad = g.loc[g["repeatable"] == "fail", "condition"].tolist()
             reasons.append(f"not repeatable on {len(bad)} of {len(g)} condition(s)")
+            failed = True
         if "insufficient" in verdicts:
             reasons.append("too few repeats on some condition")
+            undecided = True
         if "accurate" in g and (g["accurate"] == "fail").any():
             reasons.append("bias beyond threshold")
+            failed = True
         between = np.nan
         if repro_by is not None and feat in repro_by.index:
             r = repro_by.loc[feat]
             between = r.get("between_cv", np.nan)
             if r["reproducible"] == "fail":
                 reasons.append("not reproducible across conditions")
+                failed = True
             elif r["reproducible"] == "insufficient":
                 reasons.append("reproducibility undetermined")
+                undecided = True
+        # the one verdict vocabulary: fail over insufficient over pass; `stable` is derived from it
+        verdict = Verdict.FAIL if failed else Verdict.INSUFFICIENT if undecided else Verdict.PASS
         cv = pd.to_numeric(g.get("cv"), errors="coerce")
         cv_high = pd.to_numeric(g.get("cv_ci_high"), errors="coerce") if "cv_ci_high" in g else None
         bias = pd.to_numeric(g.get("relative_bias"), errors="coerce") if "relative_bias" in g else None
         rows.append(
             {
                 "feature": feat,
-                "stable": not reasons,
+                "verdict": str(verdict),
+                "stable": verdict is Verdict.PASS,
                 "reason": "; ".join(reasons)
                 or "repeatable everywhere" + ("" if repro_by is None else ", reproducible"),
                 "worst_cv": float(cv.max()) if cv is not None and cv.notna().any() else np.nan,

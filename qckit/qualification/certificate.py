@@ -14,14 +14,25 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from qckit.core.results import Verdict
+
 QUALIFIED = "qualified"
 WITH_FINDINGS = "qualified with findings"
 NOT_QUALIFIED = "not qualified"
 INCOMPLETE = "incomplete"
 VERDICTS = (QUALIFIED, WITH_FINDINGS, NOT_QUALIFIED, INCOMPLETE)
 
-# criterion verdicts
-PASS, FAIL, FINDING, MISSING = "pass", "fail", "finding", "missing"
+# criterion verdicts: the one vocabulary (`qckit.core.results.Verdict`): a criterion that failed at level
+# `finding` is a warning; one whose evidence is missing leaves the certificate incomplete
+PASS, FAIL, FINDING, MISSING = (
+    Verdict.PASS.value,
+    Verdict.FAIL.value,
+    Verdict.WARN.value,
+    Verdict.INCOMPLETE.value,
+)
+CRITERION_VERDICTS = (PASS, FAIL, FINDING, MISSING)
+# what certificates of qckit 0.2 and earlier wrote, read back by `qualify summary`
+LEGACY_VERDICTS = {"finding": FINDING, "missing": MISSING}
 
 
 @dataclass
@@ -30,7 +41,7 @@ class Criterion:
 
     kind: str  # completeness | protocol | phantom | stability
     name: str
-    verdict: str  # pass | fail | finding | missing
+    verdict: str  # pass | fail | warn (failed at level finding) | incomplete (evidence missing)
     level: str  # fail | finding: what a failure counts as
     value: Any = None
     unit: str = ""

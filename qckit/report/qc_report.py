@@ -41,8 +41,7 @@ def _shape_xy(shape: Shape) -> tuple[np.ndarray, np.ndarray, str]:
 
 
 # shapes whose label ends with a verdict are drawn in its colour (pass green, fail red, the rest grey)
-_VERDICT_COLOURS = {"pass": "#1b7f3b", "fail": "#c0262d", "not measurable": "#8a8f98", "not judged": "#5b8bd0",
-                    "fit failed": "#ff00ff"}  # fmt: skip
+_VERDICT_COLOURS = {"pass": "#1b7f3b", "fail": "#c0262d", "recorded": "#8a8f98", "not measured": "#ff00ff"}
 
 
 def _typed(a: np.ndarray) -> dict[str, str]:

@@ -10,8 +10,8 @@ from qckit.core.provenance import Provenance
 from qckit.qualification.certificate import Certificate
 from qckit.report.html import Page, badges, esc, number, table, write
 
-_CLASS = {"pass": "pass", "finding": "warn", "fail": "fail", "missing": "fail", "qualified": "pass",
-          "qualified with findings": "warn", "not qualified": "fail", "incomplete": "fail"}  # fmt: skip
+_CLASS = {"pass": "pass", "warn": "warn", "fail": "fail", "incomplete": "fail", "qualified": "pass",
+          "qualified with findings": "warn", "not qualified": "fail"}  # fmt: skip
 
 
 def _value(c: dict[str, Any]) -> str:

@@ -19,8 +19,7 @@ from qckit.core.results import Overlay
 from qckit.report.html import Page, badges, esc, number, table, write
 from qckit.report.qc_report import overlay_figure
 
-_VERDICT_CLASS = {"pass": "pass", "fail": "fail", "fit failed": "fail", "not measurable": "muted",
-                  "not judged": "muted", "no reference": "muted"}  # fmt: skip
+_VERDICT_CLASS = {"pass": "pass", "fail": "fail", "not measured": "fail", "recorded": "muted"}
 
 
 def _curves_figure(plate: dict[str, Any]) -> go.Figure:
@@ -52,7 +51,7 @@ def _accuracy_figure(plate: dict[str, Any]) -> go.Figure | None:
     fig.add_scatter(x=np.r_[line, line[::-1]], y=np.r_[line * 1.15, line[::-1] * 0.85], fill="toself",
                     fillcolor="rgba(27,127,59,0.12)", line={"width": 0}, name="reference +- 15 % (EMA)")  # fmt: skip
     fig.add_scatter(x=line, y=line, mode="lines", name="identity", line={"color": "#555", "dash": "dash"})
-    for verdict, colour in (("pass", "#1b7f3b"), ("fail", "#c0262d"), ("not measurable", "#8a8f98")):
+    for verdict, colour in (("pass", "#1b7f3b"), ("fail", "#c0262d"), ("recorded", "#8a8f98")):
         sel = [s for s in pts if s["verdict"] == verdict]
         if sel:
             fig.add_scatter(x=[s["reference_ms"] for s in sel], y=[s["value"] for s in sel], mode="markers",

@@ -36,7 +36,16 @@ from qckit.metrology.verdicts import Thresholds
 from qckit.phantoms.load import load_phantom
 from qckit.protocols.check import check_series, match_series
 from qckit.protocols.load import load_protocol
-from qckit.qualification.certificate import FAIL, MISSING, PASS, Certificate, Criterion, outcome
+from qckit.qualification.certificate import (
+    FAIL,
+    FINDING,
+    LEGACY_VERDICTS,
+    MISSING,
+    PASS,
+    Certificate,
+    Criterion,
+    outcome,
+)
 from qckit.qualification.profile import LoadedProfile, PhantomTest, Profile, Stability
 from qckit.report.protocol_report import write_report as write_protocol_report
 from qckit.report.qc_report import write_session_report
@@ -359,6 +368,12 @@ def _certificates(source: Path) -> list[dict[str, Any]]:
 
         with existing_store(str(source), None) as store:
             docs = [q["certificate"] for q in store.qualifications() if q["certificate"]]
+    for d in (
+        docs
+    ):  # certificates written before the one verdict vocabulary: finding -> warn, missing -> incomplete
+        for c in d.get("criteria", []) if isinstance(d.get("criteria"), list) else []:
+            if isinstance(c, dict) and c.get("verdict") in LEGACY_VERDICTS:
+                c["verdict"] = LEGACY_VERDICTS[c["verdict"]]
     latest: dict[str, dict[str, Any]] = {}
     for d in docs:  # oldest first within each source: a later one replaces an earlier one of the same scanner
         if d.get("certificate") != "qckit scanner qualification":
@@ -374,7 +389,7 @@ def _certificates(source: Path) -> list[dict[str, Any]]:
 
 def _kind_verdict(criteria: list[dict[str, Any]], kind: str) -> str:
     vs = {c["verdict"] for c in criteria if c["kind"] == kind}
-    for v in ("missing", "fail", "finding", "pass"):
+    for v in (MISSING, FAIL, FINDING, PASS):
         if v in vs:
             return v
     return "-"

@@ -29,7 +29,7 @@ from qckit.core.errors import PhantomError, QckitInputError
 from qckit.core.identity import ScannerIdentity
 from qckit.core.jsonio import write_json
 from qckit.core.provenance import Provenance, file_sha256
-from qckit.core.results import Overlay, Problem
+from qckit.core.results import Overlay, Problem, Verdict
 from qckit.core.tables import write_records_csv
 from qckit.dicom.folder import DicomFolder
 from qckit.dicom.volume import Volume
@@ -73,7 +73,22 @@ class RelaxStudy:
 
     @property
     def failed(self) -> bool:
-        return any(p.verdict == "fail" for s in self.sessions for p in s.plates)
+        return any(p.verdict is Verdict.FAIL for s in self.sessions for p in s.plates)
+
+    @property
+    def incomplete(self) -> bool:
+        """A stack could not be measured, or a sphere that should be judged could not be fitted."""
+        return bool(self.problems) or any(p.verdict in (Verdict.INCOMPLETE, Verdict.NOT_MEASURED)
+                                          for s in self.sessions for p in s.plates)  # fmt: skip
+
+    @property
+    def verdict(self) -> Verdict:
+        """FAIL over INCOMPLETE over PASS; NOT_MEASURED when nothing was measured."""
+        if self.failed:
+            return Verdict.FAIL
+        if not self.sessions:
+            return Verdict.NOT_MEASURED
+        return Verdict.INCOMPLETE if self.incomplete else Verdict.PASS
 
 
 def load_references(path: Path) -> list[ReferenceSet]:
@@ -157,7 +172,7 @@ def _rows(session: RelaxSession, res: PlateResult) -> list[dict[str, object]]:
              "parameter": res.parameter, "plate": res.plate, "sphere": s.name, "value_ms": s.value,
              "se_ms": s.se, "residual_rms": s.residual_rms, "n_points": s.n_points,
              "reference_ms": s.reference_ms, "bias_percent": s.bias_percent, "measurable": s.measurable,
-             "verdict": s.verdict, "field_strength_t": res.stack.field_strength_t}
+             "verdict": str(s.verdict), "reason": s.reason, "field_strength_t": res.stack.field_strength_t}
             for s in res.spheres]  # fmt: skip
 
 
@@ -259,7 +274,7 @@ def overlays(study: RelaxStudy) -> list[Overlay]:
 
 
 def study_document(study: RelaxStudy, prov: Provenance) -> dict[str, object]:
-    verdict = "fail" if study.failed else "pass" if study.sessions and not study.problems else "incomplete"
+    verdict = str(study.verdict)
     return {
         "qckit_version": __version__,
         "provenance": prov.to_dict(),

@@ -65,7 +65,7 @@ def test_planted_values_within_2_percent_at_snr_50(tmp_path: Path, plate: int, k
     for s in measurable:
         assert s.value == pytest.approx(s.reference_ms, rel=0.02), (s.name, s.value, s.reference_ms)
         assert s.verdict == "pass" and s.n_points >= 5 and s.se is not None and s.se > 0
-    assert res.spheres[-1].verdict == "not judged"  # the bath
+    assert res.spheres[-1].verdict == "recorded" and res.spheres[-1].reason.startswith("not scored")  # the bath
     assert res.verdict == "pass" and res.share_within == 100.0
 
 
@@ -92,7 +92,8 @@ def test_measurable_range_decides_not_measurable_never_failed(tmp_path: Path) ->
     for s in res.spheres[:14]:
         inside = lo <= s.reference_ms <= hi
         assert s.measurable == inside
-        assert s.verdict == ("pass" if inside else "not measurable")
+        assert s.verdict == ("pass" if inside else "recorded")
+        assert inside or "outside the measurable range" in s.reason
     # a protocol's declared range replaces the rule
     res2 = measure_plate(stacks[0], arr, reference=ref, measurable_ms=(10.0, 2000.0))
     assert sum(s.measurable for s in res2.spheres) > sum(s.measurable for s in res.spheres)

@@ -21,7 +21,7 @@ from qckit.analyses.relaxometry.plate import (
 )
 from qckit.analyses.relaxometry.stack import build_stacks
 from qckit.core.errors import QckitInputError
-from qckit.core.results import Circle, Limit, Measurement, Overlay, Problem
+from qckit.core.results import Circle, Limit, Measurement, Overlay, Problem, Verdict
 
 
 def sphere_limit(reference_ms: float, source: str) -> Limit:
@@ -42,14 +42,14 @@ def plate_measurements(res: PlateResult, role: str) -> list[Measurement]:
     for s in res.spheres:
         if s.value is None:
             continue
-        judged = s.verdict in ("pass", "fail") and s.reference_ms is not None
+        judged = s.verdict in (Verdict.PASS, Verdict.FAIL) and s.reference_ms is not None
         out.append(Measurement(
             name=f"{p}_plate{res.plate}_{s.name}", value=s.value, unit="ms", method=method,
             reference=T1_REFERENCE if p == "t1" else T2_REFERENCE,
             limit=sphere_limit(s.reference_ms, src) if judged else None,  # type: ignore[arg-type]
             series_uid=uid, role=role,
             detail={"se": s.se, "residual_rms": s.residual_rms, "n_points": s.n_points,
-                    "reference_ms": s.reference_ms, "bias_percent": s.bias_percent, "verdict": s.verdict,
+                    "reference_ms": s.reference_ms, "bias_percent": s.bias_percent, "verdict": str(s.verdict), "reason": s.reason,
                     "measurable_ms": list(res.measurable_ms)},
         ))  # fmt: skip
     if res.share_within is not None:
@@ -84,6 +84,9 @@ class _Relaxometry(Analysis):
                     out.problems.append(Problem(self.name, stack.series_uids[0], str(exc)))
                     continue
                 out.measurements += plate_measurements(res, role)
+                p = res.parameter.lower()
+                out.problems += [Problem(f"{p}_plate{res.plate}_{sph.name}", stack.series_uids[0], sph.reason)
+                                 for sph in res.spheres if sph.verdict is Verdict.NOT_MEASURED and sph.counts]  # fmt: skip
                 ov_key = f"{role} plate {res.plate}"
                 ctx.overlays[ov_key] = Overlay(ov_key, abs(stack.images[0]), stack.pixel_mm, roi_shapes(res))
         if not out.measurements and not out.problems:

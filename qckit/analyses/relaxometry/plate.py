@@ -32,6 +32,7 @@ from qckit.analyses.relaxometry.fit import RelaxFit, fit_t1, fit_t2, grid_fit, i
 from qckit.analyses.relaxometry.locate import ArrayFit, hough_map, locate_array, object_mask
 from qckit.analyses.relaxometry.stack import RelaxStack
 from qckit.core.errors import QckitInputError
+from qckit.core.results import Verdict
 from qckit.metrology.precision import relative_bias
 from qckit.phantoms.models import ReferenceSet, SphereArray
 
@@ -55,16 +56,25 @@ class SphereResult:
     measurable: bool
     scored: bool
     bias_percent: float | None
-    verdict: str  # pass | fail | not measurable | not judged | no reference | fit failed
+    verdict: (
+        Verdict  # pass | fail (judged); recorded (measured, not judged: `reason`); not measured (fit failed)
+    )
     centre_px: tuple[float, float]
     means: list[float]
     fit_params: dict[str, float] = field(default_factory=dict)
     error: str = ""
+    reason: str = ""  # why a sphere is recorded but not judged, or not measured
 
     def to_dict(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in ("index", "name", "value", "se", "residual_rms", "n_points",
-                "reference_ms", "measurable", "scored", "bias_percent", "verdict", "error")} | {
-                "centre_px": list(self.centre_px), "means": self.means, "fit_params": self.fit_params}  # fmt: skip
+                "reference_ms", "measurable", "scored", "bias_percent", "error", "reason")} | {
+                "verdict": str(self.verdict), "centre_px": list(self.centre_px), "means": self.means,
+                "fit_params": self.fit_params}  # fmt: skip
+
+    @property
+    def counts(self) -> bool:
+        """Whether the sphere should have been judged: scored, with a reference inside the measurable range."""
+        return self.scored and self.measurable
 
 
 @dataclass
@@ -83,25 +93,30 @@ class PlateResult:
 
     @property
     def judged(self) -> list[SphereResult]:
-        return [s for s in self.spheres if s.verdict in ("pass", "fail")]
+        return [s for s in self.spheres if s.verdict in (Verdict.PASS, Verdict.FAIL)]
 
     @property
     def share_within(self) -> float | None:
         j = self.judged
-        return None if not j else 100.0 * sum(s.verdict == "pass" for s in j) / len(j)
+        return None if not j else 100.0 * sum(s.verdict is Verdict.PASS for s in j) / len(j)
 
     @property
-    def verdict(self) -> str:
+    def verdict(self) -> Verdict:
+        """FAIL when a judged sphere is beyond 15 %; INCOMPLETE when a sphere that should be judged could not be
+        fitted; NOT_MEASURED when none was judged; else PASS."""
         j = self.judged
+        if any(s.verdict is Verdict.FAIL for s in j):
+            return Verdict.FAIL
         if not j:
-            return "not measured"
-        return "fail" if any(s.verdict == "fail" for s in j) else "pass"
+            return Verdict.NOT_MEASURED
+        lost = [s for s in self.spheres if s.verdict is Verdict.NOT_MEASURED and s.counts]
+        return Verdict.INCOMPLETE if lost else Verdict.PASS
 
     def to_dict(self) -> dict[str, object]:
         return {
             "parameter": self.parameter,
             "plate": self.plate,
-            "verdict": self.verdict,
+            "verdict": str(self.verdict),
             "share_within_15_percent": self.share_within,
             "model": self.model,
             "noise_sigma": self.sigma,
@@ -229,22 +244,26 @@ def measure_plate(
             rf = _fit(param, stack, y, tr, t1_model, sigma if param == "T2" or t1_rician else None,
                       exclude_first_echo, floor_snr)  # fmt: skip
         except (QckitInputError, ValueError, np.linalg.LinAlgError) as exc:
-            results.append(SphereResult(i, sph.name, None, None, None, 0, ref, False, sph.scored, None,
-                                        "fit failed", centre, y.tolist(), error=str(exc)))  # fmt: skip
+            measurable = ref is not None and lo <= ref <= hi
+            results.append(SphereResult(i, sph.name, None, None, None, 0, ref, measurable, sph.scored, None,
+                                        Verdict.NOT_MEASURED, centre, y.tolist(), error=str(exc),
+                                        reason=f"fit failed: {exc}"))  # fmt: skip
             continue
         model = rf.model
         measurable = ref is not None and lo <= ref <= hi
         bias = None if ref is None else relative_bias(np.array([rf.value]), ref)
+        verdict, reason = Verdict.RECORDED, ""
         if not sph.scored:
-            verdict = "not judged"
+            reason = "not scored (the bath)"
         elif ref is None:
-            verdict = "no reference"
+            reason = "no reference value"
         elif not measurable:
-            verdict = "not measurable"
+            reason = f"reference {ref:g} ms outside the measurable range {lo:g}-{hi:g} ms"
         else:
-            verdict = "pass" if bias is not None and abs(bias) <= EMA_PERCENT else "fail"
+            verdict = Verdict.PASS if bias is not None and abs(bias) <= EMA_PERCENT else Verdict.FAIL
         results.append(SphereResult(i, sph.name, rf.value, rf.se, rf.residual_rms, rf.n_points, ref, measurable,
-                                    sph.scored, bias, verdict, centre, y.tolist(), dict(rf.params)))  # fmt: skip
+                                    sph.scored, bias, verdict, centre, y.tolist(), dict(rf.params),
+                                    reason=reason))  # fmt: skip
     return PlateResult(param, array.plate, stack, fit, results, reference, (lo, hi), model, sigma,
                        array.roi_radius_mm, notes)  # fmt: skip
 
