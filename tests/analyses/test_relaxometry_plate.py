@@ -65,7 +65,9 @@ def test_planted_values_within_2_percent_at_snr_50(tmp_path: Path, plate: int, k
     for s in measurable:
         assert s.value == pytest.approx(s.reference_ms, rel=0.02), (s.name, s.value, s.reference_ms)
         assert s.verdict == "pass" and s.n_points >= 5 and s.se is not None and s.se > 0
-    assert res.spheres[-1].verdict == "recorded" and res.spheres[-1].reason.startswith("not scored")  # the bath
+    assert res.spheres[-1].verdict == "recorded" and res.spheres[-1].reason.startswith(
+        "not scored"
+    )  # the bath
     assert res.verdict == "pass" and res.share_within == 100.0
 
 
