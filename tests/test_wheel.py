@@ -60,7 +60,9 @@ def test_installed_qckit_runs_outside_the_checkout(installed: Path, reference_da
     phantoms = _run(installed, "phantom", "list", cwd=tmp_path)
     assert phantoms.returncode == 0 and "qckit-texture" in phantoms.stdout, phantoms.stderr
     series = reference_data / "hazen" / "acr" / "Siemens_Aera_1.5T_T1"
-    qc = _run(installed, "qc", "run", str(series), "-o", str(tmp_path / "out"), cwd=tmp_path)
+    qc = _run(
+        installed, "qc", "run", str(series), "-o", str(tmp_path / "out"), "--date", "2024-01-05", cwd=tmp_path
+    )
     assert qc.returncode == 0, qc.stdout + qc.stderr
     data = json.loads((tmp_path / "out" / "qc-result.json").read_text())
     assert data["verdict"] == "pass" and len(data["measurements"]) >= 10

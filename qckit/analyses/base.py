@@ -25,6 +25,7 @@ from qckit.phantoms.models import AnalysisSpec, Phantom
 if TYPE_CHECKING:
     from qckit.phantoms.frame import Frame
     from qckit.phantoms.localize import Outline
+    from qckit.phantoms.models import Stack
 
 SLOTS = ("image", "repeat", "localizer", "series_set")  # series_set: every series of the roles (TIs, echoes)
 
@@ -45,6 +46,7 @@ class SeriesView:
     role: str
     measurable_ms: tuple[float, float] | None = None  # the protocol entry's declared measurable range
     acquisition: Mapping[str, Any] = field(default_factory=dict)  # the series' index row (limits keyed by it)
+    prescribed: Stack | None = None  # the phantom's prescribed stack: slice numbers are placed by position
     _outlines: dict[int, Outline] = field(default_factory=dict)
     _rotation: float | None = None
     _z_origin: float | None = None
@@ -58,10 +60,37 @@ class SeriesView:
         return (self.volume.spacing[0], self.volume.spacing[1])
 
     def slice(self, n: int) -> np.ndarray:
-        """Slice `n` (1-based, sorted along the normal as hazen does)."""
-        if not 1 <= n <= self.volume.n_slices:
-            raise QckitInputError(f"slice {n} is missing: the series has {self.volume.n_slices} slice(s)")
-        return self.volume.array[n - 1]
+        """Slice `n` (1-based, sorted along the normal as hazen does) of the prescribed stack, found by its
+        position (`index_of`)."""
+        return self.volume.array[self.index_of(n)]
+
+    def index_of(self, n: int) -> int:
+        """The array index of prescribed slice `n`. Without a prescribed stack: n - 1. With one (ACR: 11 slices
+        every 10 mm), by position: the acquired stack must span the prescribed one (else an end slice is missing
+        or extra, and which one cannot be told: `MissingROIError` for every slice-specific test), and slice n is
+        the acquired slice within half a pitch of first + (n - 1) pitch (else it is missing: `MissingROIError`
+        for the tests on it). A complete stack gives n - 1; a missing slice never shifts a test onto another."""
+        from qckit.core.errors import MissingROIError
+
+        count = self.volume.n_slices
+        st, pos = self.prescribed, self.volume.slice_positions
+        if st is None or st.n_slices < 2 or len(pos) != count or count < 2:
+            if not 1 <= n <= count:
+                raise MissingROIError(f"slice {n} is missing: the series has {count} slice(s)")
+            return n - 1
+        pitch = st.slice_thickness_mm + st.slice_gap_mm
+        span, wanted = pos[-1] - pos[0], (st.n_slices - 1) * pitch
+        if abs(span - wanted) > pitch / 2:
+            raise MissingROIError(
+                f"the series spans {span:.1f} mm in {count} slice(s), the prescribed stack {wanted:g} mm in "
+                f"{st.n_slices}: a slice at one end is missing or extra, so no slice can be placed (slice {n})"
+            )
+        target = pos[0] + (n - 1) * pitch
+        k = int(np.argmin([abs(p - target) for p in pos]))
+        if not 1 <= n <= st.n_slices or abs(pos[k] - target) > pitch / 2:
+            raise MissingROIError(f"slice {n} of the prescribed stack is missing from the series ({count} of "
+                                  f"{st.n_slices} slices acquired)")  # fmt: skip
+        return k
 
     def z_origin(self, phantom: Phantom) -> float:
         """Where z = 0 of the phantom frame lies along the slice normal (mm): the stack's centre, or the centre

@@ -66,7 +66,6 @@ def run_phantom_analyses(
     check_phantom(phantom)
     res = EngineResult()
     overlays: dict[str, Overlay] = {}
-    warned: set[str] = set()
     for spec in phantom.analyses:
         if only is not None and not only(spec):
             continue
@@ -91,13 +90,6 @@ def run_phantom_analyses(
                 res.problems.append(Problem(spec.name, "", f"no {role}{echo} series for {label}"))
                 continue
             slots["image"] = image
-            stack = phantom.stack
-            if (spec.slice is not None and stack is not None and image.volume.series_uid not in warned
-                    and image.volume.n_slices != stack.n_slices):  # fmt: skip
-                warned.add(image.volume.series_uid)
-                res.problems.append(Problem("series", image.volume.series_uid,
-                    f"the {phantom.title} series has {stack.n_slices} slices, this one "
-                    f"{image.volume.n_slices}: slice-specific measurements may be on the wrong slice"))  # fmt: skip
             if "repeat" in cls.requires:
                 rep = repeat_for(image)
                 if rep is None:

@@ -113,8 +113,8 @@ def session_date(vol: Volume) -> dt.datetime:
 class _Session:
     """The series of one session by role, with their volumes loaded on demand."""
 
-    def __init__(self, proto: Protocol, group: SessionGroup, folder: DicomFolder) -> None:
-        self.proto, self.group, self.folder = proto, group, folder
+    def __init__(self, proto: Protocol, group: SessionGroup, folder: DicomFolder, phantom: Phantom) -> None:
+        self.proto, self.group, self.folder, self.phantom = proto, group, folder, phantom
         self.by_role: dict[str, list[tuple[int | None, dict[str, Any]]]] = {}
         for row in group.rows:
             entry = proto.entry(row.get("_entry") or "")
@@ -143,10 +143,50 @@ class _Session:
                 )
             entry = self.proto.entry(row.get("_entry") or "")
             rng = entry.measurable if entry is not None else None
-            self.views[key] = SeriesView(
-                vol, role, (rng.min, rng.max) if rng is not None else None, dict(row)
-            )
+            prescribed = self.phantom.stack if role != "localizer" else None
+            self.views[key] = SeriesView(vol, role, (rng.min, rng.max) if rng is not None else None, dict(row),
+                                         prescribed)  # fmt: skip
         return self.views[key]
+
+
+def image_roles(phantom: Phantom) -> list[str]:
+    """The roles the phantom's single-series (image) analyses measure, in definition order: the first is the one
+    whose measurements carry no role suffix."""
+    out: list[str] = []
+    for spec in phantom.analyses:
+        if "image" in analysis_requires(spec):
+            out += [r for r in spec.roles if r not in out and r != "localizer"]
+    return out
+
+
+def analysis_requires(spec: Any) -> tuple[str, ...]:
+    from qckit.analyses import registry
+
+    return tuple(registry.get(spec.name).requires)
+
+
+def _role_named(m: Any, roles: list[str]) -> Any:
+    """`m` with its role as a suffix when it is one of the phantom's image `roles` other than the first."""
+    if m.role not in roles[1:] or m.name.endswith(f"_{m.role}"):
+        return m
+    return replace(m, name=f"{m.name}_{m.role}")
+
+
+# 1H gyromagnetic ratio / 2 pi (MHz/T), CODATA 2018: 42.577 478 518
+GAMMA_1H_MHZ_PER_T = 42.577478518
+_NOMINAL_FIELDS = (0.35, 0.55, 1.0, 1.5, 3.0, 7.0)
+
+
+def field_from_frequency(freq_mhz: Any) -> float | None:
+    """The nominal field strength (T) of a 1H imaging frequency (MHz): f / 42.577 MHz/T rounded to the nearest
+    nominal field (0.35, 0.55, 1.0, 1.5, 3.0, 7.0 T) when within 5 % of it, else None (a non-proton frequency,
+    or none)."""
+    f = optional_float(freq_mhz)
+    if f is None or f <= 0:
+        return None
+    b0 = f / GAMMA_1H_MHZ_PER_T
+    nominal = min(_NOMINAL_FIELDS, key=lambda n: abs(n - b0))
+    return nominal if abs(b0 - nominal) <= 0.05 * nominal else None
 
 
 def _name(row: dict[str, Any]) -> str:
@@ -192,7 +232,7 @@ def measure_session(
     """Check and measure one session (no storing); pixel data is loaded only for the series measured."""
     check = check_series(proto, group.rows, session_by="all")
     summary = protocol_summary(check)
-    sess = _Session(proto, group, source)
+    sess = _Session(proto, group, source, phantom)
     wanted = roles_of(phantom)
     if opts.series == "auto":
         roles = [r for r in wanted if sess.rows(r)]
@@ -248,6 +288,13 @@ def measure_session(
     loc_rows = sess.rows("localizer")
     localizer = sess.view(loc_rows[0], "localizer") if loc_rows else None
     field_t = optional_float(primary.get("MagneticFieldStrength"))
+    if field_t is None:  # the imaging frequency is in the measured series' own header (not an index column)
+        freq = sess.view(primary, role).volume.header.get("ImagingFrequency")
+        field_t = field_from_frequency(freq)
+        if field_t is not None:
+            primary = {**primary, "MagneticFieldStrength": field_t}
+            warnings.append(f"no MagneticFieldStrength in the header: {field_t:g} T inferred from the imaging "
+                            f"frequency {float(freq):.3f} MHz (1H, 42.577 MHz/T); the {field_t:g} T limits apply")  # fmt: skip
 
     def series_set_for(r: str) -> list[SeriesView]:
         return [sess.view(row, r) for row in sess.rows(r)]
@@ -255,13 +302,21 @@ def measure_session(
     res = run_phantom_analyses(phantom, role=role, series_for=series_for, repeat_for=repeat_for,
                                localizer=localizer, field_strength_t=field_t,
                                series_set_for=series_set_for, acquisition=primary)  # fmt: skip
-    # the other series of the session (ACR: T2 after T1), their measurements named with the role as a suffix
+    # Roles are kept in the names: a measurement of an image role other than the phantom's first (ACR: T2 after
+    # T1) carries the role as a suffix (`piu_t2`), also when that role is the only one in the session, so a T2 value
+    # never enters a T1 chart; analyses over series sets (relaxometry) ran once above, for every role present
+    named = image_roles(phantom)
+    res.measurements = [_role_named(m, named) for m in res.measurements]
+    if role in named[1:]:
+        res.problems = [replace(p, name=f"{p.name} ({role})") for p in res.problems]
+        res.skipped = [replace(p, name=f"{p.name} ({role})") for p in res.skipped]
     for other in roles[1:]:
         more = run_phantom_analyses(phantom, role=other, series_for=series_for, repeat_for=repeat_for,
                                     localizer=localizer, field_strength_t=field_t, series_set_for=series_set_for,
                                     acquisition=primary,
-                                    only=lambda spec, r=other: r in spec.roles and spec.roles != ["localizer"])  # fmt: skip
-        res.measurements += [replace(m, name=f"{m.name}_{other}") for m in more.measurements]
+                                    only=lambda spec, r=other: r in spec.roles and spec.roles != ["localizer"]
+                                    and "series_set" not in analysis_requires(spec))  # fmt: skip
+        res.measurements += [_role_named(m, named) for m in more.measurements]
         res.problems += [replace(p, name=f"{p.name} ({other})") for p in more.problems]
         res.skipped += [replace(p, name=f"{p.name} ({other})") for p in more.skipped]
         res.overlays += more.overlays
@@ -273,6 +328,10 @@ def measure_session(
     primary_view = sess.view(primary, role)
     when = opts.session_date or session_date(primary_view.volume)
     if when.year < 1900:
+        if opts.db_url is not None:  # checked before anything is stored
+            raise QckitInputError(f"the series date {when:%Y-%m-%d} is an anonymisation placeholder: pass --date "
+                                  "YYYY-MM-DD (the day of the scan) to record the session in the QC history, or "
+                                  "--no-store")  # fmt: skip
         warnings.append(f"the series date {when:%Y-%m-%d} is an anonymisation placeholder: pass --date for a "
                         "meaningful QC history and control charts")  # fmt: skip
     return QCSessionResult(
@@ -368,12 +427,12 @@ def choose_definitions(rows: list[dict[str, Any]], phantom: str, protocol: str) 
     naming = [lp for lp in protocols if lp.protocol.phantom is not None]
     if loaded_ph is not None:  # a user's phantom no bundled protocol names: any protocol may give the roles
         naming = [lp for lp in naming if lp.protocol.phantom == loaded_ph.phantom.name] or protocols
-    scores: list[tuple[int, str, Any]] = []
-    for lp in naming:
-        n = sum(r["_entry"] is not None for r in _matching(lp.protocol, rows))
-        scores.append((n, lp.protocol.name, lp))
-    best = max((s[0] for s in scores), default=0)
-    if best == 0:
+    scores: list[tuple[tuple[int, int], str, Any]] = []
+    for lp in naming:  # scored by the distinct entries matched, then by the series matched
+        entries = [r["_entry"] for r in _matching(lp.protocol, rows) if r["_entry"] is not None]
+        scores.append(((len(set(entries)), len(entries)), lp.protocol.name, lp))
+    best = max((s[0] for s in scores), default=(0, 0))
+    if best[0] == 0:
         if loaded_ph is not None:
             raise QckitInputError(f"no bundled protocol for phantom {loaded_ph.phantom.name} matches the series: "
                                   "pass --protocol (a protocol file whose entries give the series roles)")  # fmt: skip

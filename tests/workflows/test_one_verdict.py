@@ -102,3 +102,43 @@ def test_the_same_session_passes_when_everything_is_measured(session, tmp_path):
     assert doc["verdict"] == "pass" and code == 0, (doc["problems"], out)
     uniformity = next(t for t in summary["tests"] if t["test"].startswith("5."))
     assert uniformity["series"]["t1"]["verdict"] == "pass"
+
+
+def _without(session: Path, tmp_path: Path, numbers: list[int]) -> Path:
+    """A copy of the session whose T1 lacks the given instance numbers (slice k is instance k)."""
+    import shutil
+
+    import pydicom
+
+    dst = tmp_path / "cut"
+    shutil.copytree(session, dst)
+    for f in sorted(dst.rglob("*.dcm")):
+        if int(pydicom.dcmread(f, stop_before_pixels=True).InstanceNumber) in numbers:
+            f.unlink()
+    return dst
+
+
+def test_a_missing_middle_slice_is_refused_for_its_tests_only(session, tmp_path):
+    """Slice 7 missing: PIU, PSG and SNR (slice 7) are not measured, never taken from slice 8; the other tests
+    are placed by position and measure as on the whole series."""
+    full = _run(session, tmp_path / "full")[1]
+    code, doc, summary, _, _ = _run(_without(session, tmp_path, [7]), tmp_path / "o")
+    assert code == 1 and doc["verdict"] == "incomplete"
+    names = {m["name"]: m["value"] for m in doc["measurements"]}
+    assert "piu" not in names and "psg" not in names
+    assert any("slice 7 of the prescribed stack is missing" in p["reason"] for p in doc["problems"])
+    before = {m["name"]: m["value"] for m in full["measurements"]}
+    for k in (
+        "slice_thickness",
+        "slice_position_1",
+        "slice_position_11",
+        "geometric_length_slice5_horizontal",
+    ):
+        assert names[k] == before[k], k  # the same slices as on the complete series
+
+
+def test_a_missing_end_slice_refuses_every_slice_specific_test(session, tmp_path):
+    code, doc, _, _, _ = _run(_without(session, tmp_path, [11]), tmp_path / "o")
+    assert code == 1 and doc["verdict"] == "incomplete"
+    assert not any(m["name"] in ("piu", "slice_thickness", "low_contrast_total") for m in doc["measurements"])
+    assert any("a slice at one end is missing or extra" in p["reason"] for p in doc["problems"])

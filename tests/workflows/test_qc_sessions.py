@@ -98,7 +98,10 @@ def test_two_scanners_in_one_folder_are_refused_then_selected(acr: Path, tmp_pat
     assert code in (0, 1), out
     t2 = strict_loads((tmp_path / "t2" / "qc-result.json").read_text())
     assert t2["session"]["role"] == "t2" and {m["role"] for m in t2["measurements"]} == {"t2"}
-    assert "piu" in {m["name"] for m in t2["measurements"]}
+    # the role is kept in the names: a T2-only run never writes T1 names (issue "Values a physicist can trust")
+    assert "piu_t2" in {m["name"] for m in t2["measurements"]} and "piu" not in {
+        m["name"] for m in t2["measurements"]
+    }
 
 
 def test_two_dates_of_one_scanner_are_two_sessions(acr: Path, tmp_path: Path):
@@ -154,7 +157,7 @@ def test_a_rerun_with_second_added_is_refused(acr: Path, tmp_path: Path):
 
 def test_missing_series_keep_their_names(acr: Path, tmp_path: Path):
     out = tmp_path / "o"
-    code, _ = _run(str(acr / "Siemens_Aera_1.5T_T1"), "-o", str(out))
+    code, _ = _run(str(acr / "Siemens_Aera_1.5T_T1"), "-o", str(out), "--date", "2024-01-05")
     assert code in (0, 1)
     data = strict_loads((out / "qc-result.json").read_text())
     missing = {f["subject"] for f in data["protocol"]["findings"] if f["rule"] == "missing series"}
