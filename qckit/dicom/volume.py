@@ -24,6 +24,75 @@ from qckit.core.files import not_regular
 from qckit.dicom.index import ScanError, walk_files
 
 
+@dataclass(frozen=True)
+class PhysicalScale:
+    """How a frame's modality-rescaled value DV (= stored x RescaleSlope + RescaleIntercept) becomes the physical,
+    vendor-independent value a quantitative fit needs: `physical = slope x DV + intercept`.
+
+    - Philips private Scale Slope SS (2005,100E) (and Scale Intercept, 2005,100D): the floating-point value
+      FP = DV / (RescaleSlope x SS) (Philips DICOM conformance statement, "FP = DV / (RS x SS)"; Chenevert et al.
+      2014, Transl Oncol 7:65, for DWI; what hazen applies): each Philips series (each TI) carries its own RS and
+      SS, so DV of two series are on different scales;
+    - RealWorldValueMappingSequence (0040,9096, PS3.3 C.7.6.16.2.11): RWV = stored x m + b;
+    - otherwise the modality rescale is already physical: slope 1, intercept 0 (`source` "modality rescale").
+    """
+
+    slope: float = 1.0
+    intercept: float = 0.0
+    source: str = "modality rescale"
+
+    @property
+    def identity(self) -> bool:
+        return self.slope == 1.0 and self.intercept == 0.0
+
+
+def physical_scale(ds: Dataset, item: Dataset | None = None) -> PhysicalScale:
+    """The `PhysicalScale` of one classic image, or of one frame (`item`: its functional group) of an enhanced
+    image. A scale that is zero, negative or not finite is ignored (the modality rescale is kept)."""
+    holder = item if item is not None else ds
+    rs = _float(_get(holder, "RescaleSlope", ds)) or 1.0
+    ri = _float(_get(holder, "RescaleIntercept", ds)) or 0.0
+    ss = _float(_private(holder, 0x2005100E) or _private(ds, 0x2005100E))
+    if ss is not None and np.isfinite(ss) and ss > 0 and "PHILIPS" in str(ds.get("Manufacturer", "")).upper():
+        return PhysicalScale(1.0 / (rs * ss), 0.0, f"Philips private scale slope (2005,100E) {ss:.6g}, "
+                             f"RescaleSlope {rs:.6g}: FP = DV / (RS x SS)")  # fmt: skip
+    rwv = holder.get("RealWorldValueMappingSequence") or ds.get("RealWorldValueMappingSequence")
+    if rwv:
+        m = _float(rwv[0].get("RealWorldValueSlope"))
+        b = _float(rwv[0].get("RealWorldValueIntercept")) or 0.0
+        if m is not None and np.isfinite(m) and m != 0 and (m, b) != (rs, ri):
+            return PhysicalScale(
+                m / rs, b - ri * m / rs, f"RealWorldValueMapping slope {m:.6g}, intercept {b:.6g}"
+            )
+    return PhysicalScale()
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return None if value is None or value == "" else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _get(holder: Dataset, keyword: str, fallback: Dataset) -> Any:
+    seq = holder.get("PixelValueTransformationSequence") if holder is not fallback else None
+    if seq:
+        return seq[0].get(keyword)
+    return holder.get(keyword, fallback.get(keyword))
+
+
+def _private(ds: Dataset, tag: int) -> Any:
+    elem = ds.get(tag)
+    if elem is None:
+        return None
+    value = elem.value
+    if isinstance(value, bytes):  # implicit VR files: FL read as raw bytes
+        import struct
+
+        return struct.unpack("<f", value[:4])[0] if len(value) >= 4 else None
+    return value
+
+
 @dataclass
 class Frame:
     pixels: np.ndarray
@@ -33,6 +102,7 @@ class Frame:
     thickness: float | None
     echo_time: float | None
     instance: int
+    scale: PhysicalScale = PhysicalScale()
 
 
 @dataclass
@@ -49,6 +119,24 @@ class Volume:
     header: Dataset  # the first file's header (pixel data dropped)
     paths: list[str] = field(default_factory=list)
     slice_positions: list[float] = field(default_factory=list)  # along the normal, mm
+    scales: list[PhysicalScale] = field(default_factory=list)  # per slice, in `array` order
+
+    @property
+    def physical_scale(self) -> PhysicalScale | None:
+        """The series' one physical scale, or None when its slices carry different ones (then
+        `physical_array` converts each slice with its own)."""
+        distinct = set(self.scales)
+        return next(iter(distinct)) if len(distinct) == 1 else (PhysicalScale() if not distinct else None)
+
+    def physical_array(self) -> np.ndarray:
+        """The pixels on the vendor-independent physical scale (`PhysicalScale`), for quantitative fits across
+        series (relaxometry, diffusion); the array itself stays on the modality-rescaled scale."""
+        if not self.scales or all(sc.identity for sc in self.scales):
+            return self.array
+        out = np.empty(self.array.shape, float)
+        for k, sc in enumerate(self.scales):
+            out[k] = self.array[k] * sc.slope + sc.intercept
+        return out
 
     @property
     def n_slices(self) -> int:
@@ -116,6 +204,7 @@ def _enhanced_frames(ds: Dataset, path: str) -> Iterable[Frame]:
         if trans is not None:
             holder.PixelValueTransformationSequence = [trans]
         yield Frame(
+            scale=physical_scale(ds, item),
             pixels=_rescale(pixels[k], holder if trans is not None else None, ds),
             position=_floats(pos.get("ImagePositionPatient") if pos else None, 3),  # type: ignore[arg-type]
             orientation=_floats(ori.get("ImageOrientationPatient") if ori else None, 6),  # type: ignore[arg-type]
@@ -131,6 +220,7 @@ def _enhanced_frames(ds: Dataset, path: str) -> Iterable[Frame]:
 def _classic_frame(ds: Dataset) -> Frame:
     te = ds.get("EchoTime")
     return Frame(
+        scale=physical_scale(ds),
         pixels=_rescale(ds.pixel_array, None, ds),
         position=_floats(ds.get("ImagePositionPatient"), 3),
         orientation=_floats(ds.get("ImageOrientationPatient"), 6),
@@ -181,6 +271,7 @@ def _build(
         header=header,
         paths=paths,
         slice_positions=along,
+        scales=[f.scale for f in frames],
     )
 
 

@@ -11,6 +11,11 @@ wall). Edges are antialiased by 4 x 4 supersampling. Signal (proton density `s0`
 Noise is complex Gaussian of SD `s0 / snr` per channel; magnitude images are |S + n| (Rician), signed images the
 real part (stored with RescaleIntercept -4096, as Siemens writes real images). Written as DICOM for a virtual
 scanner: one series per TI (as Siemens and GE store IR), one multi-echo series for T2, coronal.
+
+`philips=True` writes each image as a Philips scanner does: its own RescaleSlope RS (1.005-1.853) and private
+Scale Slope SS (2005,100E) (0.101-0.161), seeded per image, with the stored value SV = round(FP x SS) for the
+physical (floating-point) value FP the model gives; a reader that applies only the modality rescale sees
+DV = SV x RS = FP x SS x RS, on a scale that differs from image to image (up to 2.9x, as on real Philips IR).
 """
 
 from __future__ import annotations
@@ -110,10 +115,13 @@ def write_relaxometry(
     bath_ms: float | None = None,
     date: str = "20260105",
     position_mm: float = 0.0,
+    philips: bool = False,
 ) -> WrittenRelax:
     """Render and write one plate's T1 (one series per TI) or T2 (one multi-echo series) acquisition."""
-    scanner = scanner or replace(SCANNERS["siemens-skyra-3t"], field_strength_t=1.5, model="Aera",
-                                 serial="41001", station="AWP41001")  # fmt: skip
+    default = SCANNERS["philips-ingenia-1.5t"] if philips else replace(
+        SCANNERS["siemens-skyra-3t"], field_strength_t=1.5, model="Aera", serial="41001", station="AWP41001")  # fmt: skip
+    scanner = scanner or default
+    scale_rng = np.random.default_rng([scan.seed, 2005])
     times = times_ms or (T1_TIS if kind == "T1" else T2_TES)
     trs = trs_ms or (T1_TRS if kind == "T1" and times_ms is None else None)
     bath = bath_ms or (2700.0 if kind == "T1" else 2400.0)
@@ -146,7 +154,14 @@ def write_relaxometry(
         ds.EchoTime = spec.echo_times_ms[0]
         ds.EchoNumbers = 1 if per_ti else k + 1
         img = images[k]
-        if signed:
+        if philips:  # module docstring: SV = FP x SS, DV = SV x RS, FP = DV / (RS x SS)
+            rs, ss = float(scale_rng.uniform(1.005, 1.853)), float(scale_rng.uniform(0.101, 0.161))
+            ds.RescaleSlope, ds.RescaleIntercept = f"{rs:.6f}", 0
+            block = ds.private_block(0x2005, "Philips MR Imaging DD 001", create=True)
+            block.add_new(0x0D, "FL", 0.0)  # Scale Intercept
+            block.add_new(0x0E, "FL", ss)  # Scale Slope
+            stored = np.clip(np.round((np.abs(img) if signed else img) * ss), 0, 65535)
+        elif signed:
             ds.RescaleIntercept = -SIGNED_OFFSET
             ds.RescaleSlope = 1
             stored = np.clip(np.round(img + SIGNED_OFFSET), 0, 65535)

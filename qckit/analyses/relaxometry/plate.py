@@ -222,7 +222,7 @@ def measure_plate(
     stack.check()
     param = stack.kind
     fit, means = located_means(stack, array)
-    notes: list[str] = []
+    notes: list[str] = list(stack.notes)  # e.g. the physical scale applied per series
     if stack.field_strength_t is None and reference is not None:
         notes.append(
             f"no MagneticFieldStrength in the header: the {reference.field_strength_t:g} T references used"

@@ -17,7 +17,7 @@ import numpy as np
 
 from qckit.analyses.base import optional_float
 from qckit.core.errors import QckitInputError
-from qckit.dicom.volume import Volume
+from qckit.dicom.volume import PhysicalScale, Volume
 
 POSITION_TOL_MM = 1.0
 
@@ -40,6 +40,7 @@ class RelaxStack:
     thickness_mm: float | None = None
     notes: list[str] = field(default_factory=list)
     cache: dict[object, object] = field(default_factory=dict, repr=False)  # e.g. the Hough map per radius
+    scaling_error: str = ""  # why the images cannot be brought to one physical scale (refused by `check`)
 
     @property
     def signed(self) -> bool:
@@ -51,6 +52,8 @@ class RelaxStack:
 
     def check(self) -> None:
         """Refuse what cannot give a relaxation time (`QckitInputError` naming it)."""
+        if self.scaling_error:
+            raise QckitInputError(f"{self.label}: {self.scaling_error}")
         distinct = np.unique(self.times)
         what = "inversion times" if self.kind == "T1" else "echo times"
         need = 3 if self.kind == "T1" else 3
@@ -92,13 +95,27 @@ def build_stacks(volumes: Iterable[Volume], kind: str | None = None) -> list[Rel
             continue
         tr = optional_float(vol.header.get("RepetitionTime")) or float("nan")
         positions = vol.slice_positions or [0.0] * vol.n_slices
+        scales = vol.scales or [PhysicalScale()] * vol.n_slices
         for i in range(vol.n_slices):
             key = (k, int(round(positions[i] / POSITION_TOL_MM)))
-            groups.setdefault(key, []).append((t, tr, vol.array[i], vol, positions[i], i))
+            # each image on the physical scale of its own series (Philips: FP = DV / (RS x SS), per TI)
+            sc = scales[i]
+            pixels = vol.array[i] if sc.identity else vol.array[i] * sc.slope + sc.intercept
+            groups.setdefault(key, []).append((t, tr, pixels, vol, positions[i], i))
     stacks = []
     for (k, _), items in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         items.sort(key=lambda it: it[0])
         first, k0 = items[0][3], items[0][5]
+        used = [(it[3].scales or [PhysicalScale()] * it[3].n_slices)[it[5]] for it in items]
+        vendor = sorted({sc.source.split(" ")[0] for sc in used if not sc.identity})
+        notes, scaling_error = [], ""
+        if vendor and any(sc.identity for sc in used):
+            scaling_error = (f"{sum(not sc.identity for sc in used)} of {len(used)} images carry a vendor "
+                             f"physical scale ({', '.join(vendor)}) and the others none: the images cannot be "
+                             "brought to one physical scale, so they are not fitted")  # fmt: skip
+        elif vendor:
+            notes.append("physical scale per series: " + "; ".join(
+                dict.fromkeys(f"{it[3].series_uid[-8:]}: {sc.source}" for it, sc in zip(items, used, strict=True))))  # fmt: skip
         d = np.asarray(first.direction, float).reshape(3, 3)
         shift = (first.slice_positions[k0] - first.slice_positions[0]) if first.slice_positions else 0.0
         origin = tuple(float(v) for v in np.asarray(first.origin, float) + shift * d[:, 2])
@@ -116,6 +133,8 @@ def build_stacks(volumes: Iterable[Volume], kind: str | None = None) -> list[Rel
                 origin=origin,  # type: ignore[arg-type]
                 direction=tuple(first.direction),
                 thickness_mm=first.thickness,
+                notes=notes,
+                scaling_error=scaling_error,
             )
         )
     return stacks
