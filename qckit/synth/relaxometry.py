@@ -116,6 +116,7 @@ def write_relaxometry(
     date: str = "20260105",
     position_mm: float = 0.0,
     philips: bool = False,
+    ceiling: float | None = None,
 ) -> WrittenRelax:
     """Render and write one plate's T1 (one series per TI) or T2 (one multi-echo series) acquisition."""
     default = SCANNERS["philips-ingenia-1.5t"] if philips else replace(
@@ -167,6 +168,8 @@ def write_relaxometry(
             stored = np.clip(np.round(img + SIGNED_OFFSET), 0, 65535)
         else:
             stored = np.clip(np.round(img), 0, 65535)
+        if ceiling is not None:  # a scanner's stored ceiling (e.g. 4095): brighter signal is clipped to it
+            stored = np.minimum(stored, ceiling)
         ds.PixelData = stored.astype(np.uint16).tobytes()
         save_dicom(ds, out_dir / f"{kind}_{int(position_mm * 10):+05d}_{k:03d}.dcm")
     return written

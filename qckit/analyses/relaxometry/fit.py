@@ -175,7 +175,8 @@ def fit_t1(
 def _ir_columns(ti: np.ndarray, trv: np.ndarray | None, t1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The two basis functions of the IR model per T1 (rows): 1 + exp(-TR/T1) and -exp(-TI/T1)."""
     t1 = np.asarray(t1, float)[:, None]
-    rec = 0.0 if trv is None else np.exp(-trv[None, :] / t1)
+    # without TR (full recovery assumed) the first column is 1 for every T1: an array, so the 3p sums work
+    rec = np.zeros((t1.shape[0], ti.size)) if trv is None else np.exp(-trv[None, :] / t1)
     return 1.0 + rec, -np.exp(-ti[None, :] / t1)
 
 
@@ -255,8 +256,10 @@ def fit_t2(
     exclude_first: bool = True,
     floor_snr: float = 1.0,
     t2_guess: float | None = None,
+    use: np.ndarray | None = None,
 ) -> RelaxFit:
-    """T2 (ms) from echo times `te` (ms) and mean magnitude signals (module docstring)."""
+    """T2 (ms) from echo times `te` (ms) and mean magnitude signals (module docstring); `use` (per echo, in the
+    given order) leaves out points that cannot be trusted (clipped), after the first echo's exclusion."""
     te, y = np.asarray(te, float), np.asarray(signal, float)
     _check(te, y, "T2 fit", 3)
     order = np.argsort(te)
@@ -264,6 +267,8 @@ def fit_t2(
     keep = np.ones(len(te), bool)
     if exclude_first:
         keep[0] = False
+    if use is not None:
+        keep &= np.asarray(use, bool)[order]
     if sigma is not None and sigma > 0:
         keep &= y > floor_snr * sigma
     if keep.sum() < 2:
@@ -286,6 +291,47 @@ def fit_t2(
 
 
 GRID = np.geomspace(1.0, 20000.0, 400)  # 1 ms .. 20 s, 1.3 % apart
+
+# Fit quality (a fit that fails one is "not measured", never judged against the reference):
+MAX_RELATIVE_SE = 0.5  # the standard error may not exceed half the value
+MAX_RELATIVE_RESIDUAL = 0.1  # the RMS residual may not exceed 10 % of the largest signal fitted
+BOUNDS_MS = {
+    "T1": (1.0, 20000.0),
+    "T2": (1e-3, 1e6),
+}  # the fits' search ranges: a value on them is no optimum
+
+
+# a T1/T2 below 1/10 of the shortest sampled time cannot be told (the curve is flat from the first point); long
+# values are left to the standard-error rule (a slow decay sampled early is still determined, if imprecisely)
+IDENTIFIABLE = (0.1, float("inf"))
+
+
+def fit_failure(param: str, fit: RelaxFit, signal: np.ndarray, times: np.ndarray | None = None) -> str:
+    """Why a fit cannot be taken as a measurement ("" when it can): its value on the search range's bound (2 %)
+    or below what the sampled times can determine (under 1/10 of the shortest TI/TE: the curve is flat from the
+    first point, e.g. a "recovery" already complete at the first TI), a standard error over
+    `MAX_RELATIVE_SE` of the value (or not finite), or an RMS residual over `MAX_RELATIVE_RESIDUAL` of the
+    largest |signal| (the model does not describe the recovery or decay curve). After the usual non-linear
+    least-squares diagnostics (Bates & Watts 1988, Nonlinear Regression Analysis, ch. 2-3: parameter standard
+    errors from the Jacobian, residual size against the signal)."""
+    lo, hi = BOUNDS_MS[param]
+    v = fit.value
+    if not np.isfinite(v) or v >= 0.98 * hi or v <= 1.02 * lo:
+        return f"the fitted {param} {v:.4g} ms lies on the search bound ({lo:g}-{hi:g} ms)"
+    if times is not None and np.size(times):
+        t_lo, t_hi = IDENTIFIABLE[0] * float(np.min(times)), IDENTIFIABLE[1] * float(np.max(times))
+        if not t_lo <= v <= t_hi:
+            return (f"the fitted {param} {v:.4g} ms is outside what the sampled times "
+                    f"({float(np.min(times)):g}-{float(np.max(times)):g} ms) can determine ({t_lo:.3g}-{t_hi:.4g} ms)")  # fmt: skip
+    if not np.isfinite(fit.se) or fit.se > MAX_RELATIVE_SE * abs(v):
+        return (
+            f"the standard error {fit.se:.3g} ms exceeds {100 * MAX_RELATIVE_SE:g} % of the value {v:.4g} ms"
+        )
+    top = float(np.max(np.abs(signal))) if np.size(signal) else 0.0
+    if top > 0 and fit.residual_rms > MAX_RELATIVE_RESIDUAL * top:
+        return (f"the RMS residual {fit.residual_rms:.3g} exceeds {100 * MAX_RELATIVE_RESIDUAL:g} % of the largest "
+                f"signal {top:.4g}: the model does not describe the curve")  # fmt: skip
+    return ""
 
 
 def _refine_grid(rss: np.ndarray) -> np.ndarray:

@@ -28,7 +28,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from qckit.analyses.relaxometry.fit import RelaxFit, fit_t1, fit_t2, grid_fit, ir_signal, rician_mean
+from qckit.analyses.relaxometry.fit import (
+    RelaxFit,
+    fit_failure,
+    fit_t1,
+    fit_t2,
+    grid_fit,
+    ir_signal,
+    rician_mean,
+)
 from qckit.analyses.relaxometry.locate import ArrayFit, hough_map, locate_array, object_mask
 from qckit.analyses.relaxometry.stack import RelaxStack
 from qckit.core.errors import QckitInputError
@@ -64,10 +72,11 @@ class SphereResult:
     fit_params: dict[str, float] = field(default_factory=dict)
     error: str = ""
     reason: str = ""  # why a sphere is recorded but not judged, or not measured
+    n_clipped: int = 0  # points left out of the fit because the signal was clipped
 
     def to_dict(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in ("index", "name", "value", "se", "residual_rms", "n_points",
-                "reference_ms", "measurable", "scored", "bias_percent", "error", "reason")} | {
+                "reference_ms", "measurable", "scored", "bias_percent", "error", "reason", "n_clipped")} | {
                 "verdict": str(self.verdict), "centre_px": list(self.centre_px), "means": self.means,
                 "fit_params": self.fit_params}  # fmt: skip
 
@@ -203,8 +212,30 @@ def located_means(stack: RelaxStack, array: SphereArray) -> tuple[ArrayFit, np.n
     if np.any(counts == 0):
         raise QckitInputError(f"ROI radius {array.roi_radius_mm} mm holds no pixel at this resolution")
     means = (masks.reshape(len(masks), -1).astype(float) @ flat.T) / counts[:, None]
+    clipped = clipped_voxels(stack)
+    stack.cache[("clipped", array.plate)] = (masks.reshape(len(masks), -1).astype(float)
+                                             @ clipped.reshape(len(clipped), -1).T.astype(float)) > 0  # fmt: skip
     stack.cache[("means", array.plate)] = (fit, means)
     return fit, means
+
+
+CLIP_PLATEAU = 20  # voxels sharing an image's maximum exactly: a saturated (clipped) signal, not a peak
+
+
+def clipped_voxels(stack: RelaxStack) -> np.ndarray:
+    """Per image, the voxels whose signal is clipped: at the stored maximum (2^BitsStored - 1, on the image's
+    scale) or on a plateau of at least `CLIP_PLATEAU` voxels sharing the image's maximum exactly (a reconstruction
+    or window ceiling such as 4095 in a 16-bit container). A clipped point is excluded from a sphere's fit (the
+    curve is flattened there; MR-BIAS excludes such points too)."""
+    out = np.zeros(stack.images.shape, bool)
+    for k, img in enumerate(stack.images):
+        top = float(np.max(img))
+        if top <= 0:
+            continue
+        at_top = img >= top
+        if int(at_top.sum()) >= CLIP_PLATEAU:
+            out[k] = at_top
+    return out
 
 
 def measure_plate(
@@ -236,18 +267,25 @@ def measure_plate(
         notes.append("TR missing: full recovery assumed (no TR term)")
     results = []
     model = ""
+    clipped = stack.cache.get(("clipped", array.plate))
     for i, sph in enumerate(array.spheres):
         ref = None if reference is None else reference.values_ms[i]
         y = means[i]
         centre = (float(fit.centres_px[i, 0]), float(fit.centres_px[i, 1]))
+        use = ~clipped[i] if isinstance(clipped, np.ndarray) else np.ones(len(y), bool)
+        n_clipped = int((~use).sum())
         try:
             rf = _fit(param, stack, y, tr, t1_model, sigma if param == "T2" or t1_rician else None,
-                      exclude_first_echo, floor_snr)  # fmt: skip
+                      exclude_first_echo, floor_snr, use)  # fmt: skip
+            why = fit_failure(param, rf, y[use], stack.times[use])
+            if why:
+                raise QckitInputError(why)
         except (QckitInputError, ValueError, np.linalg.LinAlgError) as exc:
             measurable = ref is not None and lo <= ref <= hi
+            clip = f" ({n_clipped} clipped point(s) excluded)" if n_clipped else ""
             results.append(SphereResult(i, sph.name, None, None, None, 0, ref, measurable, sph.scored, None,
                                         Verdict.NOT_MEASURED, centre, y.tolist(), error=str(exc),
-                                        reason=f"fit failed: {exc}"))  # fmt: skip
+                                        reason=f"fit failed: {exc}{clip}", n_clipped=n_clipped))  # fmt: skip
             continue
         model = rf.model
         measurable = ref is not None and lo <= ref <= hi
@@ -261,24 +299,34 @@ def measure_plate(
             reason = f"reference {ref:g} ms outside the measurable range {lo:g}-{hi:g} ms"
         else:
             verdict = Verdict.PASS if bias is not None and abs(bias) <= EMA_PERCENT else Verdict.FAIL
+        if n_clipped:
+            reason = "; ".join(
+                r for r in (reason, f"{n_clipped} clipped point(s) excluded from the fit") if r
+            )
         results.append(SphereResult(i, sph.name, rf.value, rf.se, rf.residual_rms, rf.n_points, ref, measurable,
                                     sph.scored, bias, verdict, centre, y.tolist(), dict(rf.params),
-                                    reason=reason))  # fmt: skip
+                                    reason=reason, n_clipped=n_clipped))  # fmt: skip
     return PlateResult(param, array.plate, stack, fit, results, reference, (lo, hi), model, sigma,
                        array.roi_radius_mm, notes)  # fmt: skip
 
 
 def _fit(
     param: str, stack: RelaxStack, y: np.ndarray, tr: np.ndarray | None, t1_model: str, sigma: float | None,
-    exclude_first: bool, floor_snr: float,
+    exclude_first: bool, floor_snr: float, use: np.ndarray,
 ) -> RelaxFit:  # fmt: skip
     """T1: the separable global fit. T2: the Rician-floor fit started from the global grid fit of the plain
-    exponential (never from the reference, so the reference cannot pull the value)."""
+    exponential (never from the reference, so the reference cannot pull the value). `use`: the points fitted
+    (clipped ones left out)."""
+    if int(use.sum()) < 3:
+        raise QckitInputError(f"{int((~use).sum())} of {len(use)} points clipped: too few left to fit")
     if param == "T1":  # global in T1 (separable fit), no seeding needed
-        return fit_t1(stack.times, y, tr=tr, signed=stack.signed, model=t1_model, sigma=sigma)
-    start = float(grid_fit("T2", stack.times, y[None, :], exclude_first=exclude_first)[0])
+        trs = tr[use] if tr is not None else None
+        return fit_t1(stack.times[use], y[use], tr=trs, signed=stack.signed, model=t1_model, sigma=sigma)
+    start = float(
+        grid_fit("T2", stack.times[use], y[None, use], exclude_first=exclude_first and bool(use[0]))[0]
+    )
     return fit_t2(stack.times, y, sigma=sigma, exclude_first=exclude_first, floor_snr=floor_snr,
-                  t2_guess=start if start > 0 else None)  # fmt: skip
+                  t2_guess=start if start > 0 else None, use=use)  # fmt: skip
 
 
 PLAUSIBLE_PERCENT = 25.0  # a plate whose median |bias| is within this is taken without trying the others
