@@ -31,7 +31,9 @@ ELSEWHERE = {
     "qualify-certificate",
     "qualify-summary",
     "acr-summary",
-}  # acr-summary: tests/report/test_acr_reports.py
+    "qc-sessions",
+    "qc-session-record",
+}  # acr-summary: tests/report/test_acr_reports.py; qc-sessions, qc-session-record: tests/workflows/test_history_hygiene.py
 
 
 def _run(*args: str, code: int = 0) -> None:

@@ -58,6 +58,11 @@ OUTPUT_KIND: dict[str, str | None] = {
     "qc trend": "dir",
     "qc scanners": "dir",  # the folder whose default QC history is read (qc run's --output-dir)
     "qc simulate": None,  # writes into --db
+    "qc sessions list": "dir",  # the folder whose default QC history is read (qc run's --output-dir)
+    "qc sessions show": "dir",
+    "qc sessions exclude": "dir",
+    "qc sessions include": "dir",
+    "qc sessions redate": "dir",
     "key init": None,
     "key status": None,
     "qualify run": "dir",

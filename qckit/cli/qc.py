@@ -227,3 +227,92 @@ def simulate_command(
     for p in planted:
         console.print(f"  {p.scanner}: drift from week {p.drift_start_week + 1}: SNR -{p.snr_drift_per_week}%/week, "
                       f"slice-5 horizontal length +{p.length_drift_mm_per_week} mm/week")  # fmt: skip
+
+
+sessions_app = typer.Typer(cls=QckitGroup, no_args_is_help=True,
+                           help="The recorded QC sessions: list, show, exclude (kept, out of baselines and charts), "
+                                "include again, re-date; every change is kept with its reason.")  # fmt: skip
+app.add_typer(sessions_app, name="sessions")
+OUT_HELP = "qc run's output folder: its qc-history.sqlite is the default history."
+
+
+@sessions_app.command("list")
+@handle_errors
+def sessions_list_command(
+    scanner: str | None = typer.Option(None, "--scanner", help="Only this scanner key (with its aliases)."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    output: Path = typer.Option(Path("reports/qc"), "--output-dir", "-o", metavar="DIR", help=OUT_HELP),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="The sessions as JSON."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
+    """List the recorded QC sessions: id, scanner, date, phantom, measurements, and why one was excluded."""
+    from rich.table import Table
+
+    from qckit.workflows.qc_run import sessions_list
+
+    url, rows = sessions_list(db, output, scanner, json_out)
+    t = Table(title=f"QC sessions in {url}")
+    for col in ("id", "scanner", "date", "phantom", "measurements", "protocol", "excluded"):
+        t.add_column(col)
+    for r in rows:
+        ex = r["excluded"]
+        t.add_row(str(r["session_id"]), r["scanner_key"], r["session_date"][:16], r["phantom"], str(r["measurements"]),
+                  str(r["protocol_status"] or "-"), "-" if ex is None else f"{ex['at'][:10]}: {ex['reason']}")  # fmt: skip
+    if not quiet:
+        console.print(t)
+
+
+@sessions_app.command("show")
+@handle_errors
+def sessions_show_command(
+    session_id: int = typer.Argument(..., help="Session id (qc sessions list)."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    output: Path = typer.Option(Path("reports/qc"), "--output-dir", "-o", metavar="DIR", help=OUT_HELP),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="The session as JSON."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
+    """One recorded session: its measurements and every change made to it (who, when, why, before, after)."""
+    from qckit.workflows.qc_run import session_show
+
+    _print_record(session_show(db, output, session_id, json_out), quiet)
+
+
+def _print_record(doc: dict[str, Any], quiet: bool) -> None:
+    if quiet:
+        return
+    ex = doc["excluded"]
+    console.print(f"session {doc['session_id']}: {doc['scanner_key']} {doc['session_date']} ({doc['phantom']}, "
+                  f"{len(doc['measurements'])} measurements)"
+                  + ("" if ex is None else f", excluded {ex['at'][:10]}: {ex['reason']}"), highlight=False)  # fmt: skip
+    for a in doc["audit"]:
+        console.print(f"  {a['at'][:19]} {a['action']} by {a['by'] or '-'}: {a['reason']} ({a['before']} -> "
+                      f"{a['after']})", highlight=False)  # fmt: skip
+
+
+def _change(action: str) -> Any:
+    def command(
+        session_id: int = typer.Argument(..., help="Session id (qc sessions list)."),
+        reason: str = typer.Option(..., "--reason", help="Why (kept in the history's audit trail)."),
+        date: str | None = typer.Option(None, "--date", help="redate: the session's true date (ISO)."),
+        db: str | None = typer.Option(None, "--db", help=DB_HELP),
+        output: Path = typer.Option(Path("reports/qc"), "--output-dir", "-o", metavar="DIR", help=OUT_HELP),
+        json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="The session after the change."),
+        quiet: bool = QUIET,
+        verbose: bool = VERBOSE,
+    ) -> None:  # fmt: skip
+        from qckit.workflows.qc_run import session_change
+
+        _print_record(session_change(db, output, session_id, action, reason, date, json_out), quiet)
+
+    command.__doc__ = {
+        "exclude": "Exclude a session: kept in the history, left out of baselines and charts (with the reason).",
+        "include": "Include an excluded session again (with the reason).",
+        "redate": "Give a session its true date (--date), e.g. one stored with a wrong scanner date.",
+    }[action]
+    return handle_errors(command)
+
+
+for _action in ("exclude", "include", "redate"):
+    sessions_app.command(_action)(_change(_action))

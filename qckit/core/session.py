@@ -49,6 +49,7 @@ class QCSessionResult:
     db_url: str | None = None
     session_id: int | None = None
     control: list[ControlStatus] = field(default_factory=list)
+    pixel_hash: str = ""  # sha256 over the measured series' pixel data, whatever their UIDs
 
     @property
     def scanner_key(self) -> str:
@@ -90,6 +91,7 @@ class QCSessionResult:
                 "input_uids": self.input_uids,
                 "history": self.db_url,
                 "session_id": self.session_id,
+                "pixel_sha256": self.pixel_hash or None,
             },
             "measurements": [m.to_dict() for m in self.measurements],
             "problems": [p.to_dict() for p in self.problems + self.scan_errors],

@@ -54,7 +54,7 @@ from qckit.core.errors import DuplicateSessionError, HistoryError, QckitInputErr
 from qckit.core.identity import ScannerIdentity
 from qckit.core.jsonio import dumps
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DEFAULT_DB = "qc-history.sqlite"
 
 metadata = MetaData()
@@ -85,7 +85,24 @@ sessions = Table(
     Column("acceptance", Boolean, nullable=False, default=False),
     Column("note", Text),
     Column("kind", String(30), nullable=False, default="qc", server_default="qc"),  # version 3
+    Column("excluded_at", DateTime),  # version 4: kept in the history, left out of baselines and charts
+    Column("excluded_reason", Text),  # version 4
+    Column(
+        "pixel_hash", String(64)
+    ),  # version 4: the measured series' pixel data (a second export is refused)
     UniqueConstraint("scanner_id", "session_date", "input_uids", name="uq_session_inputs"),
+)
+session_audit = Table(  # version 4: who changed a recorded session, when, why, and what it was before
+    "session_audit",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("session_id", Integer, ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    Column("at", DateTime, nullable=False),
+    Column("action", String(30), nullable=False),  # exclude | include | redate
+    Column("reason", Text, nullable=False),
+    Column("by", String(200)),
+    Column("before", Text),  # JSON
+    Column("after", Text),  # JSON
 )
 session_series = Table(  # version 3: each series instance UID belongs to one session
     "session_series",
@@ -147,6 +164,7 @@ class SessionRecord:
     acceptance: bool = False
     note: str | None = None
     kind: str = "qc"
+    pixel_hash: str | None = None  # sha256 over the measured series' pixel data (`qc run`)
 
 
 def database_url(db: str | None, default_dir: Path | None = None) -> str:
@@ -219,7 +237,17 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-_MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
+def _migrate_3_to_4(conn: Any) -> None:
+    """Version 4: excluded sessions (kept, left out of baselines and charts), the pixel-data fingerprint of a
+    session, and the audit trail of every change to a recorded session."""
+    stamp = "TIMESTAMP"
+    conn.execute(text(f"ALTER TABLE sessions ADD COLUMN excluded_at {stamp}"))
+    conn.execute(text("ALTER TABLE sessions ADD COLUMN excluded_reason TEXT"))
+    conn.execute(text("ALTER TABLE sessions ADD COLUMN pixel_hash VARCHAR(64)"))
+    session_audit.create(conn)
+
+
+_MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4}
 
 
 class _Overlap(Exception):
@@ -298,6 +326,18 @@ class HistoryStore:
                 taken = self._recorded(conn, uids) if measured else []
                 if taken:
                     raise _Overlap(taken)
+                if measured and rec.pixel_hash:
+                    same = conn.execute(
+                        select(sessions.c.id, sessions.c.session_date, scanners.c.scanner_key)
+                        .join(scanners, scanners.c.id == sessions.c.scanner_id)
+                        .where(sessions.c.pixel_hash == rec.pixel_hash)
+                    ).first()
+                    if same is not None:
+                        raise DuplicateSessionError(
+                            f"the same pixel data is already in the QC history at {self.url} as session {same[0]} "
+                            f"(scanner {same[2]}, {same[1]:%Y-%m-%d}): a second export of one acquisition (new UIDs, "
+                            "identical images) is not a new session (nothing was written)"
+                        )
                 session_id = conn.execute(
                     insert(sessions).values(
                         scanner_id=sid,
@@ -311,6 +351,7 @@ class HistoryStore:
                         acceptance=rec.acceptance,
                         note=rec.note,
                         kind=rec.kind,
+                        pixel_hash=rec.pixel_hash,
                     )
                 ).inserted_primary_key[0]
                 if uids and measured:
@@ -461,6 +502,101 @@ class HistoryStore:
         ]
         return df
 
+    # the recorded sessions: list, show, exclude, re-date (each change audited)
+    def sessions(self, scanner: str | None = None) -> list[dict[str, Any]]:
+        """The QC sessions (newest last): id, scanner key, date, phantom, measurements, excluded (reason)."""
+        q = (
+            select(sessions.c.id, scanners.c.scanner_key, sessions.c.session_date, sessions.c.phantom,
+                   sessions.c.acceptance, sessions.c.excluded_at, sessions.c.excluded_reason,
+                   sessions.c.protocol_status, func.count(measurements.c.id).label("measurements"))
+            .join(scanners, scanners.c.id == sessions.c.scanner_id)
+            .outerjoin(measurements, measurements.c.session_id == sessions.c.id)
+            .where(sessions.c.kind == "qc")
+            .group_by(sessions.c.id, scanners.c.scanner_key)
+            .order_by(sessions.c.session_date, sessions.c.id)
+        )  # fmt: skip
+        with self.engine.connect() as conn:
+            if scanner is not None:
+                q = q.where(sessions.c.scanner_id.in_(self._group(conn, scanner) or [-1]))
+            rows = conn.execute(q).mappings().all()
+        return [{"session_id": int(r["id"]), "scanner_key": r["scanner_key"],
+                 "session_date": r["session_date"].isoformat(), "phantom": r["phantom"],
+                 "acceptance": bool(r["acceptance"]), "protocol_status": r["protocol_status"],
+                 "measurements": int(r["measurements"]),
+                 "excluded": None if r["excluded_at"] is None else {"at": r["excluded_at"].isoformat(),
+                                                                    "reason": r["excluded_reason"]}}
+                for r in rows]  # fmt: skip
+
+    def session(self, session_id: int) -> dict[str, Any]:
+        """One session with its measurements and its audit trail; an unknown id is an input error."""
+        with self.engine.connect() as conn:
+            head = conn.execute(
+                select(sessions, scanners.c.scanner_key).join(scanners, scanners.c.id == sessions.c.scanner_id)
+                .where(sessions.c.id == session_id)
+            ).mappings().first()  # fmt: skip
+            if head is None:
+                raise QckitInputError(
+                    f"no session {session_id} in the QC history at {self.url} (qc sessions list)"
+                )
+            ms = conn.execute(select(measurements).where(measurements.c.session_id == session_id)
+                              .order_by(measurements.c.name)).mappings().all()  # fmt: skip
+            audit = conn.execute(select(session_audit).where(session_audit.c.session_id == session_id)
+                                 .order_by(session_audit.c.id)).mappings().all()  # fmt: skip
+        return {
+            "session_id": session_id, "scanner_key": head["scanner_key"],
+            "session_date": head["session_date"].isoformat(), "recorded_at": head["recorded_at"].isoformat(),
+            "phantom": head["phantom"], "qckit_version": head["qckit_version"], "acceptance": bool(head["acceptance"]),
+            "input_uids": json.loads(head["input_uids"] or "[]"), "protocol_status": head["protocol_status"],
+            "excluded": None if head["excluded_at"] is None else {"at": head["excluded_at"].isoformat(),
+                                                                 "reason": head["excluded_reason"]},
+            "measurements": [{k: m[k] for k in ("name", "value", "unit", "limit_text", "passed")} for m in ms],
+            "audit": [{"at": a["at"].isoformat(), "action": a["action"], "reason": a["reason"], "by": a["by"],
+                       "before": json.loads(a["before"] or "null"), "after": json.loads(a["after"] or "null")}
+                      for a in audit],
+        }  # fmt: skip
+
+    def change_session(self, session_id: int, action: str, reason: str, *, new_date: dt.datetime | None = None,
+                       by: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """Exclude, include again or re-date a recorded session, with the reason, in one transaction with its
+        audit row (what it was before and after). Nothing is deleted. Returns the session as `session` shows it."""
+        if action not in ("exclude", "include", "redate"):
+            raise QckitInputError(f"unknown session change {action!r} (exclude, include, redate)")
+        if not reason or not reason.strip():
+            raise QckitInputError("a change to a recorded session needs a reason (--reason)")
+        if action == "redate" and new_date is None:
+            raise QckitInputError("redate needs the new date (--date YYYY-MM-DD)")
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        try:
+            with self.engine.begin() as conn:
+                row = conn.execute(select(sessions).where(sessions.c.id == session_id)).mappings().first()
+                if row is None:
+                    raise QckitInputError(f"no session {session_id} in the QC history at {self.url}")
+                if action == "exclude":
+                    if row["excluded_at"] is not None:
+                        raise QckitInputError(
+                            f"session {session_id} is excluded already ({row['excluded_reason']})"
+                        )
+                    values: dict[str, Any] = {"excluded_at": now, "excluded_reason": reason.strip()}
+                    before = {"excluded": None}
+                    after = {"excluded": reason.strip()}
+                elif action == "include":
+                    if row["excluded_at"] is None:
+                        raise QckitInputError(f"session {session_id} is not excluded")
+                    values = {"excluded_at": None, "excluded_reason": None}
+                    before, after = {"excluded": row["excluded_reason"]}, {"excluded": None}
+                else:
+                    assert new_date is not None
+                    values = {"session_date": new_date}
+                    before = {"session_date": row["session_date"].isoformat()}
+                    after = {"session_date": new_date.isoformat()}
+                conn.execute(sessions.update().where(sessions.c.id == session_id).values(**values))
+                conn.execute(insert(session_audit).values(
+                    session_id=session_id, at=now, action=action, reason=reason.strip(), by=by,
+                    before=json.dumps(before), after=json.dumps(after)))  # fmt: skip
+        except SQLAlchemyError as exc:
+            raise HistoryError(f"{self.url}: could not change session {session_id}: {exc}") from exc
+        return self.session(session_id)
+
     def qualifications(self, scanner: str | None = None) -> list[dict[str, Any]]:
         """Qualification sessions (kind `qualification`), oldest first: session_id, scanner_key, session_date and
         the certificate document; of one scanner (with its merged aliases) or of all."""
@@ -499,6 +635,7 @@ class HistoryStore:
             .join(scanners, scanners.c.id == sessions.c.scanner_id)
             .join(measurements, measurements.c.session_id == sessions.c.id)
             .where(sessions.c.kind == "qc")
+            .where(sessions.c.excluded_at.is_(None))  # excluded sessions stay recorded, out of every chart
             .order_by(sessions.c.session_date, sessions.c.id, measurements.c.name)
         )
         if names is not None:

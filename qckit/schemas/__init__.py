@@ -21,6 +21,8 @@ OUTPUTS: dict[str, str] = {
     "qc-trend": "`qckit qc trend --json`",
     "qc-scanners": "`qckit qc scanners --json`",
     "qc-simulate": "`qckit qc simulate --json`",
+    "qc-sessions": "`qckit qc sessions list --json`",
+    "qc-session-record": "`qckit qc sessions show --json`",
     "phantom-synth": "`qckit phantom synth --json` and its `ground_truth.json`",
     "phantom-study": "`qckit phantom repeatability|reproducibility --json` and `summary.json` in the output folder",
     "relaxometry": "`qckit phantom relaxometry --json` and `relaxometry.json` in the output folder",

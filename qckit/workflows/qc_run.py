@@ -112,7 +112,7 @@ def run_qc(
     documents = [files["json"] for files in done.files.values()]
     if json_out is not None and documents:
         docs = [strict_loads(p.read_text(encoding="utf-8")) for p in documents]
-        write_json(json_out, stamp({"sessions": docs}, kind="qc-sessions") if opts.every else docs[0])
+        write_json(json_out, stamp({"sessions": docs}, kind="qc-session-batch") if opts.every else docs[0])
     return done
 
 
@@ -186,5 +186,61 @@ def simulate(db: str, weeks: int, seed: int, json_out: Path | None = None) -> tu
     return keys, planted
 
 
+def sessions_list(db: str | None, output: Path, scanner: str | None = None,
+                  json_out: Path | None = None) -> tuple[str, list[dict[str, Any]]]:  # fmt: skip
+    """The recorded QC sessions (of one scanner, with its aliases): (history URL, rows)."""
+    from qckit.history.store import existing_store
+
+    with existing_store(db, output) as store:
+        rows, url = store.sessions(scanner), store.url
+    if json_out is not None:
+        write_result(
+            json_out, {"sessions": rows}, kind="qc-sessions", inputs={"history": url, "scanner": scanner}
+        )
+    return url, rows
+
+
+def session_show(
+    db: str | None, output: Path, session_id: int, json_out: Path | None = None
+) -> dict[str, Any]:
+    """One recorded session with its measurements and its audit trail."""
+    from qckit.history.store import existing_store
+
+    with existing_store(db, output) as store:
+        doc = store.session(session_id)
+    if json_out is not None:
+        write_result(json_out, doc, kind="qc-session-record")
+    return doc
+
+
+def session_change(db: str | None, output: Path, session_id: int, action: str, reason: str,
+                   new_date: str | None = None, json_out: Path | None = None) -> dict[str, Any]:  # fmt: skip
+    """Exclude (kept, left out of baselines and charts), include again, or re-date a recorded session, with the
+    reason and the user, audited in the history."""
+    import datetime as dt
+    import getpass
+
+    from qckit.core.errors import QckitInputError
+    from qckit.history.store import existing_store
+
+    when = None
+    if new_date is not None:
+        try:
+            when = dt.datetime.fromisoformat(new_date)
+        except ValueError:
+            raise QckitInputError(f"--date {new_date!r}: write YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
+        if when.year < 1900:
+            raise QckitInputError(f"--date {new_date!r} is a placeholder, not the day of the scan")
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = None
+    with existing_store(db, output) as store:
+        doc = store.change_session(session_id, action, reason, new_date=when, by=user)
+    if json_out is not None:
+        write_result(json_out, doc, kind="qc-session-record")
+    return doc
+
+
 __all__ = ["QCRun", "TrendRun", "history_url", "parse_rules", "rule_text", "run_qc", "scanners", "simulate",
-           "trend", "write_session"]  # fmt: skip
+           "trend", "write_session", "sessions_list", "session_show", "session_change"]  # fmt: skip

@@ -12,12 +12,15 @@ are reported.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from qckit import __version__
 from qckit.analyses.base import SeriesView, optional_float
@@ -320,11 +323,19 @@ def measure_session(
         res.problems += [replace(p, name=f"{p.name} ({other})") for p in more.problems]
         res.skipped += [replace(p, name=f"{p.name} ({other})") for p in more.skipped]
         res.overlays += more.overlays
+    digests = sorted({hashlib.sha256(np.ascontiguousarray(v.volume.array).tobytes()
+                                     + str(v.volume.array.shape).encode()).hexdigest()
+                      for v in sess.views.values()})  # fmt: skip
     used: dict[str, list[str]] = {}
     for v in list(sess.views.values()):
         used.setdefault(v.role, [])
         if v.volume.series_uid not in used[v.role]:
             used[v.role].append(v.volume.series_uid)
+    if not group.identity.verified():
+        warnings.append(f"the scanner's serial number is anonymised or empty: sessions are recorded under "
+                        f"{group.identity.key} (vendor, model and station), so two scanners of one model and "
+                        "station would share a history; keep DeviceSerialNumber in the export, or merge or tell "
+                        "them apart with `qckit qc scanners --merge`")  # fmt: skip
     primary_view = sess.view(primary, role)
     when = opts.session_date or session_date(primary_view.volume)
     if when.year < 1900:
@@ -348,6 +359,7 @@ def measure_session(
         overlays=res.overlays,
         protocol=summary,
         warnings=list(dict.fromkeys(warnings)),
+        pixel_hash=hashlib.sha256("|".join(digests).encode()).hexdigest() if digests else "",
     )
 
 
@@ -386,7 +398,8 @@ def store_session(
     assert opts.db_url is not None
     rec = SessionRecord(result.identity, result.session_date, result.phantom, __version__, result.input_uids,
                         [m.to_dict() for m in result.measurements], str(result.protocol.status),
-                        [f.to_dict() for f in result.protocol.findings], opts.acceptance)  # fmt: skip
+                        [f.to_dict() for f in result.protocol.findings], opts.acceptance,
+                        pixel_hash=result.pixel_hash or None)  # fmt: skip
     with open_store(opts.db_url) as store, store.recording(rec) as (session_id, conn):
         result.session_id = session_id
         result.db_url = store.url

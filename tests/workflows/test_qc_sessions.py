@@ -106,8 +106,9 @@ def test_two_scanners_in_one_folder_are_refused_then_selected(acr: Path, tmp_pat
 
 def test_two_dates_of_one_scanner_are_two_sessions(acr: Path, tmp_path: Path):
     t1 = acr / "Siemens_Aera_1.5T_T1"
-    copy_series(t1, tmp_path / "in" / "jan", DeviceSerialNumber="77", StudyDate="20240105")
-    copy_series(t1, tmp_path / "in" / "nov", DeviceSerialNumber="77", StudyDate="20241108")
+    # two acquisitions (different noise): identical pixels would be one acquisition exported twice
+    copy_series(t1, tmp_path / "in" / "jan", DeviceSerialNumber="77", StudyDate="20240105", noise_seed=1)
+    copy_series(t1, tmp_path / "in" / "nov", DeviceSerialNumber="77", StudyDate="20241108", noise_seed=2)
     code, out = _run(str(tmp_path / "in"), "-o", str(tmp_path / "o"))
     assert code == 2 and "@2024-01-05" in out and "@2024-11-08" in out
     assert not (tmp_path / "o" / "qc-history.sqlite").exists()
