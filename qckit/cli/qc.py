@@ -41,7 +41,7 @@ def _date(text: str | None) -> dt.datetime | None:
         raise QckitInputError(f"--date {text!r}: write YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
 
 
-def _print_session(s: Any) -> None:
+def _print_session(s: Any, prefix: str = "") -> None:
     from rich.table import Table
     from rich.text import Text
 
@@ -64,16 +64,17 @@ def _print_session(s: Any) -> None:
     console.print(
         f"protocol check: {s.protocol.status} ({len(s.protocol.findings)} finding(s))", highlight=False
     )
-    _print_problems(s)
+    _print_problems(s, prefix)
 
 
-def _print_problems(s: Any) -> None:
+def _print_problems(s: Any, prefix: str = "") -> None:
+    """What was not measured or not run, and the warnings (with `--all`, each prefixed with its session)."""
     for p in s.problems:
-        err_console.print(f"not measured {p.name}: {p.reason}", highlight=False, markup=False)
+        err_console.print(f"{prefix}not measured {p.name}: {p.reason}", highlight=False, markup=False)
     for p in s.skipped:
-        err_console.print(f"not run {p.name}: {p.reason}", highlight=False, markup=False)
+        err_console.print(f"{prefix}not run {p.name}: {p.reason}", highlight=False, markup=False)
     for w in s.warnings:
-        err_console.print(f"warning: {w}", highlight=False, markup=False)
+        err_console.print(f"{prefix}warning: {w}", highlight=False, markup=False)
 
 
 @app.command("run")
@@ -120,9 +121,9 @@ def run_command(
         if run.result is None:
             err_console.print(f"error: session {run.label}: {run.error}", highlight=False, markup=False)
         elif quiet:
-            _print_problems(run.result)
+            _print_problems(run.result, f"{run.label}: " if every else "")
         else:
-            _print_session(run.result)
+            _print_session(run.result, f"{run.label}: " if every else "")
             for k, v in files.items():
                 console.print(f"  {k}: {v}", highlight=False)
 

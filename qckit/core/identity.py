@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 _VENDORS = (
@@ -67,6 +67,32 @@ def canonical_model(vendor: str | None, model: str | None) -> str | None:
     return m
 
 
+# Model names that tell the vendor when the Manufacturer attribute is missing (anonymised exports drop it);
+# matched as whole words, without case.
+_MODEL_VENDORS = (
+    ("Philips", ("achieva", "ingenia", "intera", "panorama", "multiva", "elition", "prodiva", "brilliance",
+                 "ingenuity", "iqon", "spectral ct", "incisive")),
+    ("Siemens", ("magnetom", "skyra", "prisma", "aera", "avanto", "espree", "verio", "trio", "vida", "sola", "lumina",
+                 "altea", "amira", "sempra", "biograph", "somatom", "terra", "cima.x")),
+    ("GE", ("signa", "discovery", "optima", "genesis", "revolution", "lightspeed", "brivo", "architect", "premier",
+            "pioneer", "voyager")),
+    ("Canon", ("vantage", "titan", "galan", "orian", "aquilion", "elan")),
+)  # fmt: skip
+
+
+def vendor_from_model(model: Any) -> str | None:
+    """The vendor a model name belongs to (`Ingenia` -> Philips, `MAGNETOM Sola` -> Siemens), or None."""
+    m = _clean(model)
+    if m is None:
+        return None
+    words = set(re.split(r"[^a-z0-9.]+", m.casefold()))
+    text = " " + " ".join(words) + " "
+    for vendor, names in _MODEL_VENDORS:
+        if any((" " + n + " ") in text or n in words for n in names):
+            return vendor
+    return None
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_") or "x"
 
@@ -82,6 +108,9 @@ class ScannerIdentity:
     serial: str | None  # None when absent or an anonymisation placeholder
     field_strength_t: float | None = None
     station: str | None = None
+    vendor_inferred: bool = field(
+        default=False, compare=False
+    )  # from the model name: Manufacturer was missing
 
     @classmethod
     def from_values(
@@ -94,11 +123,15 @@ class ScannerIdentity:
     ) -> ScannerIdentity:
         """An identity from raw DICOM values (vendor spellings and model prefixes made canonical)."""
         vendor = canonical_vendor(_clean(manufacturer))
+        inferred = False
+        if vendor is None:
+            vendor = vendor_from_model(model)
+            inferred = vendor is not None
         try:
-            field = None if field_strength_t in (None, "") else round(float(field_strength_t), 2)
+            b0 = None if field_strength_t in (None, "") else round(float(field_strength_t), 2)
         except (TypeError, ValueError):
-            field = None
-        return cls(vendor, canonical_model(vendor, model), _clean(serial), field, _clean(station))
+            b0 = None
+        return cls(vendor, canonical_model(vendor, model), _clean(serial), b0, _clean(station), inferred)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ScannerIdentity:

@@ -205,6 +205,11 @@ def _same_acquisition(ref: dict[str, Any], other: dict[str, Any]) -> list[str]:
     return [f"scanner: {m}" for m in a.mismatches(b)] + acquisition_differences(ref, other)
 
 
+def _day(row: dict[str, Any]) -> str:
+    d = str(row.get("StudyDate") or "")
+    return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) == 8 and d.isdigit() else "unknown"
+
+
 def _second_repeats(
     opts: SessionOptions, primary: dict[str, Any]
 ) -> tuple[list[dict[str, Any]], DicomFolder, list[str]]:
@@ -220,6 +225,17 @@ def _second_repeats(
             f"{opts.second}: not an identical repeat of {_name(primary)} for subtraction SNR (same scanner and "
             f"acquisition needed); the closest series, {_name(best)}, differs in: {what}"
         )
+    same_session = [r for r in ok if (r.get("study_key") and r.get("study_key") == primary.get("study_key"))
+                    or (r.get("StudyDate") or None) == (primary.get("StudyDate") or None)]  # fmt: skip
+    if not same_session:
+        other = ok[0]
+        raise AcquisitionMismatchError(
+            f"{opts.second}: {_name(other)} repeats the acquisition of {_name(primary)} but not in the same session "
+            f"(study dates {_day(other)} and {_day(primary)}, different studies): subtraction SNR needs two "
+            "acquisitions of one session, back to back; scans from different days add repositioning and drift "
+            "to the noise"
+        )
+    ok = same_session
     notes = []
     a, b = ScannerIdentity.from_row(primary), ScannerIdentity.from_row(ok[0])
     if not (a.verified() and b.verified()):
@@ -331,6 +347,9 @@ def measure_session(
         used.setdefault(v.role, [])
         if v.volume.series_uid not in used[v.role]:
             used[v.role].append(v.volume.series_uid)
+    if group.identity.vendor_inferred:
+        warnings.append(f"no Manufacturer in the header: vendor {group.identity.vendor} inferred from the model "
+                        f"name {group.identity.model!r}")  # fmt: skip
     if not group.identity.verified():
         warnings.append(f"the scanner's serial number is anonymised or empty: sessions are recorded under "
                         f"{group.identity.key} (vendor, model and station), so two scanners of one model and "

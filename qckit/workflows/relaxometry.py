@@ -116,7 +116,15 @@ def load_references(path: Path) -> list[ReferenceSet]:
 
 
 def with_references(phantom: Phantom, refs: list[ReferenceSet]) -> Phantom:
-    """The phantom with `refs` replacing its own sets of the same plate, parameter and field strength."""
+    """The phantom with `refs` replacing its own sets of the same plate, parameter and field strength; an empty
+    table or an entry for a plate the phantom does not have is an input error (never silently ignored)."""
+    if not refs:
+        raise PhantomError("reference table: the 'references' list is empty")
+    plates = {a.plate for a in phantom.sphere_arrays}
+    stray = sorted({r.plate for r in refs} - plates)
+    if stray:
+        raise PhantomError(f"reference table: plate(s) {', '.join(map(str, stray))} do not exist in {phantom.name} "
+                           f"(plates: {', '.join(map(str, sorted(plates)))})")  # fmt: skip
     arrays = []
     for arr in phantom.sphere_arrays:
         mine = [r for r in refs if r.plate == arr.plate]
@@ -223,8 +231,10 @@ def run_relaxometry(
     if not phantom.sphere_arrays:
         raise PhantomError(f"phantom {phantom.name} has no sphere arrays (relaxometry plates)")
     refs_used = [f"phantom {phantom.name} ({loaded.sha256[:12]})"]
+    user_refs: list[ReferenceSet] = []
     if opts.reference is not None:
-        phantom = with_references(phantom, load_references(opts.reference))
+        user_refs = load_references(opts.reference)
+        phantom = with_references(phantom, user_refs)
         refs_used.append(f"reference table {opts.reference} ({file_sha256(opts.reference)[:12]})")
     if opts.plate is not None and opts.plate not in [a.plate for a in phantom.sphere_arrays]:
         have = ", ".join(str(a.plate) for a in phantom.sphere_arrays)
@@ -258,6 +268,17 @@ def run_relaxometry(
             rows += _rows(sess, res)
         if progress is not None:
             progress(done, len(stacks_all))
+    if opts.reference is not None:  # a user entry that matched no measured stack (another field) is an error
+        used = {id(res.reference) for sess in sessions for res in sess.plates if res.reference is not None}
+        for arr in phantom.sphere_arrays:
+            for r in arr.references:
+                if r in user_refs and id(r) not in used:
+                    fields = sorted({f"{res.stack.field_strength_t or 1.5:g} T" for sess in sessions
+                                     for res in sess.plates if res.plate == r.plate and res.parameter == r.parameter})  # fmt: skip
+                    if fields:
+                        problems.append(Problem("reference", "", f"the reference table's plate {r.plate} {r.parameter} "
+                                                f"entry at {r.field_strength_t:g} T matches no measured stack (measured "
+                                                f"at {', '.join(fields)}): its values were not used"))  # fmt: skip
     # precision needs repeats (sessions of one scanner) or several scanners
     rep, repro = precision_tables(rows) if len(sessions) > 1 and rows else ([], [])
     return RelaxStudy(sessions, problems, rows, rep, repro, refs_used)

@@ -120,3 +120,14 @@ def test_the_result_envelope_stamps_once():
     assert p["created"].endswith("Z") and p["command"]
     own = {"x": 1, "provenance": {"qckit_version": "own"}}
     assert stamp(own, Provenance("other")) is own  # a document's own provenance is never overwritten
+
+
+def test_vendor_inferred_from_the_model_when_manufacturer_is_missing():
+    from qckit.core.identity import vendor_from_model
+
+    assert [vendor_from_model(m) for m in ("Ingenia", "MAGNETOM Sola", "SIGNA Artist", "Achieva dStream",
+                                           "Discovery MR750", "Vantage Orian", "Foo 3000", None)] == [
+        "Philips", "Siemens", "GE", "Philips", "GE", "Canon", None, None]  # fmt: skip
+    ident = ScannerIdentity.from_values(None, "Ingenia", "123", 1.5)
+    assert ident.vendor == "Philips" and ident.vendor_inferred and ident.key == "Philips-Ingenia-123"
+    assert not ScannerIdentity.from_values("Philips Medical Systems", "Ingenia", "123", 1.5).vendor_inferred

@@ -114,6 +114,7 @@ def test_two_dates_of_one_scanner_are_two_sessions(acr: Path, tmp_path: Path):
     assert not (tmp_path / "o" / "qc-history.sqlite").exists()
     code, out = _run(str(tmp_path / "in"), "-o", str(tmp_path / "o"), "--all")
     assert code in (0, 1), out
+    assert "Siemens-Aera-77@2024-11-08: not run " in out  # with --all each message names its session
     results = sorted((tmp_path / "o").glob("*/qc-result.json"))
     assert len(results) == 2
     dates = {strict_loads(p.read_text())["session"]["label"].split("@")[1] for p in results}
@@ -281,3 +282,14 @@ def test_study_selector_and_an_in_session_repeat_that_differs(acr: Path, tmp_pat
     assert all("EchoTime" not in w for w in one["warnings"])
     code, out = _run(str(tmp_path / "in"), "--no-store", "-o", str(tmp_path / "x"), "--study", "study-nope")
     assert code == 2 and "no session has study" in out
+
+
+def test_second_from_another_day_is_refused(acr: Path, tmp_path: Path):
+    """The identical acquisition repeated 8 days later (another study) is not a subtraction-SNR repeat."""
+    day = str(pydicom.dcmread(next((acr / "Siemens").iterdir()), stop_before_pixels=True).StudyDate)
+    later = f"{int(day[:4]) + (1 if day[4:6] == '12' else 0)}{'01' if day[4:6] == '12' else f'{int(day[4:6]) + 1:02d}'}01"
+    copy_series(acr / "Siemens2", tmp_path / "later", StudyDate=later)
+    code, out = _run(
+        str(acr / "Siemens"), "--second", str(tmp_path / "later"), "--no-store", "-o", str(tmp_path / "o")
+    )
+    assert code == 2 and "not in the same session" in out, out

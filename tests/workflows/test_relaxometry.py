@@ -266,3 +266,23 @@ def test_piped_output_is_not_wrapped(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert f"  json: {out / 'relaxometry.json'}" in res.stdout.splitlines()
+
+
+def test_reference_entries_that_match_nothing_are_input_errors(tmp_path: Path) -> None:
+    """An empty table, a plate the phantom does not have, or an entry at another field than the data's: exit 2
+    naming it (they were silently ignored while the provenance named the file)."""
+    data = _plate_dir(tmp_path / "p5", 5, "T1", signed=True)
+    vals = PHANTOM.sphere_array(5).reference("T1", 1.5).values_ms
+    cases = {
+        "empty": ("references: []\n", "list is empty"),
+        "plate": (f"references:\n  - {{plate: 9, parameter: T1, field_strength_t: 1.5, values_ms: {vals}, "
+                  "source: x}\n", "plate(s) 9 do not exist"),
+        "field": (f"references:\n  - {{plate: 5, parameter: T1, field_strength_t: 3.0, values_ms: {vals}, "
+                  "source: x}\n", "entry at 3 T matches no measured stack (measured at 1.5 T)"),
+    }  # fmt: skip
+    for name, (text, why) in cases.items():
+        table = tmp_path / f"{name}.yaml"
+        table.write_text("schema_version: 1\n" + text)
+        res = runner.invoke(app, ["phantom", "relaxometry", str(data), "--reference", str(table),
+                                  "-o", str(tmp_path / name)])  # fmt: skip
+        assert res.exit_code == 2 and why in res.output, (name, res.output)
