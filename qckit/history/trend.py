@@ -56,6 +56,12 @@ def measurement_charts(
     for name, g in hist.groupby("name", sort=True):
         g = g.sort_values(["session_date", "session_id"])
         tol, act = (levels or {}).get(str(name), default_levels(str(name)))
+        if len(g) < n_baseline and not g["acceptance"].astype(bool).any():
+            # control limits from a short baseline are too wide or too narrow (negative lower limits from 3
+            # sessions): none until the baseline is complete; the values and action limits are still shown
+            yield str(name), g, None, (f"baseline forming ({len(g)} of {n_baseline} sessions): control limits once "
+                                       "it is complete, or from a session marked --acceptance")  # fmt: skip
+            continue
         try:
             chart = control_chart(g["value"].to_numpy(), n_baseline=n_baseline, rules=rules, tolerance=tol,
                                   action=act, acceptance=g["acceptance"].to_numpy(bool))  # fmt: skip

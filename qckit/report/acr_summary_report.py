@@ -11,7 +11,8 @@ from qckit.core.results import Overlay
 from qckit.report.html import Page, badges, esc, number, table, write
 from qckit.report.qc_report import overlay_figures
 
-_CLASS = {"pass": "pass", "fail": "fail", "not measured": "muted", "not scored": "muted"}
+_CLASS = {"pass": "pass", "fail": "fail", "not measured": "muted", "not scored": "muted", "incomplete": "fail",
+          "recorded": "muted"}
 
 
 def _value(cell: dict[str, Any] | None) -> str:
@@ -40,12 +41,12 @@ def build_summary_page(summary: dict[str, Any], overlays: list[Overlay], provena
         classes.append(["", "", "", "", "", _CLASS.get(t1["verdict"], ""), _CLASS.get(t2["verdict"], "")])
         t2_items = {i["item"]: i for i in t2["items"]}
         for item in t1["items"]:
-            a, b = item["measured"], (t2_items.get(item["item"]) or {}).get("measured")
+            other = t2_items.get(item["item"]) or {}
+            a, b = item["measured"], other.get("measured")
             limit = (a or b or {}).get("limit") or "-"
-            rows.append(["", item["item"], _value(a), _value(b) if t2["items"] else "not scored", limit,
-                         a["verdict"] if a else "", b["verdict"] if b else ""])  # fmt: skip
-            classes.append(["", "", "", "", "muted", _CLASS.get(a["verdict"], "") if a else "",
-                            _CLASS.get(b["verdict"], "") if b else ""])  # fmt: skip
+            va, vb = item.get("verdict", ""), other.get("verdict", "") if t2["items"] else ""
+            rows.append(["", item["item"], _value(a), _value(b) if t2["items"] else "not scored", limit, va, vb])
+            classes.append(["", "", "", "", "muted", _CLASS.get(va, ""), _CLASS.get(vb, "")])
     page.add("ACR phantom test data form (T1 and T2 series)",
              table(["test", "item", "T1", "T2", "action limit", "T1 verdict", "T2 verdict"], rows, classes)
              + "<p>Limits: ACR large phantom test guidance (2018) and AAPM TG-284 table 3. The T2 values are the "

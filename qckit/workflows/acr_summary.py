@@ -91,9 +91,12 @@ def acr_summary(s: QCSessionResult) -> dict[str, Any]:
                 series[role] = {"verdict": "not scored", "items": []}
                 continue
             cells = [_cell(by.get(name + suffix)) for _item, name in items]
+            present = bool(s.series.get(role))
             series[role] = {
                 "verdict": _verdict(cells, bool(s.series.get(role))),
-                "items": [{"item": item, "measurement": name + suffix, **({"measured": c} if c else {"measured": None})}
+                "items": [{"item": item, "measurement": name + suffix, "measured": c,
+                           # an item of a measured series that is absent leaves the test incomplete
+                           "verdict": c["verdict"] if c else str(Verdict.INCOMPLETE if present else Verdict.NOT_MEASURED)}
                           for (item, name), c in zip(items, cells, strict=True)],
             }  # fmt: skip
         tests.append({"test": title, "series": series})

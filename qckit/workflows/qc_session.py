@@ -391,9 +391,6 @@ def control_status(
     history = store.history(key, conn=conn)
     for name, g, chart, why in measurement_charts(history, n_baseline=n_baseline, rules=rules):
         n = len(g)
-        if n < 3:
-            out.append(ControlStatus(name, n, None, None, None, (), f"baseline forming ({n} session(s))"))
-            continue
         if chart is None:
             out.append(ControlStatus(name, n, None, None, None, (), why))
             continue

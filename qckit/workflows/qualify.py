@@ -389,7 +389,7 @@ def _certificates(source: Path) -> list[dict[str, Any]]:
 
 def _kind_verdict(criteria: list[dict[str, Any]], kind: str) -> str:
     vs = {c["verdict"] for c in criteria if c["kind"] == kind}
-    for v in (MISSING, FAIL, FINDING, PASS):
+    for v in (FAIL, MISSING, FINDING, PASS):  # a failed criterion outranks a missing one
         if v in vs:
             return v
     return "-"

@@ -131,7 +131,8 @@ def test_a_ct_box_phantom_is_measured_by_position_stored_trended_and_drawn(toy, 
         assert sorted(h["name"].unique()) == ["hu_insert_a", "hu_insert_b"] and h["session_id"].nunique() == 3
     html = (tmp_path / "out2" / "qc-report.html").read_text()
     assert "insert a" in html and "insert b" in html and "hu_insert_a" in html
-    trend = runner.invoke(app, ["qc", "trend", "--scanner", key, "--db", str(db), "-o", str(tmp_path / "t")])
+    trend = runner.invoke(app, ["qc", "trend", "--scanner", key, "--db", str(db), "-o", str(tmp_path / "t"),
+                                "--baseline", "3"])  # fmt: skip
     assert trend.exit_code == 0, trend.output
     assert "│ hu_insert_a │ 3 " in trend.output and "│ hu_insert_b │ 3 " in trend.output
     trend_html = next((tmp_path / "t").glob("*.html")).read_text()

@@ -73,7 +73,19 @@ def test_a_registered_analysis_runs_stores_trends_and_draws(
     html = (tmp_path / "out2" / "qc-report.html").read_text()
     assert "toy disc" in html and "toy_centre_mean" in html
     trend = runner.invoke(
-        app, ["qc", "trend", "--scanner", "Siemens-Aera-99", "--db", str(db), "-o", str(tmp_path)]
+        app,
+        [
+            "qc",
+            "trend",
+            "--scanner",
+            "Siemens-Aera-99",
+            "--db",
+            str(db),
+            "-o",
+            str(tmp_path),
+            "--baseline",
+            "3",
+        ],
     )
     assert trend.exit_code == 0, trend.output
     assert "│ toy_centre_mean │ 3 " in trend.output  # a chart over the three sessions

@@ -88,3 +88,22 @@ def test_levels_and_errors():
         control_chart([5.0])
     with pytest.raises(SPCError, match="unknown rule"):
         control_chart(x, rules=("nelson9",))
+
+
+def test_no_control_limits_while_the_baseline_forms():
+    """Control limits only once the baseline is complete (or an acceptance session is marked): from 3 sessions of
+    a 20-session baseline they were set (negative lower limits) while the run said "baseline forming"."""
+    import pandas as pd
+
+    from qckit.history.trend import measurement_charts
+
+    hist = pd.DataFrame({"name": ["snr"] * 3, "value": [100.0, 130.0, 70.0], "session_id": [1, 2, 3],
+                         "session_date": pd.to_datetime(["2026-01-05", "2026-01-12", "2026-01-19"]),
+                         "acceptance": [False] * 3})  # fmt: skip
+    ((name, g, chart, why),) = list(measurement_charts(hist, n_baseline=20, rules=("we1",)))
+    assert chart is None and "baseline forming (3 of 20 sessions)" in why and len(g) == 3
+    hist["acceptance"] = [True, True, False]
+    ((_, _, chart, _),) = list(measurement_charts(hist, n_baseline=20, rules=("we1",)))
+    assert chart is not None  # an acceptance session sets the baseline
+    ((_, _, chart, _),) = list(measurement_charts(hist, n_baseline=3, rules=("we1",)))
+    assert chart is not None

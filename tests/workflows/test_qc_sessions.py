@@ -210,8 +210,20 @@ def test_vendor_spellings_are_one_scanner_and_merge_joins_two_keys(acr: Path, tm
             st.scanners().set_index("scanner_key")["alias_of"]["Siemens-Aera-4711_NEW"] == "Siemens-Aera-4711"
         )
     res = runner.invoke(
-        app, ["qc", "trend", "--scanner", "Siemens-Aera-4711", "--db", str(db), "-o", str(tmp_path)]
-    )
+        app,
+        [
+            "qc",
+            "trend",
+            "--scanner",
+            "Siemens-Aera-4711",
+            "--db",
+            str(db),
+            "-o",
+            str(tmp_path),
+            "--baseline",
+            "3",
+        ],
+    )  # a baseline of 3 is complete: control limits (with the default 20 they wait for the baseline)
     assert res.exit_code in (0, 1), res.output
     assert "│ piu " in res.output and " 3 " in res.output.split("│ piu ")[1].split("\n")[0]
     bad = runner.invoke(app, ["qc", "scanners", "--db", str(db), "--merge", "nope", "Siemens-Aera-4711"])
