@@ -11,8 +11,14 @@ from qckit.core.results import Overlay
 from qckit.report.html import Page, badges, esc, number, table, write
 from qckit.report.qc_report import overlay_figures
 
-_CLASS = {"pass": "pass", "fail": "fail", "not measured": "muted", "not scored": "muted", "incomplete": "fail",
-          "recorded": "muted"}
+_CLASS = {
+    "pass": "pass",
+    "fail": "fail",
+    "not measured": "muted",
+    "not scored": "muted",
+    "incomplete": "fail",
+    "recorded": "muted",
+}
 
 
 def _value(cell: dict[str, Any] | None) -> str:
@@ -45,7 +51,9 @@ def build_summary_page(summary: dict[str, Any], overlays: list[Overlay], provena
             a, b = item["measured"], other.get("measured")
             limit = (a or b or {}).get("limit") or "-"
             va, vb = item.get("verdict", ""), other.get("verdict", "") if t2["items"] else ""
-            rows.append(["", item["item"], _value(a), _value(b) if t2["items"] else "not scored", limit, va, vb])
+            rows.append(
+                ["", item["item"], _value(a), _value(b) if t2["items"] else "not scored", limit, va, vb]
+            )
             classes.append(["", "", "", "", "muted", _CLASS.get(va, ""), _CLASS.get(vb, "")])
     page.add("ACR phantom test data form (T1 and T2 series)",
              table(["test", "item", "T1", "T2", "action limit", "T1 verdict", "T2 verdict"], rows, classes)
