@@ -89,7 +89,10 @@ sessions = Table(
     Column("excluded_reason", Text),  # version 4
     Column(
         "pixel_hash", String(64)
-    ),  # version 4: the measured series' pixel data (a second export is refused)
+    ),  # version 4: the measured pixels' fingerprint (a second export is refused)
+    Column(
+        "incomplete", Boolean
+    ),  # version 4: something not measured: recorded, never a baseline or chart value
     UniqueConstraint("scanner_id", "session_date", "input_uids", name="uq_session_inputs"),
 )
 session_audit = Table(  # version 4: who changed a recorded session, when, why, and what it was before
@@ -165,6 +168,7 @@ class SessionRecord:
     note: str | None = None
     kind: str = "qc"
     pixel_hash: str | None = None  # sha256 over the measured series' pixel data (`qc run`)
+    incomplete: bool = False  # something was not measured: kept, but never a baseline or chart value
 
 
 def database_url(db: str | None, default_dir: Path | None = None) -> str:
@@ -244,6 +248,7 @@ def _migrate_3_to_4(conn: Any) -> None:
     conn.execute(text(f"ALTER TABLE sessions ADD COLUMN excluded_at {stamp}"))
     conn.execute(text("ALTER TABLE sessions ADD COLUMN excluded_reason TEXT"))
     conn.execute(text("ALTER TABLE sessions ADD COLUMN pixel_hash VARCHAR(64)"))
+    conn.execute(text("ALTER TABLE sessions ADD COLUMN incomplete BOOLEAN"))
     session_audit.create(conn)
 
 
@@ -352,6 +357,7 @@ class HistoryStore:
                         note=rec.note,
                         kind=rec.kind,
                         pixel_hash=rec.pixel_hash,
+                        incomplete=rec.incomplete or None,
                     )
                 ).inserted_primary_key[0]
                 if uids and measured:
@@ -507,7 +513,7 @@ class HistoryStore:
         """The QC sessions (newest last): id, scanner key, date, phantom, measurements, excluded (reason)."""
         q = (
             select(sessions.c.id, scanners.c.scanner_key, sessions.c.session_date, sessions.c.phantom,
-                   sessions.c.acceptance, sessions.c.excluded_at, sessions.c.excluded_reason,
+                   sessions.c.acceptance, sessions.c.excluded_at, sessions.c.excluded_reason, sessions.c.incomplete,
                    sessions.c.protocol_status, func.count(measurements.c.id).label("measurements"))
             .join(scanners, scanners.c.id == sessions.c.scanner_id)
             .outerjoin(measurements, measurements.c.session_id == sessions.c.id)
@@ -522,7 +528,7 @@ class HistoryStore:
         return [{"session_id": int(r["id"]), "scanner_key": r["scanner_key"],
                  "session_date": r["session_date"].isoformat(), "phantom": r["phantom"],
                  "acceptance": bool(r["acceptance"]), "protocol_status": r["protocol_status"],
-                 "measurements": int(r["measurements"]),
+                 "measurements": int(r["measurements"]), "incomplete": bool(r["incomplete"]),
                  "excluded": None if r["excluded_at"] is None else {"at": r["excluded_at"].isoformat(),
                                                                     "reason": r["excluded_reason"]}}
                 for r in rows]  # fmt: skip
@@ -636,6 +642,7 @@ class HistoryStore:
             .join(measurements, measurements.c.session_id == sessions.c.id)
             .where(sessions.c.kind == "qc")
             .where(sessions.c.excluded_at.is_(None))  # excluded sessions stay recorded, out of every chart
+            .where(sessions.c.incomplete.is_(None) | ~sessions.c.incomplete)  # so do incomplete ones
             .order_by(sessions.c.session_date, sessions.c.id, measurements.c.name)
         )
         if names is not None:

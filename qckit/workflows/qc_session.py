@@ -415,7 +415,7 @@ def store_session(
     rec = SessionRecord(result.identity, result.session_date, result.phantom, __version__, result.input_uids,
                         [m.to_dict() for m in result.measurements], str(result.protocol.status),
                         [f.to_dict() for f in result.protocol.findings], opts.acceptance,
-                        pixel_hash=result.pixel_hash or None)  # fmt: skip
+                        pixel_hash=result.pixel_hash or None, incomplete=result.incomplete)  # fmt: skip
     with open_store(opts.db_url) as store, store.recording(rec) as (session_id, conn):
         result.session_id = session_id
         result.db_url = store.url

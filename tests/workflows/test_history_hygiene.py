@@ -33,7 +33,7 @@ def _qc(*args: str) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 def weeks(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     root = tmp_path_factory.mktemp("weeks")
-    sc = AcrScanner(key="hyg", matrix=128)
+    sc = AcrScanner(key="hyg")  # 256: a complete session (an incomplete one never enters the charts)
     return [write_session(ACR, sc, root / f"w{i}", series=("t1",), date=d, seed=i).root
             for i, d in enumerate(("20260105", "20260112", "20260119", "20260126"))]  # fmt: skip
 

@@ -142,3 +142,31 @@ def test_a_missing_end_slice_refuses_every_slice_specific_test(session, tmp_path
     assert code == 1 and doc["verdict"] == "incomplete"
     assert not any(m["name"] in ("piu", "slice_thickness", "low_contrast_total") for m in doc["measurements"])
     assert any("a slice at one end is missing or extra" in p["reason"] for p in doc["problems"])
+
+
+def test_a_series_with_nan_rescale_slope_is_incomplete_and_never_a_baseline_value(session, tmp_path):
+    """Pixels that cannot be interpreted (RescaleSlope NaN): incomplete, exit 1, recorded but out of every chart
+    and baseline (issue "Reliability round 2", item 3)."""
+    import shutil
+
+    import pydicom
+
+    from qckit.history.store import open_store
+
+    bad = tmp_path / "nan"
+    shutil.copytree(session, bad)
+    for f in bad.rglob("*.dcm"):
+        ds = pydicom.dcmread(f)
+        ds.RescaleSlope = "NaN"
+        ds.save_as(f)
+    db = tmp_path / "h.sqlite"
+    res = CliRunner().invoke(app, ["qc", "run", str(bad), "--db", str(db), "-o", str(tmp_path / "o"), "-q"])
+    doc = strict_loads((tmp_path / "o" / "qc-result.json").read_text())
+    assert res.exit_code == 1 and doc["verdict"] == "incomplete", res.output
+    assert not any(
+        m["verdict"] == "pass" for m in doc["measurements"] if m["name"] != "central_frequency_mhz"
+    )
+    with open_store(f"sqlite:///{db}") as st:
+        (row,) = st.sessions()
+        assert row["incomplete"] is True
+        assert st.history(row["scanner_key"]).empty  # recorded, but no chart or baseline value
