@@ -7,16 +7,14 @@ through the `qckit.analyses` entry-point group (each entry point names a module 
 
 from __future__ import annotations
 
-import importlib
-from importlib.metadata import entry_points
 from typing import TypeVar
 
 from qckit.analyses.base import SLOTS, Analysis
 from qckit.core.errors import AnalysisError
+from qckit.core.plugins import load_plugins
 
 _REGISTRY: dict[str, type[Analysis]] = {}
 _BUILTINS = ("qckit.analyses.mr", "qckit.analyses.relaxometry.analysis")
-_loaded = False
 
 A = TypeVar("A", bound=type[Analysis])
 
@@ -44,14 +42,7 @@ def unregister(name: str) -> None:
 
 
 def _load() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for module in _BUILTINS:
-        importlib.import_module(module)
-    for ep in entry_points(group="qckit.analyses"):
-        importlib.import_module(ep.value.split(":")[0])
+    load_plugins("qckit.analyses", _BUILTINS)
 
 
 def get(name: str) -> type[Analysis]:

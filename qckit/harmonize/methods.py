@@ -13,15 +13,14 @@ Built-in methods are registered on the first look-up; other packages register th
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from qckit.core.errors import HarmonizationError, ModelFileError
+from qckit.core.plugins import load_plugins
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,6 @@ class Method:
 
 _REGISTRY: dict[str, Method] = {}
 _BUILTINS = ("qckit.harmonize.model_io",)
-_loaded = False
 
 
 def register_method(method: Method) -> Method:
@@ -61,14 +59,7 @@ def unregister_method(name: str) -> None:
 
 
 def _load() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for module in _BUILTINS:
-        importlib.import_module(module)
-    for ep in entry_points(group="qckit.harmonization"):
-        importlib.import_module(ep.value.split(":")[0])
+    load_plugins("qckit.harmonization", _BUILTINS)
 
 
 def get_method(name: str) -> Method:
