@@ -172,6 +172,7 @@ def synthesize(
     repeats: int = 3,
     seed: int = 0,
     date: str = "20260105",
+    same_day: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> SynthResult:
     """Write `root/<scanner>/rep<NN>/` DICOM series and `root/ground_truth.json`; return the ground truth.
@@ -214,7 +215,8 @@ def synthesize(
                 repetition_time_ms=sc.repetition_time_ms,
                 echo_times_ms=(sc.echo_time_ms,),
             )
-            day = f"{int(date) + rep - 1:08d}" if int(date[-2:]) + repeats <= 28 else date
+            # repeats on consecutive days (a day-to-day study), or all on `date` (`same_day`: one session's repeats)
+            day = date if same_day or int(date[-2:]) + repeats > 28 else f"{int(date) + rep - 1:08d}"
             folder = root / sc.key / f"rep{rep:02d}"
             written = write_series(
                 folder,

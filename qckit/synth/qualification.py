@@ -1,8 +1,8 @@
 """Three virtual sites submit for qualification (the demo's stage and its tests).
 
 Each site's submission holds one test session of the brain MRI study protocol (`brain-mri-multicentre`: 3-D T1,
-T2 TSE, 3-D FLAIR) and three repeated scans of the qckit texture phantom, all from one scanner (same vendor,
-model, serial). What is planted:
+T2 TSE, 3-D FLAIR) and three repeated scans of the qckit texture phantom on one day, all from one scanner (same
+vendor, model, serial). What is planted:
 
 - site A: complete and compliant;
 - site B: its T2 acquired with 5 mm slices (the protocol allows at most 3.5 mm, level fail), and its scanner's
@@ -72,6 +72,8 @@ def write_submissions(root: str | Path, *, seed: int = 0, repeats: int = 3) -> d
                          seed=seed + i, subject=subject, study_key=f"{site.name}-brain")  # fmt: skip
         synth = SynthScanner(key=site.name, template=site.template, serial=site.serial, site=site.name,
                              gain=site.gain, noise_sd=4.0, repeat_gain_cv=0.005, shift_mm=0.5, rotation_deg=0.5)  # fmt: skip
-        synthesize(texture, folder / "phantom", scanners=[synth], repeats=repeats, seed=seed + 10 * i)
+        synthesize(
+            texture, folder / "phantom", scanners=[synth], repeats=repeats, seed=seed + 10 * i, same_day=True
+        )  # repeatability: the repeats of one session
         out[site.name] = folder
     return out

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,9 +198,25 @@ def _repeats(st: Stability, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if fnmatch.fnmatchcase(str(r.get("SeriesDescription") or ""), pattern)]
 
 
+def same_session_repeats(
+    repeats: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
+    """Repeatability needs repeats of one session (QIBA metrology: same day, same set-up; Raunig et al. 2015,
+    Stat Methods Med Res 24:27): the largest group of repeats sharing a study date (the latest such day on a tie),
+    and the repeats from other days, which measure intermediate precision instead (repositioning, drift)."""
+    by_day: dict[str, list[dict[str, Any]]] = {}
+    for r in repeats:
+        by_day.setdefault(str(r.get("StudyDate") or ""), []).append(r)
+    if len(by_day) <= 1:
+        return list(repeats), []
+    day = max(by_day, key=lambda d: (len(by_day[d]), d))
+    return by_day[day], [r for d, rs in by_day.items() if d != day for r in rs]
+
+
 def _stability(st: Stability, rows: list[dict[str, Any]], submission: Path, out_dir: Path, base: Path,
                command: str, workers: int | None, source: DicomFolder) -> tuple[list[Criterion], dict[str, Any]]:  # fmt: skip
-    repeats = _repeats(st, rows)
+    every = _repeats(st, rows)
+    repeats, other_days = same_session_repeats(every)
     name = f"feature repeatability ({st.phantom})"
     if len(repeats) < st.min_repeats:
         return [Criterion("stability", name, MISSING, st.level, value=len(repeats), limit=f">= {st.min_repeats} repeats",
@@ -234,7 +251,31 @@ def _stability(st: Stability, rows: list[dict[str, Any]], submission: Path, out_
                      detail=detail, evidence=evidence)  # fmt: skip
     data = {"measurements": _rel(folder / "measurements.csv", base), "repeats": len(repeats),
             "stable_features": [str(f) for f in listed.loc[listed["stable"], "feature"]]}  # fmt: skip
+    if other_days:  # reported beside repeatability, never pooled into it
+        data["intermediate_precision"] = _intermediate(st, every, submission, out_dir, base, command, workers,
+                                                       source, thresholds)  # fmt: skip
+        crit.detail += (f"; {len(other_days)} repeat(s) from other days left out (intermediate precision, reported "
+                        "separately)")  # fmt: skip
     return [crit], data
+
+
+def _intermediate(st: Stability, every: list[dict[str, Any]], submission: Path, out_dir: Path, base: Path,
+                  command: str, workers: int | None, source: DicomFolder, thresholds: Thresholds) -> dict[str, Any]:  # fmt: skip
+    """The same phantom study over the repeats of every day: intermediate precision (within-laboratory, across
+    days; ISO 5725-3), as a record beside the certificate's repeatability, not a criterion."""
+    folder = out_dir / "intermediate-precision"
+    days = sorted({str(r.get("StudyDate") or "") for r in every})
+    try:
+        run = run_phantom(submission, st.phantom, folder, params=st.params, thresholds=thresholds, workers=workers,
+                          command=command, only_series={r["series_uid"] for r in every}, source=source)  # fmt: skip
+    except TooFewRepeatsError as exc:
+        return {"repeats": len(every), "days": days, "not_measured": str(exc)}
+    listed = run.stability.listed
+    cv = [float(v) for v in listed["worst_cv"] if v == v and v is not None] if "worst_cv" in listed else []
+    return {"repeats": len(every), "days": days, "n_features": int(len(listed)),
+            "n_within_threshold": int(listed["stable"].sum()),
+            "median_worst_cv_percent": round(statistics.median(cv), 3) if cv else None,
+            "report": _rel(run.outputs["report"], base)}  # fmt: skip
 
 
 def _previous(db_url: str | None, key: str) -> dict[str, Any] | None:

@@ -326,3 +326,41 @@ def test_committed_profile_schema_is_up_to_date():
     assert committed.read_text() == json_schema_text(), (
         "run: qckit qualify schema -o profiles/profile.schema.json"
     )
+
+
+def test_repeatability_uses_one_session_and_other_days_are_intermediate_precision(tmp_path: Path):
+    """Site A's three same-day phantom repeats, plus its first repeat re-exported as scanned 8 days later:
+    repeatability is decided on the three same-day repeats; the other day is reported beside it as intermediate
+    precision (issue "Values a physicist can trust", item 5)."""
+    import shutil
+
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from qckit.workflows.qualify import same_session_repeats
+
+    folder = write_submissions(tmp_path / "subs", repeats=3)["site-a"]
+    reps = sorted(p for p in (folder / "phantom").rglob("rep*") if p.is_dir())
+    later = reps[0].parent / "later"
+    shutil.copytree(reps[0], later)
+    series = generate_uid()
+    for f in later.rglob("*.dcm"):
+        ds = pydicom.dcmread(f)
+        ds.StudyDate = ds.SeriesDate = "20260113"
+        ds.SeriesInstanceUID, ds.StudyInstanceUID = series, generate_uid()
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.save_as(f)
+    res = _qualify(str(folder), "--profile", PROFILE, "-o", str(tmp_path / "q"), "--no-store",
+                   "--json", str(tmp_path / "q.json"))  # fmt: skip
+    assert res.exit_code in (0, 1), res.output
+    (cert,) = strict_loads((tmp_path / "q.json").read_text())["certificates"]
+    stab = next(c for c in cert["criteria"] if c["kind"] == "stability")
+    assert "over 3 repeats" in stab["detail"] and "1 repeat(s) from other days left out" in stab["detail"], (
+        stab
+    )
+    ip = cert["submission"]["stability"]["intermediate_precision"]
+    assert ip["repeats"] == 4 and len(ip["days"]) == 2 and ip["n_features"] > 0
+    rows = [{"StudyDate": d, "series_uid": str(i)} for i, d in enumerate(["20260105"] * 3 + ["20260113"])]
+    same, other = same_session_repeats(rows)
+    assert [r["series_uid"] for r in same] == ["0", "1", "2"] and [r["series_uid"] for r in other] == ["3"]
+    assert same_session_repeats(rows[:3]) == (rows[:3], [])
