@@ -30,14 +30,6 @@ if TYPE_CHECKING:
 SLOTS = ("image", "repeat", "localizer", "series_set")  # series_set: every series of the roles (TIs, echoes)
 
 
-def optional_float(value: Any) -> float | None:
-    """A header or index value as a float; None when it is missing, empty or not a number."""
-    try:
-        return float(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
-
-
 @dataclass
 class SeriesView:
     """One volume with its phantom outlines cached per slice (shared by every analysis of a session)."""
@@ -64,6 +56,24 @@ class SeriesView:
         position (`index_of`)."""
         return self.volume.array[self.index_of(n)]
 
+    @property
+    def positions(self) -> list[float]:
+        """Each slice's position along the normal (mm), in array order (from the spacing when not in the headers)."""
+        return self.volume.slice_positions or [
+            float(k) * self.volume.spacing[2] for k in range(self.volume.n_slices)
+        ]
+
+    def _nearest(self, target: float) -> int:
+        """The array index of the slice whose centre is nearest `target` (mm along the normal)."""
+        return int(np.argmin([abs(p - target) for p in self.positions]))
+
+    def _pitch(self) -> float | None:
+        """The prescribed stack's slice pitch (mm) when slice numbers are placed by position, else None."""
+        st, count = self.prescribed, self.volume.n_slices
+        if st is None or st.n_slices < 2 or count < 2 or len(self.volume.slice_positions) != count:
+            return None  # no prescription, or no positions in the headers: slice numbers in array order
+        return st.slice_thickness_mm + st.slice_gap_mm
+
     def index_of(self, n: int) -> int:
         """The array index of prescribed slice `n`. Without a prescribed stack: n - 1. With one (ACR: 11 slices
         every 10 mm), by position: the acquired stack must span the prescribed one (else an end slice is missing
@@ -72,13 +82,13 @@ class SeriesView:
         for the tests on it). A complete stack gives n - 1; a missing slice never shifts a test onto another."""
         from qckit.core.errors import MissingROIError
 
-        count = self.volume.n_slices
-        st, pos = self.prescribed, self.volume.slice_positions
-        if st is None or st.n_slices < 2 or len(pos) != count or count < 2:
+        count, pitch = self.volume.n_slices, self._pitch()
+        if pitch is None:
             if not 1 <= n <= count:
                 raise MissingROIError(f"slice {n} is missing: the series has {count} slice(s)")
             return n - 1
-        pitch = st.slice_thickness_mm + st.slice_gap_mm
+        st, pos = self.prescribed, self.positions
+        assert st is not None  # _pitch is None without one
         span, wanted = pos[-1] - pos[0], (st.n_slices - 1) * pitch
         if abs(span - wanted) > pitch / 2:
             raise MissingROIError(
@@ -86,19 +96,25 @@ class SeriesView:
                 f"{st.n_slices}: a slice at one end is missing or extra, so no slice can be placed (slice {n})"
             )
         target = pos[0] + (n - 1) * pitch
-        k = int(np.argmin([abs(p - target) for p in pos]))
+        k = self._nearest(target)
         if not 1 <= n <= st.n_slices or abs(pos[k] - target) > pitch / 2:
             raise MissingROIError(f"slice {n} of the prescribed stack is missing from the series ({count} of "
                                   f"{st.n_slices} slices acquired)")  # fmt: skip
         return k
 
+    def number_of(self, k: int) -> int:
+        """The slice number (1-based, as `index_of` reads it) of array index `k`: k + 1, or with a prescribed
+        stack the prescribed slice at that position (a missing slice before it does not shift the number)."""
+        pitch = self._pitch()
+        if pitch is None:
+            return k + 1
+        return round((self.positions[k] - self.positions[0]) / pitch) + 1
+
     def z_origin(self, phantom: Phantom) -> float:
         """Where z = 0 of the phantom frame lies along the slice normal (mm): the stack's centre, or the centre
         of the body's extent found in the image (`localization.z_origin`)."""
         if self._z_origin is None:
-            pos = self.volume.slice_positions or [
-                float(k) * self.volume.spacing[2] for k in range(self.volume.n_slices)
-            ]
+            pos = self.positions
             if phantom.localization.z_origin == "body":
                 from qckit.core.errors import MissingROIError
                 from qckit.phantoms.localize import body_extent
@@ -118,21 +134,19 @@ class SeriesView:
         return self._z_origin
 
     def slice_at(self, z_mm: float, phantom: Phantom) -> int:
-        """The slice (1-based) whose centre is nearest `z_mm` in the phantom frame; `MissingROIError` when no
-        slice lies within half a slice spacing (and half the slice thickness) of it."""
+        """The slice number (`number_of`, as `slice` reads it) whose centre is nearest `z_mm` in the phantom frame;
+        `MissingROIError` when no slice lies within half a slice spacing (and half the slice thickness) of it."""
         from qckit.core.errors import MissingROIError
 
-        pos = self.volume.slice_positions or [
-            float(k) * self.volume.spacing[2] for k in range(self.volume.n_slices)
-        ]
+        pos = self.positions
         target = self.z_origin(phantom) + z_mm
-        k = int(np.argmin([abs(p - target) for p in pos]))
+        k = self._nearest(target)
         reach = max(abs(self.volume.spacing[2]), self.volume.thickness or 0.0) / 2 + 0.5
         if abs(pos[k] - target) > reach:
             raise MissingROIError(f"no slice at z {z_mm:+g} mm (the nearest is {pos[k] - self.z_origin(phantom):+.1f} "
                                   f"mm; the stack covers {pos[0] - self.z_origin(phantom):+.1f} .. "
                                   f"{pos[-1] - self.z_origin(phantom):+.1f} mm)")  # fmt: skip
-        return k + 1
+        return self.number_of(k)
 
     def outline(self, n: int, phantom: Phantom) -> Outline:
         """The phantom's outline on slice `n` (found once, then cached)."""

@@ -37,13 +37,24 @@ def check_phantom(phantom: Phantom) -> None:
         registry.get(spec.name)
 
 
-def roles_of(phantom: Phantom) -> list[str]:
-    """The image roles the phantom's analyses measure, in definition order (`localizer` excluded)."""
+def requires(spec: AnalysisSpec) -> tuple[str, ...]:
+    """The series slots the analysis a spec names requires."""
+    return tuple(registry.get(spec.name).requires)
+
+
+def roles_of(phantom: Phantom, slots: tuple[str, ...] = ("image", "series_set")) -> list[str]:
+    """The roles the phantom's analyses measure through `slots`, in definition order (`localizer` excluded)."""
     out: list[str] = []
     for spec in phantom.analyses:
-        if {"image", "series_set"} & set(registry.get(spec.name).requires):
-            out += [r for r in spec.roles if r not in out]
+        if set(slots) & set(requires(spec)):
+            out += [r for r in spec.roles if r not in out and r != "localizer"]
     return out
+
+
+def image_roles(phantom: Phantom) -> list[str]:
+    """The roles of the phantom's single-series (image) analyses: the first is the one whose measurements carry
+    no role suffix (ACR: t1; `piu_t2` for T2)."""
+    return roles_of(phantom, ("image",))
 
 
 def run_phantom_analyses(

@@ -27,7 +27,6 @@ from sklearn.svm import SVC
 from qckit.classify.contract import FeatureTable
 from qckit.classify.metrics import bootstrap_ci, point_metrics, summarise_folds
 from qckit.core.errors import QckitInputError
-from qckit.harmonize import ComBat
 
 MODELS = ("lasso-lr", "svm", "rf")
 SELECTIONS = ("lasso", "univariate", "none")
@@ -59,11 +58,6 @@ def table_harmonizer(table: FeatureTable, method: str = "combat", **options: Any
     return build(method, batch=table.batch, categorical=table.categorical, continuous=table.continuous,
                  features=table.features, min_batch_size=2,
                  **{k: v for k, v in options.items() if k in taken})  # fmt: skip
-
-
-def table_combat(table: FeatureTable, **kwargs: Any) -> ComBat:
-    """ComBat configured from a feature table (see `table_harmonizer`)."""
-    return table_harmonizer(table, "combat", **kwargs)
 
 
 def build_pipeline(

@@ -5,7 +5,6 @@ Heavy modules are imported inside the commands, so that `qckit --help` and other
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from qckit.cli._common import (
     progress_bar,
 )
 from qckit.cli.conventions import QckitGroup
-from qckit.core.errors import QckitInputError
 
 app = typer.Typer(
     cls=QckitGroup, help="Periodic phantom QC: measure, store in the QC history, control charts."
@@ -30,15 +28,6 @@ app = typer.Typer(
 
 DB_HELP = "QC history: a SQLAlchemy URL (postgresql+psycopg://...) or a SQLite file path [default: qc-history.sqlite in the output folder]."
 DEFAULT_RULES = "we1,we2,ewma"  # qckit.history.spc.DEFAULT_RULES (checked by a test)
-
-
-def _date(text: str | None) -> dt.datetime | None:
-    if text is None:
-        return None
-    try:
-        return dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise QckitInputError(f"--date {text!r}: write YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
 
 
 def _print_session(s: Any, prefix: str = "") -> None:
@@ -109,11 +98,11 @@ def run_command(
     A folder holding several sessions (scanners or dates) is refused, listing them, unless one is selected.
     Exit 0: every measurement made and within its action limit; 1: an action limit exceeded or something not
     measured (the session is incomplete); 2: input error."""
-    from qckit.workflows.qc_run import history_url, parse_rules, run_qc
+    from qckit.workflows.qc_run import history_url, parse_date, parse_rules, run_qc
     from qckit.workflows.qc_session import SessionOptions
 
     opts = SessionOptions(phantom=phantom, protocol=protocol, series=series, second=second,
-                          db_url=None if no_store else history_url(db, output), session_date=_date(date),
+                          db_url=None if no_store else history_url(db, output), session_date=parse_date(date),
                           acceptance=acceptance, n_baseline=baseline, rules=parse_rules(rules), session=session,
                           study=study, every=every)  # fmt: skip
 

@@ -28,6 +28,7 @@ class DicomFolder:
     index: ScanResult
     pixel_errors: list[ScanError] = field(default_factory=list)
     _loaded: dict[tuple[str, ...], list[Volume]] = field(default_factory=dict, repr=False)
+    _bad: dict[tuple[str, ...], list[ScanError]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(
@@ -82,12 +83,12 @@ class DicomFolder:
             for e in bad:
                 e.path = _relative(e.path, base)
             self.pixel_errors += bad
-            self._loaded[files] = vols
+            self._loaded[files], self._bad[files] = vols, bad
         return match_volume(self._loaded[files], row)
 
-    def describe(self, row: dict[str, Any]) -> str:
-        """How a series is named in messages: its description, number, or a short UID (never "None")."""
-        return series_name(row)
+    def unreadable(self, row: dict[str, Any]) -> str:
+        """Why the pixel data of one series row could not be used (its files' read errors), "" when none."""
+        return "; ".join(f"{e.path}: {e.reason}" for e in self._bad.get(tuple(self.files(row)), []))
 
 
 def series_name(row: dict[str, Any]) -> str:

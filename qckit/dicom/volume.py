@@ -21,6 +21,7 @@ from pydicom.errors import InvalidDicomError
 
 from qckit.core.errors import ReadCause, VolumeError
 from qckit.core.files import not_regular
+from qckit.core.values import optional_float
 from qckit.dicom.index import ScanError, walk_files
 
 
@@ -50,28 +51,21 @@ def physical_scale(ds: Dataset, item: Dataset | None = None) -> PhysicalScale:
     """The `PhysicalScale` of one classic image, or of one frame (`item`: its functional group) of an enhanced
     image. A scale that is zero, negative or not finite is ignored (the modality rescale is kept)."""
     holder = item if item is not None else ds
-    rs = _float(_get(holder, "RescaleSlope", ds)) or 1.0
-    ri = _float(_get(holder, "RescaleIntercept", ds)) or 0.0
-    ss = _float(_private(holder, 0x2005100E) or _private(ds, 0x2005100E))
+    rs = optional_float(_get(holder, "RescaleSlope", ds)) or 1.0
+    ri = optional_float(_get(holder, "RescaleIntercept", ds)) or 0.0
+    ss = optional_float(_private(holder, 0x2005100E) or _private(ds, 0x2005100E))
     if ss is not None and np.isfinite(ss) and ss > 0 and "PHILIPS" in str(ds.get("Manufacturer", "")).upper():
         return PhysicalScale(1.0 / (rs * ss), 0.0, f"Philips private scale slope (2005,100E) {ss:.6g}, "
                              f"RescaleSlope {rs:.6g}: FP = DV / (RS x SS)")  # fmt: skip
     rwv = holder.get("RealWorldValueMappingSequence") or ds.get("RealWorldValueMappingSequence")
     if rwv:
-        m = _float(rwv[0].get("RealWorldValueSlope"))
-        b = _float(rwv[0].get("RealWorldValueIntercept")) or 0.0
+        m = optional_float(rwv[0].get("RealWorldValueSlope"))
+        b = optional_float(rwv[0].get("RealWorldValueIntercept")) or 0.0
         if m is not None and np.isfinite(m) and m != 0 and (m, b) != (rs, ri):
             return PhysicalScale(
                 m / rs, b - ri * m / rs, f"RealWorldValueMapping slope {m:.6g}, intercept {b:.6g}"
             )
     return PhysicalScale()
-
-
-def _float(value: Any) -> float | None:
-    try:
-        return None if value is None or value == "" else float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _get(holder: Dataset, keyword: str, fallback: Dataset) -> Any:
@@ -121,12 +115,9 @@ class Volume:
     slice_positions: list[float] = field(default_factory=list)  # along the normal, mm
     scales: list[PhysicalScale] = field(default_factory=list)  # per slice, in `array` order
 
-    @property
-    def physical_scale(self) -> PhysicalScale | None:
-        """The series' one physical scale, or None when its slices carry different ones (then
-        `physical_array` converts each slice with its own)."""
-        distinct = set(self.scales)
-        return next(iter(distinct)) if len(distinct) == 1 else (PhysicalScale() if not distinct else None)
+    def scale_of(self, k: int) -> PhysicalScale:
+        """The physical scale of slice `k` (the modality rescale when none was read)."""
+        return self.scales[k] if self.scales else PhysicalScale()
 
     def physical_array(self) -> np.ndarray:
         """The pixels on the vendor-independent physical scale (`PhysicalScale`), for quantitative fits across

@@ -255,6 +255,13 @@ def _migrate_3_to_4(conn: Any) -> None:
 _MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4}
 
 
+def _exclusion(row: Any) -> dict[str, Any] | None:
+    """A session row's exclusion (when and why), or None when it is not excluded."""
+    if row["excluded_at"] is None:
+        return None
+    return {"at": row["excluded_at"].isoformat(), "reason": row["excluded_reason"]}
+
+
 class _Overlap(Exception):
     def __init__(self, taken: list[tuple[str, int, dt.datetime]]) -> None:
         self.taken = taken
@@ -529,8 +536,7 @@ class HistoryStore:
                  "session_date": r["session_date"].isoformat(), "phantom": r["phantom"],
                  "acceptance": bool(r["acceptance"]), "protocol_status": r["protocol_status"],
                  "measurements": int(r["measurements"]), "incomplete": bool(r["incomplete"]),
-                 "excluded": None if r["excluded_at"] is None else {"at": r["excluded_at"].isoformat(),
-                                                                    "reason": r["excluded_reason"]}}
+                 "excluded": _exclusion(r)}
                 for r in rows]  # fmt: skip
 
     def session(self, session_id: int) -> dict[str, Any]:
@@ -553,8 +559,7 @@ class HistoryStore:
             "session_date": head["session_date"].isoformat(), "recorded_at": head["recorded_at"].isoformat(),
             "phantom": head["phantom"], "qckit_version": head["qckit_version"], "acceptance": bool(head["acceptance"]),
             "input_uids": json.loads(head["input_uids"] or "[]"), "protocol_status": head["protocol_status"],
-            "excluded": None if head["excluded_at"] is None else {"at": head["excluded_at"].isoformat(),
-                                                                 "reason": head["excluded_reason"]},
+            "excluded": _exclusion(head),
             "measurements": [{k: m[k] for k in ("name", "value", "unit", "limit_text", "passed")} for m in ms],
             "audit": [{"at": a["at"].isoformat(), "action": a["action"], "reason": a["reason"], "by": a["by"],
                        "before": json.loads(a["before"] or "null"), "after": json.loads(a["after"] or "null")}

@@ -162,10 +162,9 @@ def measure_folder(
     scan_rows = []
     for r in rows:
         where = f"{r['scan']} ({r['folder']}): "
-        n_bad = len(source.pixel_errors)
         vol = source.volume(r)
         if vol is None:
-            why = "; ".join(f"{e.path}: {e.reason}" for e in source.pixel_errors[n_bad:])
+            why = source.unreadable(r)
             problems.append({"scan": r["scan"], "folder": r["folder"],
                              "reason": "pixel data could not be loaded" + (f" ({why})" if why else "")})  # fmt: skip
             continue

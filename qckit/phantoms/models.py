@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from qckit.core.results import Limit
+from qckit.core.values import optional_float
 from qckit.phantoms.inserts import Inserts
 
 SCHEMA_VERSION = 1
@@ -259,7 +260,7 @@ class LimitSpec(_Strict):
     def applies(self, acquisition: Mapping[str, Any]) -> bool:
         """Whether every condition holds for this acquisition (attribute name -> value)."""
         if self.field_strength_t is not None and not self.field_strength_t.contains(
-            _float_or_none(acquisition.get("MagneticFieldStrength"))
+            optional_float(acquisition.get("MagneticFieldStrength"))
         ):
             return False
         return all(c.holds(acquisition.get(k)) for k, c in self.when.items())
@@ -489,13 +490,6 @@ class Phantom(_Strict):
             if r.name == name:
                 return r
         raise KeyError(name)
-
-
-def _float_or_none(value: Any) -> float | None:
-    try:
-        return None if value in (None, "") else float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _check_geometry(shape: str, radius: float | None, size: tuple[float, float] | None) -> None:

@@ -8,6 +8,7 @@ commit. An output that cannot be written leaves the history unchanged, so the ru
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +32,18 @@ def parse_rules(text: str) -> tuple[str, ...]:
     if bad or not rules:
         raise QckitInputError(f"--rules {text!r}: choose from {', '.join(RULES)}")
     return rules
+
+
+def parse_date(text: str | None) -> dt.datetime | None:
+    """`--date` as a datetime (ISO: YYYY-MM-DD or YYYY-MM-DDTHH:MM); None when not given."""
+    from qckit.core.errors import QckitInputError
+
+    if text is None:
+        return None
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise QckitInputError(f"--date {text!r}: write YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
 
 
 def rule_text(rule: str) -> str:
@@ -217,20 +230,14 @@ def session_change(db: str | None, output: Path, session_id: int, action: str, r
                    new_date: str | None = None, json_out: Path | None = None) -> dict[str, Any]:  # fmt: skip
     """Exclude (kept, left out of baselines and charts), include again, or re-date a recorded session, with the
     reason and the user, audited in the history."""
-    import datetime as dt
     import getpass
 
     from qckit.core.errors import QckitInputError
     from qckit.history.store import existing_store
 
-    when = None
-    if new_date is not None:
-        try:
-            when = dt.datetime.fromisoformat(new_date)
-        except ValueError:
-            raise QckitInputError(f"--date {new_date!r}: write YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
-        if when.year < 1900:
-            raise QckitInputError(f"--date {new_date!r} is a placeholder, not the day of the scan")
+    when = parse_date(new_date)
+    if when is not None and when.year < 1900:
+        raise QckitInputError(f"--date {new_date!r} is a placeholder, not the day of the scan")
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -242,5 +249,5 @@ def session_change(db: str | None, output: Path, session_id: int, action: str, r
     return doc
 
 
-__all__ = ["QCRun", "TrendRun", "history_url", "parse_rules", "rule_text", "run_qc", "scanners", "simulate",
+__all__ = ["QCRun", "TrendRun", "history_url", "parse_date", "parse_rules", "rule_text", "run_qc", "scanners", "simulate",
            "trend", "write_session", "sessions_list", "session_show", "session_change"]  # fmt: skip

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,12 +22,13 @@ from typing import Any
 import numpy as np
 
 from qckit import __version__
-from qckit.analyses.base import SeriesView, optional_float
-from qckit.analyses.engine import check_phantom, roles_of, run_phantom_analyses
+from qckit.analyses.base import SeriesView
+from qckit.analyses.engine import check_phantom, image_roles, requires, roles_of, run_phantom_analyses
 from qckit.core.errors import AcquisitionMismatchError, QckitInputError
 from qckit.core.identity import ScannerIdentity
 from qckit.core.results import ControlStatus, Finding, Problem, Verdict
 from qckit.core.session import ProtocolSummary, QCSessionResult
+from qckit.core.values import optional_float
 from qckit.dicom.folder import DicomFolder, series_name
 from qckit.dicom.volume import Volume
 from qckit.history.spc import DEFAULT_RULES
@@ -138,9 +138,7 @@ class _Session:
         if key not in self.views:
             vol = source.volume(row)
             if vol is None:
-                files = set(source.files(row))
-                why = "; ".join(f"{e.path}: {e.reason}" for e in source.pixel_errors
-                                if e.path in files or os.path.join(source.root, e.path) in files)  # fmt: skip
+                why = source.unreadable(row)
                 raise QckitInputError(
                     f"the pixel data of {series_name(row)} cannot be read" + (f" ({why})" if why else "")
                 )
@@ -150,22 +148,6 @@ class _Session:
             self.views[key] = SeriesView(vol, role, (rng.min, rng.max) if rng is not None else None, dict(row),
                                          prescribed)  # fmt: skip
         return self.views[key]
-
-
-def image_roles(phantom: Phantom) -> list[str]:
-    """The roles the phantom's single-series (image) analyses measure, in definition order: the first is the one
-    whose measurements carry no role suffix."""
-    out: list[str] = []
-    for spec in phantom.analyses:
-        if "image" in analysis_requires(spec):
-            out += [r for r in spec.roles if r not in out and r != "localizer"]
-    return out
-
-
-def analysis_requires(spec: Any) -> tuple[str, ...]:
-    from qckit.analyses import registry
-
-    return tuple(registry.get(spec.name).requires)
 
 
 def _role_named(m: Any, roles: list[str]) -> Any:
@@ -304,6 +286,14 @@ def measure_session(
                             "no subtraction SNR from it")  # fmt: skip
         return None
 
+    when = opts.session_date or session_date(sess.view(primary, role).volume)
+    if when.year < 1900:
+        if opts.db_url is not None:  # checked before anything is measured or stored
+            raise QckitInputError(f"the series date {when:%Y-%m-%d} is an anonymisation placeholder: pass --date "
+                                  "YYYY-MM-DD (the day of the scan) to record the session in the QC history, or "
+                                  "--no-store")  # fmt: skip
+        warnings.append(f"the series date {when:%Y-%m-%d} is an anonymisation placeholder: pass --date for a "
+                        "meaningful QC history and control charts")  # fmt: skip
     loc_rows = sess.rows("localizer")
     localizer = sess.view(loc_rows[0], "localizer") if loc_rows else None
     field_t = optional_float(primary.get("MagneticFieldStrength"))
@@ -334,7 +324,7 @@ def measure_session(
                                     localizer=localizer, field_strength_t=field_t, series_set_for=series_set_for,
                                     acquisition=primary,
                                     only=lambda spec, r=other: r in spec.roles and spec.roles != ["localizer"]
-                                    and "series_set" not in analysis_requires(spec))  # fmt: skip
+                                    and "series_set" not in requires(spec))  # fmt: skip
         res.measurements += [_role_named(m, named) for m in more.measurements]
         res.problems += [replace(p, name=f"{p.name} ({other})") for p in more.problems]
         res.skipped += [replace(p, name=f"{p.name} ({other})") for p in more.skipped]
@@ -355,15 +345,6 @@ def measure_session(
                         f"{group.identity.key} (vendor, model and station), so two scanners of one model and "
                         "station would share a history; keep DeviceSerialNumber in the export, or merge or tell "
                         "them apart with `qckit qc scanners --merge`")  # fmt: skip
-    primary_view = sess.view(primary, role)
-    when = opts.session_date or session_date(primary_view.volume)
-    if when.year < 1900:
-        if opts.db_url is not None:  # checked before anything is stored
-            raise QckitInputError(f"the series date {when:%Y-%m-%d} is an anonymisation placeholder: pass --date "
-                                  "YYYY-MM-DD (the day of the scan) to record the session in the QC history, or "
-                                  "--no-store")  # fmt: skip
-        warnings.append(f"the series date {when:%Y-%m-%d} is an anonymisation placeholder: pass --date for a "
-                        "meaningful QC history and control charts")  # fmt: skip
     return QCSessionResult(
         folder=folder,
         phantom=phantom.name,

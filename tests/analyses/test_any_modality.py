@@ -207,3 +207,22 @@ def test_box_bodies_and_positions_need_their_geometry():
     with pytest.raises(ValidationError, match="need a 'stack'"):
         Phantom(name="p", title="p", kind="physical", body=Body(length_mm=10),
                 rois=[{"name": "r", "shape": "circle", "radius_mm": 1, "slices": [1]}])  # fmt: skip
+
+
+def test_a_position_and_a_slice_number_name_the_same_slice_when_a_slice_is_missing():
+    """With a prescribed stack (11 slices every 10 mm) and slice 6 missing, the slice nearest z = +40 mm is
+    prescribed slice 10; `slice_at` returns that number and `slice` reads that slice (not its neighbour)."""
+    from qckit.analyses.base import SeriesView
+    from qckit.dicom.volume import Volume
+    from qckit.phantoms.load import load_phantom
+    from qckit.phantoms.models import Stack
+
+    pos = [10.0 * k for k in range(11) if k != 5]
+    arr = np.stack([np.full((4, 4), p) for p in pos])
+    vol = Volume("1.2.3", None, arr, (1.0, 1.0, 10.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1), 5.0,
+                 header=None, slice_positions=pos)  # type: ignore[arg-type]  # fmt: skip
+    view = SeriesView(vol, "t1", prescribed=Stack(n_slices=11, slice_thickness_mm=5, slice_gap_mm=5))
+    ph = load_phantom("acr-mri-large").phantom  # z from the stack centre (50 mm)
+    n = view.slice_at(40.0, ph)
+    assert n == 10 and float(view.slice(n)[0, 0]) == 90.0
+    assert view.number_of(view.index_of(7)) == 7

@@ -10,8 +10,9 @@ ppm of the baseline (1 ppm at 1.5 T = 63.9 Hz), next to the statistical control 
 
 from __future__ import annotations
 
-from qckit.analyses.base import Analysis, AnalysisContext, AnalysisOutput, optional_float
+from qckit.analyses.base import Analysis, AnalysisContext, AnalysisOutput
 from qckit.analyses.registry import register
+from qckit.core.values import optional_float
 
 GAMMA_MHZ_PER_T = 42.577478  # proton gyromagnetic ratio / 2 pi (CODATA 2018)
 

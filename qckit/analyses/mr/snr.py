@@ -27,9 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from qckit.analyses.base import Analysis, AnalysisContext, AnalysisOutput, optional_float
+from qckit.analyses.base import Analysis, AnalysisContext, AnalysisOutput
 from qckit.analyses.registry import register
 from qckit.core.results import Rectangle
+from qckit.core.values import optional_float
 from qckit.dicom.volume import Volume
 
 ROI_SIDE_MM = 20.0

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from qckit.analyses.base import optional_float
 from qckit.core.errors import QckitInputError
-from qckit.dicom.volume import PhysicalScale, Volume
+from qckit.core.values import optional_float
+from qckit.dicom.volume import Volume
 
 POSITION_TOL_MM = 1.0
 
@@ -95,18 +95,15 @@ def build_stacks(volumes: Iterable[Volume], kind: str | None = None) -> list[Rel
             continue
         tr = optional_float(vol.header.get("RepetitionTime")) or float("nan")
         positions = vol.slice_positions or [0.0] * vol.n_slices
-        scales = vol.scales or [PhysicalScale()] * vol.n_slices
+        physical = vol.physical_array()  # each image on its own physical scale (Philips: FP = DV / (RS x SS))
         for i in range(vol.n_slices):
             key = (k, int(round(positions[i] / POSITION_TOL_MM)))
-            # each image on the physical scale of its own series (Philips: FP = DV / (RS x SS), per TI)
-            sc = scales[i]
-            pixels = vol.array[i] if sc.identity else vol.array[i] * sc.slope + sc.intercept
-            groups.setdefault(key, []).append((t, tr, pixels, vol, positions[i], i))
+            groups.setdefault(key, []).append((t, tr, physical[i], vol, positions[i], i))
     stacks = []
     for (k, _), items in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         items.sort(key=lambda it: it[0])
         first, k0 = items[0][3], items[0][5]
-        used = [(it[3].scales or [PhysicalScale()] * it[3].n_slices)[it[5]] for it in items]
+        used = [it[3].scale_of(it[5]) for it in items]
         vendor = sorted({sc.source.split(" ")[0] for sc in used if not sc.identity})
         notes, scaling_error = [], ""
         if vendor and any(sc.identity for sc in used):
