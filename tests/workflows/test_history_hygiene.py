@@ -103,3 +103,5 @@ def test_redate_is_audited_and_refuses_a_placeholder(weeks, tmp_path):
     assert doc["session_date"].startswith("2026-01-06")
     assert doc["audit"][0]["before"]["session_date"].startswith("2026-01-05")
     assert _qc("sessions", "show", "99", "--db", db)[0] == 2
+    code, out = _qc("sessions", "list", "--db", str(tmp_path / "none.sqlite"))
+    assert code == 2 and "no QC history" in out and not (tmp_path / "none.sqlite").exists()
