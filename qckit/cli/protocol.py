@@ -65,6 +65,8 @@ def _table(result: Any) -> Table:
 def check_command(
     source: Path = typer.Argument(..., help="DICOM folder (scanned) or an index file from `qckit scan`."),
     protocol: str = typer.Option(..., "--protocol", "-p", help="Bundled protocol name or a YAML path."),
+    subset: str | None = typer.Option(None, "--subset", help="Check one of the protocol's subsets (acr-mri-large: "
+                                      "weekly); the other series become optional."),
     json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="Results as JSON."),
     out: Path | None = typer.Option(None, "--output", "-o", metavar="FILE", help="One CSV line per series and rule."),
     html: Path | None = typer.Option(None, "--html", metavar="FILE", help="Self-contained HTML report."),
@@ -86,7 +88,7 @@ def check_command(
     from qckit.workflows.protocol_run import check
 
     with progress_bar("scanning", enabled=not quiet) as update:
-        result = check(source, protocol, session_by=session_by, fail_on=fail_on, json_out=json_out, out=out,
+        result = check(source, protocol, subset=subset, session_by=session_by, fail_on=fail_on, json_out=json_out, out=out,
                        html=html, workers=workers, progress=update).result  # fmt: skip
     if not quiet:
         console.print(_table(result))

@@ -76,6 +76,8 @@ def run_command(
                                  "the series roles). auto: the bundled QC protocol the series match best."),
     series: str = typer.Option("auto", "--series", help="Series role to measure: t1, t2 (each analysis takes the "
                                "echo its definition names: the ACR T2 tests use echo 2, TE 80 ms), or auto (t1, else t2)."),
+    subset: str | None = typer.Option(None, "--subset", help="Judge the protocol by one of its subsets (acr-mri-large: "
+                                      "weekly = localizer and T1): the other series become optional."),
     second: Path | None = typer.Option(None, "--second", help="Folder with an identical repeat acquisition (same "
                                        "scanner, sequence, TR, TE, flip angle, matrix, FOV, slices, coil): subtraction SNR."),
     session: str | None = typer.Option(None, "--session", help="Measure this session (label scanner@date as listed)."),
@@ -101,7 +103,7 @@ def run_command(
     from qckit.workflows.qc_run import history_url, parse_date, parse_rules, run_qc
     from qckit.workflows.qc_session import SessionOptions
 
-    opts = SessionOptions(phantom=phantom, protocol=protocol, series=series, second=second,
+    opts = SessionOptions(phantom=phantom, protocol=protocol, series=series, subset=subset, second=second,
                           db_url=None if no_store else history_url(db, output), session_date=parse_date(date),
                           acceptance=acceptance, n_baseline=baseline, rules=parse_rules(rules), session=session,
                           study=study, every=every)  # fmt: skip

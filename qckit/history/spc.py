@@ -20,7 +20,10 @@ Limits estimated from a short baseline of m sessions raise far more false alarms
 (Quesenberry 1993, J Qual Technol 25:237-247). qckit therefore uses prediction limits: individuals limits
 centre +- 3 sigma sqrt(1 + 1/m), run rules on z = (x - centre) / (sigma sqrt(1 + 1/m)), and the EWMA limit
 variance plus 1/m (the centre's own variance). The default rule set is rules 1 and 2 with the EWMA (a combined
-Shewhart-EWMA scheme, Lucas & Saccucci 1990); rules 3 and 4 and the CUSUM are available (`rules=`). Measured on simulated stable years
+Shewhart-EWMA scheme, Lucas & Saccucci 1990); rules 3 and 4 and the CUSUM are available (`rules=`).
+A value of +-inf is a measurement beyond its measurable range (e.g. resolution "no hole array resolved" is
+stored as +inf): it is an alarm of its own ("range") wherever it falls, baseline included, it never enters the
+centre, sigma or the run rules, and the EWMA and CUSUM carry their previous state across it. Measured on simulated stable years
 and 2-sigma steps in tests/qc/test_spc.py; the figures are quoted in the README.
 """
 
@@ -44,6 +47,7 @@ RULE_TEXT = {
     "cusum": "CUSUM beyond h = 5 sigma (drift)",
     "tolerance": "beyond the tolerance level",
     "action": "beyond the action level",
+    "range": "beyond the measurable range",
 }
 
 
@@ -100,7 +104,7 @@ class Chart:
     @property
     def limit_sigma(self) -> float:
         """sigma * sqrt(1 + 1/m): the spread of a new value about a centre estimated from m baseline sessions."""
-        return self.sigma * math.sqrt(1 + 1 / int(self.baseline.sum()))
+        return self.sigma * math.sqrt(1 + 1 / int((self.baseline & np.isfinite(self.values)).sum()))
 
     @property
     def ucl(self) -> float:
@@ -126,7 +130,20 @@ class Chart:
             "lcl": float(self.lcl),
             "ucl": float(self.ucl),
             "alarms": [{"index": a.index, "rule": a.rule, "message": a.message} for a in self.alarms],
+            "beyond_range": [
+                {"index": int(i), "side": "+inf" if self.values[i] > 0 else "-inf"}
+                for i in np.nonzero(np.isinf(self.values))[0]
+            ],  # JSON has no inf: values are null there
         }
+
+
+def range_alarms(values: np.ndarray | list[float]) -> list[Alarm]:
+    """One "range" alarm per value of +-inf (beyond the measurable range), at its position in the series."""
+    x = np.asarray(values, float)
+    return [
+        Alarm(int(i), "range", f"{RULE_TEXT['range']} ({'+' if x[i] > 0 else '-'}inf)")
+        for i in np.nonzero(np.isinf(x))[0]
+    ]
 
 
 def _baseline_mask(n: int, n_baseline: int, acceptance: np.ndarray | None) -> np.ndarray:
@@ -156,9 +173,11 @@ def control_chart(
     if unknown:
         raise SPCError(f"unknown rule(s) {sorted(unknown)}; known: {', '.join(RULES)}")
     base = _baseline_mask(len(x), n_baseline, acceptance)
-    xb = x[base]
+    xb = x[
+        base & np.isfinite(x)
+    ]  # a value beyond the measurable range is an alarm, never part of the baseline
     if xb.size < 2:
-        raise SPCError(f"a baseline needs at least 2 sessions, there are {xb.size}")
+        raise SPCError(f"a baseline needs at least 2 sessions with a finite value, there are {xb.size}")
     centre, m = float(xb.mean()), int(xb.size)
     mr = np.abs(np.diff(xb))
     mr_mean = float(mr.mean())
@@ -171,6 +190,11 @@ def control_chart(
     cp, cn = np.empty(n), np.empty(n)
     z, sp, sn = centre, 0.0, 0.0
     for t in range(n):
+        if not math.isfinite(x[t]):  # carried across: the point is a "range" alarm of its own
+            ewma[t], cp[t], cn[t] = z, sp, sn
+            var = ewma_lambda / (2 - ewma_lambda) * (1 - (1 - ewma_lambda) ** (2 * (t + 1)))
+            hw[t] = ewma_l * sigma * math.sqrt(var + 1 / m)
+            continue
         z = ewma_lambda * x[t] + (1 - ewma_lambda) * z
         ewma[t] = z
         var = ewma_lambda / (2 - ewma_lambda) * (1 - (1 - ewma_lambda) ** (2 * (t + 1)))
@@ -184,15 +208,18 @@ def control_chart(
 
 
 def _alarms(c: Chart, rules: tuple[str, ...], cusum_h: float) -> list[Alarm]:
-    out: list[Alarm] = []
-    z = (c.values - c.centre) / (c.sigma * math.sqrt(1 + 1 / c.baseline.sum()))  # prediction limits
-    monitored = np.nonzero(~c.baseline)[0]
+    out: list[Alarm] = range_alarms(c.values)
+    finite = np.isfinite(c.values)
+    m = int((c.baseline & finite).sum())
+    z = np.where(finite, (c.values - c.centre) / (c.sigma * math.sqrt(1 + 1 / m)), 0.0)  # prediction limits
+    monitored = np.nonzero(~c.baseline & finite)[0]
     start = int(monitored[0]) if monitored.size else len(z)
     for i in range(start, len(z)):
-        if c.baseline[i]:
+        if c.baseline[i] or not finite[i]:
             continue
+        mon = np.nonzero(~c.baseline[: i + 1] & finite[: i + 1])[0]
         side = 1 if z[i] > 0 else -1
-        window = {k: z[max(start, i - k + 1) : i + 1] for k in (3, 5, 8)}  # the last k monitored points
+        window = {k: z[mon[-k:]] for k in (3, 5, 8)}  # the last k monitored (finite) points
         if "we1" in rules and abs(z[i]) > 3:
             out.append(Alarm(i, "we1", f"{z[i]:+.1f} sigma from the centre"))
         if "we2" in rules and len(window[3]) == 3 and np.sum(window[3] * side > 2) >= 2 and z[i] * side > 2:

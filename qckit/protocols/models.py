@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydicom.datadict import keyword_dict
 
 from qckit.protocols.attributes import ATTRIBUTES, UNITS
@@ -197,6 +197,18 @@ class ExpectedSeries(BaseModel):
         return self.role or self.name
 
 
+class ProtocolSubset(BaseModel):
+    """A named part of a protocol that a shorter routine acquires (the ACR weekly QC: localizer and T1 only):
+    checked with `--subset NAME`, its entries are required as in the full protocol and the others become
+    optional (checked when present, never "missing")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    title: str
+    source: str = Field(description="where the subset is defined (citation)")
+    series: Annotated[list[str], Field(min_length=1, description="the protocol entries the subset requires")]
+
+
 class Protocol(BaseModel):
     """A protocol file (schema_version 1)."""
 
@@ -219,10 +231,26 @@ class Protocol(BaseModel):
         "of a session from the protocol its series match",
     )
     series: Annotated[list[ExpectedSeries], Field(min_length=1)]
+    subsets: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")], ProtocolSubset] = Field(
+        default_factory=dict,
+        description="named subsets of the series a shorter routine acquires (weekly QC): `--subset NAME`",
+    )
+    _applied: str | None = PrivateAttr(default=None)  # the subset this copy checks (`subset()`), None: all
+
+    @property
+    def applied_subset(self) -> str | None:
+        """The subset this protocol object checks (see `subset`), or None for the whole protocol."""
+        return self._applied
 
     @model_validator(mode="after")
     def _unique_names(self) -> Protocol:
         names = [s.name for s in self.series]
+        for key, sub in self.subsets.items():
+            unknown = sorted(set(sub.series) - set(names))
+            if unknown:
+                raise ValueError(
+                    f"subset {key!r} names series the protocol does not have: {', '.join(unknown)}"
+                )
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"series names must be unique; repeated: {', '.join(dup)}")
@@ -233,6 +261,22 @@ class Protocol(BaseModel):
         if dup_roles:
             raise ValueError(f"series roles (with echo) must be unique; repeated: {', '.join(dup_roles)}")
         return self
+
+    def subset(self, name: str | None) -> Protocol:
+        """This protocol as subset `name` requires it: the subset's entries required, the others optional
+        (`name` None: the protocol itself). An unknown subset is a ValueError naming the known ones."""
+        if name is None:
+            return self
+        if name not in self.subsets:
+            known = ", ".join(sorted(self.subsets)) or "none"
+            raise ValueError(f"protocol {self.name} has no subset {name!r} (subsets: {known})")
+        keep = set(self.subsets[name].series)
+        series = [e if e.name in keep else e.model_copy(update={"required": False}) for e in self.series]
+        out = self.model_copy(
+            update={"series": series, "title": f"{self.title} - {self.subsets[name].title}"}
+        )
+        out._applied = name
+        return out
 
     def entry(self, name: str) -> ExpectedSeries | None:
         """The expected series called `name`, or None."""

@@ -180,6 +180,43 @@ def _clip(y: float, rng: tuple[float | None, float | None]) -> float:
     return min(y, hi) if hi is not None else y
 
 
+def session_axis(dates: list[Any]) -> list[str]:
+    """One x label per session, in session order: its date and time, with "#2", "#3" on sessions that share a
+    timestamp (two runs the same day dated with --date). Charts draw sessions on a category axis in this order:
+    an individuals chart is indexed by observation (Montgomery 2013, 6.4), and same-day sessions neither overlap
+    nor send the line backwards in time."""
+    out: list[str] = []
+    seen: dict[str, int] = {}
+    for d in dates:
+        t = getattr(d, "strftime", None)
+        label = d.strftime("%Y-%m-%d %H:%M") if t is not None else str(d)
+        if label.endswith(" 00:00"):
+            label = label[:-6]
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label} #{seen[label]}")
+    return out
+
+
+def _beyond_range(fig: go.Figure, x: list[Any], values: Any) -> None:
+    """Values of +-inf (beyond the measurable range) as red triangles just above (below) everything drawn so far,
+    so the session shows on the chart as the alarm it is; the hover text says what the value was."""
+    v = np.asarray(values, float)
+    inf = np.nonzero(np.isinf(v))[0]
+    if not inf.size:
+        return
+    ys = [y for t in fig.data if t.y is not None for y in t.y if y is not None]
+    drawn = np.asarray([y for y in ys if np.isfinite(y)], float)
+    lo, hi = (float(drawn.min()), float(drawn.max())) if drawn.size else (0.0, 1.0)
+    pad = 0.08 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 0.1
+    for side, y, symbol in ((1, hi + pad, "triangle-up"), (-1, lo - pad, "triangle-down")):
+        idx = [int(i) for i in inf if np.sign(v[i]) == side]
+        if idx:
+            fig.add_scatter(x=[x[i] for i in idx], y=[y] * len(idx), mode="markers", cliponaxis=False,
+                            name=f"beyond the measurable range ({'+' if side > 0 else '-'}inf)",
+                            hovertemplate="%{x}: " + ("+" if side > 0 else "-") + "inf (beyond the measurable range)",
+                            marker={"color": "#e63946", "size": 13, "symbol": symbol})  # fmt: skip
+
+
 def _action_limits(fig: go.Figure, x: list[Any], ctx: dict[str, Any] | None) -> None:
     """The ACR (or protocol) action limit as red dash-dot lines, beside the control limits."""
     if not ctx:
@@ -196,12 +233,16 @@ def _action_limits(fig: go.Figure, x: list[Any], ctx: dict[str, Any] | None) -> 
 def _values_figure(name: str, ctx: dict[str, Any], why: str) -> go.Figure:
     """A measurement without control limits (baseline too short): its values and its action limit."""
     fig = go.Figure()
-    x = list(ctx["dates"])
-    fig.add_scatter(x=x, y=ctx["values"], mode="lines+markers", name=name, line={"color": "#264653"})
+    x = session_axis(list(ctx["dates"]))
+    values = np.asarray(ctx["values"], float)
+    fig.add_scatter(x=x, y=np.where(np.isfinite(values), values, np.nan), mode="lines+markers", name=name,
+                    connectgaps=False, line={"color": "#264653"})  # fmt: skip
     _action_limits(fig, x, ctx)
+    _beyond_range(fig, x, values)
     unit = ctx.get("unit") or ""
     fig.update_layout(title=f"{name} ({unit}): no control limits yet - {why}" if unit else f"{name}: {why}",
-                      height=340, margin={"l": 50, "r": 10, "t": 40, "b": 40})  # fmt: skip
+                      height=340, margin={"l": 50, "r": 10, "t": 40, "b": 40},
+                      xaxis={"type": "category", "title": "session"})  # fmt: skip
     return fig
 
 
@@ -209,10 +250,13 @@ def _chart_figure(
     name: str, unit: str, dates: list[Any], chart: Chart, ctx: dict[str, Any] | None = None
 ) -> go.Figure:
     fig = go.Figure()
-    x = list(dates)
+    x = session_axis(list(dates))
     rng = (ctx or {}).get("range", (None, None))
-    fig.add_scatter(x=x, y=chart.values, mode="lines+markers", name=name, line={"color": "#264653"})
-    fig.add_scatter(x=[d for d, b in zip(x, chart.baseline, strict=True) if b], y=chart.values[chart.baseline], mode="markers",
+    finite = np.isfinite(chart.values)
+    fig.add_scatter(x=x, y=np.where(finite, chart.values, np.nan), mode="lines+markers", name=name,
+                    connectgaps=False, line={"color": "#264653"})  # fmt: skip
+    base = chart.baseline & finite
+    fig.add_scatter(x=[d for d, b in zip(x, base, strict=True) if b], y=chart.values[base], mode="markers",
                     name="baseline", marker={"color": "#8ecae6", "size": 10, "symbol": "circle-open"})  # fmt: skip
     for y, label, dash in ((chart.centre, "centre", "solid"), (chart.ucl, "UCL 3 sigma", "dash"),
                            (chart.lcl, "LCL 3 sigma", "dash")):  # fmt: skip
@@ -234,7 +278,8 @@ def _chart_figure(
                 fig.add_scatter(x=[x[0], x[-1]], y=[_clip(y, rng)] * 2, mode="lines", name=label,
                                 showlegend=y > chart.centre,
                                 line={"color": colour, "width": 1})  # fmt: skip
-    alarms = sorted({a.index for a in chart.alarms})
+    _beyond_range(fig, x, chart.values)
+    alarms = sorted({a.index for a in chart.alarms if np.isfinite(chart.values[a.index])})
     if alarms:
         text = [
             "; ".join(RULE_TEXT.get(a.rule, a.rule) for a in chart.alarms if a.index == i) for i in alarms
@@ -243,7 +288,8 @@ def _chart_figure(
                         hovertemplate="%{x}: %{y}<br>%{text}", marker={"color": "#e63946", "size": 11,
                         "symbol": "x"})  # fmt: skip
     fig.update_layout(title=f"{name} ({unit})" if unit else name, height=340,
-                      margin={"l": 50, "r": 10, "t": 40, "b": 40})  # fmt: skip
+                      margin={"l": 50, "r": 10, "t": 40, "b": 40},
+                      xaxis={"type": "category", "title": "session"})  # fmt: skip
     return fig
 
 
@@ -275,7 +321,12 @@ def build_trend_page(scanner: str, charts: dict[str, tuple[str, list[Any], Chart
              "L 3) and CUSUM (k 0.5, h 5): see qckit.history.spc.</p>")  # fmt: skip
     ctx = context or {}
     if skipped:
-        page.add("No control limits yet", table(["measurement", "why"], [[k, v] for k, v in skipped.items()])
+        beyond = {
+            k: int(np.isinf(np.asarray(ctx[k]["values"], float)).sum()) if k in ctx else 0 for k in skipped
+        }
+        page.add("No control limits yet", table(["measurement", "why", "sessions beyond the measurable range"],
+                                                [[k, v, beyond[k]] for k, v in skipped.items()],
+                                                [["", "", "fail" if beyond[k] else ""] for k in skipped])
                  + "<p>Their values and action limits are drawn below the control charts.</p>",
                  [_values_figure(k, ctx[k], v) for k, v in skipped.items() if k in ctx])  # fmt: skip
     page.add("Charts (control limits grey, action limits red; no line is drawn outside the physical range)", "",

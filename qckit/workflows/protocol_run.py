@@ -58,7 +58,7 @@ class CheckRun:
     index: Any  # qckit.dicom.ScanResult
 
 
-def check(source: Path, protocol: str, *, session_by: str = "study", fail_on: str = "fail",
+def check(source: Path, protocol: str, *, subset: str | None = None, session_by: str = "study", fail_on: str = "fail",
           json_out: Path | None = None, out: Path | None = None, html: Path | None = None,
           workers: int | None = None, progress: Progress | None = None) -> CheckRun:  # fmt: skip
     """Check every series of a folder (or a `qckit scan` index) against a protocol; writes JSON, CSV, HTML."""
@@ -70,8 +70,12 @@ def check(source: Path, protocol: str, *, session_by: str = "study", fail_on: st
     if fail_on not in ("fail", "warn"):
         raise QckitInputError(f"--fail-on must be 'fail' or 'warn', not '{fail_on}'")
     loaded = load_protocol(protocol)
+    try:
+        proto = loaded.protocol.subset(subset)
+    except ValueError as exc:
+        raise QckitInputError(f"--subset: {exc}") from None
     index = load_or_scan(source, workers=workers, progress=progress)
-    result = check_series(loaded.protocol, index.series, session_by=session_by)
+    result = check_series(proto, index.series, session_by=session_by)
     prov = Provenance(command_line(), {"source": str(source), "series": len(index.series), "files": index.n_files,
                                        "unreadable items": len(index.errors)},
                       {str(loaded.path.name): loaded.sha256})  # fmt: skip

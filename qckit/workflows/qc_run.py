@@ -9,6 +9,7 @@ commit. An output that cannot be written leaves the history unchanged, so the ru
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -155,7 +156,9 @@ def trend(scanner: str, db: str | None, output: Path, *, baseline: int, rules: t
     prov = Provenance(command_line(), {"history": url, "scanner": scanner})
     path = write_trend_report(scanner, charts, prov, output / f"qc-trend-{safe_name(scanner)}.html", skipped,
                               context)  # fmt: skip
-    latest = any(a.index == len(c.values) - 1 for _u, _d, c in charts.values() for a in c.alarms)
+    latest = any(a.index == len(c.values) - 1 for _u, _d, c in charts.values() for a in c.alarms) or any(
+        math.isinf(context[name]["values"][-1]) for name in skipped if context.get(name, {}).get("values")
+    )  # a value beyond the measurable range is an alarm also while the baseline forms
     if json_out is not None:
         write_result(json_out, kind="qc-trend", inputs={"history": url, "scanner": scanner}, document={"scanner": scanner, "history": url, "charts": {
             name: {"unit": unit, "dates": [str(d) for d in dates], **c.to_dict()}

@@ -51,6 +51,7 @@ class SessionOptions:
     phantom: str = AUTO  # a phantom definition (name or file), or auto: the phantom of the matched protocol
     protocol: str = AUTO  # a protocol (name or file), or auto: the bundled QC protocol the series match best
     series: str = "auto"  # a role the phantom measures (t1, t2), or auto: every role present (T1 and T2)
+    subset: str | None = None  # a subset of the protocol the session acquires (weekly): the others optional
     second: str | Path | None = None
     db_url: str | None = None
     session_date: dt.datetime | None = None
@@ -83,17 +84,27 @@ def protocol_summary(check: CheckResult) -> ProtocolSummary:
             if not r.passed:
                 findings.append(Finding(r.keyword, r.level, r.expected, r.observed, r.message, r.why or "",
                                         f"{subject} ({s.protocol_entry})"))  # fmt: skip
+    present = {s.protocol_entry for s in check.series if s.protocol_entry is not None}
+    hint = ""
+    if (
+        check.missing and check.protocol.applied_subset is None
+    ):  # a shorter routine's session: say which subset
+        fits = [k for k, sub in check.protocol.subsets.items() if set(sub.series) <= present]
+        hint = "".join(f"; a {k} session ({check.protocol.subsets[k].title}): --subset {k}" for k in fits)
     for m in check.missing:
         entry = m["protocol_entry"]
         findings.append(Finding("missing series", m["level"], entry, None,
-                                f"no {entry} series ({m.get('title') or entry})", subject=entry))  # fmt: skip
+                                f"no {entry} series ({m.get('title') or entry}){hint}", subject=entry))  # fmt: skip
     for d in check.duplicates:
         findings.append(Finding("duplicate series", d["level"], f"at most {d['max_count']}", d["count"],
                                 f"{d['count']} {d['protocol_entry']} series", subject=d["protocol_entry"]))  # fmt: skip
     status = Verdict.FAIL if check.failed("fail") else Verdict.WARN if check.failed("warn") else Verdict.PASS
     data = check.to_dict()
     data.pop("protocol", None)
-    return ProtocolSummary(check.protocol.name, status, findings, data)
+    name = check.protocol.name + (
+        f" ({check.protocol.applied_subset})" if check.protocol.applied_subset else ""
+    )
+    return ProtocolSummary(name, status, findings, data)
 
 
 def session_date(vol: Volume) -> dt.datetime:
@@ -366,16 +377,22 @@ def measure_session(
 def control_status(
     store: Any, key: str, session_id: int, n_baseline: int, rules: tuple[str, ...], conn: Any = None
 ) -> list[ControlStatus]:
+    from qckit.history.spc import range_alarms
     from qckit.history.trend import measurement_charts  # pandas: imported when a history is used
 
     out = []
     history = store.history(key, conn=conn)
     for name, g, chart, why in measurement_charts(history, n_baseline=n_baseline, rules=rules):
         n = len(g)
-        if chart is None:
-            out.append(ControlStatus(name, n, None, None, None, (), why))
-            continue
         pos = [i for i, sid in enumerate(g["session_id"]) if sid == session_id]
+        if (
+            chart is None
+        ):  # no control limits yet; a value beyond the measurable range is an alarm all the same
+            beyond = tuple(
+                sorted({a.rule for a in range_alarms(g["value"].to_numpy()) if pos and a.index == pos[0]})
+            )
+            out.append(ControlStatus(name, n, None, None, None, beyond, why))
+            continue
         alarms = tuple(sorted({a.rule for a in chart.alarms if pos and a.index == pos[0]}))
         note = "" if not (pos and chart.baseline[pos[0]]) else "in the baseline"
         out.append(ControlStatus(name, n, chart.centre, chart.lcl, chart.ucl, alarms, note))
@@ -475,6 +492,10 @@ def run_sessions(
     source = DicomFolder.open(folder, workers=opts.workers)
     loaded_ph, loaded_proto = choose_definitions(source.series, opts.phantom, opts.protocol)
     ph, proto = loaded_ph.phantom, loaded_proto.protocol
+    try:
+        proto = proto.subset(opts.subset)
+    except ValueError as exc:
+        raise QckitInputError(f"--subset: {exc}") from None
     check_phantom(ph)
     definitions = {str(loaded_ph.path): loaded_ph.sha256, str(loaded_proto.path): loaded_proto.sha256}
     rows = _matching(proto, source.series)

@@ -107,3 +107,20 @@ def test_no_control_limits_while_the_baseline_forms():
     assert chart is not None  # an acceptance session sets the baseline
     ((_, _, chart, _),) = list(measurement_charts(hist, n_baseline=3, rules=("we1",)))
     assert chart is not None
+
+
+def test_a_value_beyond_the_measurable_range_is_an_alarm_and_never_part_of_the_limits():
+    """+-inf ("no hole array resolved") is a "range" alarm wherever it falls; the centre, sigma, run rules and the
+    EWMA are those of the finite values (the EWMA carries its state across the point)."""
+    x = list(_series(3, 30))
+    finite = control_chart(x)
+    with_inf = x[:5] + [np.inf] + x[5:] + [-np.inf] + [x[-1]]
+    c = control_chart(with_inf, n_baseline=21)  # 20 finite baseline values, as in `finite`
+    assert c.centre == pytest.approx(finite.centre) and c.sigma == pytest.approx(finite.sigma)
+    assert [(a.index, a.message) for a in c.alarms if a.rule == "range"] == [
+        (5, "beyond the measurable range (+inf)"), (31, "beyond the measurable range (-inf)")]  # fmt: skip
+    assert not [a for a in c.alarms if a.rule != "range"]  # no Shewhart or EWMA alarm caused by the inf
+    assert c.ewma[5] == c.ewma[4] and np.isfinite(c.ewma).all()
+    assert c.to_dict()["beyond_range"] == [{"index": 5, "side": "+inf"}, {"index": 31, "side": "-inf"}]
+    with pytest.raises(SPCError, match="finite"):
+        control_chart([np.inf, 1.0, np.inf])

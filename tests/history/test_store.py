@@ -216,3 +216,17 @@ def test_unreachable_database_is_a_clear_error(tmp_path: Path):
     (tmp_path / "not-a-db.sqlite").write_text("this is not sqlite")
     with pytest.raises(HistoryError):
         open_store(f"sqlite:///{tmp_path / 'not-a-db.sqlite'}")
+
+
+def test_a_value_beyond_range_round_trips_and_alarms_the_trend(db_url: str, tmp_path: Path):
+    """+inf is stored as +inf (SQLite and PostgreSQL), and `qc trend` exits 1 when the latest session holds it,
+    also while the baseline forms (no control limits yet)."""
+    from qckit.workflows.qc_run import trend
+
+    with open_store(db_url) as st:
+        for week in range(3):
+            st.record_session(_record(week, value=float("inf") if week == 2 else 90.0 + week, n=1))
+        assert st.history(KEY)["value"].tolist()[-1] == float("inf")
+    run = trend(KEY, db_url, tmp_path, baseline=20, rules=("we1",), levels=[])
+    assert run.skipped and not run.charts and run.latest_alarm
+    assert "beyond the measurable range (+inf)" in run.html.read_text()

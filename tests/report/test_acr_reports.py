@@ -182,3 +182,42 @@ def test_overlay_figure_draws_the_image_in_grey_with_its_shapes_as_plotly_does()
     validated = go.Figure(fig).to_plotly_json()  # plotly accepts the dict as it is
     assert validated["data"][0]["colorscale"] and validated["layout"]["title"]["text"] == "t1 slice 7"
     assert '"bdata"' in pio.to_html(fig, include_plotlyjs=False, full_html=False, validate=False)
+
+
+def test_beyond_range_values_are_drawn_and_counted_and_same_day_sessions_keep_their_place():
+    """A resolution of +inf (no hole array resolved) is drawn as a red triangle above the chart and counted in
+    "sessions with alarms", also while the baseline forms; two sessions dated the same day get two places on
+    the session axis instead of one point and a line running back in time."""
+    import datetime as dt
+
+    import numpy as np
+
+    from qckit.core.provenance import Provenance
+    from qckit.history.spc import control_chart
+    from qckit.report.qc_report import build_trend_page, session_axis
+
+    dates = [dt.datetime(2025, 1, 6) + dt.timedelta(weeks=w) for w in range(24)]
+    dates[23] = dates[22]  # a re-run dated the same day with --date
+    res = 0.9 + 0.01 * np.random.default_rng(2).standard_normal(24)
+    res[22] = np.inf
+    charts = {"resolution_ul": ("mm", dates, control_chart(res, n_baseline=20))}
+    context = {"resolution_rl": {"unit": "mm", "dates": dates[:3], "values": [0.9, np.inf, 0.9], "limit_low": None,
+                                 "limit_high": 1.0, "limit_text": "<= 1.0 mm", "range": (0.0, None)}}  # fmt: skip
+    page = build_trend_page("scanner", charts, Provenance(command="test"),
+                            {"resolution_rl": "baseline forming (3 of 20 sessions)"}, context)  # fmt: skip
+    figs = {f.layout.title.text.split(" ")[0]: f for s in page.sections for f in s.figures}
+    for name, at in (("resolution_ul", "2025-06-09"), ("resolution_rl", "2025-01-13")):
+        (marker,) = [
+            t for t in figs[name].data if (t.name or "").startswith("beyond the measurable range (+inf)")
+        ]
+        assert list(marker.x) == [at]
+        finite = [
+            v for t in figs[name].data if t is not marker and t.y is not None for v in t.y if np.isfinite(v)
+        ]
+        assert marker.y[0] > max(finite)  # above everything else drawn
+        assert figs[name].layout.xaxis.type == "category"
+    summary = page.sections[0].html
+    assert '<td class="fail">1</td><td>2025-06-09: beyond the measurable range</td>' in summary
+    (skipped,) = [s.html for s in page.sections if s.title.startswith("No control limits")]
+    assert '<td class="fail">1</td>' in skipped
+    assert session_axis(dates)[22:] == ["2025-06-09", "2025-06-09 #2"]

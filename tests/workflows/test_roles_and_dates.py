@@ -96,3 +96,25 @@ def test_field_from_frequency():
     )  # 19F at 1.5 T... or nothing
     with pytest.raises(TypeError):
         field_from_frequency()  # type: ignore[call-arg]
+
+
+def test_a_weekly_session_is_judged_by_the_weekly_subset(tmp_path: Path):
+    """Localizer and T1 only (the ACR weekly routine): against the whole accreditation protocol it fails on the
+    missing T2 and says which subset fits; with --subset weekly the protocol check passes and nothing measured
+    changes; an unknown subset is an input error naming the known ones."""
+    write_session(ACR, AcrScanner(key="weekly"), tmp_path / "w", series=("localizer", "t1"), date="20260105")
+    code, full, _ = _qc(tmp_path / "w", tmp_path / "full", "--no-store")
+    missing = [f for f in full["protocol"]["findings"] if f["rule"] == "missing series"]
+    assert full["protocol"]["status"] == "fail" and {f["expected"] for f in missing} == {"t2_echo1", "t2_echo2"}
+    assert all("--subset weekly" in f["message"] for f in missing)
+    code_w, weekly, _ = _qc(tmp_path / "w", tmp_path / "weekly", "--no-store", "--subset", "weekly")
+    assert weekly["protocol"]["status"] == "pass" and weekly["protocol"]["name"] == "acr-mri-large (weekly)"
+    assert not [f for f in weekly["protocol"]["findings"] if f["rule"] == "missing series"]
+    assert [(m["name"], m["value"]) for m in weekly["measurements"]] == [
+        (m["name"], m["value"]) for m in full["measurements"]]  # fmt: skip
+    assert code == code_w == 0  # the exit code follows the measurements; the protocol status is reported
+    res = runner.invoke(app, ["qc", "run", str(tmp_path / "w"), "-o", str(tmp_path / "x"), "--subset", "daily"])
+    assert res.exit_code == 2 and "no subset 'daily' (subsets: weekly)" in res.output
+    res = runner.invoke(app, ["protocol", "check", str(tmp_path / "w"), "-p", "acr-mri-large", "--subset", "weekly",
+                              "-q"])  # fmt: skip
+    assert res.exit_code == 0, res.output
