@@ -324,14 +324,15 @@ def test_the_public_key_warns_and_key_init_replaces_it(tmp_path: Path, monkeypat
     import qckit.cli._common as common
 
     monkeypatch.delenv("QCKIT_PSEUDONYM_KEY", raising=False)
-    monkeypatch.setenv("QCKIT_KEY_FILE", str(tmp_path / "cfg" / "pseudonym.key"))
+    monkeypatch.delenv("QCKIT_KEY_FILE", raising=False)  # the default place: $XDG_CONFIG_HOME/qckit/pseudonym.key
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
     monkeypatch.setattr(common, "_warned_key", False)
     d = _dicom_dir(tmp_path)
     res = runner.invoke(app, ["scan", str(d), "--json", str(tmp_path / "a.json"), "-q"])
     assert res.exit_code == 0 and res.output.count("public default secret") == 1
     before = strict_loads((tmp_path / "a.json").read_text())["series"][0]["subject_key"]
     assert runner.invoke(app, ["key", "init"]).exit_code == 0
-    assert oct((tmp_path / "cfg" / "pseudonym.key").stat().st_mode & 0o777) == "0o600"
+    assert oct((tmp_path / "cfg" / "qckit" / "pseudonym.key").stat().st_mode & 0o777) == "0o600"
     assert runner.invoke(app, ["key", "init"]).exit_code == 2  # never replaced by accident
     monkeypatch.setattr(common, "_warned_key", False)
     res = runner.invoke(app, ["scan", str(d), "--json", str(tmp_path / "b.json"), "-q"])

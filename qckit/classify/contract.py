@@ -68,6 +68,12 @@ def _features(
     return [c for c in cols if PYRADIOMICS_NAME.match(c)], "pyradiomics naming"
 
 
+def feature_columns(frame: pd.DataFrame, contract: TableContract | None) -> list[str]:
+    """The columns a table holds as features (declared by its contract, else named as pyradiomics names them),
+    diagnostics left out: what `harmonize fit` would harmonize."""
+    return [c for c in _features(frame, contract, None)[0] if not c.startswith("diagnostics_")]
+
+
 def _numeric(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
     """Feature columns as numbers; a cell that is not a number is an input error naming it."""
     out = frame.copy()

@@ -32,9 +32,32 @@ PIPE_WIDTH = 250
 # markup is off: paths and messages are printed as they are (a "[postgres]" in a hint or a file name stays);
 # colours come from rich Text objects
 # piped: tables at PIPE_WIDTH, and text lines never re-wrapped (grep sees each line whole)
-console = Console(stderr=False, width=None if sys.stdout.isatty() else PIPE_WIDTH, markup=False,
-                  soft_wrap=not sys.stdout.isatty())  # fmt: skip
-err_console = Console(stderr=True, soft_wrap=True, markup=False)  # messages are never re-wrapped (grep-able)
+# C0 controls but tab and newline, DEL and the C1 controls (a lone 0x9b is CSI on some terminals)
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0))}
+
+
+def escape_controls(text: str) -> str:
+    """`text` with every control character written as `\\xNN`: DICOM text and file names can carry escape
+    sequences (clear screen, window title, OSC 52 clipboard writes) that must never reach a terminal raw."""
+    return text.translate(_CONTROLS)
+
+
+class SafeConsole(Console):
+    """A rich Console that escapes control characters in everything it prints (messages, tables, log records),
+    while keeping rich's own styling and cursor codes: the one place terminal output is sanitised."""
+
+    def _render_buffer(self, buffer: Any) -> str:
+        from rich.segment import Segment
+
+        return super()._render_buffer(
+            Segment(escape_controls(text), style, control) if control is None else Segment(text, style, control)
+            for text, style, control in buffer
+        )
+
+
+console = SafeConsole(stderr=False, width=None if sys.stdout.isatty() else PIPE_WIDTH, markup=False,
+                      soft_wrap=not sys.stdout.isatty())  # fmt: skip
+err_console = SafeConsole(stderr=True, soft_wrap=True, markup=False)  # messages are never re-wrapped (grep-able)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -70,6 +93,11 @@ def _show_warning(
 ) -> None:
     """Python warnings on the command line: once, as `warning: ...`, without a source line."""
     err_console.print(f"warning: {cli_hint(str(message))}", highlight=False, markup=False)
+
+
+def warn(message: str) -> None:
+    """One `warning: ...` line on stderr (escaped like everything printed)."""
+    err_console.print(f"warning: {cli_hint(message)}", highlight=False, markup=False)
 
 
 def setup_logging(verbose: bool) -> None:
@@ -153,7 +181,7 @@ def emit_text(text: str, output: Any) -> None:
 
         atomic_write_text(output, text)
     else:
-        typer.echo(text, nl=False)
+        typer.echo(text, nl=False)  # generated schema text: no control characters
 
 
 def report_undeclared(ft: Any) -> None:

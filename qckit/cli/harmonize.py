@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from qckit.cli._common import QUIET, VERBOSE, console, handle_errors, progress_bar, report_undeclared
+from qckit.cli._common import QUIET, VERBOSE, console, handle_errors, progress_bar, report_undeclared, warn
 from qckit.cli.conventions import QckitGroup
 
 app = typer.Typer(
@@ -102,16 +102,20 @@ def apply_command(
     output: Path = typer.Option(..., "--output", "-o", metavar="FILE", help="Harmonized table to write."),
     json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="Rows, features, batches and "
                                          "the model applied, as JSON."),
+    pass_through: bool = typer.Option(False, "--pass-through", help="Keep feature columns the model does not "
+                                      "know, unharmonized (refused without it)."),
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:  # fmt: skip
     """Apply a saved model (ComBat or another registered method) to new rows (an unseen batch is an error naming
-    it)."""
+    it; unknown numeric columns are refused; features far outside the training distribution are warned about)."""
     from qckit.workflows.harmonize_run import apply
 
-    rows, n = apply(features, model_dir, output, json_out)
+    run = apply(features, model_dir, output, json_out, pass_through=pass_through)
+    for w in run.warnings:
+        warn(w)
     if not quiet:
-        console.print(f"harmonized {rows} rows x {n} features -> {output}")
+        console.print(f"harmonized {run.rows} rows x {run.features} features -> {output}")
 
 
 @app.command("evaluate")

@@ -120,16 +120,20 @@ def summary_command(
 ) -> None:  # fmt: skip
     """The multi-site overview: scanners x criteria, compliance by vendor / model / software version, the features
     reproducible across all qualified scanners (a stable-feature list), and the scanners that would need
-    harmonization. Exit 0 every scanner qualified, 1 otherwise, 2 input error."""
+    harmonization. A damaged certificate is listed and left out. Exit 0 every scanner qualified (and every
+    certificate read), 1 otherwise, 2 input error."""
     from qckit.core.provenance import command_line
     from qckit.workflows.qualify import summary_run
 
     with progress_bar("summarising", enabled=not quiet):
         summary, paths = summary_run(source, output, between_cv=between_cv, share_off=share_off,
                                      basis=parse_basis(basis), json_out=json_out, command=command_line())  # fmt: skip
+    for d in summary["damaged"]:
+        err_console.print(f"warning: left out {d['path']}: {d['reason']}", highlight=False, markup=False)
     if not quiet:
         _print_summary(summary, paths)
-    if not all(s["verdict"] in ("qualified", "qualified with findings") for s in summary["scanners"]):
+    if summary["damaged"] or not all(s["verdict"] in ("qualified", "qualified with findings")
+                                     for s in summary["scanners"]):  # fmt: skip
         raise typer.Exit(EXIT_CHECKS_FAILED)
 
 

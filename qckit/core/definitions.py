@@ -21,14 +21,56 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from qckit.core.errors import DefinitionError, QckitInputError
+from qckit.core.files import read_regular
 
 M = TypeVar("M", bound=BaseModel)
 
 MAX_ALIASES = 100  # YAML anchors/aliases beyond this are refused (no alias bombs)
 
 
+MAX_DEPTH = 64  # nesting levels of collections; a definition uses fewer than 10
+MAX_DIGITS = 64  # digits of a number literal; a 5000-digit integer is refused, not converted
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate mapping keys."""
+    """SafeLoader that rejects duplicate mapping keys and over-long number literals."""
+
+
+def _nesting(text: str) -> int:
+    """The deepest collection nesting of a YAML text, from its token stream (the scanner does not recurse, so a
+    deeply nested document is measured before the composer could overflow the stack)."""
+    depth = deepest = 0
+    try:
+        for tok in yaml.scan(text, Loader=yaml.SafeLoader):
+            if isinstance(tok, (yaml.FlowSequenceStartToken, yaml.FlowMappingStartToken,
+                                yaml.BlockSequenceStartToken, yaml.BlockMappingStartToken)):  # fmt: skip
+                depth += 1
+                deepest = max(deepest, depth)
+                if deepest > MAX_DEPTH:
+                    return deepest
+            elif isinstance(tok, (yaml.FlowSequenceEndToken, yaml.FlowMappingEndToken, yaml.BlockEndToken)):
+                depth -= 1
+    except yaml.YAMLError:
+        return deepest  # the loader reports the syntax error with its position
+    return deepest
+
+
+def _bounded_number(kind: str):  # noqa: ANN202 - a PyYAML constructor
+    base = getattr(yaml.SafeLoader, f"construct_yaml_{kind}")
+
+    def construct(loader: _StrictLoader, node: yaml.ScalarNode) -> Any:
+        digits = sum(ch.isdigit() for ch in str(node.value))
+        if digits > MAX_DIGITS:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a number of {digits} digits (at most {MAX_DIGITS})", node.start_mark
+            )
+        return base(loader, node)
+
+    return construct
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _bounded_number("int"))
+_StrictLoader.add_constructor("tag:yaml.org,2002:float", _bounded_number("float"))
 
 
 def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -65,14 +107,28 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
     return size
 
 
-def load_yaml(path: Path, error: type[QckitInputError] = DefinitionError) -> Any:
-    """Strict YAML (duplicate keys rejected, alias expansion bounded); problems raise `error` naming the file."""
+MAX_DEFINITION_BYTES = 16 << 20  # a definition is a few KB; 16 MB is far beyond any real one
+
+
+def definition_bytes(path: Path, error: type[QckitInputError] = DefinitionError) -> bytes:
+    """The bytes of a definition file (regular files only, at most MAX_DEFINITION_BYTES), errors as `error`."""
     try:
-        text = path.read_bytes().decode("utf-8")
-    except OSError as exc:
-        raise error(f"{path}: cannot read ({exc.strerror or exc})") from exc
+        return read_regular(path, what="definition", limit=MAX_DEFINITION_BYTES)
+    except QckitInputError as exc:
+        raise error(str(exc)) from None
+
+
+def load_yaml(path: Path, error: type[QckitInputError] = DefinitionError, data: bytes | None = None) -> Any:
+    """Strict YAML (duplicate keys rejected; nesting, alias expansion and number size bounded); problems raise
+    `error` naming the file. `data`: the file's bytes when the caller has read them (`definition_bytes`)."""
+    raw = definition_bytes(path, error) if data is None else data
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise error(f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from exc
+    depth = _nesting(text)
+    if depth > MAX_DEPTH:
+        raise error(f"{path}: YAML nested {depth} levels deep (at most {MAX_DEPTH}); refused")
     loader = _StrictLoader(text)
     try:
         node = loader.get_single_node()
@@ -85,6 +141,8 @@ def load_yaml(path: Path, error: type[QckitInputError] = DefinitionError) -> Any
     except yaml.YAMLError as exc:
         msg = str(exc)
         raise error(f"{path}: malformed YAML: {msg[:2000]}") from exc
+    except RecursionError:  # not reached within MAX_DEPTH; kept so that no traceback can escape
+        raise error(f"{path}: YAML nested too deeply; refused") from None
     finally:
         loader.dispose()
 
@@ -158,6 +216,7 @@ __all__ = [
     "DefinitionError",
     "definitions_dir",
     "format_validation_error",
+    "definition_bytes",
     "load_yaml",
     "resolve_definition",
     "validate_definition",

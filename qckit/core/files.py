@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import io
 import os
 import re
 import stat
+from collections.abc import Iterator
+from typing import IO, Any
+
+from qckit.core.errors import QckitInputError
+
+MAX_INPUT_BYTES = 4 << 30  # no definition, table, model or key file qckit reads is near this; a claim beyond is refused
 
 
 def not_regular(path: str | os.PathLike[str]) -> str:
@@ -19,6 +28,67 @@ def not_regular(path: str | os.PathLike[str]) -> str:
     kind = ("named pipe (FIFO)" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode)
             else "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")  # fmt: skip
     return f"{kind}: not read"
+
+
+def _open_fd(path: str | os.PathLike[str], what: str, limit: int) -> tuple[int, int]:
+    """A read-only descriptor of `path` checked on the open file itself (no check-then-open race): a FIFO,
+    socket or device is refused before any read can block; a size above `limit` is refused. (fd, size)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise QckitInputError(f"{what} {os.fspath(path)}: cannot read ({exc.strerror or exc})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            why = not_regular(path) or "not a regular file: not read"
+            raise QckitInputError(f"{what} {os.fspath(path)}: {why}")
+        if st.st_size > limit:
+            raise QckitInputError(f"{what} {os.fspath(path)}: {st.st_size} bytes, more than the {limit} read")
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
+        return fd, int(st.st_size)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path: str | os.PathLike[str], *, what: str = "file", limit: int = MAX_INPUT_BYTES) -> bytes:
+    """The bytes of a regular file; anything else (FIFO, socket, device, a folder, a file over `limit`) is a
+    `QckitInputError` naming `what` and the path, raised without blocking. Every file input of qckit (definitions,
+    tables, models, keys, certificates, landmarks, references; paths from environment variables too) is read
+    through this or `open_regular`."""
+    fd, size = _open_fd(path, what, limit)
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            data = fh.read(limit + 1)
+        except OSError as exc:
+            raise QckitInputError(f"{what} {os.fspath(path)}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise QckitInputError(f"{what} {os.fspath(path)}: more than the {limit} bytes read")
+    return data
+
+
+def read_regular_text(path: str | os.PathLike[str], *, what: str = "file", encoding: str = "utf-8",
+                      limit: int = MAX_INPUT_BYTES) -> str:  # fmt: skip
+    """`read_regular` decoded; undecodable bytes are an input error naming the byte offset."""
+    data = read_regular(path, what=what, limit=limit)
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise QckitInputError(f"{what} {os.fspath(path)}: not {encoding} text (byte {exc.start})") from None
+
+
+@contextlib.contextmanager
+def open_regular(path: str | os.PathLike[str], *, what: str = "file", limit: int = MAX_INPUT_BYTES,
+                 **text: Any) -> Iterator[IO[Any]]:  # fmt: skip
+    """A regular file opened for reading (binary; text when `encoding` or `newline` is given), checked as
+    `read_regular` does: for readers that stream (pandas, csv)."""
+    fd, _ = _open_fd(path, what, limit)
+    raw = os.fdopen(fd, "rb")
+    try:
+        yield io.TextIOWrapper(raw, **text) if text else raw
+    finally:
+        raw.close()
 
 
 def safe_name(label: str) -> str:

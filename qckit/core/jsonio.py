@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import errno
 import json
 import math
 import os
@@ -83,7 +84,14 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, durable: bool = True) -
             fh.flush()
             if durable:
                 os.fsync(fh.fileno())
+        if os.stat(tmp).st_size != len(data):  # verified before the rename: never a short file under the name
+            raise OSError(errno.EIO, f"wrote {os.stat(tmp).st_size} of {len(data)} bytes", str(out))
         os.replace(tmp, out)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None:  # a full disk fails in write() or fsync(), which name no file: name it
+            raise OSError(exc.errno, exc.strerror or str(exc), str(out)) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from qckit.core.errors import QckitInputError
+from qckit.core.files import read_regular
 
 DEFAULT_SECRET = "qckit-public-default-pseudonym-key-v1"
 ENV_VAR = "QCKIT_PSEUDONYM_KEY"
@@ -31,7 +32,12 @@ def key_file() -> Path:
 
 @lru_cache(maxsize=8)
 def _read_key(path: str, mtime_ns: int) -> str:
-    text = Path(path).read_text(encoding="ascii").strip()
+    raw = read_regular(path, what="pseudonym key file", limit=1 << 16)
+    try:
+        text = raw.decode("ascii").strip()
+    except UnicodeDecodeError as exc:
+        raise QckitInputError(f"{path}: a pseudonym key file holds ASCII text (made by `qckit key init`); byte "
+                              f"{exc.start} is not") from None  # fmt: skip
     if len(text) < 32:
         raise QckitInputError(
             f"{path}: a pseudonym key file holds at least 32 characters (made by `qckit key init`)"
@@ -47,7 +53,10 @@ def secret() -> tuple[str, str]:
     path = key_file()
     try:
         st = path.stat()
-    except OSError:
+    except OSError as exc:
+        if os.environ.get(FILE_ENV_VAR):  # a key file was named: never fall back to the public key silently
+            raise QckitInputError(f"{FILE_ENV_VAR}={path}: cannot read the key file ({exc.strerror or exc}); "
+                                  "fix the path, run `qckit key init`, or unset the variable") from None  # fmt: skip
         return DEFAULT_SECRET, "public default"
     return _read_key(str(path), st.st_mtime_ns), f"key file {path}"
 
@@ -64,10 +73,19 @@ def init_key(path: Path | None = None, *, force: bool = False) -> Path:
                               "(pass --force if that is meant)")  # fmt: skip
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as fh:
-        fh.write(secrets.token_hex(32) + "\n")
-    os.replace(tmp, target)
+    key = secrets.token_hex(32) + "\n"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(key)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if read_regular(tmp, what="new key file") != key.encode("ascii"):  # verified before it replaces anything
+            raise OSError(f"{tmp}: the key read back differs from the key written")
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no temp file left by a full disk or an interrupt
+        raise
     _read_key.cache_clear()
     return target
 

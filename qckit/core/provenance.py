@@ -46,4 +46,6 @@ def command_line(argv: list[str] | None = None) -> str:
 
 
 def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    from qckit.core.files import read_regular
+
+    return hashlib.sha256(read_regular(path, what="input")).hexdigest()

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from qckit.core.errors import QckitInputError
+from qckit.core.files import open_regular, read_regular_text
 from qckit.core.files import utf8_text
 from qckit.core.jsonio import atomic_write_bytes
 
@@ -38,7 +39,7 @@ class TableContract:
 
 
 def _csv_header(p: Path) -> list[str]:
-    with p.open(newline="", encoding="utf-8", errors="replace") as fh:
+    with open_regular(p, what="table", newline="", encoding="utf-8", errors="replace") as fh:
         return next(csv.reader(fh), [])
 
 
@@ -60,9 +61,11 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     try:
         if p.suffix.lower() == ".csv":
             _no_duplicate_columns(_csv_header(p), p)
-            return pd.read_csv(p)
+            with open_regular(p, what="table") as fh:
+                return pd.read_csv(fh)
         if p.suffix.lower() in (".parquet", ".pq"):
-            frame = pd.read_parquet(p)
+            with open_regular(p, what="table") as fh:
+                frame = pd.read_parquet(fh)
             _no_duplicate_columns([str(c) for c in frame.columns], p)
             return frame
     except (ValueError, OSError) as exc:
@@ -94,8 +97,8 @@ def read_contract(path: str | os.PathLike[str]) -> TableContract | None:
     side = sidecar(p)
     if side.is_file():
         try:
-            data = json.loads(side.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            data = json.loads(read_regular_text(side, what="provenance sidecar"))
+        except (json.JSONDecodeError, QckitInputError, RecursionError):
             return None
         if isinstance(data, dict) and "columns" in data:
             return TableContract.from_dict(data["columns"], str(side))
@@ -175,7 +178,8 @@ def read_feature_list(path: str | os.PathLike[str]) -> list[str]:
     if p.suffix.lower() == ".csv":
         import pandas as pd
 
-        frame = pd.read_csv(p)
+        with open_regular(p, what="feature list") as fh:
+            frame = pd.read_csv(fh)
         if "feature" not in frame.columns:
             raise QckitInputError(f"{p}: a feature list CSV needs a 'feature' column")
         if "stable" in frame.columns:

@@ -21,7 +21,7 @@ from typing import Any
 
 from qckit.core import jsonio
 from qckit.core.errors import DicomReadError, NoDataError, QckitInputError, ReadCause
-from qckit.core.files import not_regular
+from qckit.core.files import not_regular, open_regular, read_regular_text
 from qckit.dicom.header import read_header
 from qckit.dicom.series import COLUMNS, SeriesAccumulator
 
@@ -278,7 +278,7 @@ def load_index(path: str | os.PathLike[str]) -> ScanResult:
     suffix = p.suffix.lower()
     try:
         if suffix == ".json":
-            data = json.loads(p.read_text())
+            data = json.loads(read_regular_text(p, what="index"))
             if not isinstance(data, dict) or not isinstance(data.get("series"), list):
                 raise QckitInputError(f"{p}: not a qckit index (expected a JSON object with a 'series' list)")
             errors = [ScanError(str(e.get("path")), str(e.get("reason"))) for e in data.get("errors", [])]
@@ -286,9 +286,11 @@ def load_index(path: str | os.PathLike[str]) -> ScanResult:
         import pandas as pd
 
         if suffix == ".csv":
-            frame = pd.read_csv(p)
+            with open_regular(p, what="index") as fh:
+                frame = pd.read_csv(fh)
         elif suffix in (".parquet", ".pq"):
-            frame = pd.read_parquet(p)
+            with open_regular(p, what="index") as fh:
+                frame = pd.read_parquet(fh)
         else:
             raise QckitInputError(f"{p}: unknown index format '{suffix}' (use .json, .csv or .parquet)")
     except (ValueError, OSError) as exc:

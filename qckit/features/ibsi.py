@@ -21,6 +21,8 @@ from typing import Any
 
 import pandas as pd
 
+from qckit.core.files import open_regular
+
 IBSI_DIGITAL_PHANTOM_PARAMS: dict[str, Any] = {
     "setting": {
         "binWidth": 1,
@@ -191,7 +193,7 @@ def _rounding(ref: float) -> float:
 
 def compare_with_ibsi(features: dict[str, float], reference_csv: str | Path) -> pd.DataFrame:
     """One row per mapped IBSI feature: tag, feature, value, reference, difference, tolerance, passed."""
-    with open(reference_csv, encoding="utf-8-sig") as fh:
+    with open_regular(reference_csv, what="IBSI reference table", encoding="utf-8-sig") as fh:
         refs = {r["tag"]: r for r in csv.DictReader(fh)}
     rows = []
     for tag, (name, shift) in ibsi_to_pyradiomics().items():

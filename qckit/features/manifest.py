@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from qckit.core.errors import QckitInputError
+from qckit.core.files import open_regular
 
 REQUIRED = ("subject_id", "image", "mask")
 
@@ -49,7 +50,8 @@ def read_manifest(path: str | os.PathLike[str]) -> list[Case]:
     if not p.is_file():
         raise QckitInputError(f"{p}: no such manifest")
     try:
-        frame = pd.read_csv(p, dtype={"subject_id": str})
+        with open_regular(p, what="manifest") as fh:
+            frame = pd.read_csv(fh, dtype={"subject_id": str})
     except (ValueError, OSError) as exc:
         raise QckitInputError(f"{p}: cannot read manifest ({exc})") from exc
     missing = [c for c in REQUIRED if c not in frame.columns]

@@ -36,6 +36,7 @@ from qckit.harmonize.validate import (
     check_covariates,
     check_design_rank,
     make_batch_key,
+    numeric_block,
     report_excluded,
     require_columns,
     screen_features,
@@ -376,7 +377,7 @@ class ComBat(TransformerMixin, BaseEstimator):
             raise HarmonizationError(
                 f"batch(es) not seen when the model was fitted: {', '.join(unseen)} (known: {', '.join(self.batches_)})"
             )
-        data = frame[self.features_].to_numpy(dtype=float)
+        data = numeric_block(frame, self.features_)
         if not np.isfinite(data).all():
             bad = [self.features_[j] for j in np.where(~np.isfinite(data).all(axis=0))[0]]
             raise HarmonizationError(f"missing or infinite values in feature(s): {', '.join(bad[:10])}")

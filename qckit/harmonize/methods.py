@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qckit.core.errors import HarmonizationError, ModelFileError
+from qckit.core.errors import HarmonizationError, ModelFileError, QckitInputError
+from qckit.core.files import read_regular_text
 from qckit.core.plugins import load_plugins
 
 
@@ -122,9 +123,11 @@ def load_model(folder: str | Path) -> Any:
     if not meta_path.is_file():
         raise ModelFileError(f"{src}: not a qckit model folder (no model.json)")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
-        raise ModelFileError(f"{meta_path}: corrupt JSON ({exc})") from exc
+        meta = json.loads(read_regular_text(meta_path, what="model description", limit=256 << 20))
+    except QckitInputError as exc:
+        raise ModelFileError(str(exc)) from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ModelFileError(f"{meta_path}: corrupt JSON ({exc})") from None
     if not isinstance(meta, dict):
         raise ModelFileError(f"{meta_path}: not a model description (a JSON object is expected)")
     _load()

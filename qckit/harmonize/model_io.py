@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from qckit import __version__
-from qckit.core.errors import ModelFileError
+from qckit.core.errors import ModelFileError, QckitInputError
+from qckit.core.files import read_regular, read_regular_text
 from qckit.core.jsonio import atomic_write_bytes, dumps, write_json
 from qckit.harmonize.combat import _PARAM_ARRAYS, ComBat, _SplineBasis
 from qckit.harmonize.methods import Method, register_method
@@ -25,7 +26,7 @@ FORMAT = "qckit-combat-model"
 FORMAT_VERSION = (
     2  # 2: model.json carries its own checksum and the batch recipe; variants (parametric, mean_only)
 )
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2)  # 1 only through `upgrade_model`: it has no checksum of model.json
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -124,8 +125,12 @@ def _validate(model: ComBat, meta_path: Path) -> None:
         _check(p[name].shape == shape, meta_path, f"{name} has shape {p[name].shape}, expected {shape} "
                f"({nb} batches x {nf} features)")  # fmt: skip
     n_design = nb + len(model.covariate_columns_)
-    _check(p["B_hat"].ndim == 2 and p["B_hat"].shape[1] == nf and p["B_hat"].shape[0] >= n_design, meta_path,
-           f"B_hat has shape {p['B_hat'].shape}, expected ({n_design}+, {nf})")  # fmt: skip
+    rows_ok = p["B_hat"].shape[0] >= n_design if model.spline_basis_ is not None else p["B_hat"].shape[0] == n_design
+    _check(p["B_hat"].ndim == 2 and p["B_hat"].shape[1] == nf and rows_ok, meta_path,
+           f"B_hat has shape {p['B_hat'].shape}, expected ({n_design}{'+' if model.spline_basis_ else ''}, {nf})")  # fmt: skip
+    for name in _PARAM_ARRAYS:
+        _check(np.asarray(p[name]).dtype.kind in "fiu", meta_path, f"{name} holds {np.asarray(p[name]).dtype} "
+               "values, not numbers")  # fmt: skip
     _check(bool(np.isfinite(p["var_pooled"]).all() and (p["var_pooled"] > 0).all()), meta_path,
            "pooled variances must be finite and positive")  # fmt: skip
     _check(bool(np.isfinite(p["delta_star"]).all() and (p["delta_star"] > 0).all()), meta_path,
@@ -140,38 +145,58 @@ def _validate(model: ComBat, meta_path: Path) -> None:
         )
 
 
-def load_model(folder: str | Path) -> ComBat:
+def load_model(folder: str | Path, *, unsigned: bool = False) -> ComBat:
     """Read a model folder written by `save_model`: both files' checksums, the format and the consistency of
-    shapes, names, batch order and variances are verified; any problem is a `ModelFileError` naming it."""
+    shapes, names, batch order and variances are verified; any problem is a `ModelFileError` naming it. A
+    version-1 folder (no checksum of model.json) is refused unless `unsigned` (`upgrade_model` only)."""
     src = Path(folder)
     meta_path, arrays_path = src / "model.json", src / "arrays.npz"
     if not meta_path.is_file() or not arrays_path.is_file():
         raise ModelFileError(f"{src}: not a qckit ComBat model folder (needs model.json and arrays.npz)")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"{meta_path}: corrupt JSON ({exc})") from exc
+        meta = json.loads(read_regular_text(meta_path, what="model description", limit=256 << 20))
+    except QckitInputError as exc:
+        raise ModelFileError(str(exc)) from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ModelFileError(f"{meta_path}: corrupt JSON ({exc})") from None
     if not isinstance(meta, dict):
         raise ModelFileError(f"{meta_path}: not a model description (a JSON object is expected)")
     if meta.get("format") != FORMAT or meta.get("format_version") not in READABLE_VERSIONS:
         raise ModelFileError(
             f"{meta_path}: unknown model format {meta.get('format')!r} v{meta.get('format_version')}"
         )
+    if meta["format_version"] < 2 and not unsigned:
+        raise ModelFileError(
+            f"{meta_path}: model format version {meta['format_version']} carries no checksum of model.json, so an "
+            f"edited model cannot be told from the fitted one: fit the model again, or, if you trust this folder, "
+            f"`qckit harmonize upgrade {src}` (checks its arrays and consistency and adds the checksum)"
+        )
     if meta["format_version"] >= 2 and meta.get("meta_sha256") != _meta_digest(meta):
         raise ModelFileError(f"{meta_path}: checksum mismatch (model.json was changed or truncated)")
-    blob = arrays_path.read_bytes()
+    try:
+        blob = read_regular(arrays_path, what="model arrays")
+    except QckitInputError as exc:
+        raise ModelFileError(str(exc)) from None
     if hashlib.sha256(blob).hexdigest() != meta.get("arrays_sha256"):
         raise ModelFileError(f"{arrays_path}: checksum mismatch (the file was changed or truncated)")
     try:
         with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
         model = _build(meta, arrays)
+        _validate(model, meta_path)
     except ModelFileError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ModelFileError(f"{src}: damaged model folder ({type(exc).__name__}: {exc})") from exc
-    _validate(model, meta_path)
+    except Exception as exc:  # noqa: BLE001 - whatever a damaged (even re-signed) file does, never a traceback
+        raise ModelFileError(f"{src}: damaged model folder ({type(exc).__name__}: {str(exc)[:300]})") from None
     return model
+
+
+def upgrade_model(folder: str | Path) -> Path:
+    """Rewrite a version-1 model folder (no checksum of model.json) as the current version, after the checks
+    `load_model` makes (arrays checksum, shapes, names, batch order, variances): the user's explicit "I trust
+    this file". A current folder is left as it is."""
+    model = load_model(folder, unsigned=True)
+    return save_model(model, folder)
 
 
 def _build(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> ComBat:

@@ -43,6 +43,47 @@ def require_columns(frame: pd.DataFrame, columns: list[str], role: str) -> None:
         raise HarmonizationError(f"{role} column(s) not in the table: {_names(missing)}")
 
 
+def numeric_block(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """The columns as a float array; a cell that is not a number is an error naming the column, the row and the
+    text (never a ValueError from NumPy)."""
+    try:
+        return frame[columns].to_numpy(dtype=float)
+    except (TypeError, ValueError):
+        for c in columns:
+            values = pd.to_numeric(frame[c], errors="coerce")
+            bad = values.isna() & frame[c].notna()
+            if bad.any():
+                row = bad.to_numpy().nonzero()[0][0]
+                raise HarmonizationError(f"feature '{c}' holds text, not a number (row {row + 1}: "
+                                         f"{str(frame[c].iloc[row])[:40]!r})") from None  # fmt: skip
+        raise
+
+
+FAR_Z = 4.0  # median |z| of a feature's rows beyond which its input lies outside the training distribution
+
+
+def training_distance(model: Any, harmonized: pd.DataFrame) -> dict[str, float]:
+    """Features whose input lies far outside the distribution the model was fitted on, with the median |z|.
+
+    Test (stated, per feature j): after harmonization each row should look like the training rows, so
+    z_ij = (y*_ij - alpha_j) / sigma_j, with alpha_j the fitted grand mean and sigma_j^2 the pooled variance
+    (Johnson et al. 2007, eq. 2-3: the standardisation ComBat itself uses), has |z| of order 1 (median 0.67
+    for a normal sample; covariate effects add a few units at most). A median |z_ij| over the rows above
+    FAR_Z = 4 means data on another scale (x1000) or another feature under the same name: reported, as the
+    harmonized values are then not trustworthy. Models without a grand mean and pooled variance are not tested."""
+    params = getattr(model, "params_", None)
+    if not isinstance(params, dict) or "grand_mean" not in params or "var_pooled" not in params:
+        return {}
+    out: dict[str, float] = {}
+    mean = np.asarray(params["grand_mean"], float).reshape(-1)
+    sd = np.sqrt(np.asarray(params["var_pooled"], float).reshape(-1))
+    for j, f in enumerate(model.features_):
+        z = np.median(np.abs((harmonized[f].to_numpy(float) - mean[j]) / sd[j]))
+        if z > FAR_Z:
+            out[f] = float(z)
+    return out
+
+
 def check_batches(batch: pd.Series, min_batch_size: int, batch_name: str) -> None:
     if batch.isna().any():
         raise HarmonizationError(

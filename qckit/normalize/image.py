@@ -7,6 +7,7 @@ direction / affine). `read_image` reads NIfTI, NRRD or a DICOM series folder (Si
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -180,8 +181,26 @@ def check_finite(arr: np.ndarray, where: str) -> None:
         raise NormalizationError(f"{where}: {bad} voxel(s) are NaN or infinite; fix or mask them first")
 
 
+def verify_written(path: str | os.PathLike[str], image: Any) -> None:
+    """Read a just-written image back whole and compare its size and pixel type with what was written: SimpleITK
+    reports a short write on a full disk ("wrote only 0 of N bytes") without raising, so a file is trusted only
+    once it reads back (the gzip stream's CRC and length included). Raises OSError naming the file."""
+    import SimpleITK as sitk
+
+    if os.stat(path).st_size == 0:
+        raise OSError(errno.ENOSPC, "the image writer wrote 0 bytes (disk full?)", str(path))
+    try:
+        back = sitk.ReadImage(str(path))
+    except RuntimeError:
+        raise OSError(errno.EIO, "the image written does not read back whole (disk full?)", str(path)) from None
+    if back.GetSize() != image.GetSize() or back.GetPixelID() != image.GetPixelID():
+        raise OSError(errno.EIO, f"the image read back is {back.GetSize()} {back.GetPixelIDTypeAsString()}, "
+                      f"not the {image.GetSize()} {image.GetPixelIDTypeAsString()} written", str(path))  # fmt: skip
+
+
 def write_nifti(image: Any, path: str | os.PathLike[str], overwrite: bool = True) -> Path:
-    """Write a NIfTI through a temporary file in the same folder and a rename (no partial file is left)."""
+    """Write a NIfTI through a temporary file in the same folder, verified (`verify_written`), fsynced, then
+    renamed: no partial or unreadable file is ever left under the final name."""
     import tempfile
 
     import SimpleITK as sitk
@@ -195,7 +214,13 @@ def write_nifti(image: Any, path: str | os.PathLike[str], overwrite: bool = True
     os.close(fd)
     try:
         sitk.WriteImage(image, tmp, useCompression=True)
+        verify_written(tmp, image)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
         os.replace(tmp, out)
+    except RuntimeError as exc:  # ITK's own write errors (cannot open, read-only folder) as the OSError they are
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(errno.EIO, str(exc).strip().splitlines()[-1], str(out)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -17,6 +17,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from qckit.core.files import read_regular_text
 from qckit.core.jsonio import write_json
 from qckit.normalize.image import NormalizationError, as_array, mask_array
 
@@ -105,7 +106,7 @@ class NyulStandardizer(TransformerMixin, BaseEstimator):
     def load(cls, path: str | Path) -> NyulStandardizer:
         """A fitted standardizer from the JSON `save` wrote; a damaged file is an error naming it."""
         try:
-            data = json.loads(Path(path).read_text())
+            data = json.loads(read_regular_text(path, what="landmarks file", limit=16 << 20))
             model = cls(
                 percentiles=tuple(data["percentiles"]),
                 output_min=data["output_min"],

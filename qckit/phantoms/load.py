@@ -14,6 +14,7 @@ from typing import Any
 
 from qckit.core.definitions import (
     definitions_dir,
+    definition_bytes,
     load_yaml,
     resolve_definition,
     validate_definition,
@@ -55,16 +56,14 @@ def load_phantom(name_or_path: str | os.PathLike[str]) -> LoadedPhantom:
     path = resolve_definition(
         name_or_path, bundled_dir(), kind="phantom", file_noun="phantom definition file", error=PhantomError
     )
-    try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        digest = ""  # load_yaml names the unreadable file
+    raw = definition_bytes(path, PhantomError)
+    digest = hashlib.sha256(raw).hexdigest()
     key = (str(path), digest)
     if (
         digest and key in _PARSED
     ):  # the same bytes parse to the same (frozen) model: a weekly batch reads it once
         return LoadedPhantom(_PARSED[key], path, digest)
-    phantom = parse_phantom(load_yaml(path, PhantomError), path)
+    phantom = parse_phantom(load_yaml(path, PhantomError, raw), path)
     if digest:
         _PARSED[key] = phantom
     return LoadedPhantom(phantom, path, digest)

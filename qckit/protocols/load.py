@@ -15,6 +15,7 @@ from typing import Any
 
 from qckit.core.definitions import (
     definitions_dir,
+    definition_bytes,
     load_yaml,
     resolve_definition,
     validate_definition,
@@ -56,13 +57,11 @@ def load_protocol(name_or_path: str | os.PathLike[str]) -> LoadedProtocol:
     path = resolve_definition(
         name_or_path, bundled_dir(), kind="protocol", file_noun="protocol file", error=ProtocolError
     )
-    try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        digest = ""  # load_yaml names the unreadable file
+    raw = definition_bytes(path, ProtocolError)
+    digest = hashlib.sha256(raw).hexdigest()
     protocol = _PARSED.get((str(path), digest)) if digest else None
     if protocol is None:  # the same bytes parse to the same (frozen) model: a weekly batch reads it once
-        protocol = parse_protocol(load_yaml(path, ProtocolError), path)
+        protocol = parse_protocol(load_yaml(path, ProtocolError, raw), path)
         if digest:
             _PARSED[(str(path), digest)] = protocol
     return LoadedProtocol(protocol=protocol, path=path, sha256=digest)

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from qckit.core.definitions import (
     definitions_dir,
+    definition_bytes,
     load_yaml,
     resolve_definition,
     validate_definition,
@@ -166,8 +167,8 @@ def load_profile(name_or_path: str | os.PathLike[str]) -> LoadedProfile:
     """A bundled profile by name or any profile file by path."""
     path = resolve_definition(name_or_path, bundled_dir(), kind="profile", file_noun="profile file",
                               error=ProfileError)  # fmt: skip
-    raw = path.read_bytes()
-    profile = parse_profile(load_yaml(path, ProfileError), path)
+    raw = definition_bytes(path, ProfileError)
+    profile = parse_profile(load_yaml(path, ProfileError, raw), path)
     return LoadedProfile(profile, path, hashlib.sha256(raw).hexdigest())
 
 

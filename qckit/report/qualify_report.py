@@ -92,6 +92,10 @@ def build_summary_page(summary: dict[str, Any], provenance: Provenance) -> Page:
         "Scanners x criteria",
         table(["scanner", "vendor", "model", "software", "verdict", *kinds], rows, classes),
     )
+    if summary.get("damaged"):
+        page.add("Certificates left out (damaged or unreadable): the summary is incomplete",
+                 table(["file", "why"], [[d["path"], d["reason"]] for d in summary["damaged"]],
+                       [["", "fail"] for _ in summary["damaged"]]))  # fmt: skip
     for name, title in (("by_vendor", "vendor"), ("by_model", "model"), ("by_software", "software version")):
         groups = summary["breakdown"][name]
         page.add(f"Compliance by {title}", table(

@@ -105,22 +105,69 @@ def fit(
     return run
 
 
-def apply(features: Path, model_dir: Path, output: Path, json_out: Path | None = None) -> tuple[int, int]:
-    """Apply a saved model (of any registered method) to a table; returns (rows, features harmonized)."""
-    from qckit.core.tables import read_table, write_table
+@dataclass
+class ApplyRun:
+    """`harmonize apply`: rows and features harmonized, columns passed through unharmonized, and warnings."""
+
+    rows: int
+    features: int
+    passed_through: list[str]
+    warnings: list[str]
+
+
+def _model_columns(model: Any) -> set[str]:
+    """Every column a model knows: its features (also the excluded ones), batch and covariate columns."""
+    known = {*map(str, model.features_), *map(str, getattr(model, "excluded_features_", {}) or {})}
+    batch = getattr(model, "batch", None)
+    known |= {batch} if isinstance(batch, str) else set(batch or [])
+    for attr in ("categorical_covariates", "continuous_covariates"):
+        known |= set(getattr(model, attr, ()) or ())
+    return known
+
+
+def apply(features: Path, model_dir: Path, output: Path, json_out: Path | None = None, *,
+          pass_through: bool = False) -> ApplyRun:  # fmt: skip
+    """Apply a saved model (of any registered method) to a table.
+
+    Feature columns (declared by the table, else pyradiomics-named) the model does not know are refused, as they
+    would be copied out unharmonized beside harmonized ones; `pass_through` keeps them, named in a warning. Features
+    whose input lies far outside the training distribution (`training_distance`) are warned about."""
+    from qckit.classify.contract import feature_columns
+    from qckit.core.tables import read_contract, read_table, write_table
     from qckit.harmonize.methods import load_model, method_of
+    from qckit.harmonize.validate import training_distance
 
     model = load_model(model_dir)
     frame = read_table(features)
+    known = _model_columns(model)
+    unknown = [c for c in feature_columns(frame, read_contract(features)) if c not in known]
+    warnings: list[str] = []
+    if unknown and not pass_through:
+        raise QckitInputError(
+            f"{features}: {len(unknown)} feature column(s) the model does not know ({', '.join(unknown[:10])}"
+            f"{' ...' if len(unknown) > 10 else ''}): they would be written unharmonized beside harmonized "
+            "features. Drop them, fit a model that includes them, or pass --pass-through to keep them as they are"
+        )
+    if unknown:
+        warnings.append(f"{len(unknown)} column(s) passed through unharmonized: {', '.join(unknown[:10])}")
     harmonized = model.transform(frame)
     out = frame.copy()
     out[model.features_] = harmonized
+    far = training_distance(model, out)
+    if far:
+        worst = sorted(far.items(), key=lambda kv: -kv[1])
+        warnings.append(
+            f"{len(far)} feature(s) lie far outside the training distribution (median |z| > 4 after harmonization; "
+            f"another scale, or another feature under the same name?): "
+            + ", ".join(f"{k} ({v:.1f})" for k, v in worst[:10])
+        )
     write_table(out, output)
     if json_out is not None:
         write_result(json_out, kind="harmonize-apply", inputs={"features": str(features), "model": str(model_dir)}, document={"rows": len(out), "features": list(model.features_), "method": method_of(model).name,
                               "batches": [str(b) for b in model.batches_], "model": str(model_dir),
-                              "output": str(output), "command": command_line()})  # fmt: skip
-    return len(out), len(model.features_)
+                              "output": str(output), "passed_through": unknown if pass_through else [],
+                              "far_from_training": far, "warnings": warnings, "command": command_line()})  # fmt: skip
+    return ApplyRun(len(out), len(model.features_), unknown, warnings)
 
 
 def evaluate(table: TableOptions, harmonized: Path | None, html: Path | None, json_out: Path | None,

@@ -394,37 +394,96 @@ HARMONIZATION_RULE = (
 )
 
 
-def _certificates(source: Path) -> list[dict[str, Any]]:
-    """The latest certificate of each scanner, from a folder of `qualify` outputs or a QC history."""
+CERTIFICATE_VERDICTS = ("qualified", "qualified with findings", "not qualified", "incomplete")
+CRITERION_VERDICTS = ("pass", "fail", "warn", "incomplete", "recorded", "not measured", "insufficient")
+MAX_CERTIFICATE_BYTES = 64 << 20
+
+
+def certificate_problem(doc: Any) -> str:
+    """Why a parsed certificate cannot be summarised ("" when it can): the fields the summary reads, with their
+    types and verdict vocabularies, checked before any is used (a damaged or hand-edited file is listed and left
+    out, never a traceback, never the end of the summary)."""
+    if not isinstance(doc, dict):
+        return f"a JSON object is expected, not {type(doc).__name__}"
+    if doc.get("certificate") != "qckit scanner qualification":
+        return "not a qckit scanner qualification certificate"
+    sc, prov, crit = doc.get("scanner"), doc.get("provenance"), doc.get("criteria")
+    if not isinstance(sc, dict) or not isinstance(sc.get("key"), str) or not sc["key"]:
+        return "scanner.key is missing or not text"
+    for k in ("vendor", "model"):
+        if sc.get(k) is not None and not isinstance(sc[k], str):
+            return f"scanner.{k} is not text"
+    sw = sc.get("software_versions")
+    if sw is not None and not (isinstance(sw, list) and all(isinstance(v, str) for v in sw)):
+        return "scanner.software_versions is not a list of text"
+    if not isinstance(prov, dict) or not isinstance(prov.get("date"), str):
+        return "provenance.date is missing or not text"
+    if doc.get("verdict") not in CERTIFICATE_VERDICTS:
+        return f"unknown verdict {str(doc.get('verdict'))[:40]!r} (known: {', '.join(CERTIFICATE_VERDICTS)})"
+    if not isinstance(doc.get("profile"), str):
+        return "profile is missing or not text"
+    if not isinstance(crit, list):
+        return "criteria is not a list"
+    for i, c in enumerate(crit):
+        if not isinstance(c, dict) or not isinstance(c.get("kind"), str):
+            return f"criteria[{i}] has no kind"
+        if c.get("verdict") not in CRITERION_VERDICTS and c.get("verdict") not in LEGACY_VERDICTS:
+            return f"criteria[{i}]: unknown verdict {str(c.get('verdict'))[:40]!r}"
+    missing = doc.get("missing", [])
+    if not isinstance(missing, list):
+        return "missing is not a list"
+    return ""
+
+
+def _certificates(source: Path, damaged: list[dict[str, str]] | None = None) -> list[dict[str, Any]]:
+    """The latest certificate of each scanner, from a folder of `qualify` outputs or a QC history; a certificate
+    that cannot be read or lacks what the summary needs is appended to `damaged` (path, reason) and left out."""
+    damaged = [] if damaged is None else damaged
     docs: list[dict[str, Any]] = []
     if source.is_dir():
+        from qckit.core.files import read_regular_text
         from qckit.core.jsonio import strict_loads
 
         for p in sorted(source.rglob("certificate.json")):
-            doc = strict_loads(p.read_text(encoding="utf-8"))
+            try:
+                doc = strict_loads(read_regular_text(p, what="certificate", limit=MAX_CERTIFICATE_BYTES))
+            except QckitInputError as exc:
+                damaged.append({"path": str(p), "reason": str(exc)})
+                continue
+            except (ValueError, RecursionError) as exc:  # truncated, NaN literals, nested beyond the parser
+                damaged.append({"path": str(p), "reason": f"not valid JSON ({type(exc).__name__}: {str(exc)[:200]})"})
+                continue
+            why = certificate_problem(doc)
+            if why:
+                damaged.append({"path": str(p), "reason": why})
+                continue
             doc["_dir"] = str(p.parent)
             docs.append(doc)
     else:
         from qckit.history.store import existing_store
 
         with existing_store(str(source), None) as store:
-            docs = [q["certificate"] for q in store.qualifications() if q["certificate"]]
+            for q in store.qualifications():
+                why = certificate_problem(q["certificate"]) if q["certificate"] else ""
+                if why:
+                    damaged.append({"path": f"{source} (qualification {q.get('id', '?')})", "reason": why})
+                elif q["certificate"]:
+                    docs.append(q["certificate"])
     for d in (
         docs
     ):  # certificates written before the one verdict vocabulary: finding -> warn, missing -> incomplete
-        for c in d.get("criteria", []) if isinstance(d.get("criteria"), list) else []:
-            if isinstance(c, dict) and c.get("verdict") in LEGACY_VERDICTS:
+        for c in d["criteria"]:
+            if c.get("verdict") in LEGACY_VERDICTS:
                 c["verdict"] = LEGACY_VERDICTS[c["verdict"]]
     latest: dict[str, dict[str, Any]] = {}
     for d in docs:  # oldest first within each source: a later one replaces an earlier one of the same scanner
-        if d.get("certificate") != "qckit scanner qualification":
-            continue
         key = d["scanner"]["key"]
         if key not in latest or d["provenance"]["date"] >= latest[key]["provenance"]["date"]:
             latest[key] = d
     if not latest:
+        bad = "; ".join(f"{d['path']}: {d['reason']}" for d in damaged[:5])
         raise NoDataError(f"{source}: no qualification certificate found (a folder of `qckit qualify` outputs, or "
-                          "a QC history holding qualifications)")  # fmt: skip
+                          "a QC history holding qualifications)" + (f"; unreadable: {bad}" if bad else ""))  # fmt: skip
     return [latest[k] for k in sorted(latest)]
 
 
@@ -454,7 +513,8 @@ def _breakdown(
 
 
 def _reproducibility(
-    certs: list[dict[str, Any]], between_cv: float, share_off: float, basis: str = "upper_ci"
+    certs: list[dict[str, Any]], between_cv: float, share_off: float, basis: str = "upper_ci",
+    damaged: list[dict[str, str]] | None = None,
 ) -> dict[str, Any] | None:
     """Between-scanner reproducibility of the phantom features over the qualified scanners (their stability
     measurements), the candidate stable list, and which scanners would need harmonization."""
@@ -474,19 +534,31 @@ def _reproducibility(
         qualified = [c for c in certs if has_stability(c)]
         used_basis = "the scanners whose feature-stability criterion passed (fewer than 2 are qualified)"
     frames, stable_sets, used = [], [], []
+    from qckit.core.files import open_regular
+
     for c in qualified:
-        st = (c.get("submission") or {}).get("stability") or {}
-        folder = c.get("_dir") or (c.get("outputs") or {}).get("folder")
-        if not st.get("measurements") or not folder:
+        sub = c.get("submission") if isinstance(c.get("submission"), dict) else {}
+        st = sub.get("stability") if isinstance(sub.get("stability"), dict) else {}
+        outputs = c.get("outputs") if isinstance(c.get("outputs"), dict) else {}
+        folder = c.get("_dir") or outputs.get("folder")
+        if not isinstance(st.get("measurements"), str) or not isinstance(folder, str):
             continue
         path = Path(folder) / st["measurements"]
         if not path.is_file():
             continue
-        long = pd.read_csv(path)
+        try:
+            with open_regular(path, what="stability measurements") as fh:
+                long = pd.read_csv(fh)
+            if not {"feature", "value", "roi", "repeat"} <= set(long.columns):
+                raise ValueError("the columns feature, value, roi and repeat are needed")
+        except (QckitInputError, ValueError, UnicodeDecodeError) as exc:
+            if damaged is not None:
+                damaged.append({"path": str(path), "reason": f"cannot read ({str(exc)[:200]})"})
+            continue
         long["scanner_key"] = c["scanner"]["key"]
         frames.append(long)
         used.append(c["scanner"]["key"])
-        stable_sets.append(set(st.get("stable_features") or []))
+        stable_sets.append({str(f) for f in st.get("stable_features") or []} if isinstance(st.get("stable_features"), list) else set())
     if len(frames) < 2:
         return None
     data = pd.concat(frames, ignore_index=True).dropna(subset=["value"])
@@ -535,7 +607,8 @@ def qualification_summary(source: str | Path, out_dir: str | Path, *, between_cv
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    certs = _certificates(Path(source))
+    damaged: list[dict[str, str]] = []
+    certs = _certificates(Path(source), damaged)
     kinds = ["completeness", "protocol", "phantom", "stability"]
     scanners = [{"key": c["scanner"]["key"], "vendor": c["scanner"].get("vendor"), "model": c["scanner"].get("model"),
                  "software_versions": c["scanner"].get("software_versions") or [], "verdict": c["verdict"],
@@ -555,9 +628,10 @@ def qualification_summary(source: str | Path, out_dir: str | Path, *, between_cv
             ),
         },
         "reproducibility": None,
+        "damaged": damaged,  # certificates left out, with the reason: the summary is incomplete when any is
     }
     paths: dict[str, Path] = {}
-    rep = _reproducibility(certs, between_cv, share_off, basis)
+    rep = _reproducibility(certs, between_cv, share_off, basis, damaged)
     if rep is not None:
         stable_path = out / "stable-features.yaml"
         doc = {"source": "qckit qualify summary: features repeatable on every qualified scanner and reproducible "
