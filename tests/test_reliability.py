@@ -324,7 +324,9 @@ def test_the_public_key_warns_and_key_init_replaces_it(tmp_path: Path, monkeypat
     import qckit.cli._common as common
 
     monkeypatch.delenv("QCKIT_PSEUDONYM_KEY", raising=False)
-    monkeypatch.delenv("QCKIT_KEY_FILE", raising=False)  # the default place: $XDG_CONFIG_HOME/qckit/pseudonym.key
+    monkeypatch.delenv(
+        "QCKIT_KEY_FILE", raising=False
+    )  # the default place: $XDG_CONFIG_HOME/qckit/pseudonym.key
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
     monkeypatch.setattr(common, "_warned_key", False)
     d = _dicom_dir(tmp_path)

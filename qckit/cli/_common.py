@@ -50,14 +50,18 @@ class SafeConsole(Console):
         from rich.segment import Segment
 
         return super()._render_buffer(
-            Segment(escape_controls(text), style, control) if control is None else Segment(text, style, control)
+            Segment(escape_controls(text), style, control)
+            if control is None
+            else Segment(text, style, control)
             for text, style, control in buffer
         )
 
 
 console = SafeConsole(stderr=False, width=None if sys.stdout.isatty() else PIPE_WIDTH, markup=False,
                       soft_wrap=not sys.stdout.isatty())  # fmt: skip
-err_console = SafeConsole(stderr=True, soft_wrap=True, markup=False)  # messages are never re-wrapped (grep-able)
+err_console = SafeConsole(
+    stderr=True, soft_wrap=True, markup=False
+)  # messages are never re-wrapped (grep-able)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

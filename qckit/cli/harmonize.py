@@ -118,6 +118,22 @@ def apply_command(
         console.print(f"harmonized {run.rows} rows x {run.features} features -> {output}")
 
 
+@app.command("upgrade")
+@handle_errors
+def upgrade_command(
+    model_dir: Path = typer.Argument(..., help="Model folder written by an older qckit (format version 1)."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
+    """Re-sign a version-1 model folder (it has no checksum of model.json) after checking its arrays and
+    consistency: run it only on a model you trust. Exit 0 upgraded, 2 damaged or not a model."""
+    from qckit.workflows.harmonize_run import upgrade
+
+    out = upgrade(model_dir)
+    if not quiet:
+        console.print(f"model upgraded to the current format (checksummed): {out}", highlight=False)
+
+
 @app.command("evaluate")
 @handle_errors
 def evaluate_command(

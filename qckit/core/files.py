@@ -13,7 +13,9 @@ from typing import IO, Any
 
 from qckit.core.errors import QckitInputError
 
-MAX_INPUT_BYTES = 4 << 30  # no definition, table, model or key file qckit reads is near this; a claim beyond is refused
+MAX_INPUT_BYTES = (
+    4 << 30
+)  # no definition, table, model or key file qckit reads is near this; a claim beyond is refused
 
 
 def not_regular(path: str | os.PathLike[str]) -> str:

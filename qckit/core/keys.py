@@ -80,11 +80,18 @@ def init_key(path: Path | None = None, *, force: bool = False) -> Path:
             fh.write(key)
             fh.flush()
             os.fsync(fh.fileno())
-        if read_regular(tmp, what="new key file") != key.encode("ascii"):  # verified before it replaces anything
+        if read_regular(tmp, what="new key file") != key.encode(
+            "ascii"
+        ):  # verified before it replaces anything
             raise OSError(f"{tmp}: the key read back differs from the key written")
         os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)  # no temp file left by a full disk
+        if exc.filename is None:  # write() and fsync() name no file: name the key file
+            raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from None
+        raise
     except BaseException:
-        tmp.unlink(missing_ok=True)  # no temp file left by a full disk or an interrupt
+        tmp.unlink(missing_ok=True)  # nor by an interrupt
         raise
     _read_key.cache_clear()
     return target

@@ -13,8 +13,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from qckit.core.errors import QckitInputError
-from qckit.core.files import open_regular, read_regular_text
-from qckit.core.files import utf8_text
+from qckit.core.files import open_regular, read_regular_text, utf8_text
 from qckit.core.jsonio import atomic_write_bytes
 
 CONTRACT_KEY = b"qckit.contract"  # Parquet schema metadata: which columns are features and which metadata

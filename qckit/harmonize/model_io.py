@@ -125,7 +125,11 @@ def _validate(model: ComBat, meta_path: Path) -> None:
         _check(p[name].shape == shape, meta_path, f"{name} has shape {p[name].shape}, expected {shape} "
                f"({nb} batches x {nf} features)")  # fmt: skip
     n_design = nb + len(model.covariate_columns_)
-    rows_ok = p["B_hat"].shape[0] >= n_design if model.spline_basis_ is not None else p["B_hat"].shape[0] == n_design
+    rows_ok = (
+        p["B_hat"].shape[0] >= n_design
+        if model.spline_basis_ is not None
+        else p["B_hat"].shape[0] == n_design
+    )
     _check(p["B_hat"].ndim == 2 and p["B_hat"].shape[1] == nf and rows_ok, meta_path,
            f"B_hat has shape {p['B_hat'].shape}, expected ({n_design}{'+' if model.spline_basis_ else ''}, {nf})")  # fmt: skip
     for name in _PARAM_ARRAYS:
@@ -187,7 +191,9 @@ def load_model(folder: str | Path, *, unsigned: bool = False) -> ComBat:
     except ModelFileError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever a damaged (even re-signed) file does, never a traceback
-        raise ModelFileError(f"{src}: damaged model folder ({type(exc).__name__}: {str(exc)[:300]})") from None
+        raise ModelFileError(
+            f"{src}: damaged model folder ({type(exc).__name__}: {str(exc)[:300]})"
+        ) from None
     return model
 
 

@@ -8,6 +8,7 @@ direction / affine). `read_image` reads NIfTI, NRRD or a DICOM series folder (Si
 from __future__ import annotations
 
 import errno
+import io
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -189,13 +190,50 @@ def verify_written(path: str | os.PathLike[str], image: Any) -> None:
 
     if os.stat(path).st_size == 0:
         raise OSError(errno.ENOSPC, "the image writer wrote 0 bytes (disk full?)", str(path))
+    _check_nifti_length(Path(path))
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
     try:
-        back = sitk.ReadImage(str(path))
+        reader.ReadImageInformation()
     except RuntimeError:
-        raise OSError(errno.EIO, "the image written does not read back whole (disk full?)", str(path)) from None
-    if back.GetSize() != image.GetSize() or back.GetPixelID() != image.GetPixelID():
-        raise OSError(errno.EIO, f"the image read back is {back.GetSize()} {back.GetPixelIDTypeAsString()}, "
+        raise OSError(
+            errno.EIO, "the image written does not read back whole (disk full?)", str(path)
+        ) from None
+    back = sitk.Image([1] * reader.GetDimension(), reader.GetPixelID())
+    if reader.GetSize() != image.GetSize() or back.GetPixelID() != image.GetPixelID():
+        raise OSError(errno.EIO, f"the image read back is {reader.GetSize()} {back.GetPixelIDTypeAsString()}, "
                       f"not the {image.GetSize()} {image.GetPixelIDTypeAsString()} written", str(path))  # fmt: skip
+
+
+def _check_nifti_length(path: Path) -> None:
+    """The whole file decompresses (gzip CRC and length trailer verified, streamed in 1 MiB chunks) to exactly the
+    header's data offset plus voxels x bytes per voxel: ITK's reader does not notice a truncated .nii.gz (it
+    fills the missing voxels), so the length is checked here. OSError (naming the file) when it does not."""
+    import gzip
+    import zlib
+
+    import nibabel as nib
+
+    head, total = b"", 0
+    try:
+        with gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                if len(head) < 540:
+                    head += chunk[: 540 - len(head)]
+                total += len(chunk)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise OSError(
+            errno.EIO, f"the image written does not read back whole (disk full?): {exc}", str(path)
+        ) from None
+    try:
+        hdr = nib.Nifti1Header.from_fileobj(io.BytesIO(head.ljust(540, b"\0")))
+    except Exception:  # noqa: BLE001 - not a NIfTI-1 header: the reader's information check decides
+        return
+    expected = int(hdr.get_data_offset()) + int(np.prod(hdr.get_data_shape())) * hdr.get_data_dtype().itemsize
+    if total < expected:
+        raise OSError(
+            errno.EIO, f"the image written holds {total} of {expected} bytes (disk full?)", str(path)
+        )
 
 
 def write_nifti(image: Any, path: str | os.PathLike[str], overwrite: bool = True) -> Path:
@@ -218,7 +256,9 @@ def write_nifti(image: Any, path: str | os.PathLike[str], overwrite: bool = True
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, out)
-    except RuntimeError as exc:  # ITK's own write errors (cannot open, read-only folder) as the OSError they are
+    except (
+        RuntimeError
+    ) as exc:  # ITK's own write errors (cannot open, read-only folder) as the OSError they are
         Path(tmp).unlink(missing_ok=True)
         raise OSError(errno.EIO, str(exc).strip().splitlines()[-1], str(out)) from None
     except BaseException:

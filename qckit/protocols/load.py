@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from qckit.core.definitions import (
-    definitions_dir,
     definition_bytes,
+    definitions_dir,
     load_yaml,
     resolve_definition,
     validate_definition,

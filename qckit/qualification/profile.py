@@ -28,8 +28,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from qckit.core.definitions import (
-    definitions_dir,
     definition_bytes,
+    definitions_dir,
     load_yaml,
     resolve_definition,
     validate_definition,

@@ -170,6 +170,13 @@ def apply(features: Path, model_dir: Path, output: Path, json_out: Path | None =
     return ApplyRun(len(out), len(model.features_), unknown, warnings)
 
 
+def upgrade(model_dir: Path) -> Path:
+    """`harmonize upgrade`: a version-1 ComBat model folder re-written in the current, checksummed format."""
+    from qckit.harmonize.model_io import upgrade_model
+
+    return upgrade_model(model_dir)
+
+
 def evaluate(table: TableOptions, harmonized: Path | None, html: Path | None, json_out: Path | None,
              on_table: Callable[[FeatureTable], None] | None = None) -> dict[str, Any]:  # fmt: skip
     """Batch and covariate effects of a table, and of the same rows after harmonization."""

@@ -451,7 +451,9 @@ def _certificates(source: Path, damaged: list[dict[str, str]] | None = None) -> 
                 damaged.append({"path": str(p), "reason": str(exc)})
                 continue
             except (ValueError, RecursionError) as exc:  # truncated, NaN literals, nested beyond the parser
-                damaged.append({"path": str(p), "reason": f"not valid JSON ({type(exc).__name__}: {str(exc)[:200]})"})
+                damaged.append(
+                    {"path": str(p), "reason": f"not valid JSON ({type(exc).__name__}: {str(exc)[:200]})"}
+                )
                 continue
             why = certificate_problem(doc)
             if why:
@@ -513,7 +515,10 @@ def _breakdown(
 
 
 def _reproducibility(
-    certs: list[dict[str, Any]], between_cv: float, share_off: float, basis: str = "upper_ci",
+    certs: list[dict[str, Any]],
+    between_cv: float,
+    share_off: float,
+    basis: str = "upper_ci",
     damaged: list[dict[str, str]] | None = None,
 ) -> dict[str, Any] | None:
     """Between-scanner reproducibility of the phantom features over the qualified scanners (their stability
@@ -558,7 +563,11 @@ def _reproducibility(
         long["scanner_key"] = c["scanner"]["key"]
         frames.append(long)
         used.append(c["scanner"]["key"])
-        stable_sets.append({str(f) for f in st.get("stable_features") or []} if isinstance(st.get("stable_features"), list) else set())
+        stable_sets.append(
+            {str(f) for f in st.get("stable_features") or []}
+            if isinstance(st.get("stable_features"), list)
+            else set()
+        )
     if len(frames) < 2:
         return None
     data = pd.concat(frames, ignore_index=True).dropna(subset=["value"])

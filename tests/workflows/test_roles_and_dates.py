@@ -105,7 +105,10 @@ def test_a_weekly_session_is_judged_by_the_weekly_subset(tmp_path: Path):
     write_session(ACR, AcrScanner(key="weekly"), tmp_path / "w", series=("localizer", "t1"), date="20260105")
     code, full, _ = _qc(tmp_path / "w", tmp_path / "full", "--no-store")
     missing = [f for f in full["protocol"]["findings"] if f["rule"] == "missing series"]
-    assert full["protocol"]["status"] == "fail" and {f["expected"] for f in missing} == {"t2_echo1", "t2_echo2"}
+    assert full["protocol"]["status"] == "fail" and {f["expected"] for f in missing} == {
+        "t2_echo1",
+        "t2_echo2",
+    }
     assert all("--subset weekly" in f["message"] for f in missing)
     code_w, weekly, _ = _qc(tmp_path / "w", tmp_path / "weekly", "--no-store", "--subset", "weekly")
     assert weekly["protocol"]["status"] == "pass" and weekly["protocol"]["name"] == "acr-mri-large (weekly)"
@@ -113,7 +116,9 @@ def test_a_weekly_session_is_judged_by_the_weekly_subset(tmp_path: Path):
     assert [(m["name"], m["value"]) for m in weekly["measurements"]] == [
         (m["name"], m["value"]) for m in full["measurements"]]  # fmt: skip
     assert code == code_w == 0  # the exit code follows the measurements; the protocol status is reported
-    res = runner.invoke(app, ["qc", "run", str(tmp_path / "w"), "-o", str(tmp_path / "x"), "--subset", "daily"])
+    res = runner.invoke(
+        app, ["qc", "run", str(tmp_path / "w"), "-o", str(tmp_path / "x"), "--subset", "daily"]
+    )
     assert res.exit_code == 2 and "no subset 'daily' (subsets: weekly)" in res.output
     res = runner.invoke(app, ["protocol", "check", str(tmp_path / "w"), "-p", "acr-mri-large", "--subset", "weekly",
                               "-q"])  # fmt: skip
