@@ -52,7 +52,7 @@ def test_no_file_input_blocks_on_a_fifo_or_a_device(
 
     arr = load_phantom("ismrm-nist-system").phantom.sphere_array(5)
     relax = write_relaxometry(tmp_path / "relax", arr, arr.reference("T1", 1.5).values_ms[:14], "T1",
-                              scan=RelaxScan(seed=1))  # fmt: skip
+                              scan=RelaxScan(seed=1)).folder  # fmt: skip
     fifo = _fifo(tmp_path / "pipe.yaml")
     res = runner.invoke(app, ["phantom", "relaxometry", str(relax), "--reference", str(fifo), "-o",
                               str(tmp_path / "r"), "-q"])  # fmt: skip
@@ -312,3 +312,48 @@ def test_regular_file_reader_refuses_without_blocking(tmp_path: Path, no_hang: N
     with pytest.raises(QckitInputError, match="more than the 10"):
         read_regular(big, limit=10)
     assert read_regular(big) == b"x" * 100
+
+
+def _acr_t1(tmp_path: Path) -> tuple[Path, list[Path]]:
+    import pydicom
+
+    from qckit.phantoms.load import load_phantom
+    from qckit.synth.acr import AcrScanner, write_session
+
+    write_session(load_phantom("acr-mri-large").phantom, AcrScanner(key="bad"), tmp_path / "s", series=("t1",))
+    files = sorted((tmp_path / "s").rglob("*.dcm"), key=lambda f: float(pydicom.dcmread(f).ImagePositionPatient[2]))
+    return tmp_path / "s", files
+
+
+# 4. one bad file inside a good series aborted qc run ("the pixel data of series None cannot be read")
+def test_a_bad_file_inside_a_series_is_left_out_and_listed(tmp_path: Path):
+    import pydicom
+
+    root, files = _acr_t1(tmp_path)
+    ds = pydicom.dcmread(files[2])  # slice 3: no ACR test uses it
+    ds.Rows, ds.Columns = 65535, 32768  # claims 4 GB of pixel data
+    ds.save_as(files[2])
+    res = runner.invoke(app, ["qc", "run", str(root), "--no-store", "-o", str(tmp_path / "o"), "-q"])
+    doc = strict_loads((tmp_path / "o" / "qc-result.json").read_text())
+    assert res.exit_code in (0, 1) and "Traceback" not in res.output
+    assert [p["reason"] for p in doc["problems"] if files[2].name in p["reason"]]  # the file is named
+    assert {m["name"] for m in doc["measurements"]} >= {"piu", "slice_thickness", "low_contrast_total"}
+
+
+def test_two_images_at_one_position_are_refused_naming_both_and_a_copy_is_dropped(tmp_path: Path):
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    root, files = _acr_t1(tmp_path)
+    copy = pydicom.dcmread(files[4])
+    copy.SOPInstanceUID = generate_uid()  # the same image exported twice under a new UID
+    copy.save_as(root / "copy.dcm")
+    res = runner.invoke(app, ["qc", "run", str(root), "--no-store", "-o", str(tmp_path / "o"), "-q"])
+    assert res.exit_code in (0, 1), res.output  # measured: the copy is the same image
+    other = pydicom.dcmread(files[5])
+    other.ImagePositionPatient = copy.ImagePositionPatient
+    other.SOPInstanceUID = generate_uid()
+    other.save_as(root / "other.dcm")
+    res = runner.invoke(app, ["qc", "run", str(root), "--no-store", "-o", str(tmp_path / "o2"), "-q"])
+    assert res.exit_code == 2 and "held by two different images" in res.output and "other.dcm" in res.output
+    assert "None" not in res.output and "Traceback" not in res.output

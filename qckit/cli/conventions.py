@@ -48,6 +48,7 @@ OUTPUT_KIND: dict[str, str | None] = {
     "harmonize fit": "dir",
     "harmonize apply": "file",
     "harmonize evaluate": None,  # --json and --html
+    "harmonize upgrade": None,  # rewrites the model folder it is given
     "phantom list": None,
     "phantom schema": "file",
     "phantom synth": "dir",
@@ -81,6 +82,7 @@ INFORMATION_ONLY = {
     "phantom schema",
     "key init",
     "key status",
+    "harmonize upgrade",
 }
 
 # Commands that can take more than a few seconds: a progress bar on stderr (when it is a terminal).

@@ -64,7 +64,12 @@ class NoDataError(QckitInputError):
 
 
 class VolumeError(QckitInputError):
-    """Pixel data cannot be assembled into a volume (the message names the file or series)."""
+    """Pixel data cannot be assembled into a volume (the message names the file or series); `path`: the file
+    that shows the problem, when one does."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 # --- definitions ----------------------------------------------------------------------------------------------

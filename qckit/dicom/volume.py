@@ -97,6 +97,7 @@ class Frame:
     echo_time: float | None
     instance: int
     scale: PhysicalScale = PhysicalScale()
+    path: str = ""  # the file the frame came from (set by `load_volumes`)
 
 
 @dataclass
@@ -222,12 +223,30 @@ def _classic_frame(ds: Dataset) -> Frame:
     )
 
 
+def _one_frame_per_position(frames: list[Frame], along: list[float]) -> tuple[list[Frame], list[float]]:
+    """Frames sorted by position with one per position: a copy with identical pixels (the same image exported
+    twice under another SOP instance UID) is dropped; two different images at one position cannot be told apart
+    and are refused, naming the files (never a mixed volume)."""
+    keep_f: list[Frame] = []
+    keep_a: list[float] = []
+    for f, a in zip(frames, along, strict=True):
+        if keep_a and round(a, 3) == round(keep_a[-1], 3):
+            if np.array_equal(f.pixels, keep_f[-1].pixels):
+                continue
+            names = sorted({Path(keep_f[-1].path).name or "?", Path(f.path).name or "?"})
+            raise VolumeError(f"slice position {a:.2f} mm is held by two different images ({', '.join(names)}): two "
+                              "acquisitions in one series? Remove the one that does not belong", f.path)  # fmt: skip
+        keep_f.append(f)
+        keep_a.append(a)
+    return keep_f, keep_a
+
+
 def _build(
     series_uid: str, echo: float | None, frames: list[Frame], header: Dataset, paths: list[str]
 ) -> Volume:
     shapes = {f.pixels.shape for f in frames}
     if len(shapes) != 1:
-        raise VolumeError(f"series {series_uid}: frames of different sizes {sorted(shapes)}")
+        raise VolumeError(f"frames of different sizes {sorted(shapes)}")
     ori = frames[0].orientation or (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
     row_dir, col_dir = np.array(ori[:3]), np.array(ori[3:])
     normal = np.cross(row_dir, col_dir)
@@ -238,11 +257,7 @@ def _build(
     order = np.argsort(along, kind="stable")
     frames = [frames[i] for i in order]
     along = [along[i] for i in order]
-    if len(frames) > 1 and len({round(a, 3) for a in along}) < len(frames):
-        raise VolumeError(
-            f"series {series_uid}: {len(frames)} frames but only {len({round(a, 3) for a in along})} distinct "
-            "slice positions (mixed acquisitions in one series?)"
-        )
+    frames, along = _one_frame_per_position(frames, along)
     spacing_rc = frames[0].spacing or (1.0, 1.0)
     if len(frames) > 1:
         steps = np.diff(along)
@@ -320,6 +335,7 @@ def load_volumes(files: Iterable[str]) -> tuple[list[Volume], list[ScanError]]:
         head = ds.copy()
         del head.PixelData
         for f in frames:
+            f.path = str(path)
             key = (uid, None if f.echo_time is None else round(f.echo_time, 3))
             groups.setdefault(key, []).append(f)
             headers.setdefault(key, head)
@@ -330,7 +346,7 @@ def load_volumes(files: Iterable[str]) -> tuple[list[Volume], list[ScanError]]:
         try:
             volumes.append(_build(key[0], key[1], groups[key], headers[key], paths[key]))
         except VolumeError as exc:
-            bad.append(ScanError(paths[key][0], str(exc), ReadCause.GEOMETRY))
+            bad.append(ScanError(exc.path or paths[key][0], str(exc), ReadCause.GEOMETRY))
     return volumes, bad
 
 
