@@ -357,3 +357,87 @@ def test_two_images_at_one_position_are_refused_naming_both_and_a_copy_is_droppe
     res = runner.invoke(app, ["qc", "run", str(root), "--no-store", "-o", str(tmp_path / "o2"), "-q"])
     assert res.exit_code == 2 and "held by two different images" in res.output and "other.dcm" in res.output
     assert "None" not in res.output and "Traceback" not in res.output
+
+
+# 12. normalize of an enhanced multi-frame DICOM folder: a SimpleITK traceback (GDCM reads it as 4-D)
+def test_normalize_reads_an_enhanced_multiframe_folder(tmp_path: Path):
+    from dataclasses import replace
+
+    from qckit.synth.dicom import ACR_T1, SCANNERS, write_enhanced_series
+
+    write_enhanced_series(tmp_path / "enh" / "IM1", SCANNERS["siemens-skyra-3t"],
+                          replace(ACR_T1, rows=32, columns=32))  # fmt: skip
+    res = runner.invoke(app, ["normalize", str(tmp_path / "enh"), "-m", "zscore", "-o", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    (out,) = list((tmp_path / "o").rglob("*.nii.gz"))
+    img = sitk.ReadImage(str(out))
+    assert img.GetDimension() == 3 and img.GetSize() == (32, 32, ACR_T1.n_slices)
+    four = sitk.JoinSeries([sitk.GetImageFromArray(np.ones((4, 8, 8), np.float32))] * 3)
+    sitk.WriteImage(four, str(tmp_path / "4d.nii.gz"))
+    res = runner.invoke(app, ["normalize", str(tmp_path / "4d.nii.gz"), "-m", "zscore", "-o", str(tmp_path / "o4")])
+    assert res.exit_code == 2 and "4-D image of 3 volumes" in res.output and "Traceback" not in res.output
+
+
+# 12. float pixel data (parametric maps) was "truncated or incomplete file: no pixel data element"
+def test_float_pixel_data_is_an_image(tmp_path: Path):
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from qckit.dicom.volume import load_volumes
+
+    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    arr = ds.pixel_array.astype(np.float32) * 0.5
+    del ds.PixelData
+    for k in ("BitsStored", "HighBit", "PixelRepresentation", "SmallestImagePixelValue", "LargestImagePixelValue"):
+        if k in ds:
+            delattr(ds, k)
+    ds.BitsAllocated = 32
+    ds.FloatPixelData = arr.tobytes()
+    (tmp_path / "d").mkdir()
+    ds.save_as(tmp_path / "d" / "a.dcm")
+    res = runner.invoke(app, ["scan", str(tmp_path / "d"), "--json", str(tmp_path / "i.json"), "-q"])
+    doc = strict_loads((tmp_path / "i.json").read_text())
+    assert res.exit_code == 0 and len(doc["series"]) == 1 and not doc["errors"], res.output
+    (vol,), bad = load_volumes([str(tmp_path / "d" / "a.dcm")])
+    assert not bad and np.allclose(vol.array[0], arr)
+
+
+# 12. slice thickness was measured (0.3 mm, "fail") on a phantom rotated 15-30 degrees
+def test_slice_thickness_is_not_measured_on_a_phantom_rotated_beyond_the_limit(tmp_path: Path):
+    from qckit.phantoms.load import load_phantom
+    from qckit.synth.acr import AcrScanner, write_session
+
+    write_session(load_phantom("acr-mri-large").phantom, AcrScanner(key="rot", rotation_deg=20), tmp_path / "s",
+                  series=("t1",))  # fmt: skip
+    res = runner.invoke(app, ["qc", "run", str(tmp_path / "s"), "--no-store", "-o", str(tmp_path / "o"), "-q"])
+    doc = strict_loads((tmp_path / "o" / "qc-result.json").read_text())
+    assert res.exit_code == 1 and doc["verdict"] == "incomplete"
+    assert not [m for m in doc["measurements"] if m["name"].startswith("slice_thickness")]
+    (why,) = [p["reason"] for p in doc["problems"] if p["name"].startswith("slice_thickness")]
+    assert "rotated 19." in why or "rotated 20." in why
+
+
+# 12. `qc run --all` stopped every remaining session when one output folder could not be created
+def test_qc_run_all_goes_on_when_one_output_folder_cannot_be_made(tmp_path: Path):
+    from qckit.core.files import safe_name
+    from qckit.phantoms.load import load_phantom
+    from qckit.synth.acr import AcrScanner, write_session
+
+    acr, sc = load_phantom("acr-mri-large").phantom, AcrScanner(key="all")
+    for day in ("20260105", "20260112", "20260119"):
+        write_session(acr, sc, tmp_path / "in" / day, series=("t1",), date=day)
+    res = runner.invoke(app, ["qc", "run", str(tmp_path / "in"), "--all", "--no-store", "-o", str(tmp_path / "a"),
+                              "--json", str(tmp_path / "a.json"), "-q"])  # fmt: skip
+    labels = [s["session"]["label"] for s in strict_loads((tmp_path / "a.json").read_text())["sessions"]]
+    assert len(labels) == 3, res.output
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / safe_name(labels[0])).write_text("a file where the session's folder should go")
+    db = tmp_path / "h.sqlite"
+    res = runner.invoke(app, ["qc", "run", str(tmp_path / "in"), "--all", "--db", str(db), "-o", str(out), "-q"])
+    assert res.exit_code == 2 and f"session {labels[0]}" in res.output and "Traceback" not in res.output
+    assert all((out / safe_name(lb) / "qc-result.json").is_file() for lb in labels[1:])
+    from qckit.history.store import open_store
+
+    with open_store(f"sqlite:///{db}") as st:
+        assert st.n_sessions() == 2  # the session whose outputs could not be written is not recorded

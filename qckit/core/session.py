@@ -50,10 +50,11 @@ class QCSessionResult:
     session_id: int | None = None
     control: list[ControlStatus] = field(default_factory=list)
     pixel_hash: str = ""  # sha256 over the measured series' pixel data, whatever their UIDs
+    history_key: str | None = None  # the key the history recorded it under, when not the identity's own
 
     @property
     def scanner_key(self) -> str:
-        return self.identity.key
+        return self.history_key or self.identity.key
 
     @property
     def input_uids(self) -> list[str]:
@@ -81,7 +82,7 @@ class QCSessionResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "verdict": str(self.verdict),
-            "scanner": self.identity.to_dict(),
+            "scanner": {**self.identity.to_dict(), "key": self.scanner_key},
             "session": {
                 "label": self.session_label,
                 "date": self.session_date.isoformat(),

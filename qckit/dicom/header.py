@@ -49,7 +49,9 @@ _UNCOMPRESSED = {_IMPLICIT_LE, "1.2.840.10008.1.2.1", _EXPLICIT_BE}
 _SIMPLE_CHARSETS = {None, "", "ISO_IR 6", "ISO_IR 100", "ISO 2022 IR 6", "ISO_IR 192"}
 _PIXEL_DATA = 0x7FE00010
 _META_TAGS = [0x00020002, 0x00020010]
-_WANTED_AND_PIXELS = sorted(WANTED_TAGS | {_PIXEL_DATA})
+# Float Pixel Data and Double Float Pixel Data (parametric maps, PS3.3 C.7.6.3) hold the pixels of float images
+_FLOAT_PIXEL_DATA = {0x7FE00008, 0x7FE00009}
+_WANTED_AND_PIXELS = sorted(WANTED_TAGS | {_PIXEL_DATA} | _FLOAT_PIXEL_DATA)
 
 
 @dataclass(slots=True)

@@ -307,6 +307,9 @@ def read_volumes(
     return volumes, [(i.path, i.reason) for i in issues]
 
 
+PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
 def load_volumes(files: Iterable[str]) -> tuple[list[Volume], list[ScanError]]:
     """The image volumes of `files` and every file that could not be used, with its typed `ReadCause`
     (not DICOM, no pixel data, undecodable pixels, or a series whose frames do not make one volume)."""
@@ -317,8 +320,10 @@ def load_volumes(files: Iterable[str]) -> tuple[list[Volume], list[ScanError]]:
     for path in files:
         try:
             ds = pydicom.dcmread(path)
-            if "PixelData" not in ds:
-                bad.append(ScanError(path, "no pixel data", ReadCause.NOT_IMAGE))
+            pixel_kw = next((k for k in PIXEL_KEYWORDS if k in ds), None)
+            if pixel_kw is None:
+                bad.append(ScanError(path, "no pixel data (neither Pixel Data nor Float Pixel Data)",
+                                     ReadCause.NOT_IMAGE))  # fmt: skip
                 continue
             uid = str(ds.get("SeriesInstanceUID") or "")
             frames = (
@@ -333,7 +338,7 @@ def load_volumes(files: Iterable[str]) -> tuple[list[Volume], list[ScanError]]:
             bad.append(ScanError(path, f"{type(exc).__name__}: {exc}", ReadCause.PIXELS))
             continue
         head = ds.copy()
-        del head.PixelData
+        delattr(head, pixel_kw)
         for f in frames:
             f.path = str(path)
             key = (uid, None if f.echo_time is None else round(f.echo_time, 3))

@@ -19,6 +19,7 @@ SQLite file by default (`sqlite:///path/qc-history.sqlite`, embedded, zero set-u
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -419,7 +420,12 @@ class HistoryStore:
 
     def _scanner_id(self, conn: Any, ident: ScannerIdentity) -> int:
         key = ident.key
-        row = conn.execute(select(scanners.c.id).where(scanners.c.scanner_key == key)).first()
+        row = conn.execute(select(scanners.c.id, scanners.c.serial).where(scanners.c.scanner_key == key)).first()
+        if row is not None and ident.serial is not None and row[1] is not None and str(row[1]) != ident.serial:
+            # serials that differ only in punctuation ("12-34", "12.34") make one key: another scanner, so it
+            # gets a key of its own (the key plus a digest of its exact serial) instead of joining a history
+            key = f"{key}-{hashlib.sha256(ident.serial.encode()).hexdigest()[:6]}"
+            row = conn.execute(select(scanners.c.id).where(scanners.c.scanner_key == key)).first()
         if row is not None:
             return int(row[0])
         try:
@@ -623,6 +629,15 @@ class HistoryStore:
             rows = conn.execute(q).all()
         return [{"session_id": int(r.id), "scanner_key": r.scanner_key, "session_date": r.session_date,
                  "certificate": json.loads(r.note) if r.note else None} for r in rows]  # fmt: skip
+
+    def session_scanner_key(self, session_id: int, conn: Any = None) -> str:
+        """The key of the scanner a session was recorded under (its alias target's key is not substituted)."""
+        q = (select(scanners.c.scanner_key).join(sessions, sessions.c.scanner_id == scanners.c.id)
+             .where(sessions.c.id == session_id))  # fmt: skip
+        if conn is not None:
+            return str(conn.execute(q).scalar_one())
+        with self.engine.connect() as c:
+            return str(c.execute(q).scalar_one())
 
     def history(self, scanner: str, names: Iterable[str] | None = None, conn: Any = None) -> pd.DataFrame:
         """Long table of one scanner's QC measurements (sessions of kind `qc`): session_id, session_date,

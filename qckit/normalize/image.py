@@ -159,15 +159,31 @@ def read_image(path: str | os.PathLike[str], max_voxels: int | None = None) -> A
                                       f"({_limit_source(max_voxels)}); nothing was loaded. Raise it with "
                                       f"--max-voxels or ${MAX_VOXELS_ENV} only with the memory to back it")  # fmt: skip
             reader.SetFileNames(names)
-            return reader.Execute()
+            return _three_d(reader.Execute(), p)
         why = not_regular(p)
         if why:
             raise QckitInputError(f"{p}: {why}")
         check_image_size(p, max_voxels)
         _check_nifti_finite(p)
-        return sitk.ReadImage(str(p))
+        return _three_d(sitk.ReadImage(str(p)), p)
     except RuntimeError as exc:
         raise QckitInputError(f"{p}: cannot read image ({str(exc).strip().splitlines()[-1]})") from exc
+
+
+def _three_d(image: Any, where: Path) -> Any:
+    """A 3-D image: a 4-D one with a single volume (an enhanced multi-frame DICOM read by GDCM, a NIfTI with a
+    time axis of 1) is reduced to its volume; one with several volumes is refused (normalize one at a time)."""
+    import SimpleITK as sitk
+
+    if image.GetDimension() == 4:
+        size = list(image.GetSize())
+        if size[3] != 1:
+            raise QckitInputError(f"{where}: a 4-D image of {size[3]} volumes (time series or multi-echo); "
+                                  "normalization and radiomics take one 3-D volume: split it first")  # fmt: skip
+        return sitk.Extract(image, [*size[:3], 0], [0, 0, 0, 0])
+    if image.GetDimension() not in (2, 3):
+        raise QckitInputError(f"{where}: a {image.GetDimension()}-D image; a 3-D volume is expected")
+    return image
 
 
 def _check_nifti_finite(path: Path) -> None:

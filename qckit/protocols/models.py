@@ -31,7 +31,7 @@ _TESTS = ("equals", "one_of", "range", "approx", "regex", "present")
 
 
 class RangeSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     min: float | None = None
     max: float | None = None
 
@@ -50,7 +50,7 @@ Scalar = str | float | int | bool
 class Condition(BaseModel):
     """One test of one attribute (see module docstring)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     keyword: str = Field(description="DICOM keyword recorded by the index, or a qckit-derived attribute")
     equals: Scalar | None = None
@@ -137,7 +137,7 @@ class ExpectEach(BaseModel):
     """One matched series (acquisition) is expected per listed value of `keyword` (e.g. every inversion time of
     an IR protocol, every echo of a multi-echo train); each value without a match is a missing series."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     keyword: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
     values: Annotated[list[float], Field(min_length=1)]
@@ -148,7 +148,7 @@ class ExpectEach(BaseModel):
 class MeasurableRange(BaseModel):
     """The relaxation times (ms) a quantitative series can measure (spheres outside: "not measurable")."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     min: Annotated[float, Field(gt=0)]
     max: Annotated[float, Field(gt=0)]
@@ -166,7 +166,7 @@ class ExpectedSeries(BaseModel):
     the analyses, and what to report when it is missing or duplicated.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]*$")]
     title: str | None = None
@@ -202,7 +202,7 @@ class ProtocolSubset(BaseModel):
     checked with `--subset NAME`, its entries are required as in the full protocol and the others become
     optional (checked when present, never "missing")."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     title: str
     source: str = Field(description="where the subset is defined (citation)")
@@ -212,7 +212,7 @@ class ProtocolSubset(BaseModel):
 class Protocol(BaseModel):
     """A protocol file (schema_version 1)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     schema_version: Literal[1] = Field(description="version of this file format")
     name: str

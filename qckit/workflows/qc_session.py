@@ -417,6 +417,11 @@ def store_session(
     with open_store(opts.db_url) as store, store.recording(rec) as (session_id, conn):
         result.session_id = session_id
         result.db_url = store.url
+        recorded = store.session_scanner_key(session_id, conn)
+        if recorded != result.identity.key:
+            result.history_key = recorded
+            result.warnings.append(f"scanner key {result.identity.key} is taken by another scanner whose serial "
+                                   f"differs only in punctuation: recorded as {recorded}")  # fmt: skip
         result.control = control_status(
             store, result.scanner_key, session_id, opts.n_baseline, opts.rules, conn
         )

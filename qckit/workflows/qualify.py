@@ -64,11 +64,12 @@ class QualificationRun:
     certificates: list[Certificate] = field(default_factory=list)
     paths: dict[str, dict[str, Path]] = field(default_factory=dict)  # scanner key -> {json, html}
     errors: list[str] = field(default_factory=list)
+    uncertified: list[str] = field(default_factory=list)  # scanners whose evidence could not be read at all
 
     @property
     def all_qualified(self) -> bool:
-        """Every scanner qualified (with or without findings)."""
-        return bool(self.certificates) and all(c.qualified for c in self.certificates)
+        """Every scanner qualified (with or without findings), none left without a certificate."""
+        return bool(self.certificates) and not self.uncertified and all(c.qualified for c in self.certificates)
 
 
 def _rel(path: Path, base: Path) -> str:
@@ -172,6 +173,17 @@ def _phantom_tests(test: PhantomTest, rows: list[dict[str, Any]], source: DicomF
                                  detail=f"{m.method}; limit source: {limit.source}", evidence=evidence))  # fmt: skip
         skipped = {p.name: p.reason for p in res.skipped}
         problems = {p.name: p.reason for p in res.problems}
+        every = [*produced, *skipped, *problems]
+        for pattern in [p for p in test.measurements if p not in named]:  # a pattern that matches nothing
+            if not any(fnmatch.fnmatchcase(n, pattern) for n in every):  # must not drop its tests silently
+                out.append(Criterion("phantom", f"{what}{when}: {pattern}", MISSING, test.level,
+                                     detail=f"the profile's pattern {pattern!r} matches no measurement of {ph.name} "
+                                     f"(measured: {', '.join(sorted(produced)[:12]) or 'none'})"))  # fmt: skip
+        for pattern in test.limits:
+            if not any(fnmatch.fnmatchcase(n, pattern) for n in every):
+                out.append(Criterion("phantom", f"{what}{when}: limit {pattern}", MISSING, test.level,
+                                     detail=f"the profile gives a limit for {pattern!r}, which matches no measurement "
+                                     f"of {ph.name}: a misspelt name would leave its test unjudged"))  # fmt: skip
         for name in named:
             if name in produced:
                 continue
@@ -341,46 +353,50 @@ def qualify_submission(
     when = now or dt.datetime.now()
     steps = len(by_scanner)
     for i, (key, rows) in enumerate(sorted(by_scanner.items())):
-        scanner_dir = out / safe_name(key)
-        scanner_dir.mkdir(parents=True, exist_ok=True)
-        uids = sorted({r["series_uid"] for r in rows})
-        prov = Provenance(command, {"submission": str(submission), "scanner": key, "series": len(rows)},
-                          {f"profile {profile.name}": loaded.sha256, f"protocol {study.protocol.name}": study.sha256})  # fmt: skip
-        criteria = _completeness(profile, study.protocol, rows)
-        criteria += _compliance(profile, study.protocol, rows, scanner_dir, prov, scanner_dir)
-        for test in profile.phantom_tests:
-            criteria += _phantom_tests(test, rows, source, scanner_dir, prov, scanner_dir, str(submission))
-        stab_data: dict[str, Any] = {}
-        if profile.stability is not None:
-            crits, stab_data = _stability(profile.stability, rows, submission, scanner_dir, scanner_dir, command,
-                                          workers, source)  # fmt: skip
-            criteria += crits
-        software = sorted({str(r.get("SoftwareVersions")) for r in rows if r.get("SoftwareVersions")})
-        cert = Certificate(
-            scanner={**identities[key].to_dict(), "key": key, "software_versions": software},
-            profile=profile.name,
-            criteria=criteria,
-            provenance={
-                "qckit_version": __version__,
-                "profile": str(loaded.path),
-                "profile_sha256": loaded.sha256,
-                "date": when.isoformat(timespec="seconds"),
-                "command": command,
-                "input_uids": uids,
-                "submission": str(submission),
-            },  # fmt: skip
-            submission={"series": len(rows), "stability": stab_data},
-            previous=_previous(db_url, key),
-        )
-        json_path = scanner_dir / "certificate.json"
-        html_path = scanner_dir / "certificate.html"
-        cert.outputs = {"json": json_path.name, "html": html_path.name, "folder": str(scanner_dir.resolve())}
-        write_json(json_path, cert.to_dict())
-        write_certificate_report(cert, prov, html_path)
-        if db_url is not None:
-            _store(db_url, cert, identities[key], uids, when)
-        run.certificates.append(cert)
-        run.paths[key] = {"json": json_path, "html": html_path}
+        try:
+            scanner_dir = out / safe_name(key)
+            scanner_dir.mkdir(parents=True, exist_ok=True)
+            uids = sorted({r["series_uid"] for r in rows})
+            prov = Provenance(command, {"submission": str(submission), "scanner": key, "series": len(rows)},
+                              {f"profile {profile.name}": loaded.sha256, f"protocol {study.protocol.name}": study.sha256})  # fmt: skip
+            criteria = _completeness(profile, study.protocol, rows)
+            criteria += _compliance(profile, study.protocol, rows, scanner_dir, prov, scanner_dir)
+            for test in profile.phantom_tests:
+                criteria += _phantom_tests(test, rows, source, scanner_dir, prov, scanner_dir, str(submission))
+            stab_data: dict[str, Any] = {}
+            if profile.stability is not None:
+                crits, stab_data = _stability(profile.stability, rows, submission, scanner_dir, scanner_dir, command,
+                                              workers, source)  # fmt: skip
+                criteria += crits
+            software = sorted({str(r.get("SoftwareVersions")) for r in rows if r.get("SoftwareVersions")})
+            cert = Certificate(
+                scanner={**identities[key].to_dict(), "key": key, "software_versions": software},
+                profile=profile.name,
+                criteria=criteria,
+                provenance={
+                    "qckit_version": __version__,
+                    "profile": str(loaded.path),
+                    "profile_sha256": loaded.sha256,
+                    "date": when.isoformat(timespec="seconds"),
+                    "command": command,
+                    "input_uids": uids,
+                    "submission": str(submission),
+                },  # fmt: skip
+                submission={"series": len(rows), "stability": stab_data},
+                previous=_previous(db_url, key),
+            )
+            json_path = scanner_dir / "certificate.json"
+            html_path = scanner_dir / "certificate.html"
+            cert.outputs = {"json": json_path.name, "html": html_path.name, "folder": str(scanner_dir.resolve())}
+            write_json(json_path, cert.to_dict())
+            write_certificate_report(cert, prov, html_path)
+            if db_url is not None:
+                _store(db_url, cert, identities[key], uids, when)
+            run.certificates.append(cert)
+            run.paths[key] = {"json": json_path, "html": html_path}
+        except QckitInputError as exc:  # this scanner's evidence cannot be read: listed, the others still run
+            run.errors.append(f"scanner {key}: no certificate: {exc}")
+            run.uncertified.append(key)
         if progress is not None:
             progress(i + 1, steps)
     run.errors += [f"{e.path}: {e.reason}" for e in source.pixel_errors]

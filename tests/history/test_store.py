@@ -230,3 +230,19 @@ def test_a_value_beyond_range_round_trips_and_alarms_the_trend(db_url: str, tmp_
     run = trend(KEY, db_url, tmp_path, baseline=20, rules=("we1",), levels=[])
     assert run.skipped and not run.charts and run.latest_alarm
     assert "beyond the measurable range (+inf)" in run.html.read_text()
+
+
+def test_serials_that_differ_only_in_punctuation_keep_two_histories(db_url: str):
+    """'12-34' and '12.34' make the same key (GE-Signa-12_34): the second scanner gets a key of its own."""
+    a = {**SCANNER, "serial": "12-34"}
+    b = {**SCANNER, "serial": "12.34"}
+    with open_store(db_url) as st:
+        r = _record(0, n=1)
+        st.record_session(SessionRecord(a, r.session_date, r.phantom, "t", ["1.1"], r.measurements))
+        sid = st.record_session(SessionRecord(b, r.session_date, r.phantom, "t", ["1.2"], r.measurements))
+        keys = sorted(st.scanners()["scanner_key"])
+        assert len(keys) == 2 and keys[0] == "GE-Signa-12_34" and keys[1].startswith("GE-Signa-12_34-")
+        assert st.session_scanner_key(sid) == keys[1]
+        assert len(st.history("GE-Signa-12_34")) == 1 and len(st.history(keys[1])) == 1
+        sid2 = st.record_session(SessionRecord(b, dt.datetime(2026, 2, 1), r.phantom, "t", ["1.3"], r.measurements))
+        assert st.session_scanner_key(sid2) == keys[1]  # the same scanner finds its own history again

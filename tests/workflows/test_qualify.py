@@ -364,3 +364,32 @@ def test_repeatability_uses_one_session_and_other_days_are_intermediate_precisio
     same, other = same_session_repeats(rows)
     assert [r["series_uid"] for r in same] == ["0", "1", "2"] and [r["series_uid"] for r in other] == ["3"]
     assert same_session_repeats(rows[:3]) == (rows[:3], [])
+
+
+def test_a_profile_pattern_or_limit_matching_nothing_is_missing_and_infinite_limits_are_refused(tmp_path: Path):
+    """Issue "Reliability round 2" item 12: a `measurements:` pattern that matched nothing dropped its tests
+    silently, and .inf / .nan limits were accepted."""
+    from qckit.phantoms.load import load_phantom
+    from qckit.synth.relaxometry import RelaxScan, write_relaxometry
+
+    arr = load_phantom("ismrm-nist-system").phantom.sphere_array(5)
+    write_relaxometry(tmp_path / "sub", arr, arr.reference("T1", 1.5).values_ms[:14], "T1", scan=RelaxScan(seed=1))
+    test = {"phantom": "ismrm-nist-system", "protocol": "ismrm-nist-relaxometry", "series": "ir",
+            "measurements": ["t1_plate5_sphere01", "t1_plate9_*"],
+            "limits": {"t1_platee5_sphere02": {"low": 1, "high": 2}}}  # fmt: skip
+    profile = {"schema_version": 1, "name": "p", "title": "T1", "protocol": "ismrm-nist-relaxometry",
+               "completeness": {"entries": ["ir"]}, "phantom_tests": [test]}  # fmt: skip
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    res = _qualify(str(tmp_path / "sub"), "--profile", str(path), "-o", str(tmp_path / "o"), "--no-store",
+                   "--json", str(tmp_path / "r.json"), "-q")  # fmt: skip
+    assert res.exit_code == 1, res.output
+    (cert,) = strict_loads((tmp_path / "r.json").read_text())["certificates"]
+    missing = {c["name"].split(": ", 1)[1]: c["detail"] for c in cert["criteria"] if c["verdict"] == "incomplete"}
+    assert "matches no measurement" in missing["t1_plate9_*"]
+    assert "misspelt" in missing["limit t1_platee5_sphere02"]
+    assert cert["verdict"] == "incomplete"
+    test["limits"] = {"t1_plate5_sphere01": {"low": 0, "high": float("inf")}}
+    path.write_text(yaml.safe_dump(profile))
+    res = _qualify(str(tmp_path / "sub"), "--profile", str(path), "-o", str(tmp_path / "o2"), "--no-store")
+    assert res.exit_code == 2 and "finite" in res.output, res.output
