@@ -163,6 +163,19 @@ def test_control_characters_never_reach_the_terminal(tmp_path: Path):
     d = tmp_path / "d\x1b[2Jx"
     res = runner.invoke(app, ["scan", str(d)])
     assert res.exit_code == 2 and "\x1b" not in res.output and "\\x1b[2J" in res.output
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    ds.SeriesDescription = evil[:40]
+    (tmp_path / "e").mkdir()
+    ds.save_as(tmp_path / "e" / "a.dcm")
+    for args in (
+        ["scan", str(tmp_path / "e")],
+        ["protocol", "check", str(tmp_path / "e"), "-p", "acr-mri-large"],
+    ):
+        res = runner.invoke(app, args)
+        assert "\\x1b]0;owned" in res.output and "\x1b" not in res.output, (args, res.output)
 
 
 def _model(tmp_path: Path) -> tuple[pd.DataFrame, list[str], Path]:
@@ -320,8 +333,12 @@ def _acr_t1(tmp_path: Path) -> tuple[Path, list[Path]]:
     from qckit.phantoms.load import load_phantom
     from qckit.synth.acr import AcrScanner, write_session
 
-    write_session(load_phantom("acr-mri-large").phantom, AcrScanner(key="bad"), tmp_path / "s", series=("t1",))
-    files = sorted((tmp_path / "s").rglob("*.dcm"), key=lambda f: float(pydicom.dcmread(f).ImagePositionPatient[2]))
+    write_session(
+        load_phantom("acr-mri-large").phantom, AcrScanner(key="bad"), tmp_path / "s", series=("t1",)
+    )
+    files = sorted(
+        (tmp_path / "s").rglob("*.dcm"), key=lambda f: float(pydicom.dcmread(f).ImagePositionPatient[2])
+    )
     return tmp_path / "s", files
 
 
@@ -374,7 +391,9 @@ def test_normalize_reads_an_enhanced_multiframe_folder(tmp_path: Path):
     assert img.GetDimension() == 3 and img.GetSize() == (32, 32, ACR_T1.n_slices)
     four = sitk.JoinSeries([sitk.GetImageFromArray(np.ones((4, 8, 8), np.float32))] * 3)
     sitk.WriteImage(four, str(tmp_path / "4d.nii.gz"))
-    res = runner.invoke(app, ["normalize", str(tmp_path / "4d.nii.gz"), "-m", "zscore", "-o", str(tmp_path / "o4")])
+    res = runner.invoke(
+        app, ["normalize", str(tmp_path / "4d.nii.gz"), "-m", "zscore", "-o", str(tmp_path / "o4")]
+    )
     assert res.exit_code == 2 and "4-D image of 3 volumes" in res.output and "Traceback" not in res.output
 
 
@@ -388,7 +407,13 @@ def test_float_pixel_data_is_an_image(tmp_path: Path):
     ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
     arr = ds.pixel_array.astype(np.float32) * 0.5
     del ds.PixelData
-    for k in ("BitsStored", "HighBit", "PixelRepresentation", "SmallestImagePixelValue", "LargestImagePixelValue"):
+    for k in (
+        "BitsStored",
+        "HighBit",
+        "PixelRepresentation",
+        "SmallestImagePixelValue",
+        "LargestImagePixelValue",
+    ):
         if k in ds:
             delattr(ds, k)
     ds.BitsAllocated = 32
@@ -409,7 +434,9 @@ def test_slice_thickness_is_not_measured_on_a_phantom_rotated_beyond_the_limit(t
 
     write_session(load_phantom("acr-mri-large").phantom, AcrScanner(key="rot", rotation_deg=20), tmp_path / "s",
                   series=("t1",))  # fmt: skip
-    res = runner.invoke(app, ["qc", "run", str(tmp_path / "s"), "--no-store", "-o", str(tmp_path / "o"), "-q"])
+    res = runner.invoke(
+        app, ["qc", "run", str(tmp_path / "s"), "--no-store", "-o", str(tmp_path / "o"), "-q"]
+    )
     doc = strict_loads((tmp_path / "o" / "qc-result.json").read_text())
     assert res.exit_code == 1 and doc["verdict"] == "incomplete"
     assert not [m for m in doc["measurements"] if m["name"].startswith("slice_thickness")]
@@ -434,7 +461,9 @@ def test_qc_run_all_goes_on_when_one_output_folder_cannot_be_made(tmp_path: Path
     out.mkdir()
     (out / safe_name(labels[0])).write_text("a file where the session's folder should go")
     db = tmp_path / "h.sqlite"
-    res = runner.invoke(app, ["qc", "run", str(tmp_path / "in"), "--all", "--db", str(db), "-o", str(out), "-q"])
+    res = runner.invoke(
+        app, ["qc", "run", str(tmp_path / "in"), "--all", "--db", str(db), "-o", str(out), "-q"]
+    )
     assert res.exit_code == 2 and f"session {labels[0]}" in res.output and "Traceback" not in res.output
     assert all((out / safe_name(lb) / "qc-result.json").is_file() for lb in labels[1:])
     from qckit.history.store import open_store

@@ -420,8 +420,15 @@ class HistoryStore:
 
     def _scanner_id(self, conn: Any, ident: ScannerIdentity) -> int:
         key = ident.key
-        row = conn.execute(select(scanners.c.id, scanners.c.serial).where(scanners.c.scanner_key == key)).first()
-        if row is not None and ident.serial is not None and row[1] is not None and str(row[1]) != ident.serial:
+        row = conn.execute(
+            select(scanners.c.id, scanners.c.serial).where(scanners.c.scanner_key == key)
+        ).first()
+        if (
+            row is not None
+            and ident.serial is not None
+            and row[1] is not None
+            and str(row[1]) != ident.serial
+        ):
             # serials that differ only in punctuation ("12-34", "12.34") make one key: another scanner, so it
             # gets a key of its own (the key plus a digest of its exact serial) instead of joining a history
             key = f"{key}-{hashlib.sha256(ident.serial.encode()).hexdigest()[:6]}"

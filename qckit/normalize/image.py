@@ -18,8 +18,8 @@ import numpy as np
 
 from qckit.core.errors import NormalizationError, QckitInputError
 from qckit.core.files import not_regular
-from qckit.core.memory import memory_budget
 from qckit.core.jsonio import default_mode
+from qckit.core.memory import memory_budget
 
 
 def as_array(image: Any) -> tuple[np.ndarray, Callable[[np.ndarray], Any]]:

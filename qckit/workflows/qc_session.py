@@ -186,11 +186,7 @@ def field_from_frequency(freq_mhz: Any) -> float | None:
 
 
 def _name(row: dict[str, Any]) -> str:
-    return repr(
-        row.get("SeriesDescription")
-        or row.get("ProtocolName")
-        or f"series {row.get('SeriesNumber')} in {row.get('folder') or '.'}"
-    )
+    return series_name(row) + (f" in {row.get('folder')}" if row.get("folder") else "")
 
 
 def _same_acquisition(ref: dict[str, Any], other: dict[str, Any]) -> list[str]:
@@ -293,7 +289,7 @@ def measure_session(
             diff = _same_acquisition(row, other)
             if not diff:
                 return sess.view(other, v.role)
-            warnings.append(f"series {_name(other)} is not an identical repeat of {_name(row)} ({'; '.join(diff)}): "
+            warnings.append(f"{_name(other)} is not an identical repeat of {_name(row)} ({'; '.join(diff)}): "
                             "no subtraction SNR from it")  # fmt: skip
         return None
 

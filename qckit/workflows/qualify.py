@@ -69,7 +69,9 @@ class QualificationRun:
     @property
     def all_qualified(self) -> bool:
         """Every scanner qualified (with or without findings), none left without a certificate."""
-        return bool(self.certificates) and not self.uncertified and all(c.qualified for c in self.certificates)
+        return (
+            bool(self.certificates) and not self.uncertified and all(c.qualified for c in self.certificates)
+        )
 
 
 def _rel(path: Path, base: Path) -> str:
@@ -362,7 +364,9 @@ def qualify_submission(
             criteria = _completeness(profile, study.protocol, rows)
             criteria += _compliance(profile, study.protocol, rows, scanner_dir, prov, scanner_dir)
             for test in profile.phantom_tests:
-                criteria += _phantom_tests(test, rows, source, scanner_dir, prov, scanner_dir, str(submission))
+                criteria += _phantom_tests(
+                    test, rows, source, scanner_dir, prov, scanner_dir, str(submission)
+                )
             stab_data: dict[str, Any] = {}
             if profile.stability is not None:
                 crits, stab_data = _stability(profile.stability, rows, submission, scanner_dir, scanner_dir, command,
@@ -387,7 +391,11 @@ def qualify_submission(
             )
             json_path = scanner_dir / "certificate.json"
             html_path = scanner_dir / "certificate.html"
-            cert.outputs = {"json": json_path.name, "html": html_path.name, "folder": str(scanner_dir.resolve())}
+            cert.outputs = {
+                "json": json_path.name,
+                "html": html_path.name,
+                "folder": str(scanner_dir.resolve()),
+            }
             write_json(json_path, cert.to_dict())
             write_certificate_report(cert, prov, html_path)
             if db_url is not None:

@@ -48,7 +48,9 @@ def test_an_image_beyond_the_budget_is_refused_before_loading_saying_why(tmp_pat
     from qckit.core.memory import MemoryBudget
 
     monkeypatch.delenv("QCKIT_MAX_VOXELS", raising=False)
-    monkeypatch.setattr(image, "memory_budget", lambda: MemoryBudget(40 * 1000, 50_000, "the container (cgroup) memory limit"))
+    monkeypatch.setattr(
+        image, "memory_budget", lambda: MemoryBudget(40 * 1000, 50_000, "the container (cgroup) memory limit")
+    )
     p = tmp_path / "i.nii.gz"
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((20, 20, 20), np.float32)), str(p))
     res = CliRunner().invoke(app, ["normalize", str(p), "-m", "zscore", "-o", str(tmp_path / "o")])

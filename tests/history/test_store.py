@@ -244,5 +244,7 @@ def test_serials_that_differ_only_in_punctuation_keep_two_histories(db_url: str)
         assert len(keys) == 2 and keys[0] == "GE-Signa-12_34" and keys[1].startswith("GE-Signa-12_34-")
         assert st.session_scanner_key(sid) == keys[1]
         assert len(st.history("GE-Signa-12_34")) == 1 and len(st.history(keys[1])) == 1
-        sid2 = st.record_session(SessionRecord(b, dt.datetime(2026, 2, 1), r.phantom, "t", ["1.3"], r.measurements))
+        sid2 = st.record_session(
+            SessionRecord(b, dt.datetime(2026, 2, 1), r.phantom, "t", ["1.3"], r.measurements)
+        )
         assert st.session_scanner_key(sid2) == keys[1]  # the same scanner finds its own history again

@@ -366,14 +366,18 @@ def test_repeatability_uses_one_session_and_other_days_are_intermediate_precisio
     assert same_session_repeats(rows[:3]) == (rows[:3], [])
 
 
-def test_a_profile_pattern_or_limit_matching_nothing_is_missing_and_infinite_limits_are_refused(tmp_path: Path):
+def test_a_profile_pattern_or_limit_matching_nothing_is_missing_and_infinite_limits_are_refused(
+    tmp_path: Path,
+):
     """Issue "Reliability round 2" item 12: a `measurements:` pattern that matched nothing dropped its tests
     silently, and .inf / .nan limits were accepted."""
     from qckit.phantoms.load import load_phantom
     from qckit.synth.relaxometry import RelaxScan, write_relaxometry
 
     arr = load_phantom("ismrm-nist-system").phantom.sphere_array(5)
-    write_relaxometry(tmp_path / "sub", arr, arr.reference("T1", 1.5).values_ms[:14], "T1", scan=RelaxScan(seed=1))
+    write_relaxometry(
+        tmp_path / "sub", arr, arr.reference("T1", 1.5).values_ms[:14], "T1", scan=RelaxScan(seed=1)
+    )
     test = {"phantom": "ismrm-nist-system", "protocol": "ismrm-nist-relaxometry", "series": "ir",
             "measurements": ["t1_plate5_sphere01", "t1_plate9_*"],
             "limits": {"t1_platee5_sphere02": {"low": 1, "high": 2}}}  # fmt: skip
@@ -385,7 +389,9 @@ def test_a_profile_pattern_or_limit_matching_nothing_is_missing_and_infinite_lim
                    "--json", str(tmp_path / "r.json"), "-q")  # fmt: skip
     assert res.exit_code == 1, res.output
     (cert,) = strict_loads((tmp_path / "r.json").read_text())["certificates"]
-    missing = {c["name"].split(": ", 1)[1]: c["detail"] for c in cert["criteria"] if c["verdict"] == "incomplete"}
+    missing = {
+        c["name"].split(": ", 1)[1]: c["detail"] for c in cert["criteria"] if c["verdict"] == "incomplete"
+    }
     assert "matches no measurement" in missing["t1_plate9_*"]
     assert "misspelt" in missing["limit t1_platee5_sphere02"]
     assert cert["verdict"] == "incomplete"
