@@ -14,7 +14,7 @@ from qckit.core.errors import AnalysisError
 from qckit.core.plugins import load_plugins
 
 _REGISTRY: dict[str, type[Analysis]] = {}
-_BUILTINS = ("qckit.analyses.mr", "qckit.analyses.relaxometry.analysis")
+_BUILTINS = ("qckit.analyses.mr", "qckit.analyses.relaxometry.analysis", "qckit.analyses.diffusion.analysis")
 
 A = TypeVar("A", bound=type[Analysis])
 

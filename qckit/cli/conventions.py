@@ -55,6 +55,7 @@ OUTPUT_KIND: dict[str, str | None] = {
     "phantom repeatability": "dir",
     "phantom reproducibility": "dir",
     "phantom relaxometry": "dir",
+    "phantom diffusion": "dir",
     "qc run": "dir",
     "qc trend": "dir",
     "qc scanners": "dir",  # the folder whose default QC history is read (qc run's --output-dir)
@@ -100,6 +101,7 @@ LONG_RUNNING = {
     "phantom repeatability",
     "phantom reproducibility",
     "phantom relaxometry",
+    "phantom diffusion",
     "qc run",
     "qc simulate",
     "qualify run",

@@ -230,6 +230,61 @@ def relaxometry_command(
         raise typer.Exit(EXIT_CHECKS_FAILED)
 
 
+@app.command("diffusion")
+@handle_errors
+def diffusion_command(
+    folder: Path = typer.Argument(..., help="Folder of DWI series (one per b-value, or all b-values in one) and the "
+                                  "scanner's ADC maps; several repeats in one session are image sets."),
+    temperature: float | None = typer.Option(None, "--temperature", help="Phantom temperature in C (default: the "
+                                             "definition's, 0 C ice water); selects or interpolates the reference."),
+    reference: Path | None = typer.Option(None, "--reference", help="Own ADC reference table YAML: replaces the "
+                                          "bundled values of the materials it lists."),
+    phantom: str = typer.Option("caliber-diffusion", "--phantom", help="Phantom definition with diffusion vials."),
+    output: Path = typer.Option(Path("reports/diffusion"), "--output-dir", "-o", metavar="DIR", help="Output folder."),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="Also write the JSON document here."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
+    """ADC of every vial against the reference at the phantom's temperature (EMA 15 %), b-value linearity,
+    repeatability across image sets and reproducibility across scanners. Exit 0 every vial within 15 %, 1 some
+    outside or not measured, 2 input error (image sets that cannot be measured are listed; the rest is written)."""
+    from qckit.core.provenance import command_line
+    from qckit.workflows.diffusion import diffusion_run
+
+    with progress_bar("fitting", enabled=not quiet) as update:
+        study, paths = diffusion_run(folder, output, phantom=phantom, temperature_c=temperature, reference=reference,
+                                     json_out=json_out, command=command_line(), progress=update)  # fmt: skip
+    if not quiet:
+        _print_diffusion(study, paths)
+    for p in study.problems:
+        err_console.print(f"not measured: {p.name}: {p.reason}", highlight=False, markup=False)
+    if study.problems:
+        raise typer.Exit(EXIT_INPUT_ERROR)
+    if study.failed or study.incomplete:
+        raise typer.Exit(EXIT_CHECKS_FAILED)
+
+
+def _print_diffusion(study, paths) -> None:  # noqa: ANN001
+    from rich.table import Table
+
+    for sess in study.sessions:
+        for s in sess.sets:
+            t = Table(title=f"{sess.label}: {s.label} ({s.verdict})")
+            for col in ("vial", "PVP %", "ADC um2/s", "SE", "scanner map", "reference", "bias %", "verdict"):
+                t.add_column(col)
+            for v in s.vials:
+                t.add_row(v.name, f"{v.pvp_percent:g}", _num(v.adc_um2_per_s), _num(v.fit.se_um2_per_s if v.fit else None),
+                          _num(v.scanner_map_um2_per_s), _num(v.reference_um2_per_s), _num(v.bias_percent),
+                          str(v.verdict))  # fmt: skip
+            console.print(t)
+    for k, v in paths.items():
+        console.print(f"  {k}: {v}", highlight=False)
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4g}"
+
+
 def _print_relax(study, paths) -> None:  # noqa: ANN001
     from rich.table import Table
 

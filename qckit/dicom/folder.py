@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from qckit.dicom.index import ProgressCallback, ScanError, ScanResult, scan
-from qckit.dicom.volume import Volume, load_volumes, match_volume
+from qckit.dicom.volume import Volume, load_volumes, match_volume, match_volumes
 
 
 @dataclass
@@ -85,6 +85,12 @@ class DicomFolder:
             self.pixel_errors += bad
             self._loaded[files], self._bad[files] = vols, bad
         return match_volume(self._loaded[files], row)
+
+    def volumes_of(self, row: dict[str, Any]) -> list[Volume]:
+        """Every volume of one series row (several when a DWI series holds every b-value); [] when none."""
+        if self.volume(row) is None and tuple(self.files(row)) not in self._loaded:
+            return []
+        return match_volumes(self._loaded.get(tuple(self.files(row)), []), row)
 
     def unreadable(self, row: dict[str, Any]) -> str:
         """Why the pixel data of one series row could not be used (its files' read errors), "" when none."""

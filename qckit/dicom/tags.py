@@ -43,6 +43,8 @@ SERIES_ATTRIBUTES: dict[str, str] = {
     "InPlanePhaseEncodingDirection": "str",
     "ReceiveCoilName": "str",
     "ParallelReductionFactorInPlane": "float",
+    "SequenceName": "str",
+    "DiffusionBValue": "float",
     # CT
     "KVP": "float",
     "XRayTubeCurrent": "float",

@@ -22,6 +22,7 @@ from pydicom.errors import InvalidDicomError
 from qckit.core.errors import ReadCause, VolumeError
 from qckit.core.files import not_regular
 from qckit.core.values import optional_float
+from qckit.dicom.bvalue import b_value
 from qckit.dicom.index import ScanError, walk_files
 
 
@@ -313,9 +314,9 @@ PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 def load_volumes(files: Iterable[str]) -> tuple[list[Volume], list[ScanError]]:
     """The image volumes of `files` and every file that could not be used, with its typed `ReadCause`
     (not DICOM, no pixel data, undecodable pixels, or a series whose frames do not make one volume)."""
-    groups: dict[tuple[str, float | None], list[Frame]] = {}
-    headers: dict[tuple[str, float | None], Dataset] = {}
-    paths: dict[tuple[str, float | None], list[str]] = {}
+    groups: dict[tuple[str, float | None, float | None], list[Frame]] = {}
+    headers: dict[tuple[str, float | None, float | None], Dataset] = {}
+    paths: dict[tuple[str, float | None, float | None], list[str]] = {}
     bad: list[ScanError] = []
     for path in files:
         try:
@@ -339,15 +340,19 @@ def load_volumes(files: Iterable[str]) -> tuple[list[Volume], list[ScanError]]:
             continue
         head = ds.copy()
         delattr(head, pixel_kw)
+        bv = b_value(ds)  # a DWI series holding every b-value makes one volume per b-value
+        b = None if bv is None else round(bv[0], 3)
         for f in frames:
             f.path = str(path)
-            key = (uid, None if f.echo_time is None else round(f.echo_time, 3))
+            key = (uid, None if f.echo_time is None else round(f.echo_time, 3), b)
             groups.setdefault(key, []).append(f)
             headers.setdefault(key, head)
             if not paths.get(key) or paths[key][-1] != path:
                 paths.setdefault(key, []).append(path)
     volumes = []
-    for key in sorted(groups, key=lambda k: (k[0], k[1] if k[1] is not None else -1.0)):
+    for key in sorted(
+        groups, key=lambda k: (k[0], k[1] if k[1] is not None else -1.0, k[2] if k[2] is not None else -1.0)
+    ):
         try:
             volumes.append(_build(key[0], key[1], groups[key], headers[key], paths[key]))
         except VolumeError as exc:
@@ -355,10 +360,19 @@ def load_volumes(files: Iterable[str]) -> tuple[list[Volume], list[ScanError]]:
     return volumes, bad
 
 
-def match_volume(volumes: list[Volume], row: dict[str, Any]) -> Volume | None:
-    """The volume of an index row (`qckit.dicom.index`): same series UID and, for multi-echo series, echo time."""
+def match_volumes(volumes: list[Volume], row: dict[str, Any]) -> list[Volume]:
+    """Every volume of an index row: same series UID and, for multi-echo series, echo time (a DWI series holding
+    every b-value has one per b-value)."""
     te = row.get("EchoTime")
     cands = [v for v in volumes if v.series_uid == row["series_uid"]]
     if len(cands) > 1 and te is not None:
-        cands = [v for v in cands if v.echo_time is not None and abs(v.echo_time - float(te)) < 1e-3]
+        same = [v for v in cands if v.echo_time is not None and abs(v.echo_time - float(te)) < 1e-3]
+        cands = same or cands
+    return cands
+
+
+def match_volume(volumes: list[Volume], row: dict[str, Any]) -> Volume | None:
+    """The volume of an index row (`qckit.dicom.index`): same series UID and, for multi-echo series, echo time;
+    None when the row holds several (`match_volumes`)."""
+    cands = match_volumes(volumes, row)
     return cands[0] if len(cands) == 1 else None

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from qckit.core.results import Limit
@@ -407,6 +408,91 @@ class SphereArray(_Strict):
         return best if abs(best.field_strength_t - field_t) <= 0.25 else None
 
 
+class AdcPoint(_Strict):
+    """A reference ADC of one material at one temperature."""
+
+    temperature_c: Annotated[float, Field(ge=-5, le=45)]
+    adc_um2_per_s: Annotated[float, Field(gt=0)]
+    uncertainty_um2_per_s: Annotated[float, Field(ge=0)] | None = None
+
+
+class AdcReference(_Strict):
+    """The reference ADC of one vial material over temperature (one point or several)."""
+
+    material: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    pvp_percent: Annotated[float, Field(ge=0, le=100)] | None = None
+    points: list[AdcPoint] = Field(min_length=1)
+
+    def at(self, temperature_c: float) -> tuple[float, float | None, str]:
+        """(ADC, uncertainty, how) at `temperature_c`: a listed temperature as it is; between two listed ones,
+        log ADC interpolated linearly in 1/T (Arrhenius: D = D0 exp(-Ea / RT); the model the temperature
+        calibration of PVP solutions uses, Wang et al. 2022, NIHMS1782132), the uncertainty likewise; outside the
+        listed range an error (no extrapolation)."""
+        pts = sorted(self.points, key=lambda p: p.temperature_c)
+        for p in pts:
+            if abs(p.temperature_c - temperature_c) < 1e-9:
+                return p.adc_um2_per_s, p.uncertainty_um2_per_s, f"listed at {p.temperature_c:g} C"
+        lo = [p for p in pts if p.temperature_c < temperature_c]
+        hi = [p for p in pts if p.temperature_c > temperature_c]
+        if not lo or not hi:
+            span = f"{pts[0].temperature_c:g}-{pts[-1].temperature_c:g} C"
+            raise ValueError(f"{self.material}: no reference at {temperature_c:g} C (the table covers {span}); "
+                             "give a reference table for this temperature with --reference")  # fmt: skip
+        a, b = lo[-1], hi[0]
+        inv = [1 / (t + 273.15) for t in (a.temperature_c, temperature_c, b.temperature_c)]
+        w = (inv[1] - inv[0]) / (inv[2] - inv[0])
+        adc = float(np.exp((1 - w) * np.log(a.adc_um2_per_s) + w * np.log(b.adc_um2_per_s)))
+        unc = None
+        if a.uncertainty_um2_per_s is not None and b.uncertainty_um2_per_s is not None:
+            unc = float((1 - w) * a.uncertainty_um2_per_s + w * b.uncertainty_um2_per_s)
+        return adc, unc, f"Arrhenius interpolation between {a.temperature_c:g} and {b.temperature_c:g} C"
+
+
+class Vial(_Strict):
+    """One vial of a diffusion phantom: its centre (mm, vial-set frame), material and ring position."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    center_mm: tuple[float, float]
+    material: str
+    position: str = ""
+
+
+class VialSet(_Strict):
+    """The vials of a diffusion (ADC) phantom in one plane: layout in mm (x to the image right, y down, in the
+    orientation of the definition's source), outline radius for localisation, the measuring ROI (a cylinder:
+    radius and height along z, centred on the vials' mid-plane) and the reference ADC per material."""
+
+    title: str
+    vial_radius_mm: PositiveMM = Field(description="radius of a vial's outline, for localisation")
+    roi_radius_mm: PositiveMM
+    roi_height_mm: PositiveMM = Field(
+        description="ROI height along z: the slices within +-height/2 of the centre"
+    )
+    max_rotation_deg: Annotated[float, Field(gt=0, le=60)] = 30.0
+    min_contrast: Annotated[float, Field(gt=0)] = Field(
+        1.2,
+        description="mean outline score at the vials over the object's median (close-packed vials score low)",
+    )
+    default_temperature_c: float = 0.0
+    reference_source: str
+    vials: list[Vial] = Field(min_length=3)
+    references: list[AdcReference] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _materials(self) -> VialSet:
+        names = [v.name for v in self.vials]
+        if len(set(names)) != len(names):
+            raise ValueError("vial names must be unique")
+        known = {r.material for r in self.references}
+        missing = sorted({v.material for v in self.vials} - known)
+        if missing:
+            raise ValueError(f"vial material(s) without a reference: {', '.join(missing)}")
+        return self
+
+    def reference(self, material: str) -> AdcReference:
+        return next(r for r in self.references if r.material == material)
+
+
 class Phantom(_Strict):
     """A phantom definition file: body, slice stack, ROIs, sphere arrays, the analyses it supports with their limits."""
 
@@ -430,14 +516,15 @@ class Phantom(_Strict):
     sphere_arrays: list[SphereArray] = Field(
         default_factory=list, description="relaxometry sphere arrays (plates) with reference T1/T2"
     )
+    vials: VialSet | None = Field(None, description="diffusion (ADC) vials with their reference ADC")
     analyses: list[AnalysisSpec] = Field(
         default_factory=list, description="QC analyses this phantom supports (what `qckit qc run` measures)"
     )
 
     @model_validator(mode="after")
     def _names(self) -> Phantom:
-        if not self.rois and not self.sphere_arrays:
-            raise ValueError("a phantom needs 'rois' (regions to measure) or 'sphere_arrays'")
+        if not self.rois and not self.sphere_arrays and self.vials is None:
+            raise ValueError("a phantom needs 'rois' (regions to measure), 'sphere_arrays' or 'vials'")
         plates = [a.plate for a in self.sphere_arrays]
         if len(set(plates)) != len(plates):
             raise ValueError("sphere_arrays: each plate once")

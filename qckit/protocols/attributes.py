@@ -9,6 +9,7 @@ the protocol is loaded; a unit of another dimension is an error that names the a
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ UNITS: dict[str, dict[str, float]] = {
     "dose": {"mGy": 1.0, "Gy": 1000.0},
     "count": {},
     "ratio": {},
+    "diffusion": {"s/mm2": 1.0, "s/mm^2": 1.0, "s/um2": 1e6, "ms/um2": 1e3},
 }
 CANONICAL_UNIT = {
     "time": "ms",
@@ -38,6 +40,7 @@ CANONICAL_UNIT = {
     "dose": "mGy",
     "count": None,
     "ratio": None,
+    "diffusion": "s/mm2",
 }
 
 
@@ -97,6 +100,8 @@ ATTRIBUTES: dict[str, Attribute] = {
         _t("InPlanePhaseEncodingDirection"),
         _t("ReceiveCoilName"),
         _n("ParallelReductionFactorInPlane", "ratio"),
+        _t("SequenceName"),
+        _n("DiffusionBValue", "diffusion"),
         _n("KVP", "voltage"),
         _n("XRayTubeCurrent", "current"),
         _n("Exposure", "exposure"),
@@ -112,6 +117,12 @@ ATTRIBUTES: dict[str, Attribute] = {
         _n("n_slices", "count", "distinct slice positions", derived=True),
         _n("FieldOfView", "length", "max(Rows x row spacing, Columns x column spacing)", derived=True),
         _n("SliceGap", "length", "SpacingBetweenSlices - SliceThickness", derived=True),
+        _n(
+            "b_value",
+            "diffusion",
+            "DiffusionBValue, else the number in a Siemens SequenceName *ep_b500t",
+            derived=True,
+        ),
     )
 }
 
@@ -123,6 +134,12 @@ def observed_value(row: dict[str, Any], name: str) -> Any:
         if not ps or len(ps) != 2 or rows is None or cols is None:
             return None
         return round(max(rows * ps[0], cols * ps[1]), 4)
+    if name == "b_value":
+        b = row.get("DiffusionBValue")
+        if b is not None and not (isinstance(b, float) and math.isnan(b)):
+            return b
+        m = re.search(r"ep_b(\d+(?:\.\d+)?)", str(row.get("SequenceName") or ""))
+        return float(m.group(1)) if m else None
     if name == "SliceGap":
         sp, th = row.get("SpacingBetweenSlices"), row.get("SliceThickness")
         return None if sp is None or th is None else round(sp - th, 4)

@@ -277,7 +277,7 @@ def _missing_values(entry: Any, found: list[SeriesCheck], session: str) -> list[
     seen = []
     for c in found:
         try:
-            seen.append(float(c.row.get(spec.keyword)))
+            seen.append(float(observed_value(c.row, spec.keyword)))  # derived attributes too (b_value)
         except (TypeError, ValueError):
             continue
     unit = f" {spec.unit}" if spec.unit else ""

@@ -142,6 +142,19 @@ class _Session:
             return [r for e, r in cands if e == echo]
         return [r for _, r in sorted(cands, key=lambda c: c[0] or 0)]
 
+    def set_views(self, row: dict[str, Any], role: str) -> list[SeriesView]:
+        """A view per volume of an index row: one, or one per b-value of a DWI series holding every b-value."""
+        vols = self.folder.volumes_of(row)
+        if len(vols) <= 1:
+            return [self.view(row, role)]
+        out = []
+        for k, vol in enumerate(vols):
+            key = f"{id(self.folder)}|{row['series_uid']}|{row.get('EchoTime')}|{k}"
+            if key not in self.views:
+                self.views[key] = SeriesView(vol, role, None, dict(row), self.phantom.stack)
+            out.append(self.views[key])
+        return out
+
     def view(self, row: dict[str, Any], role: str, folder: DicomFolder | None = None) -> SeriesView:
         """The view of an index row's volume (`folder`: another folder's, e.g. `--second`)."""
         source = folder or self.folder
@@ -313,7 +326,7 @@ def measure_session(
                             f"frequency {float(freq):.3f} MHz (1H, 42.577 MHz/T); the {field_t:g} T limits apply")  # fmt: skip
 
     def series_set_for(r: str) -> list[SeriesView]:
-        return [sess.view(row, r) for row in sess.rows(r)]
+        return [v for row in sess.rows(r) for v in sess.set_views(row, r)]
 
     res = run_phantom_analyses(phantom, role=role, series_for=series_for, repeat_for=repeat_for,
                                localizer=localizer, field_strength_t=field_t,

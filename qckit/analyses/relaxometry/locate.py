@@ -108,6 +108,8 @@ def locate_array(
     max_rotation_deg: float = 30.0,
     fit_points: np.ndarray | None = None,
     hmap: np.ndarray | None = None,
+    min_contrast: float = MIN_CONTRAST,
+    what: str = "sphere array",
 ) -> ArrayFit:
     """Fit the layout to the stack `images` (module docstring). `fit_points` (boolean per sphere): which centres
     the fit uses (default: all); every centre is returned. `hmap`: the stack's Hough map at this radius, when
@@ -164,10 +166,10 @@ def locate_array(
     typical = float(np.median(hmap[inside])) if inside.any() else float(np.median(hmap))
     at = ndimage.map_coordinates(hmap, [centres[use, 1], centres[use, 0]], order=1)
     contrast = float(np.mean(at) / typical) if typical > 0 else float("inf")
-    if contrast < MIN_CONTRAST:
+    if contrast < min_contrast:
         raise QckitInputError(
-            f"no sphere array found (the spheres' outlines score {contrast:.2f}x the image's typical edge "
-            f"strength, {MIN_CONTRAST:g}x needed): wrong slice, wrong phantom, or not a coronal plate image"
+            f"no {what} found (the outlines score {contrast:.2f}x the image's typical edge "
+            f"strength, {min_contrast:g}x needed): wrong slice, wrong phantom, or not an image of the {what}"
         )
     weak = [i + 1 for i, v in zip(np.flatnonzero(use), at, strict=True) if v < WEAK_SPHERE * np.max(at)]
     if weak:
