@@ -88,6 +88,11 @@ def documents(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "--json",
         str(docs["relaxometry"]),
     )
+    from qckit.synth.diffusion import DwiScan, write_dwi
+
+    write_dwi(t / "dwi", load_phantom("caliber-diffusion").phantom.vials, scan=DwiScan(n_slices=5), repeat=1)
+    write_dwi(t / "dwi", load_phantom("caliber-diffusion").phantom.vials, scan=DwiScan(n_slices=5), repeat=2)
+    _run("phantom", "diffusion", str(t / "dwi"), "-o", str(t / "dwi-out"), "--json", str(docs["diffusion"]))
     _run("qc", "run", str(t / "relax"), "--phantom", "ismrm-nist-system", "-p", "ismrm-nist-relaxometry",
          "--no-store", "-o", str(t / "qc"), "--json", str(docs["qc-session"]))  # fmt: skip
     cohort = make_cohort(t / "cohort", n_per_scanner=2, shape=(24, 32, 32))

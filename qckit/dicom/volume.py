@@ -338,15 +338,16 @@ def load_volumes(files: Iterable[str]) -> tuple[list[Volume], list[ScanError]]:
         except Exception as exc:  # pydicom raises many types for broken files
             bad.append(ScanError(path, f"{type(exc).__name__}: {exc}", ReadCause.PIXELS))
             continue
-        head = ds.copy()
-        delattr(head, pixel_kw)
         bv = b_value(ds)  # a DWI series holding every b-value makes one volume per b-value
         b = None if bv is None else round(bv[0], 3)
         for f in frames:
             f.path = str(path)
             key = (uid, None if f.echo_time is None else round(f.echo_time, 3), b)
             groups.setdefault(key, []).append(f)
-            headers.setdefault(key, head)
+            if key not in headers:  # the first file's header stands for its volume (copied once, pixels dropped)
+                head = ds.copy()
+                delattr(head, pixel_kw)
+                headers[key] = head
             if not paths.get(key) or paths[key][-1] != path:
                 paths.setdefault(key, []).append(path)
     volumes = []

@@ -37,7 +37,7 @@ from qckit.core.jsonio import write_json
 from qckit.core.provenance import Provenance, file_sha256
 from qckit.core.results import Circle, Overlay, Problem, Verdict
 from qckit.core.tables import write_records_csv
-from qckit.dicom.bvalue import b_value, is_adc_map
+from qckit.dicom.bvalue import B_TAGS, b_value, is_adc_map
 from qckit.dicom.diffusion import image_sets
 from qckit.dicom.folder import DicomFolder, series_name
 from qckit.metrology.precision import between_condition_cv, between_condition_cv_ci, repeatability
@@ -124,11 +124,12 @@ def load_adc_references(path: Path, materials: set[str]) -> tuple[dict[str, AdcR
     return out, str(data.get("source") or path)
 
 
-def dwi_rows(folder: DicomFolder) -> list[dict[str, Any]]:
-    """The series rows that hold diffusion-weighted images or an ADC map, from their first file's header."""
+def dwi_rows(folder: DicomFolder) -> tuple[list[dict[str, Any]], list[str]]:
+    """The series rows that hold diffusion-weighted images or an ADC map, from their first file's header; and
+    the diffusion series (ImageType DIFFUSION) whose b-value no tag qckit reads holds, named."""
     import pydicom
 
-    out = []
+    out, unreadable = [], []
     for row in folder.series:
         files = folder.files(row)
         if not files:
@@ -138,9 +139,11 @@ def dwi_rows(folder: DicomFolder) -> list[dict[str, Any]]:
         except Exception:  # noqa: BLE001 - the loader lists damaged files
             continue
         kinds = {str(v).upper() for v in (ds.get("ImageType") or [])}
-        if is_adc_map(ds) or b_value(ds) is not None or "DIFFUSION" in kinds:
+        if is_adc_map(ds) or b_value(ds) is not None:
             out.append(row)
-    return out
+        elif "DIFFUSION" in kinds:
+            unreadable.append(f"{series_name(row)}: diffusion images without a b-value in any of {B_TAGS}")
+    return out, unreadable
 
 
 def _rows(sess: DiffusionSession, res: ImageSetResult) -> list[dict[str, Any]]:
@@ -225,12 +228,12 @@ def run_diffusion(folder: str | Path, *, phantom: str = "caliber-diffusion", tem
             raise QckitInputError(f"{reference}: {exc}") from None
         refs_used.append(f"reference table {reference} ({file_sha256(reference)[:12]})")
     source = DicomFolder.open(folder)
-    rows = dwi_rows(source)
+    rows, unreadable = dwi_rows(source)
     if not rows:
-        raise QckitInputError(
-            f"{folder}: no diffusion-weighted series (no b-value in any header, no ADC map)"
-        )
+        why = "; ".join(unreadable[:3]) or "no b-value in any header, no ADC map"
+        raise QckitInputError(f"{folder}: no diffusion-weighted series with a readable b-value ({why})")
     problems = [Problem("pixels", "", f"{e.path}: {e.reason}") for e in source.problems()]
+    problems += [Problem("b-value", "", u) for u in unreadable]
     by_session: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
         key = (ScannerIdentity.from_row(r).key, str(r.get("StudyDate") or "nodate"))

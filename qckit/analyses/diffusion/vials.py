@@ -46,7 +46,7 @@ from qckit.dicom.diffusion import ImageSet, require_b_values
 from qckit.phantoms.models import VialSet
 
 EMA_PERCENT = 15.0
-EMPTY_FRACTION = 0.1  # a vial whose lowest-b signal is below this share of the median vial's holds no fluid
+EMPTY_FRACTION = 0.1  # a vial whose lowest-b signal is below this share of the fluid's (99th pct) holds none
 PLATEAU = 20  # voxels at the image maximum that make a clipped plateau
 
 
@@ -253,8 +253,9 @@ def measure_image_set(s: ImageSet, vials: VialSet, *, temperature_c: float | Non
         r.bias_percent = 100 * (r.fit.adc_um2_per_s - r.reference_um2_per_s) / r.reference_um2_per_s
         r.verdict = Verdict.PASS if abs(r.bias_percent) <= EMA_PERCENT else Verdict.FAIL
     lows = np.array([v.signal[0] for v in results])
-    empty = [v for v, lo in zip(results, lows, strict=True) if lo < EMPTY_FRACTION * float(np.median(lows))]
-    if len(empty) * 2 > len(results) or float(np.median(lows)) <= 0:
+    bright = float(np.percentile(stack[0, slab], 99))  # the phantom's fluid at the lowest b (vials or bath)
+    empty = [v for v, lo in zip(results, lows, strict=True) if lo < EMPTY_FRACTION * bright]
+    if len(empty) * 2 > len(results) or bright <= 0:
         raise QckitInputError(where + "most vials hold no signal at the lowest b-value: vials empty or filled with "
                               "air, or not a diffusion phantom")  # fmt: skip
     for v in empty:
