@@ -21,7 +21,7 @@ from pathlib import Path
 DATA = Path(os.environ.get("QCKIT_REFERENCE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SKYRA = DATA / "diffusion" / "caliber_diffusion_skyra"
 
-FLOOR = r'''
+FLOOR = r"""
 import sys, glob, os
 import numpy as np, pydicom
 root = sys.argv[1]
@@ -41,7 +41,7 @@ for s in ("dw_000", "dw_001"):
     for m in masks:
         sig = np.array([series[k][11:14][:, m].mean() for k in b])
         np.polyfit(b, np.log(sig), 1)
-'''
+"""
 
 
 def _time(cmd: list[str]) -> float:
@@ -64,12 +64,16 @@ def main(n: int = 5) -> None:
     for _ in range(n):
         f.append(_time([py, str(floor_py), str(SKYRA)]))
         t = time.perf_counter()
-        res = subprocess.run([qckit, "phantom", "diffusion", str(SKYRA), "-o", out, "-q"], capture_output=True)
+        res = subprocess.run(
+            [qckit, "phantom", "diffusion", str(SKYRA), "-o", out, "-q"], capture_output=True
+        )
         q.append(time.perf_counter() - t)
         assert res.returncode in (0, 1), res.stderr.decode()[-500:]
     mq, mf = statistics.median(q), statistics.median(f)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"diffusion, 2 image sets x 5 b-values x 25 slices + 2 ADC maps (load {load:.2f}, {n} runs, medians)")
+    print(
+        f"diffusion, 2 image sets x 5 b-values x 25 slices + 2 ADC maps (load {load:.2f}, {n} runs, medians)"
+    )
     print(f"  qckit phantom diffusion (whole command):      {mq:6.2f} s")
     print(f"  floor: NumPy log-linear fit of the same ROIs: {mf:6.2f} s")
     print(f"  ratio qckit / floor: {mq / mf:.2f}x (target <= 1.5x)")

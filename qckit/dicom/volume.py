@@ -344,7 +344,9 @@ def load_volumes(files: Iterable[str]) -> tuple[list[Volume], list[ScanError]]:
             f.path = str(path)
             key = (uid, None if f.echo_time is None else round(f.echo_time, 3), b)
             groups.setdefault(key, []).append(f)
-            if key not in headers:  # the first file's header stands for its volume (copied once, pixels dropped)
+            if (
+                key not in headers
+            ):  # the first file's header stands for its volume (copied once, pixels dropped)
                 head = ds.copy()
                 delattr(head, pixel_kw)
                 headers[key] = head

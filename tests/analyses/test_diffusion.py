@@ -11,7 +11,13 @@ import pydicom
 import pytest
 from typer.testing import CliRunner
 
-from qckit.analyses.diffusion.fit import adc_loglinear, adc_nonlinear, fit_failure, linearity_percent, pair_adcs
+from qckit.analyses.diffusion.fit import (
+    adc_loglinear,
+    adc_nonlinear,
+    fit_failure,
+    linearity_percent,
+    pair_adcs,
+)
 from qckit.cli import app
 from qckit.core.jsonio import strict_loads
 from qckit.dicom.bvalue import b_value, is_adc_map
@@ -30,7 +36,9 @@ def test_fits_recover_a_noiseless_decay_and_agree_with_numpy():
     for fit in (adc_loglinear(b, s), adc_loglinear(b, s, weighted=False), adc_nonlinear(b, s)):
         assert fit.adc_um2_per_s == pytest.approx(817.0, rel=1e-9) and fit.s0 == pytest.approx(1000, rel=1e-9)
     noisy = s * np.exp(np.random.default_rng(1).normal(0, 0.01, 5))
-    slope = -np.polyfit(b, np.log(noisy), 1, w=noisy)[0] * 1e6  # numpy's weighted fit: weights on residuals = S
+    slope = (
+        -np.polyfit(b, np.log(noisy), 1, w=noisy)[0] * 1e6
+    )  # numpy's weighted fit: weights on residuals = S
     assert adc_loglinear(b, noisy).adc_um2_per_s == pytest.approx(slope, rel=1e-9)
     assert adc_loglinear(b, noisy, weighted=False).adc_um2_per_s == pytest.approx(
         -np.polyfit(b, np.log(noisy), 1)[0] * 1e6, rel=1e-9)  # fmt: skip
@@ -112,7 +120,9 @@ def test_the_noise_floor_is_left_out_and_the_estimate_stays_unbiased(tmp_path: P
     """SNR 20: the water vials reach the noise floor at b 2000 (signal 0.11 S0 = 2.2 sigma; the Rician mean lies
     above the signal); that point is left out (`n_floor`) and the others corrected, so the water ADC is not read
     low as the uncorrected fit of the same ROI means reads it."""
-    w = write_dwi(tmp_path / "in", VIALS, scan=DwiScan(snr=20, seed=2, **FINE), layout="multi_b", adc_map=False)
+    w = write_dwi(
+        tmp_path / "in", VIALS, scan=DwiScan(snr=20, seed=2, **FINE), layout="multi_b", adc_map=False
+    )
     (s,) = run_diffusion(tmp_path / "in").sessions[0].sets
     water = [v for v in s.vials if v.material == "pvp0"]
     assert all(v.n_floor == 1 for v in water) and s.noise_sigma == pytest.approx(50, rel=0.05)
@@ -131,7 +141,9 @@ def test_bad_input_is_named_and_the_other_image_sets_are_still_measured(tmp_path
                               str(tmp_path / "d.json"), "-q"])  # fmt: skip
     doc = strict_loads((tmp_path / "d.json").read_text())
     assert res.exit_code == 2 and "1 b-value(s) (0); an ADC fit needs at least 2" in res.output
-    assert len(doc["sessions"][0]["image_sets"]) == 1 and len(doc["sessions"][0]["image_sets"][0]["vials"]) == 13
+    assert (
+        len(doc["sessions"][0]["image_sets"]) == 1 and len(doc["sessions"][0]["image_sets"][0]["vials"]) == 13
+    )
     # b-values in no tag qckit reads
     nob = tmp_path / "nob"
     write_dwi(nob, VIALS, scan=DwiScan(seed=1, n_slices=5), layout="multi_b", adc_map=False)
@@ -163,7 +175,9 @@ def test_bad_input_is_named_and_the_other_image_sets_are_still_measured(tmp_path
     assert "Traceback" not in res.output
 
 
-def test_a_measured_temperature_selects_or_interpolates_the_reference_and_a_user_table_replaces_it(tmp_path: Path):
+def test_a_measured_temperature_selects_or_interpolates_the_reference_and_a_user_table_replaces_it(
+    tmp_path: Path,
+):
     w = write_dwi(tmp_path / "in", VIALS, scan=DwiScan(seed=1, n_slices=5), layout="multi_b", adc_map=False,
                   temperature_c=20)  # fmt: skip
     (s,) = run_diffusion(tmp_path / "in", temperature_c=20).sessions[0].sets
@@ -177,7 +191,9 @@ def test_a_measured_temperature_selects_or_interpolates_the_reference_and_a_user
     (s,) = run_diffusion(tmp_path / "in", temperature_c=20, reference=table).sessions[0].sets
     water = next(v for v in s.vials if v.material == "pvp0")
     assert water.reference_um2_per_s == 2020 and "lab NMR, lot 7" in water.reference_how
-    table.write_text("references:\n  - material: pvp99\n    points: [{temperature_c: 20, adc_um2_per_s: 1}]\n")
+    table.write_text(
+        "references:\n  - material: pvp99\n    points: [{temperature_c: 20, adc_um2_per_s: 1}]\n"
+    )
     res = runner.invoke(app, ["phantom", "diffusion", str(tmp_path / "in"), "--reference", str(table), "-o",
                               str(tmp_path / "o")])  # fmt: skip
     assert res.exit_code == 2 and "pvp99" in res.output

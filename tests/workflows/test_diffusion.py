@@ -39,7 +39,9 @@ def test_every_vial_agrees_with_mr_bias_and_the_scanner_map(skyra: Path):
         rows = ref[ref["image_set"] == tag].set_index("roi_label")
         for v in s.vials:
             r = rows.loc[f"dw_roi_{int(v.name[-2:])}"]
-            assert v.pvp_percent == r["pvp_percent"] and v.reference_um2_per_s == r["adc_reference_0C_um2_per_s"]
+            assert (
+                v.pvp_percent == r["pvp_percent"] and v.reference_um2_per_s == r["adc_reference_0C_um2_per_s"]
+            )
             assert v.adc_um2_per_s == pytest.approx(r["adc_mrbias_um2_per_s"], rel=0.02), (tag, v.name)
             # the map is the scanner's voxel-wise fit averaged over the ROI, qckit fits the ROI's mean signal:
             # on the slowest vial (50 % PVP, S(2000)/S0 = 0.77) they part by up to 3 um2/s (2.3 %), as MR-BIAS and
@@ -57,7 +59,13 @@ def test_the_command_writes_the_vial_table_and_the_report(skyra: Path, tmp_path:
                               str(tmp_path / "d.json"), "-q"])  # fmt: skip
     assert res.exit_code == 1, res.output  # the outer 50 % vial reads +21 % (MR-BIAS +22 %): beyond 15 %
     doc = strict_loads((tmp_path / "d.json").read_text())
-    fails = [v["vial"] for s in doc["sessions"] for i in s["image_sets"] for v in i["vials"] if v["verdict"] == "fail"]
+    fails = [
+        v["vial"]
+        for s in doc["sessions"]
+        for i in s["image_sets"]
+        for v in i["vials"]
+        if v["verdict"] == "fail"
+    ]
     assert fails == ["vial08", "vial08"]
     table = pd.read_csv(tmp_path / "diffusion-vials.csv")
     need = ["session", "image_set", "vial", "position", "pvp_percent", "adc_um2_per_s", "adc_se_um2_per_s",
@@ -79,7 +87,9 @@ def test_qc_run_stores_every_vial_and_trends_it(skyra: Path, tmp_path: Path):
         key = str(st.scanners()["scanner_key"].iloc[0])
         hist = st.history(key)
     assert len(hist[hist["name"].str.startswith("adc_vial")]) == 26
-    res = runner.invoke(app, ["qc", "trend", "--scanner", key, "--db", str(db), "-o", str(tmp_path / "t"), "-q"])
+    res = runner.invoke(
+        app, ["qc", "trend", "--scanner", key, "--db", str(db), "-o", str(tmp_path / "t"), "-q"]
+    )
     assert res.exit_code == 0 and "adc_vial01" in (tmp_path / "t" / f"qc-trend-{key}.html").read_text()
 
 

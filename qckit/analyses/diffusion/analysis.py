@@ -20,7 +20,9 @@ from qckit.dicom.diffusion import image_sets
 from qckit.metrology.precision import repeatability
 
 EMA_SOURCE = "EMA guideline on bioanalytical method validation (EMEA/CHMP/EWP/192217/2009 Rev. 1): accuracy within 15 %"
-REPEATABILITY_REFERENCE = "QIBA metrology: wCV (log scale) with chi-square CI (Raunig et al. 2015, SMMR 24:27-67)"
+REPEATABILITY_REFERENCE = (
+    "QIBA metrology: wCV (log scale) with chi-square CI (Raunig et al. 2015, SMMR 24:27-67)"
+)
 METHOD_REFERENCE = (
     "mono-exponential ADC, weighted log-linear (Jones & Basser 2004); Rician floor (Gudbjartsson & Patz 1995)"
 )
