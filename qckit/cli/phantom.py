@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -222,12 +222,7 @@ def relaxometry_command(
                                        json_out=json_out, command=command_line(), progress=update)  # fmt: skip
     if not quiet:
         _print_relax(study, paths)
-    for p in study.problems:
-        err_console.print(f"not measured: {p.name}: {p.reason}", highlight=False, markup=False)
-    if study.problems:
-        raise typer.Exit(EXIT_INPUT_ERROR)
-    if study.failed or study.incomplete:
-        raise typer.Exit(EXIT_CHECKS_FAILED)
+    _exit_for(study)
 
 
 @app.command("diffusion")
@@ -256,6 +251,12 @@ def diffusion_command(
                                      json_out=json_out, command=command_line(), progress=update)  # fmt: skip
     if not quiet:
         _print_diffusion(study, paths)
+    _exit_for(study)
+
+
+def _exit_for(study: Any) -> None:
+    """A study's problems on stderr; exit 2 when something could not be measured, 1 when a value failed or is
+    missing, else return (exit 0)."""
     for p in study.problems:
         err_console.print(f"not measured: {p.name}: {p.reason}", highlight=False, markup=False)
     if study.problems:

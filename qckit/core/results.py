@@ -53,6 +53,16 @@ class Verdict(StrEnum):
         return {Verdict.PASS: True, Verdict.FAIL: False}.get(self)
 
 
+def study_verdict(failed: bool, incomplete: bool, measured: bool) -> Verdict:
+    """A study's (or session's) verdict from its parts: FAIL over INCOMPLETE over PASS; NOT_MEASURED when
+    nothing was measured."""
+    if failed:
+        return Verdict.FAIL
+    if not measured:
+        return Verdict.NOT_MEASURED
+    return Verdict.INCOMPLETE if incomplete else Verdict.PASS
+
+
 def value_verdict(value: float, limit: Limit | None) -> Verdict:
     """The one meaning of a value against its limit.
 

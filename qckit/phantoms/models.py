@@ -490,6 +490,7 @@ class VialSet(_Strict):
         return self
 
     def reference(self, material: str) -> AdcReference:
+        """The reference ADC table of a vial material (every vial's material has one: validated on load)."""
         return next(r for r in self.references if r.material == material)
 
 

@@ -35,7 +35,7 @@ from qckit.core.errors import PhantomError, QckitInputError
 from qckit.core.identity import ScannerIdentity
 from qckit.core.jsonio import write_json
 from qckit.core.provenance import Provenance, file_sha256
-from qckit.core.results import Circle, Overlay, Problem, Verdict
+from qckit.core.results import Circle, Overlay, Problem, Verdict, study_verdict
 from qckit.core.tables import write_records_csv
 from qckit.dicom.bvalue import B_TAGS, b_value, is_adc_map
 from qckit.dicom.diffusion import image_sets
@@ -84,11 +84,7 @@ class DiffusionStudy:
 
     @property
     def verdict(self) -> Verdict:
-        if self.failed:
-            return Verdict.FAIL
-        if not self.sessions:
-            return Verdict.NOT_MEASURED
-        return Verdict.INCOMPLETE if self.incomplete else Verdict.PASS
+        return study_verdict(self.failed, self.incomplete, bool(self.sessions))
 
 
 def load_adc_references(path: Path, materials: set[str]) -> tuple[dict[str, AdcReference], str]:

@@ -29,7 +29,7 @@ from qckit.core.errors import PhantomError, QckitInputError
 from qckit.core.identity import ScannerIdentity
 from qckit.core.jsonio import write_json
 from qckit.core.provenance import Provenance, file_sha256
-from qckit.core.results import Overlay, Problem, Verdict
+from qckit.core.results import Overlay, Problem, Verdict, study_verdict
 from qckit.core.tables import write_records_csv
 from qckit.dicom.folder import DicomFolder
 from qckit.dicom.volume import Volume
@@ -84,11 +84,7 @@ class RelaxStudy:
     @property
     def verdict(self) -> Verdict:
         """FAIL over INCOMPLETE over PASS; NOT_MEASURED when nothing was measured."""
-        if self.failed:
-            return Verdict.FAIL
-        if not self.sessions:
-            return Verdict.NOT_MEASURED
-        return Verdict.INCOMPLETE if self.incomplete else Verdict.PASS
+        return study_verdict(self.failed, self.incomplete, bool(self.sessions))
 
 
 def load_references(path: Path) -> list[ReferenceSet]:
