@@ -41,6 +41,8 @@ def classify(vol: Volume) -> tuple[str, float | None, str]:
     if is_adc_map(vol.header):
         return "adc", None, "ADC map"
     b = b_value(vol.header)
+    if vol.b_value is not None:  # set when loaded: per frame for an enhanced file holding every b-value
+        return "dwi", round(vol.b_value, 3), b[1] if b is not None else "MRDiffusionSequence"
     if b is None:
         return "other", None, f"no b-value in any of {B_TAGS}"
     return "dwi", round(b[0], 3), b[1]

@@ -99,6 +99,7 @@ class Frame:
     instance: int
     scale: PhysicalScale = PhysicalScale()
     path: str = ""  # the file the frame came from (set by `load_volumes`)
+    b_value: float | None = None  # an enhanced DWI frame's own b-value (MR Diffusion Sequence)
 
 
 @dataclass
@@ -116,6 +117,7 @@ class Volume:
     paths: list[str] = field(default_factory=list)
     slice_positions: list[float] = field(default_factory=list)  # along the normal, mm
     scales: list[PhysicalScale] = field(default_factory=list)  # per slice, in `array` order
+    b_value: float | None = None  # the b-value of a diffusion-weighted volume (s/mm²), else None
 
     def scale_of(self, k: int) -> PhysicalScale:
         """The physical scale of slice `k` (the modality rescale when none was read)."""
@@ -192,6 +194,7 @@ def _enhanced_frames(ds: Dataset, path: str) -> Iterable[Frame]:
         ori = pick("PlaneOrientationSequence")
         meas = pick("PixelMeasuresSequence")
         echo = pick("MREchoSequence")
+        diff = pick("MRDiffusionSequence")
         trans = pick("PixelValueTransformationSequence")
         holder = Dataset()
         if trans is not None:
@@ -207,6 +210,9 @@ def _enhanced_frames(ds: Dataset, path: str) -> Iterable[Frame]:
             if echo is not None and echo.get("EffectiveEchoTime") is not None
             else None,
             instance=k,
+            b_value=float(diff.DiffusionBValue)
+            if diff is not None and diff.get("DiffusionBValue") is not None
+            else None,
         )
 
 
@@ -340,15 +346,18 @@ def load_volumes(files: Iterable[str]) -> tuple[list[Volume], list[ScanError]]:
             continue
         bv = b_value(ds)  # a DWI series holding every b-value makes one volume per b-value
         b = None if bv is None else round(bv[0], 3)
+        head: Dataset | None = None
         for f in frames:
             f.path = str(path)
-            key = (uid, None if f.echo_time is None else round(f.echo_time, 3), b)
+            fb = b if f.b_value is None else round(f.b_value, 3)
+            key = (uid, None if f.echo_time is None else round(f.echo_time, 3), fb)
             groups.setdefault(key, []).append(f)
             if (
                 key not in headers
-            ):  # the first file's header stands for its volume (copied once, pixels dropped)
-                head = ds.copy()
-                delattr(head, pixel_kw)
+            ):  # the first file's header stands for its volume (one copy per file, no pixels)
+                if head is None:
+                    head = ds.copy()
+                    delattr(head, pixel_kw)
                 headers[key] = head
             if not paths.get(key) or paths[key][-1] != path:
                 paths.setdefault(key, []).append(path)
@@ -357,7 +366,9 @@ def load_volumes(files: Iterable[str]) -> tuple[list[Volume], list[ScanError]]:
         groups, key=lambda k: (k[0], k[1] if k[1] is not None else -1.0, k[2] if k[2] is not None else -1.0)
     ):
         try:
-            volumes.append(_build(key[0], key[1], groups[key], headers[key], paths[key]))
+            vol = _build(key[0], key[1], groups[key], headers[key], paths[key])
+            vol.b_value = key[2]
+            volumes.append(vol)
         except VolumeError as exc:
             bad.append(ScanError(exc.path or paths[key][0], str(exc), ReadCause.GEOMETRY))
     return volumes, bad

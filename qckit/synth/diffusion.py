@@ -11,7 +11,9 @@ Written as DICOM for a virtual Siemens scanner, in one of two layouts:
 - `per_b` (Siemens trace images): one series per b-value, the b-value only in the private tag (0019,100C) and in
   SequenceName `*ep_b500t`, ImageType `DERIVED\\SECONDARY\\DIFFUSION\\TRACEW` (as the shared Skyra series);
 - `multi_b`: one series holding every b-value, DiffusionBValue (0018,9087) on each image (as Philips and GE
-  write them).
+  write them);
+- `enhanced`: one Enhanced MR Image file holding every b-value and slice as frames, each frame's b-value in its
+  MR Diffusion Sequence (0018,9117) (Siemens XA, Philips R5+).
 `adc_map=True` adds the scanner's ADC map series (µm²/s, from the noiseless planted values).
 """
 
@@ -95,8 +97,8 @@ def write_dwi(out_dir: Path, vials: VialSet, planted: dict[str, float] | None = 
               layout: str = "per_b", b_values: tuple[float, ...] = B_VALUES, adc_map: bool = True,
               repeat: int = 1, date: str = "20260105", temperature_c: float = 0.0) -> WrittenDwi:  # fmt: skip
     """Render and write one DWI acquisition (`repeat`: its number in the session, series numbered 100 x repeat)."""
-    if layout not in ("per_b", "multi_b"):
-        raise ValueError(f"layout must be per_b or multi_b, not {layout!r}")
+    if layout not in ("per_b", "multi_b", "enhanced"):
+        raise ValueError(f"layout must be per_b, multi_b or enhanced, not {layout!r}")
     planted = planted or {v.name: vials.reference(v.material).at(temperature_c)[0] for v in vials.vials}
     values = [planted[v.name] for v in vials.vials]
     scanner = SCANNERS["siemens-skyra-3t"]
@@ -123,6 +125,10 @@ def write_dwi(out_dir: Path, vials: VialSet, planted: dict[str, float] | None = 
             (f"ep2d_diff_{repeat}_ADC" if layout == "per_b" else f"dwi_{repeat}_ADC", base + 50, None)
         )
     out_dir.mkdir(parents=True, exist_ok=True)
+    if layout == "enhanced":
+        written.series_uids.append(_enhanced(out_dir, scanner, subject, study_uid, date, scan, repeat, b_values,
+                                             slices, z0, half))  # fmt: skip
+        groups = [g for g in groups if g[2] is None]  # the ADC map as classic images beside it
     for desc, number, bs in groups:
         spec = SeriesSpec(description=desc, series_number=number, orientation="axial", n_slices=scan.n_slices,
                           rows=scan.rows, columns=scan.rows, pixel_spacing_mm=scan.pixel_mm,
@@ -161,6 +167,80 @@ def write_dwi(out_dir: Path, vials: VialSet, planted: dict[str, float] | None = 
                 save_dicom(ds, out_dir / f"dwi{repeat}_{number}_{z:02d}_{j}.dcm")
                 k += 1
     return written
+
+
+def _enhanced(
+    out_dir: Path,
+    scanner,
+    subject,
+    study_uid: str,
+    date: str,
+    scan: DwiScan,
+    repeat: int,  # noqa: ANN001
+    b_values: tuple[float, ...],
+    slices: list[np.ndarray],
+    z0: float,
+    half: float,
+) -> str:
+    """One Enhanced MR Image Storage file: every (b-value, slice) a frame, b in the per-frame MR Diffusion Sequence."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence as Seq
+
+    enhanced = "1.2.840.10008.5.1.4.1.1.4.1"
+    number = 100 * repeat + 1
+    spec = SeriesSpec(description=f"ep2d_diff_{repeat}_enhanced", series_number=number, orientation="axial",
+                      n_slices=scan.n_slices, rows=scan.rows, columns=scan.rows, pixel_spacing_mm=scan.pixel_mm,
+                      slice_thickness_mm=scan.thickness_mm, slice_gap_mm=scan.spacing_mm - scan.thickness_mm,
+                      repetition_time_ms=8000.0, echo_times_ms=(102.0,), flip_angle_deg=90.0,
+                      scanning_sequence="EP", sequence_variant="SK\\SP")  # fmt: skip
+    series_uid = _uid(scan.seed, scanner.key, date, "dwi-enhanced", repeat)
+    ds = _base_dataset(scanner, spec, subject, study_uid, series_uid, date)
+    ds.file_meta.MediaStorageSOPClassUID = enhanced
+    ds.SOPClassUID = enhanced
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "DIFFUSION", "NONE"]
+    for keyword in (
+        "ImageOrientationPatient",
+        "PixelSpacing",
+        "SliceThickness",
+        "RepetitionTime",
+        "FlipAngle",
+    ):
+        if keyword in ds:
+            delattr(ds, keyword)
+    shared = Dataset()
+    measures = Dataset()
+    measures.PixelSpacing = [scan.pixel_mm, scan.pixel_mm]
+    measures.SliceThickness = scan.thickness_mm
+    shared.PixelMeasuresSequence = Seq([measures])
+    orient = Dataset()
+    orient.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    shared.PlaneOrientationSequence = Seq([orient])
+    ds.SharedFunctionalGroupsSequence = Seq([shared])
+    frames, pixels = [], []
+    for j, b in enumerate(b_values):
+        for z in range(scan.n_slices):
+            item = Dataset()
+            plane = Dataset()
+            plane.ImagePositionPatient = [-half, -half, z0 + z * scan.spacing_mm]
+            item.PlanePositionSequence = Seq([plane])
+            diff = Dataset()
+            diff.DiffusionBValue = float(b)
+            diff.DiffusionDirectionality = "ISOTROPIC" if b > 0 else "NONE"
+            item.MRDiffusionSequence = Seq([diff])
+            echo = Dataset()
+            echo.EffectiveEchoTime = 102.0
+            item.MREchoSequence = Seq([echo])
+            frames.append(item)
+            pixels.append(np.clip(np.round(slices[z][j]), 0, 65535).astype(np.uint16))
+    ds.PerFrameFunctionalGroupsSequence = Seq(frames)
+    ds.NumberOfFrames = len(frames)
+    sop = _uid(scan.seed, series_uid, "frames")
+    ds.SOPInstanceUID = sop
+    ds.file_meta.MediaStorageSOPInstanceUID = sop
+    ds.InstanceNumber = 1
+    ds.PixelData = np.stack(pixels).tobytes()
+    save_dicom(ds, out_dir / f"dwi{repeat}_enhanced.dcm")
+    return series_uid
 
 
 __all__ = ["B_VALUES", "DwiScan", "WrittenDwi", "render", "write_dwi"]

@@ -96,7 +96,7 @@ def test_b_values_are_read_as_each_vendor_writes_them():
     assert not is_adc_map(ds(ImageType=["DERIVED", "SECONDARY", "DIFFUSION", "TRACEW"]))
 
 
-@pytest.mark.parametrize("layout", ["per_b", "multi_b"])
+@pytest.mark.parametrize("layout", ["per_b", "multi_b", "enhanced"])
 @pytest.mark.parametrize("snr,angle,shift", [(50, 0.0, (0.0, 0.0)), (20, 8.0, (6.0, -4.0))])
 def test_known_answers_on_the_synthetic_phantom(tmp_path: Path, layout: str, snr: float, angle: float, shift):
     """Planted ADC (the reference at 0 C, 110-1109 um2/s) recovered: at SNR 50 every vial within 2 %; at SNR 20
