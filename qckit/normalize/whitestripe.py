@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
-from scipy.signal import find_peaks
 
 from qckit.normalize.image import NormalizationError, as_array, mask_array
 
@@ -74,6 +73,8 @@ def _smoothed_histogram(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def find_mode(values: np.ndarray, contrast: str) -> tuple[float, np.ndarray, np.ndarray]:
     """The white-matter mode (see module docstring) with the histogram it was found on."""
     centres, smoothed = _smoothed_histogram(values)
+    from scipy.signal import find_peaks  # scipy.signal imports scipy.stats: only when WhiteStripe runs
+
     peaks, _ = find_peaks(smoothed, height=0.05 * smoothed.max())
     if len(peaks) == 0:
         raise NormalizationError("no tissue mode found in the intensity histogram")

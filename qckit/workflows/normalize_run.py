@@ -87,9 +87,8 @@ def normalize(
             on_message(text)
 
     from qckit.core.provenance import Provenance, command_line
-    from qckit.normalize import NyulStandardizer, as_array, read_image, whitestripe, write_nifti, zscore
+    from qckit.normalize import as_array, read_image, whitestripe, write_nifti, zscore
     from qckit.normalize.image import check_finite
-    from qckit.report.normalize_report import write_report
 
     if method not in ("whitestripe", "zscore", "nyul"):
         raise QckitInputError(f"--method must be whitestripe, zscore or nyul, not '{method}'")
@@ -151,6 +150,8 @@ def normalize(
                     f"({fields[i].mask_voxels} voxels)")  # fmt: skip
     nyul = None
     if method == "nyul":
+        from qckit.normalize.nyul import NyulStandardizer  # scikit-learn: only when Nyul is asked for
+
         good = [(img, masks[i] if masks else None) for i, img in enumerate(loaded) if img is not None]
         if not good:
             raise QckitInputError("no image could be read: nothing to learn the Nyul landmarks from")
@@ -201,6 +202,8 @@ def normalize(
             + (f" (mode {details['mode']:.4g}, stripe mean {details['mean']:.4g}, SD {details['sd']:.4g})"
                if method == "whitestripe" else ""))  # fmt: skip
     if report and items:
+        from qckit.report.normalize_report import write_report  # plotly: only when a report is asked for
+
         prov = Provenance(command=command_line(), inputs={"images": len(images), "method": method,
                                                            "failed": len(failed)})  # fmt: skip
         write_report(items, method, prov, report)
