@@ -424,10 +424,12 @@ class AdcReference(_Strict):
     points: list[AdcPoint] = Field(min_length=1)
 
     def at(self, temperature_c: float) -> tuple[float, float | None, str]:
-        """(ADC, uncertainty, how) at `temperature_c`: a listed temperature as it is; between two listed ones,
-        log ADC interpolated linearly in 1/T (Arrhenius: D = D0 exp(-Ea / RT); the model the temperature
-        calibration of PVP solutions uses, Wang et al. 2022, NIHMS1782132), the uncertainty likewise; outside the
-        listed range an error (no extrapolation)."""
+        """(ADC, uncertainty, how) at `temperature_c`: a listed temperature as it is; between two listed ones, the
+        ratio ADC / D_w to free water's diffusivity interpolated linearly in T and multiplied by D_w(T)
+        (`water_diffusivity`, Speedy-Angell); PVP solutions keep that ratio nearly independent of temperature
+        (the temperature/concentration calibration of PVP K40, NIHMS1782132, 2022: ADC_PVP / D_w quadratic in
+        [PVP] only), so the free-water law carries the temperature dependence between table points 16 C apart.
+        The uncertainty is interpolated linearly. Outside the listed range: an error (no extrapolation)."""
         pts = sorted(self.points, key=lambda p: p.temperature_c)
         for p in pts:
             if abs(p.temperature_c - temperature_c) < 1e-9:
@@ -439,13 +441,25 @@ class AdcReference(_Strict):
             raise ValueError(f"{self.material}: no reference at {temperature_c:g} C (the table covers {span}); "
                              "give a reference table for this temperature with --reference")  # fmt: skip
         a, b = lo[-1], hi[0]
-        inv = [1 / (t + 273.15) for t in (a.temperature_c, temperature_c, b.temperature_c)]
-        w = (inv[1] - inv[0]) / (inv[2] - inv[0])
-        adc = float(np.exp((1 - w) * np.log(a.adc_um2_per_s) + w * np.log(b.adc_um2_per_s)))
+        w = (temperature_c - a.temperature_c) / (b.temperature_c - a.temperature_c)
+        ratio = (1 - w) * a.adc_um2_per_s / water_diffusivity(a.temperature_c) + w * b.adc_um2_per_s / (
+            water_diffusivity(b.temperature_c))  # fmt: skip
+        adc = float(ratio * water_diffusivity(temperature_c))
         unc = None
         if a.uncertainty_um2_per_s is not None and b.uncertainty_um2_per_s is not None:
             unc = float((1 - w) * a.uncertainty_um2_per_s + w * b.uncertainty_um2_per_s)
-        return adc, unc, f"Arrhenius interpolation between {a.temperature_c:g} and {b.temperature_c:g} C"
+        return adc, unc, (f"interpolated between {a.temperature_c:g} and {b.temperature_c:g} C (ratio to free water, "
+                          "Speedy-Angell)")  # fmt: skip
+
+
+def water_diffusivity(temperature_c: float) -> float:
+    """Self-diffusion coefficient of free water (µm²/s) by the Speedy-Angell power law
+    D = D0 (T / Ts - 1)^gamma, D0 = 1.635e-8 m²/s, Ts = 215.05 K, gamma = 2.063 (Holz, Heil & Sacco 2000, Phys Chem
+    Chem Phys 2:4740-4742, fitted to their PFG NMR data 0-100 C; their measured 25 C value is 2.299e-9 m²/s)."""
+    t = temperature_c + 273.15
+    if t <= 215.05:
+        raise ValueError(f"{temperature_c:g} C is below the Speedy-Angell singular temperature")
+    return float(1.635e-8 * (t / 215.05 - 1) ** 2.063 * 1e12)
 
 
 class Vial(_Strict):

@@ -201,3 +201,20 @@ def test_a_measured_temperature_selects_or_interpolates_the_reference_and_a_user
                               str(tmp_path / "o")])  # fmt: skip
     assert res.exit_code == 2 and "no reference at 35 C" in res.output
     assert w.planted
+
+
+def test_free_water_diffusivity_and_the_reference_between_table_temperatures():
+    """Speedy-Angell (Holz et al. 2000): their measured 25 C value is 2.299e-9 m2/s; the manufacturer's 0 C water
+    (1109) lies 1 % above the law's 1099. Between table points the reference follows the free-water law through the
+    table's own ratio: exact at the points, monotonic, and the ratio to water constant within a 16 C gap."""
+    from qckit.phantoms.models import water_diffusivity
+
+    assert water_diffusivity(25) == pytest.approx(2299, rel=1e-3)
+    assert water_diffusivity(0) == pytest.approx(1109, rel=0.015)
+    for ref in VIALS.references:
+        values = [ref.at(t)[0] for t in np.arange(0, 26.01, 0.5)]
+        assert all(b > a for a, b in zip(values, values[1:], strict=False)), ref.material
+        assert ref.at(0)[0] == ref.points[0].adc_um2_per_s and ref.at(16)[0] == ref.points[1].adc_um2_per_s
+    water = VIALS.reference("pvp0")
+    ratio0, ratio16 = 1109 / water_diffusivity(0), 1799 / water_diffusivity(16)
+    assert water.at(8)[0] / water_diffusivity(8) == pytest.approx((ratio0 + ratio16) / 2, rel=1e-12)
