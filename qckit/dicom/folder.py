@@ -70,12 +70,11 @@ class DicomFolder:
                 out.append(vol)
         return out
 
-    def volume(self, row: dict[str, Any]) -> Volume | None:
-        """The volume of one series row (same series UID and, for multi-echo series, echo time); None when its
-        pixel data cannot be read (the reason is in `pixel_errors`)."""
+    def _load(self, row: dict[str, Any]) -> list[Volume]:
+        """Every volume the row's files make, loaded once (unusable files go to `pixel_errors`)."""
         files = tuple(self.files(row))
         if not files:
-            return None
+            return []
         if files not in self._loaded:
             vols, bad = load_volumes(files)
             base = Path(self.index.root)
@@ -84,13 +83,16 @@ class DicomFolder:
                 e.path = _relative(e.path, base)
             self.pixel_errors += bad
             self._loaded[files], self._bad[files] = vols, bad
-        return match_volume(self._loaded[files], row)
+        return self._loaded[files]
+
+    def volume(self, row: dict[str, Any]) -> Volume | None:
+        """The volume of one series row (same series UID and, for multi-echo series, echo time); None when its
+        pixel data cannot be read (the reason is in `pixel_errors`) or the row holds several."""
+        return match_volume(self._load(row), row)
 
     def volumes_of(self, row: dict[str, Any]) -> list[Volume]:
         """Every volume of one series row (several when a DWI series holds every b-value); [] when none."""
-        if self.volume(row) is None and tuple(self.files(row)) not in self._loaded:
-            return []
-        return match_volumes(self._loaded.get(tuple(self.files(row)), []), row)
+        return match_volumes(self._load(row), row)
 
     def unreadable(self, row: dict[str, Any]) -> str:
         """Why the pixel data of one series row could not be used (its files' read errors), "" when none."""

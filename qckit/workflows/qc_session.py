@@ -151,9 +151,17 @@ class _Session:
         for k, vol in enumerate(vols):
             key = f"{id(self.folder)}|{row['series_uid']}|{row.get('EchoTime')}|{k}"
             if key not in self.views:
-                self.views[key] = SeriesView(vol, role, None, dict(row), self.phantom.stack)
+                self.views[key] = self._new_view(vol, row, role)
             out.append(self.views[key])
         return out
+
+    def _new_view(self, vol: Volume, row: dict[str, Any], role: str) -> SeriesView:
+        """A view of one volume: its protocol entry's measurable range, the prescribed stack (not for a
+        localizer)."""
+        entry = self.proto.entry(row.get("_entry") or "")
+        rng = entry.measurable if entry is not None else None
+        prescribed = self.phantom.stack if role != "localizer" else None
+        return SeriesView(vol, role, (rng.min, rng.max) if rng is not None else None, dict(row), prescribed)
 
     def view(self, row: dict[str, Any], role: str, folder: DicomFolder | None = None) -> SeriesView:
         """The view of an index row's volume (`folder`: another folder's, e.g. `--second`)."""
@@ -166,11 +174,7 @@ class _Session:
                 raise QckitInputError(
                     f"the pixel data of {series_name(row)} cannot be read" + (f" ({why})" if why else "")
                 )
-            entry = self.proto.entry(row.get("_entry") or "")
-            rng = entry.measurable if entry is not None else None
-            prescribed = self.phantom.stack if role != "localizer" else None
-            self.views[key] = SeriesView(vol, role, (rng.min, rng.max) if rng is not None else None, dict(row),
-                                         prescribed)  # fmt: skip
+            self.views[key] = self._new_view(vol, row, role)
         return self.views[key]
 
 
