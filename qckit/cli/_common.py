@@ -96,7 +96,7 @@ def _show_warning(
     message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None
 ) -> None:
     """Python warnings on the command line: once, as `warning: ...`, without a source line."""
-    err_console.print(f"warning: {cli_hint(str(message))}", highlight=False, markup=False)
+    warn(str(message))
 
 
 def warn(message: str) -> None:

@@ -19,6 +19,7 @@ from qckit.cli._common import (
     handle_errors,
     parse_basis,
     progress_bar,
+    warn,
     warn_public_key,
 )
 from qckit.cli.conventions import QckitGroup
@@ -129,7 +130,7 @@ def summary_command(
         summary, paths = summary_run(source, output, between_cv=between_cv, share_off=share_off,
                                      basis=parse_basis(basis), json_out=json_out, command=command_line())  # fmt: skip
     for d in summary["damaged"]:
-        err_console.print(f"warning: left out {d['path']}: {d['reason']}", highlight=False, markup=False)
+        warn(f"left out {d['path']}: {d['reason']}")
     if not quiet:
         _print_summary(summary, paths)
     if summary["damaged"] or not all(s["verdict"] in ("qualified", "qualified with findings")

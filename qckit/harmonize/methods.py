@@ -116,12 +116,9 @@ def save_model(model: Any, folder: str | Path) -> Path:
     return method_of(model).save(model, Path(folder))
 
 
-def load_model(folder: str | Path) -> Any:
-    """Load a model folder with the reader of the method its `model.json` names."""
-    src = Path(folder)
-    meta_path = src / "model.json"
-    if not meta_path.is_file():
-        raise ModelFileError(f"{src}: not a qckit model folder (no model.json)")
+def read_model_description(meta_path: Path) -> dict[str, Any]:
+    """A model folder's `model.json` as a mapping (a regular file, valid JSON, an object); any problem is a
+    `ModelFileError` naming the file."""
     try:
         meta = json.loads(read_regular_text(meta_path, what="model description", limit=256 << 20))
     except QckitInputError as exc:
@@ -130,6 +127,16 @@ def load_model(folder: str | Path) -> Any:
         raise ModelFileError(f"{meta_path}: corrupt JSON ({exc})") from None
     if not isinstance(meta, dict):
         raise ModelFileError(f"{meta_path}: not a model description (a JSON object is expected)")
+    return meta
+
+
+def load_model(folder: str | Path) -> Any:
+    """Load a model folder with the reader of the method its `model.json` names."""
+    src = Path(folder)
+    meta_path = src / "model.json"
+    if not meta_path.is_file():
+        raise ModelFileError(f"{src}: not a qckit model folder (no model.json)")
+    meta = read_model_description(meta_path)
     _load()
     name = meta.get("method")
     if name is None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,10 @@ import numpy as np
 
 from qckit import __version__
 from qckit.core.errors import ModelFileError, QckitInputError
-from qckit.core.files import read_regular, read_regular_text
+from qckit.core.files import read_regular
 from qckit.core.jsonio import atomic_write_bytes, dumps, write_json
 from qckit.harmonize.combat import _PARAM_ARRAYS, ComBat, _SplineBasis
-from qckit.harmonize.methods import Method, register_method
+from qckit.harmonize.methods import Method, read_model_description, register_method
 from qckit.harmonize.validate import BATCH_SEPARATOR
 
 FORMAT = "qckit-combat-model"
@@ -157,14 +156,7 @@ def load_model(folder: str | Path, *, unsigned: bool = False) -> ComBat:
     meta_path, arrays_path = src / "model.json", src / "arrays.npz"
     if not meta_path.is_file() or not arrays_path.is_file():
         raise ModelFileError(f"{src}: not a qckit ComBat model folder (needs model.json and arrays.npz)")
-    try:
-        meta = json.loads(read_regular_text(meta_path, what="model description", limit=256 << 20))
-    except QckitInputError as exc:
-        raise ModelFileError(str(exc)) from None
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise ModelFileError(f"{meta_path}: corrupt JSON ({exc})") from None
-    if not isinstance(meta, dict):
-        raise ModelFileError(f"{meta_path}: not a model description (a JSON object is expected)")
+    meta = read_model_description(meta_path)
     if meta.get("format") != FORMAT or meta.get("format_version") not in READABLE_VERSIONS:
         raise ModelFileError(
             f"{meta_path}: unknown model format {meta.get('format')!r} v{meta.get('format_version')}"

@@ -215,7 +215,9 @@ def _alarms(c: Chart, rules: tuple[str, ...], cusum_h: float) -> list[Alarm]:
     monitored = [int(i) for i in np.nonzero(~c.baseline & finite)[0]]
     for j, i in enumerate(monitored):
         side = 1 if z[i] > 0 else -1
-        window = {k: z[monitored[max(0, j - k + 1) : j + 1]] for k in (3, 5, 8)}  # the last k monitored points
+        window = {
+            k: z[monitored[max(0, j - k + 1) : j + 1]] for k in (3, 5, 8)
+        }  # the last k monitored points
         if "we1" in rules and abs(z[i]) > 3:
             out.append(Alarm(i, "we1", f"{z[i]:+.1f} sigma from the centre"))
         if "we2" in rules and len(window[3]) == 3 and np.sum(window[3] * side > 2) >= 2 and z[i] * side > 2:

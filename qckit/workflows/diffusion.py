@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from qckit import __version__
-from qckit.analyses.diffusion.vials import EMA_PERCENT, ImageSetResult, measure_image_set
+from qckit.analyses.diffusion.vials import EMA_PERCENT, ImageSetResult, measure_image_set, vial_repeatability
 from qckit.core.definitions import load_yaml
 from qckit.core.errors import PhantomError, QckitInputError
 from qckit.core.identity import ScannerIdentity
@@ -40,7 +40,7 @@ from qckit.core.tables import write_records_csv
 from qckit.dicom.bvalue import B_TAGS, b_value, is_adc_map
 from qckit.dicom.diffusion import image_sets
 from qckit.dicom.folder import DicomFolder, series_name
-from qckit.metrology.precision import between_condition_cv, between_condition_cv_ci, repeatability
+from qckit.metrology.precision import between_condition_cv, between_condition_cv_ci
 from qckit.phantoms.load import load_phantom
 from qckit.phantoms.models import AdcReference
 
@@ -169,22 +169,16 @@ def precision_tables(sessions: list[DiffusionSession]) -> tuple[list[dict[str, A
         if len(sess.sets) < 2:
             continue
         names = [v.name for v in sess.sets[0].vials]
-        values = {
-            n: [next((v.adc_um2_per_s for v in s.vials if v.name == n), None) for s in sess.sets]
-            for n in names
-        }
-        pvp = {v.name: v.pvp_percent for v in sess.sets[0].vials}
         groups: dict[str, list[str]] = {"all vials": names}
-        for n in names:
-            groups.setdefault(f"PVP {pvp[n]:g} %", []).append(n)
+        for v in sess.sets[0].vials:
+            groups.setdefault(f"PVP {v.pvp_percent:g} %", []).append(v.name)
         for group, members in groups.items():
-            m = np.array([values[n] for n in members if all(x is not None for x in values[n])], float)
-            if m.size == 0 or m.shape[1] < 2:
+            vr = vial_repeatability(sess.sets, members)
+            if vr is None:
                 continue
-            r = repeatability(m)
-            cv = r.wcv_log if r.wcv_log is not None else r.wcv
-            rep.append({"session": sess.label, "group": group, "n_vials": m.shape[0], "n_repeats": m.shape[1],
-                        "wcv_percent": _finite(cv), "wcv_ci_low": _finite(r.wcv_ci[0]), "wcv_ci_high": _finite(r.wcv_ci[1]),
+            r = vr.stats
+            rep.append({"session": sess.label, "group": group, "n_vials": vr.n_vials, "n_repeats": vr.n_repeats,
+                        "wcv_percent": _finite(vr.wcv), "wcv_ci_low": _finite(r.wcv_ci[0]), "wcv_ci_high": _finite(r.wcv_ci[1]),
                         "wsd_um2_per_s": _finite(r.wsd), "rc_um2_per_s": _finite(r.rc)})  # fmt: skip
     repro: list[dict[str, Any]] = []
     by_scanner: dict[str, dict[str, list[float]]] = {}
@@ -219,9 +213,10 @@ def run_diffusion(folder: str | Path, *, phantom: str = "caliber-diffusion", tem
     if reference is not None:
         table, source = load_adc_references(reference, {v.material for v in vials.vials})
         try:
-            user = {m: (*r.at(temp)[:2], f"{source}: {r.at(temp)[2]}") for m, r in table.items()}
+            at = {m: r.at(temp) for m, r in table.items()}
         except ValueError as exc:
             raise QckitInputError(f"{reference}: {exc}") from None
+        user = {m: (adc, unc, f"{source}: {how}") for m, (adc, unc, how) in at.items()}
         refs_used.append(f"reference table {reference} ({file_sha256(reference)[:12]})")
     source = DicomFolder.open(folder)
     rows, unreadable = dwi_rows(source)

@@ -9,15 +9,12 @@ limit carries the reference); `adc_b_linearity_max` (%) is recorded beside them.
 
 from __future__ import annotations
 
-import numpy as np
-
 from qckit.analyses.base import Analysis, AnalysisContext, AnalysisOutput
-from qckit.analyses.diffusion.vials import EMA_PERCENT, ImageSetResult, measure_image_set
+from qckit.analyses.diffusion.vials import EMA_PERCENT, ImageSetResult, measure_image_set, vial_repeatability
 from qckit.analyses.registry import register
 from qckit.core.errors import QckitInputError
 from qckit.core.results import Circle, Limit, Measurement, Overlay, Problem, Verdict
 from qckit.dicom.diffusion import image_sets
-from qckit.metrology.precision import repeatability
 
 EMA_SOURCE = "EMA guideline on bioanalytical method validation (EMEA/CHMP/EWP/192217/2009 Rev. 1): accuracy within 15 %"
 REPEATABILITY_REFERENCE = (
@@ -94,16 +91,12 @@ class DiffusionAdc(Analysis):
                 key = f"dwi {s.label}"
                 ctx.overlays[key] = Overlay(key, abs(res.b0_image), res.pixel_mm,
                                             [Circle(v.centre_px, r_px, f"{v.name} {v.verdict}") for v in res.vials])  # fmt: skip
-        if len(done) >= 2:  # repeats in one session: short-term repeatability over the vials
-            m = np.array([[v.adc_um2_per_s for v in r.vials] for r in done], dtype=float).T
-            m = m[np.isfinite(m).all(1)]
-            if len(m):
-                rep = repeatability(m)
-                cv = rep.wcv_log if rep.wcv_log is not None else rep.wcv
-                out.measurements.append(Measurement(
-                    "adc_repeatability_wcv", float(cv), "%",
-                    f"wCV of {m.shape[0]} vials over {m.shape[1]} image sets of one session (95 % CI "
-                    f"{rep.wcv_ci[0]:.3g}-{rep.wcv_ci[1]:.3g} %)", REPEATABILITY_REFERENCE, role="dwi",
-                    series_uid=next(iter(sets[0].volumes.values())).series_uid,
-                    detail={"ci": list(rep.wcv_ci), "n_vials": m.shape[0], "n_repeats": m.shape[1]}))  # fmt: skip
+        rep = vial_repeatability(done)  # repeats in one session: short-term repeatability over the vials
+        if rep is not None:
+            out.measurements.append(Measurement(
+                "adc_repeatability_wcv", float(rep.wcv), "%",
+                f"wCV of {rep.n_vials} vials over {rep.n_repeats} image sets of one session (95 % CI "
+                f"{rep.stats.wcv_ci[0]:.3g}-{rep.stats.wcv_ci[1]:.3g} %)", REPEATABILITY_REFERENCE, role="dwi",
+                series_uid=next(iter(sets[0].volumes.values())).series_uid,
+                detail={"ci": list(rep.stats.wcv_ci), "n_vials": rep.n_vials, "n_repeats": rep.n_repeats}))  # fmt: skip
         return out

@@ -43,6 +43,7 @@ from qckit.analyses.relaxometry.locate import ArrayFit, locate_array
 from qckit.core.errors import QckitInputError
 from qckit.core.results import Verdict
 from qckit.dicom.diffusion import ImageSet, require_b_values
+from qckit.metrology.precision import Repeatability, repeatability
 from qckit.phantoms.models import VialSet
 
 EMA_PERCENT = 15.0
@@ -135,6 +136,34 @@ class ImageSetResult:
                 "vials": [v.to_dict() for v in self.vials]}  # fmt: skip
 
 
+@dataclass(frozen=True)
+class VialRepeatability:
+    """Repeatability of vials across the image sets of one session: the QIBA statistics, the wCV they are read
+    from (log-scale, else RMS) and the matrix size."""
+
+    stats: Repeatability
+    wcv: float
+    n_vials: int
+    n_repeats: int
+
+
+def vial_repeatability(
+    sets: list[ImageSetResult], names: list[str] | None = None
+) -> VialRepeatability | None:
+    """Vials (`names`, default every vial) x image sets of one session as subjects x repeats (vials measured in
+    every set only); None with fewer than two sets or no vial measured in all of them."""
+    if len(sets) < 2:
+        return None
+    names = names if names is not None else [v.name for v in sets[0].vials]
+    m = np.array([[next((v.adc_um2_per_s for v in s.vials if v.name == n), None) for s in sets] for n in names],
+                 dtype=float)  # fmt: skip
+    m = m[np.isfinite(m).all(1)]
+    if not len(m):
+        return None
+    r = repeatability(m)
+    return VialRepeatability(r, r.wcv_log if r.wcv_log is not None else r.wcv, m.shape[0], m.shape[1])
+
+
 def mid_plane(volume: np.ndarray, positions: list[float]) -> int:
     """The slice nearest the centre of the object's extent along z (module docstring, step 1)."""
     v = np.abs(np.asarray(volume, float))
@@ -182,8 +211,7 @@ def measure_image_set(s: ImageSet, vials: VialSet, *, temperature_c: float | Non
     if len(shapes) != 1:
         raise QckitInputError(f"image set {s.label}: the b-value volumes differ in size {sorted(shapes)}")
     first = vols[0]
-    stack = np.stack([np.asarray(v.physical_array() if hasattr(v, "physical_array") else v.array, float)
-                      for v in vols])  # fmt: skip
+    stack = np.stack([np.asarray(v.physical_array(), float) for v in vols])
     positions = list(first.slice_positions) or list(np.arange(stack.shape[1]) * first.spacing[2])
     c = mid_plane(stack[0], positions)
     pos = np.asarray(positions, float)
@@ -267,4 +295,12 @@ def measure_image_set(s: ImageSet, vials: VialSet, *, temperature_c: float | Non
                           pixel_mm, results, adc_map is not None, vials.roi_radius_mm, sigma, stack[0, c])  # fmt: skip
 
 
-__all__ = ["EMA_PERCENT", "ImageSetResult", "VialResult", "measure_image_set", "mid_plane"]
+__all__ = [
+    "EMA_PERCENT",
+    "ImageSetResult",
+    "VialRepeatability",
+    "VialResult",
+    "measure_image_set",
+    "mid_plane",
+    "vial_repeatability",
+]
