@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from qckit.dicom.index import ProgressCallback, ScanError, ScanResult, scan
-from qckit.dicom.volume import Volume, load_volumes, match_volume, match_volumes
+from qckit.dicom.volume import Volume, load_parallel, load_volumes, match_volume, match_volumes
 
 
 @dataclass
@@ -62,7 +62,8 @@ class DicomFolder:
 
     def volumes(self, rows: list[dict[str, Any]]) -> list[Volume]:
         """The volumes of these rows (each loaded once; rows whose pixels cannot be assembled are left out and
-        their files listed in `pixel_errors`)."""
+        their files listed in `pixel_errors`); several series are loaded in worker processes (`preload`)."""
+        self.preload(rows)
         out = []
         for row in rows:
             vol = self.volume(row)
@@ -76,14 +77,23 @@ class DicomFolder:
         if not files:
             return []
         if files not in self._loaded:
-            vols, bad = load_volumes(files)
-            base = Path(self.index.root)
-            base = base if base.is_dir() else base.parent
-            for e in bad:
-                e.path = _relative(e.path, base)
-            self.pixel_errors += bad
-            self._loaded[files], self._bad[files] = vols, bad
+            self._remember(files, *load_volumes(files))
         return self._loaded[files]
+
+    def preload(self, rows: list[dict[str, Any]], *, workers: int | None = None) -> None:
+        """Load the pixel data of these rows' series now, spread over worker processes (`load_parallel`); the
+        later `volume`/`volumes_of` calls find them loaded. Same volumes and errors as loading one by one."""
+        todo = list(dict.fromkeys(f for f in (tuple(self.files(r)) for r in rows) if f and f not in self._loaded))
+        for files, (vols, bad) in zip(todo, load_parallel(todo, workers=workers), strict=True):
+            self._remember(files, vols, bad)
+
+    def _remember(self, files: tuple[str, ...], vols: list[Volume], bad: list[ScanError]) -> None:
+        base = Path(self.index.root)
+        base = base if base.is_dir() else base.parent
+        for e in bad:
+            e.path = _relative(e.path, base)
+        self.pixel_errors += bad
+        self._loaded[files], self._bad[files] = vols, bad
 
     def volume(self, row: dict[str, Any]) -> Volume | None:
         """The volume of one series row (same series UID and, for multi-echo series, echo time); None when its

@@ -12,7 +12,8 @@ import math
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_all_start_methods, get_context
@@ -156,36 +157,52 @@ def _start_method() -> str:
     return "forkserver" if os.name == "posix" else "spawn"
 
 
+def can_fork() -> bool:
+    """Whether worker processes can be forked from this one now (cheap: no re-import); callers whose work is
+    small stay in one process otherwise."""
+    return _start_method() == "fork"
+
+
+@contextmanager
+def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """A process pool of `workers`, forked where safe (`_start_method`). With fork, the parent's heap is frozen
+    for the pool's life (gc.freeze: the forked workers' collector leaves the inherited objects alone, so their
+    pages are not copied; Python's gc documentation)."""
+    method = _start_method()
+    if method == "fork":
+        gc.freeze()
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method)) as pool:
+            yield pool
+    finally:
+        if method == "fork":
+            gc.unfreeze()
+
+
 def _results(files: list[str], workers: int) -> Iterable[_ChunkResult]:
     if workers <= 1 or len(files) < _SERIAL_BELOW:
         for chunk in _chunks(files, _CHUNK):
             yield _read_chunk(chunk)
         return
     size = max(32, min(_CHUNK, len(files) // (workers * 4) or 1))
-    method = _start_method()
-    if method == "fork":
-        gc.freeze()  # keep forked workers' GC off the inherited heap (no copy-on-write storms), per gc docs
-    try:
-        yield from _pool_results(files, workers, size, get_context(method))
-    finally:
-        if method == "fork":
-            gc.unfreeze()
+    with worker_pool(workers) as pool:
+        yield from _pool_results(pool, files, workers, size)
 
 
-def _pool_results(files: list[str], workers: int, size: int, ctx: Any) -> Iterable[_ChunkResult]:
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        pending: deque[Future[Any]] = deque()
-        chunks = iter(_chunks(files, size))
-        for chunk in chunks:
-            pending.append(pool.submit(_read_chunk, chunk))
-            if len(pending) >= 2 * workers:
-                break
-        while pending:
-            result = pending.popleft().result()
-            nxt = next(chunks, None)
-            if nxt is not None:
-                pending.append(pool.submit(_read_chunk, nxt))
-            yield result
+def _pool_results(pool: ProcessPoolExecutor, files: list[str], workers: int, size: int) -> Iterable[_ChunkResult]:
+    """Chunks read by the pool, at most two per worker in flight, yielded in path order."""
+    pending: deque[Future[Any]] = deque()
+    chunks = iter(_chunks(files, size))
+    for chunk in chunks:
+        pending.append(pool.submit(_read_chunk, chunk))
+        if len(pending) >= 2 * workers:
+            break
+    while pending:
+        result = pending.popleft().result()
+        nxt = next(chunks, None)
+        if nxt is not None:
+            pending.append(pool.submit(_read_chunk, nxt))
+        yield result
 
 
 def scan(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from qckit.core.errors import ReadCause, VolumeError
 from qckit.core.files import not_regular
 from qckit.core.values import optional_float
 from qckit.dicom.bvalue import b_value
-from qckit.dicom.index import ScanError, walk_files
+from qckit.dicom.index import ScanError, can_fork, walk_files, worker_pool
 
 
 @dataclass(frozen=True)
@@ -372,6 +373,25 @@ def load_volumes(files: Iterable[str]) -> tuple[list[Volume], list[ScanError]]:
         except VolumeError as exc:
             bad.append(ScanError(exc.path or paths[key][0], str(exc), ReadCause.GEOMETRY))
     return volumes, bad
+
+
+_PARALLEL_FROM = 64  # files: fewer are loaded in this process (starting workers would cost more than it saves)
+
+
+def load_parallel(
+    groups: list[tuple[str, ...]], *, workers: int | None = None
+) -> list[tuple[list[Volume], list[ScanError]]]:
+    """`load_volumes` of each group of files (a series each), in order. With two groups or more and at least
+    `_PARALLEL_FROM` files the groups are spread over `workers` forked processes (default: the CPUs), as `qckit
+    scan` spreads headers; where forking is not safe (threads running), or a worker dies, they are loaded here."""
+    workers = min(workers or os.cpu_count() or 1, len(groups))
+    if workers > 1 and sum(map(len, groups)) >= _PARALLEL_FROM and can_fork():
+        try:
+            with worker_pool(workers) as pool:
+                return list(pool.map(load_volumes, groups))
+        except BrokenProcessPool:
+            pass  # a worker was killed (memory?): load in this process, which reports per file
+    return [load_volumes(g) for g in groups]
 
 
 def match_volumes(volumes: list[Volume], row: dict[str, Any]) -> list[Volume]:

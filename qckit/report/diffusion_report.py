@@ -12,60 +12,68 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import plotly.graph_objects as go
 
 from qckit.core.provenance import Provenance
 from qckit.core.results import Overlay
 from qckit.report.html import Page, badges, esc, number, table, write
-from qckit.report.qc_report import overlay_figure
+from qckit.report.qc_report import figure_template, overlay_figure
 
 _CLASS = {"pass": "pass", "fail": "fail", "not measured": "fail", "incomplete": "fail"}
 
 
-def _decay_figure(s: dict[str, Any]) -> go.Figure:
-    fig = go.Figure()
+def _figure(data: list[dict[str, Any]], layout: dict[str, Any]) -> dict[str, Any]:
+    """A plotly figure as a plain dict (drawn without plotly's per-property validation, as `overlay_figure`)."""
+    return {"data": data, "layout": {"template": figure_template(), **layout}}
+
+
+def _decay_figure(s: dict[str, Any]) -> dict[str, Any]:
+    data: list[dict[str, Any]] = []
     n = max(len(s["vials"]), 1)
     for i, v in enumerate(s["vials"]):
         colour = f"hsl({int(360 * i / n)},70%,45%)"
         s0 = (v.get("fit") or {}).get("s0") or (max(v["signal"]) or 1.0)
         name = f"{v['vial']} PVP {number(v['pvp_percent'], 3)} % ({number(v['adc_um2_per_s'], 4)})"
-        fig.add_scatter(x=v["b_values"], y=[x / s0 for x in v["signal"]], mode="markers", name=name,
-                        legendgroup=name, marker={"color": colour, "size": 7})  # fmt: skip
+        data.append({"type": "scatter", "x": list(v["b_values"]), "y": [x / s0 for x in v["signal"]],
+                     "mode": "markers", "name": name, "legendgroup": name, "marker": {"color": colour, "size": 7}})  # fmt: skip
         adc = v.get("adc_um2_per_s")
         if adc:
             b = np.linspace(0, max(v["b_values"]), 40)
-            fig.add_scatter(x=b, y=np.exp(-b * adc * 1e-6), mode="lines", legendgroup=name, showlegend=False,
-                            line={"color": colour, "width": 1.5})  # fmt: skip
-    fig.update_layout(title=f"signal decay, {s['label']} (signal / fitted S0, log scale)", height=520,
-                      xaxis_title="b (s/mm²)", yaxis_title="S / S0", yaxis_type="log", legend={"font": {"size": 9}})  # fmt: skip
-    return fig
+            data.append({"type": "scatter", "x": b.tolist(), "y": np.exp(-b * adc * 1e-6).tolist(), "mode": "lines",
+                         "legendgroup": name, "showlegend": False, "line": {"color": colour, "width": 1.5}})  # fmt: skip
+    return _figure(data, {"title": {"text": f"signal decay, {s['label']} (signal / fitted S0, log scale)"},
+                          "height": 520, "xaxis": {"title": {"text": "b (s/mm²)"}},
+                          "yaxis": {"title": {"text": "S / S0"}, "type": "log"}, "legend": {"font": {"size": 9}}})  # fmt: skip
 
 
-def _accuracy_figure(s: dict[str, Any]) -> go.Figure | None:
+def _accuracy_figure(s: dict[str, Any]) -> dict[str, Any] | None:
     pts = [v for v in s["vials"] if v.get("adc_um2_per_s") and v.get("reference_um2_per_s")]
     if not pts:
         return None
     ref = np.array([v["reference_um2_per_s"] for v in pts], float)
     line = np.geomspace(float(ref.min()) * 0.7, float(ref.max()) * 1.4, 50)
-    fig = go.Figure()
-    fig.add_scatter(x=np.r_[line, line[::-1]], y=np.r_[line * 1.15, line[::-1] * 0.85], fill="toself",
-                    fillcolor="rgba(27,127,59,0.12)", line={"width": 0}, name="reference +- 15 % (EMA)")  # fmt: skip
-    fig.add_scatter(x=line, y=line, mode="lines", name="identity", line={"color": "#555", "dash": "dash"})
+    data: list[dict[str, Any]] = [
+        {"type": "scatter", "x": np.r_[line, line[::-1]].tolist(), "y": np.r_[line * 1.15, line[::-1] * 0.85].tolist(),
+         "fill": "toself", "fillcolor": "rgba(27,127,59,0.12)", "line": {"width": 0}, "mode": "lines",
+         "name": "reference +- 15 % (EMA)"},
+        {"type": "scatter", "x": line.tolist(), "y": line.tolist(), "mode": "lines", "name": "identity",
+         "line": {"color": "#555", "dash": "dash"}},
+    ]  # fmt: skip
     for verdict, colour in (("pass", "#1b7f3b"), ("fail", "#c0262d")):
         sel = [v for v in pts if v["verdict"] == verdict]
         if sel:
-            fig.add_scatter(x=[v["reference_um2_per_s"] for v in sel], y=[v["adc_um2_per_s"] for v in sel],
-                            mode="markers", name=verdict, text=[v["vial"] for v in sel],
-                            marker={"color": colour, "size": 9},
-                            error_y={"type": "data", "array": [v["adc_se_um2_per_s"] or 0 for v in sel],
-                                     "visible": True})  # fmt: skip
+            data.append({"type": "scatter", "x": [v["reference_um2_per_s"] for v in sel],
+                         "y": [v["adc_um2_per_s"] for v in sel], "mode": "markers", "name": verdict,
+                         "text": [v["vial"] for v in sel], "marker": {"color": colour, "size": 9},
+                         "error_y": {"type": "data", "array": [v["adc_se_um2_per_s"] or 0 for v in sel],
+                                     "visible": True}})  # fmt: skip
     maps = [v for v in pts if v.get("scanner_map_um2_per_s")]
     if maps:
-        fig.add_scatter(x=[v["reference_um2_per_s"] for v in maps], y=[v["scanner_map_um2_per_s"] for v in maps],
-                        mode="markers", name="scanner ADC map", marker={"color": "#264653", "symbol": "x", "size": 8})  # fmt: skip
-    fig.update_layout(title=f"measured vs reference ADC, {s['label']} (um²/s)", height=520, xaxis_type="log",
-                      yaxis_type="log", xaxis_title="reference", yaxis_title="measured")  # fmt: skip
-    return fig
+        data.append({"type": "scatter", "x": [v["reference_um2_per_s"] for v in maps],
+                     "y": [v["scanner_map_um2_per_s"] for v in maps], "mode": "markers", "name": "scanner ADC map",
+                     "marker": {"color": "#264653", "symbol": "x", "size": 8}})  # fmt: skip
+    return _figure(data, {"title": {"text": f"measured vs reference ADC, {s['label']} (um²/s)"}, "height": 520,
+                          "xaxis": {"type": "log", "title": {"text": "reference"}},
+                          "yaxis": {"type": "log", "title": {"text": "measured"}}})  # fmt: skip
 
 
 def build_page(doc: dict[str, Any], overlays: list[Overlay], provenance: Provenance) -> Page:

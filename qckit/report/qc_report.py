@@ -55,7 +55,7 @@ def _typed(a: np.ndarray) -> dict[str, str]:
 
 
 @functools.lru_cache(maxsize=1)
-def _template() -> dict[str, Any]:
+def figure_template() -> dict[str, Any]:
     """The default plotly template as a dict (what a go.Figure carries), built once per process."""
     import plotly.io as pio
 
@@ -101,7 +101,7 @@ def overlay_figure(ov: Overlay) -> dict[str, Any]:
                      "connectgaps": False, "line": {"color": colour, "width": 2},
                      "marker": {"size": 8, "color": colour}})  # fmt: skip
         shown_legend.add(group)
-    layout = {"template": _template(), "title": {"text": ov.key}, "height": 520, "width": 560, "legend": {"font": {"size": 10}},
+    layout = {"template": figure_template(), "title": {"text": ov.key}, "height": 520, "width": 560, "legend": {"font": {"size": 10}},
               "yaxis": {"autorange": "reversed", "scaleanchor": "x", "showticklabels": False},
               "xaxis": {"showticklabels": False}, "margin": {"l": 10, "r": 10, "t": 40, "b": 10}}  # fmt: skip
     return {"data": data, "layout": layout}

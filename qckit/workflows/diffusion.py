@@ -232,6 +232,7 @@ def run_diffusion(folder: str | Path, *, phantom: str = "caliber-diffusion", tem
     sessions: list[DiffusionSession] = []
     table: list[dict[str, Any]] = []
     work = []
+    source.preload(rows)
     for key, srows in sorted(by_session.items()):
         series = []
         for r in srows:

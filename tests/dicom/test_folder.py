@@ -100,3 +100,48 @@ def test_series_are_named_never_none():
     assert series_name({"SeriesNumber": 7}) == "series 7"
     assert series_name({"series_uid": "1.2.3.4.5.6.7.8.9"}) == "series …" + "1.2.3.4.5.6.7.8.9"[-8:]
     assert "None" not in series_name({"series_uid": None, "SeriesDescription": None})
+
+
+def test_preload_in_worker_processes_gives_what_loading_one_by_one_gives(two_series, tmp_path, monkeypatch):
+    """`preload` spreads series over forked workers: same volumes (pixels, geometry, b-values, headers) and the
+    same pixel errors, in the same order, as loading each series in this process."""
+    import shutil
+
+    import numpy as np
+    from pydicom.uid import generate_uid
+
+    root = tmp_path / "p"
+    shutil.copytree(two_series, root)
+    t2_dir = root / "series03"
+    first = sorted(t2_dir.iterdir())[0]
+    ds = pydicom.dcmread(first)  # a different image at the same position, in the same series: a geometry error
+    ds.SOPInstanceUID = generate_uid()
+    arr = ds.pixel_array.copy()
+    arr[0, 0] += 1
+    ds.PixelData = arr.tobytes()
+    ds.save_as(t2_dir / "zz-intruder.dcm")
+
+    one = DicomFolder.open(root, workers=1)
+    one_vols = [one.volumes_of(r) for r in one.series]
+    monkeypatch.setattr(volume_mod, "_PARALLEL_FROM", 1)
+    forked = DicomFolder.open(root, workers=1)
+    calls: list[int] = []
+    real = volume_mod.worker_pool
+
+    def pool(workers):  # noqa: ANN001, ANN202
+        calls.append(workers)
+        return real(workers)
+
+    monkeypatch.setattr(volume_mod, "worker_pool", pool)
+    forked.preload(forked.series, workers=2)
+    assert calls == [2]  # the pool was used
+    monkeypatch.setattr(volume_mod, "load_volumes", lambda files: pytest.fail("loaded again"))
+    many = [forked.volumes_of(r) for r in forked.series]
+    assert [[v.array.shape for v in vs] for vs in many] == [[v.array.shape for v in vs] for vs in one_vols]
+    for a, b in zip((v for vs in one_vols for v in vs), (v for vs in many for v in vs), strict=True):
+        assert np.array_equal(a.array, b.array) and a.spacing == b.spacing and a.origin == b.origin
+        assert a.b_value == b.b_value and a.header.SOPInstanceUID == b.header.SOPInstanceUID
+    assert [(e.path, e.reason, e.cause) for e in forked.pixel_errors] == [
+        (e.path, e.reason, e.cause) for e in one.pixel_errors
+    ]
+    assert any(e.cause is ReadCause.GEOMETRY and "zz-intruder.dcm" in e.reason for e in forked.pixel_errors)
