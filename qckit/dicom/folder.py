@@ -83,7 +83,9 @@ class DicomFolder:
     def preload(self, rows: list[dict[str, Any]], *, workers: int | None = None) -> None:
         """Load the pixel data of these rows' series now, spread over worker processes (`load_parallel`); the
         later `volume`/`volumes_of` calls find them loaded. Same volumes and errors as loading one by one."""
-        todo = list(dict.fromkeys(f for f in (tuple(self.files(r)) for r in rows) if f and f not in self._loaded))
+        todo = list(
+            dict.fromkeys(f for f in (tuple(self.files(r)) for r in rows) if f and f not in self._loaded)
+        )
         for files, (vols, bad) in zip(todo, load_parallel(todo, workers=workers), strict=True):
             self._remember(files, vols, bad)
 

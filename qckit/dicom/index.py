@@ -13,8 +13,8 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
@@ -189,7 +189,9 @@ def _results(files: list[str], workers: int) -> Iterable[_ChunkResult]:
         yield from _pool_results(pool, files, workers, size)
 
 
-def _pool_results(pool: ProcessPoolExecutor, files: list[str], workers: int, size: int) -> Iterable[_ChunkResult]:
+def _pool_results(
+    pool: ProcessPoolExecutor, files: list[str], workers: int, size: int
+) -> Iterable[_ChunkResult]:
     """Chunks read by the pool, at most two per worker in flight, yielded in path order."""
     pending: deque[Future[Any]] = deque()
     chunks = iter(_chunks(files, size))

@@ -375,7 +375,9 @@ def load_volumes(files: Iterable[str]) -> tuple[list[Volume], list[ScanError]]:
     return volumes, bad
 
 
-_PARALLEL_FROM = 64  # files: fewer are loaded in this process (starting workers would cost more than it saves)
+_PARALLEL_FROM = (
+    64  # files: fewer are loaded in this process (starting workers would cost more than it saves)
+)
 
 
 def load_parallel(

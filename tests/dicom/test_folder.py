@@ -114,7 +114,9 @@ def test_preload_in_worker_processes_gives_what_loading_one_by_one_gives(two_ser
     shutil.copytree(two_series, root)
     t2_dir = root / "series03"
     first = sorted(t2_dir.iterdir())[0]
-    ds = pydicom.dcmread(first)  # a different image at the same position, in the same series: a geometry error
+    ds = pydicom.dcmread(
+        first
+    )  # a different image at the same position, in the same series: a geometry error
     ds.SOPInstanceUID = generate_uid()
     arr = ds.pixel_array.copy()
     arr[0, 0] += 1
