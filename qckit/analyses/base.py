@@ -230,10 +230,10 @@ class AnalysisContext:
             attrs["MagneticFieldStrength"] = self.field_strength_t
         return attrs
 
-    def limit(self, prescribed: float | None = None) -> Limit | None:
+    def limit(self, prescribed: float | None = None, measurement: str | None = None) -> Limit | None:
         """The action limit that applies to this acquisition (field strength, kVp, kernel, b-value, ... as the
-        definition keys it; None: baseline only)."""
-        return self.spec.limit(self.attributes(), prescribed)
+        definition keys it) and to `measurement` of an analysis reporting several; None: baseline only."""
+        return self.spec.limit(self.attributes(), prescribed, measurement)
 
     def measurement(
         self,

@@ -14,7 +14,12 @@ from qckit.core.errors import AnalysisError
 from qckit.core.plugins import load_plugins
 
 _REGISTRY: dict[str, type[Analysis]] = {}
-_BUILTINS = ("qckit.analyses.mr", "qckit.analyses.relaxometry.analysis", "qckit.analyses.diffusion.analysis")
+_BUILTINS = (
+    "qckit.analyses.mr",
+    "qckit.analyses.relaxometry.analysis",
+    "qckit.analyses.diffusion.analysis",
+    "qckit.analyses.fmri.analysis",
+)
 
 A = TypeVar("A", bound=type[Analysis])
 

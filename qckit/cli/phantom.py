@@ -1,4 +1,4 @@
-"""`qckit phantom synth|repeatability|reproducibility|relaxometry|list|schema`: phantom scans to stable-feature lists and relaxometry accuracy."""
+"""`qckit phantom synth|repeatability|reproducibility|relaxometry|diffusion|epi-stability|list|schema`: phantom scans to stable-feature lists and relaxometry accuracy."""
 
 from __future__ import annotations
 
@@ -252,6 +252,48 @@ def diffusion_command(
     if not quiet:
         _print_diffusion(study, paths)
     _exit_for(study)
+
+
+@app.command("epi-stability")
+@handle_errors
+def epi_stability_command(
+    source: Path = typer.Argument(..., metavar="DIR_OR_NIFTI", help="DICOM folder of EPI runs (classic, Siemens "
+                                  "mosaic or enhanced) or a 4-D NIfTI (dcm2niix's JSON sidecar beside it is read)."),
+    phantom: str = typer.Option("fbirn-stability", "--phantom", help="Phantom definition whose epi_stability "
+                                "entry gives the ROI, discarded frames and limits."),
+    output: Path = typer.Option(Path("reports/epi-stability"), "--output-dir", "-o", metavar="DIR",
+                                help="Output folder."),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="Also write the JSON document here."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
+    """EPI temporal stability (fBIRN: SNR, SFNR, percent fluctuation, drift, Weisskoff RDC, ghosting, spikes,
+    centre-of-mass drift) of every run. Exit 0 every judged value within its limit, 1 some outside or not
+    measured, 2 input error (runs that cannot be analysed are listed; the rest is written)."""
+    from qckit.core.provenance import command_line
+    from qckit.workflows.epi_stability import epi_stability_run
+
+    study, paths = epi_stability_run(
+        source, output, phantom=phantom, json_out=json_out, command=command_line()
+    )
+    if not quiet:
+        _print_epi(study, paths)
+    _exit_for(study)
+
+
+def _print_epi(study, paths) -> None:  # noqa: ANN001
+    from rich.table import Table
+
+    for r in study.runs:
+        t = Table(title=f"{r.label}: {r.series} ({r.verdict})")
+        for col in ("measurement", "value", "unit", "limit", "verdict"):
+            t.add_column(col)
+        for name, value, unit, limit, reason in r.rows:
+            t.add_row(name, _num(value) if value is not None else f"- ({reason})", unit,
+                      limit.text if limit else "baseline only", str(r.verdict_of(value, limit)))  # fmt: skip
+        console.print(t)
+    for k, v in paths.items():
+        console.print(f"  {k}: {v}", highlight=False)
 
 
 def _exit_for(study: Any) -> None:

@@ -101,6 +101,9 @@ class Frame:
     scale: PhysicalScale = PhysicalScale()
     path: str = ""  # the file the frame came from (set by `load_volumes`)
     b_value: float | None = None  # an enhanced DWI frame's own b-value (MR Diffusion Sequence)
+    temporal: tuple[
+        float, ...
+    ] = ()  # where the frame lies in time, for ordering a time series (`_time_points`)
 
 
 @dataclass
@@ -119,6 +122,9 @@ class Volume:
     slice_positions: list[float] = field(default_factory=list)  # along the normal, mm
     scales: list[PhysicalScale] = field(default_factory=list)  # per slice, in `array` order
     b_value: float | None = None  # the b-value of a diffusion-weighted volume (s/mm²), else None
+    time_index: int | None = (
+        None  # the time point (0-based) of one volume of a time series (fMRI EPI), else None
+    )
 
     def scale_of(self, k: int) -> PhysicalScale:
         """The physical scale of slice `k` (the modality rescale when none was read)."""
@@ -214,7 +220,22 @@ def _enhanced_frames(ds: Dataset, path: str) -> Iterable[Frame]:
             b_value=float(diff.DiffusionBValue)
             if diff is not None and diff.get("DiffusionBValue") is not None
             else None,
+            temporal=_enhanced_temporal(pick("FrameContentSequence"), k),
         )
+
+
+def _enhanced_temporal(content: Dataset | None, k: int) -> tuple[float, ...]:
+    """An enhanced frame's place in time: its Temporal Position Index (FrameContentSequence), then its frame
+    number."""
+    tpi = optional_float(content.get("TemporalPositionIndex")) if content is not None else None
+    return (tpi if tpi is not None else 0.0, float(k))
+
+
+def _classic_temporal(ds: Dataset) -> tuple[float, ...]:
+    """A classic image's place in time: Temporal Position Identifier, Acquisition Number, then Instance Number
+    (GE writes a time series as one file per slice and time point with only the instance number rising)."""
+    return tuple(optional_float(ds.get(k)) or 0.0
+                 for k in ("TemporalPositionIdentifier", "AcquisitionNumber", "InstanceNumber"))  # fmt: skip
 
 
 def _classic_frame(ds: Dataset) -> Frame:
@@ -228,7 +249,86 @@ def _classic_frame(ds: Dataset) -> Frame:
         thickness=float(ds.SliceThickness) if ds.get("SliceThickness") not in (None, "") else None,
         echo_time=float(te) if te not in (None, "") else None,
         instance=int(ds.get("InstanceNumber") or 0),
+        temporal=_classic_temporal(ds),
     )
+
+
+def is_mosaic(ds: Dataset) -> bool:
+    """A Siemens mosaic: every slice of one volume tiled into one image (ImageType holds MOSAIC)."""
+    return any(str(v).upper() == "MOSAIC" for v in (ds.get("ImageType") or []))
+
+
+def _mosaic_frames(ds: Dataset) -> list[Frame]:
+    """The slices of a Siemens mosaic image, each a frame with its own position.
+
+    The number of slices and the slice normal's sign come from the Siemens CSA image header, read with nibabel's
+    `MosaicWrapper` (nibabel.nicom, the maintained reader of that private header); so does the position of the
+    first slice, which Siemens writes for the whole mosaic (`MosaicWrapper.image_position` corrects it by half the
+    difference between the mosaic and tile sizes; nibabel's doc/theory/dicom_mosaic). Tiles are laid row by row
+    in a ceil(sqrt(n)) square; slice k lies k x SpacingBetweenSlices (else SliceThickness) along the normal."""
+    import warnings
+
+    with warnings.catch_warnings():  # nibabel warns on import that its DICOM readers are "experimental"
+        warnings.simplefilter("ignore", UserWarning)
+        from nibabel.nicom.dicomwrappers import MosaicWrapper, WrapperError
+    try:
+        w = MosaicWrapper(ds)
+        pos0, normal = w.image_position, w.slice_normal
+    except (WrapperError, KeyError, ValueError, AssertionError) as exc:
+        raise VolumeError(f"a Siemens mosaic whose CSA header cannot be read ({exc})") from None
+    if pos0 is None or normal is None:
+        raise VolumeError("a Siemens mosaic without its position or orientation")
+    base = _classic_frame(ds)
+    n, m = int(w.n_mosaic), int(w.mosaic_size)
+    rows, cols = base.pixels.shape[0] // m, base.pixels.shape[1] // m
+    dz = optional_float(ds.get("SpacingBetweenSlices")) or base.thickness or 1.0
+    out = []
+    for k in range(n):
+        r, c = divmod(k, m)
+        out.append(Frame(
+            pixels=base.pixels[r * rows : (r + 1) * rows, c * cols : (c + 1) * cols].copy(),
+            position=tuple(float(v) for v in np.asarray(pos0, float) + k * dz * np.asarray(normal, float)),
+            orientation=base.orientation, spacing=base.spacing, thickness=base.thickness,
+            echo_time=base.echo_time, instance=base.instance, scale=base.scale, temporal=base.temporal,
+        ))  # fmt: skip
+    return out
+
+
+def _frames_of(ds: Dataset, path: str) -> list[Frame]:
+    if "PerFrameFunctionalGroupsSequence" in ds:
+        return list(_enhanced_frames(ds, path))
+    if is_mosaic(ds):
+        return _mosaic_frames(ds)
+    return [_classic_frame(ds)]
+
+
+def _time_points(frames: list[Frame], normal: np.ndarray) -> list[list[Frame]] | None:
+    """The frames of one acquisition split into time points, or None when it is not a time series.
+
+    A time series (fMRI EPI as GE, Siemens mosaics and enhanced images write it) holds every slice position
+    the same number of times, more than once, at distinct times (`Frame.temporal`). Copies of one image (same
+    temporal key, identical pixels: a series exported twice) are dropped first. Anything else (one position held
+    twice, two images with the same temporal key) is not split: `_one_frame_per_position` refuses it."""
+    if len(frames) < 2 or any(f.position is None for f in frames):
+        return None
+    at: dict[float, list[Frame]] = {}
+    for f in frames:
+        at.setdefault(round(float(np.dot(normal, f.position)), 3), []).append(f)  # type: ignore[arg-type]
+    for pos, fs in at.items():
+        fs.sort(key=lambda f: f.temporal)
+        keep: list[Frame] = []
+        for f in fs:
+            if keep and f.temporal == keep[-1].temporal and np.array_equal(f.pixels, keep[-1].pixels):
+                continue
+            keep.append(f)
+        at[pos] = keep
+    counts = {len(fs) for fs in at.values()}
+    if len(counts) != 1 or counts == {1}:
+        return None
+    if any(len({f.temporal for f in fs}) != len(fs) for fs in at.values()):
+        return None
+    n = counts.pop()
+    return [[fs[t] for fs in at.values()] for t in range(n)]
 
 
 def _one_frame_per_position(frames: list[Frame], along: list[float]) -> tuple[list[Frame], list[float]]:
@@ -334,11 +434,7 @@ def load_volumes(files: Iterable[str]) -> tuple[list[Volume], list[ScanError]]:
                                      ReadCause.NOT_IMAGE))  # fmt: skip
                 continue
             uid = str(ds.get("SeriesInstanceUID") or "")
-            frames = (
-                list(_enhanced_frames(ds, path))
-                if "PerFrameFunctionalGroupsSequence" in ds
-                else [_classic_frame(ds)]
-            )
+            frames = _frames_of(ds, path)
         except InvalidDicomError as exc:
             bad.append(ScanError(path, f"InvalidDicomError: {exc}", ReadCause.NOT_DICOM))
             continue
@@ -367,9 +463,15 @@ def load_volumes(files: Iterable[str]) -> tuple[list[Volume], list[ScanError]]:
         groups, key=lambda k: (k[0], k[1] if k[1] is not None else -1.0, k[2] if k[2] is not None else -1.0)
     ):
         try:
-            vol = _build(key[0], key[1], groups[key], headers[key], paths[key])
-            vol.b_value = key[2]
-            volumes.append(vol)
+            ori = groups[key][0].orientation or (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+            points = _time_points(groups[key], np.cross(ori[:3], ori[3:]))
+            built = []  # every time point of a series, or none of them
+            for t, frames in enumerate(points or [groups[key]]):
+                files = {f.path for f in frames}
+                vol = _build(key[0], key[1], frames, headers[key], [p for p in paths[key] if p in files])
+                vol.b_value, vol.time_index = key[2], (t if points else None)
+                built.append(vol)
+            volumes += built
         except VolumeError as exc:
             bad.append(ScanError(exc.path or paths[key][0], str(exc), ReadCause.GEOMETRY))
     return volumes, bad

@@ -241,6 +241,12 @@ class LimitSpec(_Strict):
         default_factory=dict,
         description="acquisition attributes the limit applies to (all must hold), e.g. {KVP: {equals: 120}}",
     )
+    measurement: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9_]+$",
+        description="for an analysis that reports several measurements, the one this limit judges (default: "
+        "every measurement the analysis judges)",
+    )
 
     @model_validator(mode="after")
     def _when(self) -> LimitSpec:
@@ -337,14 +343,20 @@ class AnalysisSpec(_Strict):
         return f"z {self.z_mm:+g} mm" if self.z_mm is not None else ""
 
     def limit(
-        self, acquisition: Mapping[str, Any] | float | None, prescribed: float | None = None
+        self,
+        acquisition: Mapping[str, Any] | float | None,
+        prescribed: float | None = None,
+        measurement: str | None = None,
     ) -> Limit | None:
         """The limit that applies to this acquisition (attribute -> value; a bare number is the field strength in
-        T): the first conditional limit whose conditions all hold, else the first unconditional one, else None."""
+        T) and, for an analysis reporting several measurements, to `measurement` (limits naming another one are
+        left out): the first conditional limit whose conditions all hold, else the first unconditional one, else
+        None."""
         if not isinstance(acquisition, Mapping):
             acquisition = {"MagneticFieldStrength": acquisition}
-        keyed = [s for s in self.limits if s.conditional and s.applies(acquisition)]
-        plain = [s for s in self.limits if not s.conditional]
+        mine = [s for s in self.limits if s.measurement is None or s.measurement == measurement]
+        keyed = [s for s in mine if s.conditional and s.applies(acquisition)]
+        plain = [s for s in mine if not s.conditional]
         chosen = (keyed or plain or [None])[0]
         return None if chosen is None else chosen.resolve(prescribed)
 
