@@ -88,14 +88,18 @@ def render_epi(scan: EpiScan, *, roi: int = 21, discard: int = 2) -> tuple[np.nd
     t = t_all - discard
     mean = scan.signal * (1 + scan.drift_percent / 100 * (discard + (t - 1) / 2) / max(t_all - 1, 1))
     fluct = scan.signal * scan.fluctuation_percent / 100
-    dof = (t - 3) / t  # the residual SD after a 3-parameter detrend (ddof 0) shrinks by this factor squared
+    dof = max(t - 3, 0) / max(
+        t, 1
+    )  # the residual SD after a 3-parameter detrend (ddof 0) shrinks by this factor squared
     voxel = np.sqrt((scan.noise_sd**2 + scan.correlated_sd**2) * dof + fluct**2)
     roi_sd = np.sqrt((scan.noise_sd**2 / roi**2 + scan.correlated_sd**2) * dof + fluct**2)
     span = scan.drift_percent / 100 * scan.signal * (t - 1) / max(t_all - 1, 1)
+    if dof == 0:  # too few kept frames for the detrended measures: they have no truth
+        voxel = roi_sd = float("nan")
     truth = EpiTruth(
         percent_fluctuation=100 * roi_sd / mean,
         drift_percent=100 * span / mean,
-        sfnr=mean / voxel,
+        sfnr=float(mean / voxel),
         snr=mean / scan.noise_sd,
         rdc=float(voxel / roi_sd),
         ghost_percent=scan.ghost_percent,

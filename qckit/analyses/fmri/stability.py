@@ -47,6 +47,7 @@ MIN_FRAMES = 5  # a second-order fit leaves T - 3 degrees of freedom for the res
 DEFAULT_ROI = 21
 DEFAULT_DISCARD = 2
 DEFAULT_SPIKE_Z = 5.0
+MIN_CONTRAST = 5.0  # phantom mean above the background, in background SD: below it the slice holds noise only
 
 
 @dataclass
@@ -173,6 +174,15 @@ def measure_stability(
     if mask.sum() < roi * roi:
         raise ValueError(f"no phantom in slice {z}: the bright region ({int(mask.sum())} voxels) is smaller than "
                          f"the {roi} x {roi} ROI")  # fmt: skip
+    outside = signal[~mask]
+    contrast = (
+        (signal[mask].mean() - outside.mean()) / outside.std()
+        if outside.size > 1 and outside.std() > 0
+        else np.inf
+    )
+    if contrast < MIN_CONTRAST:
+        raise ValueError(f"no phantom in slice {z}: the brightest region stands {contrast:.1f} background SD above "
+                         f"the rest (at least {MIN_CONTRAST:g} expected): noise only?")  # fmt: skip
     rows, cols = np.nonzero(mask)
     centre = (float(cols.mean()), float(rows.mean()))
     r0, r1, c0, c1 = roi_bounds(centre, roi, signal.shape)
