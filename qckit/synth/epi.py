@@ -109,7 +109,8 @@ def render_epi(scan: EpiScan, *, roi: int = 21, discard: int = 2) -> tuple[np.nd
 
 
 def write_epi_dicom(out_dir: Path, frames: np.ndarray, scan: EpiScan, *, layout: str = "classic",
-                    description: str = "fBIRN stability EPI", series_number: int = 5, date: str = "20260105") -> list[Path]:  # fmt: skip
+                    description: str = "fBIRN stability EPI", series_number: int = 5, date: str = "20260105",
+                    scanner: str = "siemens-skyra-3t") -> list[Path]:  # fmt: skip
     """Write the series as DICOM: `classic` (one file per slice and frame, GE style: only the instance number
     rises with time) or `enhanced` (one multi-frame file, Temporal Position Index per frame)."""
     from pydicom.dataset import Dataset
@@ -119,15 +120,15 @@ def write_epi_dicom(out_dir: Path, frames: np.ndarray, scan: EpiScan, *, layout:
 
     if layout not in ("classic", "enhanced"):
         raise ValueError(f"layout must be classic or enhanced, not {layout!r}")
-    scanner = SCANNERS["siemens-skyra-3t"]
+    vs = SCANNERS[scanner]
     spec = SeriesSpec(description=description, series_number=series_number, n_slices=scan.n_slices,
                       rows=scan.matrix, columns=scan.matrix, pixel_spacing_mm=scan.pixel_mm,
                       slice_thickness_mm=scan.slice_mm, slice_gap_mm=0.0, repetition_time_ms=scan.tr_s * 1000,
                       echo_times_ms=(30.0,), flip_angle_deg=77.0, scanning_sequence="EP", sequence_variant="SK",
                       phase_encoding=scan.phase_encoding, pixel_bandwidth_hz=2232.0)  # fmt: skip
     subject = Subject(name="FBIRN^PHANTOM", patient_id="PHANTOM-EPI")
-    study_uid = _uid(scan.seed, scanner.key, "epi-study", date)
-    series_uid = _uid(scan.seed, scanner.key, "epi", date, series_number, layout)
+    study_uid = _uid(scan.seed, vs.key, "epi-study", date)
+    series_uid = _uid(scan.seed, vs.key, "epi", date, series_number, layout)
     half = scan.pixel_mm * scan.matrix / 2
     z0 = -scan.slice_mm * (scan.n_slices - 1) / 2
     pix = np.clip(np.round(frames), 0, 65535).astype(np.uint16)
@@ -138,7 +139,7 @@ def write_epi_dicom(out_dir: Path, frames: np.ndarray, scan: EpiScan, *, layout:
         for t in range(pix.shape[0]):
             for z in range(pix.shape[1]):
                 k += 1
-                ds = _base_dataset(scanner, spec, subject, study_uid, series_uid, date)
+                ds = _base_dataset(vs, spec, subject, study_uid, series_uid, date)
                 ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = _uid(scan.seed, series_uid, k)
                 ds.InstanceNumber = k
                 ds.AcquisitionNumber = 1
@@ -151,7 +152,7 @@ def write_epi_dicom(out_dir: Path, frames: np.ndarray, scan: EpiScan, *, layout:
                 paths.append(path)
         return paths
     enhanced = "1.2.840.10008.5.1.4.1.1.4.1"
-    ds = _base_dataset(scanner, spec, subject, study_uid, series_uid, date)
+    ds = _base_dataset(vs, spec, subject, study_uid, series_uid, date)
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = enhanced
     for keyword in ("ImageOrientationPatient", "PixelSpacing", "SliceThickness"):
         delattr(ds, keyword)

@@ -176,3 +176,19 @@ def test_time_series_read_as_dcm2niix_reads_them(reference_data):
         assert np.array_equal(ours.sum((0, 2, 3)), theirs.sum((0, 1, 3)))  # each slice, in position order
         z_mm = img.affine[2, 3] + img.affine[2, 2] * np.arange(theirs.shape[2])
         assert np.allclose(vols[0].slice_positions, z_mm, atol=0.01), row["SeriesDescription"]
+
+
+def test_fmri_readiness_qualifies_a_stable_scanner_and_not_an_unstable_one(tmp_path):
+    stable, _ = render_epi(EpiScan(n_frames=40, n_slices=3, fluctuation_percent=0.05, noise_sd=8.0, seed=41))
+    unstable, _ = render_epi(EpiScan(n_frames=40, n_slices=3, fluctuation_percent=0.3, noise_sd=8.0, seed=42))
+    write_epi_dicom(tmp_path / "sub" / "a", stable, GOOD)
+    write_epi_dicom(tmp_path / "sub" / "b", unstable, GOOD, scanner="ge-mr750-3t")
+    code, out = _run("qualify", "run", str(tmp_path / "sub"), "--profile", "fmri-readiness-qualification",
+                     "-o", str(tmp_path / "out"), "-q")  # fmt: skip
+    assert code == 1, out
+    certs = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "out").glob("*/certificate.json")}
+    assert len(certs) == 2
+    by_vendor = {("GE" if k.startswith("GE") else "Siemens"): c for k, c in certs.items()}
+    assert by_vendor["GE"]["verdict"] == "not qualified" and by_vendor["Siemens"]["verdict"] == "qualified"
+    failed = [c for c in by_vendor["GE"]["criteria"] if c.get("verdict") == "fail"]
+    assert [c["name"] for c in failed] == ["fbirn-stability epi: epi_percent_fluctuation"], failed
