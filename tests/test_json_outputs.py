@@ -93,6 +93,11 @@ def documents(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     write_dwi(t / "dwi", load_phantom("caliber-diffusion").phantom.vials, scan=DwiScan(n_slices=5), repeat=1)
     write_dwi(t / "dwi", load_phantom("caliber-diffusion").phantom.vials, scan=DwiScan(n_slices=5), repeat=2)
     _run("phantom", "diffusion", str(t / "dwi"), "-o", str(t / "dwi-out"), "--json", str(docs["diffusion"]))
+    from qckit.synth.epi import EpiScan, render_epi, write_epi_dicom
+
+    scan = EpiScan(n_frames=12, n_slices=3, noise_sd=5.0)
+    write_epi_dicom(t / "epi", render_epi(scan)[0], scan)
+    _run("phantom", "epi-stability", str(t / "epi"), "-o", str(t / "epi-out"), "--json", str(docs["epi-stability"]))
     _run("qc", "run", str(t / "relax"), "--phantom", "ismrm-nist-system", "-p", "ismrm-nist-relaxometry",
          "--no-store", "-o", str(t / "qc"), "--json", str(docs["qc-session"]))  # fmt: skip
     cohort = make_cohort(t / "cohort", n_per_scanner=2, shape=(24, 32, 32))

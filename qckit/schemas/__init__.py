@@ -27,6 +27,7 @@ OUTPUTS: dict[str, str] = {
     "phantom-study": "`qckit phantom repeatability|reproducibility --json` and `summary.json` in the output folder",
     "relaxometry": "`qckit phantom relaxometry --json` and `relaxometry.json` in the output folder",
     "diffusion": "`qckit phantom diffusion --json` and `diffusion.json` in the output folder",
+    "epi-stability": "`qckit phantom epi-stability --json` and `epi-stability.json` in the output folder",
     "extract": "`qckit extract --json`",
     "normalize": "`qckit normalize --json`",
     "harmonize-evaluation": "`qckit harmonize fit --json` and `qckit harmonize evaluate --json`",
