@@ -19,6 +19,7 @@ _BUILTINS = (
     "qckit.analyses.relaxometry.analysis",
     "qckit.analyses.diffusion.analysis",
     "qckit.analyses.fmri.analysis",
+    "qckit.analyses.magnet.analysis",
 )
 
 A = TypeVar("A", bound=type[Analysis])

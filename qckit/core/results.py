@@ -178,15 +178,21 @@ class Finding:
 
 @dataclass(frozen=True)
 class Problem:
-    """A measurement that could not be made, and why (the others are still made)."""
+    """A measurement that could not be made, and why (the others are still made). `input`: the cause is the
+    input itself (a series missing its repeat, a series that is not what its role needs): a usage/input error
+    (exit 2) once everything else is measured and written, not only an incomplete session."""
 
     name: str
     series_uid: str
     reason: str
+    input: bool = False
 
-    def to_dict(self) -> dict[str, str]:
-        """The problem as plain data: what could not be measured and why."""
-        return {"name": self.name, "series_uid": self.series_uid, "reason": self.reason}
+    def to_dict(self) -> dict[str, Any]:
+        """The problem as plain data: what could not be measured and why (and `input: true` for an input error)."""
+        out: dict[str, Any] = {"name": self.name, "series_uid": self.series_uid, "reason": self.reason}
+        if self.input:
+            out["input"] = True
+        return out
 
 
 # --- overlay shapes: where a value was measured, in pixel coordinates (x = column, y = row) -------------------

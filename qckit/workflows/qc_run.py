@@ -93,7 +93,10 @@ class QCRun:
 
     @property
     def errors(self) -> bool:
-        return any(r.result is None for r in self.runs)
+        """A session that could not be measured, or whose input was unusable in part (a problem of the input:
+        a series missing its repeat, a series that is not what its role needs); what could be measured is
+        written first."""
+        return any(r.result is None or any(p.input for p in r.result.problems) for r in self.runs)
 
     @property
     def not_passed(self) -> bool:

@@ -102,11 +102,19 @@ def magnet_rois(centre: tuple[int, int], shape: tuple[int, int], *, roi_px: int 
     cx, cy = centre
     h = roi_px // 2
     out = []
-    for dx, dy in ((0, 0), (-offset_px, -offset_px), (-offset_px, offset_px), (offset_px, -offset_px), (offset_px, offset_px)):
+    for dx, dy in (
+        (0, 0),
+        (-offset_px, -offset_px),
+        (-offset_px, offset_px),
+        (offset_px, -offset_px),
+        (offset_px, offset_px),
+    ):
         r0, c0 = cy + dy - h, cx + dx - h
         roi = (r0, r0 + roi_px, c0, c0 + roi_px)
         if r0 < 0 or c0 < 0 or roi[1] > shape[0] or roi[3] > shape[1]:
-            raise ValueError("a MagNET SNR ROI falls outside the image: is the test object in the field of view?")
+            raise ValueError(
+                "a MagNET SNR ROI falls outside the image: is the test object in the field of view?"
+            )
         out.append(roi)
     return tuple(out)
 
@@ -181,10 +189,18 @@ def snr_map(image: np.ndarray, *, kernel: int = 9, roi_px: int = 20, offset_px: 
     centre = ndimage.center_of_mass(mask)
     r0, c0 = (int(v) for v in np.rint(np.asarray(centre) - roi_px / 2))
     rois = []
-    for dr, dc in ((0, 0), (-offset_px, -offset_px), (offset_px, -offset_px), (-offset_px, offset_px), (offset_px, offset_px)):
+    for dr, dc in (
+        (0, 0),
+        (-offset_px, -offset_px),
+        (offset_px, -offset_px),
+        (-offset_px, offset_px),
+        (offset_px, offset_px),
+    ):
         a, c = r0 + dr, c0 + dc
         if a < 0 or c < 0 or a + roi_px > img.shape[0] or c + roi_px > img.shape[1]:
-            raise ValueError("an SNR-map ROI falls outside the image: is the test object in the field of view?")
+            raise ValueError(
+                "an SNR-map ROI falls outside the image: is the test object in the field of view?"
+            )
         rois.append((a, a + roi_px, c, c + roi_px))
     snr, _, _ = _ratio(img, noise, rois, 1.0)
     n = roi_px * roi_px
@@ -232,7 +248,9 @@ def uniformity(image: np.ndarray, centre: tuple[int, int], *, profile_px: int = 
     def integral(p: np.ndarray) -> float:
         return float(100 * (1 - (p.max() - p.min()) / (p.max() + p.min())))
 
-    return Uniformity(frac(horiz), frac(vert), integral(horiz), integral(vert), mode, centre, profile_px, width_px)
+    return Uniformity(
+        frac(horiz), frac(vert), integral(horiz), integral(vert), mode, centre, profile_px, width_px
+    )
 
 
 @dataclass(frozen=True)
@@ -293,7 +311,9 @@ def ghosting(image: np.ndarray, pixel_mm: float, phase_encoding: str) -> Ghostin
     ghost_roi = (min(band_r), max(band_r), min(band_c), max(band_c))  # half-open at the far end, as MagNET's
     for a, b, c, d in (phantom_roi, ghost_roi, *noise_rois):
         if a < 0 or c < 0 or b > rows or d > cols:
-            raise ValueError("a ghosting ROI falls outside the image: place the bottle off-centre, inside the FOV")
+            raise ValueError(
+                "a ghosting ROI falls outside the image: place the bottle off-centre, inside the FOV"
+            )
     sp = float(img[phantom_roi[0] : phantom_roi[1], phantom_roi[2] : phantom_roi[3]].mean())
     sg = float(img[ghost_roi[0] : ghost_roi[1], ghost_roi[2] : ghost_roi[3]].mean())
     sn = float(np.concatenate([img[a:b, c:d].ravel() for a, b, c, d in noise_rois]).mean())
