@@ -1,0 +1,105 @@
+"""Seeded synthetic MagNET / IPEM test-object images with their truth, for the known-answer tests of
+`qckit.analyses.magnet`: a flood bottle (circle in an axial image, rectangle in a sagittal or coronal one) with a
+planted signal, noise and uniformity profile; a small bottle off-centre with a planted ghost band along the
+phase-encoding direction. Written as DICOM series (one file each) by `write_magnet_series`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Flood:
+    matrix: int = 256
+    pixel_mm: float = 250.0 / 256
+    orientation: str = "axial"  # axial: a circle; sagittal / coronal: a rectangle
+    radius_px: float = 95.0  # circle radius, or half the rectangle's side
+    signal: float = 1000.0
+    noise_sd: float = 5.0
+    falloff: float = (
+        0.0  # relative signal loss per pixel along x beyond `flat_px` from the centre (non-uniformity)
+    )
+    flat_px: float = 10.0
+    centre_px: tuple[float, float] = (128.0, 128.0)  # (column, row)
+    offset: float = 100.0  # background level (stored values are never negative)
+    seed: int = 0
+
+
+def render_flood(f: Flood, repeat: int = 0) -> np.ndarray:
+    """One flood image (stored values); `repeat` draws independent noise for the second of a pair."""
+    rng = np.random.default_rng([f.seed, repeat])
+    yy, xx = np.mgrid[: f.matrix, : f.matrix].astype(float)
+    cx, cy = f.centre_px
+    if f.orientation == "axial":
+        inside = np.hypot(xx - cx, yy - cy) <= f.radius_px
+    else:
+        inside = (np.abs(xx - cx) <= f.radius_px) & (np.abs(yy - cy) <= f.radius_px * 0.8)
+    profile = 1 - f.falloff * np.clip(np.abs(xx - cx) - f.flat_px, 0, None)
+    img = f.offset + np.where(inside, f.signal * profile, 0.0) + rng.normal(0, f.noise_sd, xx.shape)
+    return np.clip(np.round(img), 0, 65535)
+
+
+def fractional_truth(f: Flood, profile_px: int = 160) -> float:
+    """The planted horizontal fractional uniformity: the share of the central profile within 10 % of the centre
+    (a profile falling linearly by `falloff` of the signal per pixel beyond `flat_px`, on top of the background
+    `offset`: inside while signal x falloff (|x| - flat) < 0.1 (signal + offset))."""
+    if f.falloff <= 0:
+        return 1.0
+    x = np.arange(-profile_px // 2, profile_px // 2)
+    drop = f.signal * f.falloff * np.clip(np.abs(x) - f.flat_px, 0, None)
+    return float(np.mean(drop < 0.1 * (f.signal + f.offset)))
+
+
+@dataclass(frozen=True)
+class GhostBottle:
+    matrix: int = 256
+    pixel_mm: float = 250.0 / 256
+    radius_px: float = 22.0
+    centre_px: tuple[float, float] = (186.0, 187.0)
+    signal: float = 1000.0
+    ghost_percent: float = 2.0
+    phase_encoding: str = "COL"  # ghosts above and below the bottle (along the columns)
+    noise_sd: float = 3.0
+    offset: float = 20.0
+    seed: int = 0
+
+
+def render_ghost(g: GhostBottle) -> np.ndarray:
+    """The small bottle and a band of ghost signal (ghost_percent of the bottle's) across the bottle's extent along
+    the phase-encoding direction, over the whole field of view."""
+    rng = np.random.default_rng(g.seed)
+    yy, xx = np.mgrid[: g.matrix, : g.matrix].astype(float)
+    cx, cy = g.centre_px
+    bottle = np.hypot(xx - cx, yy - cy) <= g.radius_px
+    if g.phase_encoding == "COL":
+        band = np.abs(xx - cx) <= g.radius_px
+    else:
+        band = np.abs(yy - cy) <= g.radius_px
+    img = g.offset + np.where(bottle, g.signal, np.where(band, g.signal * g.ghost_percent / 100, 0.0))
+    img = img + rng.normal(0, g.noise_sd, xx.shape)
+    return np.clip(np.round(img), 0, 65535)
+
+
+def write_magnet_series(out_dir: Path, image: np.ndarray, *, description: str, series_number: int,
+                        orientation: str = "axial", pixel_mm: float = 250.0 / 256, phase_encoding: str = "ROW",
+                        coil: str = "HEAD", seed: int = 0, date: str = "20260105") -> Path:  # fmt: skip
+    """One single-slice MagNET series (spin echo TR 1000, TE 30, 5 mm) holding `image`."""
+    from dataclasses import replace
+
+    from qckit.synth.dicom import SCANNERS, SeriesSpec, Subject, write_series
+
+    scanner = replace(SCANNERS["siemens-skyra-3t"], receive_coil=coil)
+    spec = SeriesSpec(description=description, series_number=series_number, orientation=orientation, n_slices=1,
+                      rows=image.shape[0], columns=image.shape[1], pixel_spacing_mm=pixel_mm, slice_thickness_mm=5.0,
+                      slice_gap_mm=0.0, repetition_time_ms=1000.0, echo_times_ms=(30.0,), pixel_bandwidth_hz=130.0,
+                      phase_encoding=phase_encoding)  # fmt: skip
+    write_series(out_dir, scanner, spec, seed=seed, subject=Subject(name="MAGNET^FLOOD", patient_id="PHANTOM-MAGNET"),
+                 study_key="magnet", date=date, pixels=[image.astype(np.uint16)], file_prefix=f"S{series_number}_")  # fmt: skip
+    return out_dir
+
+
+__all__ = ["Flood", "GhostBottle", "fractional_truth", "render_flood", "render_ghost", "write_magnet_series"]
