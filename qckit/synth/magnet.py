@@ -102,9 +102,6 @@ def write_magnet_series(out_dir: Path, image: np.ndarray, *, description: str, s
     return out_dir
 
 
-
-
-
 @dataclass(frozen=True)
 class ResolutionBlock:
     matrix: int = 256
@@ -146,5 +143,76 @@ def render_resolution(r: ResolutionBlock) -> np.ndarray:
     rng = np.random.default_rng(r.seed)
     return np.clip(np.round(img + 50 + rng.normal(0, r.noise_sd, img.shape)), 0, 65535)
 
+
 __all__ = ["Flood", "GhostBottle", "ResolutionBlock", "fractional_truth", "mtf50_truth", "render_flood", "render_ghost",
            "render_resolution", "write_magnet_series"]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class GeometryObject:
+    """The MagNET geometry object: nine rods on a 3 x 3 grid `rod_pitch_mm` apart (scaled by `scale`: a gradient
+    calibration error), and the two ramps' dips between the rod rows, whose in-plane FWHM is slice_width / tan(wedge
+    + tilt) (top) and slice_width / tan(wedge - tilt) (bottom)."""
+
+    matrix: int = 256
+    pixel_mm: float = 250.0 / 256
+    slice_width_mm: float = 5.0
+    tilt_deg: float = 0.0
+    wedge_deg: float = 11.3
+    scale: float = 1.0
+    rod_pitch_mm: float = 60.0
+    rod_radius_mm: float = 2.0
+    radius_mm: float = 100.0
+    signal: float = 1000.0
+    dip: float = 0.3  # the dip's depth, a share of the signal
+    ramp_fraction: float = 0.3  # the trapezoid's ramp width, a share of its FWHM
+    noise_sd: float = 3.0
+    seed: int = 0
+
+
+def render_geometry(g: GeometryObject) -> np.ndarray:
+    rng = np.random.default_rng(g.seed)
+    n = g.matrix
+    c = (n - 1) / 2
+    yy, xx = (np.mgrid[:n, :n] - c) * g.pixel_mm  # mm
+    img = np.where(np.hypot(xx, yy) <= g.radius_mm, g.signal, 0.0)
+    p = g.rod_pitch_mm * g.scale
+    for y0, angle in (
+        (-p / 2, g.wedge_deg + g.tilt_deg),
+        (p / 2, g.wedge_deg - g.tilt_deg),
+    ):  # top, bottom ramp
+        fwhm = g.slice_width_mm / np.tan(np.radians(angle)) * g.scale
+        ramp = g.ramp_fraction * fwhm
+        d = np.abs(xx)
+        t = np.clip((fwhm / 2 + ramp / 2 - d) / ramp, 0, 1)
+        band = np.abs(yy - y0) <= 0.3 * p
+        img = img - np.where(band & (np.hypot(xx, yy) <= g.radius_mm), g.dip * g.signal * t, 0.0)
+    for i in (-1, 0, 1):
+        for j in (-1, 0, 1):  # rods, edges anti-aliased (area coverage) so their centres are sub-pixel truths
+            cover = np.clip((g.rod_radius_mm - np.hypot(xx - i * p, yy - j * p)) / g.pixel_mm + 0.5, 0, 1)
+            img = img * (1 - cover) + 0.1 * g.signal * cover
+    return np.clip(np.round(img + 30 + rng.normal(0, g.noise_sd, img.shape)), 0, 65535)
+
+
+def render_slice_position_stack(n_slices: int = 60, spacing_mm: float = 1.5, *, matrix: int = 256,
+                                pixel_mm: float = 250.0 / 256, errors_mm: np.ndarray | None = None,
+                                rotation_deg: float = 0.0, seed: int = 0) -> tuple[np.ndarray, list[float], np.ndarray]:  # fmt: skip
+    """A stack through the slice-position object: two rods crossing at 45 degrees (y = +- z about the centre) in a
+    water cylinder, slice k at nominal z_k = (k - (n - 1) / 2) spacing but actually at z_k + errors_mm[k]. Returns
+    (volume, nominal positions, planted errors)."""
+    rng = np.random.default_rng(seed)
+    errs = np.zeros(n_slices) if errors_mm is None else np.asarray(errors_mm, float)
+    c = (matrix - 1) / 2
+    yy, xx = (np.mgrid[:matrix, :matrix] - c) * pixel_mm
+    t = np.radians(rotation_deg)
+    xr, yr = xx * np.cos(t) + yy * np.sin(t), -xx * np.sin(t) + yy * np.cos(t)
+    nominal = [(k - (n_slices - 1) / 2) * spacing_mm for k in range(n_slices)]
+    vol = []
+    for k in range(n_slices):
+        z = nominal[k] + errs[k]
+        img = np.where(np.hypot(xx, yy) <= 95.0, 1000.0, 0.0)
+        for x0, y0 in ((-8.0, z), (8.0, -z)):  # left rod at y = +z, right rod at y = -z; edges anti-aliased
+            cover = np.clip((1.5 - np.hypot(xr - x0, yr - y0)) / pixel_mm + 0.5, 0, 1)
+            img = img - 900.0 * cover
+        vol.append(img + 20 + rng.normal(0, 3.0, img.shape))
+    return np.clip(np.round(np.stack(vol)), 0, 65535), nominal, errs

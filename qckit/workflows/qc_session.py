@@ -485,9 +485,13 @@ def choose_definitions(rows: list[dict[str, Any]], phantom: str, protocol: str) 
         if loaded_ph is not None:
             raise QckitInputError(f"no bundled protocol for phantom {loaded_ph.phantom.name} matches the series: "
                                   "pass --protocol (a protocol file whose entries give the series roles)")  # fmt: skip
-        tried = ", ".join(f"{c} ({lp.protocol.phantom})" for _, c, lp in scores) or "none"
+        known = ", ".join(sorted({str(lp.protocol.phantom) for _, _, lp in scores})) or "none"
+        tried = ", ".join(c for _, c, _ in scores) or "none"
+        modalities = ", ".join(sorted({str(r.get("Modality") or "?") for r in rows}))
         raise QckitInputError(
-            f"no series matches a QC protocol (tried {tried}): pass --phantom and --protocol"
+            f"the series ({modalities}) are not a phantom qckit knows: no bundled protocol recognises them (tried "
+            f"{tried}). qckit knows these phantoms: {known}. For another object, pass --phantom FILE and "
+            "--protocol FILE (your own definitions; `qckit phantom schema`, `qckit protocol schema`)"
         )
     top = [s for s in scores if s[0] == best]
     if len(top) > 1:

@@ -35,6 +35,7 @@ from qckit.analyses.mr.snr import volume_normalisation
 from qckit.analyses.registry import register
 from qckit.core.errors import QckitInputError
 from qckit.core.results import Measurement, Overlay, Point, Problem, Rectangle
+from qckit.core.values import optional_float
 
 REFERENCE = (
     "IPEM Report 112 (MagNET); McCann et al. 2013 Phys Med Biol 58:3775; hazen (GSTT-CSC) MagNET tasks"
@@ -259,4 +260,131 @@ class MagnetGhosting(Analysis):
         return out
 
 
-__all__ = ["MagnetGhosting", "MagnetSnr", "MagnetUniformity", "acquisition_key", "groups"]
+def _single_images(ctx: AnalysisContext) -> list[tuple[str, SeriesView]]:
+    """(key, view) of the first series of each acquisition of the roles."""
+    return [
+        (_names(key, k), acq[0]) for key, acqs in groups(_views(ctx)).items() for k, acq in enumerate(acqs)
+    ]
+
+
+@register
+class MagnetSliceWidth(Analysis):
+    name = "magnet_slice_width"
+    title = "MagNET slice width (double wedge), linearity and distortion (rods)"
+    requires = ("series_set",)
+
+    def run(self, ctx: AnalysisContext) -> AnalysisOutput:
+        from qckit.analyses.magnet.geometry import slice_width
+
+        out = AnalysisOutput()
+        for tag, v in _single_images(ctx):
+            try:
+                s = slice_width(
+                    _image(v), float(v.pixel_mm[1]), wedge_deg=float(ctx.param("wedge_deg", 11.3))
+                )
+            except ValueError as exc:
+                out.problems.append(
+                    Problem(f"slice_width_{tag}", v.volume.series_uid, f"{_label(v)}: {exc}", input=True)
+                )
+                continue
+            d = {"series": _label(v), "rods_px": s.rods.xy.round(2).tolist(), "fwhm_px": [s.top.fwhm_px, s.bottom.fwhm_px],
+                 "coefficients": [s.coefficient_top, s.coefficient_bottom], "tilt_deg": s.tilt_deg}  # fmt: skip
+            prescribed = optional_float(v.acquisition.get("SliceThickness"))
+            for name, value, unit, how, lim in (
+                ("slice_width", s.slice_width_mm, "mm", "double wedge, tilt-corrected (AAPM), rod-corrected",
+                 ctx.limit(prescribed, "slice_width")),
+                ("slice_width_top", s.top_mm, "mm", "top ramp FWHM x tan 11.3, rod-corrected", None),
+                ("slice_width_bottom", s.bottom_mm, "mm", "bottom ramp FWHM x tan 11.3, rod-corrected", None),
+                ("phantom_tilt", s.tilt_deg, "deg", "tilt of the wedges from the two ramps (AAPM)", None),
+                ("linearity_h", s.rods.linearity_h, "mm", "mean horizontal distance of the outer rods (120 mm)",
+                 ctx.limit(None, "linearity_h")),
+                ("linearity_v", s.rods.linearity_v, "mm", "mean vertical distance of the outer rods (120 mm)",
+                 ctx.limit(None, "linearity_v")),
+                ("distortion_h", s.rods.distortion_h, "%", "CV of the horizontal rod distances", None),
+                ("distortion_v", s.rods.distortion_v, "%", "CV of the vertical rod distances", None),
+            ):  # fmt: skip
+                out.measurements.append(_m(f"{name}_{tag}", value, unit, how, v, d, lim))
+            shapes: list[Any] = [Point((float(x), float(y)), "rod") for x, y in s.rods.xy]
+            g = s.rods.xy
+            for fit in (s.top, s.bottom):
+                shapes.append(Rectangle(float(int(g[3, 0])), fit.row - 10 / v.pixel_mm[0], float(int(g[5, 0])),
+                                        fit.row + 10 / v.pixel_mm[0], "ramp profile"))  # fmt: skip
+            ctx.overlays[f"slice width {tag}"] = Overlay(f"slice width {tag}", _image(v), v.pixel_mm, shapes)
+        return out
+
+
+@register
+class MagnetResolution(Analysis):
+    name = "magnet_resolution"
+    title = "MagNET spatial resolution (edge MTF in the frequency- and phase-encoding directions)"
+    requires = ("series_set",)
+
+    def run(self, ctx: AnalysisContext) -> AnalysisOutput:
+        from qckit.analyses.magnet.resolution import resolution_mtf
+
+        out = AnalysisOutput()
+        for tag, v in _single_images(ctx):
+            pe = v.volume.header.get("InPlanePhaseEncodingDirection") or v.acquisition.get(
+                "InPlanePhaseEncodingDirection"
+            )
+            try:
+                block, fe, ph = resolution_mtf(_image(v), float(v.pixel_mm[1]), str(pe or ""))
+            except ValueError as exc:
+                out.problems.append(
+                    Problem(f"mtf50_{tag}", v.volume.series_uid, f"{_label(v)}: {exc}", input=True)
+                )
+                continue
+            for direction, e in (("fe", fe), ("pe", ph)):
+                d = {"edge": e.edge, "edge_angle_deg": e.angle_deg, "series": _label(v), "phase_encoding": str(pe),
+                     "mtf": [[f, m] for f, m in zip(e.frequencies, e.mtf, strict=True) if f <= 1.5 / v.pixel_mm[1]]}  # fmt: skip
+                out.measurements.append(_m(f"mtf50_{direction}_{tag}", e.mtf50_per_mm, "1/mm",
+                                           f"slanted-edge MTF50, {e.edge} edge of the block", v, d,
+                                           ctx.limit(None, f"mtf50_{direction}")))  # fmt: skip
+                out.measurements.append(_m(f"resolution_{direction}_{tag}", e.resolution_mm, "mm",
+                                           "1 / (2 MTF50)", v, {"edge": e.edge}, ctx.limit(None, f"resolution_{direction}")))  # fmt: skip
+            shapes: list[Any] = [Point(c, "block corner") for c in block.corners]
+            shapes += [Rectangle(*e.roi, f"edge ROI {e.edge}") for e in (fe, ph)]
+            ctx.overlays[f"resolution {tag}"] = Overlay(f"resolution {tag}", _image(v), v.pixel_mm, shapes)
+        return out
+
+
+@register
+class MagnetSlicePosition(Analysis):
+    name = "magnet_slice_position"
+    title = "MagNET slice position over the stack (crossed rods)"
+    requires = ("series_set",)
+
+    def run(self, ctx: AnalysisContext) -> AnalysisOutput:
+        from qckit.analyses.magnet.slice_position import slice_positions
+
+        out = AnalysisOutput()
+        seen: set[str] = set()
+        for v in _views(ctx):
+            uid = v.volume.series_uid
+            if uid in seen:
+                continue
+            seen.add(uid)
+            try:
+                sp = slice_positions(v.volume.array, v.positions, float(v.pixel_mm[1]),
+                                     skip=int(ctx.param("skip", 10)), reference=int(ctx.param("reference", 18)))  # fmt: skip
+            except ValueError as exc:
+                out.problems.append(Problem("slice_position", uid, f"{_label(v)}: {exc}", input=True))
+                continue
+            d = {"errors_mm": sp.errors_mm, "positions_mm": sp.positions_mm, "rotation_deg": sp.rotation_deg,
+                 "slices": [k + 1 for k in sp.kept], "series": _label(v)}  # fmt: skip
+            out.measurements.append(_m("slice_position_max_abs_error_mm", sp.max_abs_error, "mm",
+                                       "largest |measured - nominal| slice position over the kept slices", v, d,
+                                       ctx.limit(None, "slice_position_max_abs_error_mm")))  # fmt: skip
+            out.measurements.append(_m("slice_position_mean_abs_error_mm", sp.mean_abs_error, "mm",
+                                       "mean |measured - nominal| slice position over the kept slices", v, d,
+                                       ctx.limit(None, "slice_position_mean_abs_error_mm")))  # fmt: skip
+            mid = sp.kept[len(sp.kept) // 2]
+            lx, ly, rx, ry = sp.rods_px[len(sp.kept) // 2]
+            key = f"slice position slice {mid + 1}"
+            ctx.overlays[key] = Overlay(key, np.asarray(v.volume.array[mid], float), v.pixel_mm,
+                                        [Point((lx, ly), "left rod"), Point((rx, ry), "right rod")])  # fmt: skip
+        return out
+
+
+__all__ = ["MagnetGhosting", "MagnetResolution", "MagnetSlicePosition", "MagnetSliceWidth", "MagnetSnr", "MagnetUniformity",
+           "acquisition_key", "groups"]  # fmt: skip

@@ -74,14 +74,18 @@ def find_rods(image: np.ndarray, pixel_mm: float, *, rod_mm: float = 4.0) -> Rod
     level = np.median(img[obj])
     lab, n = ndimage.label(tophat > level / 3)
     if n < 9:
-        raise ValueError(f"{n} rod-like dark spots found in the object, 9 expected: not a MagNET geometry image")
+        raise ValueError(
+            f"{n} rod-like dark spots found in the object, 9 expected: not a MagNET geometry image"
+        )
     idx = np.arange(1, n + 1)
     area = ndimage.sum(np.ones_like(img), lab, idx)
     peak = ndimage.maximum(tophat, lab, idx)
     max_area = (2.5 * rod_mm / pixel_mm) ** 2
     ok = [(p, i) for p, i, a in zip(peak, idx, area, strict=True) if 2 <= a <= max_area]
     if len(ok) < 9:
-        raise ValueError(f"{len(ok)} compact dark spots in the object, 9 rods expected: not a MagNET geometry image")
+        raise ValueError(
+            f"{len(ok)} compact dark spots in the object, 9 rods expected: not a MagNET geometry image"
+        )
     chosen = [i for _, i in sorted(ok, reverse=True)[:9]]
     half = max(2, int(round(1.5 * rod_mm / pixel_mm)))
     xy = []
@@ -139,7 +143,9 @@ def fit_ramp(profile: np.ndarray, sample: float = 0.25, pad: int = 30) -> RampFi
     p = np.asarray(profile, float)
     n = len(p)
     if n < 2 * pad + 10:
-        raise ValueError(f"a ramp profile of {n} pixels is too short for the baseline ({pad} pixels each end)")
+        raise ValueError(
+            f"a ramp profile of {n} pixels is too short for the baseline ({pad} pixels each end)"
+        )
     x = np.arange(n, dtype=float)
     ends = np.r_[x[:pad], x[-pad:]]
     base0 = np.polyfit(ends, np.r_[p[:pad], p[-pad:]], 2)
@@ -199,7 +205,9 @@ def slice_width(image: np.ndarray, pixel_mm: float, *, wedge_deg: float = WEDGE_
     b = fits["bottom"].fwhm_px * pixel_mm / coef_bottom
     tan = np.tan(np.radians(wedge_deg))
     theta = np.radians(180.0 - 2.0 * wedge_deg)
-    w = (np.sqrt(np.cos(theta) ** 2 * (b - a) ** 2 + 4 * a * b) + (a + b) * np.cos(theta)) / (2 * np.sin(theta))
+    w = (np.sqrt(np.cos(theta) ** 2 * (b - a) ** 2 + 4 * a * b) + (a + b) * np.cos(theta)) / (
+        2 * np.sin(theta)
+    )
     tilt = np.degrees(np.arctan(w / b) + theta / 2 - np.pi / 2)
     return SliceWidth(float(w), float(a * tan), float(b * tan), float(tilt), rods, fits["top"], fits["bottom"],
                       coef_top, coef_bottom)  # fmt: skip

@@ -129,7 +129,7 @@ def edge_mtf(image: np.ndarray, block: Block, edge: str, pixel_mm: float, *, hal
                          f"{MIN_SLANT_DEG:g} degree) is needed for sub-pixel sampling; rotate the block a few degrees")  # fmt: skip
     # pixel lines across the edge: rows for the right edge, columns for the top edge
     along = np.arange(int(np.ceil(-length)), int(np.floor(length)) + 1)
-    xs, ds, vals, cents = [], [], [], []
+    xs, vals, cents = [], [], []
     for a in along:
         p = mid + tangent * a
         if edge == "right":
@@ -175,7 +175,9 @@ def edge_mtf(image: np.ndarray, block: Block, edge: str, pixel_mm: float, *, hal
     centres = (edges_[:-1] + edges_[1:]) / 2
     ok = counts > 0
     if ok.sum() < nb * 0.8:
-        raise ValueError(f"the {edge} edge samples too few sub-pixel distances (slant {fitted_angle:.2f} degrees)")
+        raise ValueError(
+            f"the {edge} edge samples too few sub-pixel distances (slant {fitted_angle:.2f} degrees)"
+        )
     esf = np.interp(centres, centres[ok], sums[ok] / counts[ok])
     lsf = np.gradient(esf) * np.hanning(len(esf))
     spec = np.abs(np.fft.rfft(lsf))
@@ -188,7 +190,9 @@ def edge_mtf(image: np.ndarray, block: Block, edge: str, pixel_mm: float, *, hal
         raise ValueError(f"the {edge} edge's MTF does not fall to 0.5 within the sampled frequencies")
     j = int(below[0])
     f50 = float(freq[j - 1] + (0.5 - mtf[j - 1]) * (freq[j] - freq[j - 1]) / (mtf[j] - mtf[j - 1]))
-    box = np.array([mid + tangent * length + normal * half_width, mid - tangent * length - normal * half_width])
+    box = np.array(
+        [mid + tangent * length + normal * half_width, mid - tangent * length - normal * half_width]
+    )
     roi = (float(box[:, 0].min()), float(box[:, 1].min()), float(box[:, 0].max()), float(box[:, 1].max()))
     return EdgeMtf(edge, f50, 1 / (2 * f50), fitted_angle, [float(f) for f in freq], [float(m) for m in mtf],
                    [float(x * pixel_mm) for x in centres], [float(e) for e in esf], roi)  # fmt: skip

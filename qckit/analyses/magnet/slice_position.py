@@ -31,7 +31,9 @@ class SlicePositions:
     measured_mm: list[float]
     kept: list[int]  # array indices of the slices used
     rotation_deg: float
-    rods_px: list[tuple[float, float, float, float]] = field(default_factory=list)  # lx, ly, rx, ry per kept slice
+    rods_px: list[tuple[float, float, float, float]] = field(
+        default_factory=list
+    )  # lx, ly, rx, ry per kept slice
 
     @property
     def max_abs_error(self) -> float:
