@@ -56,6 +56,7 @@ OUTPUT_KIND: dict[str, str | None] = {
     "phantom reproducibility": "dir",
     "phantom relaxometry": "dir",
     "phantom diffusion": "dir",
+    "phantom epi-stability": "dir",
     "qc run": "dir",
     "qc trend": "dir",
     "qc scanners": "dir",  # the folder whose default QC history is read (qc run's --output-dir)
@@ -102,6 +103,7 @@ LONG_RUNNING = {
     "phantom reproducibility",
     "phantom relaxometry",
     "phantom diffusion",
+    "phantom epi-stability",
     "qc run",
     "qc simulate",
     "qualify run",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,7 +169,8 @@ def _dicom_runs(folder: Path, problems: list[Problem]) -> list[tuple[TimeSeries,
     return runs
 
 
-def run_epi_stability(path: Path, *, phantom: str = "fbirn-stability") -> EpiStudy:
+def run_epi_stability(path: Path, *, phantom: str = "fbirn-stability",
+                      progress: Callable[[int, int], None] | None = None) -> EpiStudy:  # fmt: skip
     """Every run under `path` measured and judged (module docstring)."""
     spec, source = _spec(phantom)
     params = {"roi": int(spec.params.get("roi_px", 21)), "discard": int(spec.params.get("discard", 2)),
@@ -195,6 +197,8 @@ def run_epi_stability(path: Path, *, phantom: str = "fbirn-stability") -> EpiStu
         run = EpiRun(f"run {k}", ts.label, scanner, date, ts, res)
         run.rows = judged(res, lambda n, row=row: spec.limit(row, None, n))
         runs.append(run)
+        if progress is not None:
+            progress(k, len(runs_in))
     return EpiStudy(runs, problems, source)
 
 
@@ -235,10 +239,10 @@ def write_epi_outputs(study: EpiStudy, out_dir: Path, command: str, source: str)
     return paths
 
 
-def epi_stability_run(path: Path, output: Path, *, phantom: str, json_out: Path | None,
-                      command: str) -> tuple[EpiStudy, dict[str, Path]]:  # fmt: skip
+def epi_stability_run(path: Path, output: Path, *, phantom: str, json_out: Path | None, command: str,
+                      progress: Callable[[int, int], None] | None = None) -> tuple[EpiStudy, dict[str, Path]]:  # fmt: skip
     """`qckit phantom epi-stability`: every run measured, the outputs written (the JSON copied to `json_out`)."""
-    study = run_epi_stability(path, phantom=phantom)
+    study = run_epi_stability(path, phantom=phantom, progress=progress)
     paths = write_epi_outputs(study, output, command, str(path))
     if json_out is not None:
         shutil.copyfile(paths["json"], json_out)
