@@ -273,9 +273,9 @@ def epi_stability_command(
     from qckit.core.provenance import command_line
     from qckit.workflows.epi_stability import epi_stability_run
 
-    study, paths = epi_stability_run(
-        source, output, phantom=phantom, json_out=json_out, command=command_line()
-    )
+    with progress_bar("measuring", enabled=not quiet) as update:
+        study, paths = epi_stability_run(source, output, phantom=phantom, json_out=json_out,
+                                         command=command_line(), progress=update)  # fmt: skip
     if not quiet:
         _print_epi(study, paths)
     _exit_for(study)

@@ -102,12 +102,14 @@ def test_series_are_named_never_none():
     assert "None" not in series_name({"series_uid": None, "SeriesDescription": None})
 
 
-def test_preload_in_worker_processes_gives_what_loading_one_by_one_gives(two_series, tmp_path, monkeypatch):
+def test_preload_in_worker_processes_gives_what_loading_one_by_one_gives(two_series, tmp_path):
     """`preload` spreads series over forked workers: same volumes (pixels, geometry, b-values, headers) and the
-    same pixel errors, in the same order, as loading each series in this process."""
+    same pixel errors, in the same order, as loading each series in this process. Run in a fresh interpreter: the
+    pool is only used where forking is safe (no other thread), which a test worker cannot promise."""
     import shutil
+    import subprocess
+    import sys
 
-    import numpy as np
     from pydicom.uid import generate_uid
 
     root = tmp_path / "p"
@@ -121,29 +123,33 @@ def test_preload_in_worker_processes_gives_what_loading_one_by_one_gives(two_ser
     arr = ds.pixel_array.copy()
     arr[0, 0] += 1
     ds.PixelData = arr.tobytes()
+    ds.InstanceNumber = ds.InstanceNumber  # same temporal key as the original: not a second time point
     ds.save_as(t2_dir / "zz-intruder.dcm")
-
-    one = DicomFolder.open(root, workers=1)
-    one_vols = [one.volumes_of(r) for r in one.series]
-    monkeypatch.setattr(volume_mod, "_PARALLEL_FROM", 1)
-    forked = DicomFolder.open(root, workers=1)
-    calls: list[int] = []
-    real = volume_mod.worker_pool
-
-    def pool(workers):  # noqa: ANN001, ANN202
-        calls.append(workers)
-        return real(workers)
-
-    monkeypatch.setattr(volume_mod, "worker_pool", pool)
-    forked.preload(forked.series, workers=2)
-    assert calls == [2]  # the pool was used
-    monkeypatch.setattr(volume_mod, "load_volumes", lambda files: pytest.fail("loaded again"))
-    many = [forked.volumes_of(r) for r in forked.series]
-    assert [[v.array.shape for v in vs] for vs in many] == [[v.array.shape for v in vs] for vs in one_vols]
-    for a, b in zip((v for vs in one_vols for v in vs), (v for vs in many for v in vs), strict=True):
-        assert np.array_equal(a.array, b.array) and a.spacing == b.spacing and a.origin == b.origin
-        assert a.b_value == b.b_value and a.header.SOPInstanceUID == b.header.SOPInstanceUID
-    assert [(e.path, e.reason, e.cause) for e in forked.pixel_errors] == [
-        (e.path, e.reason, e.cause) for e in one.pixel_errors
-    ]
-    assert any(e.cause is ReadCause.GEOMETRY and "zz-intruder.dcm" in e.reason for e in forked.pixel_errors)
+    script = f"""
+import numpy as np
+import qckit.dicom.volume as vm
+from qckit.core.errors import ReadCause
+from qckit.dicom.folder import DicomFolder
+root = {str(root)!r}
+one = DicomFolder.open(root, workers=1)
+one_vols = [one.volumes_of(r) for r in one.series]
+vm._PARALLEL_FROM = 1
+calls = []
+real = vm.worker_pool
+vm.worker_pool = lambda w: (calls.append(w), real(w))[1]
+forked = DicomFolder.open(root, workers=1)
+forked.preload(forked.series, workers=2)
+assert calls == [2], calls
+vm.load_volumes = lambda files: (_ for _ in ()).throw(AssertionError("loaded again"))
+many = [forked.volumes_of(r) for r in forked.series]
+assert [[v.array.shape for v in vs] for vs in many] == [[v.array.shape for v in vs] for vs in one_vols]
+for a, b in zip((v for vs in one_vols for v in vs), (v for vs in many for v in vs), strict=True):
+    assert np.array_equal(a.array, b.array) and a.spacing == b.spacing and a.origin == b.origin
+    assert a.b_value == b.b_value and a.time_index == b.time_index
+    assert a.header.SOPInstanceUID == b.header.SOPInstanceUID
+assert [(e.path, e.reason, e.cause) for e in forked.pixel_errors] == [(e.path, e.reason, e.cause) for e in one.pixel_errors]
+assert any(e.cause is ReadCause.GEOMETRY and "zz-intruder.dcm" in e.reason for e in forked.pixel_errors)
+print("same")
+"""
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout.strip() == "same", res.stderr[-2000:]
