@@ -128,6 +128,20 @@ def _m(name: str, value: float, unit: str, method: str, v: SeriesView, detail: d
                        role=v.role, detail=detail or {})  # fmt: skip
 
 
+def _pe(v: SeriesView) -> str:
+    """The series' phase-encoding direction (ROW / COL), "" when the header has none."""
+    h = v.volume.header.get("InPlanePhaseEncodingDirection") or v.acquisition.get(
+        "InPlanePhaseEncodingDirection"
+    )
+    return str(h or "").strip().upper()
+
+
+def _unusable(name: str, v: SeriesView, exc: Exception) -> Problem:
+    """The input problem of a series the analysis cannot use, naming the series."""
+    text = str(exc) if isinstance(exc, QckitInputError) else f"{_label(v)}: {exc}"
+    return Problem(name, v.volume.series_uid, text, input=True)
+
+
 @register
 class MagnetSnr(Analysis):
     name = "magnet_snr"
@@ -143,7 +157,7 @@ class MagnetSnr(Analysis):
                 try:
                     centre = _centre(first)
                 except QckitInputError as exc:
-                    out.problems.append(Problem(f"snr_{tag}", first.volume.series_uid, str(exc), input=True))
+                    out.problems.append(_unusable(f"snr_{tag}", first, exc))
                     continue
                 cols = _image(first).shape[1]
                 geo = {"roi_px": scale_px(20, cols), "offset_px": scale_px(40, cols)}
@@ -198,8 +212,7 @@ class MagnetUniformity(Analysis):
                     u = uniformity(_image(v), centre, profile_px=scale_px(160, cols), width_px=scale_px(10, cols),
                                    central_px=scale_px(10, cols))  # fmt: skip
                 except (QckitInputError, ValueError) as exc:
-                    out.problems.append(Problem(f"uniformity_{tag}", v.volume.series_uid, f"{_label(v)}: {exc}"
-                                                if not isinstance(exc, QckitInputError) else str(exc), input=True))  # fmt: skip
+                    out.problems.append(_unusable(f"uniformity_{tag}", v, exc))
                     continue
                 d = {
                     "centre_px": list(centre),
@@ -239,19 +252,15 @@ class MagnetGhosting(Analysis):
         for key, acqs in groups(_views(ctx)).items():
             for k, acq in enumerate(acqs):
                 tag, v = _names(key, k), acq[0]
-                pe = v.volume.header.get("InPlanePhaseEncodingDirection") or v.acquisition.get(
-                    "InPlanePhaseEncodingDirection"
-                )
+                pe = _pe(v)
                 try:
-                    g = ghosting(_image(v), float(v.pixel_mm[1]), str(pe or ""))
+                    g = ghosting(_image(v), float(v.pixel_mm[1]), pe)
                 except ValueError as exc:
-                    out.problems.append(
-                        Problem(f"ghosting_{tag}", v.volume.series_uid, f"{_label(v)}: {exc}", input=True)
-                    )
+                    out.problems.append(_unusable(f"ghosting_{tag}", v, exc))
                     continue
                 name = f"ghosting_{tag}"
                 out.measurements.append(_m(name, g.percent, "%", "100 |ghost - background| / bottle (IPEM Report 112, "
-                                           "small bottle)", v, {"phase_encoding": str(pe), "bbox": list(g.bbox),
+                                           "small bottle)", v, {"phase_encoding": pe, "bbox": list(g.bbox),
                                                                 "series": _label(v)}, ctx.limit(measurement="ghosting")))  # fmt: skip
                 shapes = [Rectangle(g.phantom_roi[2], g.phantom_roi[0], g.phantom_roi[3], g.phantom_roi[1], "bottle ROI"),
                           Rectangle(g.ghost_roi[2], g.ghost_roi[0], g.ghost_roi[3], g.ghost_roi[1], "ghost region"),
@@ -283,9 +292,7 @@ class MagnetSliceWidth(Analysis):
                     _image(v), float(v.pixel_mm[1]), wedge_deg=float(ctx.param("wedge_deg", 11.3))
                 )
             except ValueError as exc:
-                out.problems.append(
-                    Problem(f"slice_width_{tag}", v.volume.series_uid, f"{_label(v)}: {exc}", input=True)
-                )
+                out.problems.append(_unusable(f"slice_width_{tag}", v, exc))
                 continue
             d = {"series": _label(v), "rods_px": s.rods.xy.round(2).tolist(), "fwhm_px": [s.top.fwhm_px, s.bottom.fwhm_px],
                  "coefficients": [s.coefficient_top, s.coefficient_bottom], "tilt_deg": s.tilt_deg}  # fmt: skip
@@ -324,18 +331,14 @@ class MagnetResolution(Analysis):
 
         out = AnalysisOutput()
         for tag, v in _single_images(ctx):
-            pe = v.volume.header.get("InPlanePhaseEncodingDirection") or v.acquisition.get(
-                "InPlanePhaseEncodingDirection"
-            )
+            pe = _pe(v)
             try:
-                block, fe, ph = resolution_mtf(_image(v), float(v.pixel_mm[1]), str(pe or ""))
+                block, fe, ph = resolution_mtf(_image(v), float(v.pixel_mm[1]), pe)
             except ValueError as exc:
-                out.problems.append(
-                    Problem(f"mtf50_{tag}", v.volume.series_uid, f"{_label(v)}: {exc}", input=True)
-                )
+                out.problems.append(_unusable(f"mtf50_{tag}", v, exc))
                 continue
             for direction, e in (("fe", fe), ("pe", ph)):
-                d = {"edge": e.edge, "edge_angle_deg": e.angle_deg, "series": _label(v), "phase_encoding": str(pe),
+                d = {"edge": e.edge, "edge_angle_deg": e.angle_deg, "series": _label(v), "phase_encoding": pe,
                      "mtf": [[f, m] for f, m in zip(e.frequencies, e.mtf, strict=True) if f <= 1.5 / v.pixel_mm[1]]}  # fmt: skip
                 out.measurements.append(_m(f"mtf50_{direction}_{tag}", e.mtf50_per_mm, "1/mm",
                                            f"slanted-edge MTF50, {e.edge} edge of the block", v, d,
@@ -368,7 +371,7 @@ class MagnetSlicePosition(Analysis):
                 sp = slice_positions(v.volume.array, v.positions, float(v.pixel_mm[1]),
                                      skip=int(ctx.param("skip", 10)), reference=int(ctx.param("reference", 18)))  # fmt: skip
             except ValueError as exc:
-                out.problems.append(Problem("slice_position", uid, f"{_label(v)}: {exc}", input=True))
+                out.problems.append(_unusable("slice_position", v, exc))
                 continue
             d = {"errors_mm": sp.errors_mm, "positions_mm": sp.positions_mm, "rotation_deg": sp.rotation_deg,
                  "slices": [k + 1 for k in sp.kept], "series": _label(v)}  # fmt: skip
