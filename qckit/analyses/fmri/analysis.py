@@ -132,7 +132,7 @@ class EpiStability(Analysis):
                 ts = time_series(vols, f"EPI run {k + 1}")
                 res = measure_series(ts, **params)
             except QckitInputError as exc:
-                out.problems.append(Problem(f"{self.name}{suffix}", uid, str(exc)))
+                out.problems.append(Problem(f"{self.name}{suffix}", uid, str(exc), input=True))
                 continue
             for name, value, unit, limit, reason in judged(res, lambda n: ctx.limit(measurement=n)):
                 full = f"epi_{name}{suffix}"
