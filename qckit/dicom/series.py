@@ -4,8 +4,9 @@ A series (SeriesInstanceUID) whose images differ in echo time / echo number or i
 separate acquisitions (multi-echo, magnitude/phase, derived maps); each becomes one row. Each row keeps the
 values of its first image (in path order, so results do not depend on parallel scheduling), counts images and
 frames, derives slice geometry from the image positions, and lists the attributes that vary inside it.
-An image whose SOPInstanceUID already appeared in the acquisition (a second export of the same images) is counted
-in `duplicates`, not in `n_images`.
+An image whose SOPInstanceUID already appeared in the acquisition at the same slice position (a second export of the
+same images) is counted in `duplicates`, not in `n_images`. The same SOPInstanceUID at another position is not a copy
+but a broken UID (an anonymiser that wrote one UID into every slice: the shared CatPhan CBCT): the image is kept.
 """
 
 from __future__ import annotations
@@ -51,11 +52,18 @@ class _Acquisition:
     orientations: set[str] = field(default_factory=set)
     inconsistent: set[str] = field(default_factory=set)
     folders: set[str] = field(default_factory=set)
-    sop_uids: set[str] = field(default_factory=set)
+    sop_uids: set[tuple[str, float | None]] = field(default_factory=set)  # (SOPInstanceUID, slice position)
     duplicates: int = 0
-    files: list[tuple[str, str | None]] = field(
+    files: list[tuple[str, tuple[str, float | None] | None]] = field(
         default_factory=list
-    )  # (path, SOP instance UID), in path order
+    )  # (path, (SOP instance UID, slice position)), in path order
+
+
+def _identity(g: FrameGroup) -> tuple[str, float | None] | None:
+    """What makes two images the same image: the SOPInstanceUID and the slice position (module docstring)."""
+    if g.sop_uid is None:
+        return None
+    return (g.sop_uid, round(g.positions[0], _POSITION_DECIMALS) if g.positions else None)
 
 
 class SeriesAccumulator:
@@ -78,13 +86,14 @@ class SeriesAccumulator:
                         acq.inconsistent.add(k)
             if len(acq.folders) < 8:
                 acq.folders.add(folder)
-            if g.sop_uid is not None:
-                if g.sop_uid in acq.sop_uids:
+            ident = _identity(g)
+            if ident is not None:
+                if ident in acq.sop_uids:
                     acq.duplicates += 1
                     continue
-                acq.sop_uids.add(g.sop_uid)
+                acq.sop_uids.add(ident)
             if not acq.files or acq.files[-1][0] != path:
-                acq.files.append((path, g.sop_uid))
+                acq.files.append((path, ident))
             acq.n_images += 1
             acq.n_frames += g.n_frames
             acq.positions.update(round(p, _POSITION_DECIMALS) for p in g.positions)

@@ -153,3 +153,29 @@ print("same")
 """
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and res.stdout.strip() == "same", res.stderr[-2000:]
+
+
+def test_one_sop_uid_written_into_every_slice_keeps_every_slice(two_series, tmp_path):
+    """An anonymiser that wrote one SOPInstanceUID into every slice (the shared CatPhan CBCT) does not make the
+    slices copies of each other: copies share the UID *and* the position."""
+    import shutil
+
+    root = tmp_path / "one-uid"
+    shutil.copytree(two_series / "series02", root)
+    for p in root.iterdir():
+        ds = pydicom.dcmread(p)
+        ds.SOPInstanceUID = "1.2.3.4"
+        ds.save_as(p)
+    folder = DicomFolder.open(root, workers=1)
+    (row,) = folder.series
+    assert row["n_images"] == 11 and row["duplicates"] == 0
+    vol = folder.volume(row)
+    assert vol is not None and vol.n_slices == 11
+
+
+def test_the_catphan_cbct_with_one_shared_sop_uid_is_read_whole(reference_data):
+    folder = DicomFolder.open(reference_data / "ct" / "catphan504_cbct4", workers=1)
+    (row,) = folder.series
+    assert row["Modality"] == "CT" and row["n_images"] == 64 and row["duplicates"] == 0
+    vol = folder.volume(row)
+    assert vol is not None and vol.n_slices == 64 and vol.spacing[2] == pytest.approx(2.5, abs=0.01)
