@@ -1,0 +1,1 @@
+"""CT phantom analyses (CatPhan image quality)."""

@@ -1,0 +1,218 @@
+"""CatPhan 504 image quality on CT and kV CBCT volumes (first part of the CT analyses: localisation, sensitometry,
+geometry nodes, uniformity and noise). The module geometry is the manufacturer's, as pylinac encodes it (CatPhan 504
+manual, The Phantom Laboratory; pylinac `ct.py`, MIT): CTP404 (sensitometry, geometry) at z = 0, CTP486 (uniformity)
+at z = -65 mm, CTP528 (line pairs) at +30 mm, CTP515 (low contrast) at -30 mm; seven sensitometry inserts 58.7 mm
+from the axis at angles (degrees, image x to the right, y down) Air -90, PMP -120, LDPE 180, Poly 120, Acrylic 60,
+Delrin 0, Teflon -60; four geometry nodes on a 50 mm square.
+
+1. **Object and centre per slice**: voxels above -500 HU, the largest region, holes filled; its centroid.
+2. **The CTP404 slice** (`origin`): the slice whose ring at 58.7 mm holds both an air insert (below -600 HU) and a
+   Teflon one (above +600 HU) over the longest run of slices, the run's middle slice: found from the image content,
+   not from a slice index (the phantom may sit anywhere along z).
+3. **Roll**: on the mean of the origin slice and its neighbours, every insert is located by a search over the roll
+   (the angle at which the seven inserts' ROI means best match their nominal HU) and refined to the centroid of its
+   voxels standing more than 3 background SD from the background (weighted by the excess, re-centred three times
+   in a 10 mm window); the roll is the mean angular offset of the air and Teflon inserts
+   (the two of highest contrast) from their nominal angles.
+4. **HU per insert** (`hu_<material>`): the median in a disc of 4 mm radius at the rolled position (pylinac: 5 mm;
+   4 mm keeps two blur widths inside the 6.1 mm insert, where a 5 mm disc reaches the blurred edge and moves the
+   median of a high-contrast insert by 2-3 HU), on the mean of
+   the origin slice and its neighbours (three slices: noise averaged over the insert's length).
+5. **Geometry nodes** (`geometry_mean_node_distance_mm`): the four nodes (three air holes and a Teflon pin) near
+   (+-25, +-25) mm rotated by the roll, each at the centroid of its voxels standing more than 3 background SD
+   from the background, weighted by that excess; the mean of the four sides (nominal 50 mm).
+6. **Uniformity and noise** (CTP486, the slice nearest z = -65 mm): the median HU in 20 mm discs at the centre and
+   51 mm above, below, left and right; `uniformity_centre_hu`, `uniformity_edge_max_diff_hu` (largest |edge -
+   centre|), `uniformity_index` = 100 x that difference / (centre + 1000) (IEC 61223-3-5 form), `noise_sd_hu`
+   (standard deviation in the central disc).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+INSERT_RADIUS_MM = 58.7
+INSERTS: dict[str, tuple[float, float]] = {  # name -> (angle deg, nominal HU for the search; CatPhan 504 manual)
+    "air": (-90.0, -1000.0), "pmp": (-120.0, -200.0), "ldpe": (180.0, -100.0), "polystyrene": (120.0, -35.0),
+    "acrylic": (60.0, 120.0), "delrin": (0.0, 340.0), "teflon": (-60.0, 990.0),
+}  # fmt: skip
+MODULE_Z_MM = {"ctp404": 0.0, "ctp486": -65.0, "ctp528": 30.0, "ctp515": -30.0}
+NODE_HALF_MM = 25.0
+HU_ROI_MM = 4.0  # inside the 6.1 mm insert radius with a margin of two blur widths (pylinac: 5 mm)
+
+
+@dataclass
+class CatphanResult:
+    origin_index: int
+    roll_deg: float
+    hu: dict[str, float] = field(default_factory=dict)
+    insert_px: dict[str, tuple[float, float]] = field(default_factory=dict)
+    node_distances_mm: list[float] = field(default_factory=list)
+    nodes_px: list[tuple[float, float]] = field(default_factory=list)
+    uniformity_index_slice: int = -1
+    uniformity_hu: dict[str, float] = field(default_factory=dict)
+    noise_sd_hu: float = float("nan")
+    centre_px: tuple[float, float] = (0.0, 0.0)
+
+    @property
+    def mean_node_distance(self) -> float:
+        return float(np.mean(self.node_distances_mm))
+
+    @property
+    def uniformity_edge_max_diff(self) -> float:
+        c = self.uniformity_hu["centre"]
+        return float(max(abs(v - c) for k, v in self.uniformity_hu.items() if k != "centre"))
+
+    @property
+    def uniformity_index(self) -> float:
+        return float(100 * self.uniformity_edge_max_diff / (self.uniformity_hu["centre"] + 1000))
+
+
+def object_centre(image: np.ndarray) -> tuple[float, float]:
+    """(x, y) pixels of the phantom's centre on one slice; ValueError without an object."""
+    from scipy import ndimage
+
+    mask = np.asarray(image) > -500
+    lab, n = ndimage.label(mask)
+    if n == 0:
+        raise ValueError("no object above -500 HU in the slice")
+    sizes = ndimage.sum(mask, lab, range(1, n + 1))
+    obj = ndimage.binary_fill_holes(lab == 1 + int(np.argmax(sizes)))
+    cy, cx = ndimage.center_of_mass(obj)
+    return float(cx), float(cy)
+
+
+def _polar(centre: tuple[float, float], r_mm: float, angle_deg: float, px: float) -> tuple[float, float]:
+    a = np.radians(angle_deg)
+    return centre[0] + r_mm / px * np.cos(a), centre[1] + r_mm / px * np.sin(a)
+
+
+def _disc(img: np.ndarray, xy: tuple[float, float], r_px: float) -> np.ndarray:
+    yy, xx = np.ogrid[: img.shape[0], : img.shape[1]]
+    return np.asarray(img)[(xx - xy[0]) ** 2 + (yy - xy[1]) ** 2 <= r_px**2]
+
+
+def find_origin(volume: np.ndarray, px: float) -> int:
+    """The CTP404 slice index (step 2 of the module docstring); ValueError when no slice holds the inserts."""
+    has = []
+    for img in volume:
+        try:
+            c = object_centre(img)
+        except ValueError:
+            has.append(False)
+            continue
+        ring = [_disc(img, _polar(c, INSERT_RADIUS_MM, a, px), 3.0 / px) for a in np.arange(0, 360, 5)]
+        lows = sum(float(np.median(r)) < -600 for r in ring if r.size)
+        highs = sum(float(np.median(r)) > 600 for r in ring if r.size)
+        has.append(lows > 0 and highs > 0)
+    runs, start = [], None
+    for i, h in enumerate([*has, False]):
+        if h and start is None:
+            start = i
+        elif not h and start is not None:
+            runs.append((i - start, start, i - 1))
+            start = None
+    if not runs:
+        raise ValueError("no slice holds the CTP404 sensitometry inserts (air and Teflon at 58.7 mm): not a CatPhan "
+                         "504, or the module is outside the field of view")  # fmt: skip
+    _, a, b = max(runs)
+    return (a + b) // 2
+
+
+def _refine(img: np.ndarray, xy: tuple[float, float], r_px: float, background: float, floor: float = 0.0
+            ) -> tuple[float, float]:  # fmt: skip
+    """The centroid, within r_px of xy, of the voxels' |HU - background| in excess of `floor` (the noise)."""
+    yy, xx = np.mgrid[: img.shape[0], : img.shape[1]]
+    sel = (xx - xy[0]) ** 2 + (yy - xy[1]) ** 2 <= r_px**2
+    w = np.clip(np.abs(img[sel] - background) - floor, 0, None)
+    if w.sum() <= 0:
+        return xy
+    return float((w * xx[sel]).sum() / w.sum()), float((w * yy[sel]).sum() / w.sum())
+
+
+def measure_catphan504(volume: np.ndarray, positions: list[float], px: float, *, hu_roi_mm: float = HU_ROI_MM,
+                       slices: int = 3) -> CatphanResult:  # fmt: skip
+    """The CatPhan 504 measurements of a CT volume (slices in `positions` order, mm along z; pixels of `px` mm);
+    `hu_roi_mm` the insert ROI radius, `slices` how many slices around the origin are averaged (1 or 3)."""
+    v = np.asarray(volume, float)
+    k = find_origin(v, px)
+    half = slices // 2
+    lo, hi = max(0, k - half), min(len(v), k + half + 1)
+    img = v[lo:hi].mean(0)
+    c = object_centre(img)
+    background = float(np.median(_disc(img, c, 20 / px)))
+    # roll: the angle at which the ROI means best follow the inserts' nominal order
+    best = None
+    for roll in np.arange(-10, 10.01, 0.5):
+        means = [
+            float(np.mean(_disc(img, _polar(c, INSERT_RADIUS_MM, a + roll, px), 3 / px)))
+            for a, _ in INSERTS.values()
+        ]
+        err = float(np.sum((np.array(means) - np.array([h for _, h in INSERTS.values()])) ** 2))
+        if best is None or err < best[0]:
+            best = (err, roll)
+    assert best is not None
+    roll0 = best[1]
+    res = CatphanResult(origin_index=k, roll_deg=0.0, centre_px=c)
+    offsets = []
+    sd = float(np.std(_disc(img, c, 20 / px)))
+    for name, (angle, _) in INSERTS.items():
+        xy = _polar(c, INSERT_RADIUS_MM, angle + roll0, px)
+        for _ in range(3):  # re-centred on the insert: a window off its centre would cut it asymmetrically
+            xy = _refine(img, xy, 10 / px, background, 3 * sd)
+        res.insert_px[name] = xy
+        if name in ("air", "teflon"):
+            offsets.append(np.degrees(np.arctan2(xy[1] - c[1], xy[0] - c[0])) - angle)
+    res.roll_deg = float(np.mean([(o + 180) % 360 - 180 for o in offsets]))
+    for name, (angle, _) in INSERTS.items():
+        res.hu[name] = float(
+            np.median(_disc(img, _polar(c, INSERT_RADIUS_MM, angle + res.roll_deg, px), hu_roi_mm / px))
+        )
+    t = np.radians(res.roll_deg)
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    yy, xx = np.mgrid[: img.shape[0], : img.shape[1]]
+    for sx, sy in (
+        (-1, -1),
+        (1, -1),
+        (1, 1),
+        (-1, 1),
+    ):  # around the square; three air holes and one Teflon pin
+        d = rot @ np.array([sx * NODE_HALF_MM, sy * NODE_HALF_MM]) / px
+        guess = (c[0] + d[0], c[1] + d[1])
+        sel = (xx - guess[0]) ** 2 + (yy - guess[1]) ** 2 <= (4 / px) ** 2
+        j = int(np.argmax(np.abs(img[sel] - background)))
+        peak = (float(xx[sel][j]), float(yy[sel][j]))
+        near = (xx - peak[0]) ** 2 + (yy - peak[1]) ** 2 <= (3 / px) ** 2
+        w = np.clip(
+            np.abs(img[near] - background) - 3 * sd, 0, None
+        )  # the node itself, not the noise around it
+        if w.sum() <= 0:
+            raise ValueError("a geometry node of CTP404 stands out of the noise nowhere near its place")
+        res.nodes_px.append((float((w * xx[near]).sum() / w.sum()), float((w * yy[near]).sum() / w.sum())))
+    n = np.array(res.nodes_px)
+    res.node_distances_mm = [float(np.hypot(*(n[i] - n[(i + 1) % 4])) * px) for i in range(4)]
+    pos = np.asarray(positions, float)
+    target = pos[k] + MODULE_Z_MM["ctp486"] * (1 if pos[-1] >= pos[0] else -1)
+    u = int(np.argmin(np.abs(pos - target)))
+    if abs(pos[u] - target) > 5:
+        raise ValueError(
+            f"the uniformity module (CTP486, {MODULE_Z_MM['ctp486']:g} mm from CTP404) is outside the scan"
+        )
+    res.uniformity_index_slice = u
+    uimg = v[u]
+    cu = object_centre(uimg)
+    for name, (dx, dy) in {
+        "centre": (0, 0),
+        "top": (0, -51),
+        "bottom": (0, 51),
+        "left": (-51, 0),
+        "right": (51, 0),
+    }.items():
+        res.uniformity_hu[name] = float(np.median(_disc(uimg, (cu[0] + dx / px, cu[1] + dy / px), 10 / px)))
+    res.noise_sd_hu = float(np.std(_disc(uimg, cu, 10 / px), ddof=1))
+    return res
+
+
+__all__ = ["INSERTS", "CatphanResult", "find_origin", "measure_catphan504", "object_centre"]

@@ -1,0 +1,74 @@
+"""A seeded synthetic CatPhan 504 CT volume with its truth, for the known-answer tests of
+`qckit.analyses.ct.catphan`: the CTP404 module (seven sensitometry inserts at 58.7 mm and the four geometry nodes
+on a 50 mm square, rolled and offset), uniform slices elsewhere (CTP486 with a planted cupping), Gaussian blur and
+noise. Inserts and nodes are drawn with anti-aliased edges (area coverage), so their centres are sub-pixel truths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from qckit.analyses.ct.catphan import INSERT_RADIUS_MM, INSERTS, NODE_HALF_MM
+
+DEFAULT_HU = {"air": -1000.0, "pmp": -196.0, "ldpe": -104.0, "polystyrene": -47.0, "acrylic": 115.0,
+              "delrin": 365.0, "teflon": 990.0}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CatphanScan:
+    matrix: int = 512
+    pixel_mm: float = 0.5
+    n_slices: int = 48
+    spacing_mm: float = 2.5
+    origin_slice: int = 30  # the CTP404 module's centre slice
+    roll_deg: float = 0.0
+    offset_mm: tuple[float, float] = (0.0, 0.0)  # the phantom centre's shift (x, y)
+    water_hu: float = 5.0
+    cupping_hu: float = 0.0  # centre minus edge of the uniformity slices
+    hu: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_HU))
+    blur_mm: float = 0.6
+    noise_hu: float = 8.0
+    node_scale: float = 1.0  # a geometric scaling error: the nodes appear node_scale x 50 mm apart
+    seed: int = 0
+
+
+def _cover(d: np.ndarray, r: float, px: float) -> np.ndarray:
+    return np.clip((r - d) / px + 0.5, 0, 1)
+
+
+def render_catphan(s: CatphanScan) -> tuple[np.ndarray, list[float]]:
+    """(volume (z, y, x) HU, slice positions mm)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(s.seed)
+    c = (s.matrix - 1) / 2
+    yy, xx = (np.mgrid[: s.matrix, : s.matrix] - c) * s.pixel_mm
+    xx, yy = xx - s.offset_mm[0], yy - s.offset_mm[1]
+    r = np.hypot(xx, yy)
+    body = _cover(r, 100.0, s.pixel_mm)
+    uniform = -1000 + body * (1000 + s.water_hu + s.cupping_hu * (1 - (r / 100.0) ** 2))
+    sens = -1000 + body * (1000 + s.water_hu)
+    t = np.radians(s.roll_deg)
+    for name, (angle, _) in INSERTS.items():
+        a = np.radians(angle) + t
+        cx, cy = INSERT_RADIUS_MM * np.cos(a), INSERT_RADIUS_MM * np.sin(a)
+        w = _cover(np.hypot(xx - cx, yy - cy), 6.1, s.pixel_mm)
+        sens = sens * (1 - w) + s.hu[name] * w
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    for k, (sx, sy) in enumerate(((-1, -1), (1, -1), (1, 1), (-1, 1))):
+        nx, ny = rot @ np.array([sx, sy]) * NODE_HALF_MM * s.node_scale
+        w = _cover(np.hypot(xx - nx, yy - ny), 1.5, s.pixel_mm)
+        sens = sens * (1 - w) + (990.0 if k == 1 else -1000.0) * w  # a Teflon pin and three air holes
+    vol = []
+    half = int(round(12.5 / s.spacing_mm))
+    for z in range(s.n_slices):
+        img = sens if abs(z - s.origin_slice) <= half else uniform
+        img = ndimage.gaussian_filter(img, s.blur_mm / s.pixel_mm) + rng.normal(0, s.noise_hu, img.shape)
+        vol.append(img)
+    positions = [(z - s.origin_slice) * s.spacing_mm for z in range(s.n_slices)]
+    return np.stack(vol), positions
+
+
+__all__ = ["DEFAULT_HU", "CatphanScan", "render_catphan"]
