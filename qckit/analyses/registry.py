@@ -20,6 +20,7 @@ _BUILTINS = (
     "qckit.analyses.diffusion.analysis",
     "qckit.analyses.fmri.analysis",
     "qckit.analyses.magnet.analysis",
+    "qckit.analyses.ct.analysis",
 )
 
 A = TypeVar("A", bound=type[Analysis])

@@ -103,3 +103,44 @@ def test_catphan504_air_insert_difference_is_the_roi_size(cbct):
     yy, xx = np.mgrid[: img.shape[0], : img.shape[1]]
     d = np.hypot(xx - x, yy - y) * cbct.spacing[0]
     assert np.median(img[d < 2]) < np.median(img[(d >= 4) & (d < 5)]) - 20
+
+
+def _qc(folder, out, *extra):  # noqa: ANN001, ANN002, ANN202
+    import json
+
+    from typer.testing import CliRunner
+
+    from qckit.cli import app
+
+    res = CliRunner().invoke(app, ["qc", "run", str(folder), "--no-store", "-o", str(out), "--json",
+                                   str(out / "s.json"), "-q", *extra])  # fmt: skip
+    doc = json.loads((out / "s.json").read_text()) if (out / "s.json").exists() else {}
+    return res.exit_code, doc, res.output
+
+
+def test_qc_run_on_a_synthetic_catphan_ct_series(tmp_path):
+    from qckit.synth.catphan import write_catphan
+
+    scan = CatphanScan(matrix=256, pixel_mm=0.9, roll_deg=1.5, seed=7)
+    write_catphan(tmp_path / "ct", scan)
+    code, doc, out = _qc(tmp_path / "ct", tmp_path / "out")  # the phantom found from the series (ct-catphan)
+    assert code == 0, out
+    v = {m["name"]: m for m in doc["measurements"]}
+    for name, hu in scan.hu.items():
+        assert v[f"hu_{name}"]["value"] == pytest.approx(hu, abs=2.0)
+        assert v[f"hu_{name}"]["verdict"] == "pass"
+    assert v["hu_linearity_slope"]["value"] == pytest.approx(1.0, abs=0.01)
+    assert v["hu_linearity_r2"]["value"] > 0.999
+    assert v["phantom_roll_deg"]["value"] == pytest.approx(1.5, abs=0.2)
+    assert v["geometry_mean_node_distance_mm"]["value"] == pytest.approx(50, abs=0.2)
+    assert v["water_hu"]["value"] == pytest.approx(scan.water_hu, abs=2.0)
+
+
+def test_an_mr_series_given_as_catphan_is_exit_2(tmp_path):
+    from qckit.phantoms.load import load_phantom
+    from qckit.synth.acr import AcrScanner, write_session
+
+    write_session(load_phantom("acr-mri-large").phantom, AcrScanner(key="mr", matrix=64, noise_sd=4.0), tmp_path / "mr",
+                  series=("t1",))  # fmt: skip
+    code, _, out = _qc(tmp_path / "mr", tmp_path / "out", "--phantom", "catphan504")
+    assert code == 2, out

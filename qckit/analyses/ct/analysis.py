@@ -1,0 +1,96 @@
+"""CatPhan analyses in the QC engine (`catphan`, role `ct`): the CT volume of the session measured by
+`qckit.analyses.ct.catphan` and reported under the contract names of the CT issue: `hu_<material>`,
+`hu_linearity_slope`, `hu_linearity_r2`, `water_hu`, `uniformity_centre_hu`, `uniformity_edge_max_diff_hu`,
+`uniformity_index`, `noise_sd_hu`, `geometry_mean_node_distance_mm`, `phantom_roll_deg`.
+
+CT number linearity: the least-squares line of the measured CT numbers on the nominal ones (AAPM TG-66, CT number
+accuracy and linearity over the sensitometry materials); slope 1 and R^2 1 on a scanner whose CT numbers follow the
+nominal ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qckit.analyses.base import Analysis, AnalysisContext, AnalysisOutput
+from qckit.analyses.ct.catphan import HU_ROI_MM, measure_catphan504
+from qckit.analyses.registry import register
+from qckit.core.errors import QckitInputError
+from qckit.core.results import Circle, Measurement, Overlay, Point
+
+REFERENCE = (
+    "CatPhan 504 manual (module geometry, nominal CT numbers); AAPM TG-66; pylinac (MIT) for comparison"
+)
+NOMINAL_HU = {"air": -1000.0, "pmp": -196.0, "ldpe": -104.0, "polystyrene": -47.0, "acrylic": 115.0,
+              "delrin": 365.0, "teflon": 1000.0}  # fmt: skip  # CatPhan 504 manual values as pylinac encodes them
+
+
+def linearity(
+    measured: dict[str, float], nominal: dict[str, float] = NOMINAL_HU
+) -> tuple[float, float, float]:
+    """(slope, intercept, R^2) of the least-squares line measured = slope x nominal + intercept."""
+    x = np.array([nominal[k] for k in measured])
+    y = np.array([measured[k] for k in measured])
+    slope, icpt = np.polyfit(x, y, 1)
+    pred = slope * x + icpt
+    r2 = 1 - float(np.sum((y - pred) ** 2) / np.sum((y - y.mean()) ** 2))
+    return float(slope), float(icpt), r2
+
+
+@register
+class Catphan(Analysis):
+    name = "catphan"
+    title = "CatPhan 504 CT numbers, linearity, geometry, uniformity and noise"
+
+    def run(self, ctx: AnalysisContext) -> AnalysisOutput:
+        v = ctx.view()
+        if str(ctx.param("model", "504")) != "504":
+            raise QckitInputError(f"CatPhan model {ctx.param('model', '')} is not measured yet (504 is)")
+        if str(v.acquisition.get("Modality") or v.volume.header.get("Modality") or "") != "CT":
+            raise QckitInputError(
+                "the series is not CT (Modality): a CatPhan is measured on CT or kV CBCT images"
+            )
+        px = float(v.volume.spacing[0])
+        try:
+            r = measure_catphan504(
+                v.volume.array, v.positions, px, hu_roi_mm=float(ctx.param("hu_roi_mm", HU_ROI_MM))
+            )
+        except ValueError as exc:
+            raise QckitInputError(str(exc)) from None
+
+        def m(name: str, value: float, unit: str, how: str, detail: dict | None = None) -> Measurement:
+            return Measurement(name, float(value), unit, how, REFERENCE, limit=ctx.limit(None, name),
+                               slice=r.origin_index + 1, series_uid=v.volume.series_uid, role=v.role,
+                               detail=detail or {})  # fmt: skip
+
+        out = AnalysisOutput()
+        for name, hu in r.hu.items():
+            out.measurements.append(m(f"hu_{name}", hu, "HU", "median CT number in the insert's disc (CTP404)",
+                                      {"nominal_hu": NOMINAL_HU[name]}))  # fmt: skip
+        slope, icpt, r2 = linearity(r.hu)
+        out.measurements += [
+            m("hu_linearity_slope", slope, "", "least-squares slope of measured on nominal CT numbers", {"intercept": icpt}),
+            m("hu_linearity_r2", r2, "", "R^2 of that line"),
+            m("water_hu", r.uniformity_hu["centre"], "HU", "median CT number in the 20 mm central disc of CTP486"),
+            m("uniformity_centre_hu", r.uniformity_hu["centre"], "HU", "median in the 20 mm central disc of CTP486",
+              {"slice": r.uniformity_index_slice + 1}),
+            m("uniformity_edge_max_diff_hu", r.uniformity_edge_max_diff, "HU",
+              "largest |edge - centre| of the four edge discs (51 mm out)", dict(r.uniformity_hu)),
+            m("uniformity_index", r.uniformity_index, "%", "100 x largest |edge - centre| / (centre + 1000)"),
+            m("noise_sd_hu", r.noise_sd_hu, "HU", "SD of the CT numbers in the central disc of CTP486"),
+            m("geometry_mean_node_distance_mm", r.mean_node_distance, "mm", "mean of the four sides of the node square",
+              {"sides_mm": r.node_distances_mm}),
+            m("phantom_roll_deg", r.roll_deg, "deg", "angular offset of the air and Teflon inserts"),
+        ]  # fmt: skip
+        img = np.asarray(v.volume.array[r.origin_index], float)
+        shapes = [
+            Circle(xy, float(ctx.param("hu_roi_mm", HU_ROI_MM)) / px, f"hu {name}")
+            for name, xy in r.insert_px.items()
+        ]
+        shapes += [Point(xy, "geometry node") for xy in r.nodes_px]
+        key = f"CTP404 slice {r.origin_index + 1}"
+        ctx.overlays[key] = Overlay(key, img, v.pixel_mm, shapes)
+        return out
+
+
+__all__ = ["NOMINAL_HU", "Catphan", "linearity"]
