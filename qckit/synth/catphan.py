@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from qckit.analyses.ct.catphan import INSERT_RADIUS_MM, INSERTS, NODE_HALF_MM
+from qckit.analyses.ct.catphan import (
+    INSERT_RADIUS_MM,
+    INSERTS,
+    NODE_HALF_MM,
+    RAMP_ANGLE_DEG,
+    RAMP_DISTANCE_MM,
+)
 
 DEFAULT_HU = {"air": -1000.0, "pmp": -196.0, "ldpe": -104.0, "polystyrene": -47.0, "acrylic": 115.0,
               "delrin": 365.0, "teflon": 990.0}  # fmt: skip
@@ -31,6 +37,7 @@ class CatphanScan:
     blur_mm: float = 0.6
     noise_hu: float = 8.0
     node_scale: float = 1.0  # a geometric scaling error: the nodes appear node_scale x 50 mm apart
+    slice_mm: float = 2.5  # the slice thickness the wire ramps show (FWHM of a rectangular slice profile)
     seed: int = 0
 
 
@@ -61,6 +68,19 @@ def render_catphan(s: CatphanScan) -> tuple[np.ndarray, list[float]]:
         nx, ny = rot @ np.array([sx, sy]) * NODE_HALF_MM * s.node_scale
         w = _cover(np.hypot(xx - nx, yy - ny), 1.5, s.pixel_mm)
         sens = sens * (1 - w) + (990.0 if k == 1 else -1000.0) * w  # a Teflon pin and three air holes
+    length = s.slice_mm / np.tan(np.radians(RAMP_ANGLE_DEG))  # the wire's image across a rectangular slice
+    for angle in (
+        0.0,
+        90.0,
+        180.0,
+        270.0,
+    ):  # four wire ramps (thin bright lines along the tangent), 38 mm out
+        a = np.radians(angle) + t
+        radial, tang = np.array([np.cos(a), np.sin(a)]), np.array([-np.sin(a), np.cos(a)])
+        u = xx * tang[0] + yy * tang[1]
+        w = yy * radial[1] + xx * radial[0] - RAMP_DISTANCE_MM
+        seg = np.clip((length / 2 - np.abs(u)) / s.pixel_mm + 0.5, 0, 1) * _cover(np.abs(w), 0.5, s.pixel_mm)
+        sens = sens + 300.0 * seg
     vol = []
     half = int(round(12.5 / s.spacing_mm))
     for z in range(s.n_slices):

@@ -29,6 +29,15 @@ def test_synthetic_catphan_known_answers(scan):
     assert r.mean_node_distance == pytest.approx(50 * scan.node_scale, abs=0.2)
     assert r.uniformity_hu["centre"] == pytest.approx(scan.water_hu, abs=2.0)
     assert r.noise_sd_hu == pytest.approx(scan.noise_hu, rel=0.15)
+    assert r.slice_thickness == pytest.approx(scan.slice_mm, abs=0.2)
+
+
+@pytest.mark.parametrize("thickness", [1.0, 5.0])
+def test_slice_thickness_from_the_wire_ramps(thickness):
+    scan = CatphanScan(slice_mm=thickness, roll_deg=2.0, seed=9)
+    r = measure_catphan504(*render_catphan(scan), scan.pixel_mm)
+    assert r.slice_thickness == pytest.approx(thickness, abs=0.2)
+    assert all(abs(t - thickness) < 0.3 for t in r.ramp_thickness_mm.values())
 
 
 def test_cupping_shows_in_the_uniformity_module():
@@ -83,6 +92,7 @@ def test_catphan504_cbct_against_pylinac(cbct):
     assert abs(r.origin_index - 31) <= 1
     assert r.roll_deg == pytest.approx(-2.57, abs=0.3)
     assert r.mean_node_distance == pytest.approx(50, abs=0.1)
+    assert r.slice_thickness == pytest.approx(2.4, abs=0.3)
     for name, hu in PYLINAC_HU.items():
         if name != "air":
             assert r.hu[name] == pytest.approx(hu, abs=5), name

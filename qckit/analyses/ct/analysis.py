@@ -1,7 +1,7 @@
 """CatPhan analyses in the QC engine (`catphan`, role `ct`): the CT volume of the session measured by
 `qckit.analyses.ct.catphan` and reported under the contract names of the CT issue: `hu_<material>`,
 `hu_linearity_slope`, `hu_linearity_r2`, `water_hu`, `uniformity_centre_hu`, `uniformity_edge_max_diff_hu`,
-`uniformity_index`, `noise_sd_hu`, `geometry_mean_node_distance_mm`, `phantom_roll_deg`.
+`uniformity_index`, `noise_sd_hu`, `geometry_mean_node_distance_mm`, `phantom_roll_deg`, `slice_thickness_mm`.
 
 CT number linearity: the least-squares line of the measured CT numbers on the nominal ones (AAPM TG-66, CT number
 accuracy and linearity over the sensitometry materials); slope 1 and R^2 1 on a scanner whose CT numbers follow the
@@ -81,6 +81,8 @@ class Catphan(Analysis):
             m("geometry_mean_node_distance_mm", r.mean_node_distance, "mm", "mean of the four sides of the node square",
               {"sides_mm": r.node_distances_mm}),
             m("phantom_roll_deg", r.roll_deg, "deg", "angular offset of the air and Teflon inserts"),
+            m("slice_thickness_mm", r.slice_thickness, "mm", "mean over the four wire ramps of FWHM x tan 23 degrees",
+              {"ramps_mm": r.ramp_thickness_mm}),
         ]  # fmt: skip
         img = np.asarray(v.volume.array[r.origin_index], float)
         shapes = [

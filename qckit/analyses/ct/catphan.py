@@ -21,7 +21,13 @@ Delrin 0, Teflon -60; four geometry nodes on a 50 mm square.
 5. **Geometry nodes** (`geometry_mean_node_distance_mm`): the four nodes (three air holes and a Teflon pin) near
    (+-25, +-25) mm rotated by the roll, each at the centroid of its voxels standing more than 3 background SD
    from the background, weighted by that excess; the mean of the four sides (nominal 50 mm).
-6. **Uniformity and noise** (CTP486, the slice nearest z = -65 mm): the median HU in 20 mm discs at the centre and
+6. **Slice thickness** (`slice_thickness_mm`): the four wire ramps of CTP404 (at 23 degrees to the image plane,
+   38 mm from the axis at 0, 90, 180 and 270 degrees plus the roll) on the origin slice: in each a 40 x 10 mm
+   rectangle (long side along the ramp) resampled at 0.25 mm, the mean across its width is the ramp's profile, its
+   full width at half maximum above the baseline (the median of its 5 mm ends) times tan 23 degrees the slice
+   thickness (the CatPhan manual's method; pylinac's ROIs); the mean over the four ramps (opposite ramps run in
+   opposite senses, so a tilt of the phantom cancels).
+7. **Uniformity and noise** (CTP486, the slice nearest z = -65 mm): the median HU in 20 mm discs at the centre and
    51 mm above, below, left and right; `uniformity_centre_hu`, `uniformity_edge_max_diff_hu` (largest |edge -
    centre|), `uniformity_index` = 100 x that difference / (centre + 1000) (IEC 61223-3-5 form), `noise_sd_hu`
    (standard deviation in the central disc).
@@ -40,6 +46,8 @@ INSERTS: dict[str, tuple[float, float]] = {  # name -> (angle deg, nominal HU fo
 }  # fmt: skip
 MODULE_Z_MM = {"ctp404": 0.0, "ctp486": -65.0, "ctp528": 30.0, "ctp515": -30.0}
 NODE_HALF_MM = 25.0
+RAMP_DISTANCE_MM = 38.0
+RAMP_ANGLE_DEG = 23.0
 HU_ROI_MM = 4.0  # inside the 6.1 mm insert radius with a margin of two blur widths (pylinac: 5 mm)
 
 
@@ -50,11 +58,16 @@ class CatphanResult:
     hu: dict[str, float] = field(default_factory=dict)
     insert_px: dict[str, tuple[float, float]] = field(default_factory=dict)
     node_distances_mm: list[float] = field(default_factory=list)
+    ramp_thickness_mm: dict[str, float] = field(default_factory=dict)
     nodes_px: list[tuple[float, float]] = field(default_factory=list)
     uniformity_index_slice: int = -1
     uniformity_hu: dict[str, float] = field(default_factory=dict)
     noise_sd_hu: float = float("nan")
     centre_px: tuple[float, float] = (0.0, 0.0)
+
+    @property
+    def slice_thickness(self) -> float:
+        return float(np.mean(list(self.ramp_thickness_mm.values())))
 
     @property
     def mean_node_distance(self) -> float:
@@ -132,6 +145,52 @@ def _refine(img: np.ndarray, xy: tuple[float, float], r_px: float, background: f
     return float((w * xx[sel]).sum() / w.sum()), float((w * yy[sel]).sum() / w.sum())
 
 
+def ramp_fwhm_mm(profile: np.ndarray, step_mm: float, end_mm: float = 5.0) -> float:
+    """FWHM (mm) of the peak of a ramp profile sampled every `step_mm`, above the baseline (the median of its
+    `end_mm` ends), half-maximum crossings linearly interpolated; ValueError without a peak."""
+    p = np.asarray(profile, float)
+    n = max(2, int(round(end_mm / step_mm)))
+    base = float(np.median(np.r_[p[:n], p[-n:]]))
+    j = int(np.argmax(p))
+    half = base + (p[j] - base) / 2
+    if p[j] - base <= 0:
+        raise ValueError("a wire ramp shows no peak above its background")
+    i0 = j
+    while i0 > 0 and p[i0 - 1] > half:
+        i0 -= 1
+    i1 = j
+    while i1 < len(p) - 1 and p[i1 + 1] > half:
+        i1 += 1
+    if i0 == 0 or i1 == len(p) - 1:
+        raise ValueError(
+            "a wire ramp runs out of its ROI: is the slice much thicker than the module expects?"
+        )
+    left = i0 - 1 + (half - p[i0 - 1]) / (p[i0] - p[i0 - 1])
+    right = i1 + (p[i1] - half) / (p[i1] - p[i1 + 1])
+    return float((right - left) * step_mm)
+
+
+def ramp_thickness(
+    img: np.ndarray, centre: tuple[float, float], roll_deg: float, px: float
+) -> dict[str, float]:
+    """The slice thickness from each wire ramp (step 6 of the module docstring)."""
+    from scipy import ndimage
+
+    out = {}
+    step = 0.25
+    t = np.arange(-20, 20 + 1e-9, step) / px
+    sgrid = np.arange(-5, 5 + 1e-9, 0.5) / px
+    tt, ss = np.meshgrid(t, sgrid)
+    for name, angle in (("right", 0.0), ("bottom", 90.0), ("left", 180.0), ("top", -90.0)):
+        a = np.radians(angle + roll_deg)
+        radial, tang = np.array([np.cos(a), np.sin(a)]), np.array([-np.sin(a), np.cos(a)])
+        ctr = np.array(centre) + RAMP_DISTANCE_MM / px * radial
+        xs, ys = ctr[0] + tt * tang[0] + ss * radial[0], ctr[1] + tt * tang[1] + ss * radial[1]
+        roi = ndimage.map_coordinates(np.asarray(img, float), [ys, xs], order=1)
+        out[name] = ramp_fwhm_mm(roi.mean(0), step) * np.tan(np.radians(RAMP_ANGLE_DEG))
+    return out
+
+
 def measure_catphan504(volume: np.ndarray, positions: list[float], px: float, *, hu_roi_mm: float = HU_ROI_MM,
                        slices: int = 3) -> CatphanResult:  # fmt: skip
     """The CatPhan 504 measurements of a CT volume (slices in `positions` order, mm along z; pixels of `px` mm);
@@ -193,6 +252,7 @@ def measure_catphan504(volume: np.ndarray, positions: list[float], px: float, *,
         res.nodes_px.append((float((w * xx[near]).sum() / w.sum()), float((w * yy[near]).sum() / w.sum())))
     n = np.array(res.nodes_px)
     res.node_distances_mm = [float(np.hypot(*(n[i] - n[(i + 1) % 4])) * px) for i in range(4)]
+    res.ramp_thickness_mm = ramp_thickness(v[k], object_centre(v[k]), res.roll_deg, px)
     pos = np.asarray(positions, float)
     target = pos[k] + MODULE_Z_MM["ctp486"] * (1 if pos[-1] >= pos[0] else -1)
     u = int(np.argmin(np.abs(pos - target)))
