@@ -13,6 +13,8 @@ import numpy as np
 from qckit.analyses.ct.catphan import (
     INSERT_RADIUS_MM,
     INSERTS,
+    LOW_CONTRAST_RADIUS_MM,
+    LOW_CONTRAST_TARGETS,
     NODE_HALF_MM,
     RAMP_ANGLE_DEG,
     RAMP_DISTANCE_MM,
@@ -38,6 +40,14 @@ class CatphanScan:
     noise_hu: float = 8.0
     node_scale: float = 1.0  # a geometric scaling error: the nodes appear node_scale x 50 mm apart
     slice_mm: float = 2.5  # the slice thickness the wire ramps show (FWHM of a rectangular slice profile)
+    low_contrast_hu: tuple[float, ...] = (
+        10.0,
+        10.0,
+        10.0,
+        10.0,
+        10.0,
+        10.0,
+    )  # CTP515's six 1 % targets, 15-5 mm
     seed: int = 0
 
 
@@ -81,10 +91,21 @@ def render_catphan(s: CatphanScan) -> tuple[np.ndarray, list[float]]:
         w = yy * radial[1] + xx * radial[0] - RAMP_DISTANCE_MM
         seg = np.clip((length / 2 - np.abs(u)) / s.pixel_mm + 0.5, 0, 1) * _cover(np.abs(w), 0.5, s.pixel_mm)
         sens = sens + 300.0 * seg
+    low = -1000 + body * (1000 + s.water_hu)
+    for (d, angle, _), hu in zip(LOW_CONTRAST_TARGETS, s.low_contrast_hu, strict=True):
+        a = np.radians(angle) + t
+        cx, cy = LOW_CONTRAST_RADIUS_MM * np.cos(a), LOW_CONTRAST_RADIUS_MM * np.sin(a)
+        low = low + hu * _cover(np.hypot(xx - cx, yy - cy), d / 2, s.pixel_mm)
     vol = []
     half = int(round(12.5 / s.spacing_mm))
+    low_at = s.origin_slice - int(round(30 / s.spacing_mm))
     for z in range(s.n_slices):
-        img = sens if abs(z - s.origin_slice) <= half else uniform
+        if abs(z - s.origin_slice) <= half:
+            img = sens
+        elif abs(z - low_at) <= int(round(7.5 / s.spacing_mm)):
+            img = low
+        else:
+            img = uniform
         img = ndimage.gaussian_filter(img, s.blur_mm / s.pixel_mm) + rng.normal(0, s.noise_hu, img.shape)
         vol.append(img)
     positions = [(z - s.origin_slice) * s.spacing_mm for z in range(s.n_slices)]

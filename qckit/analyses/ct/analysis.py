@@ -1,7 +1,8 @@
 """CatPhan analyses in the QC engine (`catphan`, role `ct`): the CT volume of the session measured by
 `qckit.analyses.ct.catphan` and reported under the contract names of the CT issue: `hu_<material>`,
 `hu_linearity_slope`, `hu_linearity_r2`, `water_hu`, `uniformity_centre_hu`, `uniformity_edge_max_diff_hu`,
-`uniformity_index`, `noise_sd_hu`, `geometry_mean_node_distance_mm`, `phantom_roll_deg`, `slice_thickness_mm`.
+`uniformity_index`, `noise_sd_hu`, `geometry_mean_node_distance_mm`, `phantom_roll_deg`, `slice_thickness_mm`, `low_contrast_seen`,
+`nps_peak_frequency_per_mm`.
 
 CT number linearity: the least-squares line of the measured CT numbers on the nominal ones (AAPM TG-66, CT number
 accuracy and linearity over the sensitometry materials); slope 1 and R^2 1 on a scanner whose CT numbers follow the
@@ -83,6 +84,13 @@ class Catphan(Analysis):
             m("phantom_roll_deg", r.roll_deg, "deg", "angular offset of the air and Teflon inserts"),
             m("slice_thickness_mm", r.slice_thickness, "mm", "mean over the four wire ramps of FWHM x tan 23 degrees",
               {"ramps_mm": r.ramp_thickness_mm}),
+            m("low_contrast_seen", float(r.low_contrast_seen), "", "CTP515 1 % targets (15-5 mm) detected: one-sided "
+              "test against same-size measurements on uniform background, Benjamini-Hochberg q 0.05",
+              {"targets": [{"diameter_mm": t.diameter_mm, "contrast_hu": t.contrast_hu, "cnr": t.cnr, "z": t.z,
+                            "seen": t.seen} for t in r.low_contrast]}),
+            m("nps_peak_frequency_per_mm", r.nps.peak_frequency if r.nps else float("nan"), "1/mm",
+              "peak of the radial noise power spectrum of CTP486 (ICRU 87)",
+              {"frequencies": r.nps.frequencies, "radial_nps": r.nps.radial} if r.nps else {}),
         ]  # fmt: skip
         img = np.asarray(v.volume.array[r.origin_index], float)
         shapes = [

@@ -31,6 +31,9 @@ Delrin 0, Teflon -60; four geometry nodes on a 50 mm square.
    51 mm above, below, left and right; `uniformity_centre_hu`, `uniformity_edge_max_diff_hu` (largest |edge -
    centre|), `uniformity_index` = 100 x that difference / (centre + 1000) (IEC 61223-3-5 form), `noise_sd_hu`
    (standard deviation in the central disc).
+8. **Noise power spectrum** (CTP486, the slices within 7.5 mm of it: `noise_power_spectrum`) with its radial
+   average and peak frequency; **low contrast** (CTP515, z = -30 mm: `low_contrast`): the 1 % supra-slice targets
+   seen by a statistical test against the CT noise, `low_contrast_seen`, and each target's CNR.
 """
 
 from __future__ import annotations
@@ -64,6 +67,13 @@ class CatphanResult:
     uniformity_hu: dict[str, float] = field(default_factory=dict)
     noise_sd_hu: float = float("nan")
     centre_px: tuple[float, float] = (0.0, 0.0)
+    nps: Nps | None = None
+    low_contrast: list[LowContrastTarget] = field(default_factory=list)
+    low_contrast_index_slice: int = -1
+
+    @property
+    def low_contrast_seen(self) -> int:
+        return sum(t.seen for t in self.low_contrast)
 
     @property
     def slice_thickness(self) -> float:
@@ -272,7 +282,147 @@ def measure_catphan504(volume: np.ndarray, positions: list[float], px: float, *,
     }.items():
         res.uniformity_hu[name] = float(np.median(_disc(uimg, (cu[0] + dx / px, cu[1] + dy / px), 10 / px)))
     res.noise_sd_hu = float(np.std(_disc(uimg, cu, 10 / px), ddof=1))
+    near = [i for i in range(len(pos)) if abs(pos[i] - pos[u]) <= 7.5]
+    res.nps = noise_power_spectrum(v[near], [object_centre(v[i]) for i in near], px)
+    target = pos[k] + MODULE_Z_MM["ctp515"] * (1 if pos[-1] >= pos[0] else -1)
+    lc = int(np.argmin(np.abs(pos - target)))
+    if abs(pos[lc] - target) > 5:
+        raise ValueError(
+            f"the low-contrast module (CTP515, {MODULE_Z_MM['ctp515']:g} mm from CTP404) is outside the scan"
+        )
+    res.low_contrast_index_slice = lc
+    res.low_contrast = low_contrast(v[lc], object_centre(v[lc]), res.roll_deg, px, uimg, cu)
     return res
 
 
 __all__ = ["INSERTS", "CatphanResult", "find_origin", "measure_catphan504", "object_centre"]
+
+
+# --- noise power spectrum (CTP486) and low contrast (CTP515) ------------------------------------------------------
+NPS_ROI_MM = 30.0
+LOW_CONTRAST_RADIUS_MM = 50.0
+# the 1 % supra-slice targets of CTP515 that pylinac measures: (diameter mm, angle deg, measuring radius mm)
+LOW_CONTRAST_TARGETS = ((15, -87.4, 6.0), (9, -69.1, 3.5), (8, -52.7, 3.0), (7, -38.5, 2.5), (6, -25.1, 2.0),
+                        (5, -12.9, 1.5))  # fmt: skip
+
+
+@dataclass
+class Nps:
+    frequencies: list[float]  # radial, 1/mm
+    radial: list[float]  # HU^2 mm^2
+    peak_frequency: float
+    variance_hu2: float  # the integral of the 2-D NPS (Parseval: the ROIs' variance)
+    n_rois: int
+
+
+def noise_power_spectrum(slices: np.ndarray, centres: list[tuple[float, float]], px: float,
+                         roi_mm: float = NPS_ROI_MM) -> Nps:  # fmt: skip
+    """The noise power spectrum of uniform slices (ICRU Report 87; AAPM TG-233):
+    NPS(fx, fy) = dx dy / (Nx Ny) < |DFT[I - P]|^2 >, P the ROI's fitted second-order polynomial surface (its
+    mean and any cupping), averaged over square ROIs of `roi_mm` (one at the centre and four at 40 mm, on every
+    slice); the radial NPS averages it over annuli of width 1 / (N dx); its peak frequency excludes f = 0."""
+    n = int(round(roi_mm / px))
+    n -= n % 2
+    yy, xx = np.mgrid[:n, :n].astype(float) / n
+    design = np.column_stack([np.ones(n * n), xx.ravel(), yy.ravel(), (xx * xx).ravel(), (yy * yy).ravel(),
+                              (xx * yy).ravel()])  # fmt: skip
+    spectra = []
+    for img, c in zip(slices, centres, strict=True):
+        for dx, dy in ((0, 0), (40, 0), (-40, 0), (0, 40), (0, -40)):
+            x0, y0 = int(round(c[0] + dx / px)) - n // 2, int(round(c[1] + dy / px)) - n // 2
+            roi = np.asarray(img, float)[y0 : y0 + n, x0 : x0 + n]
+            if roi.shape != (n, n):
+                continue
+            coef, *_ = np.linalg.lstsq(design, roi.ravel(), rcond=None)
+            resid = roi - (design @ coef).reshape(n, n)
+            spectra.append(np.abs(np.fft.fft2(resid)) ** 2)
+    if not spectra:
+        raise ValueError("no noise ROI fits inside the uniformity slices")
+    nps2 = np.mean(spectra, axis=0) * px * px / (n * n)
+    f = np.fft.fftfreq(n, d=px)
+    fr = np.hypot(*np.meshgrid(f, f))
+    df = 1.0 / (n * px)
+    bins = np.rint(fr / df).astype(int)
+    radial = np.bincount(bins.ravel(), nps2.ravel()) / np.bincount(bins.ravel())
+    keep = np.arange(len(radial)) * df <= 1 / (2 * px)
+    freqs = (np.arange(len(radial)) * df)[keep]
+    radial = radial[keep]
+    peak = float(freqs[1 + int(np.argmax(radial[1:]))])
+    return Nps(
+        [float(x) for x in freqs], [float(x) for x in radial], peak, float(nps2.sum() * df * df), len(spectra)
+    )
+
+
+@dataclass
+class LowContrastTarget:
+    diameter_mm: float
+    contrast_hu: float
+    cnr: float  # contrast / pixel noise SD
+    z: float  # contrast / SD of the same measurement on uniform background
+    p: float
+    seen: bool
+    centre_px: tuple[float, float]
+
+
+def _target_contrast(img: np.ndarray, xy: tuple[float, float], r_in: float, r_out: tuple[float, float],
+                     exclude: np.ndarray | None = None) -> float:  # fmt: skip
+    yy, xx = np.ogrid[: img.shape[0], : img.shape[1]]
+    d2 = (xx - xy[0]) ** 2 + (yy - xy[1]) ** 2
+    inside = d2 <= r_in**2
+    ring = (d2 >= r_out[0] ** 2) & (d2 <= r_out[1] ** 2)
+    if exclude is not None:
+        ring &= ~exclude
+    return float(img[inside].mean() - np.median(img[ring]))
+
+
+def low_contrast(img: np.ndarray, centre: tuple[float, float], roll_deg: float, px: float, uniform: np.ndarray,
+                 uniform_centre: tuple[float, float], *, q: float = 0.05, n_null: int = 200,
+                 seed: int = 0) -> list[LowContrastTarget]:  # fmt: skip
+    """The CTP515 1 % supra-slice targets (pylinac's six, 15 to 5 mm) seen by a statistical test against the noise:
+    each target's contrast is the mean in its measuring disc minus the median of an annulus around it (1.5 to 3 mm
+    beyond the target's edge, other targets masked); the same measurement at `n_null` random places of the uniform
+    CTP486 slice gives its null distribution (correlated CT noise included, unlike a pixel-SD test); z = contrast /
+    SD of the null, one-sided, Benjamini-Hochberg at `q` over the targets (Benjamini & Hochberg 1995). `cnr` is
+    contrast / pixel SD of the uniform slice."""
+    from math import erfc, sqrt
+
+    rng = np.random.default_rng(seed)
+    t = roll_deg
+    pos = []
+    for d, angle, r_meas in LOW_CONTRAST_TARGETS:
+        a = np.radians(angle + t)
+        pos.append(
+            (
+                centre[0] + LOW_CONTRAST_RADIUS_MM / px * np.cos(a),
+                centre[1] + LOW_CONTRAST_RADIUS_MM / px * np.sin(a),
+            )
+        )
+    yy, xx = np.ogrid[: img.shape[0], : img.shape[1]]
+    occupied = np.zeros(img.shape, bool)
+    for (d, _, _), xy in zip(LOW_CONTRAST_TARGETS, pos, strict=True):
+        occupied |= (xx - xy[0]) ** 2 + (yy - xy[1]) ** 2 <= (d / 2 / px + 1.0 / px) ** 2
+    noise_sd = float(np.std(_disc(uniform, uniform_centre, 30 / px), ddof=1))
+    out = []
+    pvals = []
+    for (d, _, r_meas), xy in zip(LOW_CONTRAST_TARGETS, pos, strict=True):
+        r_in = r_meas / px
+        r_out = ((d / 2 + 1.5) / px, (d / 2 + 3.0) / px)
+        own = (xx - xy[0]) ** 2 + (yy - xy[1]) ** 2 <= (d / 2 / px + 1.0 / px) ** 2
+        c = _target_contrast(img, xy, r_in, r_out, occupied & ~own)
+        null = []
+        for _ in range(n_null):
+            rad, ang = 55 * np.sqrt(rng.uniform()) / px, rng.uniform(0, 2 * np.pi)
+            pxy = (uniform_centre[0] + rad * np.cos(ang), uniform_centre[1] + rad * np.sin(ang))
+            null.append(_target_contrast(uniform, pxy, r_in, r_out))
+        sd = float(np.std(null, ddof=1))
+        z = c / sd if sd > 0 else 0.0
+        p = 0.5 * erfc(z / sqrt(2))
+        pvals.append(p)
+        out.append(LowContrastTarget(float(d), c, c / noise_sd if noise_sd > 0 else 0.0, z, p, False,
+                                     (float(xy[0]), float(xy[1]))))  # fmt: skip
+    order = np.argsort(pvals)
+    m = len(pvals)
+    k = max((i + 1 for i, j in enumerate(order) if pvals[j] <= q * (i + 1) / m), default=0)
+    for j in order[:k]:
+        out[j].seen = out[j].contrast_hu > 0
+    return out
