@@ -389,7 +389,7 @@ def low_contrast(img: np.ndarray, centre: tuple[float, float], roll_deg: float, 
     rng = np.random.default_rng(seed)
     t = roll_deg
     pos = []
-    for d, angle, r_meas in LOW_CONTRAST_TARGETS:
+    for _, angle, _ in LOW_CONTRAST_TARGETS:
         a = np.radians(angle + t)
         pos.append(
             (
