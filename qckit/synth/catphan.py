@@ -13,6 +13,10 @@ import numpy as np
 from qckit.analyses.ct.catphan import (
     INSERT_RADIUS_MM,
     INSERTS,
+    LINE_PAIR_BOUNDARIES,
+    LINE_PAIR_FREQUENCIES,
+    LINE_PAIR_PEAKS,
+    LINE_PAIR_RADIUS_MM,
     LOW_CONTRAST_RADIUS_MM,
     LOW_CONTRAST_TARGETS,
     NODE_HALF_MM,
@@ -40,14 +44,8 @@ class CatphanScan:
     noise_hu: float = 8.0
     node_scale: float = 1.0  # a geometric scaling error: the nodes appear node_scale x 50 mm apart
     slice_mm: float = 2.5  # the slice thickness the wire ramps show (FWHM of a rectangular slice profile)
-    low_contrast_hu: tuple[float, ...] = (
-        10.0,
-        10.0,
-        10.0,
-        10.0,
-        10.0,
-        10.0,
-    )  # CTP515's six 1 % targets, 15-5 mm
+    low_contrast_hu: tuple[float, ...] = (10.0,) * 6  # CTP515's six 1 % targets, 15-5 mm
+    line_pair_hu: float = 1000.0  # CTP528's aluminium bars above the background
     seed: int = 0
 
 
@@ -96,14 +94,31 @@ def render_catphan(s: CatphanScan) -> tuple[np.ndarray, list[float]]:
         a = np.radians(angle) + t
         cx, cy = LOW_CONTRAST_RADIUS_MM * np.cos(a), LOW_CONTRAST_RADIUS_MM * np.sin(a)
         low = low + hu * _cover(np.hypot(xx - cx, yy - cy), d / 2, s.pixel_mm)
+    lines = -1000 + body * (1000 + s.water_hu)
+    r_ = np.hypot(xx, yy)
+    arc = (np.arctan2(yy, xx) - np.radians(180) - t) % (
+        2 * np.pi
+    )  # the line pairs run from 180 degrees + roll
+    arc = (2 * np.pi - arc) % (2 * np.pi)  # ... counter-clockwise on the screen (decreasing image angle)
+    for i, f in enumerate(LINE_PAIR_FREQUENCIES):
+        a0, a1 = LINE_PAIR_BOUNDARIES[i] * 2 * np.pi, LINE_PAIR_BOUNDARIES[i + 1] * 2 * np.pi
+        period = 1 / f
+        width = LINE_PAIR_PEAKS[i] * period - period / 2
+        mid = (a0 + a1) / 2 * LINE_PAIR_RADIUS_MM
+        u = arc * LINE_PAIR_RADIUS_MM - (mid - width / 2)  # mm along the arc from the group's first bar edge
+        bar = (u >= 0) & (u <= width) & ((u % period) < period / 2) & (np.abs(r_ - LINE_PAIR_RADIUS_MM) <= 7)
+        lines = lines + np.where(bar, s.line_pair_hu, 0.0)
     vol = []
     half = int(round(12.5 / s.spacing_mm))
+    lp_at = s.origin_slice + int(round(30 / s.spacing_mm))
     low_at = s.origin_slice - int(round(30 / s.spacing_mm))
     for z in range(s.n_slices):
         if abs(z - s.origin_slice) <= half:
             img = sens
         elif abs(z - low_at) <= int(round(7.5 / s.spacing_mm)):
             img = low
+        elif abs(z - lp_at) <= int(round(7.5 / s.spacing_mm)):
+            img = lines
         else:
             img = uniform
         img = ndimage.gaussian_filter(img, s.blur_mm / s.pixel_mm) + rng.normal(0, s.noise_hu, img.shape)

@@ -2,7 +2,7 @@
 `qckit.analyses.ct.catphan` and reported under the contract names of the CT issue: `hu_<material>`,
 `hu_linearity_slope`, `hu_linearity_r2`, `water_hu`, `uniformity_centre_hu`, `uniformity_edge_max_diff_hu`,
 `uniformity_index`, `noise_sd_hu`, `geometry_mean_node_distance_mm`, `phantom_roll_deg`, `slice_thickness_mm`, `low_contrast_seen`,
-`nps_peak_frequency_per_mm`.
+`nps_peak_frequency_per_mm`, `rmtf50_lp_mm`, `rmtf10_lp_mm`.
 
 CT number linearity: the least-squares line of the measured CT numbers on the nominal ones (AAPM TG-66, CT number
 accuracy and linearity over the sensitometry materials); slope 1 and R^2 1 on a scanner whose CT numbers follow the
@@ -17,7 +17,7 @@ from qckit.analyses.base import Analysis, AnalysisContext, AnalysisOutput
 from qckit.analyses.ct.catphan import HU_ROI_MM, measure_catphan504
 from qckit.analyses.registry import register
 from qckit.core.errors import QckitInputError
-from qckit.core.results import Circle, Measurement, Overlay, Point
+from qckit.core.results import Circle, Measurement, Overlay, Point, Problem
 
 REFERENCE = (
     "CatPhan 504 manual (module geometry, nominal CT numbers); AAPM TG-66; pylinac (MIT) for comparison"
@@ -92,6 +92,16 @@ class Catphan(Analysis):
               "peak of the radial noise power spectrum of CTP486 (ICRU 87)",
               {"frequencies": r.nps.frequencies, "radial_nps": r.nps.radial} if r.nps else {}),
         ]  # fmt: skip
+        for pct in (50, 10):
+            f = r.rmtf.at(pct) if r.rmtf is not None else None
+            if f is None:
+                out.problems.append(Problem(f"rmtf{pct}_lp_mm", v.volume.series_uid, f"the line-pair groups resolved "
+                                            f"({', '.join(f'{x:g}' for x in (r.rmtf.frequencies if r.rmtf else []))} "
+                                            f"lp/mm) do not reach {pct} % modulation"))  # fmt: skip
+                continue
+            out.measurements.append(m(f"rmtf{pct}_lp_mm", f, "lp/mm", f"frequency where pylinac's relative MTF of the "
+                                      f"CTP528 bars falls to {pct} %", {"frequencies": r.rmtf.frequencies,
+                                                                        "rmtf": r.rmtf.rmtf}))  # fmt: skip
         img = np.asarray(v.volume.array[r.origin_index], float)
         shapes = [
             Circle(xy, float(ctx.param("hu_roi_mm", HU_ROI_MM)) / px, f"hu {name}")

@@ -34,6 +34,10 @@ Delrin 0, Teflon -60; four geometry nodes on a 50 mm square.
 8. **Noise power spectrum** (CTP486, the slices within 7.5 mm of it: `noise_power_spectrum`) with its radial
    average and peak frequency; **low contrast** (CTP515, z = -30 mm: `low_contrast`): the 1 % supra-slice targets
    seen by a statistical test against the CT noise, `low_contrast_seen`, and each target's CNR.
+9. **Relative MTF** (CTP528, z = +30 mm: `relative_mtf`): pylinac's bar-pattern rMTF, so the numbers compare:
+   along a 47 mm circle through the line-pair groups (0.1-0.8 lp/mm; three slices combined by their maximum), each
+   group's (max bar - min valley) / (max bar + min valley), relative to the 0.1 lp/mm group; `rmtf50_lp_mm` and
+   `rmtf10_lp_mm` interpolated between groups.
 """
 
 from __future__ import annotations
@@ -70,6 +74,8 @@ class CatphanResult:
     nps: Nps | None = None
     low_contrast: list[LowContrastTarget] = field(default_factory=list)
     low_contrast_index_slice: int = -1
+    rmtf: RelativeMtf | None = None
+    line_pair_index_slice: int = -1
 
     @property
     def low_contrast_seen(self) -> int:
@@ -292,6 +298,15 @@ def measure_catphan504(volume: np.ndarray, positions: list[float], px: float, *,
         )
     res.low_contrast_index_slice = lc
     res.low_contrast = low_contrast(v[lc], object_centre(v[lc]), res.roll_deg, px, uimg, cu)
+    target = pos[k] + MODULE_Z_MM["ctp528"] * (1 if pos[-1] >= pos[0] else -1)
+    lp = int(np.argmin(np.abs(pos - target)))
+    if abs(pos[lp] - target) > 5:
+        raise ValueError(
+            f"the line-pair module (CTP528, +{MODULE_Z_MM['ctp528']:g} mm from CTP404) is outside the scan"
+        )
+    res.line_pair_index_slice = lp
+    stack = v[max(0, lp - 1) : lp + 2].max(0)  # three slices combined by their maximum, as pylinac
+    res.rmtf = relative_mtf(stack, object_centre(v[lp]), res.roll_deg, px)
     return res
 
 
@@ -426,3 +441,95 @@ def low_contrast(img: np.ndarray, centre: tuple[float, float], roll_deg: float, 
     for j in order[:k]:
         out[j].seen = out[j].contrast_hu > 0
     return out
+
+
+# --- relative MTF from the CTP528 line pairs ---------------------------------------------------------------------
+LINE_PAIR_RADIUS_MM = 47.0
+LINE_PAIR_BOUNDARIES = (0, 0.107, 0.173, 0.236, 0.286, 0.335, 0.387, 0.434, 0.479)  # shares of the circle
+LINE_PAIR_FREQUENCIES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # lp/mm of the groups in those regions
+LINE_PAIR_PEAKS = (2, 3, 4, 4, 4, 4, 4, 4)  # bars per group
+
+
+@dataclass
+class RelativeMtf:
+    frequencies: list[float]  # lp/mm of the groups resolved into their bars
+    rmtf: list[float]  # modulation relative to the 0.1 lp/mm group
+    direction: int  # +1 / -1: the sense the groups run around the circle
+
+    def at(self, percent: float) -> float | None:
+        """The frequency (lp/mm) where the rMTF falls to `percent` %, interpolated between groups; None beyond the
+        measured groups."""
+        f, m = np.asarray(self.frequencies), np.asarray(self.rmtf)
+        x = percent / 100
+        for i in range(1, len(m)):
+            if m[i - 1] >= x >= m[i]:
+                return (
+                    float(f[i - 1] + (m[i - 1] - x) * (f[i] - f[i - 1]) / (m[i - 1] - m[i]))
+                    if m[i - 1] != m[i]
+                    else float(f[i])
+                )
+        return None
+
+
+def circle_profile(img: np.ndarray, centre: tuple[float, float], radius_mm: float, px: float, start_deg: float,
+                   direction: int, n: int = 4000) -> np.ndarray:  # fmt: skip
+    """The mean over five radii (+-2 % of `radius_mm`) of the image along a circle, from `start_deg` in `direction`
+    (+1: increasing image angle, i.e. clockwise on the screen), `n` samples, lightly smoothed and grounded."""
+    from scipy import ndimage
+
+    th = np.radians(start_deg) + direction * 2 * np.pi * np.arange(n) / n
+    prof = np.zeros(n)
+    for rr in np.linspace(radius_mm * 0.98, radius_mm * 1.02, 5) / px:
+        prof += ndimage.map_coordinates(
+            np.asarray(img, float), [centre[1] + rr * np.sin(th), centre[0] + rr * np.cos(th)], order=1
+        )
+    prof = ndimage.gaussian_filter1d(prof / 5, 0.001 * n, mode="wrap")
+    return prof - prof.min()
+
+
+def group_modulations(profile: np.ndarray, circumference_mm: float) -> list[float | None]:
+    """Per line-pair group, in order: (max bar - min valley) / (max bar + min valley) over its bars (the peaks above
+    the middle of the group's range; pylinac's rMTF modulation); the list stops at the first group whose bars cannot
+    be told apart (fewer peaks than bars) or do not stand out of the noise (max bar - min valley under 5 SD of the
+    bar-free half of the circle): beyond it a modulation would be the noise's."""
+    from scipy.signal import find_peaks
+
+    n = len(profile)
+    free = profile[int(0.55 * n) : int(0.95 * n)]
+    noise = float(np.std(np.diff(free)) / np.sqrt(2)) if len(free) > 2 else 0.0
+    out: list[float | None] = []
+    for i, f in enumerate(LINE_PAIR_FREQUENCIES):
+        seg = profile[int(LINE_PAIR_BOUNDARIES[i] * n) : int(LINE_PAIR_BOUNDARIES[i + 1] * n)]
+        period = n / (f * circumference_mm)
+        pk, _ = find_peaks(seg, distance=max(1, int(0.6 * period)))
+        pk = pk[seg[pk] > (seg.max() + seg.min()) / 2]  # bars, not the background beside the group
+        if len(pk) < LINE_PAIR_PEAKS[i]:
+            break
+        top = np.sort(pk[np.argsort(seg[pk])[-LINE_PAIR_PEAKS[i] :]])
+        valley = min(float(seg[top[j] : top[j + 1] + 1].min()) for j in range(len(top) - 1))
+        peak = float(seg[top].max())
+        if peak + valley <= 0 or peak - valley < 5 * noise:
+            break
+        out.append((peak - valley) / (peak + valley))
+    return out
+
+
+def relative_mtf(img: np.ndarray, centre: tuple[float, float], roll_deg: float, px: float) -> RelativeMtf:
+    """pylinac's relative MTF of the CTP528 line pairs (the bar-pattern modulation of each group along a circle of
+    47 mm, normalised to the 0.1 lp/mm group), in whichever sense around the circle resolves more groups into their
+    bars (a mirrored scan runs them the other way)."""
+    best = None
+    for direction in (-1, 1):
+        mods = group_modulations(circle_profile(img, centre, LINE_PAIR_RADIUS_MM, px, 180 + roll_deg, direction),
+                                 2 * np.pi * LINE_PAIR_RADIUS_MM)  # fmt: skip
+        if mods and (best is None or len(mods) > best[0]):
+            best = (len(mods), direction, mods)
+    if best is None:
+        raise ValueError("the CTP528 line pairs were not found along their circle")
+    _, direction, mods = best
+    first = mods[0]
+    freqs, rel = [], []
+    for f, m in zip(LINE_PAIR_FREQUENCIES, mods, strict=False):
+        freqs.append(f)
+        rel.append(m / first)
+    return RelativeMtf(freqs, rel, direction)
