@@ -2,7 +2,7 @@
 `qckit.analyses.ct.catphan` and reported under the contract names of the CT issue: `hu_<material>`,
 `hu_linearity_slope`, `hu_linearity_r2`, `water_hu`, `uniformity_centre_hu`, `uniformity_edge_max_diff_hu`,
 `uniformity_index`, `noise_sd_hu`, `geometry_mean_node_distance_mm`, `phantom_roll_deg`, `slice_thickness_mm`, `low_contrast_seen`,
-`nps_peak_frequency_per_mm`, `rmtf50_lp_mm`, `rmtf10_lp_mm`.
+`nps_peak_frequency_per_mm`, `rmtf50_lp_mm`, `rmtf10_lp_mm`, `ttf50_per_mm`.
 
 CT number linearity: the least-squares line of the measured CT numbers on the nominal ones (AAPM TG-66, CT number
 accuracy and linearity over the sensitometry materials); slope 1 and R^2 1 on a scanner whose CT numbers follow the
@@ -102,6 +102,13 @@ class Catphan(Analysis):
             out.measurements.append(m(f"rmtf{pct}_lp_mm", f, "lp/mm", f"frequency where pylinac's relative MTF of the "
                                       f"CTP528 bars falls to {pct} %", {"frequencies": r.rmtf.frequencies,
                                                                         "rmtf": r.rmtf.rmtf}))  # fmt: skip
+        t = r.ttf.get("teflon")
+        if t is not None and t.ttf50 is not None:
+            out.measurements.append(m("ttf50_per_mm", t.ttf50, "1/mm", "TTF50 of the Teflon insert's edge (AAPM TG-233)",
+                                      {k: {"ttf50": x.ttf50, "contrast_hu": x.contrast_hu} for k, x in r.ttf.items()}))  # fmt: skip
+        else:
+            out.problems.append(Problem("ttf50_per_mm", v.volume.series_uid, "the Teflon insert's TTF does not fall to "
+                                        "0.5 within the sampled frequencies"))  # fmt: skip
         img = np.asarray(v.volume.array[r.origin_index], float)
         shapes = [
             Circle(xy, float(ctx.param("hu_roi_mm", HU_ROI_MM)) / px, f"hu {name}")
