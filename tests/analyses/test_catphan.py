@@ -236,3 +236,15 @@ def test_ttf50_of_a_planted_blur(blur, matrix):
     truth = mtf50_truth(ResolutionBlock(pixel_mm=px, psf_sigma_mm=blur))
     assert r.ttf["teflon"].ttf50 == pytest.approx(truth, rel=0.05)
     assert r.ttf["delrin"].ttf50 == pytest.approx(truth, rel=0.08)  # lower contrast, noisier
+
+
+def test_peak_finder_agrees_with_scipy_find_peaks():
+    from scipy.signal import find_peaks
+
+    from qckit.analyses.ct.catphan import _peaks
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        x = np.convolve(rng.normal(size=300), np.ones(5) / 5, "same")
+        d = int(rng.integers(1, 20))
+        assert np.array_equal(_peaks(x, d), find_peaks(x, distance=d)[0])
