@@ -128,9 +128,9 @@ def render_catphan(s: CatphanScan) -> tuple[np.ndarray, list[float]]:
 
 
 def write_catphan(out_dir, scan: CatphanScan, *, date: str = "20260105", kernel: str = "Br40",
-                  series_number: int = 3) -> list[float]:  # fmt: skip
-    """The volume as a CT DICOM series (stored = HU + 1024, RescaleIntercept -1024) from the virtual Siemens CT;
-    returns the slice positions."""
+                  series_number: int = 3, serial: str | None = None) -> list[float]:  # fmt: skip
+    """The volume as a CT DICOM series (stored = HU + 1024, RescaleIntercept -1024) from the virtual Siemens CT
+    (`serial`: another scanner of that model); returns the slice positions."""
     from pathlib import Path
 
     from qckit.synth.dicom import SCANNERS, SeriesSpec, Subject, write_series
@@ -142,7 +142,12 @@ def write_catphan(out_dir, scan: CatphanScan, *, date: str = "20260105", kernel:
                       exposure_mas=200.0, kernel=kernel, recon_diameter_mm=scan.matrix * scan.pixel_mm, pitch=1.0,
                       ctdi_vol_mgy=40.0, echo_times_ms=())  # fmt: skip
     pixels = [np.clip(np.round(s + 1024), 0, 65535).astype(np.uint16) for s in vol]
-    write_series(Path(out_dir), SCANNERS["siemens-force-ct"], spec, seed=scan.seed,
+    from dataclasses import replace
+
+    scanner = SCANNERS["siemens-force-ct"]
+    if serial is not None:  # another scanner of the same model
+        scanner = replace(scanner, serial=serial, key=f"{scanner.key}-{serial}", station=f"CT{serial}")
+    write_series(Path(out_dir), scanner, spec, seed=scan.seed,
                  subject=Subject(name="CATPHAN^QA", patient_id="PHANTOM-CT"), study_key="catphan", date=date,
                  pixels=pixels)  # fmt: skip
     return positions

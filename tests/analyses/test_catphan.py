@@ -248,3 +248,46 @@ def test_peak_finder_agrees_with_scipy_find_peaks():
         x = np.convolve(rng.normal(size=300), np.ones(5) / 5, "same")
         d = int(rng.integers(1, 20))
         assert np.array_equal(_peaks(x, d), find_peaks(x, distance=d)[0])
+
+
+def test_ct_qualification_and_history(tmp_path):
+    """The CatPhan session appears in the CT qualification certificate (a Teflon insert 80 HU low fails its
+    scanner), and CT sessions are stored and trended like MRI ones."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from qckit.cli import app
+    from qckit.synth.catphan import DEFAULT_HU, write_catphan
+
+    good = CatphanScan(matrix=256, pixel_mm=0.9, blur_mm=1.0, seed=1)
+    bad = CatphanScan(matrix=256, pixel_mm=0.9, blur_mm=1.0, seed=2, hu={**DEFAULT_HU, "teflon": 910.0})
+    write_catphan(tmp_path / "sub" / "a", good, serial="1001")
+    write_catphan(tmp_path / "sub" / "b", bad, serial="2002", kernel="FC13")
+    res = CliRunner().invoke(app, ["qualify", "run", str(tmp_path / "sub"), "--profile", "ct-radiomics-qualification",
+                                   "-o", str(tmp_path / "q"), "-q"])  # fmt: skip
+    assert res.exit_code == 1, res.output
+    certs = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "q").glob("*/certificate.json")}
+    verdicts = {k.split("-")[-1]: c["verdict"] for k, c in certs.items()}
+    assert verdicts == {"1001": "qualified", "2002": "not qualified"}, verdicts
+    failed = [
+        c["name"]
+        for c in certs[next(k for k in certs if k.endswith("2002"))]["criteria"]
+        if c["verdict"] == "fail"
+    ]
+    assert failed == ["catphan504 ct: hu_teflon"]
+    db = f"sqlite:///{tmp_path / 'qc.sqlite'}"
+    for week in (
+        1,
+        2,
+        3,
+    ):  # 512 x 0.5 mm, 1.3 mm blur: every value measured (an incomplete session is not charted)
+        write_catphan(tmp_path / f"w{week}", CatphanScan(blur_mm=1.3, seed=10 + week), date=f"2026020{week}")
+        r = CliRunner().invoke(app, ["qc", "run", str(tmp_path / f"w{week}"), "--db", db, "-o", str(tmp_path / f"o{week}"),
+                                     "--json", str(tmp_path / f"s{week}.json"), "-q"])  # fmt: skip
+        assert r.exit_code == 0, r.output
+    key = json.loads((tmp_path / "s3.json").read_text())["scanner"]["key"]
+    r = CliRunner().invoke(app, ["qc", "trend", "--scanner", key, "--db", db, "-o", str(tmp_path / "t"), "--json",
+                                 str(tmp_path / "t.json")])  # fmt: skip
+    assert r.exit_code in (0, 1), r.output
+    assert "hu_teflon" in (tmp_path / "t.json").read_text()
