@@ -97,7 +97,15 @@ def documents(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     scan = EpiScan(n_frames=12, n_slices=3, noise_sd=5.0)
     write_epi_dicom(t / "epi", render_epi(scan)[0], scan)
-    _run("phantom", "epi-stability", str(t / "epi"), "-o", str(t / "epi-out"), "--json", str(docs["epi-stability"]))
+    _run(
+        "phantom",
+        "epi-stability",
+        str(t / "epi"),
+        "-o",
+        str(t / "epi-out"),
+        "--json",
+        str(docs["epi-stability"]),
+    )
     _run("qc", "run", str(t / "relax"), "--phantom", "ismrm-nist-system", "-p", "ismrm-nist-relaxometry",
          "--no-store", "-o", str(t / "qc"), "--json", str(docs["qc-session"]))  # fmt: skip
     cohort = make_cohort(t / "cohort", n_per_scanner=2, shape=(24, 32, 32))

@@ -109,7 +109,9 @@ class Catphan(Analysis):
         else:
             out.problems.append(Problem("ttf50_per_mm", v.volume.series_uid, "the Teflon insert's TTF does not fall to "
                                         "0.5 within the sampled frequencies"))  # fmt: skip
-        img = np.clip(np.asarray(v.volume.array[r.origin_index], float) + 1000, 0, 2000)  # window -1000..1000 HU
+        img = np.clip(
+            np.asarray(v.volume.array[r.origin_index], float) + 1000, 0, 2000
+        )  # window -1000..1000 HU
         shapes = [
             Circle(xy, float(ctx.param("hu_roi_mm", HU_ROI_MM)) / px, f"hu {name}")
             for name, xy in r.insert_px.items()
