@@ -64,6 +64,8 @@ HU_ROI_MM = 4.0  # inside the 6.1 mm insert radius with a margin of two blur wid
 
 @dataclass
 class CatphanResult:
+    """Everything measured on one CatPhan 504 volume (module docstring), with the positions used (for overlays)."""
+
     origin_index: int
     roll_deg: float
     hu: dict[str, float] = field(default_factory=dict)
@@ -84,23 +86,28 @@ class CatphanResult:
 
     @property
     def low_contrast_seen(self) -> int:
+        """How many CTP515 targets the statistical test detects."""
         return sum(t.seen for t in self.low_contrast)
 
     @property
     def slice_thickness(self) -> float:
+        """The mean slice thickness of the four wire ramps (mm)."""
         return float(np.mean(list(self.ramp_thickness_mm.values())))
 
     @property
     def mean_node_distance(self) -> float:
+        """The mean side of the geometry node square (mm; nominal 50)."""
         return float(np.mean(self.node_distances_mm))
 
     @property
     def uniformity_edge_max_diff(self) -> float:
+        """The largest |edge - centre| CT number of the uniformity module (HU)."""
         c = self.uniformity_hu["centre"]
         return float(max(abs(v - c) for k, v in self.uniformity_hu.items() if k != "centre"))
 
     @property
     def uniformity_index(self) -> float:
+        """100 x the largest |edge - centre| / (centre + 1000) (%)."""
         return float(100 * self.uniformity_edge_max_diff / (self.uniformity_hu["centre"] + 1000))
 
 

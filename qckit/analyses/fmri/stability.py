@@ -75,6 +75,7 @@ class StabilityResult:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as plain data (JSON-ready)."""
         return {
             "n_frames": self.n_frames, "discarded": self.discarded, "slice_index": self.slice_index,
             "roi_px": self.roi_px, "roi_centre_px": list(self.roi_centre_px), "tr_s": self.tr_s,

@@ -87,6 +87,8 @@ def flood_centre(image: np.ndarray, orientation: str) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class SnrResult:
+    """An SNR measurement: the value, the method, each ROI's signal and noise SD, the ROIs and the centre."""
+
     snr: float
     method: str
     signals: tuple[float, ...]
@@ -171,6 +173,8 @@ def threshold_minimum(image: np.ndarray, nbins: int = 256, max_iter: int = 10000
 
 @dataclass(frozen=True)
 class SnrMap:
+    """The local SNR map, its ROI SNR, the mask centroid and the object mask."""
+
     snr: float  # the ROI SNR of the map's own ROIs
     centre_rc: tuple[float, float]  # the mask centroid (row, column)
     rois: tuple[tuple[int, int, int, int], ...]
@@ -213,6 +217,8 @@ def snr_map(image: np.ndarray, *, kernel: int = 9, roi_px: int = 20, offset_px: 
 
 @dataclass(frozen=True)
 class Uniformity:
+    """Fractional (share within 10 % of the central mode) and integral uniformity of the two central profiles."""
+
     fractional_horizontal: float
     fractional_vertical: float
     integral_horizontal: float  # percent
@@ -255,6 +261,8 @@ def uniformity(image: np.ndarray, centre: tuple[int, int], *, profile_px: int = 
 
 @dataclass(frozen=True)
 class Ghosting:
+    """Small-bottle ghosting: the percentage, the three signal means and the ROIs (for the overlay)."""
+
     percent: float
     phantom_mean: float
     ghost_mean: float

@@ -36,24 +36,30 @@ ROD_SPAN_MM = 120.0
 
 @dataclass
 class Rods:
+    """The nine rods (pixel centres: bottom row first, left to right) and their distances (mm)."""
+
     xy: np.ndarray  # (9, 2): x, y pixels; rows bottom, middle, top; left to right
     horizontal_mm: list[float] = field(default_factory=list)
     vertical_mm: list[float] = field(default_factory=list)
 
     @property
     def linearity_h(self) -> float:
+        """Mean horizontal distance of the outer rods (mm; nominal 120)."""
         return float(np.mean(self.horizontal_mm))
 
     @property
     def linearity_v(self) -> float:
+        """Mean vertical distance of the outer rods (mm; nominal 120)."""
         return float(np.mean(self.vertical_mm))
 
     @property
     def distortion_h(self) -> float:
+        """CV (%) of the horizontal rod distances (n - 1)."""
         return float(100 * np.std(self.horizontal_mm, ddof=1) / np.mean(self.horizontal_mm))
 
     @property
     def distortion_v(self) -> float:
+        """CV (%) of the vertical rod distances (n - 1)."""
         return float(100 * np.std(self.vertical_mm, ddof=1) / np.mean(self.vertical_mm))
 
 
@@ -126,6 +132,8 @@ def _trapezoid(x: np.ndarray, centre: float, fwhm: float, ramp: float, depth: fl
 
 @dataclass
 class RampFit:
+    """One ramp's trapezoid fit: FWHM, ramp width, depth, centre (pixels), RMS residual, the profile and the fit."""
+
     fwhm_px: float
     ramp_px: float
     depth: float
@@ -171,6 +179,8 @@ def fit_ramp(profile: np.ndarray, sample: float = 0.25, pad: int = 30) -> RampFi
 
 @dataclass
 class SliceWidth:
+    """The double-wedge slice width (tilt- and linearity-corrected), each ramp's, the tilt, rods and fits."""
+
     slice_width_mm: float  # tilt-corrected, geometry-corrected (AAPM double wedge)
     top_mm: float  # a tan(11.3), geometry-corrected
     bottom_mm: float

@@ -36,6 +36,8 @@ MIN_SLANT_DEG = 1.0
 
 @dataclass(frozen=True)
 class Block:
+    """The resolution block: centre, sides (pixels), rotation and corners."""
+
     centre: tuple[float, float]  # (x, y) pixels
     side_px: tuple[float, float]
     angle_deg: float  # rotation of the first side from the x axis, in (-45, 45]
@@ -44,6 +46,8 @@ class Block:
 
 @dataclass
 class EdgeMtf:
+    """One edge's MTF: MTF50 (1/mm), 1 / (2 MTF50) (mm), the fitted edge angle, the MTF and ESF curves, the ROI."""
+
     edge: str  # "right" | "top"
     mtf50_per_mm: float
     resolution_mm: float

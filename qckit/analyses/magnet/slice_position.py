@@ -26,6 +26,8 @@ import numpy as np
 
 @dataclass
 class SlicePositions:
+    """Each kept slice's position error (mm), its nominal and measured position, the rotation and the rods."""
+
     errors_mm: list[float]
     positions_mm: list[float]  # nominal, zeroed at the reference slice
     measured_mm: list[float]
@@ -37,10 +39,12 @@ class SlicePositions:
 
     @property
     def max_abs_error(self) -> float:
+        """The largest |error| over the kept slices (mm)."""
         return float(np.max(np.abs(self.errors_mm)))
 
     @property
     def mean_abs_error(self) -> float:
+        """The mean |error| over the kept slices (mm)."""
         return float(np.mean(np.abs(self.errors_mm)))
 
 
