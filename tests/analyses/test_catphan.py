@@ -291,3 +291,12 @@ def test_ct_qualification_and_history(tmp_path):
                                  str(tmp_path / "t.json")])  # fmt: skip
     assert r.exit_code in (0, 1), r.output
     assert "hu_teflon" in (tmp_path / "t.json").read_text()
+
+
+def test_qc_run_on_a_ct_without_the_uniformity_module_is_exit_2(tmp_path):
+    from qckit.synth.catphan import write_catphan
+
+    write_catphan(tmp_path / "ct", CatphanScan(matrix=256, pixel_mm=0.9, n_slices=24, origin_slice=8, seed=8))
+    code, doc, out = _qc(tmp_path / "ct", tmp_path / "out", "--phantom", "catphan504")
+    assert code == 2, out
+    assert any("CTP486" in p["reason"] and p.get("input") for p in doc["problems"]), doc["problems"]

@@ -47,17 +47,17 @@ class Catphan(Analysis):
         v = ctx.view()
         if str(ctx.param("model", "504")) != "504":
             raise QckitInputError(f"CatPhan model {ctx.param('model', '')} is not measured yet (504 is)")
+        uid = v.volume.series_uid
         if str(v.acquisition.get("Modality") or v.volume.header.get("Modality") or "") != "CT":
-            raise QckitInputError(
-                "the series is not CT (Modality): a CatPhan is measured on CT or kV CBCT images"
-            )
+            why = "the series is not CT (Modality): a CatPhan is measured on CT or kV CBCT images"
+            return AnalysisOutput(problems=[Problem(self.name, uid, why, input=True)])
         px = float(v.volume.spacing[0])
         try:
             r = measure_catphan504(
                 v.volume.array, v.positions, px, hu_roi_mm=float(ctx.param("hu_roi_mm", HU_ROI_MM))
             )
-        except ValueError as exc:
-            raise QckitInputError(str(exc)) from None
+        except ValueError as exc:  # not a CatPhan, or a module outside the scan: the input, named (exit 2)
+            return AnalysisOutput(problems=[Problem(self.name, uid, str(exc), input=True)])
 
         def m(name: str, value: float, unit: str, how: str, detail: dict | None = None) -> Measurement:
             return Measurement(name, float(value), unit, how, REFERENCE, limit=ctx.limit(None, name),
