@@ -55,14 +55,24 @@ def body_mask(image: np.ndarray) -> np.ndarray:
     shifted = np.log1p(np.clip(image - np.nanpercentile(image, 0.5), 0, None))
     mask = shifted > otsu_threshold(shifted)
     mask = ndimage.binary_opening(mask, iterations=2)
-    labels, n = ndimage.label(mask)
-    if n == 0:
+    if not mask.any():
         return mask
+    return ndimage.binary_fill_holes(largest_region(mask))
+
+
+def largest_region(mask: np.ndarray) -> np.ndarray:
+    """The largest connected region of a boolean mask (face connectivity); the mask itself when it has none or
+    one."""
+    labels, n = ndimage.label(mask)
+    if n <= 1:
+        return np.asarray(mask, bool)
     sizes = ndimage.sum(mask, labels, index=np.arange(1, n + 1))
-    return ndimage.binary_fill_holes(labels == (1 + int(np.argmax(sizes))))
+    return labels == (1 + int(np.argmax(sizes)))
 
 
-def _fit_circle(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+def fit_circle(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """(cx, cy, r) of the least-squares circle through points (x, y): the algebraic fit of Kasa 1976 (IEEE Trans
+    Instrum Meas 25:8-14), x^2 + y^2 = 2 cx x + 2 cy y + c."""
     a = np.column_stack([x, y, np.ones_like(x)])
     b = x * x + y * y
     (c0, c1, c2), *_ = np.linalg.lstsq(a, b, rcond=None)
@@ -81,11 +91,11 @@ def find_outline(image: np.ndarray, pixel_mm: float, phantom: Phantom, where: st
         return _box_outline(mask, pixel_mm, phantom, where)
     edge = mask & ~ndimage.binary_erosion(mask)
     ys, xs = np.nonzero(edge)
-    cx, cy, r = _fit_circle(xs.astype(float), ys.astype(float))
+    cx, cy, r = fit_circle(xs.astype(float), ys.astype(float))
     resid = np.abs(np.hypot(xs - cx, ys - cy) - r)
     keep = resid <= 2.0
     if keep.sum() >= 20:
-        cx, cy, r = _fit_circle(xs[keep].astype(float), ys[keep].astype(float))
+        cx, cy, r = fit_circle(xs[keep].astype(float), ys[keep].astype(float))
         resid = np.abs(np.hypot(xs[keep] - cx, ys[keep] - cy) - r)
     diameter = 2 * r * pixel_mm
     expected = phantom.body.diameter_mm

@@ -16,14 +16,9 @@ import numpy as np
 from qckit.core.provenance import Provenance
 from qckit.core.results import Overlay
 from qckit.report.html import Page, badges, esc, number, table, write
-from qckit.report.qc_report import figure_template, overlay_figure
+from qckit.report.qc_report import overlay_figure, plain_figure
 
 _CLASS = {"pass": "pass", "fail": "fail", "not measured": "fail", "incomplete": "fail"}
-
-
-def _figure(data: list[dict[str, Any]], layout: dict[str, Any]) -> dict[str, Any]:
-    """A plotly figure as a plain dict (drawn without plotly's per-property validation, as `overlay_figure`)."""
-    return {"data": data, "layout": {"template": figure_template(), **layout}}
 
 
 def _decay_figure(s: dict[str, Any]) -> dict[str, Any]:
@@ -40,7 +35,7 @@ def _decay_figure(s: dict[str, Any]) -> dict[str, Any]:
             b = np.linspace(0, max(v["b_values"]), 40)
             data.append({"type": "scatter", "x": b.tolist(), "y": np.exp(-b * adc * 1e-6).tolist(), "mode": "lines",
                          "legendgroup": name, "showlegend": False, "line": {"color": colour, "width": 1.5}})  # fmt: skip
-    return _figure(data, {"title": {"text": f"signal decay, {s['label']} (signal / fitted S0, log scale)"},
+    return plain_figure(data, {"title": {"text": f"signal decay, {s['label']} (signal / fitted S0, log scale)"},
                           "height": 520, "xaxis": {"title": {"text": "b (s/mm²)"}},
                           "yaxis": {"title": {"text": "S / S0"}, "type": "log"}, "legend": {"font": {"size": 9}}})  # fmt: skip
 
@@ -71,7 +66,7 @@ def _accuracy_figure(s: dict[str, Any]) -> dict[str, Any] | None:
         data.append({"type": "scatter", "x": [v["reference_um2_per_s"] for v in maps],
                      "y": [v["scanner_map_um2_per_s"] for v in maps], "mode": "markers", "name": "scanner ADC map",
                      "marker": {"color": "#264653", "symbol": "x", "size": 8}})  # fmt: skip
-    return _figure(data, {"title": {"text": f"measured vs reference ADC, {s['label']} (um²/s)"}, "height": 520,
+    return plain_figure(data, {"title": {"text": f"measured vs reference ADC, {s['label']} (um²/s)"}, "height": 520,
                           "xaxis": {"type": "log", "title": {"text": "reference"}},
                           "yaxis": {"type": "log", "title": {"text": "measured"}}})  # fmt: skip
 

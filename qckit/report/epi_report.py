@@ -16,13 +16,13 @@ import numpy as np
 from qckit.core.provenance import Provenance
 from qckit.core.results import Overlay
 from qckit.report.html import Page, badges, esc, number, table, write
-from qckit.report.qc_report import figure_template, overlay_figure
+from qckit.report.qc_report import overlay_figure, plain_figure
 
 _CLASS = {"pass": "pass", "fail": "fail", "not measured": "fail"}
 
 
 def _figure(data: list[dict[str, Any]], layout: dict[str, Any]) -> dict[str, Any]:
-    return {"data": data, "layout": {"template": figure_template(), "height": 420, **layout}}
+    return plain_figure(data, {"height": 420, **layout})
 
 
 def _time_course(run: dict[str, Any]) -> dict[str, Any] | None:

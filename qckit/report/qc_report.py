@@ -62,6 +62,12 @@ def figure_template() -> dict[str, Any]:
     return pio.templates[pio.templates.default].to_plotly_json()
 
 
+def plain_figure(data: list[dict[str, Any]], layout: dict[str, Any]) -> dict[str, Any]:
+    """A plotly figure as a plain dict with the default template (drawn without plotly's per-property validation,
+    as `overlay_figure`)."""
+    return {"data": data, "layout": {"template": figure_template(), **layout}}
+
+
 @functools.lru_cache(maxsize=1)
 def _gray() -> list[list[Any]]:
     """plotly's "Gray" colour scale as stops (plotly.js knows no "Gray": plotly.py expands names when it validates)."""

@@ -22,7 +22,14 @@ from typing import Any
 import numpy as np
 
 from qckit import __version__
-from qckit.analyses.fmri.analysis import MEASURES, TimeSeries, judged, measure_series, roi_shapes, time_series
+from qckit.analyses.fmri.analysis import (
+    MEASURES,
+    TimeSeries,
+    judged,
+    measure_series,
+    run_overlay,
+    time_series,
+)
 from qckit.analyses.fmri.stability import StabilityResult
 from qckit.core.errors import QckitInputError
 from qckit.core.identity import ScannerIdentity
@@ -204,12 +211,7 @@ def run_epi_stability(path: Path, *, phantom: str = "fbirn-stability",
 
 def overlays(study: EpiStudy) -> list[Overlay]:
     """Each run's mean central slice with its ROI."""
-    out = []
-    for r in study.runs:
-        res, ts = r.result, r.series_ts
-        mean = ts.frames[res.discarded :, res.slice_index].mean(0)
-        out.append(Overlay(f"{r.label}: {r.series}", mean, (ts.pixel_mm[1], ts.pixel_mm[0]), roi_shapes(res)))
-    return out
+    return [run_overlay(f"{r.label}: {r.series}", r.series_ts, r.result) for r in study.runs]
 
 
 def study_document(study: EpiStudy, prov: Provenance) -> dict[str, Any]:

@@ -169,10 +169,11 @@ class _Session:
         key = f"{id(source)}|{row['series_uid']}|{row.get('EchoTime')}"
         if key not in self.views:
             vol = source.volume(row)
-            if vol is None and len(source.volumes_of(row)) > 1:
+            if vol is None:
                 # a series of several volumes (every b-value, or the frames of a time series): its first stands
                 # for it where one volume is asked for (dates, header); the set analyses read them all
-                vol = source.volumes_of(row)[0]
+                several = source.volumes_of(row)
+                vol = several[0] if len(several) > 1 else None
             if vol is None:
                 why = source.unreadable(row)
                 raise QckitInputError(

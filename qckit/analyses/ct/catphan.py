@@ -116,6 +116,8 @@ def object_centre(image: np.ndarray, coarse: int = 1) -> tuple[float, float]:
     the image averaged over coarse x coarse blocks (a few pixels off: for the slice search only)."""
     from scipy import ndimage
 
+    from qckit.phantoms.localize import largest_region
+
     im = np.asarray(image, float)
     if coarse > 1:
         h, w = (im.shape[0] // coarse) * coarse, (im.shape[1] // coarse) * coarse
@@ -123,12 +125,9 @@ def object_centre(image: np.ndarray, coarse: int = 1) -> tuple[float, float]:
         cx, cy = object_centre(small)
         return cx * coarse + (coarse - 1) / 2, cy * coarse + (coarse - 1) / 2
     mask = im > -500
-    lab, n = ndimage.label(mask)
-    if n == 0:
+    if not mask.any():
         raise ValueError("no object above -500 HU in the slice")
-    sizes = ndimage.sum(mask, lab, range(1, n + 1))
-    obj = ndimage.binary_fill_holes(lab == 1 + int(np.argmax(sizes)))
-    cy, cx = ndimage.center_of_mass(obj)
+    cy, cx = ndimage.center_of_mass(ndimage.binary_fill_holes(largest_region(mask)))
     return float(cx), float(cy)
 
 
@@ -309,13 +308,7 @@ def measure_catphan504(volume: np.ndarray, positions: list[float], px: float, *,
         res.ttf[name] = task_transfer_function(img, res.insert_px[name], px, insert=name)
     res.ramp_thickness_mm = ramp_thickness(v[k], object_centre(v[k]), res.roll_deg, px)
     pos = np.asarray(positions, float)
-    target = pos[k] + MODULE_Z_MM["ctp486"] * (1 if pos[-1] >= pos[0] else -1)
-    u = int(np.argmin(np.abs(pos - target)))
-    if abs(pos[u] - target) > 5:
-        raise ValueError(
-            f"the uniformity module (CTP486, {MODULE_Z_MM['ctp486']:g} mm from CTP404) is outside the scan"
-        )
-    res.uniformity_index_slice = u
+    u = res.uniformity_index_slice = _module_slice(pos, k, "ctp486", "uniformity")
     uimg = v[u]
     cu = object_centre(uimg)
     for name, (dx, dy) in {
@@ -329,24 +322,24 @@ def measure_catphan504(volume: np.ndarray, positions: list[float], px: float, *,
     res.noise_sd_hu = float(np.std(_disc(uimg, cu, 10 / px), ddof=1))
     near = [i for i in range(len(pos)) if abs(pos[i] - pos[u]) <= 7.5]
     res.nps = noise_power_spectrum(v[near], [object_centre(v[i]) for i in near], px)
-    target = pos[k] + MODULE_Z_MM["ctp515"] * (1 if pos[-1] >= pos[0] else -1)
-    lc = int(np.argmin(np.abs(pos - target)))
-    if abs(pos[lc] - target) > 5:
-        raise ValueError(
-            f"the low-contrast module (CTP515, {MODULE_Z_MM['ctp515']:g} mm from CTP404) is outside the scan"
-        )
-    res.low_contrast_index_slice = lc
+    lc = res.low_contrast_index_slice = _module_slice(pos, k, "ctp515", "low-contrast")
     res.low_contrast = low_contrast(v[lc], object_centre(v[lc]), res.roll_deg, px, uimg, cu)
-    target = pos[k] + MODULE_Z_MM["ctp528"] * (1 if pos[-1] >= pos[0] else -1)
-    lp = int(np.argmin(np.abs(pos - target)))
-    if abs(pos[lp] - target) > 5:
-        raise ValueError(
-            f"the line-pair module (CTP528, +{MODULE_Z_MM['ctp528']:g} mm from CTP404) is outside the scan"
-        )
-    res.line_pair_index_slice = lp
+    lp = res.line_pair_index_slice = _module_slice(pos, k, "ctp528", "line-pair")
     stack = v[max(0, lp - 1) : lp + 2].max(0)  # three slices combined by their maximum, as pylinac
     res.rmtf = relative_mtf(stack, object_centre(v[lp]), res.roll_deg, px)
     return res
+
+
+def _module_slice(pos: np.ndarray, k: int, module: str, what: str) -> int:
+    """The slice nearest a module's nominal place (MODULE_Z_MM from CTP404 at slice k, along the scan's direction);
+    ValueError when none lies within 5 mm of it."""
+    target = pos[k] + MODULE_Z_MM[module] * (1 if pos[-1] >= pos[0] else -1)
+    i = int(np.argmin(np.abs(pos - target)))
+    if abs(pos[i] - target) > 5:
+        raise ValueError(
+            f"the {what} module ({module.upper()}, {MODULE_Z_MM[module]:+g} mm from CTP404) is outside the scan"
+        )
+    return i
 
 
 __all__ = ["INSERTS", "CatphanResult", "find_origin", "measure_catphan504", "object_centre"]

@@ -109,6 +109,12 @@ def roi_shapes(res: StabilityResult) -> list[Any]:
             Point((cx, cy), "phantom centroid")]  # fmt: skip
 
 
+def run_overlay(key: str, ts: TimeSeries, res: StabilityResult) -> Overlay:
+    """The run's measured slice averaged over its kept frames, with the ROI."""
+    mean = ts.frames[res.discarded :, res.slice_index].mean(0)
+    return Overlay(key, mean, (ts.pixel_mm[1], ts.pixel_mm[0]), roi_shapes(res))
+
+
 @register
 class EpiStability(Analysis):
     name = "epi_stability"
@@ -146,10 +152,9 @@ class EpiStability(Analysis):
                             "tr_s": res.tr_s, **({"spike_frames": res.spikes} if name == "spikes" else {}),
                             **({"drift_fit": res.drift_fit} if name == "drift_percent" else {})},
                 ))  # fmt: skip
-            mean = ts.frames[res.discarded :, res.slice_index].mean(0)
             key = f"{role} run {k + 1} slice {res.slice_index + 1} (mean of {res.n_frames - res.discarded} frames)"
-            ctx.overlays[key] = Overlay(key, mean, (ts.pixel_mm[1], ts.pixel_mm[0]), roi_shapes(res))
+            ctx.overlays[key] = run_overlay(key, ts, res)
         return out
 
 
-__all__ = ["MEASURES", "EpiStability", "TimeSeries", "judged", "measure_series", "time_series"]
+__all__ = ["MEASURES", "EpiStability", "TimeSeries", "judged", "measure_series", "run_overlay", "time_series"]

@@ -107,16 +107,11 @@ def _phantom_mask(signal: np.ndarray) -> np.ndarray:
     connected region. Linear, not logarithmic: a Nyquist ghost of a few percent stays outside."""
     from scipy import ndimage
 
-    from qckit.phantoms.localize import otsu_threshold
+    from qckit.phantoms.localize import largest_region, otsu_threshold
 
     if not np.isfinite(signal).all() or float(signal.max() - signal.min()) == 0.0:
         return np.zeros(signal.shape, bool)
-    mask = ndimage.binary_fill_holes(signal > otsu_threshold(signal))
-    lab, n = ndimage.label(mask)
-    if n > 1:
-        sizes = ndimage.sum(mask, lab, range(1, n + 1))
-        mask = lab == (1 + int(np.argmax(sizes)))
-    return np.asarray(mask, bool)
+    return largest_region(ndimage.binary_fill_holes(signal > otsu_threshold(signal)))
 
 
 def roi_bounds(centre: tuple[float, float], width: int, shape: tuple[int, int]) -> tuple[int, int, int, int]:

@@ -100,6 +100,13 @@ def _views(ctx: AnalysisContext) -> list[SeriesView]:
     return out
 
 
+def _single_images(ctx: AnalysisContext) -> list[tuple[str, SeriesView]]:
+    """(key, view) of the first series of each acquisition of the roles."""
+    return [
+        (_names(key, k), acq[0]) for key, acqs in groups(_views(ctx)).items() for k, acq in enumerate(acqs)
+    ]
+
+
 def _centre(v: SeriesView) -> tuple[int, int]:
     """The flood object's centre; an input error for what is not a flood image: a localizer (planes of several
     orientations), or no object covering the image centre."""
@@ -110,11 +117,11 @@ def _centre(v: SeriesView) -> tuple[int, int]:
         raise QckitInputError(f"{_label(v)}: slices of {orientation or 'unknown'} orientation (a localizer?) given "
                               "as a flood: a MagNET flood is one axial, sagittal or coronal plane")  # fmt: skip
     img = _image(v)
+    mask = body_mask(img)
     try:
-        cx, cy = flood_centre(img, orientation)
+        cx, cy = flood_centre(img, orientation, mask)
     except ValueError as exc:
         raise QckitInputError(f"{_label(v)}: {exc}") from None
-    mask = body_mask(img)
     h, w = img.shape
     if not (w * 0.25 < cx < w * 0.75 and h * 0.25 < cy < h * 0.75) or not mask[cy, cx] or mask.mean() < 0.1:
         raise QckitInputError(f"{_label(v)}: no flood object filling the middle of the image ({mask.mean():.0%} of "
@@ -159,25 +166,26 @@ class MagnetSnr(Analysis):
                 except QckitInputError as exc:
                     out.problems.append(_unusable(f"snr_{tag}", first, exc))
                     continue
-                cols = _image(first).shape[1]
+                img = _image(first)
+                cols = img.shape[1]
                 geo = {"roi_px": scale_px(20, cols), "offset_px": scale_px(40, cols)}
                 kern = scale_px(kernel, cols) | 1  # odd
                 factor = volume_normalisation(first.volume)
-                single = snr_single(_image(first), centre, kernel=kern, **geo)
+                single = snr_single(img, centre, kernel=kern, **geo)
                 detail = {"centre_px": list(centre), "signals": single.signals, "noise_sds": single.noise_sds,
                           "series": _label(first)}  # fmt: skip
                 out.measurements.append(_m(f"snr_{tag}", single.snr, "", single.method, first, detail))
                 if factor is not None:
                     out.measurements.append(_m(f"snr_normalised_{tag}", single.snr * factor, "",
                                                single.method + " x MagNET normalisation", first, {"factor": factor}))  # fmt: skip
-                smap = snr_map(_image(first), kernel=kern, **geo)
+                smap = snr_map(img, kernel=kern, **geo)
                 out.measurements.append(_m(f"snr_map_{tag}", smap.snr, "", "ROI SNR of the SNR map (McCann 2013, "
                                            "hazen snr_map): mask centroid, boxcar with reflected edges", first))  # fmt: skip
                 ov_key = f"SNR map {tag}"
                 ctx.overlays[ov_key] = Overlay(ov_key, np.nan_to_num(smap.snr_map), first.pixel_mm,
                                                [Rectangle(c0, r0, c1, r1, "SNR ROI") for r0, r1, c0, c1 in smap.rois])  # fmt: skip
                 ov_key = f"flood {tag}"
-                ctx.overlays[ov_key] = Overlay(ov_key, _image(first), first.pixel_mm,
+                ctx.overlays[ov_key] = Overlay(ov_key, img, first.pixel_mm,
                                                [*(Rectangle(c0, r0, c1, r1, "SNR ROI") for r0, r1, c0, c1 in single.rois),
                                                 Point((float(centre[0]), float(centre[1])), "centre")])  # fmt: skip
                 if len(acq) < 2:
@@ -186,7 +194,7 @@ class MagnetSnr(Analysis):
                         f"{_label(first)}: one of the pair is missing: subtraction SNR needs two acquisitions with the "
                         "same parameters", input=True))  # fmt: skip
                     continue
-                sub = snr_subtraction(_image(first), _image(acq[1]), centre, **geo)
+                sub = snr_subtraction(img, _image(acq[1]), centre, **geo)
                 d = {"second": _label(acq[1]), "centre_px": list(centre)}
                 out.measurements.append(_m(f"snr_subtraction_{tag}", sub.snr, "", sub.method, first, d))
                 if factor is not None:
@@ -203,41 +211,40 @@ class MagnetUniformity(Analysis):
 
     def run(self, ctx: AnalysisContext) -> AnalysisOutput:
         out = AnalysisOutput()
-        for key, acqs in groups(_views(ctx)).items():
-            for k, acq in enumerate(acqs):
-                tag, v = _names(key, k), acq[0]
-                try:
-                    centre = _centre(v)
-                    cols = _image(v).shape[1]
-                    u = uniformity(_image(v), centre, profile_px=scale_px(160, cols), width_px=scale_px(10, cols),
-                                   central_px=scale_px(10, cols))  # fmt: skip
-                except (QckitInputError, ValueError) as exc:
-                    out.problems.append(_unusable(f"uniformity_{tag}", v, exc))
-                    continue
-                d = {
-                    "centre_px": list(centre),
-                    "mode": u.mode,
-                    "profile_px": u.profile_px,
-                    "series": _label(v),
-                }
-                for name, value, unit, how in (
-                    (f"fractional_uniformity_h_{tag}", u.fractional_horizontal, "",
-                     "share of the horizontal profile within 10 % of the central mode (IPEM Report 112)"),
-                    (f"fractional_uniformity_v_{tag}", u.fractional_vertical, "",
-                     "share of the vertical profile within 10 % of the central mode (IPEM Report 112)"),
-                    (f"integral_uniformity_h_{tag}", u.integral_horizontal, "%",
-                     "100 (1 - (max - min) / (max + min)) along the horizontal profile (NEMA MS 3 formula)"),
-                    (f"integral_uniformity_v_{tag}", u.integral_vertical, "%",
-                     "100 (1 - (max - min) / (max + min)) along the vertical profile (NEMA MS 3 formula)"),
-                ):  # fmt: skip
-                    out.measurements.append(
-                        _m(name, value, unit, how, v, d, ctx.limit(measurement=name.split(f"_{tag}")[0]))
-                    )
-                h, w, cx, cy = u.profile_px // 2, u.width_px // 2, *centre
-                ov_key = f"uniformity {tag}"
-                ctx.overlays[ov_key] = Overlay(ov_key, _image(v), v.pixel_mm, [
-                    Rectangle(cx - h, cy - w, cx + h, cy + w, "horizontal profile"),
-                    Rectangle(cx - w, cy - h, cx + w, cy + h, "vertical profile")])  # fmt: skip
+        for tag, v in _single_images(ctx):
+            img = _image(v)
+            cols = img.shape[1]
+            try:
+                centre = _centre(v)
+                u = uniformity(img, centre, profile_px=scale_px(160, cols), width_px=scale_px(10, cols),
+                               central_px=scale_px(10, cols))  # fmt: skip
+            except (QckitInputError, ValueError) as exc:
+                out.problems.append(_unusable(f"uniformity_{tag}", v, exc))
+                continue
+            d = {
+                "centre_px": list(centre),
+                "mode": u.mode,
+                "profile_px": u.profile_px,
+                "series": _label(v),
+            }
+            for name, value, unit, how in (
+                (f"fractional_uniformity_h_{tag}", u.fractional_horizontal, "",
+                 "share of the horizontal profile within 10 % of the central mode (IPEM Report 112)"),
+                (f"fractional_uniformity_v_{tag}", u.fractional_vertical, "",
+                 "share of the vertical profile within 10 % of the central mode (IPEM Report 112)"),
+                (f"integral_uniformity_h_{tag}", u.integral_horizontal, "%",
+                 "100 (1 - (max - min) / (max + min)) along the horizontal profile (NEMA MS 3 formula)"),
+                (f"integral_uniformity_v_{tag}", u.integral_vertical, "%",
+                 "100 (1 - (max - min) / (max + min)) along the vertical profile (NEMA MS 3 formula)"),
+            ):  # fmt: skip
+                out.measurements.append(
+                    _m(name, value, unit, how, v, d, ctx.limit(measurement=name.split(f"_{tag}")[0]))
+                )
+            h, w, cx, cy = u.profile_px // 2, u.width_px // 2, *centre
+            ov_key = f"uniformity {tag}"
+            ctx.overlays[ov_key] = Overlay(ov_key, img, v.pixel_mm, [
+                Rectangle(cx - h, cy - w, cx + h, cy + w, "horizontal profile"),
+                Rectangle(cx - w, cy - h, cx + w, cy + h, "vertical profile")])  # fmt: skip
         return out
 
 
@@ -249,31 +256,22 @@ class MagnetGhosting(Analysis):
 
     def run(self, ctx: AnalysisContext) -> AnalysisOutput:
         out = AnalysisOutput()
-        for key, acqs in groups(_views(ctx)).items():
-            for k, acq in enumerate(acqs):
-                tag, v = _names(key, k), acq[0]
-                pe = _pe(v)
-                try:
-                    g = ghosting(_image(v), float(v.pixel_mm[1]), pe)
-                except ValueError as exc:
-                    out.problems.append(_unusable(f"ghosting_{tag}", v, exc))
-                    continue
-                name = f"ghosting_{tag}"
-                out.measurements.append(_m(name, g.percent, "%", "100 |ghost - background| / bottle (IPEM Report 112, "
-                                           "small bottle)", v, {"phase_encoding": pe, "bbox": list(g.bbox),
-                                                                "series": _label(v)}, ctx.limit(measurement="ghosting")))  # fmt: skip
-                shapes = [Rectangle(g.phantom_roi[2], g.phantom_roi[0], g.phantom_roi[3], g.phantom_roi[1], "bottle ROI"),
-                          Rectangle(g.ghost_roi[2], g.ghost_roi[0], g.ghost_roi[3], g.ghost_roi[1], "ghost region"),
-                          *(Rectangle(c0, r0, c1, r1, "background ROI") for r0, r1, c0, c1 in g.noise_rois)]  # fmt: skip
-                ctx.overlays[f"ghosting {tag}"] = Overlay(f"ghosting {tag}", _image(v), v.pixel_mm, shapes)
+        for tag, v in _single_images(ctx):
+            pe, img = _pe(v), _image(v)
+            try:
+                g = ghosting(img, float(v.pixel_mm[1]), pe)
+            except ValueError as exc:
+                out.problems.append(_unusable(f"ghosting_{tag}", v, exc))
+                continue
+            name = f"ghosting_{tag}"
+            out.measurements.append(_m(name, g.percent, "%", "100 |ghost - background| / bottle (IPEM Report 112, "
+                                       "small bottle)", v, {"phase_encoding": pe, "bbox": list(g.bbox),
+                                                            "series": _label(v)}, ctx.limit(measurement="ghosting")))  # fmt: skip
+            shapes = [Rectangle(g.phantom_roi[2], g.phantom_roi[0], g.phantom_roi[3], g.phantom_roi[1], "bottle ROI"),
+                      Rectangle(g.ghost_roi[2], g.ghost_roi[0], g.ghost_roi[3], g.ghost_roi[1], "ghost region"),
+                      *(Rectangle(c0, r0, c1, r1, "background ROI") for r0, r1, c0, c1 in g.noise_rois)]  # fmt: skip
+            ctx.overlays[f"ghosting {tag}"] = Overlay(f"ghosting {tag}", img, v.pixel_mm, shapes)
         return out
-
-
-def _single_images(ctx: AnalysisContext) -> list[tuple[str, SeriesView]]:
-    """(key, view) of the first series of each acquisition of the roles."""
-    return [
-        (_names(key, k), acq[0]) for key, acqs in groups(_views(ctx)).items() for k, acq in enumerate(acqs)
-    ]
 
 
 @register
@@ -287,10 +285,9 @@ class MagnetSliceWidth(Analysis):
 
         out = AnalysisOutput()
         for tag, v in _single_images(ctx):
+            img = _image(v)
             try:
-                s = slice_width(
-                    _image(v), float(v.pixel_mm[1]), wedge_deg=float(ctx.param("wedge_deg", 11.3))
-                )
+                s = slice_width(img, float(v.pixel_mm[1]), wedge_deg=float(ctx.param("wedge_deg", 11.3)))
             except ValueError as exc:
                 out.problems.append(_unusable(f"slice_width_{tag}", v, exc))
                 continue
@@ -316,7 +313,7 @@ class MagnetSliceWidth(Analysis):
             for fit in (s.top, s.bottom):
                 shapes.append(Rectangle(float(int(g[3, 0])), fit.row - 10 / v.pixel_mm[0], float(int(g[5, 0])),
                                         fit.row + 10 / v.pixel_mm[0], "ramp profile"))  # fmt: skip
-            ctx.overlays[f"slice width {tag}"] = Overlay(f"slice width {tag}", _image(v), v.pixel_mm, shapes)
+            ctx.overlays[f"slice width {tag}"] = Overlay(f"slice width {tag}", img, v.pixel_mm, shapes)
         return out
 
 
@@ -331,9 +328,9 @@ class MagnetResolution(Analysis):
 
         out = AnalysisOutput()
         for tag, v in _single_images(ctx):
-            pe = _pe(v)
+            pe, img = _pe(v), _image(v)
             try:
-                block, fe, ph = resolution_mtf(_image(v), float(v.pixel_mm[1]), pe)
+                block, fe, ph = resolution_mtf(img, float(v.pixel_mm[1]), pe)
             except ValueError as exc:
                 out.problems.append(_unusable(f"mtf50_{tag}", v, exc))
                 continue
@@ -347,7 +344,7 @@ class MagnetResolution(Analysis):
                                            "1 / (2 MTF50)", v, {"edge": e.edge}, ctx.limit(None, f"resolution_{direction}")))  # fmt: skip
             shapes: list[Any] = [Point(c, "block corner") for c in block.corners]
             shapes += [Rectangle(*e.roi, f"edge ROI {e.edge}") for e in (fe, ph)]
-            ctx.overlays[f"resolution {tag}"] = Overlay(f"resolution {tag}", _image(v), v.pixel_mm, shapes)
+            ctx.overlays[f"resolution {tag}"] = Overlay(f"resolution {tag}", img, v.pixel_mm, shapes)
         return out
 
 

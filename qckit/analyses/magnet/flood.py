@@ -53,19 +53,15 @@ def scale_px(n_px: float, columns: int) -> int:
     return max(1, int(round(n_px * columns / MAGNET_MATRIX)))
 
 
-def _fit_circle(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    from qckit.phantoms.localize import _fit_circle as fit
-
-    return fit(x, y)
-
-
-def flood_centre(image: np.ndarray, orientation: str) -> tuple[int, int]:
-    """The test object's centre (column, row) in pixels (module docstring); ValueError without an object."""
+def flood_centre(image: np.ndarray, orientation: str, mask: np.ndarray | None = None) -> tuple[int, int]:
+    """The test object's centre (column, row) in pixels (module docstring); ValueError without an object. `mask`
+    is the image's `body_mask` when the caller already has it."""
     from scipy import ndimage
 
-    from qckit.phantoms.localize import body_mask
+    from qckit.phantoms.localize import body_mask, fit_circle
 
-    mask = body_mask(np.asarray(image, float))
+    if mask is None:
+        mask = body_mask(np.asarray(image, float))
     if mask.sum() < 100:
         raise ValueError("no test object in the image (no bright region)")
     if str(orientation).lower() != "axial":
@@ -76,7 +72,7 @@ def flood_centre(image: np.ndarray, orientation: str) -> tuple[int, int]:
     x, y = ex.astype(float), ey.astype(float)
     keep = np.ones(len(x), bool)
     for _ in range(50):
-        cx, cy, r = _fit_circle(x[keep], y[keep])
+        cx, cy, r = fit_circle(x[keep], y[keep])
         res = np.abs(np.hypot(x - cx, y - cy) - r)
         new = res <= max(1.0, 3 * 1.4826 * float(np.median(res[keep])))
         if new.sum() < 20 or (new == keep).all():

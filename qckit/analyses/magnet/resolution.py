@@ -85,7 +85,7 @@ def find_block(image: np.ndarray) -> Block:
     """The resolution block (step 1 of the module docstring); ValueError when there is none."""
     from scipy import ndimage
 
-    from qckit.phantoms.localize import body_mask
+    from qckit.phantoms.localize import body_mask, largest_region
 
     img = np.asarray(image, float)
     obj = ndimage.binary_fill_holes(body_mask(img))
@@ -98,10 +98,8 @@ def find_block(image: np.ndarray) -> Block:
         raise ValueError("no resolution block (no dark region inside the object)")
     cy, cx = ndimage.center_of_mass(obj)
     k = lab[int(round(cy)), int(round(cx))]
-    if k == 0:  # the centre pixel is bright: take the largest dark region
-        sizes = ndimage.sum(dark, lab, range(1, n + 1))
-        k = 1 + int(np.argmax(sizes))
-    block = ndimage.binary_fill_holes(lab == k)
+    # the dark region holding the object's centre; when the centre pixel is bright, the largest dark region
+    block = ndimage.binary_fill_holes(lab == k if k else largest_region(dark))
     ys, xs = np.nonzero(block)
     centre, sides, deg = _min_area_rect(np.column_stack([xs, ys]).astype(float))
     if min(sides) < 10 or max(sides) / min(sides) > 1.2:
