@@ -112,7 +112,7 @@ class SeriesView:
 
     def z_origin(self, phantom: Phantom) -> float:
         """Where z = 0 of the phantom frame lies along the slice normal (mm): the stack's centre, or the centre
-        of the body's extent found in the image (`localization.z_origin`)."""
+        of the body's extent or the landmark module found in the image (`localization.z_origin`)."""
         if self._z_origin is None:
             pos = self.positions
             if phantom.localization.z_origin == "body":
@@ -129,6 +129,13 @@ class SeriesView:
                         "the whole body"
                     )
                 self._z_origin = (pos[first] + pos[last]) / 2
+            elif phantom.localization.z_origin == "landmark" and phantom.localization.landmark is not None:
+                from qckit.phantoms.localize import ring_landmark
+
+                lm = phantom.localization.landmark
+                k = ring_landmark(self.volume.array, self.volume.spacing[0], lm.radius_mm, lm.below_hu, lm.above_hu,
+                                  lm.probe_mm, lm.name)  # fmt: skip
+                self._z_origin = pos[k]
             else:
                 self._z_origin = (pos[0] + pos[-1]) / 2
         return self._z_origin

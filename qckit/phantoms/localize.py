@@ -179,3 +179,77 @@ def estimate_rotation(
         return Rotation(0.0, 0.0)
     z = np.sum(w * np.exp(4j * phi))
     return Rotation(float(-np.degrees(np.angle(z)) / 4), float(abs(z) / total))
+
+
+# --- CT phantoms (CT numbers in HU): object centre, discs, and the ring landmark along z ----------------------------
+def hu_object_centre(image: np.ndarray, coarse: int = 1) -> tuple[float, float]:
+    """(x, y) pixels of a CT phantom's centre on one slice: the centroid of the largest region above -500 HU,
+    holes filled; PhantomNotFoundError without an object. `coarse` > 1 finds it on the image averaged over
+    coarse x coarse blocks (a few pixels off: for slice searches only)."""
+    im = np.asarray(image, float)
+    if coarse > 1:
+        h, w = (im.shape[0] // coarse) * coarse, (im.shape[1] // coarse) * coarse
+        small = im[:h, :w].reshape(h // coarse, coarse, w // coarse, coarse).mean((1, 3))
+        cx, cy = hu_object_centre(small)
+        return cx * coarse + (coarse - 1) / 2, cy * coarse + (coarse - 1) / 2
+    mask = im > -500
+    if not mask.any():
+        raise PhantomNotFoundError("no object above -500 HU in the slice")
+    cy, cx = ndimage.center_of_mass(ndimage.binary_fill_holes(largest_region(mask)))
+    return float(cx), float(cy)
+
+
+def polar_px(centre: tuple[float, float], r_mm: float, angle_deg: float, px: float) -> tuple[float, float]:
+    """The (x, y) pixel `r_mm` from `centre` at `angle_deg` (image x to the right, y down)."""
+    a = np.radians(angle_deg)
+    return centre[0] + r_mm / px * np.cos(a), centre[1] + r_mm / px * np.sin(a)
+
+
+def disc_window(
+    shape: tuple[int, ...], xy: tuple[float, float], r_px: float
+) -> tuple[slice, slice, int, int]:
+    """The rows and columns of the square around a disc (clipped to the image) and its corner (row, column)."""
+    r0, r1 = max(0, int(np.floor(xy[1] - r_px))), min(shape[0], int(np.ceil(xy[1] + r_px)) + 1)
+    c0, c1 = max(0, int(np.floor(xy[0] - r_px))), min(shape[1], int(np.ceil(xy[0] + r_px)) + 1)
+    return slice(r0, r1), slice(c0, c1), r0, c0
+
+
+def disc_values(img: np.ndarray, xy: tuple[float, float], r_px: float) -> np.ndarray:
+    """The voxels of a disc (centre `xy` = (x, y) pixels, radius `r_px`), read from the window around it."""
+    im = np.asarray(img)
+    rs, cs, r0, c0 = disc_window(im.shape, xy, r_px)
+    sub = im[rs, cs]
+    yy, xx = np.ogrid[r0 : r0 + sub.shape[0], c0 : c0 + sub.shape[1]]
+    return sub[(xx - xy[0]) ** 2 + (yy - xy[1]) ** 2 <= r_px**2]
+
+
+def ring_landmark(volume: np.ndarray, px: float, radius_mm: float, below_hu: float = -600.0,
+                  above_hu: float = 600.0, probe_mm: float = 3.0, what: str = "the sensitometry module") -> int:  # fmt: skip
+    """The slice index of a CT phantom's landmark module along z, from the image content: the slices whose ring
+    at `radius_mm` from the object's centre holds both an insert below `below_hu` (air) and one above `above_hu`
+    (Teflon, bone), sampled every 5 degrees with `probe_mm` discs; the middle slice of the longest run of such
+    slices (the phantom may sit anywhere along z). PhantomNotFoundError when no slice holds both."""
+    has = []
+    for img in np.asarray(volume):
+        try:
+            c = hu_object_centre(img, coarse=4)
+        except PhantomNotFoundError:
+            has.append(False)
+            continue
+        ring = [disc_values(img, polar_px(c, radius_mm, a, px), probe_mm / px) for a in np.arange(0, 360, 5)]
+        medians = [float(np.median(r)) for r in ring if r.size]
+        has.append(any(m < below_hu for m in medians) and any(m > above_hu for m in medians))
+    runs, start = [], None
+    for i, h in enumerate([*has, False]):
+        if h and start is None:
+            start = i
+        elif not h and start is not None:
+            runs.append((i - start, start, i - 1))
+            start = None
+    if not runs:
+        raise PhantomNotFoundError(
+            f"no slice holds {what} (inserts below {below_hu:g} HU and above {above_hu:g} HU at {radius_mm:g} mm "
+            "from the centre): not this phantom, or the module is outside the field of view"
+        )
+    _, a, b = max(runs)
+    return (a + b) // 2

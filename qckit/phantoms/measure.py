@@ -73,8 +73,12 @@ def _protocol_key(row: dict[str, Any]) -> str:
     return (
         f"{_fmt(row.get('Orientation'))} "
         + (f"{coil} " if coil else "")
-        + f"TR {_fmt(row.get('RepetitionTime'))} TE {_fmt(row.get('EchoTime'))} FA {_fmt(row.get('FlipAngle'))} "
-        f"ST {_fmt(row.get('SliceThickness'))} px {_fmt(round(float(ps[0]), 3) if ps[0] else None)} "
+        + (
+            f"{_fmt(row.get('KVP'))} kV {row.get('ConvolutionKernel') or '-'} "
+            if str(row.get("Modality") or "") == "CT"  # CT: beam quality and kernel, not MR timing
+            else f"TR {_fmt(row.get('RepetitionTime'))} TE {_fmt(row.get('EchoTime'))} FA {_fmt(row.get('FlipAngle'))} "
+        )
+        + f"ST {_fmt(row.get('SliceThickness'))} px {_fmt(round(float(ps[0]), 3) if ps[0] else None)} "
         f"{_fmt(row.get('Rows'))}x{_fmt(row.get('Columns'))}"
     )
 

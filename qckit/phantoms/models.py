@@ -122,6 +122,18 @@ class Region(_Strict):
     size_mm: tuple[PositiveMM, PositiveMM]
 
 
+class RingLandmark(_Strict):
+    """A CT phantom's module recognised along z by a ring of inserts `radius_mm` from the centre holding one
+    insert below `below_hu` and one above `above_hu` (CatPhan CTP404: air and Teflon at 58.7 mm;
+    `qckit.phantoms.localize.ring_landmark`)."""
+
+    radius_mm: PositiveMM
+    below_hu: float = -600.0
+    above_hu: float = 600.0
+    probe_mm: PositiveMM = 3.0
+    name: str = Field("the landmark module", description="how messages name it (CTP404)")
+
+
 class Localization(_Strict):
     """How the phantom is found: centre by a circle fit to the body outline on each ROI slice; in-plane rotation
     from the dominant orientation of straight internal edges on `rotation_slice` (None: not estimated)."""
@@ -134,12 +146,22 @@ class Localization(_Strict):
         None, description="where the straight edges are (phantom frame); default: inside 85% of the radius"
     )
     max_rotation_deg: Annotated[float, Field(gt=0, le=45)] = 10.0
-    z_origin: Literal["stack", "body"] = Field(
+    z_origin: Literal["stack", "body", "landmark"] = Field(
         "stack",
         description="what analyses' z_mm positions are relative to: the centre of the acquired stack (a prescribed "
-        "stack, ACR style) or the centre of the phantom's body along its axis, found from the image (the slices "
-        "that show the body; the scan must cover it)",
+        "stack, ACR style), the centre of the phantom's body along its axis, found from the image (the slices "
+        "that show the body; the scan must cover it), or a CT phantom's landmark module found from the image "
+        "(`landmark`: the CatPhan's sensitometry module)",
     )
+    landmark: RingLandmark | None = Field(
+        None, description="the module z = 0 is placed on, for `z_origin: landmark` (CT phantoms, in HU)"
+    )
+
+    @model_validator(mode="after")
+    def _landmark(self) -> Localization:
+        if self.z_origin == "landmark" and self.landmark is None:
+            raise ValueError("z_origin: landmark needs a `landmark` (the ring of inserts that marks z = 0)")
+        return self
 
 
 class FieldRange(_Strict):

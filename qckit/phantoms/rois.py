@@ -13,7 +13,7 @@ import numpy as np
 
 from qckit.core.errors import MissingROIError
 from qckit.dicom.volume import Volume
-from qckit.phantoms.localize import Outline, Rotation, estimate_rotation, find_outline
+from qckit.phantoms.localize import Outline, Rotation, estimate_rotation, find_outline, ring_landmark
 from qckit.phantoms.models import ROI, Phantom
 from qckit.phantoms.render import rotate_to_image, rotate_to_phantom
 
@@ -36,16 +36,26 @@ class Placement:
         }
 
 
-def relative_z(volume: Volume) -> np.ndarray:
+def relative_z(volume: Volume, phantom: Phantom | None = None) -> np.ndarray:
+    """Each slice's position (mm) in the phantom frame: from the stack's centre, or for `localization.z_origin:
+    landmark` from the landmark module found in the image (`ring_landmark`; PhantomNotFoundError without it)."""
     pos = np.asarray(volume.slice_positions, dtype=float)
-    return pos - (pos.min() + pos.max()) / 2 if pos.size else pos
+    if not pos.size:
+        return pos
+    loc = phantom.localization if phantom is not None else None
+    if loc is not None and loc.z_origin == "landmark" and loc.landmark is not None:
+        lm = loc.landmark
+        k = ring_landmark(volume.array, volume.spacing[0], lm.radius_mm, lm.below_hu, lm.above_hu, lm.probe_mm,
+                          lm.name)  # fmt: skip
+        return (pos - pos[k]) * (1 if pos[-1] >= pos[0] else -1)
+    return pos - (pos.min() + pos.max()) / 2
 
 
-def _slice_for_z(volume: Volume, z: float) -> int:
-    return int(np.argmin(np.abs(relative_z(volume) - z)))
+def _slice_for_z(z_frame: np.ndarray, z: float) -> int:
+    return int(np.argmin(np.abs(z_frame - z)))
 
 
-def roi_slices(roi: ROI, volume: Volume, phantom: Phantom) -> list[int]:
+def roi_slices(roi: ROI, volume: Volume, phantom: Phantom, z_frame: np.ndarray | None = None) -> list[int]:
     """0-based slice indices of the ROI in this volume; `MissingROIError` when they are not there."""
     if roi.slices is not None:
         missing = [s for s in roi.slices if s > volume.n_slices]
@@ -56,14 +66,19 @@ def roi_slices(roi: ROI, volume: Volume, phantom: Phantom) -> list[int]:
             )
         return [s - 1 for s in roi.slices]
     assert roi.z_mm is not None
-    z = relative_z(volume)
+    z = relative_z(volume, phantom) if z_frame is None else z_frame
     idx = [int(i) for i in np.flatnonzero((z >= roi.z_mm[0] - 1e-6) & (z <= roi.z_mm[1] + 1e-6))]
     if not idx:
         raise MissingROIError(
-            f"ROI '{roi.name}' spans z {list(roi.z_mm)} mm from the stack centre, but no slice of the series "
+            f"ROI '{roi.name}' spans z {list(roi.z_mm)} mm from the {_origin(phantom)}, but no slice of the series "
             f"(at {', '.join(f'{v:.1f}' for v in z)} mm) falls there"
         )
     return idx
+
+
+def _origin(phantom: Phantom) -> str:
+    lm = phantom.localization.landmark
+    return lm.name if phantom.localization.z_origin == "landmark" and lm is not None else "stack centre"
 
 
 def _mask2d(
@@ -93,13 +108,14 @@ def _extent_mm(roi: ROI) -> float:
 def place_rois(volume: Volume, phantom: Phantom, where: str = "") -> Placement:
     """Localize the phantom and build every ROI mask (raises `PhantomNotFoundError` / `MissingROIError`)."""
     pixel = (volume.spacing[0], volume.spacing[1])
-    slices = {roi.name: roi_slices(roi, volume, phantom) for roi in phantom.rois}
+    z_frame = relative_z(volume, phantom)
+    slices = {roi.name: roi_slices(roi, volume, phantom, z_frame) for roi in phantom.rois}
     loc = phantom.localization
     rot_idx = None
     if loc.rotation_slice is not None and loc.rotation_slice <= volume.n_slices:
         rot_idx = loc.rotation_slice - 1
     elif loc.rotation_z_mm is not None:
-        rot_idx = _slice_for_z(volume, loc.rotation_z_mm)
+        rot_idx = _slice_for_z(z_frame, loc.rotation_z_mm)
     needed = sorted(
         {i for idx in slices.values() for i in idx} | ({rot_idx} if rot_idx is not None else set())
     )

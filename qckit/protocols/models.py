@@ -230,6 +230,11 @@ class Protocol(BaseModel):
         description="the phantom definition these series image (bundled name): `qckit qc run` chooses the phantom "
         "of a session from the protocol its series match",
     )
+    other_phantoms: list[str] = Field(
+        default_factory=list,
+        description="other phantoms the same acquisition images (bundled names; `qc run --phantom NAME` picks one, "
+        "e.g. the CatPhan models of one CT protocol); `phantom` is the one chosen when none is given",
+    )
     series: Annotated[list[ExpectedSeries], Field(min_length=1)]
     subsets: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")], ProtocolSubset] = Field(
         default_factory=dict,

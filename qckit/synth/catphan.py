@@ -1,4 +1,4 @@
-"""A seeded synthetic CatPhan 504 CT volume with its truth, for the known-answer tests of
+"""A seeded synthetic CatPhan (503, 504, 600 or 604: the bundled definition's geometry) CT volume with its truth, for the known-answer tests of
 `qckit.analyses.ct.catphan`: the CTP404 module (seven sensitometry inserts at 58.7 mm and the four geometry nodes
 on a 50 mm square, rolled and offset), uniform slices elsewhere (CTP486 with a planted cupping), Gaussian blur and
 noise. Inserts and nodes are drawn with anti-aliased edges (area coverage), so their centres are sub-pixel truths.
@@ -6,22 +6,19 @@ noise. Inserts and nodes are drawn with anti-aliased edges (area coverage), so t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from qckit.analyses.ct.catphan import (
     INSERT_RADIUS_MM,
-    INSERTS,
-    LINE_PAIR_BOUNDARIES,
-    LINE_PAIR_FREQUENCIES,
-    LINE_PAIR_PEAKS,
     LINE_PAIR_RADIUS_MM,
     LOW_CONTRAST_RADIUS_MM,
     LOW_CONTRAST_TARGETS,
     NODE_HALF_MM,
     RAMP_ANGLE_DEG,
     RAMP_DISTANCE_MM,
+    CatphanGeometry,
 )
 
 DEFAULT_HU = {"air": -1000.0, "pmp": -196.0, "ldpe": -104.0, "polystyrene": -47.0, "acrylic": 115.0,
@@ -39,7 +36,8 @@ class CatphanScan:
     offset_mm: tuple[float, float] = (0.0, 0.0)  # the phantom centre's shift (x, y)
     water_hu: float = 5.0
     cupping_hu: float = 0.0  # centre minus edge of the uniformity slices
-    hu: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_HU))
+    hu: dict[str, float] | None = None  # per insert; None: DEFAULT_HU on the 504, the nominal CT numbers otherwise
+    model: str = "504"
     blur_mm: float = 0.6
     noise_hu: float = 8.0
     node_scale: float = 1.0  # a geometric scaling error: the nodes appear node_scale x 50 mm apart
@@ -53,9 +51,21 @@ def _cover(d: np.ndarray, r: float, px: float) -> np.ndarray:
     return np.clip((r - d) / px + 0.5, 0, 1)
 
 
+def truth_hu(s: CatphanScan) -> dict[str, float]:
+    """The CT number rendered in each insert."""
+    if s.hu is not None:
+        return dict(s.hu)
+    if s.model == "504":
+        return dict(DEFAULT_HU)
+    return {k: i.hu for k, i in CatphanGeometry.bundled(s.model).inserts.items()}
+
+
 def render_catphan(s: CatphanScan) -> tuple[np.ndarray, list[float]]:
     """(volume (z, y, x) HU, slice positions mm)."""
     from scipy import ndimage
+
+    g = CatphanGeometry.bundled(s.model)
+    hu = truth_hu(s)
 
     rng = np.random.default_rng(s.seed)
     c = (s.matrix - 1) / 2
@@ -66,11 +76,11 @@ def render_catphan(s: CatphanScan) -> tuple[np.ndarray, list[float]]:
     uniform = -1000 + body * (1000 + s.water_hu + s.cupping_hu * (1 - (r / 100.0) ** 2))
     sens = -1000 + body * (1000 + s.water_hu)
     t = np.radians(s.roll_deg)
-    for name, (angle, _) in INSERTS.items():
-        a = np.radians(angle) + t
+    for name, ins in g.inserts.items():
+        a = np.radians(ins.angle) + t
         cx, cy = INSERT_RADIUS_MM * np.cos(a), INSERT_RADIUS_MM * np.sin(a)
         w = _cover(np.hypot(xx - cx, yy - cy), 6.1, s.pixel_mm)
-        sens = sens * (1 - w) + s.hu[name] * w
+        sens = sens * (1 - w) + hu[name] * w
     rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
     for k, (sx, sy) in enumerate(((-1, -1), (1, -1), (1, 1), (-1, 1))):
         nx, ny = rot @ np.array([sx, sy]) * NODE_HALF_MM * s.node_scale
@@ -91,31 +101,29 @@ def render_catphan(s: CatphanScan) -> tuple[np.ndarray, list[float]]:
         sens = sens + 300.0 * seg
     low = -1000 + body * (1000 + s.water_hu)
     for (d, angle, _), hu in zip(LOW_CONTRAST_TARGETS, s.low_contrast_hu, strict=True):
-        a = np.radians(angle) + t
+        a = np.radians(angle + g.low_contrast_angle_offset_deg) + t
         cx, cy = LOW_CONTRAST_RADIUS_MM * np.cos(a), LOW_CONTRAST_RADIUS_MM * np.sin(a)
         low = low + hu * _cover(np.hypot(xx - cx, yy - cy), d / 2, s.pixel_mm)
     lines = -1000 + body * (1000 + s.water_hu)
     r_ = np.hypot(xx, yy)
-    arc = (np.arctan2(yy, xx) - np.radians(180) - t) % (
-        2 * np.pi
-    )  # the line pairs run from 180 degrees + roll
-    arc = (2 * np.pi - arc) % (2 * np.pi)  # ... counter-clockwise on the screen (decreasing image angle)
-    for i, f in enumerate(LINE_PAIR_FREQUENCIES):
-        a0, a1 = LINE_PAIR_BOUNDARIES[i] * 2 * np.pi, LINE_PAIR_BOUNDARIES[i + 1] * 2 * np.pi
+    lp = g.line_pairs  # the groups run from start_deg + roll, in lp.direction (-1: counter-clockwise on the screen)
+    arc = (lp.direction * (np.arctan2(yy, xx) - np.radians(lp.start_deg) - t)) % (2 * np.pi)
+    for i, f in enumerate(lp.frequencies):
+        a0, a1 = lp.boundaries[i] * 2 * np.pi, lp.boundaries[i + 1] * 2 * np.pi
         period = 1 / f
-        width = LINE_PAIR_PEAKS[i] * period - period / 2
+        width = lp.peaks[i] * period - period / 2
         mid = (a0 + a1) / 2 * LINE_PAIR_RADIUS_MM
         u = arc * LINE_PAIR_RADIUS_MM - (mid - width / 2)  # mm along the arc from the group's first bar edge
         bar = (u >= 0) & (u <= width) & ((u % period) < period / 2) & (np.abs(r_ - LINE_PAIR_RADIUS_MM) <= 7)
         lines = lines + np.where(bar, s.line_pair_hu, 0.0)
     vol = []
     half = int(round(12.5 / s.spacing_mm))
-    lp_at = s.origin_slice + int(round(30 / s.spacing_mm))
-    low_at = s.origin_slice - int(round(30 / s.spacing_mm))
+    lp_at = s.origin_slice + int(round(g.modules["ctp528"] / s.spacing_mm))
+    low_at = s.origin_slice + int(round(g.modules["ctp515"] / s.spacing_mm)) if "ctp515" in g.modules else None
     for z in range(s.n_slices):
         if abs(z - s.origin_slice) <= half:
             img = sens
-        elif abs(z - low_at) <= int(round(7.5 / s.spacing_mm)):
+        elif low_at is not None and abs(z - low_at) <= int(round(7.5 / s.spacing_mm)):
             img = low
         elif abs(z - lp_at) <= int(round(7.5 / s.spacing_mm)):
             img = lines
@@ -136,7 +144,7 @@ def write_catphan(out_dir, scan: CatphanScan, *, date: str = "20260105", kernel:
     from qckit.synth.dicom import SCANNERS, SeriesSpec, Subject, write_series
 
     vol, positions = render_catphan(scan)
-    spec = SeriesSpec(description="CatPhan 504 head", series_number=series_number, n_slices=scan.n_slices,
+    spec = SeriesSpec(description=f"CatPhan {scan.model} head", series_number=series_number, n_slices=scan.n_slices,
                       rows=scan.matrix, columns=scan.matrix, pixel_spacing_mm=scan.pixel_mm,
                       slice_thickness_mm=scan.spacing_mm, slice_gap_mm=0.0, kvp=120.0, tube_current_ma=200.0,
                       exposure_mas=200.0, kernel=kernel, recon_diameter_mm=scan.matrix * scan.pixel_mm, pitch=1.0,
@@ -153,4 +161,4 @@ def write_catphan(out_dir, scan: CatphanScan, *, date: str = "20260105", kernel:
     return positions
 
 
-__all__ = ["DEFAULT_HU", "CatphanScan", "render_catphan", "write_catphan"]
+__all__ = ["DEFAULT_HU", "CatphanScan", "render_catphan", "truth_hu", "write_catphan"]

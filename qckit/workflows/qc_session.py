@@ -476,7 +476,10 @@ def choose_definitions(rows: list[dict[str, Any]], phantom: str, protocol: str) 
     protocols = [load_protocol(c) for c in bundled_names()]
     naming = [lp for lp in protocols if lp.protocol.phantom is not None]
     if loaded_ph is not None:  # a user's phantom no bundled protocol names: any protocol may give the roles
-        naming = [lp for lp in naming if lp.protocol.phantom == loaded_ph.phantom.name] or protocols
+        ph_name = loaded_ph.phantom.name
+        naming = [
+            lp for lp in naming if ph_name == lp.protocol.phantom or ph_name in lp.protocol.other_phantoms
+        ] or protocols
     scores: list[tuple[tuple[int, int], str, Any]] = []
     for lp in naming:  # scored by the distinct entries matched, then by the series matched
         entries = [r["_entry"] for r in _matching(lp.protocol, rows) if r["_entry"] is not None]

@@ -2,7 +2,10 @@
 `qckit.analyses.ct.catphan` and reported under the contract names of the CT issue: `hu_<material>`,
 `hu_linearity_slope`, `hu_linearity_r2`, `water_hu`, `uniformity_centre_hu`, `uniformity_edge_max_diff_hu`,
 `uniformity_index`, `noise_sd_hu`, `geometry_mean_node_distance_mm`, `phantom_roll_deg`, `slice_thickness_mm`, `low_contrast_seen`,
-`nps_peak_frequency_per_mm`, `rmtf50_lp_mm`, `rmtf10_lp_mm`, `ttf50_per_mm`.
+`nps_peak_frequency_per_mm`, `rmtf50_lp_mm`, `rmtf10_lp_mm`, `ttf50_per_mm`, and the CT number to relative
+electron density curve (`hu_red_slope_low`, `hu_red_slope_high`; `qckit.analyses.ct.electron_density`). The model
+(CatPhan 503, 504, 600, 604) is the phantom definition's `params.geometry`: its modules, inserts and line pairs are
+data, so a model without CTP515 (the 503) has no low-contrast values (not "not measured": it has no such module).
 
 CT number linearity: the least-squares line of the measured CT numbers on the nominal ones (AAPM TG-66, CT number
 accuracy and linearity over the sensitometry materials); slope 1 and R^2 1 on a scanner whose CT numbers follow the
@@ -14,16 +17,15 @@ from __future__ import annotations
 import numpy as np
 
 from qckit.analyses.base import Analysis, AnalysisContext, AnalysisOutput
-from qckit.analyses.ct.catphan import HU_ROI_MM, measure_catphan504
+from qckit.analyses.ct.catphan import HU_ROI_MM, CatphanGeometry, measure_catphan
+from qckit.analyses.ct.electron_density import hu_red_curve, relative_electron_density
 from qckit.analyses.registry import register
-from qckit.core.errors import QckitInputError
 from qckit.core.results import Circle, Measurement, Overlay, Point, Problem
 
-REFERENCE = (
-    "CatPhan 504 manual (module geometry, nominal CT numbers); AAPM TG-66; pylinac (MIT) for comparison"
-)
-NOMINAL_HU = {"air": -1000.0, "pmp": -196.0, "ldpe": -104.0, "polystyrene": -47.0, "acrylic": 115.0,
-              "delrin": 365.0, "teflon": 1000.0}  # fmt: skip  # CatPhan 504 manual values as pylinac encodes them
+REFERENCE = "CatPhan manuals (module geometry, nominal CT numbers); AAPM TG-66; pylinac (MIT) for comparison"
+NOMINAL_HU = {
+    name: i.hu for name, i in CatphanGeometry.bundled("504").inserts.items()
+}  # the 504's, for callers
 
 
 def linearity(
@@ -41,20 +43,19 @@ def linearity(
 @register
 class Catphan(Analysis):
     name = "catphan"
-    title = "CatPhan 504 CT numbers, linearity, geometry, uniformity and noise"
+    title = "CatPhan CT numbers, linearity, electron density, geometry, uniformity, noise, resolution, low contrast"
 
     def run(self, ctx: AnalysisContext) -> AnalysisOutput:
         v = ctx.view()
-        if str(ctx.param("model", "504")) != "504":
-            raise QckitInputError(f"CatPhan model {ctx.param('model', '')} is not measured yet (504 is)")
+        g = CatphanGeometry.from_params(ctx.spec.params, f"{ctx.phantom.name}: ")
         uid = v.volume.series_uid
         if str(v.acquisition.get("Modality") or v.volume.header.get("Modality") or "") != "CT":
             why = "the series is not CT (Modality): a CatPhan is measured on CT or kV CBCT images"
             return AnalysisOutput(problems=[Problem(self.name, uid, why, input=True)])
         px = float(v.volume.spacing[0])
         try:
-            r = measure_catphan504(
-                v.volume.array, v.positions, px, hu_roi_mm=float(ctx.param("hu_roi_mm", HU_ROI_MM))
+            r = measure_catphan(
+                v.volume.array, v.positions, px, g, hu_roi_mm=float(ctx.param("hu_roi_mm", HU_ROI_MM))
             )
         except ValueError as exc:  # not a CatPhan, or a module outside the scan: the input, named (exit 2)
             return AnalysisOutput(problems=[Problem(self.name, uid, str(exc), input=True)])
@@ -67,8 +68,20 @@ class Catphan(Analysis):
         out = AnalysisOutput()
         for name, hu in r.hu.items():
             out.measurements.append(m(f"hu_{name}", hu, "HU", "median CT number in the insert's disc (CTP404)",
-                                      {"nominal_hu": NOMINAL_HU[name]}))  # fmt: skip
-        slope, icpt, r2 = linearity(r.hu)
+                                      {"nominal_hu": g.inserts[name].hu}))  # fmt: skip
+        slope, icpt, r2 = linearity(r.hu, {k: i.hu for k, i in g.inserts.items()})
+        red = {k: (relative_electron_density(i.formula, i.density), r.hu[k]) for k, i in g.inserts.items()
+               if i.formula and i.density}  # fmt: skip
+        if red:
+            curve = hu_red_curve(red, r.uniformity_hu["centre"])
+            how = "least-squares slope of measured CT number on relative electron density, with water (RED 1) at the CTP486 centre"
+            detail = {"materials": curve.materials, "red": curve.red, "hu": curve.hu}
+            out.measurements += [
+                m("hu_red_slope_low", curve.slope_low, "HU", how + ", materials with RED <= 1",
+                  {**detail, "intercept": curve.intercept_low}),
+                m("hu_red_slope_high", curve.slope_high, "HU", how + ", materials with RED >= 1",
+                  {**detail, "intercept": curve.intercept_high}),
+            ]  # fmt: skip
         out.measurements += [
             m("hu_linearity_slope", slope, "", "least-squares slope of measured on nominal CT numbers", {"intercept": icpt}),
             m("hu_linearity_r2", r2, "", "R^2 of that line"),
@@ -84,10 +97,10 @@ class Catphan(Analysis):
             m("phantom_roll_deg", r.roll_deg, "deg", "angular offset of the air and Teflon inserts"),
             m("slice_thickness_mm", r.slice_thickness, "mm", "mean over the four wire ramps of FWHM x tan 23 degrees",
               {"ramps_mm": r.ramp_thickness_mm}),
-            m("low_contrast_seen", float(r.low_contrast_seen), "", "CTP515 1 % targets (15-5 mm) detected: one-sided "
+            *([] if "ctp515" not in g.modules else [m("low_contrast_seen", float(r.low_contrast_seen), "", "CTP515 1 % targets (15-5 mm) detected: one-sided "
               "test against same-size measurements on uniform background, Benjamini-Hochberg q 0.05",
               {"targets": [{"diameter_mm": t.diameter_mm, "contrast_hu": t.contrast_hu, "cnr": t.cnr, "z": t.z,
-                            "seen": t.seen} for t in r.low_contrast]}),
+                            "seen": t.seen} for t in r.low_contrast]})]),
             m("nps_peak_frequency_per_mm", r.nps.peak_frequency if r.nps else float("nan"), "1/mm",
               "peak of the radial noise power spectrum of CTP486 (ICRU 87)",
               {"frequencies": r.nps.frequencies, "radial_nps": r.nps.radial} if r.nps else {}),

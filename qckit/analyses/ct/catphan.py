@@ -47,19 +47,85 @@ Delrin 0, Teflon -60; four geometry nodes on a 50 mm square.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from qckit.core.errors import PhantomError, PhantomNotFoundError
+from qckit.phantoms.localize import disc_values as _disc
+from qckit.phantoms.localize import disc_window as _window
+from qckit.phantoms.localize import hu_object_centre, ring_landmark
+from qckit.phantoms.localize import polar_px as _polar
 
 INSERT_RADIUS_MM = 58.7
-INSERTS: dict[str, tuple[float, float]] = {  # name -> (angle deg, nominal HU for the search; CatPhan 504 manual)
-    "air": (-90.0, -1000.0), "pmp": (-120.0, -200.0), "ldpe": (180.0, -100.0), "polystyrene": (120.0, -35.0),
-    "acrylic": (60.0, 120.0), "delrin": (0.0, 340.0), "teflon": (-60.0, 990.0),
-}  # fmt: skip
-MODULE_Z_MM = {"ctp404": 0.0, "ctp486": -65.0, "ctp528": 30.0, "ctp515": -30.0}
 NODE_HALF_MM = 25.0
 RAMP_DISTANCE_MM = 38.0
 RAMP_ANGLE_DEG = 23.0
 HU_ROI_MM = 4.0  # inside the 6.1 mm insert radius with a margin of two blur widths (pylinac: 5 mm)
+
+
+class _Geo(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Insert(_Geo):
+    """A CTP404 sensitometry insert: its angle (degrees, image x to the right, y down, before the roll), nominal
+    CT number (HU), and for the electron-density curve its chemical formula and mass density (g/cm^3)."""
+
+    angle: float
+    hu: float
+    formula: str | None = None
+    density: float | None = Field(None, gt=0)
+
+
+class LinePairs(_Geo):
+    """The CTP528 line-pair groups along a 47 mm circle: where the first group starts (degrees, before the roll),
+    the groups' shares of the circle, their frequencies (lp/mm) and bar counts."""
+
+    start_deg: float = 180.0
+    direction: int = Field(-1, description="-1: the groups run counter-clockwise on the screen, +1 clockwise")
+    boundaries: tuple[float, ...] = (0, 0.107, 0.173, 0.236, 0.286, 0.335, 0.387, 0.434, 0.479)
+    frequencies: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+    peaks: tuple[int, ...] = (2, 3, 4, 4, 4, 4, 4, 4)
+
+
+class CatphanGeometry(_Geo):
+    """A CatPhan model's geometry, as data (`params.geometry` of the phantom definition): the modules' places
+    along z (mm from CTP404, the sensitometry module found in the image), the sensitometry inserts, the line-pair
+    groups and the low-contrast targets' angle offset (the CTP515 of the 600 is turned by 180 degrees)."""
+
+    model: str
+    inserts: dict[str, Insert]
+    modules: dict[str, float]
+    line_pairs: LinePairs = LinePairs()
+    low_contrast_angle_offset_deg: float = 0.0
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], where: str = "") -> CatphanGeometry:
+        """The geometry of an analysis' `params.geometry`; PhantomError naming the fault when it is not one."""
+        try:
+            g = cls.model_validate(params.get("geometry"))
+        except ValidationError as exc:
+            raise PhantomError(f"{where}params.geometry is not a CatPhan geometry: {exc}") from None
+        missing = {"ctp404", "ctp486", "ctp528"} - set(g.modules)
+        if missing or not {"air", "teflon"} <= set(g.inserts):
+            raise PhantomError(f"{where}params.geometry needs modules ctp404, ctp486 and ctp528 and the air and "
+                               "Teflon inserts (the roll is measured on them)")  # fmt: skip
+        return g
+
+    @classmethod
+    def bundled(cls, model: str = "504") -> CatphanGeometry:
+        """The geometry of a bundled CatPhan definition (`catphan503`, `catphan504`, `catphan600`, `catphan604`)."""
+        from qckit.phantoms.load import load_phantom
+
+        ph = load_phantom(f"catphan{model}").phantom
+        spec = next(a for a in ph.analyses if a.name == "catphan")
+        return cls.from_params(spec.params, f"catphan{model}: ")
+
+    def module(self, name: str) -> str:
+        """The module's name as the manual writes it (CTP486)."""
+        return name.upper()
 
 
 @dataclass
@@ -112,71 +178,21 @@ class CatphanResult:
 
 
 def object_centre(image: np.ndarray, coarse: int = 1) -> tuple[float, float]:
-    """(x, y) pixels of the phantom's centre on one slice; ValueError without an object. `coarse` > 1 finds it on
-    the image averaged over coarse x coarse blocks (a few pixels off: for the slice search only)."""
-    from scipy import ndimage
-
-    from qckit.phantoms.localize import largest_region
-
-    im = np.asarray(image, float)
-    if coarse > 1:
-        h, w = (im.shape[0] // coarse) * coarse, (im.shape[1] // coarse) * coarse
-        small = im[:h, :w].reshape(h // coarse, coarse, w // coarse, coarse).mean((1, 3))
-        cx, cy = object_centre(small)
-        return cx * coarse + (coarse - 1) / 2, cy * coarse + (coarse - 1) / 2
-    mask = im > -500
-    if not mask.any():
-        raise ValueError("no object above -500 HU in the slice")
-    cy, cx = ndimage.center_of_mass(ndimage.binary_fill_holes(largest_region(mask)))
-    return float(cx), float(cy)
+    """(x, y) pixels of the phantom's centre on one slice (`qckit.phantoms.localize.hu_object_centre`); ValueError
+    without an object."""
+    try:
+        return hu_object_centre(image, coarse)
+    except PhantomNotFoundError as exc:
+        raise ValueError(str(exc)) from None
 
 
-def _polar(centre: tuple[float, float], r_mm: float, angle_deg: float, px: float) -> tuple[float, float]:
-    a = np.radians(angle_deg)
-    return centre[0] + r_mm / px * np.cos(a), centre[1] + r_mm / px * np.sin(a)
-
-
-def _window(shape: tuple[int, ...], xy: tuple[float, float], r_px: float) -> tuple[slice, slice, int, int]:
-    """The rows and columns of the square around a disc (clipped to the image) and its corner (row, column)."""
-    r0, r1 = max(0, int(np.floor(xy[1] - r_px))), min(shape[0], int(np.ceil(xy[1] + r_px)) + 1)
-    c0, c1 = max(0, int(np.floor(xy[0] - r_px))), min(shape[1], int(np.ceil(xy[0] + r_px)) + 1)
-    return slice(r0, r1), slice(c0, c1), r0, c0
-
-
-def _disc(img: np.ndarray, xy: tuple[float, float], r_px: float) -> np.ndarray:
-    """The voxels of a disc (centre `xy` = (x, y) pixels, radius `r_px`), read from the window around it."""
-    im = np.asarray(img)
-    rs, cs, r0, c0 = _window(im.shape, xy, r_px)
-    sub = im[rs, cs]
-    yy, xx = np.ogrid[r0 : r0 + sub.shape[0], c0 : c0 + sub.shape[1]]
-    return sub[(xx - xy[0]) ** 2 + (yy - xy[1]) ** 2 <= r_px**2]
-
-
-def find_origin(volume: np.ndarray, px: float) -> int:
+def find_origin(volume: np.ndarray, px: float, model: str = "504") -> int:
     """The CTP404 slice index (step 2 of the module docstring); ValueError when no slice holds the inserts."""
-    has = []
-    for img in volume:
-        try:
-            c = object_centre(img, coarse=4)
-        except ValueError:
-            has.append(False)
-            continue
-        ring = [_disc(img, _polar(c, INSERT_RADIUS_MM, a, px), 3.0 / px) for a in np.arange(0, 360, 5)]
-        lows = sum(float(np.median(r)) < -600 for r in ring if r.size)
-        highs = sum(float(np.median(r)) > 600 for r in ring if r.size)
-        has.append(lows > 0 and highs > 0)
-    runs, start = [], None
-    for i, h in enumerate([*has, False]):
-        if h and start is None:
-            start = i
-        elif not h and start is not None:
-            runs.append((i - start, start, i - 1))
-            start = None
-    if not runs:
-        raise ValueError("no slice holds the CTP404 sensitometry inserts (air and Teflon at 58.7 mm): not a CatPhan "
-                         "504, or the module is outside the field of view")  # fmt: skip
-    _, a, b = max(runs)
-    return (a + b) // 2
+    try:
+        return ring_landmark(volume, px, INSERT_RADIUS_MM, what=f"the CTP404 sensitometry inserts of a CatPhan "
+                             f"{model} (air and Teflon at 58.7 mm)")  # fmt: skip
+    except PhantomNotFoundError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _refine(img: np.ndarray, xy: tuple[float, float], r_px: float, background: float, floor: float = 0.0
@@ -241,10 +257,21 @@ def ramp_thickness(
 
 def measure_catphan504(volume: np.ndarray, positions: list[float], px: float, *, hu_roi_mm: float = HU_ROI_MM,
                        slices: int = 3) -> CatphanResult:  # fmt: skip
-    """The CatPhan 504 measurements of a CT volume (slices in `positions` order, mm along z; pixels of `px` mm);
-    `hu_roi_mm` the insert ROI radius, `slices` how many slices around the origin are averaged (1 or 3)."""
+    """`measure_catphan` with the bundled CatPhan 504 geometry."""
+    return measure_catphan(
+        volume, positions, px, CatphanGeometry.bundled("504"), hu_roi_mm=hu_roi_mm, slices=slices
+    )
+
+
+def measure_catphan(volume: np.ndarray, positions: list[float], px: float, geometry: CatphanGeometry, *,
+                    hu_roi_mm: float = HU_ROI_MM, slices: int = 3) -> CatphanResult:  # fmt: skip
+    """The CatPhan measurements of a CT volume (slices in `positions` order, mm along z; pixels of `px` mm) for
+    the model `geometry` describes; `hu_roi_mm` the insert ROI radius, `slices` how many slices around the origin
+    are averaged (1 or 3). A module the model does not have (CTP515 of the 503) is not measured."""
+    g = geometry
+    inserts = {name: (i.angle, i.hu) for name, i in g.inserts.items()}
     v = np.asarray(volume, float)
-    k = find_origin(v, px)
+    k = find_origin(v, px, g.model)
     half = slices // 2
     lo, hi = max(0, k - half), min(len(v), k + half + 1)
     img = v[lo:hi].mean(0)
@@ -255,9 +282,9 @@ def measure_catphan504(volume: np.ndarray, positions: list[float], px: float, *,
     for roll in np.arange(-10, 10.01, 0.5):
         means = [
             float(np.mean(_disc(img, _polar(c, INSERT_RADIUS_MM, a + roll, px), 3 / px)))
-            for a, _ in INSERTS.values()
+            for a, _ in inserts.values()
         ]
-        err = float(np.sum((np.array(means) - np.array([h for _, h in INSERTS.values()])) ** 2))
+        err = float(np.sum((np.array(means) - np.array([h for _, h in inserts.values()])) ** 2))
         if best is None or err < best[0]:
             best = (err, roll)
     assert best is not None
@@ -265,7 +292,7 @@ def measure_catphan504(volume: np.ndarray, positions: list[float], px: float, *,
     res = CatphanResult(origin_index=k, roll_deg=0.0, centre_px=c)
     offsets = []
     sd = float(np.std(_disc(img, c, 20 / px)))
-    for name, (angle, _) in INSERTS.items():
+    for name, (angle, _) in inserts.items():
         xy = _polar(c, INSERT_RADIUS_MM, angle + roll0, px)
         for _ in range(3):  # re-centred on the insert: a window off its centre would cut it asymmetrically
             xy = _refine(img, xy, 10 / px, background, 3 * sd)
@@ -273,7 +300,7 @@ def measure_catphan504(volume: np.ndarray, positions: list[float], px: float, *,
         if name in ("air", "teflon"):
             offsets.append(np.degrees(np.arctan2(xy[1] - c[1], xy[0] - c[0])) - angle)
     res.roll_deg = float(np.mean([(o + 180) % 360 - 180 for o in offsets]))
-    for name, (angle, _) in INSERTS.items():
+    for name, (angle, _) in inserts.items():
         res.hu[name] = float(
             np.median(_disc(img, _polar(c, INSERT_RADIUS_MM, angle + res.roll_deg, px), hu_roi_mm / px))
         )
@@ -300,15 +327,12 @@ def measure_catphan504(volume: np.ndarray, positions: list[float], px: float, *,
         res.nodes_px.append((float((w * xx[near]).sum() / w.sum()), float((w * yy[near]).sum() / w.sum())))
     n = np.array(res.nodes_px)
     res.node_distances_mm = [float(np.hypot(*(n[i] - n[(i + 1) % 4])) * px) for i in range(4)]
-    for name in (
-        "teflon",
-        "delrin",
-        "acrylic",
-    ):  # three contrasts: the TTF of a non-linear kernel depends on it
-        res.ttf[name] = task_transfer_function(img, res.insert_px[name], px, insert=name)
+    for name in ("teflon", "delrin", "acrylic"):  # three contrasts: a non-linear kernel's TTF depends on it
+        if name in res.insert_px:
+            res.ttf[name] = task_transfer_function(img, res.insert_px[name], px, insert=name)
     res.ramp_thickness_mm = ramp_thickness(v[k], object_centre(v[k]), res.roll_deg, px)
     pos = np.asarray(positions, float)
-    u = res.uniformity_index_slice = _module_slice(pos, k, "ctp486", "uniformity")
+    u = res.uniformity_index_slice = _module_slice(pos, k, g, "ctp486", "uniformity")
     uimg = v[u]
     cu = object_centre(uimg)
     for name, (dx, dy) in {
@@ -322,27 +346,35 @@ def measure_catphan504(volume: np.ndarray, positions: list[float], px: float, *,
     res.noise_sd_hu = float(np.std(_disc(uimg, cu, 10 / px), ddof=1))
     near = [i for i in range(len(pos)) if abs(pos[i] - pos[u]) <= 7.5]
     res.nps = noise_power_spectrum(v[near], [object_centre(v[i]) for i in near], px)
-    lc = res.low_contrast_index_slice = _module_slice(pos, k, "ctp515", "low-contrast")
-    res.low_contrast = low_contrast(v[lc], object_centre(v[lc]), res.roll_deg, px, uimg, cu)
-    lp = res.line_pair_index_slice = _module_slice(pos, k, "ctp528", "line-pair")
+    if "ctp515" in g.modules:
+        lc = res.low_contrast_index_slice = _module_slice(pos, k, g, "ctp515", "low-contrast")
+        res.low_contrast = low_contrast(v[lc], object_centre(v[lc]), res.roll_deg + g.low_contrast_angle_offset_deg,
+                                        px, uimg, cu)  # fmt: skip
+    lp = res.line_pair_index_slice = _module_slice(pos, k, g, "ctp528", "line-pair")
     stack = v[max(0, lp - 1) : lp + 2].max(0)  # three slices combined by their maximum, as pylinac
-    res.rmtf = relative_mtf(stack, object_centre(v[lp]), res.roll_deg, px)
+    res.rmtf = relative_mtf(stack, object_centre(v[lp]), res.roll_deg, px, g.line_pairs)
     return res
 
 
-def _module_slice(pos: np.ndarray, k: int, module: str, what: str) -> int:
-    """The slice nearest a module's nominal place (MODULE_Z_MM from CTP404 at slice k, along the scan's direction);
-    ValueError when none lies within 5 mm of it."""
-    target = pos[k] + MODULE_Z_MM[module] * (1 if pos[-1] >= pos[0] else -1)
+def _module_slice(pos: np.ndarray, k: int, g: CatphanGeometry, module: str, what: str) -> int:
+    """The slice nearest a module's nominal place (`g.modules`, mm from CTP404 at slice k, along the scan's
+    direction); ValueError when none lies within 5 mm of it."""
+    z = g.modules[module]
+    target = pos[k] + z * (1 if pos[-1] >= pos[0] else -1)
     i = int(np.argmin(np.abs(pos - target)))
     if abs(pos[i] - target) > 5:
-        raise ValueError(
-            f"the {what} module ({module.upper()}, {MODULE_Z_MM[module]:+g} mm from CTP404) is outside the scan"
-        )
+        raise ValueError(f"the {what} module ({module.upper()}, {z:+g} mm from CTP404) is outside the scan")
     return i
 
 
-__all__ = ["INSERTS", "CatphanResult", "find_origin", "measure_catphan504", "object_centre"]
+__all__ = [
+    "CatphanGeometry",
+    "CatphanResult",
+    "find_origin",
+    "measure_catphan",
+    "measure_catphan504",
+    "object_centre",
+]
 
 
 # --- noise power spectrum (CTP486) and low contrast (CTP515) ------------------------------------------------------
@@ -480,9 +512,6 @@ def low_contrast(img: np.ndarray, centre: tuple[float, float], roll_deg: float, 
 
 # --- relative MTF from the CTP528 line pairs ---------------------------------------------------------------------
 LINE_PAIR_RADIUS_MM = 47.0
-LINE_PAIR_BOUNDARIES = (0, 0.107, 0.173, 0.236, 0.286, 0.335, 0.387, 0.434, 0.479)  # shares of the circle
-LINE_PAIR_FREQUENCIES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # lp/mm of the groups in those regions
-LINE_PAIR_PEAKS = (2, 3, 4, 4, 4, 4, 4, 4)  # bars per group
 
 
 @dataclass
@@ -536,23 +565,25 @@ def _peaks(x: np.ndarray, distance: int) -> np.ndarray:
     return np.array(sorted(keep), dtype=int)
 
 
-def group_modulations(profile: np.ndarray, circumference_mm: float) -> list[float | None]:
+def group_modulations(profile: np.ndarray, circumference_mm: float, lp: LinePairs | None = None
+                      ) -> list[float | None]:  # fmt: skip
     """Per line-pair group, in order: (max bar - min valley) / (max bar + min valley) over its bars (the peaks above
     the middle of the group's range; pylinac's rMTF modulation); the list stops at the first group whose bars cannot
     be told apart (fewer peaks than bars) or do not stand out of the noise (max bar - min valley under 5 SD of the
     bar-free half of the circle): beyond it a modulation would be the noise's."""
+    lp = lp or LinePairs()
     n = len(profile)
     free = profile[int(0.55 * n) : int(0.95 * n)]
     noise = float(np.std(np.diff(free)) / np.sqrt(2)) if len(free) > 2 else 0.0
     out: list[float | None] = []
-    for i, f in enumerate(LINE_PAIR_FREQUENCIES):
-        seg = profile[int(LINE_PAIR_BOUNDARIES[i] * n) : int(LINE_PAIR_BOUNDARIES[i + 1] * n)]
+    for i, f in enumerate(lp.frequencies):
+        seg = profile[int(lp.boundaries[i] * n) : int(lp.boundaries[i + 1] * n)]
         period = n / (f * circumference_mm)
         pk = _peaks(seg, max(1, int(0.6 * period)))
         pk = pk[seg[pk] > (seg.max() + seg.min()) / 2]  # bars, not the background beside the group
-        if len(pk) < LINE_PAIR_PEAKS[i]:
+        if len(pk) < lp.peaks[i]:
             break
-        top = np.sort(pk[np.argsort(seg[pk])[-LINE_PAIR_PEAKS[i] :]])
+        top = np.sort(pk[np.argsort(seg[pk])[-lp.peaks[i] :]])
         valley = min(float(seg[top[j] : top[j + 1] + 1].min()) for j in range(len(top) - 1))
         peak = float(seg[top].max())
         if peak + valley <= 0 or peak - valley < 5 * noise:
@@ -561,14 +592,16 @@ def group_modulations(profile: np.ndarray, circumference_mm: float) -> list[floa
     return out
 
 
-def relative_mtf(img: np.ndarray, centre: tuple[float, float], roll_deg: float, px: float) -> RelativeMtf:
+def relative_mtf(img: np.ndarray, centre: tuple[float, float], roll_deg: float, px: float,
+                 lp: LinePairs | None = None) -> RelativeMtf:  # fmt: skip
     """pylinac's relative MTF of the CTP528 line pairs (the bar-pattern modulation of each group along a circle of
     47 mm, normalised to the 0.1 lp/mm group), in whichever sense around the circle resolves more groups into their
     bars (a mirrored scan runs them the other way)."""
+    lp = lp or LinePairs()
     best = None
     for direction in (-1, 1):
-        mods = group_modulations(circle_profile(img, centre, LINE_PAIR_RADIUS_MM, px, 180 + roll_deg, direction),
-                                 2 * np.pi * LINE_PAIR_RADIUS_MM)  # fmt: skip
+        prof = circle_profile(img, centre, LINE_PAIR_RADIUS_MM, px, lp.start_deg + roll_deg, direction)
+        mods = group_modulations(prof, 2 * np.pi * LINE_PAIR_RADIUS_MM, lp)
         if mods and (best is None or len(mods) > best[0]):
             best = (len(mods), direction, mods)
     if best is None:
@@ -576,7 +609,7 @@ def relative_mtf(img: np.ndarray, centre: tuple[float, float], roll_deg: float, 
     _, direction, mods = best
     first = mods[0]
     freqs, rel = [], []
-    for f, m in zip(LINE_PAIR_FREQUENCIES, mods, strict=False):
+    for f, m in zip(lp.frequencies, mods, strict=False):
         freqs.append(f)
         rel.append(m / first)
     return RelativeMtf(freqs, rel, direction)
