@@ -36,7 +36,8 @@ class CatphanScan:
     offset_mm: tuple[float, float] = (0.0, 0.0)  # the phantom centre's shift (x, y)
     water_hu: float = 5.0
     cupping_hu: float = 0.0  # centre minus edge of the uniformity slices
-    hu: dict[str, float] | None = None  # per insert; None: DEFAULT_HU on the 504, the nominal CT numbers otherwise
+    # per insert; None: DEFAULT_HU on the 504, the nominal CT numbers otherwise
+    hu: dict[str, float] | None = None
     model: str = "504"
     blur_mm: float = 0.6
     noise_hu: float = 8.0
@@ -106,7 +107,8 @@ def render_catphan(s: CatphanScan) -> tuple[np.ndarray, list[float]]:
         low = low + hu * _cover(np.hypot(xx - cx, yy - cy), d / 2, s.pixel_mm)
     lines = -1000 + body * (1000 + s.water_hu)
     r_ = np.hypot(xx, yy)
-    lp = g.line_pairs  # the groups run from start_deg + roll, in lp.direction (-1: counter-clockwise on the screen)
+    # the line pairs run from start_deg + roll, in lp.direction (-1: counter-clockwise on the screen)
+    lp = g.line_pairs
     arc = (lp.direction * (np.arctan2(yy, xx) - np.radians(lp.start_deg) - t)) % (2 * np.pi)
     for i, f in enumerate(lp.frequencies):
         a0, a1 = lp.boundaries[i] * 2 * np.pi, lp.boundaries[i + 1] * 2 * np.pi
@@ -119,7 +121,9 @@ def render_catphan(s: CatphanScan) -> tuple[np.ndarray, list[float]]:
     vol = []
     half = int(round(12.5 / s.spacing_mm))
     lp_at = s.origin_slice + int(round(g.modules["ctp528"] / s.spacing_mm))
-    low_at = s.origin_slice + int(round(g.modules["ctp515"] / s.spacing_mm)) if "ctp515" in g.modules else None
+    low_at = (
+        s.origin_slice + int(round(g.modules["ctp515"] / s.spacing_mm)) if "ctp515" in g.modules else None
+    )
     for z in range(s.n_slices):
         if abs(z - s.origin_slice) <= half:
             img = sens

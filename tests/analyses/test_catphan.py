@@ -136,7 +136,8 @@ def test_qc_run_on_a_synthetic_catphan_ct_series(tmp_path):
     code, doc, out = _qc(tmp_path / "ct", tmp_path / "out")  # the phantom found from the series (ct-catphan)
     assert code == 0, out
     v = {m["name"]: m for m in doc["measurements"]}
-    for name, hu in truth_hu(scan).items():  # 1 mm blur: the 4 mm disc keeps 2 blur widths from the insert's edge
+    # 1 mm blur: the 4 mm disc keeps 2 blur widths from the insert's edge
+    for name, hu in truth_hu(scan).items():
         assert v[f"hu_{name}"]["value"] == pytest.approx(hu, abs=3.0)
         assert v[f"hu_{name}"]["verdict"] == "pass"
     assert v["rmtf50_lp_mm"]["value"] == pytest.approx(0.22, abs=0.02) and "rmtf10_lp_mm" in v
