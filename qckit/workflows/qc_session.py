@@ -480,11 +480,17 @@ def choose_definitions(rows: list[dict[str, Any]], phantom: str, protocol: str) 
         naming = [
             lp for lp in naming if ph_name == lp.protocol.phantom or ph_name in lp.protocol.other_phantoms
         ] or protocols
-    scores: list[tuple[tuple[int, int], str, Any]] = []
-    for lp in naming:  # scored by the distinct entries matched, then by the series matched
+    scores: list[tuple[tuple[int, int, int], str, Any]] = []
+    for (
+        lp
+    ) in naming:  # scored by the distinct entries matched, the series matched, then how specific the match
         entries = [r["_entry"] for r in _matching(lp.protocol, rows) if r["_entry"] is not None]
-        scores.append(((len(set(entries)), len(entries)), lp.protocol.name, lp))
-    best = max((s[0] for s in scores), default=(0, 0))
+        conditions = {e.name: len(e.match) for e in lp.protocol.series}
+        specific = sum(
+            conditions.get(e, 0) for e in set(entries)
+        )  # a protocol that asks more of the series wins
+        scores.append(((len(set(entries)), len(entries), specific), lp.protocol.name, lp))
+    best = max((s[0] for s in scores), default=(0, 0, 0))
     if best[0] == 0:
         if loaded_ph is not None:
             raise QckitInputError(f"no bundled protocol for phantom {loaded_ph.phantom.name} matches the series: "

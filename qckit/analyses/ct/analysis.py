@@ -136,3 +136,67 @@ class Catphan(Analysis):
 
 
 __all__ = ["NOMINAL_HU", "Catphan", "linearity"]
+
+
+DENSITY_REFERENCE = (
+    "Cann & Genant 1980 (J Comput Assist Tomogr 4:493); Kalender et al. 1995 (Med Phys 22:1589); EMA/CHMP/EWP/"
+    "192217/2009 Rev. 1 (15 %)"
+)
+
+
+@register
+class DensityCalibration(Analysis):
+    """CT density calibration (bone mineral density) on a rod phantom: `density_slope`, `density_intercept_hu`,
+    `density_fit_r2`, `density_see`, `density_max_abs_residual`, per test rod `density_<rod>` and
+    `density_<rod>_bias_percent` (`qckit.analyses.ct.density`)."""
+
+    name = "density_calibration"
+    title = "CT density calibration: HU to mineral density, test-rod bias"
+
+    def run(self, ctx: AnalysisContext) -> AnalysisOutput:
+        from qckit.analyses.ct.density import DensityPhantom, measure_density
+
+        v = ctx.view()
+        d = DensityPhantom.from_params(ctx.spec.params, f"{ctx.phantom.name}: ")
+        uid = v.volume.series_uid
+        if str(v.acquisition.get("Modality") or v.volume.header.get("Modality") or "") != "CT":
+            why = "the series is not CT (Modality): a density calibration is measured on CT numbers"
+            return AnalysisOutput(problems=[Problem(self.name, uid, why, input=True)])
+        px = float(v.volume.spacing[0])
+        try:
+            r = measure_density(v.volume.array, v.positions, px, d, float(ctx.spec.z_mm or 0.0))
+        except ValueError as exc:
+            return AnalysisOutput(problems=[Problem(self.name, uid, str(exc), input=True)])
+        unit = d.unit
+        rods = {x.name: x for x in d.rods}
+
+        def m(name: str, value: float, u: str, how: str, detail: dict | None = None) -> Measurement:
+            return Measurement(name, float(value), u, how, DENSITY_REFERENCE, limit=ctx.limit(None, name),
+                               slice=r.slices[len(r.slices) // 2] + 1, series_uid=uid, role=v.role,
+                               detail=detail or {})  # fmt: skip
+
+        table = {k: {"nominal": rods[k].density, "hu": r.hu[k], "role": rods[k].role} for k in r.hu}
+        out = AnalysisOutput()
+        out.measurements += [
+            m("density_slope", r.slope, f"HU per {unit}", f"least-squares slope of the calibration rods' mean CT "
+              f"number on their nominal {d.material} density", {"rods": table}),
+            m("density_intercept_hu", r.intercept, "HU", "intercept of that line (CT number at zero density)"),
+            m("density_fit_r2", r.r2, "", "R^2 of the calibration line"),
+            m("density_see", r.see, unit, "standard error of the estimate, in density units"),
+            m("density_max_abs_residual", max(abs(x) for x in r.residuals.values()), unit,
+              "largest |residual| of a calibration rod, in density units", {"residuals": r.residuals}),
+        ]  # fmt: skip
+        for k, est in r.estimated.items():
+            out.measurements.append(m(f"density_{k}", est, unit, f"test rod read through the calibration "
+                                      f"(nominal {rods[k].density:g} {unit})", {"hu": r.hu[k]}))  # fmt: skip
+            if k in r.bias_percent:
+                out.measurements.append(m(f"density_{k}_bias_percent", r.bias_percent[k], "%",
+                                          "100 x (estimated - nominal) / nominal"))  # fmt: skip
+        img = np.clip(np.asarray(v.volume.array[r.slices[len(r.slices) // 2]], float) + 1000, 0, 2000)
+        shapes = [Circle(xy, rods[k].radius_mm * d.roi_fraction / px, k) for k, xy in r.rods_px.items()]
+        key = f"density rods, slice {r.slices[len(r.slices) // 2] + 1}"
+        ctx.overlays[key] = Overlay(key, img, v.pixel_mm, shapes)
+        return out
+
+
+__all__ += ["DensityCalibration"]
