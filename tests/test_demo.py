@@ -79,7 +79,10 @@ def test_demo_runs_and_writes_index(demo_run: dict):
     # stage 7: three virtual sites qualify: qualified / not qualified (the deviation named) / incomplete (the series)
     q = doc["qualification"]
     assert {k: v["verdict"] for k, v in q.items()} == {"site-a": "qualified", "site-b": "not qualified",
-                                                        "site-c": "incomplete"}  # fmt: skip
+                                                        "site-c": "incomplete", "site-ct": "qualified"}  # fmt: skip
+    assert q["site-ct"]["scanner"].endswith("5001")  # the CT scanner, on its CatPhan scans
+    for cert in (cwd / "demo" / "qualification-ct").rglob("certificate.json"):
+        assert "hu_teflon" in cert.read_text()
     assert q["site-b"]["failed"] and "SliceThickness 5.0" in q["site-b"]["failed"][0]
     assert q["site-c"]["missing"] and "FLAIR" in q["site-c"]["missing"][0]
     assert doc["qualification_needs_harmonization"] == ["GE-DISCOVERY_MR750-QB_0002"]

@@ -261,10 +261,13 @@ def test_ct_qualification_and_history(tmp_path):
     from qckit.cli import app
     from qckit.synth.catphan import DEFAULT_HU, write_catphan
 
-    good = CatphanScan(matrix=256, pixel_mm=0.9, blur_mm=1.0, seed=1)
-    bad = CatphanScan(matrix=256, pixel_mm=0.9, blur_mm=1.0, seed=2, hu={**DEFAULT_HU, "teflon": 910.0})
-    write_catphan(tmp_path / "sub" / "a", good, serial="1001")
-    write_catphan(tmp_path / "sub" / "b", bad, serial="2002", kernel="FC13")
+    for i in range(3):  # three repeats per scanner: the profile's CT-number repeatability criterion
+        good = CatphanScan(matrix=256, pixel_mm=0.9, blur_mm=1.0, seed=1 + 10 * i)
+        bad = CatphanScan(
+            matrix=256, pixel_mm=0.9, blur_mm=1.0, seed=2 + 10 * i, hu={**DEFAULT_HU, "teflon": 910.0}
+        )
+        write_catphan(tmp_path / "sub" / f"a{i}", good, serial="1001", series_number=3 + i)
+        write_catphan(tmp_path / "sub" / f"b{i}", bad, serial="2002", kernel="FC13", series_number=3 + i)
     res = CliRunner().invoke(app, ["qualify", "run", str(tmp_path / "sub"), "--profile", "ct-radiomics-qualification",
                                    "-o", str(tmp_path / "q"), "-q"])  # fmt: skip
     assert res.exit_code == 1, res.output

@@ -1,13 +1,14 @@
-"""CatPhan 504 image quality on CT and kV CBCT volumes (first part of the CT analyses: localisation, sensitometry,
-geometry nodes, uniformity and noise). The module geometry is the manufacturer's, as pylinac encodes it (CatPhan 504
-manual, The Phantom Laboratory; pylinac `ct.py`, MIT): CTP404 (sensitometry, geometry) at z = 0, CTP486 (uniformity)
-at z = -65 mm, CTP528 (line pairs) at +30 mm, CTP515 (low contrast) at -30 mm; seven sensitometry inserts 58.7 mm
-from the axis at angles (degrees, image x to the right, y down) Air -90, PMP -120, LDPE 180, Poly 120, Acrylic 60,
-Delrin 0, Teflon -60; four geometry nodes on a 50 mm square.
+"""CatPhan image quality on CT and kV CBCT volumes, for the CatPhan 503, 504, 600 and 604. Each model's geometry is
+data (`CatphanGeometry`, the `params.geometry` of `phantoms/catphan<model>.yaml`, as the manufacturer's manuals give
+it and pylinac encodes it, MIT): the modules' places along z from the sensitometry module (504: CTP486 uniformity
+at -65 mm, CTP528 line pairs at +30 mm, CTP515 low contrast at -30 mm; the 503 has no CTP515), the sensitometry
+inserts (angle and nominal CT number; 58.7 mm from the axis), the line-pair groups and the low-contrast targets'
+orientation; four geometry nodes on a 50 mm square and four wire ramps 38 mm out on every model.
 
 1. **Object and centre per slice**: voxels above -500 HU, the largest region, holes filled; its centroid.
-2. **The CTP404 slice** (`origin`): the slice whose ring at 58.7 mm holds both an air insert (below -600 HU) and a
-   Teflon one (above +600 HU) over the longest run of slices, the run's middle slice: found from the image content,
+2. **The sensitometry slice** (`origin`, `qckit.phantoms.localize.ring_landmark`): the slice whose ring at 58.7 mm
+   holds both an air insert (below -600 HU) and a Teflon one (above +600 HU) over the longest run of slices, the
+   run's middle slice: found from the image content,
    not from a slice index (the phantom may sit anywhere along z).
 3. **Roll**: on the mean of the origin slice and its neighbours, every insert is located by a search over the roll
    (the angle at which the seven inserts' ROI means best match their nominal HU) and refined to the centroid of its
