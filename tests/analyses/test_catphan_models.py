@@ -159,3 +159,15 @@ def test_phantom_repeatability_on_catphan_repeats(tmp_path):
     means = m[m.feature == "intensity_mean"].groupby("roi").value.mean()
     assert means["insert_teflon"] == pytest.approx(990, abs=5) and means["insert_air"] < -990
     assert means["uniformity_centre"] == pytest.approx(5, abs=2)
+
+
+def test_linearity_matches_scipy_linregress():
+    from scipy import stats
+
+    from qckit.analyses.ct.analysis import linearity
+
+    nominal = {"a": -1000.0, "b": -100.0, "c": 120.0, "d": 1000.0}
+    measured = {"a": -990.0, "b": -95.0, "c": 118.0, "d": 970.0}
+    slope, icpt, r2 = linearity(measured, nominal)
+    ref = stats.linregress(list(nominal.values()), list(measured.values()))
+    assert (slope, icpt, r2) == pytest.approx((ref.slope, ref.intercept, ref.rvalue**2))

@@ -23,15 +23,11 @@ from qckit.analyses.registry import register
 from qckit.core.results import Circle, Measurement, Overlay, Point, Problem
 
 REFERENCE = "CatPhan manuals (module geometry, nominal CT numbers); AAPM TG-66; pylinac (MIT) for comparison"
-NOMINAL_HU = {
-    name: i.hu for name, i in CatphanGeometry.bundled("504").inserts.items()
-}  # the 504's, for callers
 
 
-def linearity(
-    measured: dict[str, float], nominal: dict[str, float] = NOMINAL_HU
-) -> tuple[float, float, float]:
-    """(slope, intercept, R^2) of the least-squares line measured = slope x nominal + intercept."""
+def linearity(measured: dict[str, float], nominal: dict[str, float]) -> tuple[float, float, float]:
+    """(slope, intercept, R^2) of the least-squares line measured = slope x nominal + intercept (the nominal CT
+    numbers of the model's inserts, `CatphanGeometry.inserts`)."""
     x = np.array([nominal[k] for k in measured])
     y = np.array([measured[k] for k in measured])
     slope, icpt = np.polyfit(x, y, 1)
@@ -135,7 +131,7 @@ class Catphan(Analysis):
         return out
 
 
-__all__ = ["NOMINAL_HU", "Catphan", "linearity"]
+__all__ = ["Catphan", "linearity"]
 
 
 DENSITY_REFERENCE = (
