@@ -43,6 +43,9 @@ class Rod(BaseModel):
 
 
 class DensityPhantom(BaseModel):
+    """A density-calibration phantom as data (an analysis' `params`): the mineral, its unit, the rods, the ROI
+    fraction of a rod's radius, the slab averaged along z, and the largest roll searched."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     material: str = Field(description="the mineral the densities are of (hydroxyapatite, K2HPO4)")
     unit: str = "mg/cm3"
@@ -66,6 +69,8 @@ class DensityPhantom(BaseModel):
 
 @dataclass
 class DensityResult:
+    """The calibration line, each rod's CT number, residuals and test-rod estimates, the roll and the slices read."""
+
     slope: float  # HU per density unit
     intercept: float  # HU
     r2: float

@@ -60,6 +60,9 @@ def relative_electron_density(formula: str, density: float) -> float:
 
 @dataclass
 class RedCurve:
+    """The CT number to relative electron density curve (module docstring): the points, water first, and the two
+    least-squares lines of HU on RED below and above water."""
+
     materials: list[str]
     red: list[float]
     hu: list[float]
