@@ -196,3 +196,83 @@ class DensityCalibration(Analysis):
 
 
 __all__ += ["DensityCalibration"]
+
+
+ACR_CT_REFERENCE = (
+    "ACR CT Accreditation Program, Phantom Testing Instructions; Droege & Morin 1982 (Med Phys 9:758); pylinac (MIT) "
+    "for the ROI places"
+)
+
+
+@register
+class AcrCt(Analysis):
+    """The ACR CT phantom (Gammex 464): `hu_<material>`, `low_contrast_cnr`, `uniformity_centre_hu`,
+    `uniformity_edge_max_diff_hu`, `water_hu`, `noise_sd_hu`, `geometry_bb_distance_mm`, `phantom_roll_deg`,
+    `rmtf50_lp_mm`, `rmtf10_lp_mm` (`qckit.analyses.ct.acr_ct`)."""
+
+    name = "acr_ct"
+    title = "ACR CT phantom: CT numbers, low-contrast CNR, uniformity, noise, BB distance, relative MTF"
+
+    def run(self, ctx: AnalysisContext) -> AnalysisOutput:
+        from qckit.analyses.ct.acr_ct import AcrCtGeometry, measure_acr_ct
+
+        v = ctx.view()
+        g = AcrCtGeometry.from_params(ctx.spec.params, f"{ctx.phantom.name}: ")
+        uid = v.volume.series_uid
+        if str(v.acquisition.get("Modality") or v.volume.header.get("Modality") or "") != "CT":
+            why = "the series is not CT (Modality): the ACR CT phantom is measured on CT images"
+            return AnalysisOutput(problems=[Problem(self.name, uid, why, input=True)])
+        px = float(v.volume.spacing[0])
+        hu_roi = float(ctx.param("hu_roi_mm", 8.0))
+        try:
+            r = measure_acr_ct(v.volume.array, v.positions, px, g, hu_roi_mm=hu_roi)
+        except ValueError as exc:
+            return AnalysisOutput(problems=[Problem(self.name, uid, str(exc), input=True)])
+
+        def m(
+            name: str, value: float, unit: str, how: str, module: str, detail: dict | None = None
+        ) -> Measurement:
+            return Measurement(name, float(value), unit, how, ACR_CT_REFERENCE, limit=ctx.limit(None, name),
+                               slice=r.module_slices[module] + 1, series_uid=uid, role=v.role,
+                               detail=detail or {})  # fmt: skip
+
+        out = AnalysisOutput()
+        for name, hu in r.hu.items():
+            out.measurements.append(m(f"hu_{name}", hu, "HU", f"mean CT number in a {hu_roi:g} mm disc in the rod "
+                                      "(module 1)", "module1", {"nominal_hu": g.rods[name].hu}))  # fmt: skip
+        out.measurements += [
+            m("phantom_roll_deg", r.roll_deg, "deg", "angular offset of the air and bone rods", "module1"),
+            *([m("low_contrast_cnr", r.low_contrast_cnr, "", "|mean(25 mm rod) - mean(background)| / SD(background)",
+                 "module2", {"contrast_hu": r.low_contrast_hu})] if np.isfinite(r.low_contrast_cnr) else []),
+            m("water_hu", r.uniformity_hu["centre"], "HU", "mean CT number in the central disc of module 3", "module3"),
+            m("uniformity_centre_hu", r.uniformity_hu["centre"], "HU", "mean in the central disc of module 3",
+              "module3"),
+            m("uniformity_edge_max_diff_hu", r.uniformity_edge_max_diff, "HU",
+              "largest |edge - centre| of the four edge discs", "module3", dict(r.uniformity_hu)),
+            m("noise_sd_hu", r.noise_sd_hu, "HU", "SD of the CT numbers in the central disc of module 3", "module3"),
+            m("geometry_bb_distance_mm", r.bb_distance_mm, "mm", "distance between the two BBs of module 3 "
+              "(nominal 100 mm)", "module3"),
+        ]  # fmt: skip
+        if not np.isfinite(r.low_contrast_cnr):
+            out.problems.append(Problem("low_contrast_cnr", uid, "the background of module 2 shows no noise: a CNR "
+                                        "cannot be formed (a processed or synthetic image?)"))  # fmt: skip
+        for pct in (50, 10):
+            f = r.rmtf_at(pct)
+            if f is None:
+                out.problems.append(Problem(f"rmtf{pct}_lp_mm", uid, f"the bar patterns' relative MTF "
+                                            f"({', '.join(f'{x:.2f}' for x in r.rmtf)} at "
+                                            f"{', '.join(f'{x:g}' for x in r.frequencies)} lp/mm) does not fall "
+                                            f"to {pct} % within them"))  # fmt: skip
+                continue
+            out.measurements.append(m(f"rmtf{pct}_lp_mm", f, "lp/mm", f"frequency where the Droege-Morin relative "
+                                      f"MTF of the bar patterns falls to {pct} %", "module4",
+                                      {"frequencies": r.frequencies, "rmtf": r.rmtf}))  # fmt: skip
+        k = r.module_slices["module1"]
+        img = np.clip(np.asarray(v.volume.array[k], float) + 1000, 0, 2000)
+        shapes = [Circle(xy, hu_roi / px, f"hu {name}") for name, xy in r.rods_px.items()]
+        key = f"ACR CT module 1, slice {k + 1}"
+        ctx.overlays[key] = Overlay(key, img, v.pixel_mm, shapes)
+        return out
+
+
+__all__ += ["AcrCt"]
