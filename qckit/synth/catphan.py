@@ -41,11 +41,36 @@ class CatphanScan:
     model: str = "504"
     blur_mm: float = 0.6
     noise_hu: float = 8.0
+    # the noise's NPS: None white; sigma (mm) of a CT-like NPS(f) ~ f exp(-2 pi^2 sigma^2 f^2) (a ramp filter
+    # apodised by a Gaussian), whose peak lies at f = 1 / (2 pi sigma)
+    nps_sigma_mm: float | None = None
+    tilt_deg: float = (
+        0.0  # the axis inclined in the x-z plane: each slice's centre shifted by z tan(tilt) along x
+    )
     node_scale: float = 1.0  # a geometric scaling error: the nodes appear node_scale x 50 mm apart
     slice_mm: float = 2.5  # the slice thickness the wire ramps show (FWHM of a rectangular slice profile)
     low_contrast_hu: tuple[float, ...] = (10.0,) * 6  # CTP515's six 1 % targets, 15-5 mm
     line_pair_hu: float = 1000.0  # CTP528's aluminium bars above the background
     seed: int = 0
+
+
+def nps_peak_truth(s: CatphanScan) -> float | None:
+    """The peak frequency (1/mm) of the rendered noise's NPS, 1 / (2 pi sigma); None for white noise."""
+    return None if s.nps_sigma_mm is None else float(1 / (2 * np.pi * s.nps_sigma_mm))
+
+
+def _noise(s: CatphanScan, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """White noise of SD noise_hu, or filtered to the CT-like NPS of `nps_sigma_mm` and rescaled to that SD."""
+    w = rng.normal(0, s.noise_hu, shape)
+    if s.nps_sigma_mm is None or s.noise_hu == 0:
+        return w
+    fy, fx = np.meshgrid(
+        np.fft.fftfreq(shape[0], s.pixel_mm), np.fft.fftfreq(shape[1], s.pixel_mm), indexing="ij"
+    )
+    f = np.hypot(fx, fy)
+    h = np.sqrt(f * np.exp(-2 * np.pi**2 * s.nps_sigma_mm**2 * f**2))  # |H|^2 is the NPS shape
+    n = np.real(np.fft.ifft2(np.fft.fft2(w) * h))
+    return n * s.noise_hu / n.std()
 
 
 def _cover(d: np.ndarray, r: float, px: float) -> np.ndarray:
@@ -133,8 +158,11 @@ def render_catphan(s: CatphanScan) -> tuple[np.ndarray, list[float]]:
             img = lines
         else:
             img = uniform
-        img = ndimage.gaussian_filter(img, s.blur_mm / s.pixel_mm) + rng.normal(0, s.noise_hu, img.shape)
-        vol.append(img)
+        img = ndimage.gaussian_filter(img, s.blur_mm / s.pixel_mm)
+        shift = (z - s.origin_slice) * s.spacing_mm * np.tan(np.radians(s.tilt_deg)) / s.pixel_mm
+        if shift:  # exact sub-pixel shift of the band-limited slice (air around the body wraps onto air)
+            img = np.real(np.fft.ifft2(ndimage.fourier_shift(np.fft.fft2(img + 1000), (0.0, shift)))) - 1000
+        vol.append(img + _noise(s, rng, img.shape))
     positions = [(z - s.origin_slice) * s.spacing_mm for z in range(s.n_slices)]
     return np.stack(vol), positions
 
@@ -165,4 +193,4 @@ def write_catphan(out_dir, scan: CatphanScan, *, date: str = "20260105", kernel:
     return positions
 
 
-__all__ = ["DEFAULT_HU", "CatphanScan", "render_catphan", "truth_hu", "write_catphan"]
+__all__ = ["DEFAULT_HU", "CatphanScan", "nps_peak_truth", "render_catphan", "truth_hu", "write_catphan"]
