@@ -107,6 +107,7 @@ class AcrCtResult:
 
     @property
     def uniformity_edge_max_diff(self) -> float:
+        """The largest |edge - centre| CT number of module 3 (HU)."""
         c = self.uniformity_hu["centre"]
         return float(max(abs(v - c) for k, v in self.uniformity_hu.items() if k != "centre"))
 
