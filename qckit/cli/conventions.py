@@ -66,6 +66,8 @@ OUTPUT_KIND: dict[str, str | None] = {
     "qc sessions exclude": "dir",
     "qc sessions include": "dir",
     "qc sessions redate": "dir",
+    "qc review": "dir",  # the folder whose default QC history is read (qc run's --output-dir)
+    "qc acr-summary": "dir",
     "key init": None,
     "key status": None,
     "qualify run": "dir",

@@ -277,10 +277,18 @@ def _print_record(doc: dict[str, Any], quiet: bool) -> None:
     ex = doc["excluded"]
     console.print(f"session {doc['session_id']}: {doc['scanner_key']} {doc['session_date']} ({doc['phantom']}, "
                   f"{len(doc['measurements'])} measurements)"
-                  + ("" if ex is None else f", excluded {ex['at'][:10]}: {ex['reason']}"), highlight=False)  # fmt: skip
+                  + ("" if ex is None else f", excluded {ex['at'][:10]}: {ex['reason']}"), highlight=False, markup=False)  # fmt: skip
     for a in doc["audit"]:
         console.print(f"  {a['at'][:19]} {a['action']} by {a['by'] or '-'}: {a['reason']} ({a['before']} -> "
-                      f"{a['after']})", highlight=False)  # fmt: skip
+                      f"{a['after']})", highlight=False, markup=False)  # fmt: skip
+    for r in doc.get("reviews", []):
+        state = (
+            ""
+            if r["withdrawn"] is None
+            else f" (withdrawn {r['withdrawn']['at'][:10]} by {r['withdrawn']['by']}: {r['withdrawn']['reason']})"
+        )
+        console.print(f"  {r['at'][:19]} review of {r['measurement']} by {r['by']}: {r['automated_verdict']} -> "
+                      f"{r['verdict']}: {r['reason']}{state}", highlight=False, markup=False)  # fmt: skip
 
 
 def _change(action: str) -> Any:
@@ -304,6 +312,56 @@ def _change(action: str) -> Any:
         "redate": "Give a session its true date (--date), e.g. one stored with a wrong scanner date.",
     }[action]
     return handle_errors(command)
+
+
+@app.command("review")
+@handle_errors
+def review_command(
+    session: str = typer.Argument(..., help="The session: its id or its label SCANNER@YYYY-MM-DD (as qc run prints)."),
+    measurement: str = typer.Option(..., "--measurement", help="The stored measurement reviewed (e.g. resolution_rl)."),
+    verdict: str | None = typer.Option(None, "--verdict", help="The reviewed verdict: pass, fail or not-measured."),
+    reason: str = typer.Option(..., "--reason", help="Why (kept in the history beside the automated verdict)."),
+    by: str = typer.Option(..., "--by", help="Who reviews (name, as it should appear on the record)."),
+    withdraw: bool = typer.Option(False, "--withdraw", help="Withdraw the active review (kept, marked withdrawn)."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    output: Path = typer.Option(Path("reports/qc"), "--output-dir", "-o", metavar="DIR", help=OUT_HELP),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="The session after the review."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
+    """Review an automated verdict: record pass/fail/not-measured with the reason and reviewer, or withdraw it."""
+    from qckit.workflows.qc_run import session_review
+
+    review, doc = session_review(db, output, session, measurement, verdict, reason, by, withdraw=withdraw,
+                                 json_out=json_out)  # fmt: skip
+    if not quiet:
+        what = "withdrew the review of" if withdraw else "reviewed"
+        console.print(f"{what} {review['measurement']} of session {review['session_id']}: automated "
+                      f"{review['automated_verdict']} -> reviewed {review['verdict']} by {review['by']}", highlight=False, markup=False)  # fmt: skip
+    _print_record(doc, quiet)
+
+
+@app.command("acr-summary")
+@handle_errors
+def acr_summary_command(
+    session: str = typer.Argument(..., help="The session: its id or its label SCANNER@YYYY-MM-DD."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    output: Path = typer.Option(Path("reports/qc"), "--output-dir", "-o", metavar="DIR", help="Where to write "
+                                "acr-summary.json/html (its qc-history.sqlite is the default history)."),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="Also write the summary JSON here."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
+    """The ACR summary of a recorded session rebuilt from the QC history, reviewed verdicts applied."""
+    from qckit.workflows.qc_run import summary_from_history
+
+    summary, files = summary_from_history(db, output, session, output, json_out)
+    if not quiet:
+        console.print(f"ACR summary of {summary['session']['label']}: {summary['verdict']}", highlight=False)
+        for k, v in files.items():
+            console.print(f"  {k}: {v}", highlight=False)
+    if summary["verdict"] != "pass":
+        raise typer.Exit(EXIT_CHECKS_FAILED)
 
 
 for _action in ("exclude", "include", "redate"):

@@ -11,6 +11,10 @@ SQLite file by default (`sqlite:///path/qc-history.sqlite`, embedded, zero set-u
 - Schema migrations: table `qckit_schema` holds the schema version; `open_store` creates a new store at
   `SCHEMA_VERSION` and upgrades an older one step by step (`_MIGRATIONS`), inside one transaction; a store newer
   than this qckit is refused rather than written.
+- Reviews (version 5): a physicist's reviewed verdict of a stored measurement (who, when, why, the automated value
+  and verdict) is a row of `reviews`; nothing is overwritten: a newer review supersedes an older one, and a
+  withdrawn review keeps its row with who withdrew it, when and why. The verdict shown is the latest review that is
+  not withdrawn, else the automated one.
 - Atomic runs: `record_session` writes the session, its measurements and findings in one transaction: all or
   nothing. A killed process leaves what was committed before (SQLite runs in WAL mode, which also lets one writer
   and many readers work at once; writers wait up to `busy_timeout` for each other instead of failing).
@@ -55,7 +59,7 @@ from qckit.core.errors import DuplicateSessionError, HistoryError, QckitInputErr
 from qckit.core.identity import ScannerIdentity
 from qckit.core.jsonio import dumps
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 DEFAULT_DB = "qc-history.sqlite"
 
 metadata = MetaData()
@@ -139,6 +143,70 @@ measurements = Table(
     Column("passed", Boolean),
     UniqueConstraint("session_id", "name", name="uq_measurement_name"),
 )
+
+
+reviews = Table(  # version 5: reviewed verdicts of stored measurements, with their audit (never overwritten)
+    "reviews",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("session_id", Integer, ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    Column("measurement", String(100), nullable=False),
+    Column("at", DateTime, nullable=False),
+    Column("by", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("automated_value", Float),
+    Column("automated_verdict", String(20), nullable=False),
+    Column("verdict", String(20), nullable=False),  # pass | fail | not measured
+    Column("withdrawn_at", DateTime),
+    Column("withdrawn_by", String(200)),
+    Column("withdrawn_reason", Text),
+)
+REVIEW_VERDICTS = ("pass", "fail", "not measured")
+
+
+def automated_verdict(passed: Any, value: Any) -> str:
+    """The verdict `qc run` gave a stored measurement: pass / fail by its limit, recorded without one, not measured
+    for a value that is not a number."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "not measured"
+    if passed is None or (isinstance(passed, float) and passed != passed):
+        return "recorded"
+    return "pass" if bool(passed) else "fail"
+
+
+def _review_doc(r: Any) -> dict[str, Any]:
+    return {"review_id": int(r["id"]), "session_id": int(r["session_id"]), "measurement": r["measurement"],
+            "at": r["at"].isoformat(), "by": r["by"], "reason": r["reason"],
+            "automated_value": r["automated_value"], "automated_verdict": r["automated_verdict"],
+            "verdict": r["verdict"],
+            "withdrawn": None if r["withdrawn_at"] is None else {"at": r["withdrawn_at"].isoformat(),
+                                                                  "by": r["withdrawn_by"],
+                                                                  "reason": r["withdrawn_reason"]}}  # fmt: skip
+
+
+def _active(revs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per measurement, its latest review that is not withdrawn (`revs` in id order)."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in revs:
+        if r["withdrawn"] is None:
+            out[r["measurement"]] = r
+    return out
+
+
+def _with_reviews(df: pd.DataFrame, revs: list[dict[str, Any]]) -> pd.DataFrame:
+    """The history table with each row's automated verdict and its active review's columns."""
+    df = df.copy()
+    df["automated_verdict"] = [
+        automated_verdict(p, v) for p, v in zip(df["passed"], df["value"], strict=True)
+    ]
+    active = {
+        (r["session_id"], r["measurement"]): r for r in revs if r["withdrawn"] is None
+    }  # the latest wins
+    for col, key in (("review_verdict", "verdict"), ("review_by", "by"), ("review_reason", "reason"),
+                     ("review_at", "at")):  # fmt: skip
+        df[col] = [active[(int(s), n)][key] if (int(s), n) in active else None
+                   for s, n in zip(df["session_id"], df["name"], strict=True)]  # fmt: skip
+    return df
 
 
 def as_identity(scanner: ScannerIdentity | dict[str, Any]) -> ScannerIdentity:
@@ -253,7 +321,12 @@ def _migrate_3_to_4(conn: Any) -> None:
     session_audit.create(conn)
 
 
-_MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4}
+def _migrate_4_to_5(conn: Any) -> None:
+    """Version 5: reviewed verdicts of stored measurements (`reviews`)."""
+    reviews.create(conn)
+
+
+_MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4, 4: _migrate_4_to_5}
 
 
 def _exclusion(row: Any) -> dict[str, Any] | None:
@@ -567,13 +640,21 @@ class HistoryStore:
                               .order_by(measurements.c.name)).mappings().all()  # fmt: skip
             audit = conn.execute(select(session_audit).where(session_audit.c.session_id == session_id)
                                  .order_by(session_audit.c.id)).mappings().all()  # fmt: skip
+            revs = [_review_doc(r) for r in conn.execute(select(reviews).where(reviews.c.session_id == session_id)
+                                                         .order_by(reviews.c.id)).mappings().all()]  # fmt: skip
+        active = _active(revs)
         return {
             "session_id": session_id, "scanner_key": head["scanner_key"],
             "session_date": head["session_date"].isoformat(), "recorded_at": head["recorded_at"].isoformat(),
             "phantom": head["phantom"], "qckit_version": head["qckit_version"], "acceptance": bool(head["acceptance"]),
             "input_uids": json.loads(head["input_uids"] or "[]"), "protocol_status": head["protocol_status"],
             "excluded": _exclusion(head),
-            "measurements": [{k: m[k] for k in ("name", "value", "unit", "limit_text", "passed")} for m in ms],
+            "measurements": [{**{k: m[k] for k in ("name", "value", "unit", "limit_text", "passed")},
+                              "automated_verdict": automated_verdict(m["passed"], m["value"]),
+                              "verdict": active[m["name"]]["verdict"] if m["name"] in active
+                              else automated_verdict(m["passed"], m["value"]),
+                              "review": active.get(m["name"])} for m in ms],
+            "reviews": revs,
             "audit": [{"at": a["at"].isoformat(), "action": a["action"], "reason": a["reason"], "by": a["by"],
                        "before": json.loads(a["before"] or "null"), "after": json.loads(a["after"] or "null")}
                       for a in audit],
@@ -621,6 +702,109 @@ class HistoryStore:
             raise HistoryError(f"{self.url}: could not change session {session_id}: {exc}") from exc
         return self.session(session_id)
 
+    def find_session(self, ref: str | int) -> int:
+        """A session's id from its id or its label `SCANNER@YYYY-MM-DD` (as `qc run` prints it; the scanner's
+        aliases count); an input error naming the candidates when it is unknown or ambiguous."""
+        text_ref = str(ref).strip()
+        if text_ref.isdigit():
+            sid = int(text_ref)
+            with self.engine.connect() as conn:
+                if conn.execute(select(sessions.c.id).where(sessions.c.id == sid)).first() is None:
+                    raise QckitInputError(
+                        f"no session {sid} in the QC history at {self.url} (qc sessions list)"
+                    )
+            return sid
+        key, sep, day = text_ref.rpartition("@")
+        if not sep or not key:
+            raise QckitInputError(
+                f"{text_ref!r} is not a session: give its id or its label SCANNER@YYYY-MM-DD"
+            )
+        try:
+            date = dt.date.fromisoformat(day[:10])
+        except ValueError:
+            raise QckitInputError(f"{text_ref!r}: {day!r} is not a date (YYYY-MM-DD)") from None
+        rows = [r for r in self.sessions(key) if r["session_date"][:10] == date.isoformat()]
+        if len(rows) != 1:
+            listed = ", ".join(
+                f"{r['session_id']} ({r['scanner_key']} {r['session_date'][:16]})" for r in rows
+            )
+            raise QckitInputError(f"{text_ref!r} is " + (f"ambiguous: sessions {listed}; give the id" if rows else
+                                  f"not in the QC history at {self.url} (qc sessions list)"))  # fmt: skip
+        return int(rows[0]["session_id"])
+
+    def review(self, session_id: int, measurement: str, verdict: str, reason: str, by: str) -> dict[str, Any]:
+        """Record a physicist's reviewed verdict of one stored measurement (module docstring); returns the review.
+        Input errors: an unknown measurement (the session's are listed), a verdict other than pass, fail or not
+        measured, no reason or no reviewer."""
+        verdict = verdict.strip().lower().replace("-", " ")
+        if verdict not in REVIEW_VERDICTS:
+            raise QckitInputError(
+                f"a reviewed verdict is one of {', '.join(REVIEW_VERDICTS)} (got {verdict!r})"
+            )
+        if not reason or not reason.strip():
+            raise QckitInputError("a review needs its reason (--reason)")
+        if not by or not by.strip():
+            raise QckitInputError("a review needs the reviewer's name (--by)")
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        try:
+            with self.engine.begin() as conn:
+                m = conn.execute(select(measurements).where((measurements.c.session_id == session_id)
+                                                            & (measurements.c.name == measurement))).mappings().first()  # fmt: skip
+                if m is None:
+                    names = conn.execute(select(measurements.c.name).where(measurements.c.session_id == session_id)
+                                         .order_by(measurements.c.name)).scalars().all()  # fmt: skip
+                    if (
+                        not names
+                        and conn.execute(select(sessions.c.id).where(sessions.c.id == session_id)).first()
+                        is None
+                    ):
+                        raise QckitInputError(f"no session {session_id} in the QC history at {self.url}")
+                    raise QckitInputError(f"session {session_id} has no measurement {measurement!r}; it has: "
+                                          + (", ".join(names) or "none"))  # fmt: skip
+                rid = conn.execute(insert(reviews).values(
+                    session_id=session_id, measurement=measurement, at=now, by=by.strip(), reason=reason.strip(),
+                    automated_value=m["value"], automated_verdict=automated_verdict(m["passed"], m["value"]),
+                    verdict=verdict)).inserted_primary_key[0]  # fmt: skip
+                row = conn.execute(select(reviews).where(reviews.c.id == rid)).mappings().one()
+        except SQLAlchemyError as exc:
+            raise HistoryError(f"{self.url}: could not record the review: {exc}") from exc
+        return _review_doc(row)
+
+    def withdraw_review(self, session_id: int, measurement: str, reason: str, by: str) -> dict[str, Any]:
+        """Withdraw the active review of a measurement (kept, marked withdrawn with who, when and why): the
+        previous review, or the automated verdict, applies again. Returns the withdrawn review."""
+        if not reason or not reason.strip() or not by or not by.strip():
+            raise QckitInputError(
+                "withdrawing a review needs its reason (--reason) and who withdraws it (--by)"
+            )
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        try:
+            with self.engine.begin() as conn:
+                row = conn.execute(select(reviews).where((reviews.c.session_id == session_id)
+                                                         & (reviews.c.measurement == measurement)
+                                                         & reviews.c.withdrawn_at.is_(None))
+                                   .order_by(reviews.c.id.desc())).mappings().first()  # fmt: skip
+                if row is None:
+                    raise QckitInputError(f"session {session_id} has no active review of {measurement!r}")
+                conn.execute(reviews.update().where(reviews.c.id == row["id"]).values(
+                    withdrawn_at=now, withdrawn_by=by.strip(), withdrawn_reason=reason.strip()))  # fmt: skip
+                row = conn.execute(select(reviews).where(reviews.c.id == row["id"])).mappings().one()
+        except SQLAlchemyError as exc:
+            raise HistoryError(f"{self.url}: could not withdraw the review: {exc}") from exc
+        return _review_doc(row)
+
+    def reviews(self, scanner: str | None = None) -> list[dict[str, Any]]:
+        """Every review (withdrawn ones too), oldest first, with the session's scanner key and date."""
+        q = (select(reviews, sessions.c.session_date, scanners.c.scanner_key)
+             .join(sessions, sessions.c.id == reviews.c.session_id)
+             .join(scanners, scanners.c.id == sessions.c.scanner_id).order_by(reviews.c.id))  # fmt: skip
+        with self.engine.connect() as conn:
+            if scanner is not None:
+                q = q.where(sessions.c.scanner_id.in_(self._group(conn, scanner) or [-1]))
+            rows = conn.execute(q).mappings().all()
+        return [{**_review_doc(r), "scanner_key": r["scanner_key"], "session_date": r["session_date"].isoformat()}
+                for r in rows]  # fmt: skip
+
     def qualifications(self, scanner: str | None = None) -> list[dict[str, Any]]:
         """Qualification sessions (kind `qualification`), oldest first: session_id, scanner_key, session_date and
         the certificate document; of one scanner (with its merged aliases) or of all."""
@@ -648,7 +832,9 @@ class HistoryStore:
 
     def history(self, scanner: str, names: Iterable[str] | None = None, conn: Any = None) -> pd.DataFrame:
         """Long table of one scanner's QC measurements (sessions of kind `qc`): session_id, session_date,
-        acceptance, name, value, unit, ... (`conn`: read inside a `recording` transaction)."""
+        acceptance, name, value, unit, ..., `automated_verdict`, and the active review's `review_verdict`,
+        `review_by`, `review_reason`, `review_at` (None without one) (`conn`: read inside a `recording`
+        transaction)."""
         q = (
             select(
                 sessions.c.id.label("session_id"),
@@ -674,12 +860,13 @@ class HistoryStore:
         )
         if names is not None:
             q = q.where(measurements.c.name.in_(list(names)))
-        if conn is not None:
-            q = q.where(sessions.c.scanner_id.in_(self._group(conn, scanner) or [-1]))
-            return pd.read_sql(q, conn, parse_dates=["session_date"])
-        with self.engine.connect() as conn:
-            q = q.where(sessions.c.scanner_id.in_(self._group(conn, scanner) or [-1]))
-            return pd.read_sql(q, conn, parse_dates=["session_date"])
+        with nullcontext(conn) if conn is not None else self.engine.connect() as c:
+            q = q.where(sessions.c.scanner_id.in_(self._group(c, scanner) or [-1]))
+            df = pd.read_sql(q, c, parse_dates=["session_date"])
+            ids = [int(x) for x in df["session_id"].unique()] if not df.empty else []
+            revs = [_review_doc(r) for r in c.execute(select(reviews).where(reviews.c.session_id.in_(ids or [-1]))
+                                                      .order_by(reviews.c.id)).mappings().all()]  # fmt: skip
+        return _with_reviews(df, revs)
 
     def n_sessions(self) -> int:
         """How many sessions the history holds."""

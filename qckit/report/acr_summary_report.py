@@ -30,6 +30,15 @@ def _value(cell: dict[str, Any] | None) -> str:
     return f"{number(v, 4)} {cell['unit']}".strip()
 
 
+def _shown(item: dict[str, Any]) -> str:
+    """An item's verdict as the form shows it: a reviewed one names the automated verdict beside it."""
+    v = str(item.get("verdict", ""))
+    cell = item.get("measured") or {}
+    if "review" in cell:
+        return f"{v} (reviewed by {cell['review']['by']}; automated {cell['automated_verdict']})"
+    return v
+
+
 def build_summary_page(summary: dict[str, Any], overlays: list[Overlay], provenance: Provenance,
                        figures: list[Any] | None = None) -> Page:  # fmt: skip
     sc, sess = summary["scanner"], summary["session"]
@@ -50,15 +59,21 @@ def build_summary_page(summary: dict[str, Any], overlays: list[Overlay], provena
             other = t2_items.get(item["item"]) or {}
             a, b = item["measured"], other.get("measured")
             limit = (a or b or {}).get("limit") or "-"
-            va, vb = item.get("verdict", ""), other.get("verdict", "") if t2["items"] else ""
+            va, vb = _shown(item), _shown(other) if t2["items"] else ""
             rows.append(
                 ["", item["item"], _value(a), _value(b) if t2["items"] else "not scored", limit, va, vb]
             )
-            classes.append(["", "", "", "", "muted", _CLASS.get(va, ""), _CLASS.get(vb, "")])
+            classes.append(["", "", "", "", "muted", _CLASS.get(item.get("verdict", ""), ""),
+                            _CLASS.get(other.get("verdict", ""), "")])  # fmt: skip
     page.add("ACR phantom test data form (T1 and T2 series)",
              table(["test", "item", "T1", "T2", "action limit", "T1 verdict", "T2 verdict"], rows, classes)
              + "<p>Limits: ACR large phantom test guidance (2018) and AAPM TG-284 table 3. The T2 values are the "
              "second echo (TE 80 ms). Geometric accuracy is scored on the localizer and the T1 series only.</p>")  # fmt: skip
+    if summary.get("reviews"):
+        page.add("Reviewed verdicts (the reviewed verdict applies; the automated one is kept beside it)",
+                 table(["measurement", "automated verdict", "reviewed verdict", "reviewed by", "reviewed (UTC)",
+                        "reason"], [[r["measurement"], r["automated_verdict"], r["verdict"], r["by"],
+                                     r["at"][:16].replace("T", " "), r["reason"]] for r in summary["reviews"]]))  # fmt: skip
     sup = summary["supplementary"]
     if sup:
         page.add("Supplementary (no ACR action limit; trended against the baseline)",
@@ -66,8 +81,12 @@ def build_summary_page(summary: dict[str, Any], overlays: list[Overlay], provena
     if summary["not_measured"]:
         page.add("Not measured", table(["measurement", "reason"],
                                        [[p["name"], p["reason"]] for p in summary["not_measured"]]))  # fmt: skip
-    page.add("Images: where each value was measured", "<p>" + esc(", ".join(o.key for o in overlays)) + "</p>",
-             figures if figures is not None else overlay_figures(overlays))  # fmt: skip
+    if overlays or figures:
+        page.add("Images: where each value was measured", "<p>" + esc(", ".join(o.key for o in overlays)) + "</p>",
+                 figures if figures is not None else overlay_figures(overlays))  # fmt: skip
+    else:
+        page.add("Images", "<p>Rebuilt from the QC history, which keeps values and verdicts, not images: the "
+                 "session's qc run report shows where each value was measured.</p>")  # fmt: skip
     return page
 
 

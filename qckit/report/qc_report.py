@@ -299,8 +299,30 @@ def _chart_figure(
     return fig
 
 
+def _verdict_class(v: str) -> str:
+    return {"pass": "pass", "fail": "fail", "not measured": "fail"}.get(v, "")
+
+
+def reviews_table(reviews: list[dict[str, Any]]) -> str:
+    """Every review of the stored measurements: the automated value and verdict beside the reviewed one, who, when,
+    why, and whether it still applies (a withdrawn review is kept, with who withdrew it and why)."""
+    rows, classes = [], []
+    for r in reviews:
+        w = r.get("withdrawn")
+        status = "applies" if w is None else f"withdrawn {w['at'][:10]} by {w['by']}: {w['reason']}"
+        value = r.get("automated_value")
+        rows.append([str(r.get("session_date", ""))[:10], r["measurement"],
+                     "-" if value is None else number(float(value), 4), r["automated_verdict"], r["verdict"],
+                     r["by"], r["at"][:16].replace("T", " "), r["reason"], status])  # fmt: skip
+        classes.append(["", "", "", _verdict_class(r["automated_verdict"]),
+                        _verdict_class(r["verdict"]) if w is None else "muted", "", "", "", ""])  # fmt: skip
+    return table(["session", "measurement", "value", "automated verdict", "reviewed verdict", "reviewed by",
+                  "reviewed (UTC)", "reason", "status"], rows, classes)  # fmt: skip
+
+
 def build_trend_page(scanner: str, charts: dict[str, tuple[str, list[Any], Chart]], provenance: Provenance,
-                     skipped: dict[str, str], context: dict[str, dict[str, Any]] | None = None) -> Page:  # fmt: skip
+                     skipped: dict[str, str], context: dict[str, dict[str, Any]] | None = None,
+                     reviews: list[dict[str, Any]] | None = None) -> Page:  # fmt: skip
     page = Page("QC control charts", scanner, provenance)
     rows, classes = [], []
     for name, (_unit, dates, c) in charts.items():
@@ -325,6 +347,9 @@ def build_trend_page(scanner: str, charts: dict[str, tuple[str, list[Any], Chart
                                "sessions with alarms", "first alarm"], rows, classes)
              + "<p>Shewhart individuals chart (Montgomery 2013, 6.4), Western Electric rules, EWMA (lambda 0.2, "
              "L 3) and CUSUM (k 0.5, h 5): see qckit.history.spc.</p>")  # fmt: skip
+    if reviews:
+        page.add("Reviewed verdicts (the reviewed verdict applies; the automated one is kept beside it)",
+                 reviews_table(reviews))  # fmt: skip
     ctx = context or {}
     if skipped:
         beyond = {
@@ -342,8 +367,9 @@ def build_trend_page(scanner: str, charts: dict[str, tuple[str, list[Any], Chart
 
 def write_trend_report(scanner: str, charts: dict[str, tuple[str, list[Any], Chart]], provenance: Provenance,
                        path: str | Path, skipped: dict[str, str] | None = None,
-                       context: dict[str, dict[str, Any]] | None = None) -> Path:  # fmt: skip
-    return write(build_trend_page(scanner, charts, provenance, skipped or {}, context), path)
+                       context: dict[str, dict[str, Any]] | None = None,
+                       reviews: list[dict[str, Any]] | None = None) -> Path:  # fmt: skip
+    return write(build_trend_page(scanner, charts, provenance, skipped or {}, context, reviews), path)
 
 
 __all__ = ["overlay_figures", "write_session_report", "write_trend_report", "esc"]

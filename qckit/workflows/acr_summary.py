@@ -82,7 +82,39 @@ def _verdict(cells: list[dict[str, Any] | None], present: bool) -> str:
 
 def acr_summary(s: QCSessionResult) -> dict[str, Any]:
     """The session's ACR data-form summary as plain data (`acr-summary` in `qckit.schemas`)."""
-    by = {m.name: m for m in s.measurements}
+    cells = {m.name: _cell(m) for m in s.measurements}
+    head = {"phantom": s.phantom, "scanner": s.identity.to_dict(),
+            "session": {"label": s.session_label, "date": s.session_date.isoformat(), "series": s.series}}  # fmt: skip
+    present = {role: bool(s.series.get(role)) for role, _ in SERIES}
+    return _summary(cells, present, head, [p.to_dict() for p in s.problems + s.skipped])
+
+
+def acr_summary_from_record(doc: dict[str, Any]) -> dict[str, Any]:
+    """The ACR summary of a session as the QC history holds it (`HistoryStore.session`), with the reviewed
+    verdicts applied: a reviewed item shows the reviewed verdict, keeps the automated one beside it
+    (`automated_verdict`) and names the review (`review`: by, at, reason); the tests' verdicts follow the reviewed
+    items. A series counts as measured when the session stored one of its ACR items."""
+    cells: dict[str, dict[str, Any] | None] = {}
+    for m in doc["measurements"]:
+        value = m["value"]
+        finite = value is not None and value == value and abs(value) != float("inf")
+        cell = {"value": value if finite else None, "unit": m["unit"], "limit": m.get("limit_text"),
+                "verdict": m["verdict"], "slice": None, "series_uid": None}  # fmt: skip
+        if m.get("review") is not None:
+            r = m["review"]
+            cell["automated_verdict"] = m["automated_verdict"]
+            cell["review"] = {"by": r["by"], "at": r["at"], "reason": r["reason"]}
+        cells[m["name"]] = cell
+    names = [name for _t, items, _o in ACR_TESTS for _i, name in items]
+    present = {"t1": any(n in cells for n in names), "t2": any(n + "_t2" in cells for n in names)}
+    head = {"phantom": doc["phantom"], "scanner": {"key": doc["scanner_key"]},
+            "session": {"label": f"{doc['scanner_key']}@{doc['session_date'][:10]}", "date": doc["session_date"],
+                        "series": {}, "session_id": doc["session_id"]}}  # fmt: skip
+    return _summary(cells, present, head, [])
+
+
+def _summary(by: dict[str, dict[str, Any] | None], present_by_role: dict[str, bool], head: dict[str, Any],
+             not_measured: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
     tests = []
     for title, items, on_t2 in ACR_TESTS:
         series: dict[str, Any] = {}
@@ -90,10 +122,10 @@ def acr_summary(s: QCSessionResult) -> dict[str, Any]:
             if role == "t2" and not on_t2:
                 series[role] = {"verdict": "not scored", "items": []}
                 continue
-            cells = [_cell(by.get(name + suffix)) for _item, name in items]
-            present = bool(s.series.get(role))
+            cells = [by.get(name + suffix) for _item, name in items]
+            present = present_by_role[role]
             series[role] = {
-                "verdict": _verdict(cells, bool(s.series.get(role))),
+                "verdict": _verdict(cells, present),
                 "items": [{"item": item, "measurement": name + suffix, "measured": c,
                            # an item of a measured series that is absent leaves the test incomplete
                            "verdict": c["verdict"] if c else str(Verdict.INCOMPLETE if present else Verdict.NOT_MEASURED)}
@@ -101,7 +133,7 @@ def acr_summary(s: QCSessionResult) -> dict[str, Any]:
             }  # fmt: skip
         tests.append({"test": title, "series": series})
     supplementary = [
-        {"item": item, "series": role, "measurement": name + suffix, "measured": _cell(by.get(name + suffix))}
+        {"item": item, "series": role, "measurement": name + suffix, "measured": by.get(name + suffix)}
         for item, name in SUPPLEMENTARY
         for role, suffix in SERIES
         if by.get(name + suffix) is not None
@@ -109,15 +141,10 @@ def acr_summary(s: QCSessionResult) -> dict[str, Any]:
     verdicts = [t["series"][r]["verdict"] for t in tests for r, _ in SERIES]
     order = (Verdict.FAIL, Verdict.INCOMPLETE, Verdict.PASS)
     overall = str(next((v for v in order if v in verdicts), Verdict.NOT_MEASURED))
-    return {
-        "phantom": s.phantom,
-        "scanner": s.identity.to_dict(),
-        "session": {"label": s.session_label, "date": s.session_date.isoformat(), "series": s.series},
-        "verdict": overall,
-        "tests": tests,
-        "supplementary": supplementary,
-        "not_measured": [p.to_dict() for p in s.problems + s.skipped],
-    }
+    reviewed = [{"measurement": k, **c["review"], "automated_verdict": c["automated_verdict"],
+                 "verdict": c["verdict"]} for k, c in by.items() if c is not None and "review" in c]  # fmt: skip
+    return {**head, "verdict": overall, "tests": tests, "supplementary": supplementary,
+            "not_measured": not_measured, "reviews": reviewed}  # fmt: skip
 
 
-__all__ = ["ACR_TESTS", "SUPPLEMENTARY", "acr_summary"]
+__all__ = ["ACR_TESTS", "SUPPLEMENTARY", "acr_summary", "acr_summary_from_record"]

@@ -156,16 +156,17 @@ def trend(scanner: str, db: str | None, output: Path, *, baseline: int, rules: t
         url = store.url
         charts, skipped = scanner_charts(store, scanner, n_baseline=baseline, rules=rules, levels=parsed)
         context = scanner_context(store, scanner)
+        reviews = store.reviews(scanner)
     prov = Provenance(command_line(), {"history": url, "scanner": scanner})
     path = write_trend_report(scanner, charts, prov, output / f"qc-trend-{safe_name(scanner)}.html", skipped,
-                              context)  # fmt: skip
+                              context, reviews)  # fmt: skip
     latest = any(a.index == len(c.values) - 1 for _u, _d, c in charts.values() for a in c.alarms) or any(
         math.isinf(context[name]["values"][-1]) for name in skipped if context.get(name, {}).get("values")
     )  # a value beyond the measurable range is an alarm also while the baseline forms
     if json_out is not None:
         write_result(json_out, kind="qc-trend", inputs={"history": url, "scanner": scanner}, document={"scanner": scanner, "history": url, "charts": {
             name: {"unit": unit, "dates": [str(d) for d in dates], **c.to_dict()}
-            for name, (unit, dates, c) in charts.items()}, "skipped": skipped, "html": str(path)})  # fmt: skip
+            for name, (unit, dates, c) in charts.items()}, "skipped": skipped, "reviews": reviews, "html": str(path)})  # fmt: skip
     return TrendRun(charts, skipped, path, latest)
 
 
@@ -255,5 +256,57 @@ def session_change(db: str | None, output: Path, session_id: int, action: str, r
     return doc
 
 
+def session_review(db: str | None, output: Path, session: str, measurement: str, verdict: str | None,
+                   reason: str, by: str, *, withdraw: bool = False, json_out: Path | None = None
+                   ) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """Review one stored measurement of a session (its id or label SCANNER@YYYY-MM-DD): record the reviewed
+    verdict with the reason and the reviewer, or withdraw the active review. Returns (the review, the session as
+    `session_show` gives it, reviewed verdicts applied); the automated value and verdict stay beside it."""
+    from qckit.core.errors import QckitInputError
+    from qckit.history.store import existing_store
+
+    if not withdraw and verdict is None:
+        raise QckitInputError("give the reviewed verdict (--verdict pass|fail|not-measured) or --withdraw")
+    with existing_store(db, output) as store:
+        sid = store.find_session(session)
+        if withdraw:
+            review = store.withdraw_review(sid, measurement, reason, by)
+        else:
+            assert verdict is not None
+            review = store.review(sid, measurement, verdict, reason, by)
+        doc = store.session(sid)
+    if json_out is not None:
+        write_result(json_out, doc, kind="qc-session-record")
+    return review, doc
+
+
+def summary_from_history(db: str | None, output: Path, session: str, out_dir: Path,
+                         json_out: Path | None = None) -> tuple[dict[str, Any], dict[str, Path]]:  # fmt: skip
+    """The ACR summary of a recorded session (its id or label) rebuilt from the QC history with the reviewed
+    verdicts applied: `acr-summary.json` and `acr-summary.html` in `out_dir` (written, then verified)."""
+    from qckit.core.errors import QckitInputError
+    from qckit.history.store import existing_store
+    from qckit.report.acr_summary_report import write_summary_report
+    from qckit.workflows.acr_summary import acr_summary_from_record
+
+    with existing_store(db, output) as store:
+        sid = store.find_session(session)
+        doc = store.session(sid)
+        url = store.url
+    if not str(doc["phantom"]).startswith("acr-mri"):
+        raise QckitInputError(
+            f"session {sid} is a {doc['phantom']} session: the ACR summary is the ACR phantom's"
+        )
+    summary = acr_summary_from_record(doc)
+    prov = Provenance(command_line(), {"history": url, "session": sid})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {"json": write_result(out_dir / "acr-summary.json", {**summary}, prov, kind="acr-summary"),
+             "html": write_summary_report(summary, [], prov, out_dir / "acr-summary.html")}  # fmt: skip
+    if json_out is not None:
+        files["summary"] = write_result(json_out, {**summary}, prov, kind="acr-summary")
+    return summary, files
+
+
 __all__ = ["QCRun", "TrendRun", "history_url", "parse_date", "parse_rules", "rule_text", "run_qc", "scanners", "simulate",
-           "trend", "write_session", "sessions_list", "session_show", "session_change"]  # fmt: skip
+           "trend", "write_session", "sessions_list", "session_show", "session_change",
+           "session_review", "summary_from_history"]  # fmt: skip
