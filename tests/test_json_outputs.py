@@ -33,7 +33,8 @@ ELSEWHERE = {
     "acr-summary",
     "qc-sessions",
     "qc-session-record",
-}  # acr-summary: tests/report/test_acr_reports.py; qc-sessions, qc-session-record: tests/workflows/test_history_hygiene.py
+    "qualify-verify",
+}  # qualify-verify: tests/workflows/test_signing.py; acr-summary: tests/report/test_acr_reports.py; qc-sessions, qc-session-record: tests/workflows/test_history_hygiene.py
 
 
 def _run(*args: str, code: int = 0) -> None:

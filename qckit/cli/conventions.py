@@ -73,6 +73,8 @@ OUTPUT_KIND: dict[str, str | None] = {
     "qualify run": "dir",
     "qualify summary": "dir",
     "qualify list": None,
+    "qualify sign": None,  # writes into the certificate folder it is given
+    "qualify verify": None,
     "qualify schema": "file",
 }
 

@@ -178,3 +178,43 @@ def schema_command(output: Path | None = SCHEMA_OUTPUT, quiet: bool = QUIET, ver
     from qckit.workflows.catalog import schema_text
 
     emit_text(schema_text("profile"), output)
+
+
+@app.command("sign")
+@handle_errors
+def sign_command(
+    cert_dir: Path = typer.Argument(..., help="A scanner's certificate folder (qualify run OUT/<scanner>)."),
+    by: str = typer.Option(..., "--by", help="The signer's name, as it should appear on the record."),
+    role: str = typer.Option(..., "--role", help="The signer's role (e.g. 'Medical physicist')."),
+    valid_days: int | None = typer.Option(None, "--valid-days", min=1, help="How long the qualification is valid."),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="Also write the signed certificate here."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
+    """Sign a certificate: signature block, content hash, an immutable copy of the signed revision."""
+    from qckit.workflows.qualify import qualify_sign
+
+    doc = qualify_sign(cert_dir, by, role, valid_days, json_out)
+    sig = doc["signature"]
+    if not quiet:
+        console.print(f"signed revision {sig['revision']} of {doc['scanner']['key']} ({doc['verdict']}) by "
+                      f"{sig['by']}, {sig['role']}; expires {sig['expires'] or '-'}; sha256 {sig['content_sha256']}",
+                      highlight=False)  # fmt: skip
+
+
+@app.command("verify")
+@handle_errors
+def verify_command(
+    cert_dir: Path = typer.Argument(..., help="A scanner's certificate folder."),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="The check's result as JSON."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
+    """Check that a certificate is signed and unchanged since (exit 1 when not)."""
+    from qckit.workflows.qualify import verify_certificate
+
+    ok, why, _doc = verify_certificate(cert_dir, json_out)
+    if not quiet:
+        console.print(f"{cert_dir}: {why}", highlight=False)
+    if not ok:
+        raise typer.Exit(EXIT_CHECKS_FAILED)

@@ -82,6 +82,9 @@ class Certificate:
     submission: dict[str, Any] = field(default_factory=dict)  # series counts, software versions
     previous: dict[str, Any] | None = None  # the first qualification of this scanner, when there is one
     outputs: dict[str, str] = field(default_factory=dict)
+    revision: dict[str, Any] | None = (
+        None  # set when it replaces a signed certificate (`qualification.signing`)
+    )
 
     @property
     def verdict(self) -> str:
@@ -112,4 +115,5 @@ class Certificate:
             "previous": self.previous,
             "outputs": self.outputs,
             "provenance": self.provenance,
+            **({"revision": self.revision} if self.revision is not None else {}),
         }

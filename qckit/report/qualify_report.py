@@ -42,11 +42,32 @@ def _criteria_table(criteria: list[dict[str, Any]], previous: dict[str, Any] | N
             + "".join(rows) + "</tbody></table>")  # fmt: skip
 
 
-def build_certificate_page(cert: Certificate, provenance: Provenance) -> Page:
-    """The certificate page: verdict, scanner, what is missing, every criterion with its evidence."""
-    doc = cert.to_dict()
+def _signoff(doc: dict[str, Any]) -> str:
+    sig, rev = doc.get("signature"), doc.get("revision")
+    rows = []
+    if rev:
+        sup = rev.get("supersedes") or {}
+        rows.append(["revision", f"{rev.get('number')} (replaces revision {sup.get('number')}, signed by "
+                     f"{sup.get('signed_by')} on {str(sup.get('signed_at'))[:10]}, kept as {sup.get('file')}, "
+                     f"content sha256 {sup.get('content_sha256')})"])  # fmt: skip
+    if not sig:
+        rows.append(["signature", "not signed (qckit qualify sign DIR --by NAME --role ROLE --valid-days N)"])
+        return table(["item", "value"], rows)
+    rows += [["signed by", sig.get("by")], ["role", sig.get("role")], ["signed (UTC)", sig.get("signed_at")],
+             ["valid for (days)", sig.get("valid_days") if sig.get("valid_days") is not None else "-"],
+             ["expires", sig.get("expires") or "-"], ["revision signed", sig.get("revision")],
+             ["content sha256", sig.get("content_sha256")]]  # fmt: skip
+    return table(["item", "value"], rows) + (
+        "<p>The hash covers every value, verdict, criterion and the provenance of this certificate (its "
+        "canonical JSON without the signature); `qckit qualify verify DIR` checks it.</p>"
+    )
+
+
+def build_certificate_page(cert: Certificate | dict[str, Any], provenance: Provenance) -> Page:
+    """The certificate page: verdict, scanner, what is missing, every criterion with its evidence, the sign-off."""
+    doc = cert if isinstance(cert, dict) else cert.to_dict()
     s = doc["scanner"]
-    page = Page(f"Scanner qualification: {s['key']}", f"profile {cert.profile}", provenance)
+    page = Page(f"Scanner qualification: {s['key']}", f"profile {doc['profile']}", provenance)
     verdict = doc["verdict"]
     page.add("Verdict", f'<p style="font-size:22px" class="{_CLASS[verdict]}" id="verdict">{esc(verdict.upper())}</p>'
              + badges(doc["counts"]))  # fmt: skip
@@ -69,10 +90,13 @@ def build_certificate_page(cert: Certificate, provenance: Provenance) -> Page:
         ["profile sha256", prov["profile_sha256"]], ["date", prov["date"]],
         ["input series (UIDs)", f"{len(prov['input_uids'])}: " + ", ".join(prov["input_uids"][:6])
          + (" ..." if len(prov["input_uids"]) > 6 else "")]]))  # fmt: skip
+    page.add("Sign-off", _signoff(doc))
     return page
 
 
-def write_certificate_report(cert: Certificate, provenance: Provenance, path: str | Path) -> Path:
+def write_certificate_report(
+    cert: Certificate | dict[str, Any], provenance: Provenance, path: str | Path
+) -> Path:
     """Write the certificate page (self-contained HTML, atomic)."""
     return write(build_certificate_page(cert, provenance), path)
 

@@ -36,6 +36,7 @@ OUTPUTS: dict[str, str] = {
     "demo": "`qckit demo --json`",
     "qualify-certificate": "`certificate.json` of each scanner in `qckit qualify`'s output, and each item of `qckit qualify --json`",
     "qualify-summary": "`qckit qualify summary --json` and its `qualification-summary.json`",
+    "qualify-verify": "`qckit qualify verify --json`",
 }
 
 

@@ -396,6 +396,7 @@ def qualify_submission(
                 "html": html_path.name,
                 "folder": str(scanner_dir.resolve()),
             }
+            cert.revision = _replacing_signed(json_path)
             write_json(json_path, cert.to_dict())
             write_certificate_report(cert, prov, html_path)
             if db_url is not None:
@@ -421,6 +422,102 @@ HARMONIZATION_RULE = (
 CERTIFICATE_VERDICTS = ("qualified", "qualified with findings", "not qualified", "incomplete")
 CRITERION_VERDICTS = ("pass", "fail", "warn", "incomplete", "recorded", "not measured", "insufficient")
 MAX_CERTIFICATE_BYTES = 64 << 20
+
+
+def signed_copy_name(revision: int) -> str:
+    """The file a signed revision is kept in, beside certificate.json."""
+    return f"certificate-r{revision}.signed.json"
+
+
+def _read_certificate(path: Path) -> dict[str, Any]:
+    from qckit.core.files import read_regular_text
+    from qckit.core.jsonio import strict_loads
+
+    try:
+        doc = strict_loads(read_regular_text(path, what="certificate", limit=MAX_CERTIFICATE_BYTES))
+    except (OSError, ValueError) as exc:
+        raise QckitInputError(f"{path}: cannot read the certificate: {exc}") from None
+    why = certificate_problem(doc)
+    if why:
+        raise QckitInputError(f"{path}: {why}")
+    return doc
+
+
+def _replacing_signed(json_path: Path) -> dict[str, Any] | None:
+    """The `revision` block of a certificate written where a signed one is: the signed revision is kept (its copy
+    written if it is not there yet) and named; None when there is no signed certificate there."""
+    from qckit.qualification.signing import next_revision, revision_number
+
+    if not json_path.is_file():
+        return None
+    try:
+        old = _read_certificate(json_path)
+    except QckitInputError:
+        return None
+    if not isinstance(old.get("signature"), dict):
+        return None
+    name = signed_copy_name(revision_number(old))
+    if not (json_path.parent / name).exists():
+        write_json(json_path.parent / name, old)
+    return next_revision(old, name)
+
+
+def qualify_sign(cert_dir: Path, by: str, role: str, valid_days: int | None,
+                 json_out: Path | None = None) -> dict[str, Any]:  # fmt: skip
+    """Sign the certificate in `cert_dir` (`qualification.signing`): its signature block and content hash in
+    certificate.json, an immutable copy of the signed revision beside it, the page re-written with the sign-off.
+    A certificate changed after it was signed becomes the next revision, naming the signed one. Input errors: no
+    certificate, no name or role, a signed certificate signed again unchanged."""
+    from qckit.core.provenance import Provenance, command_line
+    from qckit.qualification.signing import next_revision, revision_number, signature_block, verify
+
+    if not by.strip() or not role.strip():
+        raise QckitInputError("a signature needs the signer's name (--by) and role (--role)")
+    if valid_days is not None and valid_days < 1:
+        raise QckitInputError("--valid-days must be at least 1")
+    path = Path(cert_dir) / "certificate.json"
+    if not path.is_file():
+        raise QckitInputError(
+            f"{cert_dir}: no certificate.json (the folder qualify run wrote for one scanner)"
+        )
+    doc = _read_certificate(path)
+    if isinstance(doc.get("signature"), dict):
+        ok, why = verify(doc)
+        if ok:
+            raise QckitInputError(f"{path} is signed already ({why}): a signed certificate is immutable; a change "
+                                  "makes the next revision (re-run qualify), which is then signed")  # fmt: skip
+        prev_name = signed_copy_name(revision_number(doc))
+        if not (path.parent / prev_name).is_file():
+            raise QckitInputError(f"{path} was {why}, and the signed revision's copy {prev_name} is missing: "
+                                  "restore it, or re-run qualify")  # fmt: skip
+        prev = _read_certificate(path.parent / prev_name)
+        doc = {k: v for k, v in doc.items() if k != "signature"}
+        doc["revision"] = next_revision(prev, prev_name)
+    doc["signature"] = signature_block(doc, by.strip(), role.strip(), valid_days)
+    copy = path.parent / signed_copy_name(revision_number(doc))
+    if copy.exists():
+        raise QckitInputError(f"{copy} exists: a signed revision is never overwritten")
+    write_json(copy, doc)
+    write_json(path, doc)
+    prov = Provenance(command_line(), {"certificate": str(path)})
+    write_certificate_report(doc, prov, path.parent / "certificate.html")
+    if json_out is not None:
+        write_json(json_out, doc)
+    return doc
+
+
+def verify_certificate(cert_dir: Path, json_out: Path | None = None) -> tuple[bool, str, dict[str, Any]]:
+    """(signed and unchanged, why, the certificate) of the certificate in `cert_dir`."""
+    from qckit.core.envelope import write_result
+    from qckit.qualification.signing import content_hash, verify
+
+    doc = _read_certificate(Path(cert_dir) / "certificate.json")
+    ok, why = verify(doc)
+    if json_out is not None:
+        write_result(json_out, {"certificate": str(Path(cert_dir) / "certificate.json"), "signed_and_unchanged": ok,
+                                "why": why, "content_sha256": content_hash(doc), "signature": doc.get("signature"),
+                                "revision": doc.get("revision")}, kind="qualify-verify")  # fmt: skip
+    return ok, why, doc
 
 
 def certificate_problem(doc: Any) -> str:

@@ -36,7 +36,7 @@ def test_one_json_writer():
     """JSON files are written only through qckit.core.jsonio (one NaN policy); the few json.dumps left make
     digests, database cells or schema text, never an output file."""
     allowed = {"core/jsonio.py", "core/tables.py", "features/runner.py", "dicom/index.py", "history/store.py", "phantoms/load.py",
-               "protocols/load.py", "qualification/profile.py"}  # fmt: skip
+               "protocols/load.py", "qualification/profile.py", "qualification/signing.py"}  # fmt: skip
     offenders = []
     for path in (REPO / "qckit").rglob("*.py"):
         rel = path.relative_to(REPO / "qckit").as_posix()
