@@ -34,7 +34,8 @@ ELSEWHERE = {
     "qc-sessions",
     "qc-session-record",
     "qualify-verify",
-}  # qualify-verify: tests/workflows/test_signing.py; acr-summary: tests/report/test_acr_reports.py; qc-sessions, qc-session-record: tests/workflows/test_history_hygiene.py
+    "qc-annual",
+}  # qualify-verify: tests/workflows/test_signing.py; qc-annual: tests/workflows/test_annual.py; acr-summary: tests/report/test_acr_reports.py; qc-sessions, qc-session-record: tests/workflows/test_history_hygiene.py
 
 
 def _run(*args: str, code: int = 0) -> None:

@@ -68,6 +68,7 @@ OUTPUT_KIND: dict[str, str | None] = {
     "qc sessions redate": "dir",
     "qc review": "dir",  # the folder whose default QC history is read (qc run's --output-dir)
     "qc acr-summary": "dir",
+    "qc annual": "dir",
     "key init": None,
     "key status": None,
     "qualify run": "dir",

@@ -349,18 +349,56 @@ def acr_summary_command(
     output: Path = typer.Option(Path("reports/qc"), "--output-dir", "-o", metavar="DIR", help="Where to write "
                                 "acr-summary.json/html (its qc-history.sqlite is the default history)."),
     json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="Also write the summary JSON here."),
+    pdf: bool = typer.Option(False, "--pdf", help="Also print acr-summary.pdf (A4; headless Chromium)."),
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:  # fmt: skip
     """The ACR summary of a recorded session rebuilt from the QC history, reviewed verdicts applied."""
     from qckit.workflows.qc_run import summary_from_history
 
-    summary, files = summary_from_history(db, output, session, output, json_out)
+    summary, files = summary_from_history(db, output, session, output, json_out, pdf=pdf)
     if not quiet:
         console.print(f"ACR summary of {summary['session']['label']}: {summary['verdict']}", highlight=False)
         for k, v in files.items():
             console.print(f"  {k}: {v}", highlight=False)
     if summary["verdict"] != "pass":
+        raise typer.Exit(EXIT_CHECKS_FAILED)
+
+
+@app.command("annual")
+@handle_errors
+def annual_command(
+    scanner: str = typer.Option(..., "--scanner", help="The scanner key (qc scanners)."),
+    year: int = typer.Option(..., "--year", min=1990, max=2100, help="The calendar year reported."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    output: Path = typer.Option(Path("reports/qc"), "--output-dir", "-o", metavar="DIR", help="Where to write "
+                                "annual-report.json/html[/pdf] (its qc-history.sqlite is the default history)."),
+    schedule: str = typer.Option("weekly", "--schedule", help="The QC schedule missed intervals are counted against: weekly or monthly."),
+    site: str | None = typer.Option(None, "--site", help="Site name on the report."),
+    physicist: str | None = typer.Option(None, "--physicist", help="Medical physicist on the report."),
+    technologist: str | None = typer.Option(None, "--technologist", help="QC technologist on the report."),
+    coil: str | None = typer.Option(None, "--coil", help="Coil used for QC."),
+    signed_by: str | None = typer.Option(None, "--signed-by", help="Sign the report: the signer's name (with --role)."),
+    role: str | None = typer.Option(None, "--role", help="The signer's role."),
+    valid_days: int | None = typer.Option(None, "--valid-days", min=1, help="How long the signed report is valid."),
+    pdf: bool = typer.Option(False, "--pdf", help="Also print annual-report.pdf (A4; headless Chromium)."),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="Also write the report JSON here."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
+    """A scanner's annual QC report: pass rates, worst values, alarms, actions, missed weeks, sign-off."""
+    from qckit.workflows.annual import run_annual
+
+    fields = {"site": site, "physicist": physicist, "technologist": technologist, "coil": coil}
+    doc, files = run_annual(db, output, scanner, year, output, schedule=schedule, fields=fields, signed_by=signed_by,
+                            role=role, valid_days=valid_days, pdf=pdf, json_out=json_out)  # fmt: skip
+    if not quiet:
+        console.print(f"annual report {year} of {scanner}: {len(doc['sessions'])} sessions, "
+                      f"{len(doc['failed_tests'])} test(s) failed, {len(doc['alarms'])} alarm(s), "
+                      f"{len(doc['missed'])} missed", highlight=False)  # fmt: skip
+        for k, v in files.items():
+            console.print(f"  {k}: {v}", highlight=False)
+    if doc["verdict"] != "pass":
         raise typer.Exit(EXIT_CHECKS_FAILED)
 
 

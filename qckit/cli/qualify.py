@@ -188,13 +188,14 @@ def sign_command(
     role: str = typer.Option(..., "--role", help="The signer's role (e.g. 'Medical physicist')."),
     valid_days: int | None = typer.Option(None, "--valid-days", min=1, help="How long the qualification is valid."),
     json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="Also write the signed certificate here."),
+    pdf: bool = typer.Option(False, "--pdf", help="Also print certificate.pdf (A4; headless Chromium)."),
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:  # fmt: skip
     """Sign a certificate: signature block, content hash, an immutable copy of the signed revision."""
     from qckit.workflows.qualify import qualify_sign
 
-    doc = qualify_sign(cert_dir, by, role, valid_days, json_out)
+    doc = qualify_sign(cert_dir, by, role, valid_days, json_out, pdf=pdf)
     sig = doc["signature"]
     if not quiet:
         console.print(f"signed revision {sig['revision']} of {doc['scanner']['key']} ({doc['verdict']}) by "

@@ -37,6 +37,7 @@ OUTPUTS: dict[str, str] = {
     "qualify-certificate": "`certificate.json` of each scanner in `qckit qualify`'s output, and each item of `qckit qualify --json`",
     "qualify-summary": "`qckit qualify summary --json` and its `qualification-summary.json`",
     "qualify-verify": "`qckit qualify verify --json`",
+    "qc-annual": "`annual-report.json` of `qckit qc annual` and its --json",
 }
 
 

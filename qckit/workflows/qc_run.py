@@ -280,8 +280,8 @@ def session_review(db: str | None, output: Path, session: str, measurement: str,
     return review, doc
 
 
-def summary_from_history(db: str | None, output: Path, session: str, out_dir: Path,
-                         json_out: Path | None = None) -> tuple[dict[str, Any], dict[str, Path]]:  # fmt: skip
+def summary_from_history(db: str | None, output: Path, session: str, out_dir: Path, json_out: Path | None = None,
+                         *, pdf: bool = False) -> tuple[dict[str, Any], dict[str, Path]]:  # fmt: skip
     """The ACR summary of a recorded session (its id or label) rebuilt from the QC history with the reviewed
     verdicts applied: `acr-summary.json` and `acr-summary.html` in `out_dir` (written, then verified)."""
     from qckit.core.errors import QckitInputError
@@ -302,6 +302,10 @@ def summary_from_history(db: str | None, output: Path, session: str, out_dir: Pa
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"json": write_result(out_dir / "acr-summary.json", {**summary}, prov, kind="acr-summary"),
              "html": write_summary_report(summary, [], prov, out_dir / "acr-summary.html")}  # fmt: skip
+    if pdf:
+        from qckit.report.pdf import html_to_pdf
+
+        files["pdf"] = html_to_pdf(files["html"], out_dir / "acr-summary.pdf")
     if json_out is not None:
         files["summary"] = write_result(json_out, {**summary}, prov, kind="acr-summary")
     return summary, files

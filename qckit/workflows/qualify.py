@@ -462,8 +462,8 @@ def _replacing_signed(json_path: Path) -> dict[str, Any] | None:
     return next_revision(old, name)
 
 
-def qualify_sign(cert_dir: Path, by: str, role: str, valid_days: int | None,
-                 json_out: Path | None = None) -> dict[str, Any]:  # fmt: skip
+def qualify_sign(cert_dir: Path, by: str, role: str, valid_days: int | None, json_out: Path | None = None, *,
+                 pdf: bool = False) -> dict[str, Any]:  # fmt: skip
     """Sign the certificate in `cert_dir` (`qualification.signing`): its signature block and content hash in
     certificate.json, an immutable copy of the signed revision beside it, the page re-written with the sign-off.
     A certificate changed after it was signed becomes the next revision, naming the signed one. Input errors: no
@@ -500,7 +500,11 @@ def qualify_sign(cert_dir: Path, by: str, role: str, valid_days: int | None,
     write_json(copy, doc)
     write_json(path, doc)
     prov = Provenance(command_line(), {"certificate": str(path)})
-    write_certificate_report(doc, prov, path.parent / "certificate.html")
+    html = write_certificate_report(doc, prov, path.parent / "certificate.html")
+    if pdf:
+        from qckit.report.pdf import html_to_pdf
+
+        html_to_pdf(html, path.parent / "certificate.pdf")
     if json_out is not None:
         write_json(json_out, doc)
     return doc

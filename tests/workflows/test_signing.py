@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import jsonschema
+import pytest
 from typer.testing import CliRunner
 
 from qckit.cli import app
@@ -94,3 +95,25 @@ def test_sign_refuses_what_is_not_a_certificate(tmp_path: Path):
     assert res.exit_code == 2 and "not a qckit scanner qualification certificate" in res.output
     res = runner.invoke(app, ["qualify", "sign", str(tmp_path), "--by", " ", "--role", "B"])
     assert res.exit_code == 2
+
+
+def test_signed_certificate_pdf(tmp_path: Path, chromium: str, monkeypatch):  # noqa: ANN001
+    """`qualify sign --pdf`: the filed PDF carries the verdict, every criterion's verdict and the signature block."""
+    from pypdf import PdfReader
+
+    from qckit.synth.catphan import CatphanScan, write_catphan
+
+    monkeypatch.setenv("QCKIT_CHROMIUM", chromium)
+    write_catphan(tmp_path / "sub" / "a", CatphanScan(matrix=256, pixel_mm=0.9, seed=3), serial="7002")
+    d = _qualify(tmp_path / "sub", tmp_path / "out")
+    res = runner.invoke(app, ["qualify", "sign", str(d), "--by", "A. Physicist", "--role", "Medical physicist",
+                              "--valid-days", "30", "--pdf"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    doc = json.loads((d / "certificate.json").read_text())
+    reader = PdfReader(str(d / "certificate.pdf"))
+    flat = " ".join(" ".join(p.extract_text() for p in reader.pages).split())
+    assert doc["verdict"].upper() in flat and "A. Physicist" in flat and doc["signature"]["expires"] in flat
+    assert doc["signature"]["content_sha256"][:16] in flat.replace(" ", "")
+    for c in doc["criteria"]:
+        assert (c["verdict"].upper() if c["verdict"] != "pass" else "pass") in flat
+    assert float(reader.pages[0].mediabox.width) == pytest.approx(595.3, abs=1.5)
