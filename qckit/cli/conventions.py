@@ -69,6 +69,7 @@ OUTPUT_KIND: dict[str, str | None] = {
     "qc review": "dir",  # the folder whose default QC history is read (qc run's --output-dir)
     "qc acr-summary": "dir",
     "qc annual": "dir",
+    "qc export": "file",
     "key init": None,
     "key status": None,
     "qualify run": "dir",

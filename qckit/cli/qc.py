@@ -92,6 +92,10 @@ def run_command(
     acceptance: bool = typer.Option(False, "--acceptance", help="Mark as an acceptance (baseline) session."),
     baseline: int = typer.Option(20, "--baseline", min=2, help="Sessions in the baseline (no acceptance session)."),
     rules: str = typer.Option(DEFAULT_RULES, "--rules", help="Control rules: we1..we4, ewma, cusum."),
+    quaac: Path | None = typer.Option(None, "--quaac", metavar="FILE", help="Also export the session as a QuAAC "
+                                      "document (needs --quaac-user)."),
+    quaac_user: str | None = typer.Option(None, "--quaac-user", help="Who exports, as QuAAC needs it: 'Name <e-mail>'."),
+    pdf: bool = typer.Option(False, "--pdf", help="Also print qc-report.pdf (and acr-summary.pdf) with headless Chromium."),
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:  # fmt: skip
@@ -119,7 +123,8 @@ def run_command(
                 console.print(f"  {k}: {v}", highlight=False)
 
     with progress_bar("measuring", enabled=not quiet):
-        done = run_qc(folder, opts, output, json_out=json_out, on_session=show)
+        done = run_qc(folder, opts, output, json_out=json_out, on_session=show, quaac=quaac, quaac_user=quaac_user,
+                      pdf=pdf)  # fmt: skip
     if done.errors:
         raise typer.Exit(EXIT_INPUT_ERROR)
     if done.not_passed:
@@ -363,6 +368,30 @@ def acr_summary_command(
             console.print(f"  {k}: {v}", highlight=False)
     if summary["verdict"] != "pass":
         raise typer.Exit(EXIT_CHECKS_FAILED)
+
+
+@app.command("export")
+@handle_errors
+def export_command(
+    scanner: str = typer.Option(..., "--scanner", help="The scanner key (qc scanners)."),
+    output: Path = typer.Option(..., "--output", "-o", metavar="FILE", help="The QuAAC document (JSON) to write."),
+    user: str = typer.Option(..., "--user", help="Who exports, as QuAAC needs it: 'Name <e-mail>'."),
+    fmt: str = typer.Option("quaac", "--format", help="Export format: quaac (QATrack+ / RadMachine import)."),
+    session: str | None = typer.Option(None, "--session", help="One session (id or label SCANNER@YYYY-MM-DD)."),
+    year: int | None = typer.Option(None, "--year", help="The sessions of one year."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="What was exported, as JSON."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
+    """Export recorded QC sessions for other systems (QuAAC), validated by the quaac package."""
+    from qckit.workflows.quaac_export import export_command_run
+
+    path, n = export_command_run(
+        db, scanner, output, user, fmt, session=session, year=year, json_out=json_out
+    )
+    if not quiet:
+        console.print(f"{n} data points of {scanner} written to {path} (QuAAC, validated)", highlight=False)
 
 
 @app.command("annual")

@@ -649,7 +649,7 @@ class HistoryStore:
             "phantom": head["phantom"], "qckit_version": head["qckit_version"], "acceptance": bool(head["acceptance"]),
             "input_uids": json.loads(head["input_uids"] or "[]"), "protocol_status": head["protocol_status"],
             "excluded": _exclusion(head),
-            "measurements": [{**{k: m[k] for k in ("name", "value", "unit", "limit_text", "passed")},
+            "measurements": [{**{k: m[k] for k in ("name", "value", "unit", "method", "limit_text", "passed")},
                               "automated_verdict": automated_verdict(m["passed"], m["value"]),
                               "verdict": active[m["name"]]["verdict"] if m["name"] in active
                               else automated_verdict(m["passed"], m["value"]),

@@ -38,6 +38,7 @@ OUTPUTS: dict[str, str] = {
     "qualify-summary": "`qckit qualify summary --json` and its `qualification-summary.json`",
     "qualify-verify": "`qckit qualify verify --json`",
     "qc-annual": "`annual-report.json` of `qckit qc annual` and its --json",
+    "qc-export": "`qckit qc export --json`",
 }
 
 

@@ -61,9 +61,11 @@ def history_url(db: str | None, output: Path) -> str:
     return database_url(db, output)
 
 
-def write_session(s: QCSessionResult, folder: str | Path, out: Path) -> dict[str, Path]:
+def write_session(s: QCSessionResult, folder: str | Path, out: Path, *, quaac: tuple[Path, str, str] | None = None,
+                  pdf: bool = False) -> dict[str, Path]:  # fmt: skip
     """Every output of one session into `out`: qc-result.json, qc-measurements.csv, qc-report.html and, for
-    the ACR phantom, acr-summary.json/html."""
+    the ACR phantom, acr-summary.json/html; `quaac` (file, name, e-mail): its QuAAC document; `pdf`: the pages
+    printed (all written before the session enters the history)."""
     from qckit.report.acr_summary_report import write_summary_report
     from qckit.report.qc_report import overlay_figures, write_session_report
     from qckit.workflows.acr_summary import acr_summary
@@ -81,6 +83,16 @@ def write_session(s: QCSessionResult, folder: str | Path, out: Path) -> dict[str
         files["summary html"] = write_summary_report(
             summary, s.overlays, prov, out / "acr-summary.html", figures
         )
+    if pdf:
+        from qckit.report.pdf import html_to_pdf
+
+        files["pdf"] = html_to_pdf(files["html"], out / "qc-report.pdf")
+        if "summary html" in files:
+            files["summary pdf"] = html_to_pdf(files["summary html"], out / "acr-summary.pdf")
+    if quaac is not None:
+        from qckit.workflows.quaac_export import export_result
+
+        files["quaac"] = export_result(s, quaac[0], performer=quaac[1], email=quaac[2])
     return files
 
 
@@ -111,14 +123,22 @@ def run_qc(
     *,
     json_out: Path | None = None,
     on_session: Callable[[SessionRun, dict[str, Path]], None] | None = None,
+    quaac: Path | None = None,
+    quaac_user: str | None = None,
+    pdf: bool = False,
 ) -> QCRun:
     """Measure the folder's session(s), write each one's outputs (one sub-folder per session with `--all`),
-    record it in the history (after its outputs), and write the combined `--json`."""
+    record it in the history (after its outputs), and write the combined `--json`. `quaac`: the session's QuAAC
+    document (with --all, that file name in each session's folder); `quaac_user`: 'Name <e-mail>'."""
+    from qckit.workflows.quaac_export import parse_user
+
+    who = None if quaac is None else parse_user(quaac_user)
     done = QCRun()
 
     def write(s: QCSessionResult) -> None:
         out = output / safe_name(s.session_label) if opts.every else output
-        done.files[s.session_label] = write_session(s, folder, out)
+        target = None if quaac is None or who is None else ((out / quaac.name if opts.every else quaac), *who)
+        done.files[s.session_label] = write_session(s, folder, out, quaac=target, pdf=pdf)
 
     def report(run: SessionRun) -> None:
         done.runs.append(run)
