@@ -76,6 +76,15 @@ def test_demo_runs_and_writes_index(demo_run: dict):
     assert "action limit (190 +- 2 mm)" in trend  # the ACR action limit beside the control limits
     # a constant baseline (every week resolves 1.0 mm) has no control limits: its values are still drawn
     assert "No control limits yet" in trend and "resolution_rl (mm): no control limits yet" in trend
+    # the drifting scanner's annual report lists its alarms with the physicist's action on each first alarm
+    (drift_key,) = [k for k, v in doc["annual"].items()]
+    ann = doc["annual"][drift_key]
+    assert ann["alarms"] > 0 and ann["actions"] == sum(
+        v is not None for v in doc["qc_first_alarms"][drift_key].values()
+    )
+    report = json.loads((qc / f"annual-{drift_key}" / "annual-report.json").read_text())
+    assert report["signature"]["by"] == "demo physicist" and len(report["alarms"]) == ann["alarms"]
+    assert all("service called" in c["reason"] for c in report["changes"] if c["action"] == "action")
     # stage 7: three virtual sites qualify: qualified / not qualified (the deviation named) / incomplete (the series)
     q = doc["qualification"]
     assert {k: v["verdict"] for k, v in q.items()} == {"site-a": "qualified", "site-b": "not qualified",

@@ -66,6 +66,7 @@ OUTPUT_KIND: dict[str, str | None] = {
     "qc sessions exclude": "dir",
     "qc sessions include": "dir",
     "qc sessions redate": "dir",
+    "qc sessions action": "dir",
     "qc review": "dir",  # the folder whose default QC history is read (qc run's --output-dir)
     "qc acr-summary": "dir",
     "qc annual": "dir",

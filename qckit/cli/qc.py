@@ -315,6 +315,7 @@ def _change(action: str) -> Any:
         "exclude": "Exclude a session: kept in the history, left out of baselines and charts (with the reason).",
         "include": "Include an excluded session again (with the reason).",
         "redate": "Give a session its true date (--date), e.g. one stored with a wrong scanner date.",
+        "action": "Record an action taken for a session (a service call after an alarm, a repair), with --reason.",
     }[action]
     return handle_errors(command)
 
@@ -431,5 +432,5 @@ def annual_command(
         raise typer.Exit(EXIT_CHECKS_FAILED)
 
 
-for _action in ("exclude", "include", "redate"):
+for _action in ("exclude", "include", "redate", "action"):
     sessions_app.command(_action)(_change(_action))

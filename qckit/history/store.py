@@ -662,10 +662,11 @@ class HistoryStore:
 
     def change_session(self, session_id: int, action: str, reason: str, *, new_date: dt.datetime | None = None,
                        by: str | None = None) -> dict[str, Any]:  # fmt: skip
-        """Exclude, include again or re-date a recorded session, with the reason, in one transaction with its
-        audit row (what it was before and after). Nothing is deleted. Returns the session as `session` shows it."""
-        if action not in ("exclude", "include", "redate"):
-            raise QckitInputError(f"unknown session change {action!r} (exclude, include, redate)")
+        """Exclude, include again or re-date a recorded session, or record an action taken for it (`action`: a
+        service call after an alarm, a repair), with the reason, in one transaction with its audit row (what it was
+        before and after). Nothing is deleted. Returns the session as `session` shows it."""
+        if action not in ("exclude", "include", "redate", "action"):
+            raise QckitInputError(f"unknown session change {action!r} (exclude, include, redate, action)")
         if not reason or not reason.strip():
             raise QckitInputError("a change to a recorded session needs a reason (--reason)")
         if action == "redate" and new_date is None:
@@ -689,12 +690,17 @@ class HistoryStore:
                         raise QckitInputError(f"session {session_id} is not excluded")
                     values = {"excluded_at": None, "excluded_reason": None}
                     before, after = {"excluded": row["excluded_reason"]}, {"excluded": None}
+                elif (
+                    action == "action"
+                ):  # an action taken (service call, repair, re-calibration): recorded only
+                    values, before, after = {}, None, None
                 else:
                     assert new_date is not None
                     values = {"session_date": new_date}
                     before = {"session_date": row["session_date"].isoformat()}
                     after = {"session_date": new_date.isoformat()}
-                conn.execute(sessions.update().where(sessions.c.id == session_id).values(**values))
+                if values:
+                    conn.execute(sessions.update().where(sessions.c.id == session_id).values(**values))
                 conn.execute(insert(session_audit).values(
                     session_id=session_id, at=now, action=action, reason=reason.strip(), by=by,
                     before=json.dumps(before), after=json.dumps(after)))  # fmt: skip

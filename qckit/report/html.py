@@ -31,7 +31,7 @@ details summary{cursor:pointer}code{background:#f0f2f5;padding:0 3px;border-radi
 @media print{body{background:#fff;font-size:11px}header{background:#fff;color:#000;border-bottom:2px solid #1d3557;
 padding:0 0 6px}main{padding:0;max-width:none}section{border:none;border-top:1px solid #bbb;border-radius:0;
 padding:8px 0;margin:0 0 8px;break-inside:auto}h2{break-after:avoid}
-th{position:static}tr,img,.js-plotly-plot{break-inside:avoid}.modebar,.modebar-container{display:none!important}
+th{position:static}td{overflow-wrap:anywhere}tr,img,.js-plotly-plot{break-inside:avoid}.modebar,.modebar-container{display:none!important}
 details{display:block}details>*{display:block}a{color:inherit;text-decoration:none}
 .fail,.warn,td.pass{-webkit-print-color-adjust:exact;print-color-adjust:exact}}
 """

@@ -17,7 +17,8 @@ Stages so far:
    (`qckit.synth.acr_year`; from week 31 one scanner's x gradient, ghosting and central frequency drift) is
    written as DICOM, measured through the `qc run` workflow, stored in a SQLite QC history, and each scanner's
    control charts (Shewhart individuals, Western Electric rules, EWMA, with the ACR action limits) are drawn; the
-   first alarm of each drifting measurement and every false alarm are listed;
+   first alarm of each drifting measurement and every false alarm are listed; the physicist's action on each first
+   alarm is recorded in the history, and the drifting scanner's annual report is written and signed;
 7. qualification (`qckit qualify`): three virtual sites submit a study-protocol session and three texture-phantom
    repeats (`qckit.synth.qualification`: one compliant, one with a protocol deviation, one missing a series);
    each gets a certificate against the `brain-mri-multicentre-qualification` profile, stored in a QC history,
@@ -32,6 +33,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from qckit.classify.contract import feature_table
 from qckit.classify.pipeline import ClassificationResult, compare_harmonization, nested_cv
@@ -72,6 +74,7 @@ class DemoSummary:
     qc_problems: list[str] = field(default_factory=list)
     qualification: dict[str, dict] = field(default_factory=dict)  # site -> verdict, failed, missing
     qualification_needs_harmonization: list[str] = field(default_factory=list)
+    annual: dict[str, dict] = field(default_factory=dict)  # scanner -> year, alarms, actions recorded
 
     def to_dict(self) -> dict:
         """The demo's outcome as plain JSON data: verdicts, effects, AUCs, first alarms and the files written."""
@@ -101,6 +104,7 @@ class DemoSummary:
             "qc_problems": self.qc_problems,
             "qualification": self.qualification,
             "qualification_needs_harmonization": self.qualification_needs_harmonization,
+            "annual": self.annual,
             "outputs": {k: str(v) for k, v in self.outputs.items()},
         }
 
@@ -227,6 +231,39 @@ def _periodic_qc(summary: DemoSummary, out_dir: Path, command: str) -> None:
                            "measurements": list(p.measurements)} for p in year.planted]  # fmt: skip
     summary.qc_problems = year.problems
     summary.outputs["QC history (SQLite)"] = db
+    _annual(summary, db, qc_dir, year.first_alarms)
+
+
+def _annual(summary: DemoSummary, db: Path, qc_dir: Path, first_alarms: dict[str, dict[str, Any]]) -> None:
+    """The physicist's actions on the drifting scanner's first alarms (recorded in the history), then its annual
+    report, signed."""
+    from qckit.history.store import open_store
+    from qckit.workflows.annual import run_annual
+
+    with open_store(database_url(str(db))) as store:
+        for key, firsts in first_alarms.items():
+            alarms = {m: v for m, v in firsts.items() if v is not None}
+            if not alarms:
+                continue
+            by_date = {r["session_date"][:10]: r["session_id"] for r in store.sessions(key)}
+            for measurement, (when, rule) in sorted(alarms.items()):
+                sid = by_date.get(str(when)[:10])
+                if sid is not None:
+                    store.change_session(sid, "action", f"{rule} alarm on {measurement}: service called; gradient "
+                                         "calibration and shim checked, phantom re-scanned", by="demo physicist")  # fmt: skip
+    for key, firsts in first_alarms.items():
+        dates = [v[0] for v in firsts.values() if v is not None]
+        if not dates:
+            continue
+        year = int(str(min(dates))[:4])
+        doc, files = run_annual(str(db), qc_dir, key, year, qc_dir / f"annual-{key}", signed_by="demo physicist",
+                                role="Medical physicist", valid_days=365,
+                                fields={"site": "qckit demo site", "physicist": "demo physicist",
+                                        "technologist": "demo technologist", "coil": "head 20ch"})  # fmt: skip
+        summary.annual[key] = {"year": year, "alarms": len(doc["alarms"]),
+                               "actions": sum(c["action"] == "action" for c in doc["changes"]),
+                               "failed_tests": doc["failed_tests"]}  # fmt: skip
+        summary.outputs[f"annual QC report {key} {year} (HTML)"] = files["html"]
 
 
 def _phantom_qualification(summary: DemoSummary, out_dir: Path, seed: int, command: str) -> list[str]:
