@@ -78,6 +78,7 @@ OUTPUT_KIND: dict[str, str | None] = {
     "qualify list": None,
     "qualify sign": None,  # writes into the certificate folder it is given
     "qualify verify": None,
+    "qualify review": None,  # writes into the certificate folder it is given
     "qualify schema": "file",
 }
 

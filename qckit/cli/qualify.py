@@ -219,3 +219,25 @@ def verify_command(
         console.print(f"{cert_dir}: {why}", highlight=False)
     if not ok:
         raise typer.Exit(EXIT_CHECKS_FAILED)
+
+
+@app.command("review")
+@handle_errors
+def review_command(
+    cert_dir: Path = typer.Argument(..., help="A scanner's certificate folder (qualify run OUT/<scanner>)."),
+    criterion: str = typer.Option(..., "--criterion", help="The criterion reviewed, as the certificate names it."),
+    verdict: str | None = typer.Option(None, "--verdict", help="The reviewed verdict: pass, fail or warn."),
+    reason: str = typer.Option(..., "--reason", help="Why (kept in the certificate beside the automated verdict)."),
+    by: str = typer.Option(..., "--by", help="Who reviews."),
+    withdraw: bool = typer.Option(False, "--withdraw", help="Withdraw the criterion's active review (kept, marked)."),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="Also write the certificate here."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
+    """Review a certificate's criterion: the reviewed verdict applies, the automated one stays beside it."""
+    from qckit.workflows.qualify import qualify_review
+
+    doc = qualify_review(cert_dir, criterion, verdict, reason, by, withdraw=withdraw, json_out=json_out)
+    if not quiet:
+        console.print(f"{doc['scanner']['key']}: {doc['verdict']}" + (f" (revision {doc['revision']['number']})"
+                      if doc.get("revision") else ""), highlight=False)  # fmt: skip

@@ -32,7 +32,10 @@ def _criteria_table(criteria: list[dict[str, Any]], previous: dict[str, Any] | N
     for c in criteria:
         links = " ".join(f'<a href="{esc(e)}">{esc(Path(e).name)}</a>' for e in c.get("evidence", []))
         cells = [esc(c["kind"]), esc(c["name"]), esc(_value(c)), esc(c.get("limit") or "-"),
-                 f'<span class="{_CLASS.get(c["verdict"], "")}">{esc(c["verdict"].upper() if c["verdict"] != "pass" else "pass")}</span>',
+                 f'<span class="{_CLASS.get(c["verdict"], "")}">{esc(c["verdict"].upper() if c["verdict"] != "pass" else "pass")}</span>'
+                 + (f'<br><span class="muted">reviewed by {esc(c["review"]["by"])} ({esc(str(c["review"]["at"])[:10])}): '
+                    f'{esc(c["review"]["reason"])}; automated {esc(c.get("automated_verdict"))}</span>'
+                    if c.get("review") else ""),
                  esc(c.get("detail") or ""), links or "-"]  # fmt: skip
         if previous:
             before = previous.get("criteria", {}).get(c["name"])

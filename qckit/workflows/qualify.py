@@ -510,6 +510,74 @@ def qualify_sign(cert_dir: Path, by: str, role: str, valid_days: int | None, jso
     return doc
 
 
+def qualify_review(cert_dir: Path, criterion: str, verdict: str | None, reason: str, by: str, *,
+                   withdraw: bool = False, json_out: Path | None = None) -> dict[str, Any]:  # fmt: skip
+    """Review a certificate's criterion (or withdraw its active review): the reviewed verdict applies, the automated
+    one stays beside it (`automated_verdict`), who, when and why are kept (`review`, and every review and withdrawal
+    in the certificate's `reviews`); the certificate's verdict and counts follow. A signed certificate is not
+    changed: the reviewed one is its next revision, naming the signed one (kept as it was signed)."""
+    from qckit.core.provenance import Provenance, command_line
+    from qckit.qualification.certificate import overall
+    from qckit.qualification.signing import next_revision, revision_number
+
+    if not reason.strip() or not by.strip():
+        raise QckitInputError("a review needs its reason (--reason) and the reviewer (--by)")
+    if not withdraw and verdict not in ("pass", "fail", "warn"):
+        raise QckitInputError(
+            "a reviewed criterion verdict is pass, fail or warn (--verdict), or use --withdraw"
+        )
+    path = Path(cert_dir) / "certificate.json"
+    if not path.is_file():
+        raise QckitInputError(
+            f"{cert_dir}: no certificate.json (the folder qualify run wrote for one scanner)"
+        )
+    doc = _read_certificate(path)
+    crit = next((c for c in doc["criteria"] if c.get("name") == criterion), None)
+    if crit is None:
+        raise QckitInputError(f"the certificate has no criterion {criterion!r}; it has: "
+                              + "; ".join(str(c.get("name")) for c in doc["criteria"]))  # fmt: skip
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0, tzinfo=None).isoformat()
+    reviews = doc.setdefault("reviews", [])
+    active = [r for r in reviews if r["criterion"] == criterion and r.get("withdrawn") is None]
+    if withdraw:
+        if not active:
+            raise QckitInputError(f"criterion {criterion!r} has no active review")
+        active[-1]["withdrawn"] = {"at": now, "by": by.strip(), "reason": reason.strip()}
+        still = active[:-1]
+        crit["verdict"] = still[-1]["verdict"] if still else crit.get("automated_verdict", crit["verdict"])
+        crit["review"] = {k: still[-1][k] for k in ("by", "at", "reason")} if still else None
+    else:
+        crit.setdefault("automated_verdict", crit["verdict"])
+        reviews.append({"criterion": criterion, "automated_verdict": crit["automated_verdict"], "verdict": verdict,
+                        "by": by.strip(), "at": now, "reason": reason.strip(), "withdrawn": None})  # fmt: skip
+        crit["verdict"] = verdict
+        crit["review"] = {"by": by.strip(), "at": now, "reason": reason.strip()}
+    from dataclasses import fields
+
+    from qckit.qualification.certificate import Criterion
+
+    names = {f.name for f in fields(Criterion)}
+    crits = [Criterion(**{k: v for k, v in c.items() if k in names}) for c in doc["criteria"]]
+    for c in crits:
+        c.verdict = LEGACY_VERDICTS.get(c.verdict, c.verdict)
+    doc["verdict"] = overall(crits)
+    doc["counts"] = {v: sum(c["verdict"] == v for c in doc["criteria"]) for v in doc.get("counts", {})}
+    if isinstance(doc.get("signature"), dict):
+        name = signed_copy_name(revision_number(doc))
+        if not (path.parent / name).exists():
+            raise QckitInputError(f"{path} is signed but its signed copy {name} is missing: restore it first")
+        signed = _read_certificate(path.parent / name)
+        doc.pop("signature")
+        doc["revision"] = next_revision(signed, name)
+    write_json(path, doc)
+    write_certificate_report(
+        doc, Provenance(command_line(), {"certificate": str(path)}), path.parent / "certificate.html"
+    )
+    if json_out is not None:
+        write_json(json_out, doc)
+    return doc
+
+
 def verify_certificate(cert_dir: Path, json_out: Path | None = None) -> tuple[bool, str, dict[str, Any]]:
     """(signed and unchanged, why, the certificate) of the certificate in `cert_dir`."""
     from qckit.core.envelope import write_result

@@ -117,3 +117,47 @@ def test_signed_certificate_pdf(tmp_path: Path, chromium: str, monkeypatch):  # 
     for c in doc["criteria"]:
         assert (c["verdict"].upper() if c["verdict"] != "pass" else "pass") in flat
     assert float(reader.pages[0].mediabox.width) == pytest.approx(595.3, abs=1.5)
+
+
+def test_review_of_a_criterion_on_a_signed_certificate(tmp_path: Path):
+    """A disputed criterion: the reviewed verdict applies and the certificate's verdict follows, the automated one
+    stays beside it; on a signed certificate the review makes revision 2 (revision 1 kept as signed); withdrawing
+    the review restores the automated verdict."""
+    from qckit.synth.catphan import DEFAULT_HU, CatphanScan, write_catphan
+
+    bad = CatphanScan(matrix=256, pixel_mm=0.9, seed=5, hu={**DEFAULT_HU, "teflon": 910.0})
+    for i in range(3):
+        write_catphan(tmp_path / "sub" / f"a{i}", bad if i == 0 else CatphanScan(matrix=256, pixel_mm=0.9, seed=5 + i,
+                      hu={**DEFAULT_HU, "teflon": 910.0}), serial="7003", series_number=3 + i)  # fmt: skip
+    d = _qualify(tmp_path / "sub", tmp_path / "out")
+    doc = json.loads((d / "certificate.json").read_text())
+    assert doc["verdict"] == "not qualified"
+    name = next(c["name"] for c in doc["criteria"] if c["verdict"] == "fail")
+    assert name == "catphan504 ct: hu_teflon"
+    assert (
+        runner.invoke(
+            app, ["qualify", "sign", str(d), "--by", "A. Physicist", "--role", "physicist"]
+        ).exit_code
+        == 0
+    )
+    res = runner.invoke(app, ["qualify", "review", str(d), "--criterion", name, "--verdict", "pass", "--reason",
+                              "the insert is a replacement Teflon of a documented -90 HU offset (vendor letter)",
+                              "--by", "B. Physicist"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    doc2 = json.loads((d / "certificate.json").read_text())
+    c = next(c for c in doc2["criteria"] if c["name"] == name)
+    assert (c["verdict"], c["automated_verdict"], c["review"]["by"]) == ("pass", "fail", "B. Physicist")
+    assert doc2["verdict"] == "qualified" and doc2["revision"]["number"] == 2 and "signature" not in doc2
+    assert json.loads((d / "certificate-r1.signed.json").read_text())["verdict"] == "not qualified"
+    html = (d / "certificate.html").read_text()
+    assert "reviewed by B. Physicist" in html and "automated fail" in html
+    res = runner.invoke(app, ["qualify", "review", str(d), "--criterion", name, "--withdraw", "--reason",
+                              "letter not applicable to this phantom", "--by", "C. Physicist"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    doc3 = json.loads((d / "certificate.json").read_text())
+    assert (
+        doc3["verdict"] == "not qualified" and len(doc3["reviews"]) == 1 and doc3["reviews"][0]["withdrawn"]
+    )
+    bad_name = runner.invoke(app, ["qualify", "review", str(d), "--criterion", "nope", "--verdict", "pass",
+                                   "--reason", "x", "--by", "y"])  # fmt: skip
+    assert bad_name.exit_code == 2 and "has no criterion" in bad_name.output
