@@ -104,8 +104,9 @@ def overlay_figure(ov: Overlay) -> dict[str, Any]:
         colour = colour_of[group]
         data.append({"type": "scatter", "x": _typed(np.concatenate(tx)[:-1]), "y": _typed(np.concatenate(ty)[:-1]), "mode": mode,
                      "name": group, "legendgroup": group, "showlegend": group not in shown_legend,
-                     "connectgaps": False, "line": {"color": colour, "width": 2},
-                     "marker": {"size": 8, "color": colour}})  # fmt: skip
+                     "connectgaps": False, "line": {"color": colour, "width": 1.5},
+                     # points are open rings: they outline the test object, never cover it
+                     "marker": {"size": 11, "color": colour, "symbol": "circle-open", "line": {"width": 1.5}}})  # fmt: skip
         shown_legend.add(group)
     layout = {"template": figure_template(), "title": {"text": ov.key}, "height": 520, "width": 560, "legend": {"font": {"size": 10}},
               "yaxis": {"autorange": "reversed", "scaleanchor": "x", "showticklabels": False},
@@ -163,14 +164,88 @@ def build_session_page(
     )  # fmt: skip
     figs = overlays if overlays is not None else overlay_figures(s.overlays)
     page.add("Where each value was measured", "", figs)
+    page.add("Test objects, zoomed, for review (left as acquired, right with the ROIs outlined)", "",
+             zoom_figures(s.overlays))  # fmt: skip
     series = [[role, uid] for role, uids in s.series.items() for uid in uids]
     page.add("Series measured", table(["role", "series instance UID"], series))
     return page
 
 
+def natural_key(text: str) -> list[Any]:
+    """A sort key that orders the numbers in `text` by value: "t1 slice 2" before "t1 slice 10"."""
+    import re
+
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
 def overlay_figures(overlays: list[Overlay]) -> list[dict[str, Any]]:
-    """One figure per overlay, in key order (built once, shared by the session page and the ACR summary)."""
-    return [overlay_figure(ov) for ov in sorted(overlays, key=lambda o: o.key)]
+    """One figure per overlay, slices in numeric order (built once, shared by the session page and the ACR
+    summary)."""
+    return [overlay_figure(ov) for ov in sorted(overlays, key=lambda o: natural_key(o.key))]
+
+
+MAX_ZOOM_PANELS = 16
+
+
+def zoom_figure(ov: Overlay) -> dict[str, Any] | None:
+    """What a reviewer needs to judge a call: each test object of the overlay (its shapes grouped by label) cropped
+    at full resolution around its shapes (30 % margin, at least 12 mm), shown twice side by side: as acquired, and
+    with the outlines; the grey scale of each crop is its own (0.5-99.5 percentiles), so a faint hole array or disk
+    is not flattened by the rest of the slice. None when the overlay has no shapes."""
+    img = np.asarray(ov.image, float)
+    groups: dict[str, list[Any]] = {}
+    for shape in ov.shapes:
+        groups.setdefault(shape.label, []).append(shape)
+    if not groups:
+        return None
+    items = sorted(groups.items(), key=lambda kv: natural_key(kv[0]))[:MAX_ZOOM_PANELS]
+    n = len(items)
+    data: list[dict[str, Any]] = []
+    layout: dict[str, Any] = {"template": figure_template(), "title": {"text": f"{ov.key}: test objects (left as "
+                              "acquired, right with the ROIs)"}, "height": 180 * n + 60, "width": 560,
+                              "showlegend": False, "margin": {"l": 10, "r": 10, "t": 40, "b": 10}}  # fmt: skip
+    px = float(min(ov.pixel_mm)) or 1.0
+    for i, (label, shapes) in enumerate(items):
+        xs, ys = zip(*(_shape_xy(sh)[:2] for sh in shapes), strict=True)
+        x_all, y_all = np.concatenate(xs), np.concatenate(ys)
+        half = max((np.nanmax(x_all) - np.nanmin(x_all)), (np.nanmax(y_all) - np.nanmin(y_all))) * 0.65
+        half = max(half, 6.0 / px, 4.0)
+        cx, cy = (np.nanmax(x_all) + np.nanmin(x_all)) / 2, (np.nanmax(y_all) + np.nanmin(y_all)) / 2
+        c0, c1 = max(0, int(np.floor(cx - half))), min(img.shape[1], int(np.ceil(cx + half)) + 1)
+        r0, r1 = max(0, int(np.floor(cy - half))), min(img.shape[0], int(np.ceil(cy + half)) + 1)
+        crop = img[r0:r1, c0:c1]
+        if crop.size == 0:
+            continue
+        lo, hi = np.percentile(crop, [0.5, 99.5])
+        z = np.rint(np.clip((crop - lo) / max(hi - lo, 1e-9), 0, 1) * 1000).astype(np.int16)
+        top = 1 - i / n
+        for side in (0, 1):
+            k = 2 * i + side + 1
+            ax = "" if k == 1 else str(k)
+            layout[f"xaxis{ax}"] = {"domain": [0.0 if side == 0 else 0.51, 0.49 if side == 0 else 1.0],
+                                    "showticklabels": False, "anchor": f"y{ax}", "range": [-0.5, c1 - c0 - 0.5]}  # fmt: skip
+            layout[f"yaxis{ax}"] = {"domain": [top - 1 / n + 0.01, top - 0.01], "showticklabels": False,
+                                    "anchor": f"x{ax}", "scaleanchor": f"x{ax}", "range": [r1 - r0 - 0.5, -0.5]}  # fmt: skip
+            data.append({"type": "heatmap", "z": _typed(z), "colorscale": _gray(), "showscale": False, "zmin": 0,
+                         "zmax": 1000, "hoverinfo": "skip", "xaxis": f"x{ax}", "yaxis": f"y{ax}"})  # fmt: skip
+            if side == 1:
+                for sh in shapes:
+                    sx, sy, mode = _shape_xy(sh)
+                    data.append({"type": "scatter", "x": (sx - c0).tolist(), "y": (sy - r0).tolist(), "mode": mode,
+                                 "xaxis": f"x{ax}", "yaxis": f"y{ax}", "line": {"color": "#e9c46a", "width": 1.2},
+                                 "marker": {"size": 11, "symbol": "circle-open", "color": "#e9c46a"},
+                                 "hovertemplate": label + "<extra></extra>"})  # fmt: skip
+        layout.setdefault("annotations", []).append({"text": label, "xref": "paper", "yref": "paper", "x": 0.0,
+                                                     "y": top, "showarrow": False, "xanchor": "left",
+                                                     "yanchor": "top", "font": {"size": 10, "color": "#ffffff"},
+                                                     "bgcolor": "rgba(0,0,0,0.5)"})  # fmt: skip
+    return {"data": data, "layout": layout}
+
+
+def zoom_figures(overlays: list[Overlay]) -> list[dict[str, Any]]:
+    """The zoomed test objects of every overlay, slices in numeric order."""
+    out = [zoom_figure(ov) for ov in sorted(overlays, key=lambda o: natural_key(o.key))]
+    return [f for f in out if f is not None]
 
 
 def write_session_report(s: QCSessionResult, provenance: Provenance, path: str | Path,
@@ -372,4 +447,11 @@ def write_trend_report(scanner: str, charts: dict[str, tuple[str, list[Any], Cha
     return write(build_trend_page(scanner, charts, provenance, skipped or {}, context, reviews), path)
 
 
-__all__ = ["overlay_figures", "write_session_report", "write_trend_report", "esc"]
+__all__ = [
+    "natural_key",
+    "overlay_figures",
+    "write_session_report",
+    "write_trend_report",
+    "zoom_figures",
+    "esc",
+]
