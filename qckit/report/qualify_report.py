@@ -66,7 +66,8 @@ def _signoff(doc: dict[str, Any]) -> str:
     )
 
 
-def build_certificate_page(cert: Certificate | dict[str, Any], provenance: Provenance) -> Page:
+def build_certificate_page(cert: Certificate | dict[str, Any], provenance: Provenance,
+                           figures: list[Any] | None = None) -> Page:  # fmt: skip
     """The certificate page: verdict, scanner, what is missing, every criterion with its evidence, the sign-off."""
     doc = cert if isinstance(cert, dict) else cert.to_dict()
     s = doc["scanner"]
@@ -93,15 +94,18 @@ def build_certificate_page(cert: Certificate | dict[str, Any], provenance: Prove
         ["profile sha256", prov["profile_sha256"]], ["date", prov["date"]],
         ["input series (UIDs)", f"{len(prov['input_uids'])}: " + ", ".join(prov["input_uids"][:6])
          + (" ..." if len(prov["input_uids"]) > 6 else "")]]))  # fmt: skip
+    if figures:
+        page.add("Images: where the phantom values were measured (each test object zoomed, as acquired and outlined)",
+                 f"<p>From {esc(doc['outputs'].get('images', ''))} (sha256 {esc(doc['outputs'].get('images_sha256', ''))}, "
+                 "recorded in this certificate).</p>", figures)  # fmt: skip
     page.add("Sign-off", _signoff(doc))
     return page
 
 
-def write_certificate_report(
-    cert: Certificate | dict[str, Any], provenance: Provenance, path: str | Path
-) -> Path:
-    """Write the certificate page (self-contained HTML, atomic)."""
-    return write(build_certificate_page(cert, provenance), path)
+def write_certificate_report(cert: Certificate | dict[str, Any], provenance: Provenance, path: str | Path,
+                             figures: list[Any] | None = None) -> Path:  # fmt: skip
+    """Write the certificate page (self-contained HTML, atomic), with its embedded images."""
+    return write(build_certificate_page(cert, provenance, figures), path)
 
 
 def build_summary_page(summary: dict[str, Any], provenance: Provenance) -> Page:

@@ -137,7 +137,7 @@ def _limit_for(name: str, test: PhantomTest, default: Limit | None) -> Limit | N
 
 
 def _phantom_tests(test: PhantomTest, rows: list[dict[str, Any]], source: DicomFolder, out_dir: Path, prov: Provenance,
-                   base: Path, submission: str) -> list[Criterion]:  # fmt: skip
+                   base: Path, submission: str, overlays: list[Any] | None = None) -> list[Criterion]:  # fmt: skip
     ph = load_phantom(test.phantom).phantom
     proto = load_protocol(test.protocol).protocol
     tagged = [{**r, "_entry": match_series(proto, r).protocol_entry} for r in rows]
@@ -153,6 +153,10 @@ def _phantom_tests(test: PhantomTest, rows: list[dict[str, Any]], source: DicomF
     for g in groups:
         opts = SessionOptions(phantom=test.phantom, protocol=test.protocol, series=test.series)
         res = measure_session(g, proto, ph, source, opts, submission)
+        if overlays is not None:  # the certificate shows where its phantom values were measured
+            from dataclasses import replace as _replace
+
+            overlays += [_replace(o, key=f"{ph.name} {test.series} {g.date}: {o.key}") for o in res.overlays]
         folder = out_dir / safe_name(f"phantom-{ph.name}-{test.series}-{g.date}")
         write_session_outputs(res, prov, folder)
         report = write_session_report(res, prov, folder / "qc-report.html")
@@ -363,9 +367,10 @@ def qualify_submission(
                               {f"profile {profile.name}": loaded.sha256, f"protocol {study.protocol.name}": study.sha256})  # fmt: skip
             criteria = _completeness(profile, study.protocol, rows)
             criteria += _compliance(profile, study.protocol, rows, scanner_dir, prov, scanner_dir)
+            overlays: list[Any] = []
             for test in profile.phantom_tests:
                 criteria += _phantom_tests(
-                    test, rows, source, scanner_dir, prov, scanner_dir, str(submission)
+                    test, rows, source, scanner_dir, prov, scanner_dir, str(submission), overlays
                 )
             stab_data: dict[str, Any] = {}
             if profile.stability is not None:
@@ -397,8 +402,9 @@ def qualify_submission(
                 "folder": str(scanner_dir.resolve()),
             }
             cert.revision = _replacing_signed(json_path)
+            figures = _write_images(overlays, scanner_dir, cert)
             write_json(json_path, cert.to_dict())
-            write_certificate_report(cert, prov, html_path)
+            write_certificate_report(cert, prov, html_path, figures)
             if db_url is not None:
                 _store(db_url, cert, identities[key], uids, when)
             run.certificates.append(cert)
@@ -422,6 +428,42 @@ HARMONIZATION_RULE = (
 CERTIFICATE_VERDICTS = ("qualified", "qualified with findings", "not qualified", "incomplete")
 CRITERION_VERDICTS = ("pass", "fail", "warn", "incomplete", "recorded", "not measured", "insufficient")
 MAX_CERTIFICATE_BYTES = 64 << 20
+
+
+IMAGES = "certificate-images.json"
+
+
+def _write_images(overlays: list[Any], scanner_dir: Path, cert: Certificate) -> list[dict[str, Any]]:
+    """The phantom overlays as figures in `certificate-images.json` beside the certificate (the page embeds them; its
+    sha256 is in the certificate, so a signature covers the images too)."""
+    import hashlib
+
+    from qckit.report.qc_report import overlay_figures, zoom_figures
+
+    if not overlays:
+        return []
+    figures = overlay_figures(overlays) + zoom_figures(overlays)
+    path = write_json(scanner_dir / IMAGES, {"figures": figures})
+    cert.outputs["images"] = IMAGES
+    cert.outputs["images_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return figures
+
+
+def _read_images(cert_dir: Path, doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The embedded figures of a certificate (none when it has no image file, or when the file no longer has the
+    hash the certificate records: a changed image is never shown as the signed one)."""
+    import hashlib
+
+    name = (doc.get("outputs") or {}).get("images")
+    path = cert_dir / str(name) if name else None
+    if path is None or not path.is_file():
+        return []
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != doc["outputs"].get("images_sha256"):
+        raise QckitInputError(f"{path} is not the image file the certificate records (sha256 differs)")
+    from qckit.core.jsonio import strict_loads
+
+    return list(strict_loads(data.decode("utf-8")).get("figures", []))
 
 
 def signed_copy_name(revision: int) -> str:
@@ -500,7 +542,9 @@ def qualify_sign(cert_dir: Path, by: str, role: str, valid_days: int | None, jso
     write_json(copy, doc)
     write_json(path, doc)
     prov = Provenance(command_line(), {"certificate": str(path)})
-    html = write_certificate_report(doc, prov, path.parent / "certificate.html")
+    html = write_certificate_report(
+        doc, prov, path.parent / "certificate.html", _read_images(path.parent, doc)
+    )
     if pdf:
         from qckit.report.pdf import html_to_pdf
 
@@ -570,9 +614,8 @@ def qualify_review(cert_dir: Path, criterion: str, verdict: str | None, reason: 
         doc.pop("signature")
         doc["revision"] = next_revision(signed, name)
     write_json(path, doc)
-    write_certificate_report(
-        doc, Provenance(command_line(), {"certificate": str(path)}), path.parent / "certificate.html"
-    )
+    write_certificate_report(doc, Provenance(command_line(), {"certificate": str(path)}),
+                             path.parent / "certificate.html", _read_images(path.parent, doc))  # fmt: skip
     if json_out is not None:
         write_json(json_out, doc)
     return doc
@@ -585,6 +628,11 @@ def verify_certificate(cert_dir: Path, json_out: Path | None = None) -> tuple[bo
 
     doc = _read_certificate(Path(cert_dir) / "certificate.json")
     ok, why = verify(doc)
+    if ok:
+        try:
+            _read_images(Path(cert_dir), doc)
+        except QckitInputError as exc:
+            ok, why = False, str(exc)
     if json_out is not None:
         write_result(json_out, {"certificate": str(Path(cert_dir) / "certificate.json"), "signed_and_unchanged": ok,
                                 "why": why, "content_sha256": content_hash(doc), "signature": doc.get("signature"),

@@ -54,6 +54,15 @@ def test_sign_verify_and_revisions(tmp_path: Path):
     assert "Sign-off" in html and "A. Physicist" in html and sig["content_sha256"] in html
     res = runner.invoke(app, ["qualify", "verify", str(d), "--json", str(tmp_path / "v.json")])
     assert res.exit_code == 0 and "unchanged" in res.output
+    # the images are embedded in the page and covered by the signature (their file's sha256 is in the certificate)
+    assert (
+        "Images: where the phantom values were measured" in html and (d / doc["outputs"]["images"]).is_file()
+    )
+    images = (d / doc["outputs"]["images"]).read_bytes()
+    (d / doc["outputs"]["images"]).write_bytes(images.replace(b'"figures"', b'"figures" ', 1))
+    res = runner.invoke(app, ["qualify", "verify", str(d)])
+    assert res.exit_code == 1 and "not the image file the certificate records" in res.output
+    (d / doc["outputs"]["images"]).write_bytes(images)
     v = json.loads((tmp_path / "v.json").read_text())
     jsonschema.validate(v, load_schema("qualify-verify"))
     assert v["signed_and_unchanged"] is True
