@@ -25,6 +25,12 @@ def build_annual_page(doc: dict[str, Any], provenance: Provenance) -> Page:
     f = doc.get("fields") or {}
     page.add("Site and people", table(["item", "value"], [[k, f.get(k) or "-"] for k in
                                                            ("site", "physicist", "technologist", "coil")]))  # fmt: skip
+    if doc.get("acr_tests"):
+        acr = doc["acr_tests"]
+        page.add("ACR phantom tests (ACR accreditation layout: the seven tests of the phantom test data form)",
+                 table(["test", "series", "sessions passed", "failed", "not measured", "pass rate"],
+                       [[a["test"], a["series"], a["pass"], a["fail"], a["not measured"], _pct(a["pass_rate"])]
+                        for a in acr], [["", "", "", "fail" if a["fail"] else "", "", ""] for a in acr]))  # fmt: skip
     rows, classes = [], []
     for t in doc["tests"]:
         w = t.get("worst")

@@ -11,6 +11,8 @@ For the sessions of the year (every session recorded, excluded and incomplete on
   to a session (exclusion, re-inclusion, re-dating) made to the year's sessions;
 - **missed intervals** against the schedule (weekly: ISO weeks; monthly: months) from the first day of the year to
   its last, or to today for the current year;
+- for the ACR phantom, the ACR accreditation layout: the seven tests of the ACR phantom test data form per series,
+  with the sessions each passed, failed or was not measured in (`acr_tests`);
 - the site, physicist, technologist and coil as given, and a signature block when signed (`qckit.qualification.
   signing`: the same sign-off as a certificate: name, role, date, validity, content hash).
 """
@@ -126,6 +128,7 @@ def annual_report(store: Any, scanner: str, year: int, *, schedule: str = "weekl
                                                                 if r["session_id"] == d["session_id"]), False),
                  "failed": sorted(m["name"] for m in d["measurements"] if m["verdict"] == "fail")} for d in docs]  # fmt: skip
     failed_tests = sorted(n for n, t in tests.items() if t["fail"])
+    acr = _acr_layout(docs) if any(str(d["phantom"]).startswith("acr-mri") for d in docs) else None
     return {
         "report": "qckit annual QC report",
         "scanner": {"key": scanner},
@@ -140,7 +143,39 @@ def annual_report(store: Any, scanner: str, year: int, *, schedule: str = "weekl
         "missed": _missed(dates, year, schedule, today or dt.date.today()),
         "verdict": "fail" if failed_tests else "pass",
         "failed_tests": failed_tests,
+        "acr_tests": acr,
     }
+
+
+def _acr_layout(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ACR accreditation layout of the year: the seven tests of the ACR phantom test data form (T1, and T2
+    where the ACR scores it), each with the sessions in which it passed, failed or was not measured (the verdict
+    that applies, reviews included; a test fails in a session when one of its items fails)."""
+    from qckit.workflows.acr_summary import ACR_TESTS, SERIES
+
+    out = []
+    for title, items, on_t2 in ACR_TESTS:
+        for role, suffix in SERIES:
+            if role == "t2" and not on_t2:
+                continue
+            counts = {"pass": 0, "fail": 0, "not measured": 0}
+            for d in docs:
+                if d["excluded"] is not None:
+                    continue
+                verdicts = {m["name"]: m["verdict"] for m in d["measurements"]}
+                got = [verdicts.get(name + suffix) for _i, name in items]
+                if all(v is None for v in got):
+                    continue  # the series was not part of this session
+                if "fail" in got:
+                    counts["fail"] += 1
+                elif any(v in (None, "not measured") for v in got):
+                    counts["not measured"] += 1
+                else:
+                    counts["pass"] += 1
+            judged = counts["pass"] + counts["fail"]
+            out.append({"test": title, "series": role.upper(), **counts,
+                        "pass_rate": None if judged == 0 else counts["pass"] / judged})  # fmt: skip
+    return out
 
 
 def run_annual(db: str | None, output: Path, scanner: str, year: int, out_dir: Path, *, schedule: str = "weekly",

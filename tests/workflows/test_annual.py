@@ -57,6 +57,9 @@ def test_reviews_and_changes_are_the_years_actions(year: Path):
     assert [(r["measurement"], r["withdrawn"] is None) for r in doc["reviews"]] == [("slice_thickness", True),
                                                                                     ("piu", False)]  # fmt: skip
     assert [c["action"] for c in doc["changes"]] == ["exclude"]
+    acr = {(a["test"], a["series"]): a for a in doc["acr_tests"]}
+    thick = acr[("3. Slice thickness accuracy", "T1")]
+    assert (thick["fail"], thick["pass"]) == (1, 50)  # the reviewed session fails the ACR test; one excluded
     w = st_test["worst"]
     assert w["margin"] == pytest.approx(min(w["value"] - w["low"], w["high"] - w["value"]))
 
