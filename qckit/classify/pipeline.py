@@ -123,6 +123,9 @@ class ClassificationResult:
     pooled: dict[str, dict[str, float]] = field(default_factory=dict)
     fold_summary: dict[str, Any] = field(default_factory=dict)
     predictions: pd.DataFrame | None = None
+    small_sites: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # kept in training, never tested (site_aware_folds)
 
     def to_dict(self) -> dict[str, Any]:
         """The run as plain data (the `classify --json` record)."""
@@ -133,7 +136,35 @@ class ClassificationResult:
             "folds": self.folds,
             "pooled_out_of_fold": self.pooled,
             "per_fold": self.fold_summary,
+            "small_sites": self.small_sites,
         }
+
+
+def site_aware_folds(y: np.ndarray, subjects: np.ndarray, sites: np.ndarray, n_splits: int, seed: int,
+                     min_rows: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, int]]:  # fmt: skip
+    """Folds grouped by subject and stratified by site and label (every test fold holds each site and class in
+    proportion, so a fold never meets a site its harmonization has not seen). A site with fewer than `min_rows`
+    rows cannot give each fold's training part the two rows per batch ComBat needs: it is kept whole in every
+    training part and never tested (its rows get no out-of-fold score), and it is reported. Returns (folds, the
+    small sites with their row counts); an input error when no site is large enough to test."""
+    import warnings
+
+    names, counts = np.unique(sites, return_counts=True)
+    small = {str(n): int(c) for n, c in zip(names, counts, strict=True) if c < min_rows}
+    keep = np.flatnonzero(~np.isin(sites, list(small)))
+    kept_out = np.flatnonzero(np.isin(sites, list(small)))
+    if keep.size == 0 or len(np.unique(subjects[keep])) < n_splits:
+        raise QckitInputError(
+            f"no site has the {min_rows} rows that {n_splits}-fold cross-validation with in-fold harmonization needs "
+            f"(sites: {', '.join(f'{n} {c}' for n, c in zip(names, counts, strict=True))}): use fewer folds "
+            "(--folds), leave-one-site-out (--cv site), or classify without harmonization"
+        )
+    strata = np.array([f"{a}|{b}" for a, b in zip(sites[keep], y[keep], strict=True)])
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # a stratum smaller than the fold count: spread as evenly as it can be
+        warnings.simplefilter("ignore", UserWarning)
+        parts = list(splitter.split(np.zeros(keep.size), strata, groups=subjects[keep]))
+    return [(np.sort(np.concatenate([keep[tr], kept_out])), keep[te]) for tr, te in parts], small
 
 
 def nested_cv(
@@ -164,12 +195,15 @@ def nested_cv(
     X = _x(table)
     subjects = table.frame[table.id].astype(str).to_numpy()
     sites = table.frame[table.batch].astype(str).to_numpy()
+    small: dict[str, int] = {}
+    # in-fold harmonization needs 2 rows of every batch in each inner training part: a site needs that many
+    # rows in each of the outer x inner folds
+    min_rows = 2 * inner_folds if harmonize else 0
     if cv == "site":
         splitter: Any = LeaveOneGroupOut()
-        split = splitter.split(X, y, groups=sites)
+        split: Any = splitter.split(X, y, groups=sites)
     elif cv == "subject":
-        splitter = StratifiedGroupKFold(n_splits=outer_folds, shuffle=True, random_state=seed)
-        split = splitter.split(X, y, groups=subjects)
+        split, small = site_aware_folds(y, subjects, sites, outer_folds, seed, max(min_rows, outer_folds))
     else:
         raise QckitInputError(f"cv must be 'subject' or 'site', not {cv!r}")
     pipe, grid = build_pipeline(
@@ -188,9 +222,15 @@ def nested_cv(
     if progress:
         progress(0, len(split))
     for k, (train, test) in enumerate(split):
-        inner = StratifiedGroupKFold(n_splits=inner_folds, shuffle=True, random_state=seed)
+        if cv == "subject":  # the inner folds follow the same rule within the outer training part
+            inner_split, _ = site_aware_folds(y[train], subjects[train], sites[train], inner_folds, seed,
+                                              max(2, inner_folds) if harmonize else inner_folds)  # fmt: skip
+            inner: Any = inner_split
+        else:
+            inner = list(StratifiedGroupKFold(n_splits=inner_folds, shuffle=True, random_state=seed).split(
+                X.iloc[train], y[train], groups=subjects[train]))  # fmt: skip
         search = GridSearchCV(clone(pipe), grid, cv=inner, scoring="roc_auc", error_score="raise")
-        search.fit(X.iloc[train], y[train], groups=subjects[train])
+        search.fit(X.iloc[train], y[train])
         proba = search.predict_proba(X.iloc[test])[:, 1]
         scores[test] = proba
         fold_of[test] = k
@@ -208,14 +248,24 @@ def nested_cv(
         if progress:
             progress(k + 1, len(split))
     predictions = pd.DataFrame({"id": subjects, "site": sites, "y": y, "score": scores, "fold": fold_of})
+    scored = ~np.isnan(scores)
     return ClassificationResult(
         model=model,
         harmonize=("in-fold" if method == "combat" else f"in-fold ({method})") if harmonize else "none",
         cv="leave-one-site-out" if cv == "site" else f"{outer_folds}-fold grouped by subject",
         folds=folds,
-        pooled=bootstrap_ci(y, scores, n_boot=n_boot, seed=seed),
+        pooled=bootstrap_ci(y[scored], scores[scored], n_boot=n_boot, seed=seed),
         fold_summary=summarise_folds(folds),
         predictions=predictions,
+        small_sites=[
+            {
+                "site": n,
+                "rows": c,
+                "rule": f"fewer than {max(min_rows, outer_folds)} rows: kept whole in "
+                "every training fold, never tested (no out-of-fold score)",
+            }
+            for n, c in sorted(small.items())
+        ],
     )
 
 

@@ -52,3 +52,5 @@ def classify_command(
         auc = r.pooled["roc_auc"]
         console.print(f"{r.model} | harmonization {r.harmonize} | {r.cv}: ROC AUC {auc['value']:.3f} "
                       f"[{auc['ci_low']:.3f}, {auc['ci_high']:.3f}]")  # fmt: skip
+        for sm in r.small_sites:
+            console.print(f"  small site {sm['site']} ({sm['rows']} rows): {sm['rule']}", highlight=False)

@@ -129,3 +129,22 @@ def test_bad_labels_and_options(cohort):
         nested_cv(ok, model="xgboost")
     with pytest.raises(QckitInputError, match="cv must be"):
         nested_cv(ok, cv="random")
+
+
+def test_a_small_site_is_kept_in_training_and_reported():
+    """Three 40-row sites and a 4-row site: in-fold ComBat used to fail ("fewer than 2 rows cannot be harmonized:
+    site3"); the folds are now stratified by site and label, the small site kept whole in every training fold,
+    never tested, and reported. A table with no site large enough is refused, naming why."""
+    from qckit.classify.pipeline import nested_cv
+
+    df, _ = make_feature_table(n_sites=4, n_per_site=[40, 40, 40, 4], n_features=20, seed=1)
+    t = feature_table(df, batch="site", categorical=["sex"], continuous=["age"], label="label")
+    r = nested_cv(t, n_boot=50)
+    assert [s["site"] for s in r.small_sites] == ["site3"] and r.small_sites[0]["rows"] == 4
+    assert all(f["test_sites"] == ["site0", "site1", "site2"] for f in r.folds)  # every fold tests every site
+    pred = r.predictions
+    assert pred[pred.site == "site3"].score.isna().all() and pred[pred.site != "site3"].score.notna().all()
+    assert "small_sites" in r.to_dict()
+    tiny, _ = make_feature_table(n_sites=3, n_per_site=3, n_features=10, seed=2)
+    with pytest.raises(QckitInputError, match="no site has the 6 rows"):
+        nested_cv(feature_table(tiny, batch="site", label="label"), n_boot=20)
