@@ -20,7 +20,6 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -52,8 +51,8 @@ class FeatureTable:
 
 log = logging.getLogger(__name__)
 
-IMAGE_TYPES = r"(original|wavelet|log|square|squareroot|logarithm|exponential|gradient|lbp)"
-PYRADIOMICS_NAME = re.compile(IMAGE_TYPES + r"(-[A-Za-z0-9.-]+)?_[A-Za-z0-9]+_[A-Za-z0-9]+$")
+from qckit.core.tables import PYRADIOMICS_NAME  # noqa: E402  (one naming rule for every table reader)
+
 REGION_COLUMNS = ("label_value", "roi", "region", "lesion")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,12 @@ from qckit.core.files import open_regular, read_regular_text, utf8_text
 from qckit.core.jsonio import atomic_write_bytes
 
 CONTRACT_KEY = b"qckit.contract"  # Parquet schema metadata: which columns are features and which metadata
+
+
+# a column named as pyradiomics names features: <image type>[-<filter>]_<class>_<feature>
+PYRADIOMICS_NAME = re.compile(
+    r"(original|wavelet|log|square|squareroot|logarithm|exponential|gradient|lbp)(-[A-Za-z0-9.-]+)?_[A-Za-z0-9]+_[A-Za-z0-9]+$"
+)
 
 
 @dataclass(frozen=True)
@@ -51,9 +58,11 @@ def _no_duplicate_columns(names: list[str], p: Path) -> None:
 
 
 def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """A table from CSV or Parquet; duplicate column headers are an input error (pandas would rename them). The
+    table's column declaration (`read_contract`), when it has one, rides along as `attrs["qckit_contract"]`
+    ({"features", "metadata"}), so the Python API (`ComBat`) honours it as the commands do."""
     import pandas as pd  # here: pandas costs ~0.3 s of start-up for commands that write no table
 
-    """A table from CSV or Parquet; duplicate column headers are an input error (pandas would rename them)."""
     p = Path(path)
     if not p.is_file():
         raise QckitInputError(f"{p}: no such table")
@@ -61,11 +70,18 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
         if p.suffix.lower() == ".csv":
             _no_duplicate_columns(_csv_header(p), p)
             with open_regular(p, what="table") as fh:
-                return pd.read_csv(fh)
-        if p.suffix.lower() in (".parquet", ".pq"):
+                frame = pd.read_csv(fh)
+        elif p.suffix.lower() in (".parquet", ".pq"):
             with open_regular(p, what="table") as fh:
                 frame = pd.read_parquet(fh)
             _no_duplicate_columns([str(c) for c in frame.columns], p)
+        else:
+            frame = None
+        if frame is not None:
+            contract = read_contract(p)
+            if contract is not None:
+                frame.attrs["qckit_contract"] = {"features": list(contract.features),
+                                                 "metadata": list(contract.metadata)}  # fmt: skip
             return frame
     except (ValueError, OSError) as exc:
         raise QckitInputError(f"{p}: cannot read table ({exc})") from exc
@@ -126,9 +142,15 @@ def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
 def write_table(
     frame: pd.DataFrame, path: str | os.PathLike[str], contract: TableContract | None = None
 ) -> Path:
-    """CSV or Parquet by extension, written atomically (`qckit.core.jsonio.atomic_write_bytes`); `contract` goes
-    into the Parquet schema metadata."""
+    """CSV or Parquet by extension, written atomically (`qckit.core.jsonio.atomic_write_bytes`); `contract` (by
+    default the one the frame was read with, `attrs["qckit_contract"]`) goes into the Parquet schema metadata, so
+    a table qckit derives from a declared one (a harmonized table) stays declared."""
     p = Path(path)
+    carried = frame.attrs.get("qckit_contract")
+    if contract is None and isinstance(carried, dict) and carried.get("features"):
+        present = {str(c) for c in frame.columns}
+        contract = TableContract([c for c in carried["features"] if c in present],
+                                 [c for c in carried.get("metadata", []) if c in present])  # fmt: skip
     suffix = p.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
         raise QckitInputError(f"{p}: unknown table format '{p.suffix}' (use .csv or .parquet)")

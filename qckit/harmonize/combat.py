@@ -112,7 +112,9 @@ class ComBat(TransformerMixin, BaseEstimator):
     min_batch_size : warn for batches with fewer rows (default 20, Orlhac et al. 2022 guidance).
     on_invalid : "raise" (default) on NaN/constant/non-numeric features; "skip" or "warn" excludes them and
         records them in `excluded_features_`.
-    features : feature columns; default: every column that is not the batch or a covariate.
+    features : feature columns; default: the table's declared features (`attrs["qckit_contract"]`), else its
+        columns named as pyradiomics names them, the other numeric columns left out with one warning; a table with
+        neither: every column that is not the batch or a covariate.
     random_state : seed for the GAM penalty search (smooth terms only).
     unseen_batch : "error" (default) when `transform` meets a batch not seen in training, or "learn": estimate
         that batch's location and scale effects from its own rows (no labels involved; at least 2 rows), with
@@ -200,6 +202,34 @@ class ComBat(TransformerMixin, BaseEstimator):
         return [f"cov{self.covariate_columns_.index(s)}" for s in self.smooth_terms]
 
     # ---------------------------------------------------------------- fit / transform
+    def _default_features(self, frame: pd.DataFrame, reserved: set[str]) -> list[str]:
+        """The features when none are given, by the feature-table contract: the columns a `qckit extract` table
+        declares (`frame.attrs["qckit_contract"]`), else the columns named as pyradiomics names features; the
+        other numeric columns are left out with one warning (an undeclared `pheno` or `age` is not harmonized
+        silently). A table with neither: every column that is not the batch or a covariate (as before)."""
+        import warnings
+
+        from qckit.core.tables import PYRADIOMICS_NAME
+
+        contract = frame.attrs.get("qckit_contract")
+        declared = (
+            contract.get("features") if isinstance(contract, dict) else getattr(contract, "features", None)
+        )
+        cols = [str(c) for c in frame.columns if c not in reserved]
+        if declared:
+            found = [c for c in declared if c in set(cols)]
+        else:
+            found = [c for c in cols if PYRADIOMICS_NAME.match(c) and not c.startswith("diagnostics_")]
+        if not found:
+            return cols
+        left = [c for c in cols if c not in set(found) and not c.startswith("diagnostics_")
+                and pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])]  # fmt: skip
+        if left:
+            warnings.warn(f"numeric column(s) neither features nor declared covariates, left out: "
+                          f"{', '.join(left[:20])}{' ...' if len(left) > 20 else ''} (pass features= or declare "
+                          "them as covariates)", UserWarning, stacklevel=4)  # fmt: skip
+        return found
+
     def fit(self, X: pd.DataFrame, y: Any = None) -> ComBat:
         """Estimate the ComBat parameters (batch location and scale, covariate effects) on `X`; returns self."""
         self._fit(X)
@@ -224,9 +254,7 @@ class ComBat(TransformerMixin, BaseEstimator):
         check_covariates(frame, cat, cont, batch)
         reserved = {self._batch_col, *cat, *cont, *([] if isinstance(self.batch, str) else self.batch)}
         candidates = (
-            list(self.features)
-            if self.features is not None
-            else [c for c in frame.columns if c not in reserved]
+            list(self.features) if self.features is not None else self._default_features(frame, reserved)
         )
         require_columns(frame, candidates, "feature")
         if not candidates:

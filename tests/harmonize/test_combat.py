@@ -137,8 +137,10 @@ def test_other_bad_inputs(data):
         combat(truth).fit(table.assign(site=table.site.where(table.index > 0)))
     with pytest.raises(HarmonizationError, match="needs a pandas DataFrame"):
         combat(truth).fit(table[truth.features].to_numpy())
-    with pytest.raises(HarmonizationError, match="not numeric"):
-        ComBat(batch="site").fit(table)  # subject_id would be a feature
+    with pytest.raises(HarmonizationError, match="not numeric"):  # no naming convention: every other column
+        ComBat(batch="site").fit(table.rename(columns=lambda c: c.replace("original_", "f_")))
+    with pytest.warns(UserWarning, match="left out: age"):  # features by pyradiomics naming: age is not one
+        ComBat(batch="site").fit(table)
     with pytest.raises(HarmonizationError, match="reference batch 'nope'"):
         combat(truth, ref_batch="nope").fit(table)
     with pytest.raises(HarmonizationError, match="on_invalid"):
@@ -255,3 +257,29 @@ def _array_fitting_checks() -> list[str]:
             assert isinstance(exc, HarmonizationError | TypeError | AssertionError), (r["check_name"], exc)
             failing.append(r["check_name"])
     return failing
+
+
+def test_an_undeclared_numeric_column_is_left_out_with_one_warning(data, tmp_path):
+    """The feature-table contract in the Python API: on a table whose features follow pyradiomics naming, a numeric
+    column that is neither a feature nor a declared covariate (`pheno`) is not harmonized, with one warning; a
+    table read with its declaration (`read_table`) harmonizes exactly the declared features, and a table written
+    from it carries the declaration on."""
+    import warnings
+
+    from qckit.core.tables import TableContract, read_contract, read_table, write_table
+
+    table, truth = data
+    t = table.assign(pheno=np.linspace(0, 1, len(table)))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        model = ComBat(batch="site", **COV).fit(t)
+    msgs = [str(w.message) for w in seen if "neither features nor declared" in str(w.message)]
+    assert len(msgs) == 1 and "pheno" in msgs[0]
+    assert "pheno" not in model.features_ and model.features_ == truth.features
+    declared = truth.features[:5]
+    write_table(t, tmp_path / "t.parquet", TableContract(declared, ["subject_id"]))
+    back = read_table(tmp_path / "t.parquet")
+    assert back.attrs["qckit_contract"]["features"] == declared
+    assert ComBat(batch="site", **COV).fit(back).features_ == declared
+    write_table(back.assign(extra=1.0), tmp_path / "derived.parquet")
+    assert read_contract(tmp_path / "derived.parquet").features == declared
