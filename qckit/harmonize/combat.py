@@ -41,6 +41,7 @@ from qckit.harmonize.validate import (
     require_columns,
     screen_features,
 )
+from qckit.harmonize.validate import labels as level_labels
 
 log = logging.getLogger(__name__)
 
@@ -180,15 +181,15 @@ class ComBat(TransformerMixin, BaseEstimator):
     def _encode(self, frame: pd.DataFrame, fitting: bool) -> pd.DataFrame:
         """neuroHarmonize's covariate table: SITE plus numerically encoded covariates (positional names)."""
         cat, cont = self._covariate_names()
-        columns: list[np.ndarray] = [frame[self._batch_col].astype(str).to_numpy()]
+        columns: list[np.ndarray] = [level_labels(frame[self._batch_col]).to_numpy()]
         if fitting:
-            self.covariate_levels_ = {c: sorted(frame[c].astype(str).unique()) for c in cat}
+            self.covariate_levels_ = {c: sorted(level_labels(frame[c]).unique()) for c in cat}
             self.covariate_columns_ = []
             for c in cat:
                 self.covariate_columns_ += [f"{c}={lv}" for lv in self.covariate_levels_[c][1:]]
             self.covariate_columns_ += cont
         for c in cat:
-            values = frame[c].astype(str)
+            values = level_labels(frame[c])
             unseen = sorted(set(values) - set(self.covariate_levels_[c]))
             if unseen:
                 raise HarmonizationError(f"covariate '{c}' has level(s) not seen in training: {unseen}")
@@ -269,7 +270,7 @@ class ComBat(TransformerMixin, BaseEstimator):
             np.hstack([onehot, covars.iloc[:, 1:].to_numpy(dtype=float)]),
             [f"batch={b}" for b in sorted(covars["SITE"].unique())] + self.covariate_columns_,
         )
-        ref = None if self.ref_batch is None else str(self.ref_batch)
+        ref = None if self.ref_batch is None else str(level_labels(pd.Series([self.ref_batch])).iloc[0])
         if ref is not None and ref not in set(covars["SITE"]):
             raise HarmonizationError(
                 f"reference batch {self.ref_batch!r} is not among the batches: {sorted(set(covars['SITE']))}"
@@ -349,7 +350,7 @@ class ComBat(TransformerMixin, BaseEstimator):
         self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
         self.n_features_in_ = frame.shape[1]
         self.batch_sizes_ = {
-            str(k): int(v) for k, v in frame[self._batch_col].astype(str).value_counts().items()
+            str(k): int(v) for k, v in level_labels(frame[self._batch_col]).value_counts().items()
         }
         self.params_ = {
             "B_hat": np.asarray(model["B_hat"], dtype=float),
@@ -400,7 +401,7 @@ class ComBat(TransformerMixin, BaseEstimator):
         labels = frame[self._batch_col]
         if labels.isna().any():
             raise HarmonizationError(f"batch column '{self._batch_col}' has missing values")
-        unseen = sorted(set(labels.astype(str)) - set(self.batches_))
+        unseen = sorted(set(level_labels(labels)) - set(self.batches_))
         if unseen and self.unseen_batch != "learn":
             raise HarmonizationError(
                 f"batch(es) not seen when the model was fitted: {', '.join(unseen)} (known: {', '.join(self.batches_)})"

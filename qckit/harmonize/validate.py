@@ -208,12 +208,39 @@ BATCH_KEY = "batch_key"
 BATCH_SEPARATOR = "|"
 
 
+def _label(v: Any) -> str:
+    if isinstance(v, bool | np.bool_):
+        return str(bool(v))
+    if isinstance(v, int | np.integer):
+        return str(int(v))
+    if isinstance(v, float | np.floating):
+        f = float(v)
+        return "nan" if f != f else (str(int(f)) if f.is_integer() else repr(f))
+    text = str(v).strip()
+    if "." in text or "e" in text.lower():  # "3.0", "1.5e0": a number written as text; "007" stays a code
+        try:
+            f = float(text)
+        except ValueError:
+            return text
+        if f == f and abs(f) != float("inf"):
+            return str(int(f)) if f.is_integer() else repr(f)
+    return text
+
+
+def labels(values: pd.Series) -> pd.Series:
+    """Batch and covariate levels by value, not by how a table typed them: 3, 3.0 and "3.0" are one level "3"
+    (a field strength read as an integer from one table and a float from another is the same batch); text is
+    kept as written (stripped), so a zero-padded code such as "007" stays itself."""
+    return values.map(_label)
+
+
 def make_batch_key(frame: pd.DataFrame, columns: list[str], name: str = BATCH_KEY) -> pd.DataFrame:
     """Add a batch column built from several columns (e.g. Manufacturer, ManufacturerModelName,
-    MagneticFieldStrength, ConvolutionKernel): values joined with '|'."""
+    MagneticFieldStrength, ConvolutionKernel): their levels (`labels`) joined with '|'."""
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise HarmonizationError(f"batch column(s) not in the table: {', '.join(missing)}")
     out = frame.copy()
-    out[name] = frame[columns].astype(str).agg(BATCH_SEPARATOR.join, axis=1)
+    parts = [labels(frame[c]) for c in columns]
+    out[name] = [BATCH_SEPARATOR.join(v) for v in zip(*parts, strict=True)] if len(frame) else []
     return out

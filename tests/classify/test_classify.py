@@ -33,7 +33,7 @@ def test_contract_finds_features_and_builds_batch_keys(cohort):
         continuous=["age"],
         label="label",
     )
-    assert ft.batch == BATCH_KEY and ft.frame[BATCH_KEY].iloc[0] == "site0|GE|3.0"
+    assert ft.batch == BATCH_KEY and ft.frame[BATCH_KEY].iloc[0] == "site0|GE|3"  # levels by value: 3.0 is 3
     assert ft.features == truth.features  # label, age, ids, diagnostics and batch parts are not features
     stable = feature_table(t, batch="site", label="label", stable_features=truth.features[:5])
     assert stable.features == truth.features[:5] and len(stable.dropped_features) == 15

@@ -283,3 +283,27 @@ def test_an_undeclared_numeric_column_is_left_out_with_one_warning(data, tmp_pat
     assert ComBat(batch="site", **COV).fit(back).features_ == declared
     write_table(back.assign(extra=1.0), tmp_path / "derived.parquet")
     assert read_contract(tmp_path / "derived.parquet").features == declared
+
+
+def test_batch_levels_are_compared_by_value(data):
+    """A field strength read as 3 from one table and 3.0 from another is one batch (the fit-time and apply-time
+    tables of a multi-column batch key used to disagree); a zero-padded code stays itself."""
+    from qckit.harmonize.validate import labels
+
+    assert list(labels(pd.Series([3, 3.0, "3.0", " 3 ", "007", 1.5, "1.50"]))) == [
+        "3",
+        "3",
+        "3",
+        "3",
+        "007",
+        "1.5",
+        "1.5",
+    ]
+    table, truth = data
+    fit_t = table.assign(field=np.where(table.site == "site0", 1.5, 3.0))
+    model = ComBat(batch=["site", "field"], features=truth.features, **COV).fit(fit_t)
+    apply_t = fit_t.assign(
+        field=fit_t["field"].map(lambda v: f"{v:.1f}" if v == 1.5 else "3")
+    )  # text, as a CSV
+    out = model.transform(apply_t)
+    assert np.allclose(out.to_numpy(), model.transform(fit_t).to_numpy())
