@@ -51,5 +51,8 @@ def extract_command(
         err_console.print(
             f"failed {f['subject_id']} ({f['image']}): {f['reason']}", highlight=False, markup=False
         )
+    if run.not_retried:
+        err_console.print(f"{run.not_retried} of these failed in an earlier run and were not retried: "
+                          "--retry-failed recomputes them", highlight=False, markup=False)  # fmt: skip
     if run.failed:
         raise typer.Exit(EXIT_CHECKS_FAILED)

@@ -61,7 +61,7 @@ def read_manifest(path: str | os.PathLike[str]) -> list[Case]:
         )
     if frame.empty:
         raise QckitInputError(f"{p}: the manifest has no rows")
-    base = p.parent
+    base = p.absolute().parent  # absolute: a Dask worker started in another folder finds the images too
     cases = []
     for i, row in frame.iterrows():
 

@@ -70,6 +70,9 @@ class ExtractionRun:
     computed: int = 0
     resumed: int = 0
     output: Path | None = None
+    not_retried: int = (
+        0  # cases that failed in an earlier run and were skipped (retry_failed recomputes them)
+    )
 
 
 def _settings_hash(settings: ExtractionSettings) -> str:
@@ -169,6 +172,7 @@ def run_extraction(
     out = Path(output)
     if out.suffix.lower() not in (".parquet", ".pq", ".csv"):
         raise QckitInputError(f"{out}: the output must be .parquet or .csv")
+    cases = [_absolute(c) for c in cases]  # resolved before any submission: workers may run in another folder
     parts = _prepare_parts(out, settings)
     done: set[str] = set()
     for part in sorted(parts.glob("*.json")):
@@ -207,7 +211,20 @@ def run_extraction(
         finished += 1
         if progress:
             progress(finished, total)
-    return _combine(cases, settings, out, parts, computed=len(todo), resumed=resumed)
+    run = _combine(cases, settings, out, parts, computed=len(todo), resumed=resumed)
+    keys = {c.key for c in cases}
+    run.not_retried = sum(1 for k in done if k in keys and (parts / f"{k}.error.json").exists())
+    return run
+
+
+def _absolute(case: Case) -> Case:
+    """The case with absolute image, mask and normalization-mask paths (its key follows them)."""
+    from dataclasses import replace
+
+    def a(path: str | None) -> str | None:
+        return None if path is None else str(Path(path).absolute())
+
+    return replace(case, image=str(a(case.image)), mask=str(a(case.mask)), norm_mask=a(case.norm_mask))
 
 
 def _combine(

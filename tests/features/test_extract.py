@@ -175,3 +175,34 @@ def test_cli_exit_codes(cohort: Path, tmp_path: Path):
         app, ["normalize", str(images[0]), "-o", str(tmp_path / "n2"), "--method", "histogram"]
     )
     assert res.exit_code == 2
+
+
+def test_paths_are_absolute_before_submission_and_cached_failures_are_named(
+    cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A manifest given by a relative path, and Python cases with relative paths, reach the workers with absolute
+    paths (a Dask worker started in another folder found no image); a rerun says how many failures it did not
+    retry and how to retry them."""
+    import qckit.features.runner as runner_mod
+
+    monkeypatch.chdir(cohort)
+    cases = read_manifest("manifest.csv")
+    assert all(Path(c.image).is_absolute() and Path(c.mask).is_absolute() for c in cases)
+    seen: list[str] = []
+
+    def fake_dask(todo, settings, scheduler):  # noqa: ANN001, ANN202
+        seen.extend(c.image for c in todo)
+        return runner_mod._local(todo, settings, 1)
+
+    monkeypatch.setattr(runner_mod, "_dask", fake_dask)
+    rel = [runner_mod.Case(c.subject_id, str(Path(c.image).relative_to(cohort)), str(Path(c.mask).relative_to(cohort)))
+           for c in cases[:2]]  # fmt: skip
+    run = run_extraction(rel, SETTINGS, tmp_path / "d.parquet", scheduler="tcp://nowhere:1")
+    assert seen and all(Path(p).is_absolute() for p in seen) and len(run.table) == 2
+    first = run_extraction(cases, SETTINGS, tmp_path / "f.parquet", workers=1)
+    assert first.not_retried == 0 and len(first.failed) == 3
+    again = run_extraction(cases, SETTINGS, tmp_path / "f.parquet", workers=1)
+    assert again.not_retried == 3 and again.computed == 0
+    CliRunner().invoke(app, ["extract", "manifest.csv", "-o", str(tmp_path / "g.parquet"), "-q"])
+    res = CliRunner().invoke(app, ["extract", "manifest.csv", "-o", str(tmp_path / "g.parquet"), "-q"])
+    assert "--retry-failed recomputes them" in res.output
