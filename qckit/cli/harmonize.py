@@ -104,14 +104,17 @@ def apply_command(
                                          "the model applied, as JSON."),
     pass_through: bool = typer.Option(False, "--pass-through", help="Keep feature columns the model does not "
                                       "know, unharmonized (refused without it)."),
+    unseen_batch: str = typer.Option("error", "--unseen-batch", help="A batch the model has not seen: error, or "
+                                     "learn its location and scale from its own rows (at least 2; no labels used)."),
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:  # fmt: skip
     """Apply a saved model (ComBat or another registered method) to new rows (an unseen batch is an error naming
-    it; unknown numeric columns are refused; features far outside the training distribution are warned about)."""
+    it unless --unseen-batch learn; unknown numeric columns are refused; features far outside the training
+    distribution are warned about)."""
     from qckit.workflows.harmonize_run import apply
 
-    run = apply(features, model_dir, output, json_out, pass_through=pass_through)
+    run = apply(features, model_dir, output, json_out, pass_through=pass_through, unseen_batch=unseen_batch)
     for w in run.warnings:
         warn(w)
     if not quiet:

@@ -126,7 +126,7 @@ def _model_columns(model: Any) -> set[str]:
 
 
 def apply(features: Path, model_dir: Path, output: Path, json_out: Path | None = None, *,
-          pass_through: bool = False) -> ApplyRun:  # fmt: skip
+          pass_through: bool = False, unseen_batch: str = "error") -> ApplyRun:  # fmt: skip
     """Apply a saved model (of any registered method) to a table.
 
     Feature columns (declared by the table, else pyradiomics-named) the model does not know are refused, as they
@@ -150,6 +150,14 @@ def apply(features: Path, model_dir: Path, output: Path, json_out: Path | None =
         )
     if unknown:
         warnings.append(f"{len(unknown)} column(s) passed through unharmonized: {', '.join(unknown[:10])}")
+    if unseen_batch not in ("error", "learn"):
+        raise QckitInputError(f"--unseen-batch must be 'error' or 'learn', not {unseen_batch!r}")
+    if unseen_batch == "learn":
+        if not hasattr(model, "unseen_batch"):
+            raise QckitInputError(
+                f"the {method_of(model).name} model cannot learn an unseen batch (ComBat can)"
+            )
+        model.unseen_batch = "learn"
     harmonized = model.transform(frame)
     out = frame.copy()
     out[model.features_] = harmonized

@@ -197,3 +197,27 @@ def test_report_has_per_feature_p_values_and_per_covariate_scales(fitted, tmp_pa
     for header in ("location p before", "location q before", "scale p after", "location p after"):
         assert header in html
     assert "each covariate on its own scale" in html and '"xaxis2"' in html  # one panel per covariate
+
+
+def test_cli_unseen_batch_learn(tmp_path: Path):
+    """`harmonize apply --unseen-batch learn`: a site the model has not seen is harmonized from its own rows (the
+    default refuses it, naming it), as the Python API's unseen_batch="learn" does."""
+    table, truth = make_feature_table(n_sites=4, n_per_site=30, n_features=6, seed=7)
+    train, new = table[table.site != "site3"], table[table.site == "site3"]
+    train.to_parquet(tmp_path / "train.parquet", index=False)
+    new.to_parquet(tmp_path / "new.parquet", index=False)
+    fit = runner.invoke(app, ["harmonize", "fit", str(tmp_path / "train.parquet"), "-b", "site", "--categorical",
+                              "sex", "--continuous", "age", "--label", "label", "-o", str(tmp_path / "m")])  # fmt: skip
+    assert fit.exit_code == 0, fit.output
+    args = ["harmonize", "apply", str(tmp_path / "new.parquet"), "--model", str(tmp_path / "m"), "-o",
+            str(tmp_path / "a.parquet")]  # fmt: skip
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and "site3" in refused.output
+    learnt = runner.invoke(app, [*args, "--unseen-batch", "learn"])
+    assert learnt.exit_code == 0, learnt.output
+    expected = ComBat(batch="site", categorical_covariates=["sex"], continuous_covariates=["age"],
+                      features=truth.features, unseen_batch="learn").fit(train).transform(new)  # fmt: skip
+    got = pd.read_parquet(tmp_path / "a.parquet")[truth.features].to_numpy()
+    assert np.abs(got - expected.to_numpy()).max() < 1e-9
+    bad = runner.invoke(app, [*args, "--unseen-batch", "guess"])
+    assert bad.exit_code == 2 and "error' or 'learn" in bad.output
