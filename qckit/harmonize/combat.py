@@ -45,6 +45,26 @@ from qckit.harmonize.validate import labels as level_labels
 
 log = logging.getLogger(__name__)
 
+
+class _engine_output:  # noqa: N801  (used as a context manager)
+    """neuroHarmonize / neuroCombat print progress onto stdout, where qckit writes its results (and a --json to
+    stdout would be corrupted): their output is captured and logged at debug level instead."""
+
+    def __enter__(self) -> None:
+        import contextlib
+        import io
+
+        self._buf = io.StringIO()
+        self._cm = contextlib.redirect_stdout(self._buf)
+        self._cm.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._cm.__exit__(*exc)
+        text = self._buf.getvalue().strip()
+        if text:
+            log.debug("neuroHarmonize: %s", text[:2000])
+
+
 _PARAM_ARRAYS = ("B_hat", "grand_mean", "var_pooled", "gamma_star", "delta_star", "gamma_hat", "delta_hat",
                  "gamma_bar", "t2", "a_prior", "b_prior")  # fmt: skip
 
@@ -287,10 +307,12 @@ class ComBat(TransformerMixin, BaseEstimator):
         # a reference batch's zero location estimates make neuroCombat's convergence test divide by zero
         with np.errstate(divide="ignore", invalid="ignore"):
             if self.mean_only or (self.empirical_bayes and not self.parametric):
-                model, _ = harmonizationLearn(data, covars, **kwargs)
+                with _engine_output():
+                    model, _ = harmonizationLearn(data, covars, **kwargs)
                 harmonized = self._variant_adjust(model, data)
             else:
-                model, harmonized = harmonizationLearn(data, covars, **kwargs)
+                with _engine_output():
+                    model, harmonized = harmonizationLearn(data, covars, **kwargs)
         self._store(model, screen.kept, screen.excluded, frame)
         if not np.isfinite(harmonized).all():  # never hand out silent NaNs
             bad = [screen.kept[j] for j in np.where(~np.isfinite(harmonized).all(axis=0))[0]]
@@ -432,7 +454,8 @@ class ComBat(TransformerMixin, BaseEstimator):
             pad["SITE"] = absent
             covars = pd.concat([covars, pad], ignore_index=True)
             data = np.vstack([data, np.repeat(data[:1], len(absent), axis=0)])
-        out = harmonizationApply(data, covars, self._neuroharmonize_model())
+        with _engine_output():
+            out = harmonizationApply(data, covars, self._neuroharmonize_model())
         return np.asarray(out)[: len(data) - len(absent)]
 
     def _learn_unseen(self, data: np.ndarray, covars: pd.DataFrame) -> np.ndarray:

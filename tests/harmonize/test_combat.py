@@ -307,3 +307,22 @@ def test_batch_levels_are_compared_by_value(data):
     )  # text, as a CSV
     out = model.transform(apply_t)
     assert np.allclose(out.to_numpy(), model.transform(fit_t).to_numpy())
+
+
+def test_the_engine_prints_nothing_on_stdout(data, capsys, monkeypatch):
+    """neuroHarmonize's own prints are captured (logged at debug), never mixed into qckit's stdout."""
+    import neuroHarmonize
+
+    import qckit.harmonize.combat as combat_mod
+
+    table, truth = data
+    real = neuroHarmonize.harmonizationLearn
+
+    def chatty(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        print("[neuroCombat] Creating design matrix")
+        return real(*a, **k)
+
+    monkeypatch.setattr(neuroHarmonize, "harmonizationLearn", chatty)
+    monkeypatch.setattr(combat_mod, "harmonizationLearn", chatty, raising=False)
+    combat(truth).fit(table)
+    assert "neuroCombat" not in capsys.readouterr().out
