@@ -161,3 +161,18 @@ def test_an_interrupted_run_says_what_was_kept(table, tmp_path: Path, monkeypatc
     )
     assert res.exit_code == 130 and "interrupted" in res.output and "resume" in res.output
     assert not (tmp_path / "r.json").exists()
+
+
+def test_the_undeclared_columns_warning_prints_once(tmp_path):
+    """`harmonize fit` on a table with undeclared numeric columns: one warning line naming them (it printed twice:
+    a log record and the command's own line), also with -q."""
+    from typer.testing import CliRunner
+
+    from qckit.cli import app
+
+    t, _ = make_feature_table(n_sites=3, n_per_site=30, n_features=6, seed=1)
+    t.assign(pheno=1.0).to_csv(tmp_path / "t.csv", index=False)
+    res = CliRunner().invoke(app, ["harmonize", "fit", str(tmp_path / "t.csv"), "-b", "site", "--categorical", "sex",
+                                   "--label", "label", "-o", str(tmp_path / "m"), "-q"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert res.output.count("neither features nor declared") == 1 and "pheno" in res.output
