@@ -144,7 +144,9 @@ def feature_table(
         and not str(c).startswith("diagnostics_") and pd.api.types.is_numeric_dtype(frame[c])
         and not pd.api.types.is_bool_dtype(frame[c])
     ]  # fmt: skip
-    if undeclared:  # kept in `undeclared`: the commands report it once (`report_undeclared`), the API reads it
+    if (
+        undeclared
+    ):  # kept in `undeclared`: the commands report it once (`report_undeclared`), the API reads it
         log.info("numeric column(s) neither features nor declared, left out: %s", ", ".join(undeclared[:20]))
     keys = [id_column] + [c for c in REGION_COLUMNS if c in frame.columns and c != id_column]
     dups = frame.duplicated(subset=keys, keep=False)

@@ -55,7 +55,9 @@ class BiasFieldResult:
     settings: N4Settings
     field: np.ndarray  # multiplicative field at full resolution (the input divided by it is the output)
     mask_voxels: int
-    field_range: tuple[float, float] = field(default=(1.0, 1.0))  # min, max of the field inside the mask
+    # min, max of the field inside the mask relative to its mean there (N4's own scale is arbitrary): 0.8..1.2 is
+    # a +-20 % bias
+    field_range: tuple[float, float] = field(default=(1.0, 1.0))
 
     def to_dict(self) -> dict[str, Any]:
         """The N4 settings, the field's range and the mask size as plain data."""
@@ -117,5 +119,7 @@ def n4_correct(
     if shift <= 0:
         corrected = corrected + shift - 1.0
     inside = sitk.GetArrayFromImage(msk) > 0
-    result = BiasFieldResult(settings, bias, n_mask, (float(bias[inside].min()), float(bias[inside].max())))
+    scale = float(bias[inside].mean())  # N4's field has an arbitrary scale: reported relative to its mean
+    result = BiasFieldResult(settings, bias, n_mask, (float(bias[inside].min()) / scale,
+                                                      float(bias[inside].max()) / scale))  # fmt: skip
     return wrap(corrected.astype(np.float32)), result

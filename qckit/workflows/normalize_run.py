@@ -146,8 +146,8 @@ def normalize(
             )
             loaded[i], fields[i] = (None, None) if res is None else res
             if res is not None:
-                say(f"{images[i]}: N4 field {fields[i].field_range[0]:.3g}..{fields[i].field_range[1]:.3g} "
-                    f"({fields[i].mask_voxels} voxels)")  # fmt: skip
+                say(f"{images[i]}: N4 field {fields[i].field_range[0]:.3g}..{fields[i].field_range[1]:.3g} x its "
+                    f"mean ({fields[i].mask_voxels} voxels)")  # fmt: skip
     nyul = None
     if method == "nyul":
         from qckit.normalize.nyul import NyulStandardizer  # scikit-learn: only when Nyul is asked for
@@ -197,7 +197,8 @@ def normalize(
             item["bias_field"] = fields[i]
         items.append(item)
         records.append({"input": str(path), "output": str(target), "method": method,
-                        **{k: details[k] for k in ("mode", "mean", "sd") if k in details}})  # fmt: skip
+                        **{k: details[k] for k in ("mode", "mean", "sd") if k in details},
+                        **({"bias_field": fields[i].to_dict()} if fields[i] is not None else {})})  # fmt: skip
         say(f"{path} -> {target}"
             + (f" (mode {details['mode']:.4g}, stripe mean {details['mean']:.4g}, SD {details['sd']:.4g})"
                if method == "whitestripe" else ""))  # fmt: skip
@@ -208,7 +209,7 @@ def normalize(
                                                            "failed": len(failed)})  # fmt: skip
         write_report(items, method, prov, report)
     if json_out is not None:
-        write_result(json_out, kind="normalize", inputs={"images": len(images), "method": method}, document={"method": method, "normalized": records,
+        write_result(json_out, kind="normalize", inputs={"images": len(images), "method": method, "bias_field": bias_field}, document={"method": method, "bias_field": bias_field, "normalized": records,
                               "failed": [{"input": k, "reason": v} for k, v in failed.items()],
                               "command": command_line()})  # fmt: skip
     return NormalizeRun(len(images), len(items), failed, records)

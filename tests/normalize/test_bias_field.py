@@ -3,6 +3,7 @@ planted smooth multiplicative field, and the `normalize --bias-field n4` command
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,10 @@ def test_n4_brings_the_white_matter_cv_back_to_the_field_free_one(phantom):
     ratio = res.field[mask] / field[mask]
     assert ratio.std() / ratio.mean() < 0.05
     assert corrected.shape == vol.shape and res.to_dict()["iterations"] == [50, 50, 50]
+    # the range is reported relative to the field's mean in the mask, so it reads as the planted one's
+    planted = field[mask] / field[mask].mean()
+    # N4 flattens the extremes a little
+    assert res.field_range == pytest.approx((planted.min(), planted.max()), abs=0.15)
 
 
 def test_n4_keeps_geometry_and_checks_its_inputs(phantom):
@@ -67,9 +72,16 @@ def test_normalize_cli_with_n4_and_the_field_in_the_report(phantom, tmp_path: Pa
     sitk.WriteImage(sitk.GetImageFromArray(mask.astype(np.uint8)), str(msk))
     res = CliRunner().invoke(app, ["normalize", str(src), "--mask", str(msk), "-m", "zscore", "--bias-field", "n4",
                                    "--n4-iterations", "50,50,50", "-o", str(tmp_path / "out"), "--report",
-                                   str(tmp_path / "r.html")])  # fmt: skip
+                                   str(tmp_path / "r.html"), "--json", str(tmp_path / "n.json")])  # fmt: skip
     assert res.exit_code == 0, res.output
-    assert "N4 field" in res.output
+    assert "N4 field" in res.output and "x its mean" in res.output
+    doc = json.loads((tmp_path / "n.json").read_text())  # N4 is in the record, with its settings and field
+    assert doc["bias_field"] == "n4" and doc["provenance"]["inputs"]["bias_field"] == "n4"
+    (rec,) = doc["normalized"]
+    assert (
+        rec["bias_field"]["iterations"] == [50, 50, 50]
+        and rec["bias_field"]["field_min"] < 1 < rec["bias_field"]["field_max"]
+    )
     html = (tmp_path / "r.html").read_text()
     assert "Bias field (N4, before normalization)" in html and "N4 bias field, middle slice" in html
     bad = CliRunner().invoke(app, ["normalize", str(src), "--bias-field", "n4", "--n4-iterations", "a,b", "-o",
