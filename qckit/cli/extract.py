@@ -51,6 +51,11 @@ def extract_command(
         err_console.print(
             f"failed {f['subject_id']} ({f['image']}): {f['reason']}", highlight=False, markup=False
         )
+    if run.degenerate:
+        err_console.print(f"warning: {len(run.degenerate)} case(s) fall in a single intensity bin ("
+                          f"{', '.join(run.degenerate[:10])}{' ...' if len(run.degenerate) > 10 else ''}): their "
+                          "texture features are constants (entropy 0). Check the normalization's reference tissue "
+                          "and the bin width (--params)", highlight=False, markup=False)  # fmt: skip
     if run.not_retried:
         err_console.print(f"{run.not_retried} of these failed in an earlier run and were not retried: "
                           "--retry-failed recomputes them", highlight=False, markup=False)  # fmt: skip

@@ -15,6 +15,7 @@ from qckit.cli._common import (
     err_console,
     handle_errors,
     progress_bar,
+    warn,
 )
 
 
@@ -62,6 +63,8 @@ def normalize_command(
     with progress_bar("normalizing", enabled=not quiet) as update:
         run = normalize(images, output, opts, mask=mask, report=report, json_out=json_out, progress=update,
                         on_message=say, on_failed=failed)  # fmt: skip
+    for w in run.warnings:
+        warn(w)
     if not quiet:
         console.print(f"{run.n_normalized} of {run.n_images} image(s) normalized, {len(run.failed)} failed",
                       highlight=False)  # fmt: skip

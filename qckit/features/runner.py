@@ -70,9 +70,21 @@ class ExtractionRun:
     computed: int = 0
     resumed: int = 0
     output: Path | None = None
-    not_retried: int = (
-        0  # cases that failed in an earlier run and were skipped (retry_failed recomputes them)
-    )
+    # cases that failed in an earlier run and were skipped (retry_failed recomputes them)
+    not_retried: int = 0
+    degenerate: list[str] = field(default_factory=list)  # cases whose region falls in one intensity bin
+
+
+def degenerate_cases(table: pd.DataFrame) -> list[str]:
+    """The cases (subject ids) whose region falls in a single bin of the discretisation, for every image type: the
+    first-order entropy is 0 (pyradiomics: -3e-16), so every texture matrix has one grey level and the texture
+    features are constants (GLCM contrast 0). A normalization whose reference tissue is not the region's (the
+    values far from it) with a fixed bin width, or a bin width larger than the region's range, does this."""
+    cols = [c for c in table.columns if str(c).endswith("_firstorder_Entropy")]
+    if not cols or table.empty or "subject_id" not in table.columns:
+        return []
+    single = (table[cols].abs() < 1e-9).all(axis=1)
+    return [str(s) for s in table.loc[single, "subject_id"]]
 
 
 def _settings_hash(settings: ExtractionSettings) -> str:
@@ -262,6 +274,7 @@ def _combine(
             )
     table = pd.DataFrame(rows)
     run = ExtractionRun(table=table, failed=failed, computed=computed, resumed=resumed)
+    run.degenerate = degenerate_cases(table)
     contract = TableContract([f for f in features if f in table.columns],
                              [str(c) for c in table.columns if c not in features])  # fmt: skip
     if rows:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,31 @@ class NormalizeRun:
     n_normalized: int
     failed: dict[str, str]
     records: list[dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
+
+
+FAR_FROM_REFERENCE = 10.0  # reference-tissue SDs: the masked region lies this far from the stripe in median
+
+
+def reference_check(path: str, after: Any, method: str) -> str | None:
+    """A warning when the normalized values of the region (mask, else foreground) lie far from the reference
+    tissue: after WhiteStripe (or z-score) a median |value| beyond FAR_FROM_REFERENCE reference SDs means the
+    reference is not this anatomy's (WhiteStripe's white-matter stripe found in fat on an extremity, tumours at
+    -38 to -148 SDs), and a fixed bin width then gives degenerate texture features. None when it is not."""
+    import numpy as np
+
+    if method not in ("whitestripe", "zscore") or len(after) == 0:
+        return None
+    med = float(np.median(np.abs(np.asarray(after, float))))
+    if med <= FAR_FROM_REFERENCE:
+        return None
+    ref = "the white-matter stripe" if method == "whitestripe" else "the mask's mean and SD"
+    return (
+        f"{path}: the region's normalized values lie {med:.0f} reference SDs from {ref} (median |value|): "
+        "the reference tissue is probably not this anatomy's (for non-brain MR normalize on a tissue you "
+        "outline, e.g. muscle or fat: --mask with -m zscore), and a fixed bin width would give degenerate "
+        "features"
+    )
 
 
 def _stem(name: str) -> str:
@@ -163,6 +188,7 @@ def normalize(
         saved = nyul.save(landmarks or output / "nyul_landmarks.json")
         say(f"Nyul landmarks: {saved}")
     items = []
+    warned: list[str] = []
     records: list[dict[str, Any]] = []
     update = progress or (lambda done, total: None)
     update(0, len(images))
@@ -193,6 +219,13 @@ def normalize(
         arr, _ = as_array(img)
         sel = as_array(msk)[0] > 0 if msk is not None else arr > arr.mean()
         item = {"name": str(path), "before": arr[sel], "after": as_array(out)[0][sel], "fit": details}
+        far = (
+            reference_check(str(path), item["after"], method)
+            if msk is not None or method == "whitestripe"
+            else None
+        )
+        if far:
+            warned.append(far)
         if fields[i] is not None:
             item["bias_field"] = fields[i]
         items.append(item)
@@ -209,10 +242,10 @@ def normalize(
                                                            "failed": len(failed)})  # fmt: skip
         write_report(items, method, prov, report)
     if json_out is not None:
-        write_result(json_out, kind="normalize", inputs={"images": len(images), "method": method, "bias_field": bias_field}, document={"method": method, "bias_field": bias_field, "normalized": records,
+        write_result(json_out, kind="normalize", inputs={"images": len(images), "method": method, "bias_field": bias_field}, document={"method": method, "bias_field": bias_field, "normalized": records, "warnings": warned,
                               "failed": [{"input": k, "reason": v} for k, v in failed.items()],
                               "command": command_line()})  # fmt: skip
-    return NormalizeRun(len(images), len(items), failed, records)
+    return NormalizeRun(len(images), len(items), failed, records, warned)
 
 
 __all__ = ["NormalizeOptions", "NormalizeRun", "normalize", "output_names"]

@@ -206,3 +206,18 @@ def test_paths_are_absolute_before_submission_and_cached_failures_are_named(
     CliRunner().invoke(app, ["extract", "manifest.csv", "-o", str(tmp_path / "g.parquet"), "-q"])
     res = CliRunner().invoke(app, ["extract", "manifest.csv", "-o", str(tmp_path / "g.parquet"), "-q"])
     assert "--retry-failed recomputes them" in res.output
+
+
+def test_a_region_in_a_single_bin_is_named(cohort: Path, tmp_path: Path):
+    """A bin width wider than the regions' intensity range: every texture feature is a constant (entropy 0); the
+    run names those cases (it said nothing)."""
+    from qckit.features.runner import degenerate_cases
+
+    cases = read_manifest(cohort / "manifest.csv")[:2]
+    wide = ExtractionSettings(
+        radiomics={"setting": {"binWidth": 1e9}, "featureClass": {"firstorder": [], "glcm": []}}
+    )
+    run = run_extraction(cases, wide, tmp_path / "w.parquet", workers=1)
+    assert sorted(run.degenerate) == sorted(c.subject_id for c in cases)
+    normal = run_extraction(cases, SETTINGS, tmp_path / "n.parquet", workers=1)
+    assert normal.degenerate == [] and degenerate_cases(pd.DataFrame()) == []

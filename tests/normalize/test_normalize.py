@@ -95,3 +95,29 @@ def test_clear_errors():
         zscore(volume, mask[:-1])
     with pytest.raises(NormalizationError, match="not strictly increasing"):
         NyulStandardizer().fit([np.repeat([0.0, 1.0], 500).reshape(10, 10, 10)])
+
+
+def test_whitestripe_on_the_wrong_reference_tissue_is_warned_about(tmp_path):
+    """An extremity: WhiteStripe's "white-matter" stripe lands in fat, the muscle lies ~180 stripe SDs away; the
+    command says so (a fixed bin width would then give degenerate features) instead of nothing."""
+    import numpy as np
+    import SimpleITK as sitk
+    from typer.testing import CliRunner
+
+    from qckit.cli import app
+
+    rng = np.random.default_rng(0)
+    img = np.zeros((20, 64, 64))
+    yy, xx = np.mgrid[:64, :64]
+    leg = (yy - 32) ** 2 + (xx - 32) ** 2 < 28**2
+    muscle = (yy - 32) ** 2 + (xx - 32) ** 2 < 22**2
+    img[:, leg] = 1000 + rng.normal(0, 20, (20, int(leg.sum())))
+    img[:, muscle] = 300 + rng.normal(0, 15, (20, int(muscle.sum())))
+    mask = np.zeros(img.shape, np.uint8)
+    mask[:, leg] = 1
+    sitk.WriteImage(sitk.GetImageFromArray(img.astype(np.float32)), str(tmp_path / "leg.nii.gz"))
+    sitk.WriteImage(sitk.GetImageFromArray(mask), str(tmp_path / "leg_mask.nii.gz"))
+    res = CliRunner().invoke(app, ["normalize", str(tmp_path / "leg.nii.gz"), "--mask", str(tmp_path / "leg_mask.nii.gz"),
+                                   "-m", "whitestripe", "-o", str(tmp_path / "out"), "-q"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "reference SDs from the white-matter stripe" in res.output and "muscle or fat" in res.output
