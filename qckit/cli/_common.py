@@ -130,8 +130,8 @@ def handle_errors(fn: F) -> F:
             setup_logging(True)
         try:
             return fn(*args, **kwargs)
-        except KeyboardInterrupt:
-            err_console.print(INTERRUPTED, highlight=False, markup=False)
+        except KeyboardInterrupt as exc:
+            err_console.print(INTERRUPTED + (f" {exc}" if str(exc) else ""), highlight=False, markup=False)
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except QckitError as exc:  # input errors and the rest of qckit's own: exit 2 with the message
             err_console.print(f"error: {_capped(cli_hint(str(exc)))}", highlight=False, markup=False)

@@ -125,6 +125,17 @@ def _prepare_parts(output: Path, settings: ExtractionSettings) -> Path:
     return parts
 
 
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and terminate the workers (their cases are computed again on a rerun)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in processes:
+        proc.join(timeout=1.0)
+
+
 def _local(todo: list[Case], settings: ExtractionSettings, workers: int) -> Iterable[dict[str, Any]]:
     if workers <= 1 or len(todo) <= 1:
         import SimpleITK as sitk
@@ -139,13 +150,18 @@ def _local(todo: list[Case], settings: ExtractionSettings, workers: int) -> Iter
     method = "fork" if os.name == "posix" and threading.active_count() == 1 else "spawn"
     context = get_context(method)
     lost: list[Case] = []
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    try:
         futures = {pool.submit(run_case, case, settings): case for case in todo}
         for fut in as_completed(futures):
             try:
                 yield fut.result()
             except BrokenProcessPool:  # a worker died; which case killed it is not known yet
                 lost.append(futures[fut])
+    except BaseException:  # Ctrl-C (or the caller stops): stop now, not after the running cases finish
+        _stop(pool)
+        raise
+    pool.shutdown(wait=True)
     for case in lost:  # each on its own: the one that kills its worker again is that case's failure
         with ProcessPoolExecutor(max_workers=1, mp_context=context) as solo:
             try:
@@ -211,18 +227,25 @@ def run_extraction(
         if scheduler is not None
         else _local(todo, settings, workers or (os.cpu_count() or 1))
     )
-    for result in source:
-        key = result["key"]
-        if "error" in result:
-            _atomic_write(parts / f"{key}.error.json", dumps(result, indent=None))
-        else:
-            _atomic_write(parts / f"{key}.json", dumps(result, indent=None))
-            stale = parts / f"{key}.error.json"
-            if stale.exists():
-                stale.unlink()
-        finished += 1
-        if progress:
-            progress(finished, total)
+    try:
+        for result in source:
+            key = result["key"]
+            if "error" in result:
+                _atomic_write(parts / f"{key}.error.json", dumps(result, indent=None))
+            else:
+                _atomic_write(parts / f"{key}.json", dumps(result, indent=None))
+                stale = parts / f"{key}.error.json"
+                if stale.exists():
+                    stale.unlink()
+            finished += 1
+            if progress:
+                progress(finished, total)
+    except KeyboardInterrupt:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()  # the generator's pool stops its workers now
+        raise KeyboardInterrupt(f"{finished} of {total} case(s) kept ({finished - resumed} computed in this run, "
+                                f"in {parts}); run the same command again to resume") from None  # fmt: skip
     run = _combine(cases, settings, out, parts, computed=len(todo), resumed=resumed)
     keys = {c.key for c in cases}
     run.not_retried = sum(1 for k in done if k in keys and (parts / f"{k}.error.json").exists())

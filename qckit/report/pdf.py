@@ -55,7 +55,7 @@ def html_to_pdf(html: str | Path, pdf: str | Path, *, paper: str = "a4", timeout
     with tempfile.TemporaryDirectory(prefix="qckit-chromium-") as profile:
         cmd = [exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
                f"--user-data-dir={profile}", "--no-pdf-header-footer", "--run-all-compositor-stages-before-draw",
-               "--virtual-time-budget=15000", f"--print-to-pdf={tmp}", page.as_uri()]  # fmt: skip
+               "--virtual-time-budget=120000", f"--print-to-pdf={tmp}", page.as_uri()]  # fmt: skip
         try:
             res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:

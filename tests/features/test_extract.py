@@ -221,3 +221,46 @@ def test_a_region_in_a_single_bin_is_named(cohort: Path, tmp_path: Path):
     assert sorted(run.degenerate) == sorted(c.subject_id for c in cases)
     normal = run_extraction(cases, SETTINGS, tmp_path / "n.parquet", workers=1)
     assert normal.degenerate == [] and degenerate_cases(pd.DataFrame()) == []
+
+
+def test_ctrl_c_stops_the_workers_at_once_and_says_what_is_kept(tmp_path: Path):
+    """Ctrl-C during a pool extraction: the running cases are not waited for (it took 17-20 s), the workers are
+    stopped, and the message says how many cases are kept and how to resume."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    script = tmp_path / "slow.py"
+    script.write_text(
+        textwrap.dedent(f"""
+        import sys, time
+        import qckit.features.runner as r
+        from qckit.features import ExtractionSettings
+        from qckit.features.manifest import Case
+
+        def slow(case, settings):
+            time.sleep(60)
+            return {{"key": case.key, "error": "never"}}
+
+        r.run_case = slow
+        cases = [Case(f"s{{i}}", "{tmp_path}/i{{i}}.nii.gz", "{tmp_path}/m{{i}}.nii.gz") for i in range(4)]
+        print("started", flush=True)
+        try:
+            r.run_extraction(cases, ExtractionSettings(), "{tmp_path}/f.parquet", workers=2)
+        except KeyboardInterrupt as exc:
+            print("interrupted:", exc, flush=True)
+            sys.exit(130)
+    """)
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+    time.sleep(2.0)  # the workers are inside their 60 s cases
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    took = time.monotonic() - t0
+    assert proc.returncode == 130, out
+    assert took < 2.0, f"stopped after {took:.1f} s"
+    assert "0 of 4 case(s) kept" in out and "run the same command again to resume" in out
