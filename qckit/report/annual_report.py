@@ -64,7 +64,8 @@ def build_annual_page(doc: dict[str, Any], provenance: Provenance) -> Page:
     sig = doc.get("signature")
     page.add("Sign-off", table(["item", "value"], [["signed by", sig["by"]], ["role", sig["role"]],
                                                    ["signed (UTC)", sig["signed_at"]], ["expires", sig["expires"] or "-"],
-                                                   ["content sha256", sig["content_sha256"]]])
+                                                   ["content sha256", sig["content_sha256"]]],
+                               [["", ""]] * 4 + [["", "hash"]])
              if sig else "<p>Not signed (qckit qc annual ... --signed-by NAME --role ROLE).</p>")  # fmt: skip
     return page
 

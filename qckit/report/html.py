@@ -27,11 +27,12 @@ th{background:#f0f2f5;position:sticky;top:0}.pass{color:#1b7f3b;font-weight:600}
 td.pass{background:#e6f4ea}.muted{color:#6b7480}
 .badges span{display:inline-block;margin:0 8px 6px 0;padding:4px 10px;border-radius:12px;background:#eef1f5}
 details summary{cursor:pointer}code{background:#f0f2f5;padding:0 3px;border-radius:3px}
+td.hash{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:10px;white-space:nowrap;overflow-wrap:normal}
 @page{size:A4;margin:14mm 12mm}
 @media print{body{background:#fff;font-size:11px}header{background:#fff;color:#000;border-bottom:2px solid #1d3557;
 padding:0 0 6px}main{padding:0;max-width:none}section{border:none;border-top:1px solid #bbb;border-radius:0;
 padding:8px 0;margin:0 0 8px;break-inside:auto}h2{break-after:avoid}
-th{position:static}td{overflow-wrap:anywhere}tr,img,.js-plotly-plot{break-inside:avoid}.modebar,.modebar-container{display:none!important}
+th{position:static}td{overflow-wrap:anywhere}td.hash{font-size:8.5px;overflow-wrap:normal}tr,img,.js-plotly-plot{break-inside:avoid}.modebar,.modebar-container{display:none!important}
 details{display:block}details>*{display:block}a{color:inherit;text-decoration:none}
 .fail,.warn,td.pass{-webkit-print-color-adjust:exact;print-color-adjust:exact}}
 """

@@ -60,7 +60,10 @@ def _signoff(doc: dict[str, Any]) -> str:
              ["valid for (days)", sig.get("valid_days") if sig.get("valid_days") is not None else "-"],
              ["expires", sig.get("expires") or "-"], ["revision signed", sig.get("revision")],
              ["content sha256", sig.get("content_sha256")]]  # fmt: skip
-    return table(["item", "value"], rows) + (
+    classes = [
+        ["", "hash" if r[0] == "content sha256" else ""] for r in rows
+    ]  # a hash is printed whole, one line
+    return table(["item", "value"], rows, classes) + (
         "<p>The hash covers every value, verdict, criterion and the provenance of this certificate (its "
         "canonical JSON without the signature); `qckit qualify verify DIR` checks it.</p>"
     )
