@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from qckit.analyses.ct.acr_ct import AcrCtGeometry
+from qckit.synth.ct import cover, write_ct_volume
 
 DEFAULT_HU = {"air": -1000.0, "polyethylene": -95.0, "acrylic": 120.0, "bone": 955.0, "water": 0.0}
 
@@ -60,10 +61,6 @@ def bar_rmtf_truth(s: AcrCtScan, f: float, f0: float = 0.4) -> float:
     return float(np.sqrt(var(f) / var(f0)))
 
 
-def _cover(d: np.ndarray, r: float, px: float) -> np.ndarray:
-    return np.clip((r - d) / px + 0.5, 0, 1)
-
-
 def render_acr_ct(s: AcrCtScan) -> tuple[np.ndarray, list[float]]:
     """(volume (z, y, x) HU, slice positions mm)."""
     from scipy import ndimage
@@ -74,7 +71,7 @@ def render_acr_ct(s: AcrCtScan) -> tuple[np.ndarray, list[float]]:
     yy, xx = (np.mgrid[: s.matrix, : s.matrix] - c) * s.pixel_mm
     xx, yy = xx - s.offset_mm[0], yy - s.offset_mm[1]
     r = np.hypot(xx, yy)
-    body = _cover(r, 100.0, s.pixel_mm)
+    body = cover(r, 100.0, s.pixel_mm)
     t = np.radians(s.roll_deg)
 
     def at(dist: float, angle: float) -> tuple[float, float]:
@@ -85,16 +82,16 @@ def render_acr_ct(s: AcrCtScan) -> tuple[np.ndarray, list[float]]:
     m1 = water.copy()
     for name, rod in g.rods.items():
         x0, y0 = at(g.rod_distance_mm, rod.angle)
-        w = _cover(np.hypot(xx - x0, yy - y0), g.rod_radius_mm, s.pixel_mm)
+        w = cover(np.hypot(xx - x0, yy - y0), g.rod_radius_mm, s.pixel_mm)
         m1 = m1 * (1 - w) + s.hu[name] * w
     x0, y0 = at(g.low_contrast_distance_mm, g.low_contrast_angle)
-    m2 = water + s.low_contrast_hu * _cover(np.hypot(xx - x0, yy - y0), 12.5, s.pixel_mm)
+    m2 = water + s.low_contrast_hu * cover(np.hypot(xx - x0, yy - y0), 12.5, s.pixel_mm)
     m3 = -1000 + body * (1000 + s.water_hu + s.cupping_hu * (1 - (r / 100.0) ** 2))
     (d1, a1), (d2, a2) = g.bb_offsets_mm
     mid = np.array(at((d1 - d2) / 2, a1))  # the BBs' midpoint, on their diagonal
     for dist, angle in g.bb_offsets_mm:
         p = mid + (np.array(at(dist, angle)) - mid) * s.bb_scale
-        m3 = m3 + 1000.0 * _cover(np.hypot(xx - p[0], yy - p[1]), 0.75, s.pixel_mm)
+        m3 = m3 + 1000.0 * cover(np.hypot(xx - p[0], yy - p[1]), 0.75, s.pixel_mm)
     # module 4: each bar pattern a square wave whose harmonics carry the blur's Gaussian MTF (band-limited, so the
     # pixel grid does not alias it); added after the blur of the rest of the slice
     bars = np.zeros_like(water)
@@ -123,23 +120,10 @@ def render_acr_ct(s: AcrCtScan) -> tuple[np.ndarray, list[float]]:
 def write_acr_ct(out_dir: str | Path, scan: AcrCtScan, *, date: str = "20260105", serial: str | None = None,
                  series_number: int = 4) -> list[float]:  # fmt: skip
     """The volume as a CT DICOM series (stored = HU + 1024, RescaleIntercept -1024) from the virtual Siemens CT."""
-    from dataclasses import replace
-
-    from qckit.synth.dicom import SCANNERS, SeriesSpec, Subject, write_series
-
     vol, positions = render_acr_ct(scan)
-    spec = SeriesSpec(description="ACR CT phantom 464", series_number=series_number, n_slices=scan.n_slices,
-                      rows=scan.matrix, columns=scan.matrix, pixel_spacing_mm=scan.pixel_mm,
-                      slice_thickness_mm=scan.spacing_mm, slice_gap_mm=0.0, kvp=120.0, tube_current_ma=250.0,
-                      exposure_mas=250.0, kernel="Br40", recon_diameter_mm=scan.matrix * scan.pixel_mm, pitch=1.0,
-                      ctdi_vol_mgy=15.0, echo_times_ms=())  # fmt: skip
-    pixels = [np.clip(np.round(s + 1024), 0, 65535).astype(np.uint16) for s in vol]
-    scanner = SCANNERS["siemens-force-ct"]
-    if serial is not None:
-        scanner = replace(scanner, serial=serial, key=f"{scanner.key}-{serial}", station=f"CT{serial}")
-    write_series(Path(out_dir), scanner, spec, seed=scan.seed,
-                 subject=Subject(name="ACRCT^QA", patient_id="PHANTOM-ACRCT"), study_key="acrct", date=date,
-                 pixels=pixels)  # fmt: skip
+    write_ct_volume(out_dir, vol, description="ACR CT phantom 464", series_number=series_number, pixel_mm=scan.pixel_mm,
+                    spacing_mm=scan.spacing_mm, seed=scan.seed, subject=("ACRCT^QA", "PHANTOM-ACRCT"),
+                    study_key="acrct", date=date, ma=250.0, ctdi_vol_mgy=15.0, serial=serial)  # fmt: skip
     return positions
 
 

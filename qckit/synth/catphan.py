@@ -20,6 +20,7 @@ from qckit.analyses.ct.catphan import (
     RAMP_DISTANCE_MM,
     CatphanGeometry,
 )
+from qckit.synth.ct import cover, write_ct_volume
 
 DEFAULT_HU = {"air": -1000.0, "pmp": -196.0, "ldpe": -104.0, "polystyrene": -47.0, "acrylic": 115.0,
               "delrin": 365.0, "teflon": 990.0}  # fmt: skip
@@ -73,10 +74,6 @@ def _noise(s: CatphanScan, rng: np.random.Generator, shape: tuple[int, ...]) -> 
     return n * s.noise_hu / n.std()
 
 
-def _cover(d: np.ndarray, r: float, px: float) -> np.ndarray:
-    return np.clip((r - d) / px + 0.5, 0, 1)
-
-
 def truth_hu(s: CatphanScan) -> dict[str, float]:
     """The CT number rendered in each insert."""
     if s.hu is not None:
@@ -98,19 +95,19 @@ def render_catphan(s: CatphanScan) -> tuple[np.ndarray, list[float]]:
     yy, xx = (np.mgrid[: s.matrix, : s.matrix] - c) * s.pixel_mm
     xx, yy = xx - s.offset_mm[0], yy - s.offset_mm[1]
     r = np.hypot(xx, yy)
-    body = _cover(r, 100.0, s.pixel_mm)
+    body = cover(r, 100.0, s.pixel_mm)
     uniform = -1000 + body * (1000 + s.water_hu + s.cupping_hu * (1 - (r / 100.0) ** 2))
     sens = -1000 + body * (1000 + s.water_hu)
     t = np.radians(s.roll_deg)
     for name, ins in g.inserts.items():
         a = np.radians(ins.angle) + t
         cx, cy = INSERT_RADIUS_MM * np.cos(a), INSERT_RADIUS_MM * np.sin(a)
-        w = _cover(np.hypot(xx - cx, yy - cy), 6.1, s.pixel_mm)
+        w = cover(np.hypot(xx - cx, yy - cy), 6.1, s.pixel_mm)
         sens = sens * (1 - w) + hu[name] * w
     rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
     for k, (sx, sy) in enumerate(((-1, -1), (1, -1), (1, 1), (-1, 1))):
         nx, ny = rot @ np.array([sx, sy]) * NODE_HALF_MM * s.node_scale
-        w = _cover(np.hypot(xx - nx, yy - ny), 1.5, s.pixel_mm)
+        w = cover(np.hypot(xx - nx, yy - ny), 1.5, s.pixel_mm)
         sens = sens * (1 - w) + (990.0 if k == 1 else -1000.0) * w  # a Teflon pin and three air holes
     length = s.slice_mm / np.tan(np.radians(RAMP_ANGLE_DEG))  # the wire's image across a rectangular slice
     for angle in (
@@ -123,13 +120,13 @@ def render_catphan(s: CatphanScan) -> tuple[np.ndarray, list[float]]:
         radial, tang = np.array([np.cos(a), np.sin(a)]), np.array([-np.sin(a), np.cos(a)])
         u = xx * tang[0] + yy * tang[1]
         w = yy * radial[1] + xx * radial[0] - RAMP_DISTANCE_MM
-        seg = np.clip((length / 2 - np.abs(u)) / s.pixel_mm + 0.5, 0, 1) * _cover(np.abs(w), 0.5, s.pixel_mm)
+        seg = np.clip((length / 2 - np.abs(u)) / s.pixel_mm + 0.5, 0, 1) * cover(np.abs(w), 0.5, s.pixel_mm)
         sens = sens + 300.0 * seg
     low = -1000 + body * (1000 + s.water_hu)
     for (d, angle, _), hu in zip(LOW_CONTRAST_TARGETS, s.low_contrast_hu, strict=True):
         a = np.radians(angle + g.low_contrast_angle_offset_deg) + t
         cx, cy = LOW_CONTRAST_RADIUS_MM * np.cos(a), LOW_CONTRAST_RADIUS_MM * np.sin(a)
-        low = low + hu * _cover(np.hypot(xx - cx, yy - cy), d / 2, s.pixel_mm)
+        low = low + hu * cover(np.hypot(xx - cx, yy - cy), d / 2, s.pixel_mm)
     lines = -1000 + body * (1000 + s.water_hu)
     r_ = np.hypot(xx, yy)
     # the line pairs run from start_deg + roll, in lp.direction (-1: counter-clockwise on the screen)
@@ -171,25 +168,11 @@ def write_catphan(out_dir, scan: CatphanScan, *, date: str = "20260105", kernel:
                   series_number: int = 3, serial: str | None = None) -> list[float]:  # fmt: skip
     """The volume as a CT DICOM series (stored = HU + 1024, RescaleIntercept -1024) from the virtual Siemens CT
     (`serial`: another scanner of that model); returns the slice positions."""
-    from pathlib import Path
-
-    from qckit.synth.dicom import SCANNERS, SeriesSpec, Subject, write_series
-
     vol, positions = render_catphan(scan)
-    spec = SeriesSpec(description=f"CatPhan {scan.model} head", series_number=series_number, n_slices=scan.n_slices,
-                      rows=scan.matrix, columns=scan.matrix, pixel_spacing_mm=scan.pixel_mm,
-                      slice_thickness_mm=scan.spacing_mm, slice_gap_mm=0.0, kvp=120.0, tube_current_ma=200.0,
-                      exposure_mas=200.0, kernel=kernel, recon_diameter_mm=scan.matrix * scan.pixel_mm, pitch=1.0,
-                      ctdi_vol_mgy=40.0, echo_times_ms=())  # fmt: skip
-    pixels = [np.clip(np.round(s + 1024), 0, 65535).astype(np.uint16) for s in vol]
-    from dataclasses import replace
-
-    scanner = SCANNERS["siemens-force-ct"]
-    if serial is not None:  # another scanner of the same model
-        scanner = replace(scanner, serial=serial, key=f"{scanner.key}-{serial}", station=f"CT{serial}")
-    write_series(Path(out_dir), scanner, spec, seed=scan.seed,
-                 subject=Subject(name="CATPHAN^QA", patient_id="PHANTOM-CT"), study_key="catphan", date=date,
-                 pixels=pixels)  # fmt: skip
+    write_ct_volume(out_dir, vol, description=f"CatPhan {scan.model} head", series_number=series_number,
+                    pixel_mm=scan.pixel_mm, spacing_mm=scan.spacing_mm, seed=scan.seed,
+                    subject=("CATPHAN^QA", "PHANTOM-CT"), study_key="catphan", date=date, kernel=kernel,
+                    ctdi_vol_mgy=40.0, serial=serial)  # fmt: skip
     return positions
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from qckit.analyses.ct.density import DensityPhantom
+from qckit.synth.ct import cover, write_ct_volume
 
 
 def bundled_rods(name: str = "qckit-bmd") -> DensityPhantom:
@@ -44,10 +45,6 @@ class DensityScan:
         }
 
 
-def _cover(d: np.ndarray, r: float, px: float) -> np.ndarray:
-    return np.clip((r - d) / px + 0.5, 0, 1)
-
-
 def render_density(s: DensityScan, rods: DensityPhantom | None = None) -> tuple[np.ndarray, list[float]]:
     """(volume (z, y, x) HU, slice positions mm)."""
     from scipy import ndimage
@@ -57,11 +54,11 @@ def render_density(s: DensityScan, rods: DensityPhantom | None = None) -> tuple[
     c = (s.matrix - 1) / 2
     yy, xx = (np.mgrid[: s.matrix, : s.matrix] - c) * s.pixel_mm
     xx, yy = xx - s.offset_mm[0], yy - s.offset_mm[1]
-    img = -1000 + _cover(np.hypot(xx, yy), s.body_mm / 2, s.pixel_mm) * (1000 + s.water_hu)
+    img = -1000 + cover(np.hypot(xx, yy), s.body_mm / 2, s.pixel_mm) * (1000 + s.water_hu)
     hu = s.rod_hu(rods)
     for r in rods.rods:
         a = np.radians(r.angle + s.roll_deg)
-        w = _cover(
+        w = cover(
             np.hypot(xx - r.distance_mm * np.cos(a), yy - r.distance_mm * np.sin(a)), r.radius_mm, s.pixel_mm
         )
         img = img * (1 - w) + hu[r.name] * w
@@ -74,23 +71,10 @@ def render_density(s: DensityScan, rods: DensityPhantom | None = None) -> tuple[
 def write_density(out_dir: str | Path, scan: DensityScan, *, date: str = "20260105", serial: str | None = None,
                   series_number: int = 7) -> list[float]:  # fmt: skip
     """The volume as a CT DICOM series (stored = HU + 1024, RescaleIntercept -1024) from the virtual Siemens CT."""
-    from dataclasses import replace
-
-    from qckit.synth.dicom import SCANNERS, SeriesSpec, Subject, write_series
-
     vol, positions = render_density(scan)
-    spec = SeriesSpec(description="QCT calibration phantom", series_number=series_number, n_slices=scan.n_slices,
-                      rows=scan.matrix, columns=scan.matrix, pixel_spacing_mm=scan.pixel_mm,
-                      slice_thickness_mm=scan.spacing_mm, slice_gap_mm=0.0, kvp=120.0, tube_current_ma=200.0,
-                      exposure_mas=200.0, kernel="Br40", recon_diameter_mm=scan.matrix * scan.pixel_mm, pitch=1.0,
-                      ctdi_vol_mgy=10.0, echo_times_ms=())  # fmt: skip
-    pixels = [np.clip(np.round(s + 1024), 0, 65535).astype(np.uint16) for s in vol]
-    scanner = SCANNERS["siemens-force-ct"]
-    if serial is not None:
-        scanner = replace(scanner, serial=serial, key=f"{scanner.key}-{serial}", station=f"CT{serial}")
-    write_series(Path(out_dir), scanner, spec, seed=scan.seed,
-                 subject=Subject(name="QCT^CAL", patient_id="PHANTOM-QCT"), study_key="qct", date=date,
-                 pixels=pixels)  # fmt: skip
+    write_ct_volume(out_dir, vol, description="QCT calibration phantom", series_number=series_number,
+                    pixel_mm=scan.pixel_mm, spacing_mm=scan.spacing_mm, seed=scan.seed, subject=("QCT^CAL", "PHANTOM-QCT"),
+                    study_key="qct", date=date, serial=serial)  # fmt: skip
     return positions
 
 
