@@ -14,6 +14,8 @@ nominal ones.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from qckit.analyses.base import Analysis, AnalysisContext, AnalysisOutput
@@ -23,6 +25,15 @@ from qckit.analyses.registry import register
 from qckit.core.results import Circle, Measurement, Overlay, Point, Problem
 
 REFERENCE = "CatPhan manuals (module geometry, nominal CT numbers); AAPM TG-66; pylinac (MIT) for comparison"
+
+
+def _not_ct(name: str, v: Any, why: str) -> AnalysisOutput | None:
+    """An input problem (exit 2) when the series is not CT (Modality of the series, else of its header): every CT
+    analysis measures CT numbers."""
+    if str(v.acquisition.get("Modality") or v.volume.header.get("Modality") or "") == "CT":
+        return None
+    return AnalysisOutput(problems=[Problem(name, v.volume.series_uid, f"the series is not CT (Modality): {why}",
+                                            input=True)])  # fmt: skip
 
 
 def linearity(measured: dict[str, float], nominal: dict[str, float]) -> tuple[float, float, float]:
@@ -45,9 +56,8 @@ class Catphan(Analysis):
         v = ctx.view()
         g = CatphanGeometry.from_params(ctx.spec.params, f"{ctx.phantom.name}: ")
         uid = v.volume.series_uid
-        if str(v.acquisition.get("Modality") or v.volume.header.get("Modality") or "") != "CT":
-            why = "the series is not CT (Modality): a CatPhan is measured on CT or kV CBCT images"
-            return AnalysisOutput(problems=[Problem(self.name, uid, why, input=True)])
+        if not_ct := _not_ct(self.name, v, "a CatPhan is measured on CT or kV CBCT images"):
+            return not_ct
         px = float(v.volume.spacing[0])
         try:
             r = measure_catphan(
@@ -155,9 +165,8 @@ class DensityCalibration(Analysis):
         v = ctx.view()
         d = DensityPhantom.from_params(ctx.spec.params, f"{ctx.phantom.name}: ")
         uid = v.volume.series_uid
-        if str(v.acquisition.get("Modality") or v.volume.header.get("Modality") or "") != "CT":
-            why = "the series is not CT (Modality): a density calibration is measured on CT numbers"
-            return AnalysisOutput(problems=[Problem(self.name, uid, why, input=True)])
+        if not_ct := _not_ct(self.name, v, "a density calibration is measured on CT numbers"):
+            return not_ct
         px = float(v.volume.spacing[0])
         try:
             r = measure_density(v.volume.array, v.positions, px, d, float(ctx.spec.z_mm or 0.0))
@@ -219,9 +228,8 @@ class AcrCt(Analysis):
         v = ctx.view()
         g = AcrCtGeometry.from_params(ctx.spec.params, f"{ctx.phantom.name}: ")
         uid = v.volume.series_uid
-        if str(v.acquisition.get("Modality") or v.volume.header.get("Modality") or "") != "CT":
-            why = "the series is not CT (Modality): the ACR CT phantom is measured on CT images"
-            return AnalysisOutput(problems=[Problem(self.name, uid, why, input=True)])
+        if not_ct := _not_ct(self.name, v, "the ACR CT phantom is measured on CT images"):
+            return not_ct
         px = float(v.volume.spacing[0])
         hu_roi = float(ctx.param("hu_roi_mm", 8.0))
         try:
