@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from qckit.analyses.ct.catphan import recentre
 from qckit.core.errors import PhantomError, PhantomNotFoundError
 from qckit.phantoms.localize import disc_values, hu_object_centre, polar_px, ring_landmark
 
@@ -120,15 +121,6 @@ class AcrCtResult:
         return None
 
 
-def _centroid(img: np.ndarray, xy: tuple[float, float], r_px: float, background: float, floor: float
-              ) -> tuple[float, float]:  # fmt: skip
-    from qckit.analyses.ct.catphan import _refine
-
-    for _ in range(3):
-        xy = _refine(img, xy, r_px, background, floor)
-    return xy
-
-
 def measure_acr_ct(volume: np.ndarray, positions: list[float], px: float, g: AcrCtGeometry, *,
                    hu_roi_mm: float = 8.0) -> AcrCtResult:  # fmt: skip
     """The ACR CT phantom measurements of a CT volume (module docstring); ValueError naming what is missing."""
@@ -157,7 +149,7 @@ def measure_acr_ct(volume: np.ndarray, positions: list[float], px: float, g: Acr
     background, sd = float(np.median(inner)), float(np.std(inner))
     offsets = []
     for n in ("air", "bone"):
-        xy = _centroid(img, polar_px(c, g.rod_distance_mm, g.rods[n].angle + best[1], px),
+        xy = recentre(img, polar_px(c, g.rod_distance_mm, g.rods[n].angle + best[1], px),
                        (g.rod_radius_mm + 4) / px, background, 3 * sd)  # fmt: skip
         offsets.append(
             (np.degrees(np.arctan2(xy[1] - c[1], xy[0] - c[0])) - g.rods[n].angle + 180) % 360 - 180
@@ -223,7 +215,7 @@ def measure_acr_ct(volume: np.ndarray, positions: list[float], px: float, g: Acr
     bg3 = float(np.median(centre_vals))
     for dist, ang in g.bb_offsets_mm:
         xy = polar_px(c3, dist, ang + res.roll_deg, px)
-        res.bbs_px.append(_centroid(i3, xy, 5 / px, bg3, 3 * res.noise_sd_hu))
+        res.bbs_px.append(recentre(i3, xy, 5 / px, bg3, 3 * res.noise_sd_hu))
     (x1, y1), (x2, y2) = res.bbs_px
     res.bb_distance_mm = float(np.hypot(x2 - x1, y2 - y1) * px)
     # module 4: Droege-Morin relative MTF

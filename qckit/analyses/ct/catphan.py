@@ -210,6 +210,15 @@ def _refine(img: np.ndarray, xy: tuple[float, float], r_px: float, background: f
     return float((w * xx[sel]).sum() / w.sum()), float((w * yy[sel]).sum() / w.sum())
 
 
+def recentre(img: np.ndarray, xy: tuple[float, float], r_px: float, background: float, floor: float = 0.0,
+             times: int = 3) -> tuple[float, float]:  # fmt: skip
+    """`_refine` repeated `times` times from `xy`: re-centred on the object, since a window off its centre would
+    cut it asymmetrically (the insert, rod or BB centre the CT analyses use)."""
+    for _ in range(times):
+        xy = _refine(img, xy, r_px, background, floor)
+    return xy
+
+
 def ramp_fwhm_mm(profile: np.ndarray, step_mm: float, end_mm: float = 5.0) -> float:
     """FWHM (mm) of the peak of a ramp profile sampled every `step_mm`, above the baseline (the median of its
     `end_mm` ends), half-maximum crossings linearly interpolated; ValueError without a peak."""
@@ -294,9 +303,7 @@ def measure_catphan(volume: np.ndarray, positions: list[float], px: float, geome
     offsets = []
     sd = float(np.std(_disc(img, c, 20 / px)))
     for name, (angle, _) in inserts.items():
-        xy = _polar(c, INSERT_RADIUS_MM, angle + roll0, px)
-        for _ in range(3):  # re-centred on the insert: a window off its centre would cut it asymmetrically
-            xy = _refine(img, xy, 10 / px, background, 3 * sd)
+        xy = recentre(img, _polar(c, INSERT_RADIUS_MM, angle + roll0, px), 10 / px, background, 3 * sd)
         res.insert_px[name] = xy
         if name in ("air", "teflon"):
             offsets.append(np.degrees(np.arctan2(xy[1] - c[1], xy[0] - c[0])) - angle)

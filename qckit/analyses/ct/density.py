@@ -128,7 +128,7 @@ def measure_density(volume: np.ndarray, positions: list[float], px: float, phant
                          "nominal densities (correlation < 0.9); not this phantom, or the rods are outside the scan")  # fmt: skip
     # refined: each rod denser than water re-centred on its voxels standing out of the noise, the roll their
     # density-weighted mean angular offset (the correlation is flat while the ROIs stay inside the rods)
-    from qckit.analyses.ct.catphan import _refine
+    from qckit.analyses.ct.catphan import recentre
 
     inner = disc_values(img, c, min(r.distance_mm - r.radius_mm for r in rods) * 0.8 / px)
     background, sd = float(np.median(inner)), float(np.std(inner))
@@ -136,9 +136,8 @@ def measure_density(volume: np.ndarray, positions: list[float], px: float, phant
     for r in rods:
         if r.density <= 0 or r.distance_mm <= 0:
             continue
-        xy = polar_px(c, r.distance_mm, r.angle + best[1], px)
-        for _ in range(3):
-            xy = _refine(img, xy, (r.radius_mm + 3) / px, background, 3 * sd)
+        xy = recentre(img, polar_px(c, r.distance_mm, r.angle + best[1], px), (r.radius_mm + 3) / px, background,
+                      3 * sd)  # fmt: skip
         off = np.degrees(np.arctan2(xy[1] - c[1], xy[0] - c[0])) - r.angle
         offsets.append((off + 180) % 360 - 180)
         weights.append(r.density)
