@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from qckit.core.errors import QckitInputError
+from qckit.core.jsonio import default_mode
 
 PAPER = {"a4": (8.27, 11.69), "letter": (8.5, 11.0)}  # inches
 
@@ -69,9 +70,7 @@ def html_to_pdf(html: str | Path, pdf: str | Path, *, paper: str = "a4", timeout
         Path(tmp).unlink(missing_ok=True)
         raise QckitInputError(f"Chromium could not print {src.name} (exit {res.returncode}): "
                               f"{(res.stderr or '').strip()[-300:]}")  # fmt: skip
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # as the other outputs (mkstemp made it private)
+    default_mode(tmp)  # as the other outputs (mkstemp made it private)
     os.replace(tmp, dst)
     return dst
 

@@ -101,6 +101,8 @@ def write_document(points: list[Any], path: Path) -> Path:
 
     from quaac.models import Document
 
+    from qckit.core.jsonio import default_mode
+
     if not points:
         raise QckitInputError("nothing to export: no measurement in the selection")
     doc = Document(datapoints=points)
@@ -110,9 +112,7 @@ def write_document(points: list[Any], path: Path) -> Path:
     try:
         doc.to_json_file(tmp)
         check_quaac(Path(tmp), len(points))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        default_mode(tmp)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
