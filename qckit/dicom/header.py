@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,7 @@ _UNCOMPRESSED = {_IMPLICIT_LE, "1.2.840.10008.1.2.1", _EXPLICIT_BE}
 _SIMPLE_CHARSETS = {None, "", "ISO_IR 6", "ISO_IR 100", "ISO 2022 IR 6", "ISO_IR 192"}
 _PIXEL_DATA = 0x7FE00010
 _META_TAGS = [0x00020002, 0x00020010]
+_META_SOP, _META_SYNTAX = 0x00020002, 0x00100002  # as read by one little-endian uint32
 # Float Pixel Data and Double Float Pixel Data (parametric maps, PS3.3 C.7.6.3) hold the pixels of float images
 _FLOAT_PIXEL_DATA = {0x7FE00008, 0x7FE00009}
 _WANTED_AND_PIXELS = sorted(WANTED_TAGS | {_PIXEL_DATA} | _FLOAT_PIXEL_DATA)
@@ -143,9 +145,150 @@ def _parse_meta(bio: io.BytesIO) -> dict[str, Any]:
     return meta
 
 
+# --- the element walker of the classic fast path -------------------------------------------------------------------
+# Tags as read by one little-endian uint32: group | element << 16 (no shifting per element).
+def _swap(tag: int) -> int:
+    return (tag >> 16) | ((tag & 0xFFFF) << 16)
+
+
+_WANTED_SWAPPED: dict[int, str] = {_swap(t): TAG_TO_KEYWORD[t] for t in WANTED_TAGS}
+_PIXEL_SWAPPED: frozenset[int] = frozenset(_swap(t) for t in (_PIXEL_DATA, *_FLOAT_PIXEL_DATA))
+_ITEM = _swap(0xFFFEE000)
+_ITEM_END = _swap(0xFFFEE00D)
+_SEQ_END = _swap(0xFFFEE0DD)
+_UNDEFINED = 0xFFFFFFFF
+# explicit VRs with a 2-byte reserved field and a 4-byte length (PS3.5 7.1.2)
+_LONG_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
+)
+# the other explicit VRs: a 2-byte length (PS3.5 table 7.1-2); any other two bytes go to pydicom's generator
+_SHORT_VRS = frozenset(
+    {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"PN", b"SH", b"SL",
+     b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}
+)  # fmt: skip
+_VR_NAME = {vr: vr.decode("ascii") for vr in _LONG_VRS | _SHORT_VRS}
+_EXPLICIT_HEAD = struct.Struct("<I2sH")
+_IMPLICIT_HEAD = struct.Struct("<II")
+_U32 = struct.Struct("<I")
+
+
+class _Unusual(Exception):
+    """Bytes the walker does not handle (a VR it does not know, a misplaced item): pydicom's generator decides."""
+
+
+def _skip_undefined(buf: bytes, pos: int, implicit: bool) -> int:
+    """Position after an undefined-length value (a sequence, or UN holding one) starting at `pos`: items are
+    skipped by their length or, when undefined too, by walking their elements (PS3.5 7.5)."""
+    end = len(buf)
+    while True:
+        if pos + 8 > end:
+            raise _NeedMore
+        tag, length = _IMPLICIT_HEAD.unpack_from(buf, pos)
+        pos += 8
+        if tag == _SEQ_END:
+            return pos
+        if tag != _ITEM:
+            raise _Unusual
+        if length != _UNDEFINED:
+            pos += length
+            continue
+        while True:  # the elements of an undefined-length item, up to its delimiter
+            if pos + 8 > end:
+                raise _NeedMore
+            tag, length = _IMPLICIT_HEAD.unpack_from(buf, pos)
+            if tag == _ITEM_END:
+                pos += 8
+                break
+            if pos + 12 > end:
+                raise _NeedMore
+            pos, length = _element_value(buf, pos, implicit)
+            pos = _skip_undefined(buf, pos, implicit) if length == _UNDEFINED else pos + length
+
+
+def _element_value(buf: bytes, pos: int, implicit: bool) -> tuple[int, int]:
+    """(value position, value length) of the element whose header starts at `pos` (not bounds-checked)."""
+    if implicit:
+        return pos + 8, _U32.unpack_from(buf, pos + 4)[0]
+    _, vr, length = _EXPLICIT_HEAD.unpack_from(buf, pos)
+    if vr in _LONG_VRS:
+        return pos + 12, _U32.unpack_from(buf, pos + 8)[0]
+    if vr not in _SHORT_VRS:
+        raise _Unusual
+    return pos + 8, length
+
+
+def _walk_meta(buf: bytes, pos: int) -> tuple[dict[str, Any], int]:
+    """File meta (group 0002, always explicit VR little endian, PS3.10 7.1): its two UIDs and where the dataset
+    starts."""
+    meta: dict[str, Any] = {}
+    end = len(buf)
+    while pos + 8 <= end:
+        tag = _U32.unpack_from(buf, pos)[0]
+        if tag & 0xFFFF != 0x0002:
+            break
+        vpos, length = _element_value(buf, pos, False)
+        if length == _UNDEFINED:
+            raise _Unusual
+        if tag == _META_SOP:
+            meta["MediaStorageSOPClassUID"] = decode_raw(buf[vpos : vpos + length], "UI") or ""
+        elif tag == _META_SYNTAX:
+            meta["TransferSyntaxUID"] = decode_raw(buf[vpos : vpos + length], "UI") or ""
+        pos = vpos + length
+    return meta, pos
+
+
+def _walk_dataset(
+    buf: bytes, pos: int, implicit: bool, buffer_is_file: bool, values: dict[str, Any], meta: dict[str, Any]
+) -> bool:
+    """Record the wanted values (raw bytes, decoded on use) and where the pixel data starts; False when the file
+    needs pydicom's full reader (a wanted attribute is a sequence, or the SOP class is an enhanced one)."""
+    end = len(buf)
+    wanted = _WANTED_SWAPPED
+    while pos + 8 <= end:
+        if implicit:
+            tag, length = _IMPLICIT_HEAD.unpack_from(buf, pos)
+            vpos, vr = pos + 8, b""
+        else:
+            tag, vr, length = _EXPLICIT_HEAD.unpack_from(buf, pos)
+            if vr in _LONG_VRS:
+                if pos + 12 > end:
+                    break
+                length, vpos = _U32.unpack_from(buf, pos + 8)[0], pos + 12
+            elif vr in _SHORT_VRS:
+                vpos = pos + 8
+            else:
+                raise _Unusual
+        if tag in _PIXEL_SWAPPED:  # its header tells where the pixels are and how long they claim to be
+            meta["pixel_offset"], meta["pixel_length"] = vpos, length
+            return True
+        if tag & 0xFFFF == 0xFFFE:
+            raise _Unusual  # an item or delimiter outside a sequence
+        keyword = wanted.get(tag)
+        if length == _UNDEFINED:
+            if keyword is not None:
+                return False  # a sequence among the wanted attributes: let pydicom build it
+            pos = _skip_undefined(buf, vpos, implicit or vr == b"UN")
+            continue
+        pos = vpos + length
+        if keyword is None:
+            continue
+        name = _VR_NAME[vr] if vr else KEYWORD_VR[keyword]
+        if name == "SQ":
+            return False
+        if pos > end:
+            if not buffer_is_file:
+                raise _NeedMore
+            raise DicomReadError(f"truncated file: element {keyword} is cut short", ReadCause.TRUNCATED)
+        values[keyword] = _Undecoded(buf[vpos:pos], name)
+        if keyword == "SOPClassUID" and values.get(keyword) in ENHANCED_SOP_CLASSES:
+            return False  # functional groups: pydicom's full reader
+    return True
+
+
 def _fast_parse(buf: bytes, file_size: int, path: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """Wanted values of a classic header and the position of its pixel data, or None when the file needs the
-    full pydicom path. pydicom's element generator skips (seeks past) every value we do not want."""
+    full pydicom path. The element walker below reads only element headers and the wanted values; bytes it
+    does not handle (an unknown VR, a misplaced item) go to pydicom's element generator instead."""
     has_preamble = buf[128:132] == b"DICM"
     start = 132 if has_preamble else 0
     if not has_preamble and not _looks_like_element(buf, 0):
@@ -153,19 +296,62 @@ def _fast_parse(buf: bytes, file_size: int, path: str) -> tuple[dict[str, Any], 
             "not a DICOM file (no 'DICM' marker at byte 128 and no DICOM element at byte 0)",
             ReadCause.NOT_DICOM,
         )
+    try:
+        return _walk_file(buf, start, file_size)
+    except _Unusual:
+        return _generator_parse(buf, start, file_size)
+
+
+def _walk_file(buf: bytes, start: int, file_size: int) -> tuple[dict[str, Any], dict[str, Any]] | None:
     buffer_is_file = len(buf) >= file_size
-    bio = io.BytesIO(buf)
-    bio.seek(start)
-    meta = _parse_meta(bio) if buf[start : start + 2] == b"\x02\x00" else {}
+    meta, pos = _walk_meta(buf, start) if buf[start : start + 2] == b"\x02\x00" else ({}, start)
+    ts = _dataset_syntax(meta, buf, pos)
+    if ts is None:
+        return None
+    values: dict[str, Any] = _LazyValues()
+    if not _walk_dataset(buf, pos, ts == _IMPLICIT_LE, buffer_is_file, values, meta):
+        return None
+    return _finish(values, meta, buffer_is_file)
+
+
+def _dataset_syntax(meta: dict[str, Any], buf: bytes, pos: int) -> str | None:
+    """The dataset's transfer syntax (recorded in `meta`), or None for the ones the fast path leaves to pydicom."""
     if meta.get("MediaStorageSOPClassUID") == MEDIA_DIRECTORY_SOP_CLASS:
         raise DicomReadError("DICOMDIR (a media directory index, not an image)", ReadCause.NOT_IMAGE)
     ts = meta.get("TransferSyntaxUID")
     if ts is None:  # no file meta: implicit VR unless bytes 4-5 spell a VR
-        pos = bio.tell()
         ts = "1.2.840.10008.1.2.1" if buf[pos + 4 : pos + 6].isalpha() else _IMPLICIT_LE
     if ts in (_EXPLICIT_BE, _DEFLATED):
         return None
     meta["TransferSyntaxUID"] = ts
+    return ts
+
+
+def _finish(
+    values: dict[str, Any], meta: dict[str, Any], buffer_is_file: bool
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    if "pixel_offset" not in meta:
+        if not buffer_is_file:
+            raise _NeedMore
+        if "Rows" not in values and "SeriesInstanceUID" not in values:
+            raise DicomReadError(
+                "truncated or corrupt header: the file ends before any image attribute", ReadCause.TRUNCATED
+            )
+    if values.get("SpecificCharacterSet") not in _SIMPLE_CHARSETS:
+        return None
+    return values, meta
+
+
+def _generator_parse(buf: bytes, start: int, file_size: int) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The same result from pydicom's element generator (which seeks past every value not wanted), for the bytes
+    the walker leaves alone."""
+    buffer_is_file = len(buf) >= file_size
+    bio = io.BytesIO(buf)
+    bio.seek(start)
+    meta = _parse_meta(bio) if buf[start : start + 2] == b"\x02\x00" else {}
+    ts = _dataset_syntax(meta, buf, bio.tell())
+    if ts is None:
+        return None
     values: dict[str, Any] = _LazyValues()
     try:
         for raw in data_element_generator(bio, ts == _IMPLICIT_LE, True, specific_tags=_WANTED_AND_PIXELS):
@@ -191,16 +377,7 @@ def _fast_parse(buf: bytes, file_size: int, path: str) -> tuple[dict[str, Any], 
         if not buffer_is_file:
             raise _NeedMore from None  # an element cut by the buffer
         raise
-    if "pixel_offset" not in meta:
-        if not buffer_is_file:
-            raise _NeedMore
-        if "Rows" not in values and "SeriesInstanceUID" not in values:
-            raise DicomReadError(
-                "truncated or corrupt header: the file ends before any image attribute", ReadCause.TRUNCATED
-            )
-    if values.get("SpecificCharacterSet") not in _SIMPLE_CHARSETS:
-        return None
-    return values, meta
+    return _finish(values, meta, buffer_is_file)
 
 
 def _check_complete(values: dict[str, Any], meta: dict[str, Any], file_size: int) -> None:
@@ -236,16 +413,33 @@ def _check_complete(values: dict[str, Any], meta: dict[str, Any], file_size: int
         )
 
 
-def _classic_group(values: dict[str, Any], path: str) -> list[FrameGroup]:
-    params = {k: normalise(k, SERIES_ATTRIBUTES[k], values.get(k)) for k in _EAGER}
-    series_uid = normalise("SeriesInstanceUID", "str", values.get("SeriesInstanceUID"))
+@functools.lru_cache(maxsize=8192)
+def _normalised_raw(keyword: str, kind: str, raw: bytes | None, vr: str) -> Any:
+    """Normalised value of raw element bytes, cached: the slices of a series repeat most of them byte for byte."""
+    return normalise(keyword, kind, decode_raw(raw, vr))
+
+
+def _eager(values: dict[str, Any], keyword: str, kind: str) -> Any:
+    item = dict.get(values, keyword)
+    if type(item) is _Undecoded:
+        out = _normalised_raw(keyword, kind, item.raw, item.vr)
+        return list(out) if type(out) is list else out  # never share a cached list
+    return normalise(keyword, kind, item)
+
+
+_EAGER_KINDS = tuple((k, SERIES_ATTRIBUTES[k]) for k in _EAGER)
+
+
+def _classic_group(values: dict[str, Any], path: str, key: str | None = None) -> list[FrameGroup]:
+    params = {k: _eager(values, k, kind) for k, kind in _EAGER_KINDS}
+    series_uid = _eager(values, "SeriesInstanceUID", "str")
     if not series_uid:
         raise DicomReadError("missing required tag SeriesInstanceUID (0020,000E)")
     if not params.get("Rows") or not params.get("Columns"):
         raise DicomReadError(
             "not an image: Rows/Columns missing (e.g. a report or presentation state)", ReadCause.NOT_IMAGE
         )
-    iop = normalise("ImageOrientationPatient", "floats", values.get("ImageOrientationPatient"))
+    iop = _eager(values, "ImageOrientationPatient", "floats")
     ipp = normalise("ImagePositionPatient", "floats", values.get("ImagePositionPatient"))
     normal = slice_normal(iop)
     pos = position_along(normal, ipp)
@@ -256,10 +450,10 @@ def _classic_group(values: dict[str, Any], path: str) -> list[FrameGroup]:
             series_uid=series_uid,
             acq_key=_acq_key(params),
             params=params,
-            subject_key=_subject(values),
-            study_uid=normalise("StudyInstanceUID", "str", values.get("StudyInstanceUID")),
+            subject_key=_subject(values, key),
+            study_uid=_eager(values, "StudyInstanceUID", "str"),
             sop_uid=normalise("SOPInstanceUID", "str", values.get("SOPInstanceUID")),
-            n_frames=normalise("NumberOfFrames", "int", values.get("NumberOfFrames")) or 1,
+            n_frames=_eager(values, "NumberOfFrames", "int") or 1,
             positions=[] if pos is None else [pos],
             orientations=set() if label is None else {label},
             pending=values,
@@ -267,12 +461,12 @@ def _classic_group(values: dict[str, Any], path: str) -> list[FrameGroup]:
     ]
 
 
-def _subject(values: dict[str, Any]) -> str:
+def _subject(values: dict[str, Any], key: str | None = None) -> str:
     ident = tuple(
         None if (v := values.get(k)) is None else str(v)
         for k in ("PatientID", "PatientName", "PatientBirthDate", "IssuerOfPatientID")
     )
-    return _cached_subject_key(ident, secret()[0])
+    return _cached_subject_key(ident, key if key is not None else secret()[0])
 
 
 @functools.lru_cache(maxsize=4096)
@@ -343,8 +537,10 @@ def _read_buffer(path: str) -> tuple[bytes, int, Any]:
         raise DicomReadError(f"cannot read file: {exc.strerror or exc}", ReadCause.UNREADABLE) from exc
 
 
-def read_header(path: str | os.PathLike[str]) -> list[FrameGroup]:
-    """Acquisition records of one file; raises `DicomReadError` with the reason when it is not a usable image."""
+def read_header(path: str | os.PathLike[str], *, key: str | None = None) -> list[FrameGroup]:
+    """Acquisition records of one file; raises `DicomReadError` with the reason when it is not a usable image.
+    `key`: the pseudonym secret (`qckit.core.keys.secret()[0]`), looked up per file when not given; a scan
+    looks it up once per chunk of files."""
     path = os.fspath(path)
     buf, file_size, fp = _read_buffer(path)
     with fp:
@@ -373,4 +569,4 @@ def read_header(path: str | os.PathLike[str]) -> list[FrameGroup]:
     if sop in ENHANCED_SOP_CLASSES:
         return _full_read(path)
     _check_complete(values, meta, file_size)
-    return _classic_group(values, path)
+    return _classic_group(values, path, key)

@@ -23,6 +23,7 @@ from typing import Any
 from qckit.core import jsonio
 from qckit.core.errors import DicomReadError, NoDataError, QckitInputError, ReadCause
 from qckit.core.files import not_regular, open_regular, read_regular_text
+from qckit.core.keys import secret
 from qckit.dicom.header import read_header
 from qckit.dicom.series import COLUMNS, SeriesAccumulator
 
@@ -132,9 +133,10 @@ def _read_chunk(paths: list[str]) -> _ChunkResult:
     """Read a chunk of files into a partial accumulator (merged by the parent in path order) and bad items."""
     acc = SeriesAccumulator()
     bad: list[tuple[str, str, ReadCause]] = []
+    key = secret()[0]
     for p in paths:
         try:
-            acc.add(p, read_header(p))
+            acc.add(p, read_header(p, key=key))
         except DicomReadError as exc:
             bad.append((p, str(exc), exc.cause))
         except Exception as exc:  # never let one file stop the run

@@ -32,10 +32,10 @@ def _counting(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     calls: Counter[str] = Counter()
     real_header, real_read = index_mod.read_header, volume_mod.pydicom.dcmread
 
-    def header(path):  # noqa: ANN001, ANN202
+    def header(path, **kw):  # noqa: ANN001, ANN003, ANN202
         calls["header"] += 1
         calls[f"header:{path}"] += 1
-        return real_header(path)
+        return real_header(path, **kw)
 
     def pixels(path, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
         calls["pixels"] += 1

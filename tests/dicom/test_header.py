@@ -173,3 +173,80 @@ def test_permission_error_is_reported(t1_file: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(header, "open", deny, raising=False)
     with pytest.raises(DicomReadError, match="permission denied"):
         read_header(t1_file)
+
+
+def _both_paths(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """read_header through the element walker, then through pydicom's element generator (the walker's fallback):
+    the groups (or the error) of each, as text."""
+    from qckit.dicom import header
+
+    def groups() -> str:
+        try:
+            return repr(
+                [
+                    (g.series_uid, g.acq_key, g.full_params(), g.subject_key, g.sop_uid, g.positions, g.enhanced)
+                    for g in header.read_header(path)
+                ]
+            )
+        except DicomReadError as exc:
+            return f"error: {exc}"
+
+    walked = groups()
+
+    def unusual(*_: object) -> None:
+        raise header._Unusual
+
+    with monkeypatch.context() as m:
+        m.setattr(header, "_walk_file", unusual)
+        generated = groups()
+    return walked, generated
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+def test_walker_skips_nested_undefined_length_sequences(
+    t1_file: Path, tmp_path: Path, implicit: bool, monkeypatch: pytest.MonkeyPatch
+):
+    """Undefined-length sequences (items of undefined and defined length, a sequence inside an item, an empty
+    item) before the wanted values and the pixels: the walker reads what pydicom's generator reads."""
+    from pydicom.dataset import Dataset
+    from pydicom.filewriter import dcmwrite
+    from pydicom.sequence import Sequence
+
+    ds = pydicom.dcmread(t1_file)
+    inner = Dataset()
+    inner.CodeValue, inner.CodeMeaning = "123", "x" * 41
+    item = Dataset()
+    item.ReferencedSOPInstanceUID = "1.2.3"
+    item.ConceptNameCodeSequence = Sequence([inner, Dataset()])
+    ds.ReferencedImageSequence = Sequence([item, Dataset(), item])  # (0008,1140): before EchoTime and Rows
+    ds.add_new(0x00291010, "OB", b"\x01\x02" * 3000)  # a private block in the way
+    for el in (ds[0x00081140],):
+        el.is_undefined_length = True
+        for it in el.value:
+            it.is_undefined_length_sequence_item = True
+    out = tmp_path / "seq.dcm"
+    if implicit:
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    dcmwrite(out, ds, implicit_vr=implicit, enforce_file_format=True)
+    assert b"\xfe\xff\xdd\xe0" in out.read_bytes() and b"\xfe\xff\x0d\xe0" in out.read_bytes()  # delimiters
+    walked, generated = _both_paths(out, monkeypatch)
+    assert walked == generated and "error" not in walked
+    from qckit.dicom import header
+
+    raw = out.read_bytes()
+    assert header._walk_file(raw, 132, len(raw)) is not None  # walked, not handed to the fallback
+    (group,) = read_header(out)
+    assert group.full_params()["EchoTime"] == 20.0 and group.full_params()["Rows"] == 32
+
+
+def test_walker_agrees_with_pydicom_on_corrupt_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Every corrupted variant (truncations, flipped bytes, bad lengths) gives the walker the same groups or the
+    same reason as pydicom's generator."""
+    from qckit.testing.corrupt import make_variants
+
+    good = write_series(
+        tmp_path / "good", SCANNERS["siemens-skyra-3t"], replace(ACR_T1, rows=24, columns=24, n_slices=3)
+    ).paths
+    variants = make_variants(good, tmp_path / "bad", n=120, seed=11)
+    disagree = [v.kind for v in variants if len(set(_both_paths(v.path, monkeypatch))) != 1]
+    assert not disagree
