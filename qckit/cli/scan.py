@@ -58,6 +58,9 @@ def scan_command(
     json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="Series and errors as JSON."),
     errors: Path | None = typer.Option(None, "--errors", metavar="FILE", help="Bad items (path, reason) as CSV."),
     workers: int | None = typer.Option(None, "--workers", "-j", min=1, help="Worker processes (default: cores)."),
+    index: Path | None = typer.Option(None, "--index", metavar="FILE",
+                                      help="Incremental index (.json): re-read only new and changed files."),
+    scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler address (tcp://host:8786)."),
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:  # fmt: skip
@@ -71,7 +74,7 @@ def scan_command(
     try:
         with progress_bar("scanning", enabled=not quiet) as update:
             result = scan_folder(directory, out=out, json_out=json_out, errors=errors, workers=workers,
-                                 progress=update)  # fmt: skip
+                                 progress=update, index=index, scheduler=scheduler)  # fmt: skip
     except NoDataError as exc:
         err_console.print(f"error: {exc}", highlight=False, markup=False)
         raise typer.Exit(EXIT_INPUT_ERROR) from None

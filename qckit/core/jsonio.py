@@ -58,6 +58,13 @@ def dumps(obj: Any, *, indent: int | None = 2, sort_keys: bool = False) -> str:
     return json.dumps(jsonable(obj), indent=indent, sort_keys=sort_keys, allow_nan=False, ensure_ascii=False)
 
 
+def dumps_exact(obj: Any) -> str:
+    """Compact strict JSON of plain data (dicts, lists, str, int, finite float, bool, None) that reads back
+    exactly: ASCII escapes keep file names with undecodable bytes (surrogate escapes) intact, where `dumps`
+    writes them readable. For caches, not for reports; a NaN is an error here."""
+    return json.dumps(obj, allow_nan=False, ensure_ascii=True, separators=(",", ":"))
+
+
 def default_mode(path: str | os.PathLike[str]) -> None:
     """Give a temporary file (mkstemp makes it 0600) the mode a plain `open` would: 0666 less the umask."""
     mask = os.umask(0)

@@ -83,13 +83,14 @@ class FrameGroup:
         return self.params
 
 
-class _Undecoded:
-    """Raw bytes of one element, decoded on first use."""
+class _Undecoded(tuple):  # type: ignore[type-arg]
+    """(raw bytes, VR) of one element, decoded on first use; made with `_undecoded` (no Python-level init)."""
 
-    __slots__ = ("raw", "vr")
+    __slots__ = ()
 
-    def __init__(self, raw: bytes | None, vr: str) -> None:
-        self.raw, self.vr = raw, vr
+
+def _undecoded(raw: bytes | None, vr: str) -> _Undecoded:
+    return tuple.__new__(_Undecoded, (raw, vr))
 
 
 class _LazyValues(dict):  # type: ignore[type-arg]
@@ -98,7 +99,7 @@ class _LazyValues(dict):  # type: ignore[type-arg]
     def get(self, key: str, default: Any = None) -> Any:
         item = dict.get(self, key, default)
         if type(item) is _Undecoded:
-            item = decode_raw(item.raw, item.vr)
+            item = decode_raw(item[0], item[1])
             self[key] = item
         return item
 
@@ -279,7 +280,7 @@ def _walk_dataset(
             if not buffer_is_file:
                 raise _NeedMore
             raise DicomReadError(f"truncated file: element {keyword} is cut short", ReadCause.TRUNCATED)
-        values[keyword] = _Undecoded(buf[vpos:pos], name)
+        values[keyword] = _undecoded(buf[vpos:pos], name)
         if keyword == "SOPClassUID" and values.get(keyword) in ENHANCED_SOP_CLASSES:
             return False  # functional groups: pydicom's full reader
     return True
@@ -368,7 +369,7 @@ def _generator_parse(buf: bytes, start: int, file_size: int) -> tuple[dict[str, 
                 raise DicomReadError(f"truncated file: element {keyword} is cut short", ReadCause.TRUNCATED)
             if vr == "SQ":
                 return None  # a sequence among the wanted attributes: let pydicom build it
-            values[keyword] = _Undecoded(raw.value, vr)
+            values[keyword] = _undecoded(raw.value, vr)
             if keyword == "SOPClassUID" and values.get(keyword) in ENHANCED_SOP_CLASSES:
                 return None  # functional groups: pydicom's full reader
     except (_NeedMore, DicomReadError):
@@ -422,16 +423,36 @@ def _normalised_raw(keyword: str, kind: str, raw: bytes | None, vr: str) -> Any:
 def _eager(values: dict[str, Any], keyword: str, kind: str) -> Any:
     item = dict.get(values, keyword)
     if type(item) is _Undecoded:
-        out = _normalised_raw(keyword, kind, item.raw, item.vr)
+        out = _normalised_raw(keyword, kind, item[0], item[1])
         return list(out) if type(out) is list else out  # never share a cached list
     return normalise(keyword, kind, item)
 
 
 _EAGER_KINDS = tuple((k, SERIES_ATTRIBUTES[k]) for k in _EAGER)
+_EAGER_LISTS = tuple(k for k, kind in _EAGER_KINDS if kind == "floats")
+
+
+@functools.lru_cache(maxsize=1024)
+def _eager_params(items: tuple[Any, ...]) -> dict[str, Any]:
+    """The eager attributes normalised, cached by their raw items (one lookup per image of a series)."""
+    return {k: _eager_one(item, k, kind) for item, (k, kind) in zip(items, _EAGER_KINDS, strict=True)}
+
+
+def _eager_one(item: Any, keyword: str, kind: str) -> Any:
+    if type(item) is _Undecoded:
+        return normalise(keyword, kind, decode_raw(item[0], item[1]))
+    return normalise(keyword, kind, item)
 
 
 def _classic_group(values: dict[str, Any], path: str, key: str | None = None) -> list[FrameGroup]:
-    params = {k: _eager(values, k, kind) for k, kind in _EAGER_KINDS}
+    items = tuple(dict.get(values, k) for k, _ in _EAGER_KINDS)
+    try:
+        params = dict(_eager_params(items))
+    except TypeError:  # an unhashable (already decoded multi-valued) item: one by one
+        params = {k: _eager(values, k, kind) for k, kind in _EAGER_KINDS}
+    for k in _EAGER_LISTS:  # never share a cached list
+        if params[k] is not None:
+            params[k] = list(params[k])
     series_uid = _eager(values, "SeriesInstanceUID", "str")
     if not series_uid:
         raise DicomReadError("missing required tag SeriesInstanceUID (0020,000E)")

@@ -10,6 +10,7 @@ import gc
 import json
 import math
 import os
+import stat
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -17,6 +18,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import get_all_start_methods, get_context
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +92,13 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def walk_files(root: Path) -> tuple[list[str], list[ScanError]]:
-    """All files under `root` (any name or extension), sorted; empty or unreadable folders as errors."""
+_entry_name = attrgetter("name")
+
+
+def walk_files(root: Path, stamps: list[tuple[int, int]] | None = None) -> tuple[list[str], list[ScanError]]:
+    """All files under `root` (any name or extension), sorted; empty or unreadable folders as errors. `stamps`,
+    when given, receives each file's (size, modification time in ns), in the order of the files, from the one
+    `stat` the walk makes."""
     files: list[str] = []
     errors: list[ScanError] = []
 
@@ -103,37 +110,66 @@ def walk_files(root: Path) -> tuple[list[str], list[ScanError]]:
         r = os.path.relpath(path, root)
         return "." if r == "." else r.replace(os.sep, "/")
 
-    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=False):
-        dirnames.sort()
-        for name in list(dirnames):  # a linked folder is not followed (loops, other trees): say so
-            if os.path.islink(os.path.join(dirpath, name)):
-                errors.append(
-                    ScanError(
-                        rel(os.path.join(dirpath, name)),
-                        "symbolic link to a folder: not followed",
-                        ReadCause.NOT_REGULAR,
-                    )
-                )
-        if not dirnames and not filenames:
-            errors.append(ScanError(rel(dirpath), "empty folder", ReadCause.FOLDER))
-        for name in sorted(filenames):
-            path = os.path.join(dirpath, name)
-            why = not_regular(path)
-            if why:
-                errors.append(ScanError(rel(path), why, ReadCause.NOT_REGULAR))
-            else:
-                files.append(path)
+    paused = gc.isenabled()
+    gc.disable()  # one entry and stamp per file: no collection passes while the lists grow
+    try:
+        stack = [os.fspath(root)]
+        append, S_ISREG = files.append, stat.S_ISREG  # noqa: N806 - local aliases in the per-file loop
+        while stack:  # os.walk's top-down order (sorted), with the DirEntry's own path and stat
+            top = stack.pop()
+            try:
+                with os.scandir(top) as it:
+                    entries = list(it)
+            except OSError as exc:
+                onerror(exc)
+                continue
+            dirs, names = [], []
+            for entry in entries:
+                try:
+                    is_dir = entry.is_dir()  # follows a link, as os.walk does
+                except OSError:
+                    is_dir = False
+                (dirs if is_dir else names).append(entry)
+            if len(dirs) > 1:
+                dirs.sort(key=_entry_name)
+            if len(names) > 1:
+                names.sort(key=_entry_name)
+            for entry in dirs:  # a linked folder is not followed (loops, other trees): say so
+                if entry.is_symlink():
+                    errors.append(ScanError(rel(entry.path), "symbolic link to a folder: not followed",
+                                            ReadCause.NOT_REGULAR))  # fmt: skip
+            if not dirs and not names:
+                errors.append(ScanError(rel(top), "empty folder", ReadCause.FOLDER))
+            for entry in names:
+                try:
+                    st = entry.stat()  # follows a link to its target
+                except OSError:
+                    st = None
+                if st is None or not S_ISREG(st.st_mode):
+                    path = entry.path
+                    errors.append(ScanError(rel(path), not_regular(path) or "not a regular file: not read",
+                                            ReadCause.NOT_REGULAR))  # fmt: skip
+                    continue
+                path = entry.path
+                append(path)
+                if stamps is not None:
+                    stamps.append((st.st_size, st.st_mtime_ns))
+            stack.extend(e.path for e in reversed(dirs) if not e.is_symlink())
+    finally:
+        if paused:
+            gc.enable()
     return files, errors
 
 
 _ChunkResult = tuple[SeriesAccumulator, list[tuple[str, str, ReadCause]], int]
 
 
-def _read_chunk(paths: list[str]) -> _ChunkResult:
-    """Read a chunk of files into a partial accumulator (merged by the parent in path order) and bad items."""
+def _read_chunk(paths: list[str], key: str | None = None) -> _ChunkResult:
+    """Read a chunk of files into a partial accumulator (merged by the parent in path order) and bad items.
+    `key`: the pseudonym secret (the caller's, so that workers elsewhere make the same subject keys)."""
     acc = SeriesAccumulator()
     bad: list[tuple[str, str, ReadCause]] = []
-    key = secret()[0]
+    key = key if key is not None else secret()[0]
     for p in paths:
         try:
             acc.add(p, read_header(p, key=key))
@@ -181,32 +217,72 @@ def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
             gc.unfreeze()
 
 
-def _results(files: list[str], workers: int) -> Iterable[_ChunkResult]:
+def _results(files: list[str], workers: int, key: str) -> Iterable[_ChunkResult]:
     if workers <= 1 or len(files) < _SERIAL_BELOW:
         for chunk in _chunks(files, _CHUNK):
-            yield _read_chunk(chunk)
+            yield _read_chunk(chunk, key)
         return
     size = max(32, min(_CHUNK, len(files) // (workers * 4) or 1))
     with worker_pool(workers) as pool:
-        yield from _pool_results(pool, files, workers, size)
+        yield from _pool_results(pool, files, workers, size, key)
 
 
 def _pool_results(
-    pool: ProcessPoolExecutor, files: list[str], workers: int, size: int
+    pool: ProcessPoolExecutor, files: list[str], workers: int, size: int, key: str
 ) -> Iterable[_ChunkResult]:
     """Chunks read by the pool, at most two per worker in flight, yielded in path order."""
     pending: deque[Future[Any]] = deque()
     chunks = iter(_chunks(files, size))
     for chunk in chunks:
-        pending.append(pool.submit(_read_chunk, chunk))
+        pending.append(pool.submit(_read_chunk, chunk, key))
         if len(pending) >= 2 * workers:
             break
     while pending:
         result = pending.popleft().result()
         nxt = next(chunks, None)
         if nxt is not None:
-            pending.append(pool.submit(_read_chunk, nxt))
+            pending.append(pool.submit(_read_chunk, nxt, key))
         yield result
+
+
+def _dask_results(files: list[str], scheduler: Any, key: str) -> Iterable[_ChunkResult]:
+    """Chunks read on a Dask cluster (`scheduler`: its address or a `distributed.Client`), yielded in path order.
+    The workers must see the files at the same absolute paths; the pseudonym key travels with the tasks (run the
+    cluster with TLS beyond one machine)."""
+    from dask.distributed import Client
+
+    client = scheduler
+    if not isinstance(scheduler, Client):
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise QckitInputError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+    try:
+        workers = max(1, len(client.scheduler_info().get("workers", {})))
+        size = max(32, min(_CHUNK, len(files) // (workers * 4) or 1))
+        pending = deque(client.submit(_read_chunk, chunk, key, pure=False) for chunk in _chunks(files, size))
+        while pending:
+            fut = pending.popleft()
+            yield fut.result()
+            fut.release()
+    finally:
+        if client is not scheduler:
+            client.close()
+
+
+def _read_files(
+    files: list[str], workers: int, scheduler: Any, key: str, acc: SeriesAccumulator,
+    progress: Callable[[int], None] | None = None,
+) -> list[tuple[str, str, ReadCause]]:  # fmt: skip
+    """Read `files` into `acc` (in path order); the bad ones are returned."""
+    bad: list[tuple[str, str, ReadCause]] = []
+    source = _dask_results(files, scheduler, key) if scheduler is not None else _results(files, workers, key)
+    for partial, chunk_bad, n in source:
+        acc.merge(partial)
+        bad.extend(chunk_bad)
+        if progress:
+            progress(n)
+    return bad
 
 
 def scan(
@@ -214,35 +290,76 @@ def scan(
     *,
     workers: int | None = None,
     progress: ProgressCallback | None = None,
+    index: str | os.PathLike[str] | None = None,
+    scheduler: Any = None,
 ) -> ScanResult:
     """Index every file under `root` (a folder or a single file).
+
+    `index`: an incremental index file (`qckit.dicom.scan_cache`): read when it is there and can be trusted, so
+    that only new and changed files are read, and written after the scan. `scheduler`: a Dask scheduler address
+    (or `distributed.Client`) to read the files on, instead of local worker processes.
 
     Raises `QckitInputError` when `root` does not exist and `NoDataError` when nothing could be indexed (the
     error carries the reasons); otherwise bad files are listed in `ScanResult.errors`.
     """
+    from qckit.dicom import scan_cache
+
     root_path = Path(root)
+    if scheduler is not None:
+        root_path = root_path.absolute()  # the workers may run in another folder
     if not root_path.exists():
         raise QckitInputError(f"{root}: no such file or folder")
+    stamps: list[tuple[int, int]] = []
     if not root_path.is_dir():
         why = not_regular(root_path)
         if why:
             raise QckitInputError(f"{root}: {why}")
         files, errors = [str(root_path)], []
+        st = os.stat(root_path)
+        stamps.append((st.st_size, st.st_mtime_ns))
         base = root_path.parent
     else:
-        files, errors = walk_files(root_path)
+        files, errors = walk_files(root_path, stamps)
         base = root_path
+        if index is not None and os.path.abspath(index).startswith(os.path.abspath(root_path) + os.sep):
+            own = os.path.abspath(index)  # the index file inside the tree it indexes is not one of its files
+            keep = [i for i, f in enumerate(files) if os.path.abspath(f) != own]
+            files, stamps = [files[i] for i in keep], [stamps[i] for i in keep]
     workers = workers if workers is not None else (os.cpu_count() or 1)
-    acc = SeriesAccumulator(base)
-    done = 0
+    key = secret()[0]
+    cache = scan_cache.load(index, str(base)) if index is not None else None
+    plan = scan_cache.plan(cache, files, stamps) if cache is not None else None
+    to_read = plan.to_read if plan is not None else files
+    done = len(files) - len(to_read)
     if progress:
-        progress(0, len(files))
-    for partial, bad, n in _results(files, workers):
-        acc.merge(partial)
-        errors.extend(ScanError(_rel(path, base), reason, cause) for path, reason, cause in bad)
+        progress(done, len(files))
+
+    def advance(n: int) -> None:
+        nonlocal done
         done += n
         if progress:
-            progress(done, len(files))
+            progress(min(done, len(files)), len(files))
+
+    fresh = SeriesAccumulator(base)
+    bad = _read_files(to_read, workers, scheduler, key, fresh, advance)
+    kept: dict[tuple[Any, ...], Any] = plan.kept if plan is not None else {}
+    while clash := scan_cache.conflicts(kept, fresh):  # a re-read file joined a kept acquisition
+        again = {p for k in clash for p in kept.pop(k).members}
+        order = {p: i for i, p in enumerate(files)}
+        to_read = sorted(again | set(to_read), key=order.__getitem__)
+        fresh = SeriesAccumulator(base)
+        bad = _read_files(to_read, workers, scheduler, key, fresh)
+    acc = SeriesAccumulator(base)
+    acc.adopt(kept)
+    acc.merge(fresh)
+    if plan is not None and plan.kept_bad and bad:
+        order = {p: i for i, p in enumerate(files)}
+        bad = sorted([*plan.kept_bad, *bad], key=lambda b: order[b[0]])
+    elif plan is not None:
+        bad = plan.kept_bad or bad
+    errors.extend(ScanError(_rel(path, base), reason, cause) for path, reason, cause in bad)
+    if index is not None and (cache is None or plan is None or not scan_cache.unchanged(cache, files, plan)):
+        scan_cache.save(index, str(base), acc, files, stamps, bad)
     rows, series_files = acc.rows_and_files()
     result = ScanResult(
         root=str(root_path), series=rows, errors=errors, n_files=len(files), files=series_files

@@ -57,6 +57,9 @@ class _Acquisition:
     files: list[tuple[str, tuple[str, float | None] | None]] = field(
         default_factory=list
     )  # (path, (SOP instance UID, slice position)), in path order
+    members: list[str] = field(
+        default_factory=list
+    )  # every file with a frame here, duplicates too (path order)
 
 
 def _identity(g: FrameGroup) -> tuple[str, float | None] | None:
@@ -86,6 +89,8 @@ class SeriesAccumulator:
                         acq.inconsistent.add(k)
             if len(acq.folders) < 8:
                 acq.folders.add(folder)
+            if not acq.members or acq.members[-1] != path:
+                acq.members.append(path)
             ident = _identity(g)
             if ident is not None:
                 if ident in acq.sop_uids:
@@ -110,6 +115,7 @@ class SeriesAccumulator:
                 if theirs.first.params.get(k) != mine.first.params.get(k):
                     mine.inconsistent.add(k)
             mine.inconsistent |= theirs.inconsistent
+            mine.members += theirs.members
             overlap = len(mine.sop_uids & theirs.sop_uids)
             mine.files += [(p, u) for p, u in theirs.files if u is None or u not in mine.sop_uids]
             mine.sop_uids |= theirs.sop_uids
@@ -124,6 +130,20 @@ class SeriesAccumulator:
 
     def __len__(self) -> int:
         return len(self._acqs)
+
+    def keys(self) -> list[tuple[Any, ...]]:
+        """The acquisition keys: (SeriesInstanceUID, (echo time, echo number, image type))."""
+        return list(self._acqs)
+
+    def items(self) -> list[tuple[tuple[Any, ...], _Acquisition]]:
+        return list(self._acqs.items())
+
+    def adopt(self, acquisitions: dict[tuple[Any, ...], _Acquisition]) -> None:
+        """Take whole acquisitions built earlier (the incremental index); none may be here already."""
+        clash = set(acquisitions) & set(self._acqs)
+        if clash:
+            raise ValueError(f"acquisitions already present: {sorted(map(str, clash))[:3]}")
+        self._acqs.update(acquisitions)
 
     def _relative(self, folder: str) -> str:
         if self._root is None:

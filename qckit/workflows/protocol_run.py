@@ -30,13 +30,23 @@ def write_index(result: Any, out: Path | None, json_out: Path | None, errors: Pa
 
 
 def scan_folder(directory: Path, *, out: Path | None = None, json_out: Path | None = None,
-                errors: Path | None = None, workers: int | None = None, progress: Progress | None = None) -> Any:  # fmt: skip
+                errors: Path | None = None, workers: int | None = None, progress: Progress | None = None,
+                index: Path | None = None, scheduler: str | None = None) -> Any:  # fmt: skip
     """Index a folder's DICOM headers and write the outputs; with nothing indexable the JSON and error list are
-    still written (the reasons) and `NoDataError` is raised."""
+    still written (the reasons) and `NoDataError` is raised. `index`: the incremental index file (only new and
+    changed files are read); `scheduler`: a Dask scheduler address to read the files on."""
     from qckit.dicom import ScanResult, scan
 
+    if workers and scheduler:
+        raise QckitInputError("use --workers (local) or --scheduler (Dask), not both")
+    if index is not None and index.suffix.lower() != ".json":
+        raise QckitInputError(f"{index}: the incremental index is a .json file")
+    if index is not None and any(
+        p is not None and p.absolute() == index.absolute() for p in (out, json_out, errors)
+    ):
+        raise QckitInputError(f"{index}: the incremental index cannot also be an output of the scan")
     try:
-        result = scan(directory, workers=workers, progress=progress)
+        result = scan(directory, workers=workers, progress=progress, index=index, scheduler=scheduler)
     except NoDataError as exc:
         if isinstance(exc.partial, ScanResult):
             write_index(exc.partial, None, json_out, errors)

@@ -184,7 +184,15 @@ def _both_paths(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
         try:
             return repr(
                 [
-                    (g.series_uid, g.acq_key, g.full_params(), g.subject_key, g.sop_uid, g.positions, g.enhanced)
+                    (
+                        g.series_uid,
+                        g.acq_key,
+                        g.full_params(),
+                        g.subject_key,
+                        g.sop_uid,
+                        g.positions,
+                        g.enhanced,
+                    )
                     for g in header.read_header(path)
                 ]
             )

@@ -1,0 +1,258 @@
+"""The incremental index (`qckit scan DIR --index FILE`): what a scan read, kept so that the next scan of the same
+tree re-reads only what changed.
+
+The file holds every acquisition the scan built (its first image's values, counts, positions, SOP instances and
+member files) and every bad file with its reason, each file stamped with its size and modification time
+(nanoseconds). A re-scan walks the tree (one `stat` per file, as a full scan does) and then:
+- keeps an acquisition as it was when every one of its files is still there with the same stamp;
+- re-reads every other file: new ones, changed ones, the remaining files of an acquisition that lost or changed
+  a file, and bad files whose stamp changed (a bad file with the same stamp keeps its reason);
+- when a re-read file joins an acquisition that was kept (a slice added to a series), that acquisition's files are
+  read again too, so every acquisition is built from all of its files in path order, as a full scan builds it.
+The result is the full scan's, row for row (tested). Deleted files simply drop out.
+
+The file is trusted only when it was written by the same header reader (a fingerprint of qckit's version and the
+source of the modules that decide the index) with the same pseudonym key (an HMAC of a fixed text, never the key);
+otherwise, or when it is unreadable, the scan is a full one and the file is replaced. It is written atomically
+after the scan, as JSON (never pickle: an index may be shared).
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import hmac
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qckit.core import jsonio
+from qckit.core.errors import ReadCause
+from qckit.core.files import read_regular_text
+from qckit.core.keys import secret
+from qckit.dicom.header import FrameGroup
+from qckit.dicom.series import SeriesAccumulator, _Acquisition
+
+FORMAT = "qckit-scan-cache"
+VERSION = 1
+Stamp = tuple[int, int]  # (size, modification time in ns)
+
+
+def fingerprint() -> str:
+    """Changes when anything that decides the index changes: qckit's version, the source of the header reader,
+    tags, values and series modules, and the pseudonym key (as an HMAC of a fixed text)."""
+    from qckit import __version__
+    from qckit.dicom import enhanced, header, series, tags, values
+
+    h = hashlib.sha256(f"{FORMAT}/{VERSION}/{__version__}".encode())
+    for module in (header, enhanced, tags, values, series):
+        try:
+            h.update(Path(module.__file__ or "").read_bytes())
+        except OSError:
+            h.update((module.__name__ + "?").encode())
+    h.update(hmac.new(secret()[0].encode(), b"qckit scan cache", hashlib.sha256).digest())
+    return h.hexdigest()
+
+
+@dataclass
+class Cache:
+    """A previous scan of the tree: acquisitions keyed as the accumulator keys them, stamps and bad files by
+    absolute path."""
+
+    acquisitions: dict[tuple[Any, ...], _Acquisition] = field(default_factory=dict)
+    paths: list[str] = field(default_factory=list)  # the file table, in path order
+    stamps: list[Stamp] = field(default_factory=list)  # stamp of each file in the table
+    bad: dict[str, tuple[str, ReadCause]] = field(default_factory=dict)
+    member_ids: dict[tuple[Any, ...], list[int]] = field(default_factory=dict)  # acquisition -> table rows
+
+
+@dataclass
+class Plan:
+    """What a re-scan keeps and what it reads."""
+
+    kept: dict[tuple[Any, ...], _Acquisition]
+    kept_bad: list[tuple[str, str, ReadCause]]
+    to_read: list[str]
+
+
+def plan(cache: Cache, files: list[str], stamps: list[Stamp]) -> Plan:
+    """Split the walked `files` (with their `stamps`, in the same order) into kept acquisitions, kept bad files
+    and files to read (module docstring)."""
+    if files == cache.paths and stamps == cache.stamps:  # nothing changed: everything is kept
+        return Plan(dict(cache.acquisitions), [(p, *cache.bad[p]) for p in files if p in cache.bad], [])
+    now = dict(zip(files, stamps, strict=True))
+    same = [now.get(p) == s for p, s in zip(cache.paths, cache.stamps, strict=True)]
+    kept: dict[tuple[Any, ...], _Acquisition] = {}
+    covered: set[str] = set()
+    for key, acq in cache.acquisitions.items():
+        if all(same[i] for i in cache.member_ids[key]):
+            kept[key] = acq
+            covered.update(acq.members)
+    unchanged_bad = {p for i, p in enumerate(cache.paths) if same[i] and p in cache.bad and p not in covered}
+    kept_bad = [(p, *cache.bad[p]) for p in files if p in unchanged_bad]
+    covered |= unchanged_bad
+    return Plan(kept, kept_bad, [p for p in files if p not in covered])
+
+
+def conflicts(kept: dict[tuple[Any, ...], _Acquisition], fresh: SeriesAccumulator) -> list[tuple[Any, ...]]:
+    """Kept acquisitions that a re-read file joined: they must be built again from all of their files."""
+    return [key for key in fresh.keys() if key in kept]
+
+
+def load(path: str | os.PathLike[str], root: str) -> Cache | None:
+    """The cache in `path` for the tree at `root`, or None when there is none or it cannot be trusted."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        data = json.loads(read_regular_text(p, what="scan index"))
+    except Exception:  # an unreadable or foreign file is not trusted: the scan is a full one
+        return None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("fingerprint") != fingerprint():
+        return None
+    paused = gc.isenabled()
+    gc.disable()  # tens of thousands of small containers: no collection passes while they are built
+    try:
+        return _decode(data, root)
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
+    finally:
+        if paused:
+            gc.enable()
+
+
+def unchanged(cache: Cache, files: list[str], p: Plan) -> bool:
+    """Nothing to write: no file read and the same files (every one of which was kept, so with its stamp)."""
+    return not p.to_read and cache.paths == files
+
+
+def save(
+    path: str | os.PathLike[str],
+    root: str,
+    acc: SeriesAccumulator,
+    files: list[str],
+    stamps: list[Stamp],
+    bad: Iterable[tuple[str, str, ReadCause]],
+) -> Path:
+    """Write the cache of this scan (atomically): a table of the files (relative path, size, mtime) that the
+    acquisitions and bad items point into by position."""
+    prefix = len(root) + 1
+    number = {f: i for i, f in enumerate(files)}
+
+    def rel(p: str) -> str:
+        return "." if p == root else p[prefix:] if p.startswith(root + os.sep) else os.path.relpath(p, root)
+
+    acquisitions = []
+    for (series_uid, acq_key), acq in acc.items():
+        first = acq.first
+        acquisitions.append(
+            {
+                "series_uid": series_uid,
+                "acq_key": list(acq_key),
+                "first": {
+                    "params": {
+                        k: list(v) if isinstance(v, tuple) else v for k, v in first.full_params().items()
+                    },
+                    "subject_key": first.subject_key,
+                    "study_uid": first.study_uid,
+                    "sop_uid": first.sop_uid,
+                    "n_frames": first.n_frames,
+                    "positions": first.positions,
+                    "orientations": sorted(first.orientations),
+                    "enhanced": first.enhanced,
+                },
+                "first_path": number[acq.first_path],
+                "n_images": acq.n_images,
+                "n_frames": acq.n_frames,
+                "positions": sorted(acq.positions),
+                "orientations": sorted(acq.orientations),
+                "inconsistent": sorted(acq.inconsistent),
+                "folders": sorted(rel(f) for f in acq.folders),
+                "duplicates": acq.duplicates,
+                "files": _runs(number[p] for p, _ in acq.files),
+                "members": _runs(number[p] for p in acq.members),
+            }
+        )
+    doc = {
+        "format": FORMAT,
+        "version": VERSION,
+        "fingerprint": fingerprint(),
+        "names": "\0".join(rel(f) for f in files),  # no file name holds a NUL
+        "sizes": [size for size, _ in stamps],
+        "mtimes": [mtime for _, mtime in stamps],
+        "bad": [[number[p], reason, cause.value] for p, reason, cause in bad],
+        "acquisitions": acquisitions,
+    }
+    return jsonio.atomic_write_text(path, jsonio.dumps_exact(doc) + "\n")
+
+
+def _runs(numbers: Iterable[int]) -> list[int]:
+    """Increasing row numbers as [start, count, start, count, ...] (a series' files are mostly consecutive)."""
+    out: list[int] = []
+    for n in numbers:
+        if out and out[-2] + out[-1] == n:
+            out[-1] += 1
+        else:
+            out += [n, 1]
+    return out
+
+
+def _unruns(runs: list[int]) -> list[int]:
+    if len(runs) % 2:
+        raise ValueError("row runs come in (start, count) pairs")
+    return [
+        i for start, count in zip(runs[::2], runs[1::2], strict=True) for i in range(start, start + count)
+    ]
+
+
+def _decode(data: dict[str, Any], root: str) -> Cache:
+    """The cache's acquisitions, as the accumulator holds them, except their SOP instance set: a kept acquisition
+    is never merged with new files (`conflicts` sends it back to be read), so that set is not needed."""
+    base = root + os.sep
+
+    def ab(p: str) -> str:
+        return root if p == "." else base + p
+
+    names = data["names"].split("\0") if data["names"] else []
+    paths = [ab(rel) for rel in names]
+    if not (len(paths) == len(data["sizes"]) == len(data["mtimes"])):
+        raise ValueError("file table columns of different lengths")
+    cache = Cache(paths=paths, stamps=list(zip(data["sizes"], data["mtimes"], strict=True)))
+    cache.bad = {paths[i]: (str(reason), ReadCause(cause)) for i, reason, cause in data["bad"]}
+    for a in data["acquisitions"]:
+        acq_key = tuple(a["acq_key"])
+        f = a["first"]
+        params = dict(f["params"])
+        if params.get("_normal") is not None:
+            params["_normal"] = tuple(params["_normal"])
+        first = FrameGroup(
+            series_uid=a["series_uid"],
+            acq_key=acq_key,
+            params=params,
+            subject_key=f["subject_key"],
+            study_uid=f["study_uid"],
+            sop_uid=f["sop_uid"],
+            n_frames=int(f["n_frames"]),
+            positions=[float(x) for x in f["positions"]],
+            orientations=set(f["orientations"]),
+            enhanced=bool(f["enhanced"]),
+        )
+        acq = _Acquisition(first=first, first_path=paths[a["first_path"]])
+        acq.n_images, acq.n_frames, acq.duplicates = (
+            int(a["n_images"]),
+            int(a["n_frames"]),
+            int(a["duplicates"]),
+        )
+        acq.positions = {float(x) for x in a["positions"]}
+        acq.orientations = set(a["orientations"])
+        acq.inconsistent = set(a["inconsistent"])
+        acq.folders = {ab(x) for x in a["folders"]}
+        acq.files = [(paths[i], None) for i in _unruns(a["files"])]
+        members = _unruns(a["members"])
+        acq.members = [paths[i] for i in members]
+        cache.acquisitions[(a["series_uid"], acq_key)] = acq
+        cache.member_ids[(a["series_uid"], acq_key)] = members
+    return cache
