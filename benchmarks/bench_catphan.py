@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import compile_qckit
+
 DATA = Path(os.environ.get("QCKIT_REFERENCE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 FOLDER = DATA / "ct" / "catphan504_cbct4"
 PYLINAC = os.environ.get("PYLINAC_PYTHON", "")
@@ -46,6 +48,7 @@ def _time(cmd: list[str]) -> tuple[float, str]:
 
 
 def main(n: int = 3) -> None:
+    compile_qckit()
     if not FOLDER.is_dir():
         print(f"reference data not found at {FOLDER}: set QCKIT_REFERENCE_DATA")
         return

@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import compile_qckit
+
 DATA = Path(os.environ.get("QCKIT_REFERENCE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SKYRA = DATA / "diffusion" / "caliber_diffusion_skyra"
 
@@ -51,6 +53,7 @@ def _time(cmd: list[str]) -> float:
 
 
 def main(n: int = 5) -> None:
+    compile_qckit()
     if not SKYRA.is_dir():
         print(f"reference data not found at {SKYRA}: set QCKIT_REFERENCE_DATA")
         return

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import compile_qckit
 
 from qckit.features import Case, ExtractionSettings, run_extraction
 from qckit.features.runner import single_threaded
@@ -122,6 +123,7 @@ def whitestripe_vs_peer(rounds: int) -> None:
 
 
 def main() -> None:
+    compile_qckit()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", type=int, default=12)
     ap.add_argument("--rounds", type=int, default=2)

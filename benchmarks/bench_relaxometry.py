@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import compile_qckit
+
 DATA = Path(os.environ.get("QCKIT_REFERENCE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SERIES = [("T1/site1_20200218/plate5", "T1", 5), ("T1/site2_20180925/plate5", "T1", 5),
           ("T1/site3_ge/plate4", "T1", 4), ("T1/site3_ge/plate5", "T1", 5), ("T2/site1_20200218/plate4", "T2", 4),
@@ -49,6 +51,7 @@ def _time(cmd: list[str], ok: tuple[int, ...] = (0, 1)) -> float:
 
 
 def main() -> None:
+    compile_qckit()
     if not (DATA / "relaxometry").is_dir():
         raise SystemExit(f"no relaxometry data at {DATA / 'relaxometry'}")
     qckit, hazen = _bin("QCKIT_BIN", "qckit"), _bin("HAZEN_BIN", "hazen")

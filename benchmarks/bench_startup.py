@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import compile_qckit
 from pydicom.data import get_testdata_file
 
 
@@ -30,6 +31,7 @@ def _time(cmd: list[str], cwd: str) -> float:
 
 
 def main() -> None:
+    compile_qckit()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=9)
     args = ap.parse_args()
