@@ -110,7 +110,7 @@ def check_batches(batch: pd.Series, min_batch_size: int, batch_name: str) -> Non
 
 def screen_features(frame: pd.DataFrame, features: list[str], batch: pd.Series) -> FeatureScreen:
     """Split features into usable ones and excluded ones with the reason (non-numeric, NaN/inf, constant overall
-    or within a batch). Per-batch ranges come from one sort by batch and `reduceat`, without per-batch copies."""
+    or within a batch). Per-batch ranges come from one sort by batch and the min/max of each batch's block of rows."""
     excluded: dict[str, str] = {}
     numeric: list[str] = []
     for f in features:
@@ -127,9 +127,12 @@ def screen_features(frame: pd.DataFrame, features: list[str], batch: pd.Series) 
         order = np.argsort(labels, kind="stable")
         sorted_labels = labels[order]
         starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
-        sub = values[order][:, finite]
-        lo = np.minimum.reduceat(sub, starts, axis=0)
-        hi = np.maximum.reduceat(sub, starts, axis=0)
+        sub = values[order] if finite.all() else values[order][:, np.flatnonzero(finite)]  # no mask copy
+        ends = [*starts[1:], len(order)]
+        lo = np.empty((len(starts), sub.shape[1]))
+        hi = np.empty_like(lo)
+        for k, (a, b) in enumerate(zip(starts, ends, strict=True)):  # a batch is a block of rows once sorted
+            lo[k], hi[k] = sub[a:b].min(axis=0), sub[a:b].max(axis=0)
         scale = np.maximum(np.abs(hi).max(axis=0), np.abs(lo).max(axis=0))
         scale = np.maximum(scale, 1e-300)
         constant = hi.max(axis=0) - lo.min(axis=0) <= 1e-12 * scale
@@ -230,8 +233,24 @@ def _label(v: Any) -> str:
 def labels(values: pd.Series) -> pd.Series:
     """Batch and covariate levels by value, not by how a table typed them: 3, 3.0 and "3.0" are one level "3"
     (a field strength read as an integer from one table and a float from another is the same batch); text is
-    kept as written (stripped), so a zero-padded code such as "007" stays itself."""
-    return values.map(_label)
+    kept as written (stripped), so a zero-padded code such as "007" stays itself. Each distinct value is
+    labelled once (a batch column has a few levels and many rows)."""
+    if values.dtype != object:
+        codes, uniques = pd.factorize(values, use_na_sentinel=False)
+        mapped = np.array([_label(u) for u in uniques], dtype=object)
+        return pd.Series(mapped[codes], index=values.index, name=values.name, dtype=object)
+    cache: dict[tuple[type, Any], str] = {}  # by type too: True and 1 are equal keys but different levels
+    out = []
+    for v in values:
+        key = (type(v), v)
+        try:
+            lab = cache[key]
+        except KeyError:
+            lab = cache[key] = _label(v)
+        except TypeError:  # an unhashable cell
+            lab = _label(v)
+        out.append(lab)
+    return pd.Series(out, index=values.index, name=values.name, dtype=object)
 
 
 def make_batch_key(frame: pd.DataFrame, columns: list[str], name: str = BATCH_KEY) -> pd.DataFrame:

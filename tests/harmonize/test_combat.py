@@ -326,3 +326,24 @@ def test_the_engine_prints_nothing_on_stdout(data, capsys, monkeypatch):
     monkeypatch.setattr(combat_mod, "harmonizationLearn", chatty, raising=False)
     combat(truth).fit(table)
     assert "neuroCombat" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pd.Series([3, 3.0, "3.0", "007", True, 1, None, float("nan"), " a ", [1]], dtype=object),
+        pd.Series([1.5, 3.0, np.nan, -0.0, 3.0]),
+        pd.Series([1, 2, 3, 2]),
+        pd.Series([True, False, True]),
+        pd.Series(["x", "y", "x"], dtype="category"),
+        pd.Series(["a", None, "a"], dtype="string"),
+        pd.Series([], dtype=float),
+    ],
+)
+def test_levels_are_labelled_value_by_value(values: pd.Series):
+    """`labels` labels each distinct value once; the result is the per-cell labelling's (True and 1 stay two
+    levels, 3 and "3.0" one)."""
+    from qckit.harmonize.validate import _label, labels
+
+    out = labels(values)
+    assert list(out) == [_label(v) for v in values] and out.index.equals(values.index)
