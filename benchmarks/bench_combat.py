@@ -92,8 +92,12 @@ def main() -> None:
         mem_direct, mem_qckit = peak_added(direct), peak_added(qckit)
     t_direct, t_qckit = min(times["direct"]), min(times["qckit"])
     diff = float(np.abs(np.asarray(y_direct) - y_qckit.to_numpy()).max())
-    print(f"  neuroHarmonize.harmonizationLearn   {t_direct:8.2f} s   peak +{mem_direct / size:4.2f}x the input")
-    print(f"  qckit ComBat.fit_transform          {t_qckit:8.2f} s   peak +{mem_qckit / size:4.2f}x the input")
+    print(
+        f"  neuroHarmonize.harmonizationLearn   {t_direct:8.2f} s   peak +{mem_direct / size:4.2f}x the input"
+    )
+    print(
+        f"  qckit ComBat.fit_transform          {t_qckit:8.2f} s   peak +{mem_qckit / size:4.2f}x the input"
+    )
     print(f"  ratio qckit / direct = {t_qckit / t_direct:.3f}   (target <= 1.1)")
     print(f"  memory qckit / direct = {mem_qckit / mem_direct:.3f}  (input {size / 2**20:.0f} MiB)")
     print(f"  max |qckit - direct| = {diff:.3g}   (target <= 1e-9)")

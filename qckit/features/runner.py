@@ -48,9 +48,11 @@ def single_threaded() -> None:
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
 
 
-def run_case(case: Case, settings: ExtractionSettings) -> dict[str, Any]:
-    """Never raises: a failure comes back as {'key', 'error'} so one case cannot stop the others."""
-    single_threaded()
+def run_case(case: Case, settings: ExtractionSettings, one_core: bool = True) -> dict[str, Any]:
+    """Never raises: a failure comes back as {'key', 'error'} so one case cannot stop the others. `one_core`:
+    ITK and BLAS on one thread (a worker among others); the serial run leaves them the process's setting."""
+    if one_core:
+        single_threaded()
     try:
         return extract_case(case, settings)
     except CaseError as exc:
@@ -141,9 +143,9 @@ def _local(todo: list[Case], settings: ExtractionSettings, workers: int) -> Iter
         import SimpleITK as sitk
 
         threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-        try:  # in the caller's own process: leave its ITK thread setting as it was
+        try:  # in the caller's own process, the only worker: its ITK thread setting is used and left as it was
             for case in todo:
-                yield run_case(case, settings)
+                yield run_case(case, settings, one_core=False)
         finally:
             sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
         return

@@ -93,9 +93,8 @@ def _limit_source(max_voxels: int | None) -> str:
     return f"{memory_budget().describe()}, {BYTES_PER_VOXEL} bytes per voxel"
 
 
-def check_image_size(path: Path, max_voxels: int | None = None) -> int:
-    """Refuse, before loading, an image whose header declares more voxels than the file can hold or than
-    memory allows, and one with more than one component per voxel (RGB); returns the voxel count."""
+def _header(path: Path) -> Any:
+    """A SimpleITK reader holding `path`'s header (ReadImageInformation: no voxels read)."""
     import SimpleITK as sitk
 
     reader = sitk.ImageFileReader()
@@ -104,6 +103,16 @@ def check_image_size(path: Path, max_voxels: int | None = None) -> int:
         reader.ReadImageInformation()
     except RuntimeError as exc:
         raise QckitInputError(f"{path}: cannot read image ({str(exc).strip().splitlines()[-1]})") from exc
+    return reader
+
+
+def check_image_size(path: Path, max_voxels: int | None = None, header: Any = None) -> int:
+    """Refuse, before loading, an image whose header declares more voxels than the file can hold or than
+    memory allows, and one with more than one component per voxel (RGB); returns the voxel count. `header`:
+    the file's `_header` when the caller has it."""
+    import SimpleITK as sitk
+
+    reader = header if header is not None else _header(path)
     size = reader.GetSize()
     voxels = int(np.prod(size, dtype=np.int64))
     comps = reader.GetNumberOfComponents()
@@ -163,7 +172,11 @@ def read_image(path: str | os.PathLike[str], max_voxels: int | None = None) -> A
         why = not_regular(p)
         if why:
             raise QckitInputError(f"{p}: {why}")
-        check_image_size(p, max_voxels)
+        header = _header(p)
+        check_image_size(p, max_voxels, header)
+        checked = _read_float_nifti(p, header)
+        if checked is not None:
+            return checked
         _check_nifti_finite(p)
         return _three_d(sitk.ReadImage(str(p)), p)
     except RuntimeError as exc:
@@ -184,6 +197,46 @@ def _three_d(image: Any, where: Path) -> Any:
     if image.GetDimension() not in (2, 3):
         raise QckitInputError(f"{where}: a {image.GetDimension()}-D image; a 3-D volume is expected")
     return image
+
+
+_FLOAT_PIXELS = {"32-bit float": np.float32, "64-bit float": np.float64}
+
+
+def _read_float_nifti(path: Path, header: Any = None) -> Any:
+    """A 3-D scalar float NIfTI decoded once: nibabel's voxels, checked finite (ITK's reader would turn NaN into
+    0), in ITK's pixel type, with the geometry and header fields ITK reads from the same file (its own
+    ReadImageInformation), so the image is the one `sitk.ReadImage` gives (tested). None when the file is not
+    such an image (the two-read path checks and reads it)."""
+    import SimpleITK as sitk
+
+    if not path.name.lower().endswith((".nii", ".nii.gz")):
+        return None
+    try:
+        reader = header if header is not None else _header(path)
+    except QckitInputError:
+        return None
+    pixel = sitk.GetPixelIDValueAsString(reader.GetPixelID())
+    if reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1 or pixel not in _FLOAT_PIXELS:
+        return None
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+        if np.dtype(img.get_data_dtype()).kind != "f":
+            return None
+        data = np.asanyarray(img.dataobj)
+    except Exception:  # noqa: BLE001 - SimpleITK reports unreadable files with its own message
+        return None
+    if data.ndim != 3 or data.shape != tuple(reader.GetSize()):
+        return None
+    check_finite(data, str(path))
+    out = sitk.GetImageFromArray(np.ascontiguousarray(data.T, dtype=_FLOAT_PIXELS[pixel]))
+    out.SetSpacing(reader.GetSpacing())
+    out.SetOrigin(reader.GetOrigin())
+    out.SetDirection(reader.GetDirection())
+    for key in reader.GetMetaDataKeys():
+        out.SetMetaData(key, reader.GetMetaData(key))
+    return out
 
 
 def _check_nifti_finite(path: Path) -> None:
