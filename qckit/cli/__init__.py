@@ -12,6 +12,7 @@ from qckit.cli.demo import demo_command
 from qckit.cli.extract import extract_command
 from qckit.cli.harmonize import app as harmonize_app
 from qckit.cli.key import app as key_app
+from qckit.cli.listen import dashboard_command, listen_command
 from qckit.cli.normalize import normalize_command
 from qckit.cli.phantom import app as phantom_app
 from qckit.cli.protocol import app as protocol_app
@@ -50,6 +51,8 @@ app.command("demo")(demo_command)
 app.command("classify")(classify_command)
 app.command("normalize")(normalize_command)
 app.command("extract")(extract_command)
+app.command("listen")(listen_command)
+app.command("dashboard")(dashboard_command)
 app.add_typer(protocol_app, name="protocol")
 app.add_typer(harmonize_app, name="harmonize")
 app.add_typer(phantom_app, name="phantom")

@@ -80,6 +80,8 @@ OUTPUT_KIND: dict[str, str | None] = {
     "qualify verify": None,
     "qualify review": None,  # writes into the certificate folder it is given
     "qualify schema": "file",
+    "listen": None,  # writes into --storage (and --dashboard)
+    "dashboard": "dir",
 }
 
 # Commands that only show information (no result to keep): no --json.

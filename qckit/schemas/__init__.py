@@ -39,6 +39,8 @@ OUTPUTS: dict[str, str] = {
     "qualify-verify": "`qckit qualify verify --json`",
     "qc-annual": "`annual-report.json` of `qckit qc annual` and its --json",
     "qc-export": "`qckit qc export --json`",
+    "listen": "`qckit listen --json` (with --check: the configuration only)",
+    "dashboard": "`qckit dashboard --json` and `dashboard.json` in its output folder",
 }
 
 

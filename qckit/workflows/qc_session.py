@@ -24,7 +24,7 @@ import numpy as np
 from qckit import __version__
 from qckit.analyses.base import SeriesView
 from qckit.analyses.engine import check_phantom, image_roles, requires, roles_of, run_phantom_analyses
-from qckit.core.errors import AcquisitionMismatchError, QckitInputError
+from qckit.core.errors import AcquisitionMismatchError, DuplicateSessionError, QckitInputError
 from qckit.core.identity import ScannerIdentity
 from qckit.core.results import ControlStatus, Finding, Problem, Verdict
 from qckit.core.session import ProtocolSummary, QCSessionResult
@@ -55,6 +55,9 @@ class SessionOptions:
     second: str | Path | None = None
     db_url: str | None = None
     session_date: dt.datetime | None = None
+    received: dt.datetime | None = (
+        None  # when the listener received it: the date when the DICOM has none usable
+    )
     acceptance: bool = False
     n_baseline: int = 20
     rules: tuple[str, ...] = DEFAULT_RULES
@@ -71,6 +74,7 @@ class SessionRun:
     label: str
     result: QCSessionResult | None = None
     error: str | None = None
+    already_recorded: bool = False  # the error is the QC history holding this session's series already
 
 
 def protocol_summary(check: CheckResult) -> ProtocolSummary:
@@ -315,7 +319,16 @@ def measure_session(
                             "no subtraction SNR from it")  # fmt: skip
         return None
 
-    when = opts.session_date or session_date(sess.view(primary, role).volume)
+    try:
+        when = opts.session_date or session_date(sess.view(primary, role).volume)
+    except QckitInputError:
+        if opts.received is None:
+            raise
+        when = opts.received
+    if when.year < 1900 and opts.received is not None:
+        warnings.append(f"the series date {when:%Y-%m-%d} is an anonymisation placeholder: recorded under the day "
+                        f"the listener received it, {opts.received:%Y-%m-%d}")  # fmt: skip
+        when = opts.received
     if when.year < 1900:
         if opts.db_url is not None:  # checked before anything is measured or stored
             raise QckitInputError(f"the series date {when:%Y-%m-%d} is an anonymisation placeholder: pass --date "
@@ -561,6 +574,7 @@ def run_sessions(
             if not opts.every:
                 raise
             run.error = str(exc) if isinstance(exc, QckitInputError) else f"cannot write the outputs: {exc}"
+            run.already_recorded = isinstance(exc, DuplicateSessionError)
         runs.append(run)
         if on_session is not None:
             on_session(run)
