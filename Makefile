@@ -112,6 +112,7 @@ bench: $(BENCH_STAMP) $(HAZEN_STAMP) $(PYLINAC_STAMP)
 	.venv-bench/bin/python benchmarks/bench_combat.py
 	.venv-bench/bin/python benchmarks/bench_extract.py
 	.venv-bench/bin/python benchmarks/bench_diffusion.py
+	.venv-bench/bin/python benchmarks/bench_listen.py
 	PYLINAC_PYTHON=$(CURDIR)/.venv-pylinac/bin/python .venv-bench/bin/python benchmarks/bench_catphan.py
 	.venv-bench/bin/python benchmarks/bench_startup.py
 	HAZEN_BIN=$(CURDIR)/.venv-hazen/bin/hazen .venv-bench/bin/python benchmarks/bench_relaxometry.py

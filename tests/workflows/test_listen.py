@@ -400,3 +400,68 @@ def test_check_validates_the_configuration(tmp_path: Path):
         res = subprocess.run([*QCKIT, "listen", "--storage", str(tmp_path / "s"), "--check", *args],
                              capture_output=True, text=True)  # fmt: skip
         assert res.returncode == 2 and why in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)
+
+
+@pytest.mark.reference
+def test_two_listeners_share_one_postgresql_history(
+    listener, acr: Path, tmp_path: Path, postgres_server: str
+):
+    """Several listeners, one history (PostgreSQL): each session stored once, whichever listener got it."""
+    from sqlalchemy import create_engine, text
+
+    name = f"qc_listen_{os.getpid()}_{int(time.time())}"
+    eng = create_engine(postgres_server + "postgres", isolation_level="AUTOCOMMIT")
+    with eng.connect() as c:
+        c.execute(text(f"CREATE DATABASE {name}"))
+    eng.dispose()
+    url = postgres_server + name
+    one = listener("--db", url, storage=tmp_path / "one")
+    two = listener("--db", url, storage=tmp_path / "two")
+    aera = _datasets(_files(acr, SESSIONS["AERA"]))
+    assert set(send(one.port, aera, "AERA")) == {0}
+    assert set(send(two.port, _datasets(_files(acr, SESSIONS["SKYRA"])), "SKYRA")) == {0}
+    assert one.wait(1)[0]["state"] == two.wait(1)[0]["state"] == "done"
+    assert set(send(two.port, aera, "GATEWAY")) == {0}  # the Aera session again, through the other listener
+    rows = two.wait(2)
+    assert rows[1]["state"] == "done" and rows[1]["outcome"] == "already recorded", rows
+    eng = create_engine(url)
+    with eng.connect() as c:
+        n = c.execute(text("SELECT count(*) FROM sessions WHERE kind = 'qc'")).scalar_one()
+    eng.dispose()
+    assert n == 2
+
+
+@pytest.mark.reference
+def test_files_dropped_into_the_watched_folder_and_dicom_over_tls(listener, acr: Path, tmp_path: Path):
+    import ssl
+
+    from pynetdicom import AE, StoragePresentationContexts
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "2", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)  # fmt: skip
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    lst = listener("--watch", str(drop), "--tls-cert", str(cert), "--tls-key", str(key))
+    files = _files(acr, SESSIONS["SKYRA"])
+    for f in files:
+        shutil.copy(f, drop / f.name)
+    (drop / "notes.txt").write_text("not DICOM")
+    rows = lst.wait(1)
+    assert rows[0]["state"] == "done" and rows[0]["calling_ae"] == "WATCH" and rows[0]["n_instances"] == 22
+    assert sorted(p.name for p in drop.iterdir()) == []  # taken in, the bad one moved aside
+    assert (lst.storage / "rejected" / "notes.txt").exists()
+    # over TLS: a C-STORE of the Aera session
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+    ctx.check_hostname = False
+    ae = AE(ae_title="AERA")
+    ae.requested_contexts = StoragePresentationContexts
+    assoc = ae.associate("127.0.0.1", lst.port, ae_title="QCKIT", tls_args=(ctx, None))
+    assert assoc.is_established
+    statuses = [int(assoc.send_c_store(ds).Status) for ds in _datasets(_files(acr, SESSIONS["AERA"]))]
+    assoc.release()
+    assert set(statuses) == {0}
+    assert lst.wait(2)[1]["state"] == "done"
+    plain = AE(ae_title="AERA")
+    plain.requested_contexts = StoragePresentationContexts
+    assert not plain.associate("127.0.0.1", lst.port, ae_title="QCKIT").is_established  # no TLS: refused
