@@ -33,6 +33,8 @@ def listen_command(
     tls_key: Path | None = typer.Option(None, "--tls-key", help="Its private key (PEM)."),
     tls_ca: Path | None = typer.Option(None, "--tls-ca", help="CA (PEM) whose certificates callers must present."),
     workers: int = typer.Option(1, "--workers", "-j", min=1, help="Worker processes measuring sessions."),
+    scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler address (tcp://host:8786): "
+                                         "sessions are measured on its workers (which see --storage at its path)."),
     retention_days: float | None = typer.Option(None, "--retention-days", help="Delete received instances of "
                                                 "finished sessions after this many days (reports and history stay)."),
     check: bool = typer.Option(False, "--check", help="Validate the configuration, print it and exit."),
@@ -50,7 +52,8 @@ def listen_command(
     cfg = ListenConfig(storage=storage, port=port, ae_title=ae_title, db=db, bind=bind, allow_ae=tuple(allow_ae),
                        routes=routes, dashboard=dashboard_dir, quiet_seconds=quiet_seconds, watch=watch,
                        alerts=alerts, timeout=timeout, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca,
-                       workers=workers, retention_days=retention_days, log_to_stderr=not quiet)  # fmt: skip
+                       workers=workers, retention_days=retention_days, log_to_stderr=not quiet,
+                       scheduler=scheduler)  # fmt: skip
     served = serve(cfg, check_only=check, json_out=json_out)
     if check and not quiet:
         for k, v in served.summary.items():

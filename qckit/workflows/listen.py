@@ -49,6 +49,7 @@ class ListenConfig:
     workers: int = 1
     retention_days: float | None = None
     log_to_stderr: bool = True
+    scheduler: str | None = None  # a Dask scheduler address: sessions are measured on its workers
 
 
 @dataclass
@@ -93,6 +94,8 @@ def check_config(cfg: ListenConfig) -> Checked:
         raise QckitInputError("--quiet-seconds and --timeout are positive numbers of seconds")
     if cfg.workers < 1:
         raise QckitInputError("--workers is at least 1")
+    if cfg.scheduler is not None and cfg.workers != 1:
+        raise QckitInputError("use --workers (local) or --scheduler (Dask), not both")
     if (cfg.tls_cert is None) != (cfg.tls_key is None):
         raise QckitInputError("TLS needs both --tls-cert and --tls-key")
     for name, p in (("--tls-cert", cfg.tls_cert), ("--tls-key", cfg.tls_key), ("--tls-ca", cfg.tls_ca)):
@@ -129,7 +132,7 @@ def check_config(cfg: ListenConfig) -> Checked:
                           getattr(alerts, "smtp" if c == "email" else "webhook") is not None],
                "dashboard": None if cfg.dashboard is None else str(cfg.dashboard),
                "quiet_seconds": cfg.quiet_seconds, "tls": cfg.tls_cert is not None,
-               "watch": None if cfg.watch is None else str(cfg.watch)}  # fmt: skip
+               "watch": None if cfg.watch is None else str(cfg.watch), "scheduler": cfg.scheduler}  # fmt: skip
     return Checked(cfg, routes, routes_path, alerts, db_url, summary)
 
 
@@ -204,6 +207,25 @@ def process_session(folder: str, output: str, db_url: str, route: dict[str, Any]
     }
 
 
+class _DaskRunner:
+    """Sessions measured on a Dask cluster (`--scheduler`), as `qckit extract` runs cases there; the workers must
+    see the storage folder at the same path."""
+
+    def __init__(self, address: str) -> None:
+        from dask.distributed import Client
+
+        try:
+            self.client = Client(address, timeout="10s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise QckitInputError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+
+    def submit(self, fn: Any, *args: Any) -> Any:
+        return self.client.submit(fn, *args, pure=False)
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        self.client.close()
+
+
 class Listener:
     """The running listener: server threads receive; `step` closes quiet sessions, hands closed ones to the
     workers and records what they return; `run` steps until stopped."""
@@ -222,7 +244,7 @@ class Listener:
         self.queue = Queue(self.storage / storage.QUEUE_FILE)
         self.receiver = Receiver(self.queue, self.storage, self.log)
         self.server: Any = None
-        self.pool: ProcessPoolExecutor | None = None
+        self.pool: Any = None  # a ProcessPoolExecutor, or a _DaskRunner with --scheduler
         self.running: dict[int, Future[dict[str, Any]]] = {}
         self.stop_event = threading.Event()
 
@@ -236,7 +258,7 @@ class Listener:
             if cfg.tls_cert is None or cfg.tls_key is None
             else tls_context(cfg.tls_cert, cfg.tls_key, cfg.tls_ca)
         )
-        self.pool = ProcessPoolExecutor(max_workers=cfg.workers, mp_context=get_context("spawn"))
+        self.pool = self._new_pool()
         try:
             self.server = start_server(self.receiver, ae_title=cfg.ae_title.strip(), host=cfg.bind, port=cfg.port,
                                        allow_ae=list(cfg.allow_ae), timeout=cfg.timeout, ssl_context=ctx)  # fmt: skip
@@ -311,15 +333,24 @@ class Listener:
         except BrokenProcessPool:
             self._renew_pool()
             return
+        except (
+            RuntimeError
+        ) as exc:  # a Dask client that lost its scheduler: the session waits for the next turn
+            self.log("worker pool unavailable", level="error", reason=str(exc))
+            return
         self.running[s.id] = fut
         self.log("processing", session=s.id, route=route.name, attempt=s.attempts + 1)
+
+    def _new_pool(self) -> Any:
+        cfg = self.checked.config
+        if cfg.scheduler is not None:
+            return _DaskRunner(cfg.scheduler)
+        return ProcessPoolExecutor(max_workers=cfg.workers, mp_context=get_context("spawn"))
 
     def _renew_pool(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
-        self.pool = ProcessPoolExecutor(
-            max_workers=self.checked.config.workers, mp_context=get_context("spawn")
-        )
+        self.pool = self._new_pool()
 
     def _collect(self) -> None:
         for sid, fut in list(self.running.items()):
@@ -328,9 +359,10 @@ class Listener:
             del self.running[sid]
             try:
                 res = fut.result()
-            except BrokenProcessPool:
-                self.log("worker stopped", level="error", session=sid)
-                self._renew_pool()
+            except Exception as exc:  # noqa: BLE001 - process_session never raises: the worker itself stopped
+                self.log("worker stopped", level="error", session=sid, reason=type(exc).__name__)
+                if isinstance(exc, BrokenProcessPool):
+                    self._renew_pool()
                 continue  # still `processing` in the queue: run again (MAX_ATTEMPTS)
             self.queue.finish(sid, res["state"], outcome=res.get("outcome"), detail=res.get("detail"),
                               report=res.get("report") or None, scanner_key=res.get("scanner_key"),

@@ -465,3 +465,16 @@ def test_files_dropped_into_the_watched_folder_and_dicom_over_tls(listener, acr:
     plain = AE(ae_title="AERA")
     plain.requested_contexts = StoragePresentationContexts
     assert not plain.associate("127.0.0.1", lst.port, ae_title="QCKIT").is_established  # no TLS: refused
+
+
+@pytest.mark.reference
+def test_sessions_measured_on_a_dask_cluster(listener, acr: Path, tmp_path: Path):
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        lst = listener("--scheduler", cluster.scheduler_address)
+        assert set(send(lst.port, _datasets(_files(acr, SESSIONS["AERA"])), "AERA")) == {0}
+        (row,) = lst.wait(1)
+        assert row["state"] == "done" and row["outcome"] in ("pass", "fail", "incomplete"), row
+        assert lst.stop() == 0
+    assert len(_history_sessions(lst.storage)) == 1
