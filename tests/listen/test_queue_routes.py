@@ -1,0 +1,137 @@
+"""The listener's queue (states, quiet period, the close race, resends), routes and the dashboard's schedule."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from qckit.listen.queue import Queue, SessionClosed
+from qckit.listen.routes import Routes, RoutesError, load_routes
+
+
+def _queue(tmp_path: Path) -> Queue:
+    return Queue(tmp_path / "queue.sqlite")
+
+
+def test_a_session_closes_after_the_quiet_period_and_is_processed_once(tmp_path: Path):
+    q = _queue(tmp_path)
+    s = q.session_for("AERA", "AERA", lambda i: tmp_path / f"s{i}", now=100.0)
+    assert q.add_instance("1.2.3", s.id, "k", "p1", now=100.0)
+    assert not q.add_instance("1.2.3", s.id, "k", "p1", now=101.0)  # a resend
+    assert q.session_for("AERA", "AERA", lambda i: tmp_path / f"s{i}", now=105.0).id == s.id  # still open
+    assert q.add_instance("1.2.4", s.id, "k", "p2", now=105.0)
+    assert q.close_quiet(10, now=114.0) == []  # 9 s of quiet: not yet
+    (closed,) = q.close_quiet(10, now=115.0)
+    assert closed.state == "closed" and closed.n_instances == 2
+    with pytest.raises(SessionClosed):  # an instance racing the close goes to the next session
+        q.add_instance("1.2.5", s.id, "k", "p3", now=116.0)
+    nxt = q.session_for("AERA", "AERA", lambda i: tmp_path / f"s{i}", now=116.0)
+    assert nxt.id != s.id and nxt.folder.endswith(f"s{nxt.id}")
+    q.start(s.id, "auto")
+    assert [x.id for x in q.to_process()] == [s.id]  # processing: found again after a restart
+    q.close()
+    q = _queue(tmp_path)  # a restart
+    assert [x.state for x in q.to_process()] == ["processing"]
+    q.finish(s.id, "done", outcome="pass", scanner_key="S", history_session=7)
+    assert q.to_process() == [] and q.get(s.id).history_session == 7
+    with pytest.raises(ValueError):
+        q.finish(s.id, "open")
+
+
+def test_alerts_are_remembered_per_scanner_and_measurement(tmp_path: Path):
+    q = _queue(tmp_path)
+    assert not q.alerted("S", "piu")
+    q.record_alert("S", "piu", 1, "email,webhook")
+    assert q.alerted("S", "piu") and not q.alerted("S", "psg") and not q.alerted("T", "piu")
+    q.clear_alert("S", "piu")
+    assert not q.alerted("S", "piu")
+
+
+ROUTES = {
+    "schema_version": 1,
+    "routes": [
+        {"name": "acr", "match": {"calling_ae": "MR_*", "series_description": ["*ACR*", "*phantom*"]},
+         "phantom": "acr-mri-large", "protocol": "acr-mri-large", "subset": "weekly"},
+        {"name": "ct", "match": {"modality": "CT"}, "phantom": "catphan504", "protocol": "ct-catphan"},
+    ],
+    "schedules": [{"scanner": "Siemens-Aera-*", "every_days": 7}],
+}  # fmt: skip
+
+
+def test_the_first_matching_route_decides_and_unmatched_sessions_have_none():
+    r = Routes.model_validate(ROUTES)
+    acr = {"calling_ae": "MR_AERA", "modality": "MR", "series_description": ["T1 localizer", "acr t1 axial"]}
+    assert r.choose(acr).name == "acr"  # case-insensitive, any series
+    assert r.choose({**acr, "series_description": ["brain"]}) is None  # nothing matches: unrouted
+    assert r.choose({"calling_ae": "MR_AERA", "modality": "CT"}).name == "ct"
+    assert r.choose({"calling_ae": "X", "modality": None}) is None
+    assert r.schedule_of("Siemens-Aera-1234").every_days == 7 and r.schedule_of("GE-Artist-1") is None
+
+
+def test_a_bad_routes_file_names_the_key(tmp_path: Path):
+    default, path = load_routes(None)
+    assert default.choose({}).name == "auto" and path.name == "default-routes.yaml"
+    for text, why in (
+        ("schema_version: 1\nroutes: []\n", "routes"),
+        ("schema_version: 1\nroutes:\n  - {name: a}\n  - {name: a}\n", "unique"),
+        ("schema_version: 1\nroutes:\n  - {name: a, match: {calling_ae: []}}\n", "match.calling_ae"),
+        ("schema_version: 1\nroutes:\n  - {name: a, workflow: delete-everything}\n", "workflow"),
+        (
+            "schema_version: 1\nroutes:\n  - {name: a}\nschedules:\n  - {scanner: x, every_days: -1}\n",
+            "every_days",
+        ),
+        ("- just a list\n", "mapping"),
+    ):
+        p = tmp_path / "r.yaml"
+        p.write_text(text)
+        with pytest.raises(RoutesError, match=why):
+            load_routes(p)
+
+
+def test_the_dashboard_marks_overdue_qc_by_the_schedule(tmp_path: Path):
+    from qckit.core.identity import ScannerIdentity
+    from qckit.history.store import SessionRecord, open_store
+    from qckit.workflows.dashboard import build_dashboard
+
+    url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    ident = ScannerIdentity("Siemens", "Aera", "1234", 1.5)
+    with open_store(url) as st:
+        st.record_session(SessionRecord(ident, dt.datetime(2026, 1, 5), "acr-mri-large", "test", ["1.2.3"],
+                                        [{"name": "piu", "value": 80.0, "unit": "%", "method": "m", "limit": ">= 87.5%",
+                                          "limit_low": 87.5, "passed": False}], "pass"))  # fmt: skip
+    routes = Routes.model_validate(ROUTES)
+    for now, overdue in ((dt.datetime(2026, 1, 10), False), (dt.datetime(2026, 1, 20), True)):
+        build_dashboard(url, tmp_path / "d", routes=routes, now=now)
+        from qckit.core.jsonio import strict_loads
+
+        (row,) = strict_loads((tmp_path / "d" / "dashboard.json").read_text())["scanners"]
+        assert row["overdue"] is overdue and row["verdict"] == "fail" and row["failed"] == ["piu"]
+    assert "OVERDUE" in (tmp_path / "d" / "index.html").read_text()
+
+
+def test_retention_removes_old_instances_of_finished_sessions_only(tmp_path: Path):
+    import time
+
+    from qckit.workflows.listen import ListenConfig, Listener, check_config
+
+    lst = Listener(check_config(ListenConfig(storage=tmp_path / "store", log_to_stderr=False)))
+    q = lst.queue
+    old = time.time() - 40 * 86400
+    folders = []
+    for state in ("done", "failed", "open"):
+        s = q.session_for(state, state, lambda i: tmp_path / "store" / "sessions" / f"{i:06d}", now=old)
+        Path(s.folder).mkdir(parents=True)
+        (Path(s.folder) / "x.dcm").write_bytes(b"x")
+        q.add_instance(f"1.{s.id}", s.id, "k", str(Path(s.folder) / "x.dcm"), now=old)
+        if state != "open":
+            q.close_quiet(1, now=old + 10)
+            q.start(s.id, "auto")
+            q.finish(s.id, state)
+        folders.append(Path(s.folder))
+    lst._retain(30)
+    assert [f.exists() for f in folders] == [False, False, True]  # an open session's instances are kept
+    assert q.get(1).state == "done"  # the record stays
+    lst.queue.close()
+    lst.log.close()
