@@ -54,9 +54,14 @@ def _nesting(text: str) -> int:
                     return deepest
             elif isinstance(tok, (yaml.FlowSequenceEndToken, yaml.FlowMappingEndToken, yaml.BlockEndToken)):
                 depth -= 1
-    except yaml.YAMLError:
+    except yaml.YAMLError as exc:
+        if "nesting depth" in str(exc):  # libyaml scans ahead and stops at its own limit (1000 levels) first
+            return max(deepest, _LIBYAML_DEPTH)
         return deepest  # the loader reports the syntax error with its position
     return deepest
+
+
+_LIBYAML_DEPTH = 1000
 
 
 def _bounded_number(kind: str):  # noqa: ANN202 - a PyYAML constructor
@@ -132,7 +137,8 @@ def load_yaml(path: Path, error: type[QckitInputError] = DefinitionError, data: 
         raise error(f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from exc
     depth = _nesting(text)
     if depth > MAX_DEPTH:
-        raise error(f"{path}: YAML nested {depth} levels deep (at most {MAX_DEPTH}); refused")
+        levels = f"more than {depth}" if depth >= _LIBYAML_DEPTH else str(depth)
+        raise error(f"{path}: YAML nested {levels} levels deep (at most {MAX_DEPTH}); refused")
     loader = _StrictLoader(text)
     try:
         node = loader.get_single_node()
