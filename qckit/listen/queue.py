@@ -180,6 +180,16 @@ class Queue:
                 c.execute("UPDATE sessions SET state = 'closed', closed_at = ? WHERE id = ?", (now, r["id"]))
         return [self.get(int(r["id"])) for r in rows]
 
+    def close_now(self, session_id: int, now: float | None = None) -> bool:
+        """Close one open session now (its protocol's series are complete); False when it was not open."""
+        now = time.time() if now is None else now
+        with self._tx() as c:
+            cur = c.execute(
+                "UPDATE sessions SET state = 'closed', closed_at = ? WHERE id = ? AND state = 'open'",
+                (now, session_id),
+            )
+        return cur.rowcount == 1
+
     def to_process(self) -> list[Session]:
         """Sessions to run: closed ones, and ones a stopped listener left in `processing` (run again, once)."""
         with self._lock:

@@ -2,8 +2,9 @@
 WAD-QC's selectors, and each scanner's QC schedule (for overdue QC on the dashboard).
 
 A route matches a session when every attribute it names matches (shell patterns, case-insensitive; a list is any
-of its patterns): `calling_ae`, `modality`, `station`, `manufacturer`, `model`, and `series_description` (any series
-of the session). Routes are tried in order; the first match decides. A session no route matches is kept and
+of its patterns): `calling_ae`, `modality`, `station`, `manufacturer`, `model`, `series_description` (any series
+of the session), `protocol` (the bundled QC protocol the session's series match best, as `qc run --protocol auto`
+chooses it) and `roles` (any series role of that protocol present, e.g. t1, t2, localizer). Routes are tried in order; the first match decides. A session no route matches is kept and
 listed as `unrouted`, never processed. The bundled default (`default-routes.yaml`) sends every session to `qc run`
 with the phantom and protocol chosen from the series (auto).
 """
@@ -20,7 +21,16 @@ from qckit.core.definitions import load_yaml, validate_definition
 from qckit.core.errors import QckitInputError
 
 DEFAULT_ROUTES = Path(__file__).with_name("default-routes.yaml")
-ATTRIBUTES = ("calling_ae", "modality", "station", "manufacturer", "model", "series_description")
+ATTRIBUTES = (
+    "calling_ae",
+    "modality",
+    "station",
+    "manufacturer",
+    "model",
+    "series_description",
+    "protocol",
+    "roles",
+)
 
 
 class RoutesError(QckitInputError):
@@ -45,6 +55,8 @@ class Match(_Strict):
     manufacturer: tuple[str, ...] | None = None
     model: tuple[str, ...] | None = None
     series_description: tuple[str, ...] | None = None
+    protocol: tuple[str, ...] | None = None
+    roles: tuple[str, ...] | None = None
 
     @field_validator(*ATTRIBUTES, mode="before")
     @classmethod

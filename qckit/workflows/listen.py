@@ -137,18 +137,60 @@ def check_config(cfg: ListenConfig) -> Checked:
 
 
 def session_attributes(folder: str) -> dict[str, Any]:
-    """What routes match on, from the session's headers (first series for the scanner, every series for the
-    descriptions)."""
+    """What routes match on, from the session's headers: the first series' scanner, every series' description,
+    and the bundled QC protocol the series match best with the roles of its entries that are present."""
     from qckit.dicom import scan
+    from qckit.protocols import check_series
+    from qckit.workflows.qc_session import choose_definitions
 
     try:
         rows = scan(folder, workers=1).series
     except QckitInputError:
         return {}
     first = rows[0] if rows else {}
-    return {"modality": first.get("Modality"), "station": first.get("StationName"),
-            "manufacturer": first.get("Manufacturer"), "model": first.get("ManufacturerModelName"),
-            "series_description": [r.get("SeriesDescription") for r in rows if r.get("SeriesDescription")]}  # fmt: skip
+    attrs: dict[str, Any] = {
+        "modality": first.get("Modality"), "station": first.get("StationName"),
+        "manufacturer": first.get("Manufacturer"), "model": first.get("ManufacturerModelName"),
+        "series_description": [r.get("SeriesDescription") for r in rows if r.get("SeriesDescription")],
+        "protocol": None, "roles": [],
+    }  # fmt: skip
+    try:
+        _, loaded = choose_definitions(rows, "auto", "auto")
+    except (QckitInputError, ValueError):
+        return attrs
+    proto = loaded.protocol
+    entries = {e.name: e for e in proto.series}
+    present = {s.protocol_entry for s in check_series(proto, rows).series if s.protocol_entry is not None}
+    attrs["protocol"] = proto.name
+    attrs["roles"] = sorted({entries[n].role or n for n in present if n in entries})
+    return attrs
+
+
+def protocol_complete(folder: str, route: Any) -> bool:
+    """Whether a session's series already make its route's protocol complete: no required entry missing, every
+    matched series at the slice count its entry's `n_slices` rule asks for (an entry without one, such as a
+    localizer of one to three slices, counts once present: the check runs only after the sender has paused), and
+    at least one entry with a slice count (so that a protocol without any waits for the quiet period)."""
+    from qckit.dicom import scan
+    from qckit.protocols import check_series
+    from qckit.workflows.qc_session import choose_definitions
+
+    try:
+        rows = scan(folder, workers=1).series
+        _, loaded = choose_definitions(rows, route.phantom, route.protocol)
+        result = check_series(loaded.protocol.subset(route.subset), rows)
+    except (QckitInputError, ValueError, OSError):
+        return False
+    matched = [s for s in result.series if s.protocol_entry is not None]
+    if result.missing or not matched:
+        return False
+    counted = False
+    for s in matched:
+        counts = [r for r in s.rules if r.keyword == "n_slices"]
+        if not all(r.passed for r in counts):
+            return False
+        counted = counted or bool(counts)
+    return counted
 
 
 def process_session(folder: str, output: str, db_url: str, route: dict[str, Any],
@@ -246,6 +288,7 @@ class Listener:
         self.server: Any = None
         self.pool: Any = None  # a ProcessPoolExecutor, or a _DaskRunner with --scheduler
         self.running: dict[int, Future[dict[str, Any]]] = {}
+        self._checked_at: dict[int, int] = {}  # open session -> instance count at its last completeness check
         self.stop_event = threading.Event()
 
     # life cycle
@@ -296,11 +339,31 @@ class Listener:
             self._ingest_watched(cfg.watch)
         for s in self.queue.close_quiet(cfg.quiet_seconds):
             self.log("session closed", session=s.id, calling_ae=s.calling_ae, instances=s.n_instances)
+        self._close_complete()
         for s in self.queue.to_process():
             if s.id not in self.running:
                 self._submit(s)
         if cfg.retention_days is not None:
             self._retain(cfg.retention_days)
+
+    def _close_complete(self, settle: float = 1.0) -> None:
+        """Close an open session early once its protocol's series are complete (checked when new instances have
+        arrived and none for `settle` seconds)."""
+        now = time.time()
+        for s in self.queue.sessions("open"):
+            if self._checked_at.get(s.id) == s.n_instances or now - s.last_arrival < settle:
+                continue
+            self._checked_at[s.id] = s.n_instances
+            try:
+                route = self.checked.routes.choose(
+                    {"calling_ae": s.calling_ae, **session_attributes(s.folder)}
+                )
+                complete = route is not None and protocol_complete(s.folder, route)
+            except Exception:  # noqa: BLE001 - the quiet period closes it anyway
+                complete = False
+            if complete and self.queue.close_now(s.id):
+                self.log("session closed", session=s.id, calling_ae=s.calling_ae, instances=s.n_instances,
+                         reason="protocol complete")  # fmt: skip
 
     def _submit(self, s: Any) -> None:
         try:

@@ -135,3 +135,46 @@ def test_retention_removes_old_instances_of_finished_sessions_only(tmp_path: Pat
     assert q.get(1).state == "done"  # the record stays
     lst.queue.close()
     lst.log.close()
+
+
+@pytest.fixture(scope="module")
+def synthetic_acr(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from qckit.phantoms.load import load_phantom
+    from qckit.synth.acr import AcrScanner, write_session
+
+    root = tmp_path_factory.mktemp("acr")
+    write_session(load_phantom("acr-mri-large").phantom, AcrScanner(), root)
+    return root
+
+
+def test_a_session_is_complete_when_its_protocol_series_are(synthetic_acr: Path, tmp_path: Path):
+    import shutil
+
+    from qckit.workflows.listen import protocol_complete
+
+    route = load_routes(None)[0].choose({})
+    assert protocol_complete(
+        str(synthetic_acr), route
+    )  # localizer, T1 (11 slices), T2 (11 slices x 2 echoes)
+    part = tmp_path / "part"
+    shutil.copytree(synthetic_acr, part)
+    sorted((part / "series02").iterdir())[3].unlink()
+    assert not protocol_complete(str(part), route)  # a T1 slice still to come
+    shutil.rmtree(part / "series02")
+    assert not protocol_complete(str(part), route)  # the T1 missing
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert not protocol_complete(str(empty), route)
+
+
+def test_routes_match_the_protocol_and_roles_of_the_series(synthetic_acr: Path):
+    from qckit.workflows.listen import session_attributes
+
+    attrs = session_attributes(str(synthetic_acr))
+    assert attrs["protocol"] == "acr-mri-large" and attrs["roles"] == ["localizer", "t1", "t2"]
+    r = Routes.model_validate({"schema_version": 1, "routes": [
+        {"name": "t2-tests", "match": {"protocol": "acr-*", "roles": "t2"}, "phantom": "acr-mri-large",
+         "protocol": "acr-mri-large"},
+        {"name": "ct", "match": {"protocol": "ct-*"}, "phantom": "catphan504", "protocol": "ct-catphan"}]})  # fmt: skip
+    assert r.choose({"calling_ae": "X", **attrs}).name == "t2-tests"
+    assert r.choose({**attrs, "roles": ["t1"]}) is None

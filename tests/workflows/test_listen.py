@@ -478,3 +478,20 @@ def test_sessions_measured_on_a_dask_cluster(listener, acr: Path, tmp_path: Path
         assert row["state"] == "done" and row["outcome"] in ("pass", "fail", "incomplete"), row
         assert lst.stop() == 0
     assert len(_history_sessions(lst.storage)) == 1
+
+
+def test_a_session_closes_as_soon_as_its_protocol_is_complete(listener, tmp_path: Path):
+    """With a quiet period of 10 minutes, a complete ACR session (localizer, T1, T2) is closed and measured at
+    once; the log says why."""
+    from qckit.phantoms.load import load_phantom
+    from qckit.synth.acr import AcrScanner, write_session
+
+    root = tmp_path / "acr"
+    write_session(load_phantom("acr-mri-large").phantom, AcrScanner(), root)
+    lst = listener("--quiet-seconds", "600")
+    t = time.time()
+    assert set(send(lst.port, [pydicom.dcmread(f) for f in sorted(root.rglob("*.dcm"))], "MR_A")) == {0}
+    (row,) = lst.wait(1, timeout=60)
+    assert row["state"] == "done" and time.time() - t < 60, row
+    (closed,) = lst.events("session closed")
+    assert closed["reason"] == "protocol complete"
