@@ -94,19 +94,33 @@ def _handlers(rx: Receiver) -> list[tuple[Any, Any]]:
         rx.log("echo", calling_ae=_ae(event.assoc.requestor.ae_title))
         return SUCCESS
 
+    connections: dict[int, tuple[float, bool]] = {}  # association id -> (opened at, negotiated)
+
+    def on_open(event: Any) -> None:
+        connections[id(event.assoc)] = (time.monotonic(), False)
+
     def on_accepted(event: Any) -> None:
+        connections[id(event.assoc)] = (connections.get(id(event.assoc), (time.monotonic(), True))[0], True)
         rx.log("association accepted", calling_ae=_ae(event.assoc.requestor.ae_title),
                address=event.assoc.requestor.address)  # fmt: skip
 
     def on_rejected(event: Any) -> None:
+        connections[id(event.assoc)] = (connections.get(id(event.assoc), (time.monotonic(), True))[0], True)
         rx.log("association rejected", level="warning", calling_ae=_ae(event.assoc.requestor.ae_title),
                address=event.assoc.requestor.address)  # fmt: skip
 
     def on_aborted(event: Any) -> None:
         rx.log("association aborted", level="warning", address=event.assoc.requestor.address)
 
+    def on_close(event: Any) -> None:
+        opened, negotiated = connections.pop(id(event.assoc), (time.monotonic(), False))
+        if not negotiated:  # garbage bytes, a port scan, or a caller that said nothing until the timeout
+            rx.log("connection closed without an association", level="warning",
+                   address=event.assoc.requestor.address, seconds=round(time.monotonic() - opened, 2))  # fmt: skip
+
     return [(evt.EVT_C_STORE, on_store), (evt.EVT_C_ECHO, on_echo), (evt.EVT_ACCEPTED, on_accepted),
-            (evt.EVT_REJECTED, on_rejected), (evt.EVT_ABORTED, on_aborted)]  # fmt: skip
+            (evt.EVT_REJECTED, on_rejected), (evt.EVT_ABORTED, on_aborted), (evt.EVT_CONN_OPEN, on_open),
+            (evt.EVT_CONN_CLOSE, on_close)]  # fmt: skip
 
 
 def _ae(title: Any) -> str:

@@ -178,3 +178,45 @@ def test_routes_match_the_protocol_and_roles_of_the_series(synthetic_acr: Path):
         {"name": "ct", "match": {"protocol": "ct-*"}, "phantom": "catphan504", "protocol": "ct-catphan"}]})  # fmt: skip
     assert r.choose({"calling_ae": "X", **attrs}).name == "t2-tests"
     assert r.choose({**attrs, "roles": ["t1"]}) is None
+
+
+def test_control_alarms_alert_once_until_the_measurement_passes_again(tmp_path: Path):
+    import http.server
+    import json
+    import threading
+
+    from qckit.workflows.listen import ListenConfig, Listener, check_config
+
+    posts: list[dict] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        (tmp_path / "alerts.yaml").write_text(
+            f"webhook: {{url: 'http://127.0.0.1:{server.server_address[1]}/'}}\n"
+        )
+        lst = Listener(check_config(ListenConfig(storage=tmp_path / "s", alerts=tmp_path / "alerts.yaml",
+                                                 log_to_stderr=False)))  # fmt: skip
+        alarm = {"outcome": "pass", "report": "r.html", "history_session": 3, "breaches": [], "passed": [],
+                 "alarms": [{"measurement": "snr", "rules": ["we1"], "scanner": "S", "value": 80.0}]}  # fmt: skip
+        lst._alert(1, alarm)
+        lst._alert(2, alarm)  # still alarming: not again
+        assert [(p["kind"], p["measurement"], p["rules"], p["scanner"]) for p in posts] == [
+            ("control alarm", "snr", ["we1"], "S")]  # fmt: skip
+        assert "control rule(s) we1 fired" in posts[0]["text"] and posts[0]["listener_session"] == 1
+        lst._alert(3, {**alarm, "alarms": [], "passed": [("S", "snr")]})  # back within its limits
+        lst._alert(4, alarm)
+        assert len(posts) == 2 and posts[1]["listener_session"] == 4
+        lst.queue.close()
+        lst.log.close()
+    finally:
+        server.shutdown()

@@ -268,6 +268,8 @@ def test_refused_callers_garbage_and_stalls_leave_the_listener_serving(listener,
     assert closed
     assert echo(lst.port, calling="AERA")  # still serving
     assert lst.events("association rejected")
+    unassociated = lst.events("connection closed without an association")
+    assert len(unassociated) >= 2 and max(e["seconds"] for e in unassociated) >= 0.9  # garbage, and the stall
     assert lst.proc is not None and lst.proc.poll() is None
 
 
@@ -495,3 +497,22 @@ def test_a_session_closes_as_soon_as_its_protocol_is_complete(listener, tmp_path
     assert row["state"] == "done" and time.time() - t < 60, row
     (closed,) = lst.events("session closed")
     assert closed["reason"] == "protocol complete"
+
+
+def test_a_session_no_route_matches_is_kept_and_listed_not_measured(listener, tmp_path: Path):
+    from qckit.phantoms.load import load_phantom
+    from qckit.synth.acr import AcrScanner, write_session
+
+    root = tmp_path / "acr"
+    write_session(load_phantom("acr-mri-large").phantom, AcrScanner(), root, series=("t1",))
+    (tmp_path / "routes.yaml").write_text(
+        "schema_version: 1\nroutes:\n  - {name: ct-only, match: {modality: CT}}\n"
+    )
+    lst = listener("--routes", str(tmp_path / "routes.yaml"), "--dashboard", str(tmp_path / "dash"))
+    assert set(send(lst.port, [pydicom.dcmread(f) for f in sorted(root.rglob("*.dcm"))], "MR_A")) == {0}
+    (row,) = lst.wait(1)
+    assert row["state"] == "unrouted" and row["n_instances"] == 11 and row["history_session"] is None
+    assert list((lst.storage / "sessions").rglob("*.dcm"))  # kept
+    assert not (lst.storage / "qc-history.sqlite").exists() or not _history_sessions(lst.storage)
+    board = strict_loads((tmp_path / "dash" / "dashboard.json").read_text())
+    assert board["listener"][0]["state"] == "unrouted" and "no route" in board["listener"][0]["detail"]
