@@ -49,6 +49,7 @@ OUTPUT_KIND: dict[str, str | None] = {
     "harmonize apply": "file",
     "harmonize evaluate": None,  # --json and --html
     "harmonize upgrade": None,  # rewrites the model folder it is given
+    "harmonize scorecard": "dir",
     "phantom list": None,
     "phantom schema": "file",
     "phantom synth": "dir",

@@ -8,6 +8,8 @@
 - PCA (first two components of standardized features) for a scatter coloured by batch.
 - Covariate effects: OLS coefficient of each covariate in  feature ~ covariates + batch indicators, before and
   after; preservation = after / before (1 = unchanged).
+- Multivariate diagnostics (`qckit.harmonize.diagnostics`): variance explained by batch (eta^2), the Mahalanobis
+  distance between batch centroids, kBET's rejection rate and iLISI, before and after.
 """
 
 from __future__ import annotations
@@ -121,6 +123,8 @@ class Evaluation:
     covariates_after: pd.DataFrame | None = None
     fdr: float = 0.05
     extra: dict[str, Any] = field(default_factory=dict)
+    diagnostics_before: dict[str, Any] | None = None
+    diagnostics_after: dict[str, Any] | None = None
 
     @staticmethod
     def _pct(table: pd.DataFrame, col: str, fdr: float) -> float:
@@ -149,6 +153,10 @@ class Evaluation:
         if self.covariates_before is not None and self.covariates_after is not None:
             ratio = self.covariates_after / self.covariates_before
             out["covariate_effect_ratio_median"] = {c: float(np.median(ratio[c])) for c in ratio.columns}
+        if self.diagnostics_before is not None:
+            out["diagnostics_before"] = self.diagnostics_before
+        if self.diagnostics_after is not None:
+            out["diagnostics_after"] = self.diagnostics_after
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -199,4 +207,10 @@ def evaluate(
         ev.covariates_before = covariate_effects(before, features, batch, covariates)
         if merged_after is not None:
             ev.covariates_after = covariate_effects(merged_after, features, batch, covariates)
+    if before[batch].astype(str).nunique() > 1 and len(before) > 3:
+        from qckit.harmonize.diagnostics import diagnostics
+
+        ev.diagnostics_before = diagnostics(before, features, batch, seed=seed)
+        if merged_after is not None:
+            ev.diagnostics_after = diagnostics(merged_after, features, batch, seed=seed)
     return ev

@@ -32,6 +32,7 @@ OUTPUTS: dict[str, str] = {
     "normalize": "`qckit normalize --json`",
     "harmonize-evaluation": "`qckit harmonize fit --json` and `qckit harmonize evaluate --json`",
     "harmonize-apply": "`qckit harmonize apply --json`",
+    "harmonize-scorecard": "`qckit harmonize scorecard --json` and `scorecard.json` in its output folder",
     "classify": "`qckit classify --json`",
     "demo": "`qckit demo --json`",
     "qualify-certificate": "`certificate.json` of each scanner in `qckit qualify`'s output, and each item of `qckit qualify --json`",

@@ -279,3 +279,31 @@ __all__ = [
     "fit",
     "method_names",
 ]
+
+
+def scorecard(output: Path, json_out: Path | None = None, *, sites: int = 4, rows_per_site: int = 60,
+              features: int = 30, seed: int = 0) -> Any:  # fmt: skip
+    """`qckit harmonize scorecard`: every ComBat variant on a seeded synthetic cohort with known site and
+    biological effects (`qckit.harmonize.scorecard`); `scorecard.html`, `scorecard.csv` and `scorecard.json` in
+    `output`. Returns the table."""
+    from qckit.core import tables
+    from qckit.harmonize.scorecard import scorecard as run
+    from qckit.harmonize.scorecard import synthetic_cohort
+    from qckit.report.harmonize_report import write_scorecard
+
+    if sites < 2 or rows_per_site < 4 or features < 12:
+        raise QckitInputError("the scorecard needs at least 2 sites, 4 rows per site and 12 features")
+    cohort = synthetic_cohort(n_sites=sites, n_per_site=rows_per_site, n_features=features, seed=seed)
+    table = run(cohort, seed=seed)
+    prov = Provenance(command_line(), {"sites": sites, "rows_per_site": rows_per_site, "features": features,
+                                       "seed": seed})  # fmt: skip
+    output.mkdir(parents=True, exist_ok=True)
+    doc = {"cohort": {"sites": sites, "rows_per_site": rows_per_site, "features": features,
+                      "biological_features": len(cohort.bio_features), "beta_bio": cohort.beta_bio, "seed": seed},
+           "variants": table.to_dict(orient="records")}  # fmt: skip
+    tables.write_table(table, output / "scorecard.csv")
+    write_result(output / "scorecard.json", doc, prov, kind="harmonize-scorecard")
+    write_scorecard(table, doc["cohort"], prov, output / "scorecard.html")
+    if json_out is not None:
+        write_result(json_out, doc, prov, kind="harmonize-scorecard")
+    return table
