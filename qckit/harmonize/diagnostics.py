@@ -14,8 +14,9 @@
   set so that the neighbourhood's perplexity is 30 (as in t-SNE; 90 nearest neighbours); ranges from 1 (one batch
   around every row) to B (all batches equally). The median over rows is reported.
 
-kBET and iLISI are computed in the space of the first (up to 20) principal components of the standardized
-features, as their authors compute them on an embedding.
+kBET, iLISI and the site distance are computed in the space of the first (up to 20) principal components of the
+standardized features, as kBET's and LISI's authors compute them on an embedding (with 20 features or fewer that
+space is the standardized features themselves, up to a rotation, so the Mahalanobis distance is unchanged).
 """
 
 from __future__ import annotations
@@ -65,6 +66,15 @@ def site_distance(x: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 def embedding(x: np.ndarray, n_components: int = 20) -> np.ndarray:
     """Scores on the first principal components of the standardized features (at most `n_components`)."""
     z = _standardized(x)
+    if z.shape[0] > z.shape[1]:  # more rows than features: the top eigenvectors of the p x p scatter matrix
+        from scipy.linalg import eigh
+
+        p = z.shape[1]
+        vals, vecs = eigh(z.T @ z, subset_by_index=[max(0, p - n_components), p - 1])
+        order = np.argsort(vals)[::-1]
+        vals, vecs = vals[order], vecs[:, order]
+        k = max(1, min(n_components, int((vals > 1e-20 * max(vals[0], 1e-300)).sum())))
+        return z @ vecs[:, :k]
     u, s, _ = np.linalg.svd(z, full_matrices=False)
     k = max(1, min(n_components, int((s > 1e-10 * s[0]).sum()) if s.size else 1))
     return u[:, :k] * s[:k]
@@ -96,15 +106,19 @@ def kbet_rejection(emb: np.ndarray, labels: np.ndarray, *, k: int | None = None,
     return float((p < alpha).mean())
 
 
-def ilisi(emb: np.ndarray, labels: np.ndarray, *, perplexity: float = 30.0) -> np.ndarray:
-    """iLISI of every row (module docstring): Gaussian weights over the 3 x perplexity nearest neighbours (the row
-    itself excluded), their precision found by bisection so that the weights' entropy is log(perplexity)."""
+def ilisi(emb: np.ndarray, labels: np.ndarray, *, perplexity: float = 30.0,
+          rows: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """iLISI of every row, or of `rows` (module docstring): Gaussian weights over the 3 x perplexity nearest
+    neighbours among all rows (the row itself excluded), their precision found by bisection so that the weights'
+    entropy is log(perplexity)."""
     from sklearn.neighbors import NearestNeighbors
 
     codes, _ = pd.factorize(np.asarray(labels, dtype=object))
-    n, nb = len(codes), int(codes.max()) + 1
-    m = int(min(n - 1, 3 * perplexity))
-    dist, idx = NearestNeighbors(n_neighbors=m + 1).fit(emb).kneighbors(emb)
+    nb = int(codes.max()) + 1
+    m = int(min(len(codes) - 1, 3 * perplexity))
+    query = emb if rows is None else emb[rows]
+    dist, idx = NearestNeighbors(n_neighbors=m + 1).fit(emb).kneighbors(query)
+    n = len(query)
     d2, idx = dist[:, 1:] ** 2, idx[:, 1:]
     target = np.log(min(perplexity, m))
     beta = np.ones(n)
@@ -124,20 +138,26 @@ def ilisi(emb: np.ndarray, labels: np.ndarray, *, perplexity: float = 30.0) -> n
     return 1.0 / (share**2).sum(axis=1)
 
 
-def diagnostics(frame: pd.DataFrame, features: list[str], batch: str, *, seed: int = 0) -> dict[str, Any]:
-    """The four diagnostics of one table (module docstring)."""
+def _sample(n: int, k: int, seed: int) -> np.ndarray | None:
+    return None if n <= k else np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+
+
+def diagnostics(frame: pd.DataFrame, features: list[str], batch: str, *, seed: int = 0,
+                max_rows: int = 2000) -> dict[str, Any]:  # fmt: skip
+    """The four diagnostics of one table (module docstring); kBET and iLISI on at most `max_rows` rows (a seeded
+    sample), whose neighbours are found among all rows."""
     x = frame[features].to_numpy(dtype=float)
     labels = frame[batch].astype(str).to_numpy()
     eta2 = variance_explained(x, labels)
     emb = embedding(x)
-    dist = site_distance(x, labels)
+    dist = site_distance(emb, labels)
     return {
         "variance_explained_by_batch_median": float(np.nanmedian(eta2)) if np.isfinite(eta2).any() else None,
         "variance_explained_by_batch_max": float(np.nanmax(eta2)) if np.isfinite(eta2).any() else None,
         "site_distance_mean": dist["mean"],
         "site_distance_max": dist["max"],
         "kbet_rejection_rate": kbet_rejection(emb, labels, seed=seed),
-        "ilisi_median": float(np.median(ilisi(emb, labels))),
+        "ilisi_median": float(np.median(ilisi(emb, labels, rows=_sample(len(labels), max_rows, seed)))),
         "n_batches": int(len(set(labels))),
     }
 

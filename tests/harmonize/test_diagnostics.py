@@ -126,3 +126,12 @@ def test_the_scorecard_scores_each_variant_against_the_planted_truth(tmp_path): 
     assert (tmp_path / "sc" / "scorecard.html").read_text().count("<tr>") >= len(doc["variants"])
     bad = CliRunner().invoke(app, ["harmonize", "scorecard", "-o", str(tmp_path / "x"), "--sites", "1"])
     assert bad.exit_code == 2 and "at least 2 sites" in bad.output
+
+
+@pytest.mark.parametrize("shape", [(300, 8), (40, 60)], ids=["rows > features", "features > rows"])
+def test_the_embedding_is_the_principal_component_scores(shape: tuple[int, int]):
+    x = np.random.default_rng(3).normal(size=shape) * np.linspace(1, 4, shape[1])
+    z = (x - x.mean(axis=0)) / x.std(axis=0)
+    u, s, _ = np.linalg.svd(z, full_matrices=False)
+    k = min(20, *shape)
+    assert np.allclose(np.abs(embedding(x)), np.abs(u[:, :k] * s[:k]), atol=1e-8)  # the same up to sign
