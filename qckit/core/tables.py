@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 from qckit.core.errors import QckitInputError
 from qckit.core.files import open_regular, read_regular_text, utf8_text
-from qckit.core.jsonio import atomic_write_bytes
+from qckit.core.jsonio import atomic_write_bytes, default_mode
 
 CONTRACT_KEY = b"qckit.contract"  # Parquet schema metadata: which columns are features and which metadata
 
@@ -158,20 +158,44 @@ def write_table(
         text = csv_safe(frame).to_csv(index=False)
         return atomic_write_bytes(p, text.encode("utf-8", "surrogateescape"), durable=False)
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    frame = frame.rename(columns=lambda c: utf8_text(c) if isinstance(c, str) else c)
-    for c in frame.columns:
-        if frame[c].dtype == object:
+    names = [utf8_text(c) if isinstance(c, str) else c for c in frame.columns]
+    if names != list(frame.columns):
+        frame = frame.set_axis(names, axis=1)
+    texts = [c for c in frame.columns if frame[c].dtype == object]
+    if texts:
+        frame = frame.copy(deep=False)
+        for c in texts:
             frame[c] = [utf8_text(v) if isinstance(v, str) else v for v in frame[c]]
     table = pa.Table.from_pandas(frame, preserve_index=False)
     if contract is not None:
         meta = dict(table.schema.metadata or {})
         meta[CONTRACT_KEY] = json.dumps(contract.to_dict()).encode()
         table = table.replace_schema_metadata(meta)
-    buf = pa.BufferOutputStream()
-    pq.write_table(table, buf)
-    return atomic_write_bytes(p, buf.getvalue().to_pybytes(), durable=False)
+    return _atomic_parquet(table, p)
+
+
+def _atomic_parquet(table: Any, p: Path) -> Path:
+    """Parquet written straight to a temporary file beside `p`, then renamed over it (no in-memory copy of the
+    whole file); a failed write leaves neither a partial `p` nor the temporary file."""
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    os.close(fd)
+    try:
+        default_mode(tmp)
+        pq.write_table(table, tmp)
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return p
 
 
 def write_records_csv(rows: list[dict[str, Any]], path: str | os.PathLike[str]) -> Path:

@@ -92,11 +92,12 @@ def fit(
     fit_transform = getattr(model, "fit_transform", None)
     harmonized = fit_transform(ft.frame) if fit_transform else model.fit(ft.frame).transform(ft.frame)
     save_model(model, output)
-    out = ft.frame.copy()
-    out[model.features_] = harmonized
+    run = FitRun(ft, model, output, method)
+    if not (harmonized_out or html or json_out):
+        return run  # the model is the result: no harmonized copy of the table to build
+    out = _with_columns(ft.frame, harmonized, list(model.features_))
     if harmonized_out:
         write_table(out, harmonized_out)
-    run = FitRun(ft, model, output, method)
     if html or json_out:
         prov = Provenance(command_line(), {"features": str(table.path), "rows": len(ft.frame), "method": method},
                           {table.path.name: file_sha256(table.path)})  # fmt: skip
@@ -123,6 +124,19 @@ def _model_columns(model: Any) -> set[str]:
     for attr in ("categorical_covariates", "continuous_covariates"):
         known |= set(getattr(model, attr, ()) or ())
     return known
+
+
+def _with_columns(frame: Any, values: Any, columns: list[str]) -> Any:
+    """`frame` with `columns` replaced by `values` (a frame or an array in that column order), in one concat
+    rather than a column-by-column assignment; the column order and the table's attributes are kept."""
+    import numpy as np
+    import pandas as pd
+
+    arr = values[columns].to_numpy() if isinstance(values, pd.DataFrame) else np.asarray(values)
+    new = pd.DataFrame(arr, index=frame.index, columns=columns)
+    out = pd.concat([frame.drop(columns=columns), new], axis=1)[list(frame.columns)]
+    out.attrs.update(frame.attrs)
+    return out
 
 
 def apply(features: Path, model_dir: Path, output: Path, json_out: Path | None = None, *,
@@ -159,8 +173,7 @@ def apply(features: Path, model_dir: Path, output: Path, json_out: Path | None =
             )
         model.unseen_batch = "learn"
     harmonized = model.transform(frame)
-    out = frame.copy()
-    out[model.features_] = harmonized
+    out = _with_columns(frame, harmonized, list(model.features_))
     far = training_distance(model, out)
     if far:
         worst = sorted(far.items(), key=lambda kv: -kv[1])
