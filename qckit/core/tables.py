@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import re
@@ -176,8 +177,9 @@ def write_table(
 
 
 def _atomic_parquet(table: Any, p: Path) -> Path:
-    """Parquet written straight to a temporary file beside `p`, then renamed over it (no in-memory copy of the
-    whole file); a failed write leaves neither a partial `p` nor the temporary file."""
+    """Parquet written straight to a temporary file beside `p`, its footer read back (row count), then renamed
+    over `p` (no in-memory copy of the whole file); a failed write leaves neither a partial `p` nor the
+    temporary file."""
     import tempfile
 
     import pyarrow.parquet as pq
@@ -188,12 +190,11 @@ def _atomic_parquet(table: Any, p: Path) -> Path:
     try:
         default_mode(tmp)
         pq.write_table(table, tmp)
+        if pq.read_metadata(tmp).num_rows != table.num_rows:  # verified before the rename
+            raise OSError(errno.EIO, "the Parquet file written does not read back whole", str(p))
         os.replace(tmp, p)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        Path(tmp).unlink(missing_ok=True)
         raise
     return p
 

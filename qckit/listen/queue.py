@@ -228,25 +228,19 @@ class Queue:
             raise KeyError(session_id)
         return _session(row)
 
-    def sessions(self, state: str | None = None) -> list[Session]:
+    def _select(self, table: str, column: str, value: Any, order: str) -> list[sqlite3.Row]:
+        """Every row of `table` (a fixed name), or those whose `column` equals `value` when it is given."""
+        where, args = ("", ()) if value is None else (f" WHERE {column} = ?", (value,))
         with self._lock:
-            if state is None:
-                rows = self._conn.execute("SELECT * FROM sessions ORDER BY id").fetchall()
-            else:
-                rows = self._conn.execute(
-                    "SELECT * FROM sessions WHERE state = ? ORDER BY id", (state,)
-                ).fetchall()
-        return [_session(r) for r in rows]
+            return self._conn.execute(f"SELECT * FROM {table}{where} ORDER BY {order}", args).fetchall()
+
+    def sessions(self, state: str | None = None) -> list[Session]:
+        """Every session, or those in `state`, in order of arrival."""
+        return [_session(r) for r in self._select("sessions", "state", state, "id")]
 
     def instances(self, session_id: int | None = None) -> list[dict[str, Any]]:
-        with self._lock:
-            if session_id is None:
-                rows = self._conn.execute("SELECT * FROM instances ORDER BY received_at").fetchall()
-            else:
-                rows = self._conn.execute(
-                    "SELECT * FROM instances WHERE session_id = ? ORDER BY received_at", (session_id,)
-                ).fetchall()
-        return [dict(r) for r in rows]
+        """Every recorded instance, or those of one session, in order of arrival."""
+        return [dict(r) for r in self._select("instances", "session_id", session_id, "received_at")]
 
     # alerts, de-duplicated per scanner and measurement
     def alerted(self, scanner_key: str, measurement: str) -> bool:

@@ -9,6 +9,7 @@ by a crash was never acknowledged, and is removed at start-up: the sender sends 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -54,12 +55,12 @@ def write_instance(storage: Path, target: Path, file_meta: Any, dataset: bytes) 
             fh.write(dataset)
             fh.flush()
             os.fsync(fh.fileno())
+            written = fh.tell()
+        if os.stat(tmp).st_size != written:  # verified before the rename: never a short instance
+            raise OSError(errno.EIO, f"wrote {os.stat(tmp).st_size} of {written} bytes", str(target))
         os.replace(tmp, target)
         _fsync_dir(target.parent)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        Path(tmp).unlink(missing_ok=True)
         raise
     return target
