@@ -6,6 +6,7 @@ This is the only module (with the report builders next to it) that imports plotl
 
 from __future__ import annotations
 
+import functools
 import html
 import math
 from dataclasses import dataclass, field
@@ -104,32 +105,66 @@ def _provenance_html(p: Provenance) -> str:
     return table(["item", "value"], rows)
 
 
-def render(page: Page) -> str:
-    """The page as one HTML document with plotly.js inlined (only when the page has figures)."""
-    import plotly.io as pio
-    from plotly.offline import get_plotlyjs
+_CONFIG = {"displaylogo": False, "responsive": True}
 
+
+def plotly_file(*parts: str) -> Path:
+    """A file of the installed plotly package (its bundled plotly.js, its templates), found without importing
+    plotly: importing it for those costs ~50 ms of start-up in every command that writes a report."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("plotly")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("plotly is not installed")
+    return Path(next(iter(spec.submodule_search_locations))).joinpath(*parts)
+
+
+@functools.lru_cache(maxsize=1)
+def _plotlyjs() -> str:
+    try:
+        return plotly_file("package_data", "plotly.min.js").read_text(encoding="utf-8")
+    except OSError:  # another packaging of plotly: ask plotly itself
+        from plotly.offline import get_plotlyjs
+
+        return str(get_plotlyjs())
+
+
+def figure_div(fig: dict[str, Any], div_id: str) -> str:
+    """A plain figure dict as plotly.io.to_html(full_html=False, validate=False) draws it: a div and the
+    Plotly.newPlot call, with the data as strict JSON (NaN and infinity as null, as plotly's encoder writes
+    them). Script-closing text in the data is escaped."""
+    from qckit.core.jsonio import dumps
+
+    def js(obj: Any) -> str:
+        return dumps(obj, indent=None).replace("</", "<\\/")
+
+    return (f'<div style="height:100%; width:100%;"><div id="{div_id}" class="plotly-graph-div" '
+            f'style="height:100%; width:100%;"></div><script>window.PLOTLYENV=window.PLOTLYENV || {{}};'
+            f'if (document.getElementById("{div_id}")) {{Plotly.newPlot("{div_id}", {js(fig.get("data", []))}, '
+            f'{js(fig.get("layout", {}))}, {js(_CONFIG)})}};</script></div>')  # fmt: skip
+
+
+def render(page: Page) -> str:
+    """The page as one HTML document with plotly.js inlined (only when the page has figures). Plain figure dicts
+    (built by qckit) are drawn by `figure_div`; plotly Figure objects by plotly.io."""
     has_figures = any(s.figures for s in page.sections)
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{esc(page.title)}</title><style>{_CSS}</style>",
     ]
     if has_figures:
-        parts.append(f"<script>{get_plotlyjs()}</script>")
+        parts.append(f"<script>{_plotlyjs()}</script>")
     parts.append(f"</head><body><header><h1>{esc(page.title)}</h1><p>{esc(page.subtitle)}</p></header><main>")
     for n, section in enumerate(page.sections):
         parts.append(f"<section id='s{n}'><h2>{esc(section.title)}</h2>{section.html}")
         for k, fig in enumerate(section.figures):
-            parts.append(  # a go.Figure or a plain figure dict (built by qckit, drawn as it is)
-                pio.to_html(
-                    fig,
-                    full_html=False,
-                    include_plotlyjs=False,
-                    div_id=f"fig-{n}-{k}",
-                    config={"displaylogo": False, "responsive": True},
-                    validate=not isinstance(fig, dict),
-                )
-            )
+            if isinstance(fig, dict):
+                parts.append(figure_div(fig, f"fig-{n}-{k}"))
+                continue
+            import plotly.io as pio
+
+            parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=f"fig-{n}-{k}",
+                                     config=_CONFIG))  # fmt: skip
         parts.append("</section>")
     parts.append(f"<section id='provenance'><h2>Provenance</h2>{_provenance_html(page.provenance)}</section>")
     parts.append("</main></body></html>")

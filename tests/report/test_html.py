@@ -63,3 +63,35 @@ def test_report_renders_in_headless_chromium(demo_reports: Path, chromium: str, 
     assert len(re.findall(r'id="fig-\d+-\d+"', dom)) == 2
     assert dom.count('class="main-svg"') >= 2
     assert "FAIL" in dom and "t1" in dom
+
+
+def test_plain_figures_are_drawn_as_plotly_draws_them():
+    """`figure_div` (no plotly import) gives the Plotly.newPlot arguments plotly.io.to_html gives for the same
+    dict; script-closing text in the data cannot end the script; the template is plotly's own."""
+    import json
+    import re
+
+    import plotly.io as pio
+
+    from qckit.report.html import figure_div
+    from qckit.report.qc_report import figure_template
+
+    fig = {"data": [{"type": "scatter", "x": [1.0, 2.5, float("nan")], "y": [3, None, 4], "name": "</script>x"}],
+           "layout": {"title": {"text": "t"}, "xaxis": {"range": [0, 1]}}}  # fmt: skip
+
+    def args(html: str) -> list:
+        call = re.search(r'Plotly\.newPlot\(\s*"fig-0-0",\s*(.*)\)\s*\};', html, re.S)
+        assert call is not None, html
+        return json.loads("[" + call.group(1).replace("<\\/", "</") + "]")
+
+    ours = figure_div(fig, "fig-0-0")
+    theirs = pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id="fig-0-0",
+                         config={"displaylogo": False, "responsive": True}, validate=False)  # fmt: skip
+    assert args(ours) == args(theirs)
+    assert "</script>x" not in ours and ours.count("</script>") == 1
+    assert figure_template() == pio.templates["plotly"].to_plotly_json()
+    from plotly.colors import get_colorscale
+
+    from qckit.report.qc_report import _gray
+
+    assert _gray() == get_colorscale("Gray")
