@@ -516,3 +516,22 @@ def test_a_session_no_route_matches_is_kept_and_listed_not_measured(listener, tm
     assert not (lst.storage / "qc-history.sqlite").exists() or not _history_sessions(lst.storage)
     board = strict_loads((tmp_path / "dash" / "dashboard.json").read_text())
     assert board["listener"][0]["state"] == "unrouted" and "no route" in board["listener"][0]["detail"]
+
+
+def test_a_ct_phantom_session_is_routed_to_its_own_analyses(listener, tmp_path: Path):
+    """Not only MR: a CatPhan CT series sent by C-STORE is measured by the CT analyses (the phantom chosen from
+    its protocol, as qc run chooses it), one history session."""
+    from qckit.synth.catphan import CatphanScan, write_catphan
+
+    write_catphan(tmp_path / "ct", CatphanScan(matrix=256, pixel_mm=0.9, seed=1), serial="7001")
+    lst = listener()
+    assert set(
+        send(lst.port, [pydicom.dcmread(f) for f in sorted((tmp_path / "ct").rglob("*.dcm"))], "CT_A")
+    ) == {0}
+    (row,) = lst.wait(1)
+    assert row["state"] == "done", row
+    result = strict_loads(Path(row["report"]).with_name("qc-result.json").read_text())
+    assert result["session"]["phantom"].startswith("catphan") and any(
+        m["name"].startswith("hu_") for m in result["measurements"]
+    )
+    assert len(_history_sessions(lst.storage)) == 1
