@@ -68,7 +68,10 @@ def message(alert: dict[str, Any]) -> tuple[str, str]:
     """(subject, text) of one alert."""
     what = (f"{alert['measurement']} = {alert['value']:g} {alert.get('unit') or ''} beyond its action limit "
             f"({alert.get('limit') or 'no limit text'})" if alert["kind"] == "action limit"
-            else f"{alert['measurement']}: control rule(s) {', '.join(alert.get('rules') or [])} fired")  # fmt: skip
+            else f"{alert['measurement']}"
+                 + (f" = {alert['value']:g}{' ' + alert['unit'] if alert.get('unit') else ''}"
+                    if alert.get("value") is not None else "")
+                 + f": control rule(s) {', '.join(alert.get('rules') or [])} fired ({alert.get('limit') or 'control chart'})")  # fmt: skip
     subject = f"[qckit QC] {alert['scanner']}: {alert['measurement']} ({alert['kind']})"
     text = "\n".join([
         f"Scanner: {alert['scanner']}",

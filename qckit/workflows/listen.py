@@ -193,6 +193,18 @@ def protocol_complete(folder: str, route: Any) -> bool:
     return counted
 
 
+def _control_limits(c: Any) -> str:
+    """A control chart's limits as text (for an alert): centre and LCL-UCL, where known."""
+    parts = []
+    if c.centre is not None:
+        parts.append(f"centre {c.centre:g}")
+    if c.lcl is not None or c.ucl is not None:
+        parts.append(
+            f"control limits {'-' if c.lcl is None else f'{c.lcl:g}'} to {'-' if c.ucl is None else f'{c.ucl:g}'}"
+        )
+    return ", ".join(parts) or "control chart"
+
+
 def process_session(folder: str, output: str, db_url: str, route: dict[str, Any],
                     received: float | None = None) -> dict[str, Any]:  # fmt: skip
     """Measure one closed listener session with the `qc run` workflow (in a worker process): each QC session the
@@ -231,7 +243,9 @@ def process_session(folder: str, output: str, db_url: str, route: dict[str, Any]
                       "limit": "" if m.limit is None else m.limit.text}
                      for m in r.measurements if m.verdict is Verdict.FAIL]  # fmt: skip
         alarms += [{"measurement": c.name, "rules": list(c.alarms), "scanner": r.scanner_key,
-                    "value": values[c.name].value if c.name in values else None} for c in r.control if c.alarms]  # fmt: skip
+                    "value": values[c.name].value if c.name in values else None,
+                    "unit": values[c.name].unit if c.name in values else "",
+                    "limit": _control_limits(c)} for c in r.control if c.alarms]  # fmt: skip
         passed += [(r.scanner_key, m.name) for m in r.measurements if m.verdict is Verdict.PASS]
     files = done.files.get(measured[0].label, {})
     problems = [f"not measured {p.name}: {p.reason}" for run in measured for p in run.result.problems]

@@ -207,12 +207,16 @@ def test_control_alarms_alert_once_until_the_measurement_passes_again(tmp_path: 
         lst = Listener(check_config(ListenConfig(storage=tmp_path / "s", alerts=tmp_path / "alerts.yaml",
                                                  log_to_stderr=False)))  # fmt: skip
         alarm = {"outcome": "pass", "report": "r.html", "history_session": 3, "breaches": [], "passed": [],
-                 "alarms": [{"measurement": "snr", "rules": ["we1"], "scanner": "S", "value": 80.0}]}  # fmt: skip
+                 "alarms": [{"measurement": "snr", "rules": ["we1"], "scanner": "S", "value": 80.0, "unit": "",
+                             "limit": "centre 100, control limits 90 to 110"}]}  # fmt: skip
         lst._alert(1, alarm)
         lst._alert(2, alarm)  # still alarming: not again
         assert [(p["kind"], p["measurement"], p["rules"], p["scanner"]) for p in posts] == [
             ("control alarm", "snr", ["we1"], "S")]  # fmt: skip
-        assert "control rule(s) we1 fired" in posts[0]["text"] and posts[0]["listener_session"] == 1
+        assert (
+            "snr = 80: control rule(s) we1 fired (centre 100, control limits 90 to 110)" in posts[0]["text"]
+        )
+        assert posts[0]["listener_session"] == 1 and posts[0]["limit"].startswith("centre 100")
         lst._alert(3, {**alarm, "alarms": [], "passed": [("S", "snr")]})  # back within its limits
         lst._alert(4, alarm)
         assert len(posts) == 2 and posts[1]["listener_session"] == 4
