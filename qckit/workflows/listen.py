@@ -303,6 +303,7 @@ class Listener:
         self.pool: Any = None  # a ProcessPoolExecutor, or a _DaskRunner with --scheduler
         self.running: dict[int, Future[dict[str, Any]]] = {}
         self._checked_at: dict[int, int] = {}  # open session -> instance count at its last completeness check
+        self.drain = True  # on a clean stop, finish and record the sessions being measured
         self.stop_event = threading.Event()
 
     # life cycle
@@ -337,10 +338,17 @@ class Listener:
         self.queue.close()
         self.log.close()
 
-    def run(self, poll: float = 0.25) -> None:
+    def run(self, poll: float = 0.25, drain_seconds: float = 90.0) -> None:
+        """Step until stopped; then, unless interrupted (`drain` cleared), let the sessions being measured finish
+        (at most `drain_seconds`) and record them, so that a clean stop leaves nothing half-done."""
         while not self.stop_event.is_set():
             self.step()
             self.stop_event.wait(poll)
+        deadline = time.time() + drain_seconds
+        while self.drain and self.running and time.time() < deadline:
+            if all(f.done() for f in self.running.values()):
+                break
+            time.sleep(0.1)
         self.step(collect_only=True)
 
     # one turn of the loop
@@ -609,6 +617,10 @@ def serve(cfg: ListenConfig, *, check_only: bool = False, json_out: Path | None 
 
         def on_signal(signum: int, _frame: Any) -> None:
             caught.append(signum)
+            if signum == signal.SIGINT:
+                listener.drain = (
+                    False  # interrupted: stop now; a session left half-measured is run again later
+                )
             listener.stop_event.set()
 
         previous = {}

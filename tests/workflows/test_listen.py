@@ -355,7 +355,7 @@ def test_an_action_limit_breach_sends_one_email_and_one_webhook(listener, acr: P
         assert set(send(lst.port, data, "AERA")) == {0}
         rows = lst.wait(2)
         assert rows[1]["state"] == "done" and rows[1]["outcome"] == "fail", rows
-        time.sleep(1)
+        assert lst.stop() == 0  # alerts go out after the queue records the session: count them once stopped
         # one alert per breached measurement (PIU of T1 and of T2), on each channel, over both sessions
         assert sorted(p["measurement"] for p in _Hook.posts) == ["piu", "piu_t2"]
         assert len(_SMTP.messages) == 2 and all("piu" in m for m in _SMTP.messages)
@@ -364,7 +364,6 @@ def test_an_action_limit_breach_sends_one_email_and_one_webhook(listener, acr: P
         assert ">= 99.9%" in post["limit"] and post["listener_session"] == row["id"]
         everything = "".join(_SMTP.messages) + json.dumps(_Hook.posts)
         assert not any(c in everything for c in CANARY)
-        lst.stop()
         _canary_absent(lst.storage, tmp_path / "dash")
     finally:
         smtp.shutdown()
@@ -513,6 +512,9 @@ def test_a_session_no_route_matches_is_kept_and_listed_not_measured(listener, tm
     (row,) = lst.wait(1)
     assert row["state"] == "unrouted" and row["n_instances"] == 11 and row["history_session"] is None
     assert list((lst.storage / "sessions").rglob("*.dcm"))  # kept
+    assert (
+        lst.stop() == 0
+    )  # the dashboard is rewritten after the queue records the state: read it once stopped
     assert not (lst.storage / "qc-history.sqlite").exists() or not _history_sessions(lst.storage)
     board = strict_loads((tmp_path / "dash" / "dashboard.json").read_text())
     assert board["listener"][0]["state"] == "unrouted" and "no route" in board["listener"][0]["detail"]
@@ -535,3 +537,15 @@ def test_a_ct_phantom_session_is_routed_to_its_own_analyses(listener, tmp_path: 
         m["name"].startswith("hu_") for m in result["measurements"]
     )
     assert len(_history_sessions(lst.storage)) == 1
+
+
+@pytest.mark.reference
+def test_a_clean_stop_finishes_and_records_the_session_being_measured(listener, acr: Path):
+    lst = listener()
+    assert set(send(lst.port, _datasets(_files(acr, SESSIONS["AERA"])), "AERA")) == {0}
+    deadline = time.time() + 60
+    while not lst.events("processing") and time.time() < deadline:
+        time.sleep(0.05)
+    assert lst.stop(signal.SIGTERM) == 0  # while it is being measured
+    (row,) = lst.sessions()
+    assert row["state"] == "done" and len(_history_sessions(lst.storage)) == 1, row
