@@ -12,55 +12,60 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import plotly.graph_objects as go
 
 from qckit.core.provenance import Provenance
 from qckit.core.results import Overlay
 from qckit.report.html import Page, badges, esc, number, table, write
-from qckit.report.qc_report import overlay_figure
+from qckit.report.qc_report import overlay_figure, plain_figure
 
 _VERDICT_CLASS = {"pass": "pass", "fail": "fail", "not measured": "fail", "recorded": "muted"}
 
 
-def _curves_figure(plate: dict[str, Any]) -> go.Figure:
-    fig = go.Figure()
+def _curves_figure(plate: dict[str, Any]) -> dict[str, Any]:
+    """Every sphere's signal (markers) and fit (line), scaled by the fitted S0: a plain figure dict (drawn
+    without importing plotly; valid for plotly's validators, tested)."""
+    data: list[dict[str, Any]] = []
     times = plate["times_ms"]
     for i, (s, c) in enumerate(zip(plate["spheres"], plate["curves"], strict=True)):
         scale = abs((s.get("fit_params") or {}).get("s0") or 0) or max(map(abs, s["means"])) or 1.0
         colour = f"hsl({int(360 * i / max(len(plate['spheres']), 1))},70%,45%)"
         name = f"{s['name']} ({number(s['value'], 4)} ms)"
-        fig.add_scatter(x=times, y=[m / scale for m in s["means"]], mode="markers", name=name, legendgroup=name,
-                        marker={"color": colour, "size": 7})  # fmt: skip
+        data.append({"type": "scatter", "x": times, "y": [m / scale for m in s["means"]], "mode": "markers",
+                     "name": name, "legendgroup": name, "marker": {"color": colour, "size": 7}})  # fmt: skip
         if c["t"]:
-            fig.add_scatter(x=c["t"], y=[v / scale for v in c["s"]], mode="lines", legendgroup=name,
-                            showlegend=False, line={"color": colour, "width": 1.5})  # fmt: skip
+            data.append({"type": "scatter", "x": c["t"], "y": [v / scale for v in c["s"]], "mode": "lines",
+                         "legendgroup": name, "showlegend": False, "line": {"color": colour, "width": 1.5}})  # fmt: skip
     what = "TI" if plate["parameter"] == "T1" else "TE"
-    fig.update_layout(title=f"{plate['parameter']} fits, plate {plate['plate']} (signal / fitted S0)", height=520,
-                      xaxis_title=f"{what} (ms)", yaxis_title="signal / S0", legend={"font": {"size": 9}})  # fmt: skip
-    return fig
+    return plain_figure(data, {"title": {"text": f"{plate['parameter']} fits, plate {plate['plate']} (signal / fitted S0)"},
+                               "height": 520, "xaxis": {"title": {"text": f"{what} (ms)"}},
+                               "yaxis": {"title": {"text": "signal / S0"}}, "legend": {"font": {"size": 9}}})  # fmt: skip
 
 
-def _accuracy_figure(plate: dict[str, Any]) -> go.Figure | None:
+def _accuracy_figure(plate: dict[str, Any]) -> dict[str, Any] | None:
+    """Measured against reference on log axes, the identity line and the EMA 15 % band: a plain figure dict."""
     pts = [s for s in plate["spheres"] if s["value"] and s["reference_ms"] and s["scored"]]
     if not pts:
         return None
     ref = np.array([s["reference_ms"] for s in pts], float)
     lo, hi = float(ref.min()) * 0.7, float(ref.max()) * 1.4
     line = np.geomspace(lo, hi, 50)
-    fig = go.Figure()
-    fig.add_scatter(x=np.r_[line, line[::-1]], y=np.r_[line * 1.15, line[::-1] * 0.85], fill="toself",
-                    fillcolor="rgba(27,127,59,0.12)", line={"width": 0}, name="reference +- 15 % (EMA)")  # fmt: skip
-    fig.add_scatter(x=line, y=line, mode="lines", name="identity", line={"color": "#555", "dash": "dash"})
+    data: list[dict[str, Any]] = [
+        {"type": "scatter", "x": np.r_[line, line[::-1]], "y": np.r_[line * 1.15, line[::-1] * 0.85],
+         "fill": "toself", "fillcolor": "rgba(27,127,59,0.12)", "line": {"width": 0},
+         "name": "reference +- 15 % (EMA)"},
+        {"type": "scatter", "x": line, "y": line, "mode": "lines", "name": "identity",
+         "line": {"color": "#555", "dash": "dash"}},
+    ]  # fmt: skip
     for verdict, colour in (("pass", "#1b7f3b"), ("fail", "#c0262d"), ("recorded", "#8a8f98")):
         sel = [s for s in pts if s["verdict"] == verdict]
         if sel:
-            fig.add_scatter(x=[s["reference_ms"] for s in sel], y=[s["value"] for s in sel], mode="markers",
-                            name=verdict, text=[s["name"] for s in sel], marker={"color": colour, "size": 9},
-                            error_y={"type": "data", "array": [s["se"] or 0 for s in sel], "visible": True})  # fmt: skip
-    fig.update_layout(title=f"measured vs reference {plate['parameter']}, plate {plate['plate']}", height=520,
-                      xaxis={"type": "log", "title": "reference (ms)"},
-                      yaxis={"type": "log", "title": "measured (ms)"})  # fmt: skip
-    return fig
+            data.append({"type": "scatter", "x": [s["reference_ms"] for s in sel], "y": [s["value"] for s in sel],
+                         "mode": "markers", "name": verdict, "text": [s["name"] for s in sel],
+                         "marker": {"color": colour, "size": 9},
+                         "error_y": {"type": "data", "array": [s["se"] or 0 for s in sel], "visible": True}})  # fmt: skip
+    return plain_figure(data, {"title": {"text": f"measured vs reference {plate['parameter']}, plate {plate['plate']}"},
+                               "height": 520, "xaxis": {"type": "log", "title": {"text": "reference (ms)"}},
+                               "yaxis": {"type": "log", "title": {"text": "measured (ms)"}}})  # fmt: skip
 
 
 def _table(plate: dict[str, Any]) -> str:

@@ -95,3 +95,24 @@ def test_plain_figures_are_drawn_as_plotly_draws_them():
     from qckit.report.qc_report import _gray
 
     assert _gray() == get_colorscale("Gray")
+
+
+def test_relaxometry_figures_are_valid_plotly_figures(tmp_path: Path):
+    """The relaxometry report's plain figure dicts pass plotly's own validators (go.Figure raises on any unknown
+    property or bad value) and carry each sphere's values."""
+    import plotly.graph_objects as go
+
+    from qckit.report.relaxometry_report import _accuracy_figure, _curves_figure
+
+    spheres = [{"name": f"sphere{i}", "value": 100.0 * (i + 1), "reference_ms": 95.0 * (i + 1), "scored": True,
+                "verdict": ("pass", "fail", "recorded")[i % 3], "se": 2.0, "means": [10.0, 50.0, 90.0],
+                "fit_params": {"s0": 100.0}} for i in range(4)]  # fmt: skip
+    plate = {"parameter": "T1", "plate": 5, "times_ms": [50, 400, 1100], "spheres": spheres,
+             "curves": [{"t": [50, 600, 1100], "s": [10.0, 60.0, 90.0]} for _ in spheres]}  # fmt: skip
+    for fig in (_curves_figure(plate), _accuracy_figure(plate)):
+        checked = go.Figure(fig)  # validates
+        assert checked.layout.height == 520 and len(checked.data) >= 4
+    curves = _curves_figure(plate)
+    assert (
+        curves["data"][0]["y"] == [0.1, 0.5, 0.9] and curves["layout"]["xaxis"]["title"]["text"] == "TI (ms)"
+    )
