@@ -240,6 +240,16 @@ class SessionRecord:
     incomplete: bool = False  # something was not measured: kept, but never a baseline or chart value
 
 
+def safe_url(url: Any) -> str:
+    """A database URL (text or SQLAlchemy URL) as it may be shown, logged or stored: the password hidden."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy parses: show no credentials at all
+        return str(url).rsplit("@", 1)[-1]
+
+
 def database_url(db: str | None, default_dir: Path | None = None) -> str:
     """A SQLAlchemy URL from `--db`: a URL as given, a plain path as a SQLite file, None as the default file."""
     if db and "://" in db:
@@ -359,7 +369,7 @@ class HistoryStore:
     @property
     def url(self) -> str:
         """The database URL (password hidden)."""
-        return self.engine.url.render_as_string(hide_password=True)
+        return safe_url(self.engine.url)
 
     def close(self) -> None:
         """Release the database connections."""

@@ -33,7 +33,7 @@ def _queue_sessions(storage: Path | None) -> list[dict[str, Any]]:
 def build_dashboard(db_url: str, out: Path, *, routes: Any = None, storage: Path | None = None,
                     now: dt.datetime | None = None) -> Path:  # fmt: skip
     """Write `out/index.html` (and `dashboard.json`, and a trend page per scanner); returns the page."""
-    from qckit.history.store import open_store
+    from qckit.history.store import open_store, safe_url
     from qckit.history.trend import DEFAULT_RULES
     from qckit.report.dashboard import write_dashboard
     from qckit.workflows.qc_run import trend
@@ -95,15 +95,6 @@ def build_dashboard(db_url: str, out: Path, *, routes: Any = None, storage: Path
         for s in sorted(queue, key=lambda s: -s["id"])[:100]
     ]  # fmt: skip
     doc = {"generated": now.isoformat(timespec="seconds"), "scanners": rows, "listener": listener}
-    prov = Provenance(command_line(), {"history": _hide_password(db_url)})
+    prov = Provenance(command_line(), {"history": safe_url(db_url)})
     write_result(out / "dashboard.json", doc, prov, kind="dashboard")
     return write_dashboard(doc, prov, out / "index.html")
-
-
-def _hide_password(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001
-        return url.split("@")[-1]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import shutil
+import sys
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -75,7 +76,7 @@ def _loopback(host: str) -> bool:
 
 def check_config(cfg: ListenConfig) -> Checked:
     """Validate everything before anything listens; every problem is a `QckitInputError` naming the option."""
-    from qckit.history.store import database_url
+    from qckit.history.store import database_url, safe_url
     from qckit.listen.alerts import load_alerts
     from qckit.listen.routes import load_routes
 
@@ -126,7 +127,7 @@ def check_config(cfg: ListenConfig) -> Checked:
     alerts = load_alerts(cfg.alerts) if cfg.alerts is not None else None
     db_url = database_url(cfg.db, cfg.storage)
     summary = {"ae_title": title, "bind": cfg.bind, "port": cfg.port, "allow_ae": list(cfg.allow_ae),
-               "storage": str(cfg.storage), "history": db_url, "routes": str(routes_path),
+               "storage": str(cfg.storage), "history": safe_url(db_url), "routes": str(routes_path),
                "n_routes": len(routes.routes), "schedules": len(routes.schedules),
                "alerts": [c for c in ("email", "webhook") if alerts is not None and
                           getattr(alerts, "smtp" if c == "email" else "webhook") is not None],
@@ -296,7 +297,7 @@ class Listener:
         cfg = checked.config
         self.storage = cfg.storage
         storage.prepare(self.storage)
-        self.log = EventLog(self.storage / "listen.log.jsonl", None if not cfg.log_to_stderr else _stderr())
+        self.log = EventLog(self.storage / "listen.log.jsonl", sys.stderr if cfg.log_to_stderr else None)
         self.queue = Queue(self.storage / storage.QUEUE_FILE)
         self.receiver = Receiver(self.queue, self.storage, self.log)
         self.server: Any = None
@@ -323,9 +324,11 @@ class Listener:
         except OSError as exc:
             self.pool.shutdown(wait=False, cancel_futures=True)
             raise QckitInputError(f"cannot listen on {cfg.bind}:{cfg.port}: {exc.strerror or exc}") from None
+        from qckit.history.store import safe_url
+
         pending = self.queue.to_process()
         self.log("started", sessions_to_process=len(pending), storage=str(self.storage),
-                 history=_safe_url(self.checked.db_url))  # fmt: skip
+                 history=safe_url(self.checked.db_url))  # fmt: skip
 
     def shutdown(self, wait: bool = True) -> None:
         if self.server is not None:
@@ -555,22 +558,6 @@ def _dataset_offset(raw: bytes) -> int:
     return 132 + 12 + int.from_bytes(raw[140:144], "little")
 
 
-def _stderr() -> Any:
-    import sys
-
-    return sys.stderr
-
-
-def _safe_url(url: str) -> str:
-    """A database URL without its password."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001
-        return url.split("@")[-1]
-
-
 def listen(cfg: ListenConfig, *, stop: threading.Event | None = None) -> Listener:
     """Check, start and run until `stop` is set (or the process is signalled); returns the stopped listener."""
     listener = Listener(check_config(cfg))
@@ -655,17 +642,15 @@ def dashboard(db: str | None, output: Path, *, routes: Path | None = None, stora
               json_out: Path | None = None) -> Path:  # fmt: skip
     """`qckit dashboard`: the static site for a QC history (and a listener's storage folder)."""
     from qckit.core.jsonio import strict_loads, write_json
-    from qckit.history.store import existing_store
+    from qckit.history.store import database_url, existing_store
     from qckit.listen.routes import load_routes
     from qckit.workflows.dashboard import build_dashboard
 
     loaded, _ = load_routes(routes)
     if storage is not None and not storage.is_dir():
         raise QckitInputError(f"--storage {storage}: no such folder")
-    store = existing_store(db, storage or output)
-    url = store.url
-    store.close()
-    page = build_dashboard(url, output, routes=loaded, storage=storage)
+    existing_store(db, storage or output).close()  # a history that is not there is an input error
+    page = build_dashboard(database_url(db, storage or output), output, routes=loaded, storage=storage)
     if json_out is not None:
         write_json(json_out, strict_loads((output / "dashboard.json").read_text(encoding="utf-8")))
     return page

@@ -224,3 +224,14 @@ def test_control_alarms_alert_once_until_the_measurement_passes_again(tmp_path: 
         lst.log.close()
     finally:
         server.shutdown()
+
+
+def test_the_history_password_never_reaches_the_configuration_summary(tmp_path: Path):
+    from qckit.history.store import safe_url
+    from qckit.workflows.listen import ListenConfig, check_config
+
+    url = "postgresql+psycopg://qc:s3cret-pw@db.example.org:5432/qc"
+    checked = check_config(ListenConfig(storage=tmp_path / "s", db=url, log_to_stderr=False))
+    assert checked.db_url == url  # the workers connect with it
+    assert "s3cret-pw" not in str(checked.summary) and checked.summary["history"] == safe_url(url)
+    assert "s3cret-pw" not in safe_url("not a url :// qc:s3cret-pw@db") and "***" in safe_url(url)
