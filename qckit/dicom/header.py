@@ -421,11 +421,8 @@ def _normalised_raw(keyword: str, kind: str, raw: bytes | None, vr: str) -> Any:
 
 
 def _eager(values: dict[str, Any], keyword: str, kind: str) -> Any:
-    item = dict.get(values, keyword)
-    if type(item) is _Undecoded:
-        out = _normalised_raw(keyword, kind, item[0], item[1])
-        return list(out) if type(out) is list else out  # never share a cached list
-    return normalise(keyword, kind, item)
+    out = _eager_one(dict.get(values, keyword), keyword, kind)
+    return list(out) if type(out) is list else out  # never share a cached list
 
 
 _EAGER_KINDS = tuple((k, SERIES_ATTRIBUTES[k]) for k in _EAGER)
@@ -439,8 +436,9 @@ def _eager_params(items: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def _eager_one(item: Any, keyword: str, kind: str) -> Any:
+    """One value normalised: raw bytes through the per-bytes cache, an already decoded value directly."""
     if type(item) is _Undecoded:
-        return normalise(keyword, kind, decode_raw(item[0], item[1]))
+        return _normalised_raw(keyword, kind, item[0], item[1])
     return normalise(keyword, kind, item)
 
 
