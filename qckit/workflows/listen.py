@@ -137,16 +137,25 @@ def check_config(cfg: ListenConfig) -> Checked:
     return Checked(cfg, routes, routes_path, alerts, db_url, summary)
 
 
-def session_attributes(folder: str) -> dict[str, Any]:
-    """What routes match on, from the session's headers: the first series' scanner, every series' description,
-    and the bundled QC protocol the series match best with the roles of its entries that are present."""
+def session_rows(folder: str) -> list[dict[str, Any]]:
+    """The series index of a session's folder ([] when nothing in it is an image yet)."""
     from qckit.dicom import scan
+
+    try:
+        return scan(folder, workers=1).series
+    except QckitInputError:
+        return []
+
+
+def session_attributes(folder: str, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """What routes match on, from the session's headers (`rows`: its index, when the caller has it): the first
+    series' scanner, every series' description, and the bundled QC protocol the series match best with the roles
+    of its entries that are present."""
     from qckit.protocols import check_series
     from qckit.workflows.qc_session import choose_definitions
 
-    try:
-        rows = scan(folder, workers=1).series
-    except QckitInputError:
+    rows = session_rows(folder) if rows is None else rows
+    if not rows:
         return {}
     first = rows[0] if rows else {}
     attrs: dict[str, Any] = {
@@ -167,17 +176,16 @@ def session_attributes(folder: str) -> dict[str, Any]:
     return attrs
 
 
-def protocol_complete(folder: str, route: Any) -> bool:
+def protocol_complete(folder: str, route: Any, rows: list[dict[str, Any]] | None = None) -> bool:
     """Whether a session's series already make its route's protocol complete: no required entry missing, every
     matched series at the slice count its entry's `n_slices` rule asks for (an entry without one, such as a
     localizer of one to three slices, counts once present: the check runs only after the sender has paused), and
     at least one entry with a slice count (so that a protocol without any waits for the quiet period)."""
-    from qckit.dicom import scan
     from qckit.protocols import check_series
     from qckit.workflows.qc_session import choose_definitions
 
+    rows = session_rows(folder) if rows is None else rows
     try:
-        rows = scan(folder, workers=1).series
         _, loaded = choose_definitions(rows, route.phantom, route.protocol)
         result = check_series(loaded.protocol.subset(route.subset), rows)
     except (QckitInputError, ValueError, OSError):
@@ -380,10 +388,11 @@ class Listener:
                 continue
             self._checked_at[s.id] = s.n_instances
             try:
+                rows = session_rows(s.folder)  # read once for the route and the protocol check
                 route = self.checked.routes.choose(
-                    {"calling_ae": s.calling_ae, **session_attributes(s.folder)}
+                    {"calling_ae": s.calling_ae, **session_attributes(s.folder, rows)}
                 )
-                complete = route is not None and protocol_complete(s.folder, route)
+                complete = route is not None and protocol_complete(s.folder, route, rows)
             except Exception:  # noqa: BLE001 - the quiet period closes it anyway
                 complete = False
             if complete and self.queue.close_now(s.id):
