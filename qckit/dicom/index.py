@@ -343,20 +343,23 @@ def scan(
     fresh = SeriesAccumulator(base)
     bad = _read_files(to_read, workers, scheduler, key, fresh, advance)
     kept: dict[tuple[Any, ...], Any] = plan.kept if plan is not None else {}
+    order: dict[str, int] = {}  # path -> position in the walk, built when a merge needs it
+
+    def position(path: str) -> int:
+        if not order:
+            order.update((f, i) for i, f in enumerate(files))
+        return order[path]
+
     while clash := scan_cache.conflicts(kept, fresh):  # a re-read file joined a kept acquisition
         again = {p for k in clash for p in kept.pop(k).members}
-        order = {p: i for i, p in enumerate(files)}
-        to_read = sorted(again | set(to_read), key=order.__getitem__)
+        to_read = sorted(again | set(to_read), key=position)
         fresh = SeriesAccumulator(base)
         bad = _read_files(to_read, workers, scheduler, key, fresh)
     acc = SeriesAccumulator(base)
     acc.adopt(kept)
     acc.merge(fresh)
-    if plan is not None and plan.kept_bad and bad:
-        order = {p: i for i, p in enumerate(files)}
-        bad = sorted([*plan.kept_bad, *bad], key=lambda b: order[b[0]])
-    elif plan is not None:
-        bad = plan.kept_bad or bad
+    if plan is not None and plan.kept_bad:  # kept and new bad files, in path order as a full scan lists them
+        bad = sorted([*plan.kept_bad, *bad], key=lambda b: position(b[0])) if bad else plan.kept_bad
     errors.extend(ScanError(_rel(path, base), reason, cause) for path, reason, cause in bad)
     if index is not None and (cache is None or plan is None or not scan_cache.unchanged(cache, files, plan)):
         scan_cache.save(index, str(base), acc, files, stamps, bad)

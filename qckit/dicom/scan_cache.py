@@ -34,7 +34,7 @@ from qckit.core.errors import ReadCause
 from qckit.core.files import read_regular_text
 from qckit.core.keys import secret
 from qckit.dicom.header import FrameGroup
-from qckit.dicom.series import SeriesAccumulator, _Acquisition
+from qckit.dicom.series import Acquisition, SeriesAccumulator
 
 FORMAT = "qckit-scan-cache"
 VERSION = 1
@@ -62,7 +62,7 @@ class Cache:
     """A previous scan of the tree: acquisitions keyed as the accumulator keys them, stamps and bad files by
     absolute path."""
 
-    acquisitions: dict[tuple[Any, ...], _Acquisition] = field(default_factory=dict)
+    acquisitions: dict[tuple[Any, ...], Acquisition] = field(default_factory=dict)
     paths: list[str] = field(default_factory=list)  # the file table, in path order
     stamps: list[Stamp] = field(default_factory=list)  # stamp of each file in the table
     bad: dict[str, tuple[str, ReadCause]] = field(default_factory=dict)
@@ -73,7 +73,7 @@ class Cache:
 class Plan:
     """What a re-scan keeps and what it reads."""
 
-    kept: dict[tuple[Any, ...], _Acquisition]
+    kept: dict[tuple[Any, ...], Acquisition]
     kept_bad: list[tuple[str, str, ReadCause]]
     to_read: list[str]
 
@@ -85,7 +85,7 @@ def plan(cache: Cache, files: list[str], stamps: list[Stamp]) -> Plan:
         return Plan(dict(cache.acquisitions), [(p, *cache.bad[p]) for p in files if p in cache.bad], [])
     now = dict(zip(files, stamps, strict=True))
     same = [now.get(p) == s for p, s in zip(cache.paths, cache.stamps, strict=True)]
-    kept: dict[tuple[Any, ...], _Acquisition] = {}
+    kept: dict[tuple[Any, ...], Acquisition] = {}
     covered: set[str] = set()
     for key, acq in cache.acquisitions.items():
         if all(same[i] for i in cache.member_ids[key]):
@@ -97,7 +97,7 @@ def plan(cache: Cache, files: list[str], stamps: list[Stamp]) -> Plan:
     return Plan(kept, kept_bad, [p for p in files if p not in covered])
 
 
-def conflicts(kept: dict[tuple[Any, ...], _Acquisition], fresh: SeriesAccumulator) -> list[tuple[Any, ...]]:
+def conflicts(kept: dict[tuple[Any, ...], Acquisition], fresh: SeriesAccumulator) -> list[tuple[Any, ...]]:
     """Kept acquisitions that a re-read file joined: they must be built again from all of their files."""
     return [key for key in fresh.keys() if key in kept]
 
@@ -240,7 +240,7 @@ def _decode(data: dict[str, Any], root: str) -> Cache:
             orientations=set(f["orientations"]),
             enhanced=bool(f["enhanced"]),
         )
-        acq = _Acquisition(first=first, first_path=paths[a["first_path"]])
+        acq = Acquisition(first=first, first_path=paths[a["first_path"]])
         acq.n_images, acq.n_frames, acq.duplicates = (
             int(a["n_images"]),
             int(a["n_frames"]),

@@ -43,7 +43,10 @@ _POSITION_DECIMALS = 3
 
 
 @dataclass
-class _Acquisition:
+class Acquisition:
+    """One acquisition of a series as the accumulator builds it (and the incremental index keeps it): its first
+    image, counts, slice positions, the SOP instances seen and its files."""
+
     first: FrameGroup
     first_path: str
     n_images: int = 0
@@ -74,7 +77,7 @@ class SeriesAccumulator:
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self._root = os.fspath(root) if root is not None else None
-        self._acqs: dict[tuple[Any, ...], _Acquisition] = {}
+        self._acqs: dict[tuple[Any, ...], Acquisition] = {}
 
     def add(self, path: str, groups: list[FrameGroup]) -> None:
         folder = os.path.dirname(path)
@@ -82,7 +85,7 @@ class SeriesAccumulator:
             key = (g.series_uid, g.acq_key)
             acq = self._acqs.get(key)
             if acq is None:
-                acq = self._acqs[key] = _Acquisition(first=g, first_path=path)
+                acq = self._acqs[key] = Acquisition(first=g, first_path=path)
             else:
                 for k in CONSISTENCY_KEYS:
                     if g.params.get(k) != acq.first.params.get(k):
@@ -135,10 +138,10 @@ class SeriesAccumulator:
         """The acquisition keys: (SeriesInstanceUID, (echo time, echo number, image type))."""
         return list(self._acqs)
 
-    def items(self) -> list[tuple[tuple[Any, ...], _Acquisition]]:
+    def items(self) -> list[tuple[tuple[Any, ...], Acquisition]]:
         return list(self._acqs.items())
 
-    def adopt(self, acquisitions: dict[tuple[Any, ...], _Acquisition]) -> None:
+    def adopt(self, acquisitions: dict[tuple[Any, ...], Acquisition]) -> None:
         """Take whole acquisitions built earlier (the incremental index); none may be here already."""
         clash = set(acquisitions) & set(self._acqs)
         if clash:
@@ -179,7 +182,7 @@ class SeriesAccumulator:
         return out, files
 
     def _row(
-        self, acq: _Acquisition, series_uid: str, varying: list[bool], key: tuple[Any, ...]
+        self, acq: Acquisition, series_uid: str, varying: list[bool], key: tuple[Any, ...]
     ) -> dict[str, Any]:
         p = dict(acq.first.full_params())
         p.pop("_normal", None)
