@@ -15,6 +15,7 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,31 +79,43 @@ def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> P
     return atomic_write_bytes(path, text.encode(encoding, "backslashreplace"))
 
 
-def atomic_write_bytes(path: str | Path, data: bytes, *, durable: bool = True) -> Path:
-    """Write `data` to `path` through a temporary file in the same folder and a rename (`durable`: fsync
-    before the rename, so the file survives a crash of the machine too)."""
+def atomic_write_via(path: str | Path, write: Callable[[int, str], None]) -> Path:
+    """Write `path` through a temporary file in the same folder and a rename: `write(fd, tmp)` fills the
+    temporary file (an open descriptor it owns, and its path) and verifies it before the rename, so a short or
+    failed write never appears under the name; the temporary file is removed on any failure, and an OSError
+    that names no file (a full disk fails in write() or fsync()) is re-raised naming `path`."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     default_mode(tmp)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            if durable:
-                os.fsync(fh.fileno())
-        if os.stat(tmp).st_size != len(data):  # verified before the rename: never a short file under the name
-            raise OSError(errno.EIO, f"wrote {os.stat(tmp).st_size} of {len(data)} bytes", str(out))
+        write(fd, tmp)
         os.replace(tmp, out)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        if exc.filename is None:  # a full disk fails in write() or fsync(), which name no file: name it
+        if exc.filename is None:
             raise OSError(exc.errno, exc.strerror or str(exc), str(out)) from None
         raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return out
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, *, durable: bool = True) -> Path:
+    """Write `data` to `path` through a temporary file in the same folder and a rename (`durable`: fsync
+    before the rename, so the file survives a crash of the machine too)."""
+
+    def write(fd: int, tmp: str) -> None:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            if durable:
+                os.fsync(fh.fileno())
+        if os.stat(tmp).st_size != len(data):  # verified before the rename: never a short file under the name
+            raise OSError(errno.EIO, f"wrote {os.stat(tmp).st_size} of {len(data)} bytes", str(Path(path)))
+
+    return atomic_write_via(path, write)
 
 
 def write_json(path: str | Path, obj: Any, *, indent: int | None = 2, sort_keys: bool = False) -> Path:

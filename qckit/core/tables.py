@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 from qckit.core.errors import QckitInputError
 from qckit.core.files import open_regular, read_regular_text, utf8_text
-from qckit.core.jsonio import atomic_write_bytes, default_mode
+from qckit.core.jsonio import atomic_write_bytes, atomic_write_via
 
 CONTRACT_KEY = b"qckit.contract"  # Parquet schema metadata: which columns are features and which metadata
 
@@ -178,25 +178,16 @@ def write_table(
 
 def _atomic_parquet(table: Any, p: Path) -> Path:
     """Parquet written straight to a temporary file beside `p`, its footer read back (row count), then renamed
-    over `p` (no in-memory copy of the whole file); a failed write leaves neither a partial `p` nor the
-    temporary file."""
-    import tempfile
-
+    over `p` (`atomic_write_via`; no in-memory copy of the whole file)."""
     import pyarrow.parquet as pq
 
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
-        default_mode(tmp)
+    def write(fd: int, tmp: str) -> None:
+        os.close(fd)
         pq.write_table(table, tmp)
         if pq.read_metadata(tmp).num_rows != table.num_rows:  # verified before the rename
             raise OSError(errno.EIO, "the Parquet file written does not read back whole", str(p))
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+
+    return atomic_write_via(p, write)
 
 
 def write_records_csv(rows: list[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
