@@ -222,7 +222,7 @@ def process_session(folder: str, output: str, db_url: str, route: dict[str, Any]
     history session, the report, and per measurement the breaches, alarms and passes (for the alerts)."""
     import datetime as dt
 
-    from qckit.core.results import Verdict
+    from qckit.core.results import Verdict, study_verdict
     from qckit.workflows.qc_run import run_qc
     from qckit.workflows.qc_session import SessionOptions
 
@@ -241,8 +241,10 @@ def process_session(folder: str, output: str, db_url: str, route: dict[str, Any]
         already = bool(done.runs) and all(r.already_recorded for r in done.runs)
         return {"state": "done" if already else "failed", "outcome": "already recorded" if already else "input error",
                 "detail": "; ".join(errors) or "no QC session in the received series"}  # fmt: skip
-    order = {Verdict.FAIL: 0, Verdict.NOT_MEASURED: 1}
-    worst = min((r.result.verdict for r in measured), key=lambda v: order.get(v, 2))
+    # the study verdict of its QC sessions: FAIL over INCOMPLETE over PASS; a QC session that could not be
+    # measured at all (an input error beside measured ones) leaves the whole incomplete
+    worst = study_verdict(failed=any(r.result.failed for r in measured),
+                          incomplete=bool(errors) or any(r.result.incomplete for r in measured), measured=True)  # fmt: skip
     first = measured[0].result
     breaches, alarms, passed = [], [], []
     for run in measured:

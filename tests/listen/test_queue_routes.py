@@ -235,3 +235,30 @@ def test_the_history_password_never_reaches_the_configuration_summary(tmp_path: 
     assert checked.db_url == url  # the workers connect with it
     assert "s3cret-pw" not in str(checked.summary) and checked.summary["history"] == safe_url(url)
     assert "s3cret-pw" not in safe_url("not a url :// qc:s3cret-pw@db") and "***" in safe_url(url)
+
+
+def test_a_listener_session_is_never_better_than_its_worst_qc_session(monkeypatch: pytest.MonkeyPatch):
+    """One received burst may hold several QC sessions (qc run's grouping): the outcome is FAIL over INCOMPLETE
+    over PASS, and a QC session that could not be measured at all leaves the whole incomplete."""
+    from types import SimpleNamespace
+
+    from qckit.workflows import qc_run
+    from qckit.workflows.listen import process_session
+
+    def result(failed: bool, incomplete: bool) -> SimpleNamespace:
+        return SimpleNamespace(failed=failed, incomplete=incomplete, measurements=[], control=[], problems=[],
+                               scanner_key="S", session_id=1)  # fmt: skip
+
+    def runs(*items: object) -> None:
+        done = qc_run.QCRun(runs=[SimpleNamespace(label=f"s{i}", result=r, error=None if r else "refused",
+                                                  already_recorded=False) for i, r in enumerate(items)])  # fmt: skip
+        monkeypatch.setattr(qc_run, "run_qc", lambda *a, **k: done)
+
+    route = {"phantom": "auto", "protocol": "auto", "subset": None}
+    for items, outcome in (((result(False, False), result(False, True)), "incomplete"),
+                           ((result(False, True), result(False, False)), "incomplete"),
+                           ((result(False, True), result(True, False)), "fail"),
+                           ((result(False, False), None), "incomplete"),
+                           ((result(False, False), result(False, False)), "pass")):  # fmt: skip
+        runs(*items)
+        assert process_session("f", "o", "sqlite://", route)["outcome"] == outcome, items
