@@ -262,3 +262,23 @@ def test_a_listener_session_is_never_better_than_its_worst_qc_session(monkeypatc
                            ((result(False, False), result(False, False)), "pass")):  # fmt: skip
         runs(*items)
         assert process_session("f", "o", "sqlite://", route)["outcome"] == outcome, items
+
+
+def test_dashboard_refuses_bad_input_with_exit_2(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from qckit.cli import app
+
+    runner = CliRunner()
+    missing = runner.invoke(
+        app, ["dashboard", "--db", str(tmp_path / "none.sqlite"), "-o", str(tmp_path / "d")]
+    )
+    assert missing.exit_code == 2 and "no QC history" in missing.output and "Traceback" not in missing.output
+    (tmp_path / "r.yaml").write_text("schema_version: 1\nroutes: []\n")
+    bad = runner.invoke(app, ["dashboard", "--routes", str(tmp_path / "r.yaml"), "-o", str(tmp_path / "d")])
+    assert bad.exit_code == 2 and "routes" in bad.output
+    nostore = runner.invoke(
+        app, ["dashboard", "--storage", str(tmp_path / "nowhere"), "-o", str(tmp_path / "d")]
+    )
+    assert nostore.exit_code == 2 and "--storage" in nostore.output
+    assert not (tmp_path / "d").exists() or not any((tmp_path / "d").iterdir())  # nothing written
