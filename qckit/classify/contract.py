@@ -20,6 +20,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -181,13 +182,17 @@ def feature_table(
 
 
 def load_feature_table(
-    path: str | os.PathLike[str], *, stable: str | os.PathLike[str] | None = None, **kwargs: object
+    path: str | os.PathLike[str],
+    *,
+    stable: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+    **kwargs: object,
 ) -> FeatureTable:
-    """Read a feature table (with its column declaration, and an optional stable-feature list) from disk and
-    apply `feature_table`."""
-    from qckit.core.tables import read_contract, read_feature_list, read_table
+    """Read a feature table (with its column declaration, and optional stable-feature lists: with several, the
+    features on every list) from disk and apply `feature_table`."""
+    from qckit.core.tables import read_contract, read_feature_lists, read_table
 
+    lists = [] if not stable else [stable] if isinstance(stable, (str, os.PathLike)) else list(stable)
     return feature_table(
-        read_table(path), stable_features=read_feature_list(stable) if stable else None,
+        read_table(path), stable_features=read_feature_lists(lists) if lists else None,
         contract=read_contract(path), **kwargs,
     )  # type: ignore[arg-type]  # fmt: skip

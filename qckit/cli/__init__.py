@@ -10,6 +10,7 @@ from qckit.cli.classify import classify_command
 from qckit.cli.conventions import QckitGroup
 from qckit.cli.demo import demo_command
 from qckit.cli.extract import extract_command
+from qckit.cli.features import app as features_app
 from qckit.cli.harmonize import app as harmonize_app
 from qckit.cli.key import app as key_app
 from qckit.cli.listen import dashboard_command, listen_command
@@ -55,6 +56,7 @@ app.command("listen")(listen_command)
 app.command("dashboard")(dashboard_command)
 app.add_typer(protocol_app, name="protocol")
 app.add_typer(harmonize_app, name="harmonize")
+app.add_typer(features_app, name="features")
 app.add_typer(phantom_app, name="phantom")
 app.add_typer(qc_app, name="qc")
 app.add_typer(qualify_app, name="qualify")

@@ -26,7 +26,7 @@ def classify_command(
     no_harmonize: bool = typer.Option(False, "--no-harmonize", help="No harmonization (baseline)."),
     method: str = typer.Option("combat", "--method", help="Harmonization method fitted in the folds (a registered name)."),
     compare: bool = typer.Option(False, "--compare", help="Also run without and with leaky harmonization."),
-    stable: Path | None = typer.Option(None, "--stable-features", help="Restrict to this feature list."),
+    stable: list[Path] = typer.Option([], "--stable-features", help="Feature list (YAML/CSV) to restrict to; repeat to keep the features on every list (e.g. a phantom run's and a robustness run's)."),
     exclude: list[str] = typer.Option([], "--exclude", help="Other non-feature columns."),
     feature_patterns: list[str] = typer.Option([], "--features", help="Feature columns by shell pattern."),
     export: Path | None = typer.Option(None, "--export-harmonized", metavar="FILE",

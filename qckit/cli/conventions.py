@@ -41,6 +41,7 @@ OUTPUT_KIND: dict[str, str | None] = {
     "classify": None,  # --json, --html and --export-harmonized name each of its files
     "normalize": "dir",
     "extract": "file",
+    "features robustness": "dir",
     "protocol check": "file",
     "protocol infer": "file",
     "protocol schema": "file",

@@ -59,9 +59,7 @@ def fit_command(
     method: str = typer.Option("combat", "--method", help="Harmonization method (a registered name)."),
     id_column: str = typer.Option("subject_id", "--id", help="Subject id column (kept out of the features)."),
     label: str | None = typer.Option(None, "--label", help="Label column (kept out of the features)."),
-    stable: Path | None = typer.Option(
-        None, "--stable-features", help="Feature list (YAML/CSV) to restrict to."
-    ),
+    stable: list[Path] = typer.Option([], "--stable-features", help="Feature list (YAML/CSV) to restrict to; repeat to keep the features on every list (e.g. a phantom run's and a robustness run's)."),
     exclude: list[str] = typer.Option([], "--exclude", help="Other non-feature columns."),
     feature_patterns: list[str] = typer.Option(
         [],
@@ -171,7 +169,7 @@ def evaluate_command(
     continuous: list[str] = typer.Option([], "--continuous", help="Continuous covariate."),
     id_column: str = typer.Option("subject_id", "--id", help="Subject id column (kept out of the features)."),
     label: str | None = typer.Option(None, "--label", help="Label column (kept out of the features)."),
-    stable: Path | None = typer.Option(None, "--stable-features", help="Feature list (YAML/CSV) to restrict to."),
+    stable: list[Path] = typer.Option([], "--stable-features", help="Feature list (YAML/CSV) to restrict to; repeat to keep the features on every list (e.g. a phantom run's and a robustness run's)."),
     exclude: list[str] = typer.Option([], "--exclude", help="Other non-feature columns."),
     feature_patterns: list[str] = typer.Option([], "--features", help="Feature columns by shell pattern."),
     html: Path | None = typer.Option(None, "--html", metavar="FILE", help="Evaluation report (HTML)."),

@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -237,3 +238,13 @@ def read_feature_list(path: str | os.PathLike[str]) -> list[str]:
         else:
             out.append(str(item))
     return out
+
+
+def read_feature_lists(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """The features on every one of several lists (`read_feature_list`), in the first list's order: a phantom
+    run's stable list and a robustness run's together keep what both found stable."""
+    lists = [read_feature_list(p) for p in paths]
+    if not lists:
+        return []
+    common = set(lists[0]).intersection(*lists[1:])
+    return [f for f in dict.fromkeys(lists[0]) if f in common]

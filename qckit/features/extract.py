@@ -89,6 +89,15 @@ def extract_case(case: Case, settings: ExtractionSettings) -> dict[str, Any]:
     voxels = int((sitk.GetArrayViewFromImage(mask) == case.label_value).sum())
     if voxels == 0:
         raise CaseError(f"the mask has no voxel with label {case.label_value}")
+    if case.perturbation is not None:
+        from qckit.features.perturb import PerturbationError, apply
+
+        try:  # seeded by the subject and region, not the paths: a moved dataset gets the same instances
+            image, mask = apply(image, mask, case.label_value, case.perturbation,
+                                f"{case.subject_id}|{case.label_value}")  # fmt: skip
+        except PerturbationError as exc:
+            raise CaseError(f"perturbation {case.perturbation.name}: {exc}") from exc
+        voxels = int((sitk.GetArrayViewFromImage(mask) == case.label_value).sum())
     try:
         image = _normalize(image, case, settings)
     except NormalizationError as exc:

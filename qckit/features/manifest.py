@@ -8,6 +8,7 @@ covariates, outcome) is carried into the feature table unchanged. Relative paths
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ import pandas as pd
 
 from qckit.core.errors import QckitInputError
 from qckit.core.files import open_regular
+from qckit.features.perturb import Perturbation
 
 REQUIRED = ("subject_id", "image", "mask")
 
@@ -31,13 +33,21 @@ class Case:
     label_value: int = 1
     norm_mask: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    perturbation: Perturbation | None = (
+        None  # a robustness instance (`qckit.features.perturb`), applied on read
+    )
 
     @property
     def key(self) -> str:
-        """A stable, file-name-safe key for this case's result file."""
-        digest = hashlib.sha256(f"{self.image}|{self.mask}|{self.label_value}".encode()).hexdigest()[:10]
+        """A stable, file-name-safe key for this case's result file (a perturbed instance's key follows its
+        parameters, so a changed plan is never resumed from another plan's results)."""
+        ident = f"{self.image}|{self.mask}|{self.label_value}"
+        if self.perturbation is not None:
+            ident += "|" + json.dumps(self.perturbation.to_dict(), sort_keys=True)
+        digest = hashlib.sha256(ident.encode()).hexdigest()[:10]
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in self.subject_id)[:60]
-        return f"{safe}_L{self.label_value}_{digest}"
+        tag = "" if self.perturbation is None else f"_{self.perturbation.name}"
+        return f"{safe}_L{self.label_value}{tag}_{digest}"
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[Case]:

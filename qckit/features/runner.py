@@ -284,6 +284,7 @@ def _combine(
                     "image": case.image,
                     "mask": case.mask,
                     "label_value": str(case.label_value),
+                    **({} if case.perturbation is None else {"perturbation": case.perturbation.name}),
                     "reason": json.loads(err.read_text())["error"],
                 }
             )

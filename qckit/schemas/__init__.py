@@ -30,6 +30,7 @@ OUTPUTS: dict[str, str] = {
     "epi-stability": "`qckit phantom epi-stability --json` and `epi-stability.json` in the output folder",
     "extract": "`qckit extract --json`",
     "normalize": "`qckit normalize --json`",
+    "features-robustness": "`qckit features robustness --json` and `robustness.json` in its output folder",
     "harmonize-evaluation": "`qckit harmonize fit --json` and `qckit harmonize evaluate --json`",
     "harmonize-apply": "`qckit harmonize apply --json`",
     "harmonize-scorecard": "`qckit harmonize scorecard --json` and `scorecard.json` in its output folder",

@@ -29,7 +29,7 @@ class TableOptions:
     continuous: list[str] = field(default_factory=list)
     id_column: str = "subject_id"
     label: str | None = None
-    stable: Path | None = None
+    stable: Path | list[Path] | None = None  # one list, or several: the features on every list
     exclude: list[str] = field(default_factory=list)
     feature_patterns: list[str] = field(default_factory=list)
 
