@@ -40,7 +40,8 @@ ELSEWHERE = {
     "dashboard",
     "harmonize-scorecard",
     "features-robustness",
-}  # features-robustness: tests/features/test_robustness.py; harmonize-scorecard: tests/harmonize/test_diagnostics.py; listen, dashboard: tests/workflows/test_listen.py; qc-export: tests/workflows/test_quaac.py; qualify-verify: tests/workflows/test_signing.py; qc-annual: tests/workflows/test_annual.py; acr-summary: tests/report/test_acr_reports.py; qc-sessions, qc-session-record: tests/workflows/test_history_hygiene.py
+    "harmonize-onboard",
+}  # features-robustness: tests/features/test_robustness.py; harmonize-onboard: tests/harmonize/test_onboard.py; harmonize-scorecard: tests/harmonize/test_diagnostics.py; listen, dashboard: tests/workflows/test_listen.py; qc-export: tests/workflows/test_quaac.py; qualify-verify: tests/workflows/test_signing.py; qc-annual: tests/workflows/test_annual.py; acr-summary: tests/report/test_acr_reports.py; qc-sessions, qc-session-record: tests/workflows/test_history_hygiene.py
 
 
 def _run(*args: str, code: int = 0) -> None:

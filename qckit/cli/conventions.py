@@ -51,6 +51,7 @@ OUTPUT_KIND: dict[str, str | None] = {
     "harmonize evaluate": None,  # --json and --html
     "harmonize upgrade": None,  # rewrites the model folder it is given
     "harmonize scorecard": "dir",
+    "harmonize onboard": "file",
     "phantom list": None,
     "phantom schema": "file",
     "phantom synth": "dir",

@@ -8,7 +8,16 @@ from typing import Any
 
 import typer
 
-from qckit.cli._common import QUIET, VERBOSE, console, handle_errors, progress_bar, report_undeclared, warn
+from qckit.cli._common import (
+    EXIT_CHECKS_FAILED,
+    QUIET,
+    VERBOSE,
+    console,
+    handle_errors,
+    progress_bar,
+    report_undeclared,
+    warn,
+)
 from qckit.cli.conventions import QckitGroup
 
 app = typer.Typer(
@@ -186,3 +195,43 @@ def evaluate_command(
         summary = evaluate(table, harmonized, html, json_out, on_table=report_undeclared)
     if not quiet:
         _print_summary(summary)
+
+
+@app.command("onboard")
+@handle_errors
+def onboard_command(
+    model: Path = typer.Argument(..., help="A fitted ComBat model folder (qckit harmonize fit)."),
+    patients: Path = typer.Argument(..., help="The late site's feature table (its rows only)."),
+    phantom: Path = typer.Option(..., "--phantom", help="Phantom features of every site (CSV/Parquet: site, roi, "
+                                 "repeat and feature columns, or a long table with feature and value)."),
+    site: str = typer.Option(..., "--site", help="The late site's name (in the phantom table)."),
+    output: Path = typer.Option(..., "--output", "-o", metavar="FILE", help="Harmonized table (.parquet or .csv)."),
+    site_column: str = typer.Option("site", "--site-column", help="Phantom table: the site column (named as in "
+                                    "the model's batch)."),
+    region_column: str = typer.Option("roi", "--region-column", help="Phantom table: the region (ROI/insert) column."),
+    repeat_column: str = typer.Option("repeat", "--repeat-column", help="Phantom table: the repeat column."),
+    max_uncertainty: float = typer.Option(0.5, "--max-uncertainty", help="Refuse a feature whose uncertainty "
+                                          "exceeds this many pooled SDs."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap over phantom repeats."),
+    json_out: Path | None = typer.Option(None, "--json", metavar="FILE", help="Per-feature gains, offsets, "
+                                         "uncertainties and refusals (JSON)."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:  # fmt: skip
+    """Bring a late site into a fitted model's harmonized space from its phantom scans, without refitting; exit 1
+    when some features were refused (they are left out of the table, each with its reason)."""
+    from qckit.workflows.harmonize_run import onboard_site
+
+    result = onboard_site(model, patients, phantom, site, output, site_column=site_column,
+                          region_column=region_column, repeat_column=repeat_column,
+                          max_uncertainty=max_uncertainty, seed=seed, json_out=json_out)  # fmt: skip
+    refused = result.features[result.features["status"] != "onboarded"]
+    if not quiet:
+        u = result.features.loc[result.features["status"] == "onboarded", "uncertainty_sd"]
+        console.print(f"{len(result.onboarded)} of {len(result.features)} feature(s) onboarded for {site} through "
+                      f"{len(result.trained_sites)} trained site(s); uncertainty median {u.median():.3f} pooled SD "
+                      f"(max {u.max():.3f}) -> {output}", highlight=False, markup=False)  # fmt: skip
+    for r in refused.to_dict(orient="records"):
+        warn(f"not onboarded {r['feature']}: {r['reason']}")
+    if len(refused):
+        raise typer.Exit(EXIT_CHECKS_FAILED)

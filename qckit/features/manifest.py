@@ -8,7 +8,6 @@ covariates, outcome) is carried into the feature table unchanged. Relative paths
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import pandas as pd
 
 from qckit.core.errors import QckitInputError
 from qckit.core.files import open_regular
+from qckit.core.jsonio import dumps_exact
 from qckit.features.perturb import Perturbation
 
 REQUIRED = ("subject_id", "image", "mask")
@@ -43,7 +43,7 @@ class Case:
         parameters, so a changed plan is never resumed from another plan's results)."""
         ident = f"{self.image}|{self.mask}|{self.label_value}"
         if self.perturbation is not None:
-            ident += "|" + json.dumps(self.perturbation.to_dict(), sort_keys=True)
+            ident += "|" + dumps_exact(self.perturbation.to_dict())
         digest = hashlib.sha256(ident.encode()).hexdigest()[:10]
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in self.subject_id)[:60]
         tag = "" if self.perturbation is None else f"_{self.perturbation.name}"

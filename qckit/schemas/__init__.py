@@ -33,6 +33,7 @@ OUTPUTS: dict[str, str] = {
     "features-robustness": "`qckit features robustness --json` and `robustness.json` in its output folder",
     "harmonize-evaluation": "`qckit harmonize fit --json` and `qckit harmonize evaluate --json`",
     "harmonize-apply": "`qckit harmonize apply --json`",
+    "harmonize-onboard": "`qckit harmonize onboard --json`",
     "harmonize-scorecard": "`qckit harmonize scorecard --json` and `scorecard.json` in its output folder",
     "classify": "`qckit classify --json`",
     "demo": "`qckit demo --json`",

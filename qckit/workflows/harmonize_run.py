@@ -320,3 +320,39 @@ def scorecard(output: Path, json_out: Path | None = None, *, sites: int = 4, row
     if json_out is not None:
         write_result(json_out, doc, prov, kind="harmonize-scorecard")
     return table
+
+
+def onboard_site(model_dir: Path, patients: Path, phantom: Path, site: str, output: Path, *,
+                 site_column: str = "site", region_column: str = "roi", repeat_column: str = "repeat",
+                 max_uncertainty: float = 0.5, seed: int = 0, json_out: Path | None = None) -> Any:  # fmt: skip
+    """`qckit harmonize onboard`: harmonize a late site's patients with a fitted ComBat model through every site's
+    phantom scans (`qckit.harmonize.onboard`), without refitting. Writes the table of onboarded features (the
+    refused ones left out) and the per-feature account; returns the `Onboarding`."""
+    from qckit.core.tables import read_table, write_table
+    from qckit.harmonize.combat import ComBat
+    from qckit.harmonize.methods import load_model
+    from qckit.harmonize.onboard import onboard
+
+    model = load_model(model_dir)
+    if not isinstance(model, ComBat):
+        raise QckitInputError(f"{model_dir}: phantom-anchored onboarding needs a ComBat model")
+    frame = read_table(patients)
+    batch = model.batch if isinstance(model.batch, str) else None
+    if batch is not None and batch in frame.columns:
+        other = sorted(set(frame[batch].astype(str)) - {site})
+        if other:
+            raise QckitInputError(f"{patients}: rows of other sites ({', '.join(other[:5])}) beside the late site "
+                                  f"{site!r}; onboarding takes the late site's rows only")  # fmt: skip
+    result = onboard(model, frame, read_table(phantom), site, site_column=site_column, region_column=region_column,
+                     repeat_column=repeat_column, max_uncertainty=max_uncertainty, seed=seed)  # fmt: skip
+    write_table(result.harmonized, output)
+    if json_out is not None:
+        prov = Provenance(command_line(), {"model": str(model_dir), "patients": str(patients),
+                                           "phantom": str(phantom), "site": site, "seed": seed},
+                          {patients.name: file_sha256(patients), phantom.name: file_sha256(phantom)})  # fmt: skip
+        doc = {"site": site, "trained_sites": result.trained_sites, "sites_without_phantom": result.refused_sites,
+               "rows": len(result.harmonized), "max_uncertainty_sd": max_uncertainty,
+               "onboarded": result.onboarded, "output": str(output),
+               "features": result.features.to_dict(orient="records")}  # fmt: skip
+        write_result(json_out, doc, prov, kind="harmonize-onboard")
+    return result
