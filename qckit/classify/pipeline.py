@@ -9,6 +9,7 @@ split across train and test) or leave one site out.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -219,6 +220,7 @@ def nested_cv(
     fold_of = np.full(len(y), -1)
     folds = []
     split = list(split)
+    one_class = inner_total = 0  # inner validation folds holding one class only (their ROC AUC is undefined)
     if progress:
         progress(0, len(split))
     for k, (train, test) in enumerate(split):
@@ -230,7 +232,14 @@ def nested_cv(
             inner = list(StratifiedGroupKFold(n_splits=inner_folds, shuffle=True, random_state=seed).split(
                 X.iloc[train], y[train], groups=subjects[train]))  # fmt: skip
         search = GridSearchCV(clone(pipe), grid, cv=inner, scoring="roc_auc", error_score="raise")
-        search.fit(X.iloc[train], y[train])
+        with warnings.catch_warnings(record=True) as caught:  # reported once for the run, below
+            warnings.simplefilter("always")
+            search.fit(X.iloc[train], y[train])
+        one_class += sum(len(set(y[train][t])) < 2 for _, t in (inner if isinstance(inner, list) else []))
+        inner_total += len(inner) if isinstance(inner, list) else 0
+        for w in caught:
+            if "one class" not in str(w.message).lower() and "non-finite" not in str(w.message).lower():
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         proba = search.predict_proba(X.iloc[test])[:, 1]
         scores[test] = proba
         fold_of[test] = k
@@ -247,6 +256,11 @@ def nested_cv(
         )
         if progress:
             progress(k + 1, len(split))
+    if one_class:
+        warnings.warn(f"{one_class} of {inner_total} inner validation fold(s) hold one class only: their ROC AUC "
+                      "is undefined and the hyper-parameters were chosen on the other folds (on the first grid "
+                      "point where no fold had both classes); too few rows per fold for this model search",
+                      stacklevel=2)  # fmt: skip
     predictions = pd.DataFrame({"id": subjects, "site": sites, "y": y, "score": scores, "fold": fold_of})
     scored = ~np.isnan(scores)
     return ClassificationResult(

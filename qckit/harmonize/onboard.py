@@ -62,6 +62,7 @@ class Onboarding:
 
     @property
     def onboarded(self) -> list[str]:
+        """The features brought into the harmonized space, in the model's order."""
         return [str(f) for f in self.features.loc[self.features["status"] == "onboarded", "feature"]]
 
 

@@ -148,3 +148,20 @@ def test_a_small_site_is_kept_in_training_and_reported():
     tiny, _ = make_feature_table(n_sites=3, n_per_site=3, n_features=10, seed=2)
     with pytest.raises(QckitInputError, match="no site has the 6 rows"):
         nested_cv(feature_table(tiny, batch="site", label="label"), n_boot=20)
+
+
+def test_inner_folds_with_one_class_are_reported_once():
+    """Nine rows and 3 outer folds leave inner validation folds of one or two rows: scikit-learn warns for every
+    grid point of every such fold ("Only one class is present", "non-finite test scores"); the run reports one
+    warning that counts them instead."""
+    import warnings
+
+    tiny, _ = make_feature_table(n_sites=1, n_per_site=9, n_features=6, seed=3)
+    t = feature_table(tiny, batch="site", label="label")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nested_cv(t, harmonize=False, outer_folds=3, n_boot=20)
+    texts = [str(w.message) for w in caught]
+    assert not [m for m in texts if "Only one class" in m or "non-finite" in m]
+    counted = [m for m in texts if "inner validation fold(s) hold one class only" in m]
+    assert len(counted) == 1
