@@ -519,6 +519,21 @@ class ComBat(TransformerMixin, BaseEstimator):
         )
         return np.asarray(out).T
 
+    def covariate_mean(self, X: pd.DataFrame) -> np.ndarray:
+        """The model's mean of each row without any batch effect: the grand mean plus the covariates' fitted
+        effects (neuroCombat's `stand_mean + mod_mean`, rows x features_). `X - covariate_mean(X)` after
+        harmonization is ComBat's residual, the input of CovBat's PCA step (Chen et al. 2022)."""
+        check_is_fitted(self, "params_")
+        if self.spline_basis_ is not None:
+            raise HarmonizationError("the covariate mean of a model with smooth (GAM) terms is not available")
+        frame = self._with_batch(as_frame(X))
+        cat, cont = self._covariate_names()
+        require_columns(frame, [*cat, *cont], "covariate")
+        covars = self._encode(frame, fitting=False)
+        p = self.params_
+        effects = covars.iloc[:, 1:].to_numpy(dtype=float) @ p["B_hat"][len(self.batches_) :, :]
+        return p["grand_mean"][None, :] + effects
+
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """The names of the harmonized feature columns (scikit-learn's set-output protocol)."""
         check_is_fitted(self, "params_")

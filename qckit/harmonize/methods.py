@@ -41,7 +41,7 @@ class Method:
 
 
 _REGISTRY: dict[str, Method] = {}
-_BUILTINS = ("qckit.harmonize.model_io",)
+_BUILTINS = ("qckit.harmonize.model_io", "qckit.harmonize.covbat")
 
 
 def register_method(method: Method) -> Method:

@@ -43,6 +43,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "continuous_covariates": ["age"],
         "empirical_bayes": False,
     },  # fmt: skip
+    "covbat": {"method": "covbat", "categorical_covariates": ["label"], "continuous_covariates": ["age"]},
 }
 
 
@@ -96,6 +97,7 @@ def scorecard(cohort: Cohort | None = None, variants: dict[str, dict[str, Any]] 
     import warnings
 
     from qckit.harmonize.combat import ComBat
+    from qckit.harmonize.covbat import CovBat
     from qckit.harmonize.diagnostics import diagnostics
 
     c = cohort or synthetic_cohort(seed=seed)
@@ -107,8 +109,10 @@ def scorecard(cohort: Cohort | None = None, variants: dict[str, dict[str, Any]] 
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                model = ComBat(batch="site", features=c.features, min_batch_size=2, **opts)
-                harmonized = model.fit_transform(c.frame)
+                kw = dict(opts)
+                cls = CovBat if kw.pop("method", "combat") == "covbat" else ComBat
+                model = cls(batch="site", features=c.features, min_batch_size=2, **kw)
+                harmonized = model.fit(c.frame).transform(c.frame)
             out = c.frame.drop(columns=c.features).join(harmonized[c.features])
         d = diagnostics(out, c.features, "site", seed=seed)
         effects = label_effects(out, c.features)
