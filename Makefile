@@ -10,7 +10,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.qckit-installed
 
-.PHONY: setup demo test test-other test-all docs bench lint clean prerequisites preview-py313
+.PHONY: setup demo test test-other test-all docs bench oracles lint clean prerequisites preview-py313
 
 setup: $(STAMP)
 
@@ -107,6 +107,17 @@ $(PYLINAC_STAMP):
 	.venv-pylinac/bin/python -m pip install --quiet 'pylinac==3.49.*'
 	@touch $(PYLINAC_STAMP)
 
+# Test oracles from independent implementations, written once into tests/ as golden values (the tests never import
+# them): combatlearn (nested ComBat's order search) in a venv of its own, without qckit.
+ORACLE_STAMP := .venv-oracle/.installed
+$(ORACLE_STAMP):
+	$(PYTHON) -m venv .venv-oracle
+	.venv-oracle/bin/python -m pip install --quiet 'combatlearn==2.3.0'
+	@touch $(ORACLE_STAMP)
+
+oracles: $(ORACLE_STAMP)
+	.venv-oracle/bin/python benchmarks/oracles/combatlearn_nested.py
+
 bench: $(BENCH_STAMP) $(HAZEN_STAMP) $(PYLINAC_STAMP)
 	.venv-bench/bin/python benchmarks/bench_scan.py
 	.venv-bench/bin/python benchmarks/bench_combat.py
@@ -124,4 +135,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check qckit tests benchmarks
 
 clean:
-	rm -rf $(VENV) .venv-other .venv-bench .venv-hazen .venv-pylinac .venv-313 build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-other .venv-bench .venv-hazen .venv-pylinac .venv-oracle .venv-313 build *.egg-info .pytest_cache

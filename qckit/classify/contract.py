@@ -44,6 +44,7 @@ class FeatureTable:
         default_factory=list
     )  # numeric columns that are neither features nor declared
     feature_source: str = ""  # declared | pattern | pyradiomics naming
+    batches: list[str] = field(default_factory=list)  # the batch columns `batch` joins (one: `batch` itself)
 
     @property
     def covariates(self) -> list[str]:
@@ -178,6 +179,7 @@ def feature_table(
         dropped_features=dropped,
         undeclared=undeclared,
         feature_source=source,
+        batches=batches,
     )
 
 

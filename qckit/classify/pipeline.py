@@ -55,8 +55,12 @@ def table_harmonizer(table: FeatureTable, method: str = "combat", **options: Any
     ComBat's `unseen_batch` for another method) are left out."""
     from qckit.harmonize.methods import build, get_method
 
-    taken = set(get_method(method).options)
-    return build(method, batch=table.batch, categorical=table.categorical, continuous=table.continuous,
+    registered = get_method(method)
+    taken = set(registered.options)
+    batch: str | list[str] = table.batch
+    if registered.separate_batches and len(table.batches) > 1:
+        batch = list(table.batches)
+    return build(method, batch=batch, categorical=table.categorical, continuous=table.continuous,
                  features=table.features, min_batch_size=2,
                  **{k: v for k, v in options.items() if k in taken})  # fmt: skip
 
@@ -109,7 +113,7 @@ def build_pipeline(
 
 
 def _x(table: FeatureTable) -> pd.DataFrame:
-    cols = list(dict.fromkeys([table.batch, *table.covariates, *table.features]))
+    cols = list(dict.fromkeys([table.batch, *table.batches, *table.covariates, *table.features]))
     return table.frame[cols]
 
 
@@ -298,6 +302,7 @@ def whole_dataset_harmonized(table: FeatureTable, method: str = "combat") -> Fea
         categorical=table.categorical,
         continuous=table.continuous,
         label=table.label,
+        batches=table.batches,
     )
 
 

@@ -38,10 +38,11 @@ class Method:
     formats: tuple[
         str, ...
     ] = ()  # older model.json `format` values (without `method`) that this method reads
+    separate_batches: bool = False  # takes several batch columns one by one, not their joined key
 
 
 _REGISTRY: dict[str, Method] = {}
-_BUILTINS = ("qckit.harmonize.model_io", "qckit.harmonize.covbat")
+_BUILTINS = ("qckit.harmonize.model_io", "qckit.harmonize.covbat", "qckit.harmonize.nested")
 
 
 def register_method(method: Method) -> Method:
