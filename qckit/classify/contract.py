@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 from qckit.core.tables import PYRADIOMICS_NAME  # noqa: E402  (one naming rule for every table reader)
 
 REGION_COLUMNS = ("label_value", "roi", "region", "lesion")
+VISIT_COLUMNS = ("visit", "session", "timepoint")  # repeated measures of a subject (longitudinal data)
 
 
 def _features(
@@ -150,12 +151,14 @@ def feature_table(
         undeclared
     ):  # kept in `undeclared`: the commands report it once (`report_undeclared`), the API reads it
         log.info("numeric column(s) neither features nor declared, left out: %s", ", ".join(undeclared[:20]))
-    keys = [id_column] + [c for c in REGION_COLUMNS if c in frame.columns and c != id_column]
+    keys = [id_column] + [
+        c for c in (*REGION_COLUMNS, *VISIT_COLUMNS) if c in frame.columns and c != id_column
+    ]
     dups = frame.duplicated(subset=keys, keep=False)
     if dups.any():
         rows = [int(i) + 1 for i in dups.to_numpy().nonzero()[0][:5]]
         raise QckitInputError(f"duplicate {' + '.join(keys)} in rows {rows}: one row per subject and region "
-                              f"(add a region column such as label_value)")  # fmt: skip
+                              f"(add a region column such as label_value, or a visit column for repeated measures)")  # fmt: skip
     dropped: list[str] = []
     if stable_features is not None:
         unknown = [f for f in stable_features if f not in frame.columns]

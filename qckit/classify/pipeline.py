@@ -60,6 +60,8 @@ def table_harmonizer(table: FeatureTable, method: str = "combat", **options: Any
     batch: str | list[str] = table.batch
     if registered.separate_batches and len(table.batches) > 1:
         batch = list(table.batches)
+    if registered.uses_subject:
+        options = {**options, "subject": table.id}
     return build(method, batch=batch, categorical=table.categorical, continuous=table.continuous,
                  features=table.features, min_batch_size=2,
                  **{k: v for k, v in options.items() if k in taken})  # fmt: skip
@@ -113,7 +115,7 @@ def build_pipeline(
 
 
 def _x(table: FeatureTable) -> pd.DataFrame:
-    cols = list(dict.fromkeys([table.batch, *table.batches, *table.covariates, *table.features]))
+    cols = list(dict.fromkeys([table.batch, *table.batches, table.id, *table.covariates, *table.features]))
     return table.frame[cols]
 
 

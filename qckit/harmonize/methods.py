@@ -39,10 +39,16 @@ class Method:
         str, ...
     ] = ()  # older model.json `format` values (without `method`) that this method reads
     separate_batches: bool = False  # takes several batch columns one by one, not their joined key
+    uses_subject: bool = False  # takes the table's subject id column (`subject=`), e.g. for a random effect
 
 
 _REGISTRY: dict[str, Method] = {}
-_BUILTINS = ("qckit.harmonize.model_io", "qckit.harmonize.covbat", "qckit.harmonize.nested")
+_BUILTINS = (
+    "qckit.harmonize.model_io",
+    "qckit.harmonize.covbat",
+    "qckit.harmonize.nested",
+    "qckit.harmonize.longitudinal",
+)
 
 
 def register_method(method: Method) -> Method:

@@ -87,8 +87,15 @@ def fit(
     if on_table is not None:
         on_table(ft)
     batch = table.batch[0] if len(table.batch) == 1 else list(table.batch)  # the recipe, rebuilt by `apply`
+    from qckit.harmonize.methods import get_method
+
+    options = dict(options or {})
+    if get_method(method).uses_subject:
+        options.setdefault("subject", ft.id)
+    if get_method(method).separate_batches and isinstance(batch, str):
+        batch = [batch]
     model = build(method, batch=batch, categorical=ft.categorical, continuous=ft.continuous,
-                  features=ft.features, min_batch_size=min_batch_size, **(options or {}))  # fmt: skip
+                  features=ft.features, min_batch_size=min_batch_size, **options)  # fmt: skip
     fit_transform = getattr(model, "fit_transform", None)
     harmonized = fit_transform(ft.frame) if fit_transform else model.fit(ft.frame).transform(ft.frame)
     save_model(model, output)
