@@ -90,9 +90,11 @@ def fit_command(
     table = TableOptions(features, batch, categorical, continuous, id_column, label, stable, exclude,
                          feature_patterns)  # fmt: skip
     options = _combat_options(smooth, ref_batch, no_eb, non_parametric, mean_only, on_invalid)
-    with progress_bar(f"fitting {method}", enabled=not quiet):
+    label = f"fitting {method}" + (" (one GAM per feature)" if smooth else "")
+    with progress_bar(label, enabled=not quiet) as update:
         run = fit(table, output, method=method, options=options, min_batch_size=min_batch_size,
-                  harmonized_out=harmonized_out, html=html, json_out=json_out, on_table=report_undeclared)  # fmt: skip
+                  harmonized_out=harmonized_out, html=html, json_out=json_out, on_table=report_undeclared,
+                  progress=update)  # fmt: skip
     if not quiet:
         excluded = getattr(run.model, "excluded_features_", None)
         console.print(f"model: {output} ({method}; {len(run.model.features_)} features, {len(run.model.batches_)} "

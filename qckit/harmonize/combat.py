@@ -21,6 +21,9 @@ the harmonized features only (same index), so the estimator sits at the head of 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -63,6 +66,50 @@ class _engine_output:  # noqa: N801  (used as a context manager)
         text = self._buf.getvalue().strip()
         if text:
             log.debug("neuroHarmonize: %s", text[:2000])
+
+
+_GAM_PROGRESS: ContextVar[Callable[[int, int], None] | None] = ContextVar("qckit_gam_progress", default=None)
+
+
+@contextmanager
+def gam_progress(callback: Callable[[int, int], None] | None) -> Iterator[None]:
+    """Report ComBat-GAM's per-feature fits to `callback(done, total)` while this context is open (the smooth
+    terms' penalty search fits one GAM per feature, seconds each: minutes for a few hundred features)."""
+    token = _GAM_PROGRESS.set(callback)
+    try:
+        yield
+    finally:
+        _GAM_PROGRESS.reset(token)
+
+
+@contextmanager
+def _counting_gam(total: int) -> Iterator[None]:
+    """neuroHarmonize fits its GAMs in a loop over features through `GLMGam.from_formula`: that name, in its
+    module, is replaced for the duration by one that counts the calls and reports them (restored afterwards)."""
+    callback = _GAM_PROGRESS.get()
+    if callback is None:
+        yield
+        return
+    import importlib
+
+    learn = importlib.import_module("neuroHarmonize.harmonizationLearn")  # the package's name is the function
+
+    original = learn.GLMGam
+    done = [0]
+
+    class Counting:
+        @staticmethod
+        def from_formula(*args: Any, **kwargs: Any) -> Any:
+            done[0] += 1
+            callback(min(done[0], total), total)
+            return original.from_formula(*args, **kwargs)
+
+    learn.GLMGam = Counting
+    try:
+        callback(0, total)
+        yield
+    finally:
+        learn.GLMGam = original
 
 
 _PARAM_ARRAYS = ("B_hat", "grand_mean", "var_pooled", "gamma_star", "delta_star", "gamma_hat", "delta_hat",
@@ -307,11 +354,11 @@ class ComBat(TransformerMixin, BaseEstimator):
         # a reference batch's zero location estimates make neuroCombat's convergence test divide by zero
         with np.errstate(divide="ignore", invalid="ignore"):
             if self.mean_only or (self.empirical_bayes and not self.parametric):
-                with _engine_output():
+                with _engine_output(), _counting_gam(data.shape[1] if smooth else 0):
                     model, _ = harmonizationLearn(data, covars, **kwargs)
                 harmonized = self._variant_adjust(model, data)
             else:
-                with _engine_output():
+                with _engine_output(), _counting_gam(data.shape[1] if smooth else 0):
                     model, harmonized = harmonizationLearn(data, covars, **kwargs)
         self._store(model, screen.kept, screen.excluded, frame)
         if not np.isfinite(harmonized).all():  # never hand out silent NaNs

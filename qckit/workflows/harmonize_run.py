@@ -77,9 +77,11 @@ def fit(
     html: Path | None = None,
     json_out: Path | None = None,
     on_table: Callable[[FeatureTable], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> FitRun:
     """Fit `method` on the table and save the model folder; optionally the harmonized table and the evaluation.
-    `options` are the method's own (e.g. ComBat's ref_batch, mean_only); ones it does not take are refused."""
+    `options` are the method's own (e.g. ComBat's ref_batch, mean_only); ones it does not take are refused.
+    `progress(done, total)` hears of ComBat-GAM's per-feature fits."""
     from qckit.core.tables import write_table
     from qckit.harmonize.methods import build, save_model
 
@@ -96,8 +98,11 @@ def fit(
         batch = [batch]
     model = build(method, batch=batch, categorical=ft.categorical, continuous=ft.continuous,
                   features=ft.features, min_batch_size=min_batch_size, **options)  # fmt: skip
+    from qckit.harmonize.combat import gam_progress
+
     fit_transform = getattr(model, "fit_transform", None)
-    harmonized = fit_transform(ft.frame) if fit_transform else model.fit(ft.frame).transform(ft.frame)
+    with gam_progress(progress):  # ComBat-GAM reports its per-feature fits (minutes for hundreds of features)
+        harmonized = fit_transform(ft.frame) if fit_transform else model.fit(ft.frame).transform(ft.frame)
     save_model(model, output)
     run = FitRun(ft, model, output, method)
     if not (harmonized_out or html or json_out):

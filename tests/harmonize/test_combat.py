@@ -182,6 +182,28 @@ def test_smooth_term_model_round_trip(data, tmp_path):
     assert np.abs(loaded.transform(table).to_numpy() - model.transform(table).to_numpy()).max() < 1e-10
 
 
+def test_gam_fits_report_progress_and_the_engine_is_restored(data, capsys):
+    """ComBat-GAM fits one GAM per feature: `gam_progress` hears each (0 of 4 first, 4 of 4 last); neuroHarmonize's
+    own GLMGam name is restored afterwards, and its printed notes stay off stdout."""
+    import importlib
+
+    learn = importlib.import_module("neuroHarmonize.harmonizationLearn")  # the package's name is the function
+
+    from qckit.harmonize.combat import gam_progress
+
+    table, truth = data
+    calls: list[tuple[int, int]] = []
+    original = learn.GLMGam
+    with gam_progress(lambda done, total: calls.append((done, total))):
+        ComBat(batch="site", features=truth.features[:4], smooth_terms=["age"], **COV).fit(table)
+    assert calls[0] == (0, 4) and calls[-1] == (4, 4) and [d for d, _ in calls] == sorted(d for d, _ in calls)
+    assert learn.GLMGam is original
+    ComBat(batch="site", features=truth.features[:2], smooth_terms=["age"], **COV).fit(
+        table
+    )  # no context: silent
+    assert len(calls) == 5 and capsys.readouterr().out == ""
+
+
 def test_corrupt_or_foreign_model_folders(tmp_path, data):
     table, truth = data
     folder = save_model(combat(truth).fit(table), tmp_path / "m")
