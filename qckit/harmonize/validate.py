@@ -66,9 +66,10 @@ def training_distance(model: Any, harmonized: pd.DataFrame, max_rows: int = 5000
     """Features whose input lies far outside the distribution the model was fitted on, with the median |z|.
 
     Test (stated, per feature j): after harmonization each row should look like the training rows, so
-    z_ij = (y*_ij - alpha_j) / sigma_j, with alpha_j the fitted grand mean and sigma_j^2 the pooled variance
-    (Johnson et al. 2007, eq. 2-3: the standardisation ComBat itself uses), has |z| of order 1 (median 0.67
-    for a normal sample; covariate effects add a few units at most). A median |z_ij| over the rows above
+    z_ij = (y*_ij - alpha_j - x_i beta_j) / sigma_j, with alpha_j the fitted grand mean, x_i beta_j the row's
+    fitted covariate effects and sigma_j^2 the pooled variance (Johnson et al. 2007, eq. 2-3: the standardisation
+    ComBat itself uses), has |z| of order 1 (median 0.67 for a normal sample). Models with smooth terms are
+    judged against the grand mean alone (their covariate effects can add a few units). A median |z_ij| over the rows above
     FAR_Z = 4 means data on another scale (x1000) or another feature under the same name: reported, as the
     harmonized values are then not trustworthy. Models without a grand mean and pooled variance are not tested.
     The median is taken over at most `max_rows` rows (a seeded sample of a larger table: a median of 5,000 rows
@@ -76,11 +77,18 @@ def training_distance(model: Any, harmonized: pd.DataFrame, max_rows: int = 5000
     params = getattr(model, "params_", None)
     if not isinstance(params, dict) or "grand_mean" not in params or "var_pooled" not in params:
         return {}
-    mean = np.asarray(params["grand_mean"], float).reshape(-1)
+    mean: Any = np.asarray(params["grand_mean"], float).reshape(-1)
     sd = np.sqrt(np.asarray(params["var_pooled"], float).reshape(-1))
-    values = harmonized[list(model.features_)].to_numpy(float)
-    if len(values) > max_rows:
-        values = values[np.sort(np.random.default_rng(0).choice(len(values), size=max_rows, replace=False))]
+    rows = harmonized
+    if len(rows) > max_rows:
+        rows = rows.iloc[np.sort(np.random.default_rng(0).choice(len(rows), size=max_rows, replace=False))]
+    values = rows[list(model.features_)].to_numpy(float)
+    covariate_mean = getattr(model, "covariate_mean", None)
+    if covariate_mean is not None:
+        try:  # the covariates' own effects are not a distance from the training data
+            mean = covariate_mean(rows)
+        except (HarmonizationError, KeyError, ValueError):
+            pass  # smooth (GAM) terms: the grand mean alone
     z = np.median(np.abs((values - mean) / sd), axis=0)
     return {f: float(z[j]) for j, f in enumerate(model.features_) if z[j] > FAR_Z}
 
