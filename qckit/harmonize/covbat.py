@@ -19,8 +19,6 @@ tested against an independent NumPy transcription of the R function (tests/harmo
 
 from __future__ import annotations
 
-import hashlib
-import io
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +27,9 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from qckit.core.errors import HarmonizationError, ModelFileError, QckitInputError
-from qckit.core.files import read_regular
-from qckit.core.jsonio import atomic_write_bytes, write_json
+from qckit.core.errors import HarmonizationError, ModelFileError
 from qckit.harmonize.combat import ComBat
-from qckit.harmonize.methods import Method, register_method
+from qckit.harmonize.methods import Method, read_model_folder, register_method, write_model_folder
 
 SCORE_BATCH = "__covbat_batch__"
 
@@ -147,54 +143,35 @@ FORMAT = "qckit-covbat-model"
 def save_model(model: CovBat, folder: str | Path) -> Path:
     """A fitted CovBat as a folder: its two ComBat models (`combat/`, `scores/`, each checksummed by the ComBat
     writer), `arrays.npz` (loadings, centre, scale) and `model.json` (parameters, checksums)."""
-    from qckit.harmonize.model_io import _meta_digest
     from qckit.harmonize.model_io import save_model as save_combat
 
     check_is_fitted(model, "score_combat_")
     out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
     save_combat(model.combat_, out / "combat")
     save_combat(model.score_combat_, out / "scores")
-    buf = io.BytesIO()
-    np.savez_compressed(buf, components=model.components_, center=model.center_, scale=model.scale_,
-                        explained_variance_ratio=model.explained_variance_ratio_)  # fmt: skip
-    blob = buf.getvalue()
-    atomic_write_bytes(out / "arrays.npz", blob)
     params = model.get_params()
     for key in ("categorical_covariates", "continuous_covariates"):
         params[key] = list(params[key])
     if not isinstance(params["batch"], str):
         params["batch"] = list(params["batch"])
     meta = {"method": "covbat", "format": FORMAT, "format_version": 1, "params": params,
-            "features": model.features_, "batches": model.batches_, "n_pc": model.n_pc_,
-            "arrays_sha256": hashlib.sha256(blob).hexdigest()}  # fmt: skip
-    meta["meta_sha256"] = _meta_digest(meta)
-    write_json(out / "model.json", meta)
-    return out
+            "features": model.features_, "batches": model.batches_, "n_pc": model.n_pc_}  # fmt: skip
+    arrays = {"components": model.components_, "center": model.center_, "scale": model.scale_,
+              "explained_variance_ratio": model.explained_variance_ratio_}  # fmt: skip
+    return write_model_folder(out, meta, arrays)
 
 
 def load_model(folder: str | Path) -> CovBat:
     """Read a folder written by `save_model`; every checksum and the shapes are verified."""
-    from qckit.harmonize.methods import read_model_description
-    from qckit.harmonize.model_io import _meta_digest
     from qckit.harmonize.model_io import load_model as load_combat
 
     src = Path(folder)
-    meta = read_model_description(src / "model.json")
-    if meta.get("format") != FORMAT or meta.get("meta_sha256") != _meta_digest(meta):
-        raise ModelFileError(f"{src / 'model.json'}: not an intact CovBat model (format or checksum)")
-    try:
-        blob = read_regular(src / "arrays.npz", what="model arrays")
-    except QckitInputError as exc:
-        raise ModelFileError(str(exc)) from None
-    if hashlib.sha256(blob).hexdigest() != meta.get("arrays_sha256"):
-        raise ModelFileError(f"{src / 'arrays.npz'}: checksum mismatch (the file was changed or truncated)")
+    meta, arrays = read_model_folder(src, FORMAT, "CovBat")
     model = CovBat(**meta["params"])
     model.combat_ = load_combat(src / "combat")
     model.score_combat_ = load_combat(src / "scores")
-    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-        model.components_, model.center_ = npz["components"], npz["center"]
-        model.scale_, model.explained_variance_ratio_ = npz["scale"], npz["explained_variance_ratio"]
+    model.components_, model.center_ = arrays["components"], arrays["center"]
+    model.scale_, model.explained_variance_ratio_ = arrays["scale"], arrays["explained_variance_ratio"]
     model.features_, model.batches_, model.n_pc_ = (
         list(meta["features"]),
         list(meta["batches"]),

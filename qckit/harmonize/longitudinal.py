@@ -27,8 +27,6 @@ from statsmodels and neuroCombat, and tests it on synthetic longitudinal data wi
 
 from __future__ import annotations
 
-import hashlib
-import io
 import warnings
 from pathlib import Path
 from typing import Any
@@ -38,10 +36,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from qckit.core.errors import HarmonizationError, ModelFileError, QckitInputError
-from qckit.core.files import read_regular
-from qckit.core.jsonio import atomic_write_bytes, write_json
-from qckit.harmonize.methods import Method, register_method
+from qckit.core.errors import HarmonizationError, ModelFileError
+from qckit.harmonize.methods import Method, read_model_folder, register_method, write_model_folder
 from qckit.harmonize.validate import labels as level_labels
 
 
@@ -252,47 +248,22 @@ _ARRAYS = (
 
 def save_model(model: LongitudinalComBat, folder: str | Path) -> Path:
     """The fitted estimates (no subject identifiers, no rows) as `arrays.npz` + `model.json`, checksummed."""
-    from qckit.harmonize.model_io import _meta_digest
-
     check_is_fitted(model, "gamma_star_")
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **{k.rstrip("_"): getattr(model, k) for k in _ARRAYS})
-    blob = buf.getvalue()
-    atomic_write_bytes(out / "arrays.npz", blob)
     params = model.get_params()
     for key in ("categorical_covariates", "continuous_covariates"):
         params[key] = list(params[key])
     meta = {"method": "longitudinal-combat", "format": FORMAT, "format_version": 1, "params": params,
-            "features": model.features_, "batches": model.batches_, "levels": model.levels_,
-            "arrays_sha256": hashlib.sha256(blob).hexdigest()}  # fmt: skip
-    meta["meta_sha256"] = _meta_digest(meta)
-    write_json(out / "model.json", meta)
-    return out
+            "features": model.features_, "batches": model.batches_, "levels": model.levels_}  # fmt: skip
+    return write_model_folder(Path(folder), meta, {k.rstrip("_"): getattr(model, k) for k in _ARRAYS})
 
 
 def load_model(folder: str | Path) -> LongitudinalComBat:
     """Read a folder written by `save_model`; checksums and shapes are verified."""
-    from qckit.harmonize.methods import read_model_description
-    from qckit.harmonize.model_io import _meta_digest
-
     src = Path(folder)
-    meta = read_model_description(src / "model.json")
-    if meta.get("format") != FORMAT or meta.get("meta_sha256") != _meta_digest(meta):
-        raise ModelFileError(
-            f"{src / 'model.json'}: not an intact longitudinal ComBat model (format or checksum)"
-        )
-    try:
-        blob = read_regular(src / "arrays.npz", what="model arrays")
-    except QckitInputError as exc:
-        raise ModelFileError(str(exc)) from None
-    if hashlib.sha256(blob).hexdigest() != meta.get("arrays_sha256"):
-        raise ModelFileError(f"{src / 'arrays.npz'}: checksum mismatch (the file was changed or truncated)")
+    meta, arrays = read_model_folder(src, FORMAT, "longitudinal ComBat")
     model = LongitudinalComBat(**meta["params"])
-    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-        for k in _ARRAYS:
-            setattr(model, k, npz[k.rstrip("_")])
+    for k in _ARRAYS:
+        setattr(model, k, arrays[k.rstrip("_")])
     model.features_, model.batches_ = list(meta["features"]), list(meta["batches"])
     model.levels_ = {k: list(v) for k, v in meta["levels"].items()}
     p, nb = len(model.features_), len(model.batches_)

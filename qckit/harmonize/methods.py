@@ -137,6 +137,68 @@ def read_model_description(meta_path: Path) -> dict[str, Any]:
     return meta
 
 
+def description_digest(meta: dict[str, Any]) -> str:
+    """sha256 of a model.json's content without its own checksum field (canonical JSON)."""
+    import hashlib
+
+    from qckit.core.jsonio import dumps
+
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    return hashlib.sha256(dumps(body, indent=None, sort_keys=True).encode()).hexdigest()
+
+
+def write_model_folder(folder: Path, meta: dict[str, Any], arrays: dict[str, Any] | None = None) -> Path:
+    """A method's model folder: `arrays.npz` (if any; no pickle) and `model.json` carrying the arrays' checksum
+    and its own. Returns the folder."""
+    import hashlib
+    import io
+
+    import numpy as np
+
+    from qckit.core.jsonio import atomic_write_bytes, write_json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = dict(meta)
+    if arrays is not None:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        blob = buf.getvalue()
+        atomic_write_bytes(folder / "arrays.npz", blob)
+        meta["arrays_sha256"] = hashlib.sha256(blob).hexdigest()
+    meta["meta_sha256"] = description_digest(meta)
+    write_json(folder / "model.json", meta)
+    return folder
+
+
+def read_model_folder(
+    folder: Path, fmt: str, what: str, *, arrays: bool = True
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A folder written by `write_model_folder`: (model.json, arrays), with its format and both checksums
+    verified; any problem is a `ModelFileError` naming the file."""
+    import hashlib
+    import io
+
+    import numpy as np
+
+    from qckit.core.files import read_regular
+
+    meta = read_model_description(folder / "model.json")
+    if meta.get("format") != fmt or meta.get("meta_sha256") != description_digest(meta):
+        raise ModelFileError(f"{folder / 'model.json'}: not an intact {what} model (format or checksum)")
+    if not arrays:
+        return meta, {}
+    try:
+        blob = read_regular(folder / "arrays.npz", what="model arrays")
+    except QckitInputError as exc:
+        raise ModelFileError(str(exc)) from None
+    if hashlib.sha256(blob).hexdigest() != meta.get("arrays_sha256"):
+        raise ModelFileError(
+            f"{folder / 'arrays.npz'}: checksum mismatch (the file was changed or truncated)"
+        )
+    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+        return meta, {k: npz[k] for k in npz.files}
+
+
 def load_model(folder: str | Path) -> Any:
     """Load a model folder with the reader of the method its `model.json` names."""
     src = Path(folder)
@@ -154,5 +216,6 @@ def load_model(folder: str | Path) -> Any:
     return _REGISTRY[name].load(src)
 
 
-__all__ = ["Method", "build", "get_method", "load_model", "method_names", "method_of", "register_method",
+__all__ = ["Method", "build", "description_digest", "get_method", "load_model", "method_names", "method_of",
+           "read_model_folder", "register_method", "write_model_folder",
            "save_model", "unregister_method"]  # fmt: skip

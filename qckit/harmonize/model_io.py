@@ -16,9 +16,9 @@ import numpy as np
 from qckit import __version__
 from qckit.core.errors import ModelFileError, QckitInputError
 from qckit.core.files import read_regular
-from qckit.core.jsonio import atomic_write_bytes, dumps, write_json
+from qckit.core.jsonio import atomic_write_bytes, write_json
 from qckit.harmonize.combat import _PARAM_ARRAYS, ComBat, _SplineBasis
-from qckit.harmonize.methods import Method, read_model_description, register_method
+from qckit.harmonize.methods import Method, description_digest, read_model_description, register_method
 from qckit.harmonize.validate import BATCH_SEPARATOR
 
 FORMAT = "qckit-combat-model"
@@ -101,9 +101,8 @@ def save_model(model: ComBat, folder: str | Path) -> Path:
 
 
 def _meta_digest(meta: dict[str, Any]) -> str:
-    """sha256 of model.json's content without its own checksum field (canonical JSON)."""
-    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
-    return hashlib.sha256(dumps(body, indent=None, sort_keys=True).encode()).hexdigest()
+    """sha256 of model.json's content without its own checksum field (`methods.description_digest`)."""
+    return description_digest(meta)
 
 
 def _check(ok: bool, path: Path, what: str) -> None:

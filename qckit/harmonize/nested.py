@@ -29,9 +29,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from qckit.core.errors import HarmonizationError, ModelFileError
-from qckit.core.jsonio import write_json
 from qckit.harmonize.combat import ComBat
-from qckit.harmonize.methods import Method, register_method
+from qckit.harmonize.methods import Method, read_model_folder, register_method, write_model_folder
 
 MAX_ORDERED = 5  # 5! = 120 orders
 
@@ -160,7 +159,6 @@ FORMAT = "qckit-nested-combat-model"
 def save_model(model: NestedComBat, folder: str | Path) -> Path:
     """A fitted nested ComBat as a folder: one ComBat model folder per step (`step0/`, ...; each checksummed by the
     ComBat writer) and `model.json` (parameters, order, the steps' checksums)."""
-    from qckit.harmonize.model_io import _meta_digest
     from qckit.harmonize.model_io import save_model as save_combat
 
     check_is_fitted(model, "steps_")
@@ -177,21 +175,15 @@ def save_model(model: NestedComBat, folder: str | Path) -> Path:
             "order": model.order_, "features": model.features_, "order_scores": model.order_scores_,
             "batch_dependent_before": model.batch_dependent_before_,
             "batch_dependent_after": model.batch_dependent_after_, "steps_sha256": digests}  # fmt: skip
-    meta["meta_sha256"] = _meta_digest(meta)
-    write_json(out / "model.json", meta)
-    return out
+    return write_model_folder(out, meta)
 
 
 def load_model(folder: str | Path) -> NestedComBat:
     """Read a folder written by `save_model`; its checksum and every step's are verified."""
-    from qckit.harmonize.methods import read_model_description
-    from qckit.harmonize.model_io import _meta_digest
     from qckit.harmonize.model_io import load_model as load_combat
 
     src = Path(folder)
-    meta = read_model_description(src / "model.json")
-    if meta.get("format") != FORMAT or meta.get("meta_sha256") != _meta_digest(meta):
-        raise ModelFileError(f"{src / 'model.json'}: not an intact nested ComBat model (format or checksum)")
+    meta, _ = read_model_folder(src, FORMAT, "nested ComBat", arrays=False)
     model = NestedComBat(**meta["params"])
     steps = []
     for i, digest in enumerate(meta["steps_sha256"]):
