@@ -68,15 +68,29 @@ class Onboarding:
 
 def phantom_table(frame: pd.DataFrame, site: str, region: str, repeat: str) -> pd.DataFrame:
     """A phantom feature table in wide form (site, region, repeat, one column per feature): a long table with
-    `feature` and `value` columns (as `qckit phantom repeatability` writes `measurements.csv`) is pivoted."""
+    `feature` and `value` columns (as `qckit phantom repeatability` writes `measurements.csv`) is pivoted. One
+    protocol only; a value given twice for the same site, region, repeat (and feature) is an input error."""
     for col in (site, region):
         if col not in frame.columns:
             raise QckitInputError(
                 f"the phantom table has no column {col!r}; it has {', '.join(map(str, frame.columns[:20]))}"
             )
+    if "protocol" in frame.columns and frame["protocol"].nunique() > 1:
+        raise QckitInputError(f"the phantom table holds {frame['protocol'].nunique()} protocols "
+                              f"({', '.join(map(str, frame['protocol'].unique()[:5]))}): give the measurements of the "
+                              "protocol the patients were scanned with")  # fmt: skip
+    long = {"feature", "value"} <= set(frame.columns)
     if repeat not in frame.columns:
-        frame = frame.assign(**{repeat: frame.groupby([site, region]).cumcount()})
-    if {"feature", "value"} <= set(frame.columns):
+        keys = [site, region, "feature"] if long else [site, region]
+        frame = frame.assign(**{repeat: frame.groupby(keys).cumcount()})
+    keys = [site, region, repeat, *(["feature"] if long else [])]
+    dup = frame.duplicated(subset=keys)
+    if dup.any():
+        row = frame.loc[dup].iloc[0]
+        raise QckitInputError(
+            f"the phantom table has more than one value for {', '.join(f'{k}={row[k]}' for k in keys)}"
+        )
+    if long:
         frame = frame.pivot_table(index=[site, region, repeat], columns="feature", values="value",
                                   aggfunc="first").reset_index()  # fmt: skip
         frame.columns.name = None

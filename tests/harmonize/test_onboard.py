@@ -114,6 +114,22 @@ def test_a_long_phantom_table_reads_like_a_wide_one():
     assert np.allclose(wide[st.features].to_numpy(), ref[st.features].to_numpy())
 
 
+def test_a_phantom_runs_measurements_table_is_read_and_checked():
+    """The long table `qckit phantom repeatability` writes (feature, scanner, protocol, roi, repeat, value) is read
+    with --site-column scanner; two protocols or a value given twice are refused."""
+    st = make_onboarding_study(seed=7, n_features=4)
+    long = st.phantom.melt(id_vars=["site", "roi", "repeat"], var_name="feature", value_name="value")
+    long = long.rename(columns={"site": "scanner"}).assign(protocol="t1-radiomics")
+    model = _combat(st, st.trained)
+    via_long = onboard(model, st.late, long, "late", site_column="scanner")
+    direct = onboard(model, st.late, st.phantom, "late")
+    assert np.allclose(via_long.harmonized[st.features].to_numpy(), direct.harmonized[st.features].to_numpy())
+    with pytest.raises(QckitInputError, match="2 protocols"):
+        onboard(model, st.late, pd.concat([long, long.assign(protocol="t2")]), "late", site_column="scanner")
+    with pytest.raises(QckitInputError, match="more than one value"):
+        onboard(model, st.late, pd.concat([long, long.head(1)]), "late", site_column="scanner")
+
+
 def test_command(tmp_path: Path):
     st = make_onboarding_study(seed=6, out_of_range=1)
     st.trained.to_csv(tmp_path / "trained.csv", index=False)
