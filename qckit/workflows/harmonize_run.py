@@ -100,13 +100,17 @@ def fit(
                   features=ft.features, min_batch_size=min_batch_size, **options)  # fmt: skip
     from qckit.harmonize.combat import gam_progress
 
+    wanted = bool(harmonized_out or html or json_out)
     fit_transform = getattr(model, "fit_transform", None)
     with gam_progress(progress):  # ComBat-GAM reports its per-feature fits (minutes for hundreds of features)
-        harmonized = fit_transform(ft.frame) if fit_transform else model.fit(ft.frame).transform(ft.frame)
+        if not wanted:
+            model.fit(ft.frame)  # the model is the result: the harmonized rows are not computed
+        else:
+            harmonized = fit_transform(ft.frame) if fit_transform else model.fit(ft.frame).transform(ft.frame)
     save_model(model, output)
     run = FitRun(ft, model, output, method)
-    if not (harmonized_out or html or json_out):
-        return run  # the model is the result: no harmonized copy of the table to build
+    if not wanted:
+        return run
     out = _with_columns(ft.frame, harmonized, list(model.features_))
     if harmonized_out:
         write_table(out, harmonized_out)

@@ -392,3 +392,21 @@ def test_training_distance_allows_for_the_covariates():
         "original_f",
         "original_g",
     }
+
+
+def test_fit_skips_the_training_output_and_estimates_the_same(data):
+    """`fit` does not harmonize the training rows (neuroHarmonize's final step is stood in for, and restored):
+    the estimates, and what `transform` then gives, equal those of `fit_transform` exactly."""
+    import importlib
+
+    learn = importlib.import_module("neuroHarmonize.harmonizationLearn")
+    original = learn.adjust_data_final
+    table, truth = data
+    a = combat(truth).fit(table)
+    assert learn.adjust_data_final is original
+    b = combat(truth)
+    harmonized = b.fit_transform(table)
+    for k in a.params_:
+        assert np.array_equal(a.params_[k], b.params_[k]), k
+    assert np.array_equal(a.transform(table).to_numpy(), b.transform(table).to_numpy())
+    assert np.abs(a.transform(table).to_numpy() - harmonized.to_numpy()).max() < 1e-9
