@@ -71,10 +71,11 @@ def validate_radiomics(params: dict[str, Any], where: Path | str = "params") -> 
     """Let pyradiomics validate the parameters (its schema), turning its error into ours."""
     import logging
 
-    from radiomics import featureextractor
+    from qckit.core.jsonio import dumps
+    from qckit.features.extract import _extractor
 
     logging.getLogger("radiomics").setLevel(logging.ERROR)  # its advice on bin counts is not an error of ours
-    try:
-        featureextractor.RadiomicsFeatureExtractor(dict(params))
+    try:  # the extractor the cases will use (cached per process: validating builds it once, not twice)
+        _extractor(dumps(params, indent=None, sort_keys=True))
     except Exception as exc:  # pykwalify / ValueError with pyradiomics' message
         raise QckitInputError(f"{where}: invalid pyradiomics parameters: {exc}") from exc
