@@ -132,14 +132,15 @@ def locate_array(
     best = (-np.inf, 0.0, (w / 2.0, h / 2.0))
     for ang in np.arange(-max_rotation_deg, max_rotation_deg + 1e-9, 1.0):
         rel = np.round(place(pts, pixel_mm, ang, (0.0, 0.0))).astype(int)
-        total = np.zeros_like(hmap)
-        for dx, dy in rel:
-            total += np.roll(hmap, (-dy, -dx), axis=(0, 1))
-        # centres whose layout would wrap around the image are not candidates
+        # the summed Hough response of every sphere, for each candidate centre; centres whose layout would leave
+        # the image are not candidates, so only the interior is summed (shifted slices: no wrap, no copies)
         mx, my = int(np.abs(rel[:, 0]).max()) + 1, int(np.abs(rel[:, 1]).max()) + 1
-        valid = np.full_like(total, -np.inf)
+        valid = np.full_like(hmap, -np.inf)
         if h > 2 * my and w > 2 * mx:
-            valid[my : h - my, mx : w - mx] = total[my : h - my, mx : w - mx]
+            interior = np.zeros((h - 2 * my, w - 2 * mx))
+            for dx, dy in rel:
+                interior += hmap[my + dy : h - my + dy, mx + dx : w - mx + dx]
+            valid[my : h - my, mx : w - mx] = interior
         i = int(np.argmax(valid))
         if valid.flat[i] > best[0]:
             cy, cx = np.unravel_index(i, valid.shape)
