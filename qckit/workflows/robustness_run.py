@@ -60,6 +60,8 @@ def robustness(manifest: Path, output: Path, *, params: Path | None = None, fami
         raise QckitInputError(str(exc)) from None
     if not 0 <= max_volume < 1:
         raise QckitInputError(f"--max-volume must be in [0, 1), not {max_volume}")
+    if not 0 <= max_rotation <= 90:
+        raise QckitInputError(f"--max-rotation must be between 0 and 90 degrees, not {max_rotation}")
     cases = read_manifest(manifest)
     clash = [c.subject_id for c in cases if "perturbation" in c.metadata]
     if clash:

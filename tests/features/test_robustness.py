@@ -174,6 +174,8 @@ def test_failed_instances_are_reported_and_the_rest_judged(tmp_path: Path):
     (["--family", "scale"], "unknown perturbation family"),
     (["--control", "blurred"], "unknown negative control"),
     (["--icc-min", "1.5"], "--icc-min"),
+    (["--max-volume", "1.2"], "--max-volume"),
+    (["--max-rotation", "-5"], "--max-rotation"),
 ])  # fmt: skip
 def test_bad_options_exit_2(tmp_path: Path, args: list[str], message: str):
     manifest = _synthetic_manifest(tmp_path)
