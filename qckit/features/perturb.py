@@ -102,6 +102,12 @@ def plan(families: tuple[str, ...] = FAMILIES, repeats: int = 10, *, seed: int =
         raise PerturbationError(f"unknown negative control {', '.join(bad)} (known: {', '.join(CONTROLS)})")
     if repeats < 2 and families:
         raise PerturbationError("a robustness run needs at least 2 perturbed instances per family")
+    if not 0 <= max_rotation_deg <= 90:
+        raise PerturbationError(f"--max-rotation must be between 0 and 90 degrees, not {max_rotation_deg}")
+    if not 0 <= max_volume_fraction < 1:
+        raise PerturbationError(f"--max-volume must be in [0, 1), not {max_volume_fraction}")
+    if not contour_voxels >= 0:
+        raise PerturbationError(f"--contour must be 0 or more voxels, not {contour_voxels}")
     rng = np.random.default_rng(seed)
     out = [Perturbation()]  # the original does not depend on the seed: it is resumed across plans
     for family in families:

@@ -58,10 +58,6 @@ def robustness(manifest: Path, output: Path, *, params: Path | None = None, fami
                              max_volume_fraction=max_volume, contour_voxels=contour, controls=controls)  # fmt: skip
     except PerturbationError as exc:
         raise QckitInputError(str(exc)) from None
-    if not 0 <= max_volume < 1:
-        raise QckitInputError(f"--max-volume must be in [0, 1), not {max_volume}")
-    if not 0 <= max_rotation <= 90:
-        raise QckitInputError(f"--max-rotation must be between 0 and 90 degrees, not {max_rotation}")
     cases = read_manifest(manifest)
     clash = [c.subject_id for c in cases if "perturbation" in c.metadata]
     if clash:
