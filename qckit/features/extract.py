@@ -69,6 +69,9 @@ def _extractor(params_json: str) -> Any:
     parameters ask for them (`setting: {additionalInfo: true}`): the table keeps features only."""
     from radiomics import featureextractor
 
+    # pyradiomics sets its logger's level when first imported: its INFO notes and its advice on bin counts are
+    # not qckit's warnings (and must not reach the terminal of a command that prints nothing else)
+    logging.getLogger("radiomics").setLevel(logging.ERROR)
     params = json.loads(params_json)
     params["setting"] = {"additionalInfo": False, **(params.get("setting") or {})}
     return featureextractor.RadiomicsFeatureExtractor(params)

@@ -285,3 +285,18 @@ def test_dask_gives_the_same_verdicts_as_local(tmp_path: Path):
     a = read_table(tmp_path / "local" / "features-perturbed.parquet")
     b = read_table(tmp_path / "dask" / "features-perturbed.parquet")
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_pyradiomics_notes_stay_off_the_terminal(tmp_path: Path):
+    """A fresh process: pyradiomics sets its logger's level when first imported, after qckit had quietened it,
+    and its INFO notes and bin-count advice reached stderr of `features robustness` and `extract -q`."""
+    import subprocess
+    import sys
+
+    manifest = _synthetic_manifest(tmp_path)
+    (tmp_path / "params.yaml").write_text(PARAMS)  # binCount: pyradiomics advises a bin width
+    qckit = str(Path(sys.executable).with_name("qckit"))
+    res = subprocess.run([qckit, "extract", str(manifest), "--params", str(tmp_path / "params.yaml"), "-o",
+                          str(tmp_path / "f.csv"), "-q", "-j", "1"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "bin" not in res.stderr.lower() and "Loading parameter" not in res.stderr, res.stderr
