@@ -226,18 +226,29 @@ def _rotation_matrix(axis: np.ndarray, degrees: float) -> np.ndarray:
     return np.eye(3) + math.sin(t) * kx + (1 - math.cos(t)) * kx @ kx
 
 
+def _rot2(degrees: float) -> np.ndarray:
+    t = math.radians(degrees)
+    return np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
+
+
 def rotate(image: Any, region: Any, degrees: float) -> tuple[Any, Any]:
     """Image (float32, linear) and region (0/1 uint8) rotated by `degrees` about the slice normal through the
-    region's centroid, on the image's own grid; outside the field the image takes its minimum."""
+    region's centroid (a 2-D image: about the centroid in its plane), on the image's own grid; outside the field
+    the image takes its minimum."""
     import SimpleITK as sitk
 
     arr = sitk.GetArrayViewFromImage(region)
-    idx = np.argwhere(arr > 0).mean(axis=0)[::-1]  # (x, y, z) continuous index
+    idx = np.argwhere(arr > 0).mean(axis=0)[::-1]  # (x, y[, z]) continuous index
     centre = image.TransformContinuousIndexToPhysicalPoint([float(v) for v in idx])
-    normal = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)[:, 2]
-    transform = sitk.AffineTransform(3)
+    dim = image.GetDimension()
+    transform = sitk.AffineTransform(dim)
     # Resample maps output points to input points: the inverse rotation moves the content by +degrees
-    transform.SetMatrix(_rotation_matrix(normal, -degrees).ravel().tolist())
+    if dim == 3:
+        normal = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)[:, 2]
+        matrix = _rotation_matrix(normal, -degrees)
+    else:  # a 2-D image: about the centroid in its plane
+        matrix = _rot2(-degrees)
+    transform.SetMatrix(np.asarray(matrix, float).ravel().tolist())
     transform.SetCenter(centre)
     low = float(sitk.GetArrayViewFromImage(image).min())
     img = sitk.Resample(

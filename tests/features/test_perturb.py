@@ -160,3 +160,21 @@ def test_a_constant_image_has_no_noise_level_and_an_emptied_region_is_an_error()
         )
     with pytest.raises(pt.PerturbationError, match="no voxel"):
         pt.volume_adapted(np.zeros((3, 3)), np.eye(3, dtype=bool), -0.9)
+
+
+def test_two_dimensional_images_are_perturbed_too():
+    """A 2-D image and mask: rotation in the plane (a +x bar turns to +y by 90 degrees), noise, volume
+    adaptation and contour randomisation all apply."""
+    arr = np.zeros((81, 81), dtype=np.float32)
+    arr[39:42, 42:60] = 1000.0
+    region = np.zeros((81, 81), dtype=np.uint8)
+    region[30:51, 30:51] = 1
+    img, msk = sitk.GetImageFromArray(arr), sitk.GetImageFromArray(region)
+    out, _ = pt.rotate(img, msk, 90.0)
+    ys, xs = np.nonzero(sitk.GetArrayFromImage(out) > 500)
+    assert abs(xs.mean() - 40) < 1.0 and ys.mean() > 50
+    noisy = (arr + np.random.default_rng(1).normal(0, 3, arr.shape)).astype(np.float32)
+    for p in (pt.Perturbation("image", 1, seed=2, rotation_deg=10.0, noise=True),
+              pt.Perturbation("mask", 1, seed=2, volume_fraction=0.2, contour_voxels=1.0)):  # fmt: skip
+        _, m = pt.apply(sitk.GetImageFromArray(noisy), msk, 1, p, "c")
+        assert sitk.GetArrayFromImage(m).shape == (81, 81) and (sitk.GetArrayFromImage(m) > 0).sum() > 300
