@@ -73,17 +73,17 @@ def _region_key(frame: pd.DataFrame) -> pd.Series:
     return frame[cols].astype(str).agg("|".join, axis=1)
 
 
-def _family_matrix(
-    frame: pd.DataFrame, feature: str, family: str, names: list[str]
-) -> tuple[np.ndarray, int]:
-    """The regions x instances matrix of one feature (original first), complete regions only."""
-    sub = frame[frame["perturbation"].isin(["original", *names])]
-    wide = sub.pivot_table(
-        index="_region", columns="perturbation", values=feature, aggfunc="first", dropna=False
-    )
-    wide = wide.reindex(columns=["original", *names])
-    complete = wide.dropna(axis=0, how="any")
-    return complete.to_numpy(dtype=float), len(wide) - len(complete)
+def _cube(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    """Regions x (feature, perturbation): every feature's value of every instance, one row per region, built once
+    rather than per feature (a full pyradiomics set is over a thousand features)."""
+    one = frame.drop_duplicates(["_region", "perturbation"]).set_index(["_region", "perturbation"])
+    return one[features].astype(float).unstack("perturbation")
+
+
+def _matrix(cube: pd.DataFrame, feature: str, names: list[str]) -> np.ndarray:
+    """One feature's regions x instances matrix in the order `names`, complete regions only (an absent instance
+    is a missing column)."""
+    return cube[feature].reindex(columns=names).dropna(axis=0, how="any").to_numpy(dtype=float)
 
 
 def analyse(frame: pd.DataFrame, features: list[str], plan_names: dict[str, list[str]],
@@ -98,12 +98,13 @@ def analyse(frame: pd.DataFrame, features: list[str], plan_names: dict[str, list
     if n_regions < MIN_REGIONS:
         raise QckitInputError(f"robustness is judged across regions: at least {MIN_REGIONS} regions (subjects or "
                               f"labels) are needed, {n_regions} were extracted")  # fmt: skip
+    cube = _cube(frame, features)
     rows = []
     for feat in features:
         row: dict[str, Any] = {"feature": feat}
         failed, unmeasured, reasons = False, False, []
         for family, names in plan_names.items():
-            m, dropped = _family_matrix(frame, feat, family, names)
+            m = _matrix(cube, feat, ["original", *names])
             row[f"{family}_regions"] = int(m.shape[0])
             if m.shape[0] < MIN_REGIONS:
                 row.update(
@@ -135,15 +136,11 @@ def analyse(frame: pd.DataFrame, features: list[str], plan_names: dict[str, list
                 reasons.append(f"{family}: ICC lower bound {low:.3f} < {criteria.icc_min}")
         verdict = Verdict.FAIL if failed else Verdict.NOT_MEASURED if unmeasured else Verdict.PASS
         for kind in controls:
-            pair = frame[frame["perturbation"].isin(["original", f"control-{kind}"])]
-            wide = pair.pivot_table(index="_region", columns="perturbation", values=feat, aggfunc="first")
-            wide = wide.dropna() if {"original", f"control-{kind}"} <= set(wide.columns) else wide.iloc[0:0]
+            pair = _matrix(cube, feat, ["original", f"control-{kind}"])
             value = np.nan
-            if len(wide) >= MIN_REGIONS:
-                x, y = wide["original"].to_numpy(float), wide[f"control-{kind}"].to_numpy(float)
-                if np.ptp(x) > 0 or np.ptp(y) > 0:
-                    with np.errstate(divide="ignore", invalid="ignore"):
-                        value = ccc(x, y).value if np.ptp(x) > 0 and np.ptp(y) > 0 else np.nan
+            if len(pair) >= MIN_REGIONS and np.ptp(pair[:, 0]) > 0 and np.ptp(pair[:, 1]) > 0:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    value = ccc(pair[:, 0], pair[:, 1]).value
             row[f"ccc_{kind}"] = value
         shuffled = row.get("ccc_shuffled", np.nan)
         row["texture_independent"] = bool(np.isfinite(shuffled) and shuffled >= SURVIVES_CCC)
