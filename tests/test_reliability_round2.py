@@ -192,13 +192,13 @@ def _resign(folder: Path, meta: dict, arrays: dict | None = None) -> None:
     import hashlib
 
     from qckit.core.jsonio import write_json
-    from qckit.harmonize.model_io import _meta_digest, _npz_bytes
+    from qckit.harmonize.methods import description_digest, npz_bytes
 
     if arrays is not None:
-        blob = _npz_bytes(arrays)
+        blob = npz_bytes(arrays)
         (folder / "arrays.npz").write_bytes(blob)
         meta["arrays_sha256"] = hashlib.sha256(blob).hexdigest()
-    meta["meta_sha256"] = _meta_digest(meta)
+    meta["meta_sha256"] = description_digest(meta)
     write_json(folder / "model.json", meta)
 
 

@@ -85,54 +85,56 @@ def gam_progress(callback: Callable[[int, int], None] | None) -> Iterator[None]:
 
 
 @contextmanager
+def _engine_name(name: str, make: Callable[[Any], Any]) -> Iterator[None]:
+    """`name` in neuroHarmonize's learning module (which calls it by that name) replaced by `make(original)` for
+    the duration, under one process-wide lock, and restored afterwards."""
+    import importlib
+
+    learn = importlib.import_module("neuroHarmonize.harmonizationLearn")  # the package's name is the function
+    with _ENGINE_LOCK:
+        original = getattr(learn, name)
+        setattr(learn, name, make(original))
+        try:
+            yield
+        finally:
+            setattr(learn, name, original)
+
+
+@contextmanager
 def _counting_gam(total: int) -> Iterator[None]:
-    """neuroHarmonize fits its GAMs in a loop over features through `GLMGam.from_formula`: that name, in its
-    module, is replaced for the duration by one that counts the calls and reports them (restored afterwards)."""
+    """neuroHarmonize fits its GAMs in a loop over features through `GLMGam.from_formula`: while a `gam_progress`
+    callback is set, that name stands for one that counts the calls and reports them."""
     callback = _GAM_PROGRESS.get()
     if callback is None:
         yield
         return
-    import importlib
-
-    learn = importlib.import_module("neuroHarmonize.harmonizationLearn")  # the package's name is the function
-
-    original = learn.GLMGam
     done = [0]
 
-    class Counting:
-        @staticmethod
-        def from_formula(*args: Any, **kwargs: Any) -> Any:
-            done[0] += 1
-            callback(min(done[0], total), total)
-            return original.from_formula(*args, **kwargs)
+    def counting(original: Any) -> Any:
+        class Counting:
+            @staticmethod
+            def from_formula(*args: Any, **kwargs: Any) -> Any:
+                done[0] += 1
+                callback(min(done[0], total), total)
+                return original.from_formula(*args, **kwargs)
 
-    with _ENGINE_LOCK:
-        learn.GLMGam = Counting
-        try:
-            callback(0, total)
-            yield
-        finally:
-            learn.GLMGam = original
+        return Counting
+
+    with _engine_name("GLMGam", counting):
+        callback(0, total)
+        yield
 
 
 @contextmanager
 def _model_only(active: bool) -> Iterator[None]:
     """neuroHarmonize's `harmonizationLearn` ends by harmonizing the training rows (`adjust_data_final`), which
-    `ComBat.fit` does not need: while active, that name in its module returns an empty array instead (restored
-    afterwards). The estimates are the same; only the unused output is skipped."""
+    `ComBat.fit` does not need: while active, that name returns an empty array instead. The estimates are the
+    same; only the unused output is skipped."""
     if not active:
         yield
         return
-    import importlib
-
-    learn = importlib.import_module("neuroHarmonize.harmonizationLearn")
-    with _ENGINE_LOCK:
-        original = learn.adjust_data_final
-        learn.adjust_data_final = lambda *args, **kwargs: np.empty((0, 0))
-        try:
-            yield
-        finally:
-            learn.adjust_data_final = original
+    with _engine_name("adjust_data_final", lambda original: lambda *args, **kwargs: np.empty((0, 0))):
+        yield
 
 
 _PARAM_ARRAYS = ("B_hat", "grand_mean", "var_pooled", "gamma_star", "delta_star", "gamma_hat", "delta_hat",

@@ -147,22 +147,28 @@ def description_digest(meta: dict[str, Any]) -> str:
     return hashlib.sha256(dumps(body, indent=None, sort_keys=True).encode()).hexdigest()
 
 
+def npz_bytes(arrays: dict[str, Any]) -> bytes:
+    """Arrays as the bytes of a compressed `.npz` (read back with `allow_pickle=False`)."""
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
 def write_model_folder(folder: Path, meta: dict[str, Any], arrays: dict[str, Any] | None = None) -> Path:
     """A method's model folder: `arrays.npz` (if any; no pickle) and `model.json` carrying the arrays' checksum
     and its own. Returns the folder."""
     import hashlib
-    import io
-
-    import numpy as np
 
     from qckit.core.jsonio import atomic_write_bytes, write_json
 
     folder.mkdir(parents=True, exist_ok=True)
     meta = dict(meta)
     if arrays is not None:
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
-        blob = buf.getvalue()
+        blob = npz_bytes(arrays)
         atomic_write_bytes(folder / "arrays.npz", blob)
         meta["arrays_sha256"] = hashlib.sha256(blob).hexdigest()
     meta["meta_sha256"] = description_digest(meta)
@@ -170,11 +176,9 @@ def write_model_folder(folder: Path, meta: dict[str, Any], arrays: dict[str, Any
     return folder
 
 
-def read_model_folder(
-    folder: Path, fmt: str, what: str, *, arrays: bool = True
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A folder written by `write_model_folder`: (model.json, arrays), with its format and both checksums
-    verified; any problem is a `ModelFileError` naming the file."""
+def read_model_arrays(folder: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """A model folder's `arrays.npz`, verified against the checksum its `model.json` carries (`ModelFileError`
+    naming the file otherwise)."""
     import hashlib
     import io
 
@@ -182,11 +186,6 @@ def read_model_folder(
 
     from qckit.core.files import read_regular
 
-    meta = read_model_description(folder / "model.json")
-    if meta.get("format") != fmt or meta.get("meta_sha256") != description_digest(meta):
-        raise ModelFileError(f"{folder / 'model.json'}: not an intact {what} model (format or checksum)")
-    if not arrays:
-        return meta, {}
     try:
         blob = read_regular(folder / "arrays.npz", what="model arrays")
     except QckitInputError as exc:
@@ -196,7 +195,18 @@ def read_model_folder(
             f"{folder / 'arrays.npz'}: checksum mismatch (the file was changed or truncated)"
         )
     with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-        return meta, {k: npz[k] for k in npz.files}
+        return {k: npz[k] for k in npz.files}
+
+
+def read_model_folder(
+    folder: Path, fmt: str, what: str, *, arrays: bool = True
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A folder written by `write_model_folder`: (model.json, arrays), with its format and both checksums
+    verified; any problem is a `ModelFileError` naming the file."""
+    meta = read_model_description(folder / "model.json")
+    if meta.get("format") != fmt or meta.get("meta_sha256") != description_digest(meta):
+        raise ModelFileError(f"{folder / 'model.json'}: not an intact {what} model (format or checksum)")
+    return meta, (read_model_arrays(folder, meta) if arrays else {})
 
 
 def load_model(folder: str | Path) -> Any:
@@ -217,5 +227,5 @@ def load_model(folder: str | Path) -> Any:
 
 
 __all__ = ["Method", "build", "description_digest", "get_method", "load_model", "method_names", "method_of",
-           "read_model_folder", "register_method", "write_model_folder",
+           "npz_bytes", "read_model_arrays", "read_model_folder", "register_method", "write_model_folder",
            "save_model", "unregister_method"]  # fmt: skip

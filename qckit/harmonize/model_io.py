@@ -5,8 +5,6 @@ depends on features and batches, never on the number of training rows.
 
 from __future__ import annotations
 
-import hashlib
-import io
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -14,11 +12,16 @@ from typing import Any
 import numpy as np
 
 from qckit import __version__
-from qckit.core.errors import ModelFileError, QckitInputError
-from qckit.core.files import read_regular
-from qckit.core.jsonio import atomic_write_bytes, write_json
+from qckit.core.errors import ModelFileError
 from qckit.harmonize.combat import _PARAM_ARRAYS, ComBat, _SplineBasis
-from qckit.harmonize.methods import Method, description_digest, read_model_description, register_method
+from qckit.harmonize.methods import (
+    Method,
+    description_digest,
+    read_model_arrays,
+    read_model_description,
+    register_method,
+    write_model_folder,
+)
 from qckit.harmonize.validate import BATCH_SEPARATOR
 
 FORMAT = "qckit-combat-model"
@@ -26,12 +29,6 @@ FORMAT_VERSION = (
     2  # 2: model.json carries its own checksum and the batch recipe; variants (parametric, mean_only)
 )
 READABLE_VERSIONS = (1, 2)  # 1 only through `upgrade_model`: it has no checksum of model.json
-
-
-def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    return buf.getvalue()
 
 
 def _versions() -> dict[str, str]:
@@ -49,7 +46,6 @@ def save_model(model: ComBat, folder: str | Path) -> Path:
     if not hasattr(model, "params_"):
         raise ModelFileError("the ComBat model is not fitted")
     out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
     arrays = {k: model.params_[k] for k in _PARAM_ARRAYS}
     smooth = None
     if model.spline_basis_ is not None:
@@ -65,8 +61,6 @@ def save_model(model: ComBat, folder: str | Path) -> Path:
                     "ctransf": s["ctransf"] is not None,
                 }
             )
-    blob = _npz_bytes(arrays)
-    atomic_write_bytes(out / "arrays.npz", blob)
     params = model.get_params()
     params["categorical_covariates"] = list(params["categorical_covariates"])
     params["continuous_covariates"] = list(params["continuous_covariates"])
@@ -93,16 +87,8 @@ def save_model(model: ComBat, folder: str | Path) -> Path:
             "columns": [model.batch] if isinstance(model.batch, str) else list(model.batch),
             "separator": BATCH_SEPARATOR,
         },  # fmt: skip
-        "arrays_sha256": hashlib.sha256(blob).hexdigest(),
     }
-    meta["meta_sha256"] = _meta_digest(meta)
-    write_json(out / "model.json", meta)
-    return out
-
-
-def _meta_digest(meta: dict[str, Any]) -> str:
-    """sha256 of model.json's content without its own checksum field (`methods.description_digest`)."""
-    return description_digest(meta)
+    return write_model_folder(out, meta, arrays)  # arrays.npz, then model.json with both checksums
 
 
 def _check(ok: bool, path: Path, what: str) -> None:
@@ -166,18 +152,10 @@ def load_model(folder: str | Path, *, unsigned: bool = False) -> ComBat:
             f"edited model cannot be told from the fitted one: fit the model again, or, if you trust this folder, "
             f"`qckit harmonize upgrade {src}` (checks its arrays and consistency and adds the checksum)"
         )
-    if meta["format_version"] >= 2 and meta.get("meta_sha256") != _meta_digest(meta):
+    if meta["format_version"] >= 2 and meta.get("meta_sha256") != description_digest(meta):
         raise ModelFileError(f"{meta_path}: checksum mismatch (model.json was changed or truncated)")
     try:
-        blob = read_regular(arrays_path, what="model arrays")
-    except QckitInputError as exc:
-        raise ModelFileError(str(exc)) from None
-    if hashlib.sha256(blob).hexdigest() != meta.get("arrays_sha256"):
-        raise ModelFileError(f"{arrays_path}: checksum mismatch (the file was changed or truncated)")
-    try:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        model = _build(meta, arrays)
+        model = _build(meta, read_model_arrays(src, meta))
         _validate(model, meta_path)
     except ModelFileError:
         raise

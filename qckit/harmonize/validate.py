@@ -87,7 +87,7 @@ def training_distance(model: Any, harmonized: pd.DataFrame, max_rows: int = 5000
     if covariate_mean is not None:
         try:  # the covariates' own effects are not a distance from the training data
             mean = covariate_mean(rows)
-        except (HarmonizationError, KeyError, ValueError):
+        except HarmonizationError:
             pass  # smooth (GAM) terms: the grand mean alone
     z = np.median(np.abs((values - mean) / sd), axis=0)
     return {f: float(z[j]) for j, f in enumerate(model.features_) if z[j] > FAR_Z}

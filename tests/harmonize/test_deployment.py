@@ -125,7 +125,7 @@ def test_a_consistent_but_invalid_model_is_refused(fitted, tmp_path: Path):
     import hashlib
     import io
 
-    from qckit.harmonize.model_io import _meta_digest
+    from qckit.harmonize.methods import description_digest
 
     _, model, _ = fitted
     for what, change, message in (
@@ -142,7 +142,7 @@ def test_a_consistent_but_invalid_model_is_refused(fitted, tmp_path: Path):
         (folder / "arrays.npz").write_bytes(buf.getvalue())
         meta = json.loads((folder / "model.json").read_text())
         meta["arrays_sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
-        meta["meta_sha256"] = _meta_digest(meta)
+        meta["meta_sha256"] = description_digest(meta)
         (folder / "model.json").write_text(json.dumps(meta))
         with pytest.raises(ModelFileError, match=message):
             load_model(folder)
