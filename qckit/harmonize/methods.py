@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qckit.core.errors import HarmonizationError, ModelFileError, QckitInputError
+from qckit.core.errors import HarmonizationError, ModelFileError, QckitError, QckitInputError
 from qckit.core.files import read_regular_text
 from qckit.core.plugins import load_plugins
 
@@ -223,7 +223,14 @@ def load_model(folder: str | Path) -> Any:
     if not isinstance(name, str) or name not in _REGISTRY:
         raise ModelFileError(f"{meta_path}: model of an unknown harmonization method {name!r} "
                              f"(registered: {', '.join(method_names())})")  # fmt: skip
-    return _REGISTRY[name].load(src)
+    try:
+        return _REGISTRY[name].load(src)
+    except QckitError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever a damaged (even re-signed) folder does, never a traceback
+        raise ModelFileError(
+            f"{src}: damaged model folder ({type(exc).__name__}: {str(exc)[:300]})"
+        ) from None
 
 
 __all__ = ["Method", "build", "description_digest", "get_method", "load_model", "method_names", "method_of",

@@ -204,3 +204,28 @@ def test_registered_method_in_fit_apply_and_classify(tmp_path: Path):
     res = runner.invoke(app, ["classify", str(tmp_path / "t.csv"), "-l", "label", "-b", "site", "--continuous",
                               "age", "--method", "covbat", "--folds", "3", "-q", "--json", str(tmp_path / "c.json")])  # fmt: skip
     assert res.exit_code == 0, res.output
+
+
+def test_a_re_signed_damaged_model_is_an_error_not_a_traceback(tmp_path: Path):
+    """A CovBat model.json edited (a parameter the method does not take) and re-signed: its loader failed with a
+    TypeError traceback; the registry's loader reports a damaged model folder (exit 2), as ComBat's always did."""
+    import json
+
+    from qckit.harmonize.methods import description_digest
+    from qckit.harmonize.methods import load_model as load_any
+
+    frame, feats = _cohort(seed=4)
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    model = CovBat(batch="site", categorical_covariates=["label"], continuous_covariates=["age"], features=feats,
+                   min_batch_size=2).fit(frame)  # fmt: skip
+    folder = save_model(model, tmp_path / "m")
+    meta = json.loads((folder / "model.json").read_text())
+    meta["params"]["bogus"] = 1
+    meta["meta_sha256"] = description_digest(meta)
+    (folder / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match="damaged model folder"):
+        load_any(folder)
+    res = runner.invoke(app, ["harmonize", "apply", str(tmp_path / "t.csv"), "--model", str(folder),
+                              "-o", str(tmp_path / "h.csv")])  # fmt: skip
+    assert res.exit_code == 2 and "damaged model folder" in res.output
+    assert not (tmp_path / "h.csv").exists()
