@@ -56,15 +56,12 @@ def table_harmonizer(table: FeatureTable, method: str = "combat", **options: Any
     from qckit.harmonize.methods import build, get_method
 
     registered = get_method(method)
-    taken = set(registered.options)
     batch: str | list[str] = table.batch
     if registered.separate_batches and len(table.batches) > 1:
         batch = list(table.batches)
-    if registered.uses_subject:
-        options = {**options, "subject": table.id}
     return build(method, batch=batch, categorical=table.categorical, continuous=table.continuous,
-                 features=table.features, min_batch_size=2,
-                 **{k: v for k, v in options.items() if k in taken})  # fmt: skip
+                 features=table.features, min_batch_size=2, subject=table.id,
+                 **{k: v for k, v in options.items() if k in registered.options})  # fmt: skip
 
 
 def build_pipeline(
@@ -241,8 +238,8 @@ def nested_cv(
         with warnings.catch_warnings(record=True) as caught:  # reported once for the run, below
             warnings.simplefilter("always")
             search.fit(X.iloc[train], y[train])
-        one_class += sum(len(set(y[train][t])) < 2 for _, t in (inner if isinstance(inner, list) else []))
-        inner_total += len(inner) if isinstance(inner, list) else 0
+        one_class += sum(len(set(y[train][t])) < 2 for _, t in inner)
+        inner_total += len(inner)
         for w in caught:
             if "one class" not in str(w.message).lower() and "non-finite" not in str(w.message).lower():
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

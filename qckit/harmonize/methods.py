@@ -95,9 +95,11 @@ def build(
     continuous: list[str],
     features: list[str],
     min_batch_size: int,
+    subject: str | None = None,
     **options: Any,
 ) -> Any:
-    """An unfitted estimator of method `name` for these columns; options it does not take are refused."""
+    """An unfitted estimator of method `name` for these columns; options it does not take are refused. `subject`
+    is the table's subject id column, handed to a method that `uses_subject` (unless given as its option)."""
     method = get_method(name)
     unknown = sorted(k for k in options if k not in method.options)
     if unknown:
@@ -105,6 +107,8 @@ def build(
             f"harmonization method {name!r} takes no option(s) {', '.join(unknown)}"
             + (f"; its options: {', '.join(method.options)}" if method.options else "")
         )
+    if method.uses_subject and subject is not None:
+        options.setdefault("subject", subject)
     return method.build(batch=batch, categorical=categorical, continuous=continuous, features=features,
                         min_batch_size=min_batch_size, **options)  # fmt: skip
 

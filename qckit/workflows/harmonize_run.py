@@ -83,23 +83,15 @@ def fit(
     `options` are the method's own (e.g. ComBat's ref_batch, mean_only); ones it does not take are refused.
     `progress(done, total)` hears of ComBat-GAM's per-feature fits."""
     from qckit.core.tables import write_table
+    from qckit.harmonize.combat import gam_progress
     from qckit.harmonize.methods import build, save_model
 
     ft = table.load()
     if on_table is not None:
         on_table(ft)
     batch = table.batch[0] if len(table.batch) == 1 else list(table.batch)  # the recipe, rebuilt by `apply`
-    from qckit.harmonize.methods import get_method
-
-    options = dict(options or {})
-    if get_method(method).uses_subject:
-        options.setdefault("subject", ft.id)
-    if get_method(method).separate_batches and isinstance(batch, str):
-        batch = [batch]
     model = build(method, batch=batch, categorical=ft.categorical, continuous=ft.continuous,
-                  features=ft.features, min_batch_size=min_batch_size, **options)  # fmt: skip
-    from qckit.harmonize.combat import gam_progress
-
+                  features=ft.features, min_batch_size=min_batch_size, subject=ft.id, **(options or {}))  # fmt: skip
     wanted = bool(harmonized_out or html or json_out)
     fit_transform = getattr(model, "fit_transform", None)
     with gam_progress(progress):  # ComBat-GAM reports its per-feature fits (minutes for hundreds of features)
