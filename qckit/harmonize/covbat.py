@@ -90,10 +90,11 @@ class CovBat(TransformerMixin, BaseEstimator):
                               continuous_covariates=self.continuous_covariates,
                               empirical_bayes=self.empirical_bayes, parametric=self.parametric,
                               mean_only=self.mean_only, min_batch_size=self.min_batch_size,
-                              on_invalid=self.on_invalid, features=self.features).fit(X)  # fmt: skip
+                              on_invalid=self.on_invalid, features=self.features)  # fmt: skip
+        harmonized = self.combat_.fit_transform(X).to_numpy(dtype=float)  # one pass: fit and its own output
         self.features_ = list(self.combat_.features_)
         self.batches_ = list(self.combat_.batches_)
-        resid, _ = self._residuals(X)
+        resid = harmonized - self.combat_.covariate_mean(X)
         self.center_ = resid.mean(axis=0)
         scale = resid.std(axis=0, ddof=1) if self.std_var else np.ones(resid.shape[1])
         if not (np.isfinite(scale).all() and (scale > 0).all()):
@@ -102,8 +103,8 @@ class CovBat(TransformerMixin, BaseEstimator):
         z = (resid - self.center_) / self.scale_
         _, sv, vt = np.linalg.svd(z, full_matrices=False)
         self.components_ = vt  # rows: loadings of PC1, PC2, ...
-        share = np.cumsum(sv**2) / np.sum(sv**2)
         self.explained_variance_ratio_ = sv**2 / np.sum(sv**2)
+        share = np.cumsum(self.explained_variance_ratio_)
         if self.n_pc is not None:
             if not 1 <= int(self.n_pc) <= len(sv):
                 raise HarmonizationError(f"n_pc must be between 1 and {len(sv)}, not {self.n_pc}")

@@ -177,19 +177,18 @@ class LongitudinalComBat(TransformerMixin, BaseEstimator):
         self.fitted_intercepts_ = (
             fitted_eta  # statsmodels' BLUPs of the fitted rows (tested against _intercepts)
         )
-        s_data = self._standardize(values, cov, bidx, subjects)
+        s_data, mean = self._standardize(values, cov, bidx, subjects)
         self._estimate(s_data, bidx)
-        return pd.DataFrame(
-            self._adjust(s_data, values, cov, bidx, subjects), index=frame.index, columns=feats
-        )
+        return pd.DataFrame(self._adjust(s_data, mean, bidx), index=frame.index, columns=feats)
 
     def _standardize(
         self, values: np.ndarray, cov: np.ndarray, bidx: np.ndarray, subjects: np.ndarray
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(standardised data, the batch-free mean it was taken from: alpha + X beta + eta_i)."""
         fixed = self.intercept_ + cov @ self.beta_ + self.batch_effects_[bidx]
         eta = self._intercepts(values - fixed, subjects)
         mean = self.grand_mean_ + cov @ self.beta_ + eta
-        return (values - mean) / np.sqrt(self.sigma2_)
+        return (values - mean) / np.sqrt(self.sigma2_), mean
 
     def _estimate(self, s_data: np.ndarray, bidx: np.ndarray) -> None:
         from neuroCombat.neuroCombat import find_parametric_adjustments
@@ -206,12 +205,9 @@ class LongitudinalComBat(TransformerMixin, BaseEstimator):
             gamma, delta = ls["gamma_hat"], ls["delta_hat"]
         self.gamma_star_, self.delta_star_ = np.asarray(gamma, dtype=float), np.asarray(delta, dtype=float)
 
-    def _adjust(self, s_data: np.ndarray, values: np.ndarray, cov: np.ndarray, bidx: np.ndarray,
-                subjects: np.ndarray) -> np.ndarray:  # fmt: skip
-        fixed = self.intercept_ + cov @ self.beta_ + self.batch_effects_[bidx]
-        eta = self._intercepts(values - fixed, subjects)
+    def _adjust(self, s_data: np.ndarray, mean: np.ndarray, bidx: np.ndarray) -> np.ndarray:
         adjusted = (s_data - self.gamma_star_[bidx]) / np.sqrt(self.delta_star_[bidx])
-        return adjusted * np.sqrt(self.sigma2_) + self.grand_mean_ + cov @ self.beta_ + eta
+        return adjusted * np.sqrt(self.sigma2_) + mean
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         """Harmonize rows of trained batches; each subject's intercept comes from its rows given here."""
@@ -223,8 +219,8 @@ class LongitudinalComBat(TransformerMixin, BaseEstimator):
             raise HarmonizationError("feature values must be finite")
         cov, bidx = self._covariates(frame, fitting=False), self._batch_index(frame)
         subjects = frame[self.subject].astype(str).to_numpy()
-        s_data = self._standardize(values, cov, bidx, subjects)
-        out = self._adjust(s_data, values, cov, bidx, subjects)
+        s_data, mean = self._standardize(values, cov, bidx, subjects)
+        out = self._adjust(s_data, mean, bidx)
         return pd.DataFrame(out, index=frame.index, columns=self.features_)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
