@@ -31,6 +31,7 @@ from sklearn.utils.validation import check_is_fitted
 from qckit.core.errors import HarmonizationError, ModelFileError
 from qckit.harmonize.combat import ComBat
 from qckit.harmonize.methods import Method, read_model_folder, register_method, write_model_folder
+from qckit.harmonize.validate import labels as level_labels
 
 MAX_ORDERED = 5  # 5! = 120 orders
 
@@ -48,7 +49,7 @@ def batch_dependent_count(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for b in batches:
-            labels = frame[b].astype(str).to_numpy()
+            labels = level_labels(frame[b]).to_numpy()  # levels by value, as ComBat's batches are
             masks = [labels == lv for lv in pd.unique(labels)]
             if len(masks) < 2:
                 continue
@@ -100,9 +101,10 @@ class NestedComBat(TransformerMixin, BaseEstimator):
     def _chain(self, order: tuple[str, ...], frame: pd.DataFrame) -> tuple[list[ComBat], pd.DataFrame]:
         steps, cur, feats = [], frame.copy(), self.features
         for b in order:
-            step = self._step(b, feats).fit(cur)
+            step = self._step(b, feats)
+            harmonized = step.fit_transform(cur)  # fit and this step's output in one pass
             feats = list(step.features_)
-            cur[feats] = step.transform(cur)[feats]
+            cur[feats] = harmonized[feats]
             steps.append(step)
         return steps, cur
 
@@ -117,7 +119,7 @@ class NestedComBat(TransformerMixin, BaseEstimator):
         if self.optimize_order and len(batches) > MAX_ORDERED:
             raise HarmonizationError(f"{len(batches)} batch columns have {len(batches)}! orders to try; at most "
                                      f"{MAX_ORDERED} are searched: give the order and turn the search off")  # fmt: skip
-        frame = pd.DataFrame(X).copy()
+        frame = pd.DataFrame(X)  # each order works on its own copy (`_chain`)
         for b in batches:
             if b not in frame.columns:
                 raise HarmonizationError(f"batch column {b!r} is not in the table")

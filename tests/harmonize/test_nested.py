@@ -132,3 +132,14 @@ def test_classify_fits_nested_combat_in_every_fold(cohort, tmp_path: Path):
     assert res.exit_code == 0, res.output
     runs = json.loads((tmp_path / "c.json").read_text())["results"]
     assert [r["harmonization"] for r in runs] == ["none", "in-fold (nested-combat)", "whole-dataset (leaky)"]
+
+
+def test_the_count_takes_batch_levels_by_value_as_combat_does(cohort):
+    """A field strength typed 3 in some rows and 3.0 in others is one batch for ComBat (qckit's levels by value),
+    so it is one level for the batch-dependence count too: no pair counted."""
+    frame, feats = cohort
+    # typed 3 on site0's rows and 3.0 on the others: read as text, the two "levels" would differ by site
+    field = pd.Series([3 if s == "site0" else 3.0 for s in frame["site"]], index=frame.index, dtype=object)
+    mixed = frame.assign(field=field)
+    assert {type(v) for v in mixed["field"]} == {int, float}
+    assert batch_dependent_count(mixed, feats, ["field"]) == 0
