@@ -142,7 +142,8 @@ def onboard(model: Any, patients: pd.DataFrame, phantom: pd.DataFrame, site: str
         if feat not in ph.columns:
             reason = "not measured on the phantom"
         else:
-            cons = means[feat].unstack(site_column)[trained].mean(axis=1)  # per region, over trained sites
+            by_site = means[feat].unstack(site_column)  # regions x sites
+            cons = by_site[trained].mean(axis=1)  # per region, over trained sites
             regions = [r for r in cons.index if np.isfinite(cons[r])]
             if len(regions) < MIN_REGIONS or np.ptp(cons[regions].to_numpy(float)) == 0:
                 reason = f"{len(regions)} phantom region(s) with distinct values; {MIN_REGIONS} needed"
@@ -153,7 +154,7 @@ def onboard(model: Any, patients: pd.DataFrame, phantom: pd.DataFrame, site: str
             x = cons[regions].to_numpy(float)
             fits = {}
             for b in [*trained, site]:
-                y = means[feat].unstack(site_column).reindex(regions)[b].to_numpy(float)
+                y = by_site.reindex(regions)[b].to_numpy(float)
                 if not np.isfinite(y).all():
                     fits[b] = (np.nan, np.nan)
                 else:
@@ -180,7 +181,7 @@ def onboard(model: Any, patients: pd.DataFrame, phantom: pd.DataFrame, site: str
     if not ok:
         raise QckitInputError("no feature could be onboarded: " + "; ".join(
             f"{r['feature']}: {r['reason']}" for r in rows[:5]))  # fmt: skip
-    harmonized, spreads, slopes = _routes(model, patients, site, trained, gains, ok)
+    harmonized, spreads, slopes = _routes(model, patients, trained, gains, ok)
     by_feat = {r["feature"]: r for r in rows}
     y = patients[ok].to_numpy(float)
     for i, feat in enumerate(ok):
@@ -216,11 +217,12 @@ def _outside(value: float, trained: np.ndarray, what: str) -> str | None:
     return None
 
 
-def _routes(model: Any, patients: pd.DataFrame, site: str, trained: list[str],
+def _routes(model: Any, patients: pd.DataFrame, trained: list[str],
             maps: dict[str, tuple[np.ndarray, np.ndarray, float, float]], ok: list[str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:  # fmt: skip
     """The late rows harmonized through each trained site (averaged), the route spread per feature (RMS over
     rows of the SD over routes) and the slope of the averaged map in y0 (for the noise propagation)."""
     features = list(model.features_)
+    grand_mean = np.asarray(model.params_["grand_mean"], dtype=float)
     results, unit = [], []
     for k, b in enumerate(trained):
         frame = patients.copy()
@@ -233,7 +235,7 @@ def _routes(model: Any, patients: pd.DataFrame, site: str, trained: list[str],
                     y0 = (patients[f].to_numpy(float) - s_new) / m_new + one
                     block[:, j] = mk[k] * y0 + sk[k]
                 else:  # not onboarded: any finite value (the model needs every feature; the column is dropped)
-                    block[:, j] = np.asarray(model.params_["grand_mean"], dtype=float)[j]
+                    block[:, j] = grand_mean[j]
             frame[features] = block
             h = model.transform(frame)[ok].to_numpy(float)
             (results if one == 0.0 else unit).append(h)
