@@ -69,8 +69,8 @@ def _extractor(params_json: str) -> Any:
     parameters ask for them (`setting: {additionalInfo: true}`): the table keeps features only."""
     from radiomics import featureextractor
 
-    # pyradiomics sets its logger's level when first imported: its INFO notes and its advice on bin counts are
-    # not qckit's warnings (and must not reach the terminal of a command that prints nothing else)
+    # pyradiomics sets its logger's level when first imported (here: every extractor is built by this function):
+    # its INFO notes and its advice on bin counts are not qckit's warnings
     logging.getLogger("radiomics").setLevel(logging.ERROR)
     params = json.loads(params_json)
     params["setting"] = {"additionalInfo": False, **(params.get("setting") or {})}
@@ -81,7 +81,6 @@ def extract_case(case: Case, settings: ExtractionSettings) -> dict[str, Any]:
     """{'key', 'row': metadata + features} for one case; raises `CaseError` with the reason."""
     import SimpleITK as sitk
 
-    logging.getLogger("radiomics").setLevel(logging.ERROR)
     t0 = time.perf_counter()
     try:
         image = read_image(case.image)

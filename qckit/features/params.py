@@ -69,12 +69,9 @@ def load_settings(path: str | os.PathLike[str] | None) -> ExtractionSettings:
 
 def validate_radiomics(params: dict[str, Any], where: Path | str = "params") -> None:
     """Let pyradiomics validate the parameters (its schema), turning its error into ours."""
-    import logging
-
     from qckit.core.jsonio import dumps
     from qckit.features.extract import _extractor
 
-    logging.getLogger("radiomics").setLevel(logging.ERROR)  # its advice on bin counts is not an error of ours
     try:  # the extractor the cases will use (cached per process: validating builds it once, not twice)
         _extractor(dumps(params, indent=None, sort_keys=True))
     except Exception as exc:  # pykwalify / ValueError with pyradiomics' message
