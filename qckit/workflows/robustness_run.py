@@ -104,9 +104,8 @@ def robustness(manifest: Path, output: Path, *, params: Path | None = None, fami
                                                STABLE_HEADER + yaml.safe_dump(doc, sort_keys=False))  # fmt: skip
     outputs["stable_csv"] = write_table(listed[["feature", "stable", "verdict", "reason"]],
                                         output / "stable-features.csv")  # fmt: skip
-    params_path = params if params is not None else None
-    prov = Provenance(command_line(), {"manifest": str(manifest), "params": str(params_path)},
-                      {"params": file_sha256(params_path)} if params_path else {})  # fmt: skip
+    prov = Provenance(command_line(), {"manifest": str(manifest), "params": str(params)},
+                      {"params": file_sha256(params)} if params else {})  # fmt: skip
     summary = {
         "regions": rob.regions, "repeats": repeats, "seed": seed, "families": list(families),
         "controls": list(controls), "icc_min": criteria.icc_min, "icc_kind": criteria.kind,
