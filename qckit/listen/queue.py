@@ -18,13 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA = """
+STATES = ("open", "closed", "processing", "done", "failed", "unrouted")
+
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS sessions (
     id INTEGER PRIMARY KEY,
     group_key TEXT NOT NULL,
     calling_ae TEXT NOT NULL,
     folder TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('open', 'closed', 'processing', 'done', 'failed', 'unrouted')),
+    state TEXT NOT NULL CHECK (state IN ({", ".join(f"'{x}'" for x in STATES)})),
     route TEXT,
     opened_at REAL NOT NULL,
     last_arrival REAL NOT NULL,
@@ -56,8 +58,6 @@ CREATE TABLE IF NOT EXISTS alerts (
     PRIMARY KEY (scanner_key, measurement)
 );
 """
-
-STATES = ("open", "closed", "processing", "done", "failed", "unrouted")
 
 
 class SessionClosed(Exception):

@@ -157,7 +157,7 @@ def session_attributes(folder: str, rows: list[dict[str, Any]] | None = None) ->
     rows = session_rows(folder) if rows is None else rows
     if not rows:
         return {}
-    first = rows[0] if rows else {}
+    first = rows[0]
     attrs: dict[str, Any] = {
         "modality": first.get("Modality"), "station": first.get("StationName"),
         "manufacturer": first.get("Manufacturer"), "model": first.get("ManufacturerModelName"),
