@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 
 
-def _standardized(x: np.ndarray) -> np.ndarray:
+def standardized(x: np.ndarray) -> np.ndarray:
+    """Each column centred and scaled to unit SD (a constant column only centred)."""
     x = np.asarray(x, dtype=float)
     sd = x.std(axis=0)
     sd[sd == 0] = 1.0
@@ -53,7 +54,7 @@ def site_distance(x: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Mean and maximum Mahalanobis distance between batch centroids (module docstring)."""
     from sklearn.covariance import LedoitWolf
 
-    z = _standardized(x)
+    z = standardized(x)
     codes, _ = pd.factorize(np.asarray(labels, dtype=object))
     means = np.array([z[codes == k].mean(axis=0) for k in range(codes.max() + 1)])
     within = z - means[codes]
@@ -65,7 +66,7 @@ def site_distance(x: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 def embedding(x: np.ndarray, n_components: int = 20) -> np.ndarray:
     """Scores on the first principal components of the standardized features (at most `n_components`)."""
-    z = _standardized(x)
+    z = standardized(x)
     if z.shape[0] > z.shape[1]:  # more rows than features: the top eigenvectors of the p x p scatter matrix
         from scipy.linalg import eigh
 
@@ -162,4 +163,12 @@ def diagnostics(frame: pd.DataFrame, features: list[str], batch: str, *, seed: i
     }
 
 
-__all__ = ["diagnostics", "embedding", "ilisi", "kbet_rejection", "site_distance", "variance_explained"]
+__all__ = [
+    "diagnostics",
+    "embedding",
+    "ilisi",
+    "kbet_rejection",
+    "site_distance",
+    "standardized",
+    "variance_explained",
+]

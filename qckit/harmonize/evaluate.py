@@ -79,9 +79,9 @@ def batch_auc(
 
 def pca_scores(frame: pd.DataFrame, features: list[str], n: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """The first `n` principal-component scores of the standardized features and their explained variance ratios."""
-    x = frame[features].to_numpy(dtype=float)
-    x = (x - x.mean(axis=0)) / np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
-    u, s, _ = np.linalg.svd(x, full_matrices=False)
+    from qckit.harmonize.diagnostics import standardized
+
+    u, s, _ = np.linalg.svd(standardized(frame[features].to_numpy(dtype=float)), full_matrices=False)
     explained = s**2 / np.sum(s**2)
     return u[:, :n] * s[:n], explained[:n]
 
