@@ -8,12 +8,14 @@ from typing import Any
 
 from qckit.core.provenance import Provenance
 from qckit.report.html import Page, badges, esc, number, table, write
+from qckit.report.qc_report import plain_figure
 
 _FAMILY = {"image": "image (rotation + noise)", "mask": "mask (volume adaptation + contour randomisation)"}
 
 
 def _figure(rob: Any) -> dict[str, Any]:
-    """Lower ICC bound per feature and family, sorted, with the threshold."""
+    """Lower ICC bound per feature and family, sorted, with the threshold (a plain figure with the reports'
+    default template)."""
     data = []
     for family in rob.families:
         col = f"{family}_icc_low"
@@ -28,7 +30,7 @@ def _figure(rob: Any) -> dict[str, Any]:
     layout = {"title": {"text": "Lower 95 % bound of ICC(1,1) per feature"}, "height": 420,
               "xaxis": {"showticklabels": n <= 60}, "yaxis": {"title": {"text": "ICC lower bound"}},
               "margin": {"b": 40 if n > 60 else 160}}  # fmt: skip
-    return {"data": data, "layout": layout}
+    return plain_figure(data, layout)
 
 
 def write_report(rob: Any, summary: dict[str, Any], provenance: Provenance, path: Path) -> Path:
