@@ -14,12 +14,13 @@ Built-in methods are registered on the first look-up; other packages register th
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qckit.core.errors import HarmonizationError, ModelFileError, QckitError, QckitInputError
+from qckit.core.errors import HarmonizationError, ModelFileError, QckitInputError
 from qckit.core.files import read_regular_text
 from qckit.core.plugins import load_plugins
 
@@ -227,16 +228,24 @@ def load_model(folder: str | Path) -> Any:
     if not isinstance(name, str) or name not in _REGISTRY:
         raise ModelFileError(f"{meta_path}: model of an unknown harmonization method {name!r} "
                              f"(registered: {', '.join(method_names())})")  # fmt: skip
-    try:
+    with damaged_model_folder(src):
         return _REGISTRY[name].load(src)
-    except QckitError:
+
+
+@contextmanager
+def damaged_model_folder(folder: Path) -> Iterator[None]:
+    """Reading a model folder: whatever a damaged (even re-signed) folder makes a reader raise is reported as a
+    `ModelFileError` naming the folder, never a traceback; a `ModelFileError` passes as it is."""
+    try:
+        yield
+    except ModelFileError:
         raise
-    except Exception as exc:  # noqa: BLE001 - whatever a damaged (even re-signed) folder does, never a traceback
+    except Exception as exc:  # noqa: BLE001 - whatever a damaged (even re-signed) folder does
         raise ModelFileError(
-            f"{src}: damaged model folder ({type(exc).__name__}: {str(exc)[:300]})"
+            f"{folder}: damaged model folder ({type(exc).__name__}: {str(exc)[:300]})"
         ) from None
 
 
-__all__ = ["Method", "build", "description_digest", "get_method", "load_model", "method_names", "method_of",
+__all__ = ["Method", "build", "damaged_model_folder", "description_digest", "get_method", "load_model", "method_names", "method_of",
            "npz_bytes", "read_model_arrays", "read_model_folder", "register_method", "write_model_folder",
            "save_model", "unregister_method"]  # fmt: skip

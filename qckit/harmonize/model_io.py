@@ -16,6 +16,7 @@ from qckit.core.errors import ModelFileError
 from qckit.harmonize.combat import _PARAM_ARRAYS, ComBat, _SplineBasis
 from qckit.harmonize.methods import (
     Method,
+    damaged_model_folder,
     description_digest,
     read_model_arrays,
     read_model_description,
@@ -154,15 +155,9 @@ def load_model(folder: str | Path, *, unsigned: bool = False) -> ComBat:
         )
     if meta["format_version"] >= 2 and meta.get("meta_sha256") != description_digest(meta):
         raise ModelFileError(f"{meta_path}: checksum mismatch (model.json was changed or truncated)")
-    try:
+    with damaged_model_folder(src):
         model = _build(meta, read_model_arrays(src, meta))
         _validate(model, meta_path)
-    except ModelFileError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - whatever a damaged (even re-signed) file does, never a traceback
-        raise ModelFileError(
-            f"{src}: damaged model folder ({type(exc).__name__}: {str(exc)[:300]})"
-        ) from None
     return model
 
 
