@@ -20,7 +20,6 @@ the harmonized features only (same index), so the estimator sits at the head of 
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,42 +31,20 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from qckit.harmonize.combat_model import ComBatApply, _engine_output, _SplineBasis, _vector
 from qckit.harmonize.validate import (
-    BATCH_KEY,
     HarmonizationError,
     as_frame,
     check_batches,
     check_covariates,
     check_design_rank,
-    make_batch_key,
-    numeric_block,
     report_excluded,
     require_columns,
     screen_features,
 )
 from qckit.harmonize.validate import labels as level_labels
 
-log = logging.getLogger(__name__)
 _ENGINE_LOCK = threading.RLock()  # stand-ins replace names in neuroHarmonize's module: one fit at a time
-
-
-class _engine_output:  # noqa: N801  (used as a context manager)
-    """neuroHarmonize / neuroCombat print progress onto stdout, where qckit writes its results (and a --json to
-    stdout would be corrupted): their output is captured and logged at debug level instead."""
-
-    def __enter__(self) -> None:
-        import contextlib
-        import io
-
-        self._buf = io.StringIO()
-        self._cm = contextlib.redirect_stdout(self._buf)
-        self._cm.__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        self._cm.__exit__(*exc)
-        text = self._buf.getvalue().strip()
-        if text:
-            log.debug("neuroHarmonize: %s", text[:2000])
 
 
 _GAM_PROGRESS: ContextVar[Callable[[int, int], None] | None] = ContextVar("qckit_gam_progress", default=None)
@@ -137,54 +114,7 @@ def _model_only(active: bool) -> Iterator[None]:
         yield
 
 
-_PARAM_ARRAYS = ("B_hat", "grand_mean", "var_pooled", "gamma_star", "delta_star", "gamma_hat", "delta_hat",
-                 "gamma_bar", "t2", "a_prior", "b_prior")  # fmt: skip
-
-
-class _SplineBasis:
-    """The part of statsmodels' BSplines that applying a fitted GAM needs (`transform`), rebuilt from stored
-    knots so that a model file needs no pickle."""
-
-    def __init__(self, smoothers: list[dict[str, Any]]) -> None:
-        self.smoothers = smoothers
-
-    @classmethod
-    def from_bsplines(cls, bs: Any) -> _SplineBasis:
-        return cls(
-            [
-                {
-                    "knots": np.asarray(s.knots, dtype=float),
-                    "degree": int(s.degree),
-                    "include_intercept": bool(s.include_intercept),
-                    "ctransf": None
-                    if getattr(s, "ctransf", None) is None
-                    else np.asarray(s.ctransf, dtype=float),
-                }
-                for s in bs.smoothers
-            ]
-        )
-
-    def transform(self, x_new: np.ndarray) -> np.ndarray:
-        from statsmodels.gam.smooth_basis import _eval_bspline_basis
-
-        x_new = np.asarray(x_new, dtype=float)
-        if x_new.ndim == 1:
-            x_new = x_new.reshape(-1, 1)
-        parts = []
-        for i, s in enumerate(self.smoothers):
-            basis = _eval_bspline_basis(
-                x_new[:, i], s["knots"], s["degree"], deriv=0, include_intercept=s["include_intercept"]
-            )
-            parts.append(basis if s["ctransf"] is None else basis.dot(s["ctransf"]))
-        return np.hstack(parts)
-
-
-def _vector(value: Any) -> np.ndarray:
-    """An estimate as a float vector; absent estimates (no EB, mean only) as an empty vector."""
-    return np.zeros(0) if value is None else np.asarray(value, dtype=float).reshape(-1)
-
-
-class ComBat(TransformerMixin, BaseEstimator):
+class ComBat(TransformerMixin, BaseEstimator, ComBatApply):
     """ComBat harmonization (see module docstring for the model and references).
 
     Parameters
@@ -247,54 +177,9 @@ class ComBat(TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.unseen_batch = unseen_batch
 
-    # ---------------------------------------------------------------- helpers
-    @property
-    def _batch_col(self) -> str:
-        cols = [self.batch] if isinstance(self.batch, str) else list(self.batch)
-        return cols[0] if len(cols) == 1 else BATCH_KEY
+    def _require_fitted(self) -> None:
+        check_is_fitted(self, "params_")
 
-    def _with_batch(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The frame with the batch key built from the recipe's columns (when `batch` names several)."""
-        cols = [self.batch] if isinstance(self.batch, str) else list(self.batch)
-        if not cols:
-            raise HarmonizationError("a batch column is required")
-        if len(cols) == 1:
-            return frame
-        return make_batch_key(frame, cols)
-
-    def _covariate_names(self) -> tuple[list[str], list[str]]:
-        cat = list(self.categorical_covariates)
-        cont = list(self.continuous_covariates)
-        for s in self.smooth_terms:
-            if s not in cont:
-                raise HarmonizationError(f"smooth term '{s}' must also be a continuous covariate")
-        return cat, cont
-
-    def _encode(self, frame: pd.DataFrame, fitting: bool) -> pd.DataFrame:
-        """neuroHarmonize's covariate table: SITE plus numerically encoded covariates (positional names)."""
-        cat, cont = self._covariate_names()
-        columns: list[np.ndarray] = [level_labels(frame[self._batch_col]).to_numpy()]
-        if fitting:
-            self.covariate_levels_ = {c: sorted(level_labels(frame[c]).unique()) for c in cat}
-            self.covariate_columns_ = []
-            for c in cat:
-                self.covariate_columns_ += [f"{c}={lv}" for lv in self.covariate_levels_[c][1:]]
-            self.covariate_columns_ += cont
-        for c in cat:
-            values = level_labels(frame[c])
-            unseen = sorted(set(values) - set(self.covariate_levels_[c]))
-            if unseen:
-                raise HarmonizationError(f"covariate '{c}' has level(s) not seen in training: {unseen}")
-            columns += [(values == lv).astype(float).to_numpy() for lv in self.covariate_levels_[c][1:]]
-        columns += [frame[c].astype(float).to_numpy() for c in cont]
-        # positional names: a user covariate may itself be called "SITE"
-        names = ["SITE"] + [f"cov{i}" for i in range(len(self.covariate_columns_))]
-        return pd.DataFrame(dict(zip(names, columns, strict=True)), index=range(len(frame)))
-
-    def _smooth_positional(self) -> list[str]:
-        return [f"cov{self.covariate_columns_.index(s)}" for s in self.smooth_terms]
-
-    # ---------------------------------------------------------------- fit / transform
     def _default_features(self, frame: pd.DataFrame, reserved: set[str]) -> list[str]:
         """The features when none are given, by the feature-table contract: the columns a `qckit extract` table
         declares (`frame.attrs["qckit_contract"]`), else the columns named as pyradiomics names features; the
@@ -474,152 +359,6 @@ class ComBat(TransformerMixin, BaseEstimator):
             _SplineBasis.from_bsplines(sm["bsplines_constructor"]) if sm["perform_smoothing"] else None
         )
         self.smooth_cols_ = [int(c) for c in sm["smooth_cols"]]
-
-    def _neuroharmonize_model(self) -> dict[str, Any]:
-        p = self.params_
-        return {
-            "SITE_labels": np.asarray(self.batches_, dtype=object),
-            "B_hat": p["B_hat"],
-            "stand_mean": p["grand_mean"][:, None],
-            "var_pooled": p["var_pooled"][:, None],
-            "gamma_star": p["gamma_star"],
-            "delta_star": p["delta_star"],
-            "info_dict": {"ref_level": self.ref_level_},
-            "smooth_model": {
-                "perform_smoothing": self.spline_basis_ is not None,
-                "smooth_cols": self.smooth_cols_,
-                "bsplines_constructor": self.spline_basis_,
-            },
-            "eb": bool(self.empirical_bayes),
-        }
-
-    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        """Harmonize rows from batches seen in training (any subset of them, one row included: the result
-        equals the fit-time harmonization of those rows); an unseen batch is an error naming it."""
-        check_is_fitted(self, "params_")
-        frame = self._with_batch(as_frame(X))
-        cat, cont = self._covariate_names()
-        require_columns(frame, [self._batch_col], "batch")
-        require_columns(frame, [*cat, *cont], "covariate")
-        require_columns(frame, self.features_, "feature")
-        labels = frame[self._batch_col]
-        if labels.isna().any():
-            raise HarmonizationError(f"batch column '{self._batch_col}' has missing values")
-        unseen = sorted(set(level_labels(labels)) - set(self.batches_))
-        if unseen and self.unseen_batch != "learn":
-            raise HarmonizationError(
-                f"batch(es) not seen when the model was fitted: {', '.join(unseen)} (known: {', '.join(self.batches_)})"
-            )
-        data = numeric_block(frame, self.features_)
-        if not np.isfinite(data).all():
-            bad = [self.features_[j] for j in np.where(~np.isfinite(data).all(axis=0))[0]]
-            raise HarmonizationError(f"missing or infinite values in feature(s): {', '.join(bad[:10])}")
-        covars = self._encode(frame, fitting=False)
-        harmonized = np.empty_like(data)
-        new = covars["SITE"].isin(unseen).to_numpy()
-        if (~new).any():
-            harmonized[~new] = self._apply_seen(data[~new], covars[~new].reset_index(drop=True))
-        if new.any():
-            harmonized[new] = self._learn_unseen(data[new], covars[new].reset_index(drop=True))
-        return pd.DataFrame(harmonized, index=frame.index, columns=self.features_)
-
-    def _apply_seen(self, data: np.ndarray, covars: pd.DataFrame) -> np.ndarray:
-        """neuroHarmonize's apply step on rows of trained batches. It builds its design matrix from the batches
-        present, so rows from only some batches would get too few batch columns (an IndexError in
-        neuroHarmonize 2.5): one placeholder row per absent batch (a copy of the first row, relabelled) gives
-        every trained batch its column; rows are adjusted independently, and the placeholders are dropped."""
-        from neuroHarmonize import harmonizationApply
-
-        absent = [b for b in self.batches_ if b not in set(covars["SITE"])]
-        if absent:
-            pad = pd.concat([covars.iloc[[0]]] * len(absent), ignore_index=True)
-            pad["SITE"] = absent
-            covars = pd.concat([covars, pad], ignore_index=True)
-            data = np.vstack([data, np.repeat(data[:1], len(absent), axis=0)])
-        with _engine_output():
-            out = harmonizationApply(data, covars, self._neuroharmonize_model())
-        return np.asarray(out)[: len(data) - len(absent)]
-
-    def _learn_unseen(self, data: np.ndarray, covars: pd.DataFrame) -> np.ndarray:
-        """Harmonize rows of batches absent from training, estimating their effects from these rows."""
-        import warnings
-
-        from neuroCombat.neuroCombat import (
-            adjust_data_final,
-            find_non_parametric_adjustments,
-            find_parametric_adjustments,
-        )
-        from neuroHarmonize.harmonizationLearn import fitLSModelAndFindPriors
-
-        if self.spline_basis_ is not None:
-            raise HarmonizationError("unseen batches cannot be learned for a model with smooth terms")
-        labels = covars["SITE"].to_numpy()
-        new = sorted(set(labels))
-        counts = {b: int((labels == b).sum()) for b in new}
-        tiny = [b for b, n in counts.items() if n < 2]
-        if tiny:
-            raise HarmonizationError(
-                f"unseen batch(es) with fewer than 2 rows cannot be learned: {', '.join(tiny)}"
-            )
-        warnings.warn(
-            "batch(es) not seen in training, effects estimated from their own rows: "
-            + ", ".join(f"{b} ({n} rows)" for b, n in counts.items()),
-            UserWarning,
-            stacklevel=3,
-        )
-        p = self.params_
-        n_trained = len(self.batches_)
-        mod_mean = covars.iloc[:, 1:].to_numpy(dtype=float) @ p["B_hat"][n_trained:, :]
-        s_data = ((data - p["grand_mean"] - mod_mean) / np.sqrt(p["var_pooled"])).T
-        design = np.column_stack([(labels == b).astype(float) for b in new])
-        info = {
-            "n_batch": len(new),
-            "n_sample": len(labels),
-            "ref_level": None,
-            "batch_info": [list(np.where(labels == b)[0]) for b in new],
-            "sample_per_batch": np.array([counts[b] for b in new]),
-        }
-        ls = fitLSModelAndFindPriors(s_data, design, info, eb=bool(self.empirical_bayes))
-        if self.mean_only:
-            ls["delta_hat"] = [np.ones(s_data.shape[0]) for _ in new]
-        if not self.empirical_bayes:
-            gamma, delta = ls["gamma_hat"], np.array(ls["delta_hat"])
-        elif self.parametric:
-            gamma, delta = find_parametric_adjustments(s_data, ls, info, mean_only=self.mean_only)
-        else:
-            gamma, delta = find_non_parametric_adjustments(s_data, ls, info, mean_only=self.mean_only)
-        out = adjust_data_final(
-            s_data.copy(),
-            design,
-            gamma,
-            delta,
-            p["grand_mean"][:, None],
-            mod_mean.T,
-            p["var_pooled"],
-            info,
-            data.T,
-        )
-        return np.asarray(out).T
-
-    def covariate_mean(self, X: pd.DataFrame) -> np.ndarray:
-        """The model's mean of each row without any batch effect: the grand mean plus the covariates' fitted
-        effects (neuroCombat's `stand_mean + mod_mean`, rows x features_). `X - covariate_mean(X)` after
-        harmonization is ComBat's residual, the input of CovBat's PCA step (Chen et al. 2022)."""
-        check_is_fitted(self, "params_")
-        if self.spline_basis_ is not None:
-            raise HarmonizationError("the covariate mean of a model with smooth (GAM) terms is not available")
-        frame = self._with_batch(as_frame(X))
-        cat, cont = self._covariate_names()
-        require_columns(frame, [*cat, *cont], "covariate")
-        covars = self._encode(frame, fitting=False)
-        p = self.params_
-        effects = covars.iloc[:, 1:].to_numpy(dtype=float) @ p["B_hat"][len(self.batches_) :, :]
-        return p["grand_mean"][None, :] + effects
-
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        """The names of the harmonized feature columns (scikit-learn's set-output protocol)."""
-        check_is_fitted(self, "params_")
-        return np.asarray(self.features_, dtype=object)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()

@@ -232,6 +232,27 @@ def load_model(folder: str | Path) -> Any:
         return _REGISTRY[name].load(src)
 
 
+def load_for_apply(folder: str | Path) -> tuple[Any, str]:
+    """A model folder read to be applied, and its method's name. A ComBat model without smooth terms is read as a
+    `ComBatModel` (`qckit.harmonize.combat_model`: the same checks, parameters and `transform` as `ComBat`, without
+    the scikit-learn estimator, whose import would be half of a `harmonize apply` process's start-up); any other
+    model through its method's loader (`load_model`)."""
+    src = Path(folder)
+    meta_path = src / "model.json"
+    if meta_path.is_file():
+        from qckit.harmonize.combat_model import FORMAT, ComBatModel, read_combat_folder
+
+        meta = read_model_description(meta_path)
+        if (
+            meta.get("method", "combat") == "combat"
+            and meta.get("format") == FORMAT
+            and not meta.get("smooth")
+        ):
+            return read_combat_folder(src, ComBatModel), "combat"
+    model = load_model(src)
+    return model, method_of(model).name
+
+
 @contextmanager
 def damaged_model_folder(folder: Path) -> Iterator[None]:
     """Reading a model folder: whatever a damaged (even re-signed) folder makes a reader raise is reported as a
@@ -246,6 +267,6 @@ def damaged_model_folder(folder: Path) -> Iterator[None]:
         ) from None
 
 
-__all__ = ["Method", "build", "damaged_model_folder", "description_digest", "get_method", "load_model", "method_names", "method_of",
+__all__ = ["Method", "build", "damaged_model_folder", "description_digest", "get_method", "load_for_apply", "load_model", "method_names", "method_of",
            "npz_bytes", "read_model_arrays", "read_model_folder", "register_method", "write_model_folder",
            "save_model", "unregister_method"]  # fmt: skip

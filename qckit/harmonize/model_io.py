@@ -13,23 +13,19 @@ import numpy as np
 
 from qckit import __version__
 from qckit.core.errors import ModelFileError
-from qckit.harmonize.combat import _PARAM_ARRAYS, ComBat, _SplineBasis
+from qckit.harmonize.combat import ComBat
+from qckit.harmonize.combat_model import (
+    _PARAM_ARRAYS,
+    FORMAT,
+    FORMAT_VERSION,
+    read_combat_folder,
+)
 from qckit.harmonize.methods import (
     Method,
-    damaged_model_folder,
-    description_digest,
-    read_model_arrays,
-    read_model_description,
     register_method,
     write_model_folder,
 )
 from qckit.harmonize.validate import BATCH_SEPARATOR
-
-FORMAT = "qckit-combat-model"
-FORMAT_VERSION = (
-    2  # 2: model.json carries its own checksum and the batch recipe; variants (parametric, mean_only)
-)
-READABLE_VERSIONS = (1, 2)  # 1 only through `upgrade_model`: it has no checksum of model.json
 
 
 def _versions() -> dict[str, str]:
@@ -92,73 +88,11 @@ def save_model(model: ComBat, folder: str | Path) -> Path:
     return write_model_folder(out, meta, arrays)  # arrays.npz, then model.json with both checksums
 
 
-def _check(ok: bool, path: Path, what: str) -> None:
-    if not ok:
-        raise ModelFileError(f"{path}: {what}; the model folder is damaged or was edited: fit it again")
-
-
-def _validate(model: ComBat, meta_path: Path) -> None:
-    """Shapes, names, batch order and variances must agree with each other (no silent wrong harmonization)."""
-    p, nf, nb = model.params_, len(model.features_), len(model.batches_)
-    _check(nf > 0 and len(set(model.features_)) == nf, meta_path, "feature names are missing or repeated")
-    _check(nb >= 1 and len(set(model.batches_)) == nb, meta_path, "batch labels are missing or repeated")
-    _check(list(model.batches_) == sorted(model.batches_), meta_path,
-           f"batches are not in the fitted (sorted) order: {model.batches_}")  # fmt: skip
-    _check(set(model.batch_sizes_) == set(model.batches_), meta_path, "batch sizes do not name the batches")
-    for name, shape in (("gamma_star", (nb, nf)), ("delta_star", (nb, nf)), ("gamma_hat", (nb, nf)),
-                        ("grand_mean", (nf,)), ("var_pooled", (nf,))):  # fmt: skip
-        _check(p[name].shape == shape, meta_path, f"{name} has shape {p[name].shape}, expected {shape} "
-               f"({nb} batches x {nf} features)")  # fmt: skip
-    n_design = nb + len(model.covariate_columns_)
-    rows_ok = (
-        p["B_hat"].shape[0] >= n_design
-        if model.spline_basis_ is not None
-        else p["B_hat"].shape[0] == n_design
-    )
-    _check(p["B_hat"].ndim == 2 and p["B_hat"].shape[1] == nf and rows_ok, meta_path,
-           f"B_hat has shape {p['B_hat'].shape}, expected ({n_design}{'+' if model.spline_basis_ else ''}, {nf})")  # fmt: skip
-    for name in _PARAM_ARRAYS:
-        _check(np.asarray(p[name]).dtype.kind in "fiu", meta_path, f"{name} holds {np.asarray(p[name]).dtype} "
-               "values, not numbers")  # fmt: skip
-    _check(bool(np.isfinite(p["var_pooled"]).all() and (p["var_pooled"] > 0).all()), meta_path,
-           "pooled variances must be finite and positive")  # fmt: skip
-    _check(bool(np.isfinite(p["delta_star"]).all() and (p["delta_star"] > 0).all()), meta_path,
-           "batch scale estimates (delta*) must be finite and positive")  # fmt: skip
-    for name in ("gamma_star", "B_hat", "grand_mean"):
-        _check(bool(np.isfinite(p[name]).all()), meta_path, f"{name} has non-finite values")
-    if model.ref_level_ is not None:
-        _check(
-            0 <= int(model.ref_level_) < nb,
-            meta_path,
-            f"reference level {model.ref_level_} is not a batch index",
-        )
-
-
 def load_model(folder: str | Path, *, unsigned: bool = False) -> ComBat:
-    """Read a model folder written by `save_model`: both files' checksums, the format and the consistency of
-    shapes, names, batch order and variances are verified; any problem is a `ModelFileError` naming it. A
-    version-1 folder (no checksum of model.json) is refused unless `unsigned` (`upgrade_model` only)."""
-    src = Path(folder)
-    meta_path, arrays_path = src / "model.json", src / "arrays.npz"
-    if not meta_path.is_file() or not arrays_path.is_file():
-        raise ModelFileError(f"{src}: not a qckit ComBat model folder (needs model.json and arrays.npz)")
-    meta = read_model_description(meta_path)
-    if meta.get("format") != FORMAT or meta.get("format_version") not in READABLE_VERSIONS:
-        raise ModelFileError(
-            f"{meta_path}: unknown model format {meta.get('format')!r} v{meta.get('format_version')}"
-        )
-    if meta["format_version"] < 2 and not unsigned:
-        raise ModelFileError(
-            f"{meta_path}: model format version {meta['format_version']} carries no checksum of model.json, so an "
-            f"edited model cannot be told from the fitted one: fit the model again, or, if you trust this folder, "
-            f"`qckit harmonize upgrade {src}` (checks its arrays and consistency and adds the checksum)"
-        )
-    if meta["format_version"] >= 2 and meta.get("meta_sha256") != description_digest(meta):
-        raise ModelFileError(f"{meta_path}: checksum mismatch (model.json was changed or truncated)")
-    with damaged_model_folder(src):
-        model = _build(meta, read_model_arrays(src, meta))
-        _validate(model, meta_path)
-    return model
+    """Read a model folder written by `save_model` as a `ComBat` (`read_combat_folder`: both files' checksums, the
+    format and the consistency of shapes, names, batch order and variances verified; a version-1 folder only if
+    `unsigned`)."""
+    return read_combat_folder(folder, ComBat, unsigned=unsigned)
 
 
 def upgrade_model(folder: str | Path) -> Path:
@@ -167,40 +101,6 @@ def upgrade_model(folder: str | Path) -> Path:
     this file". A current folder is left as it is."""
     model = load_model(folder, unsigned=True)
     return save_model(model, folder)
-
-
-def _build(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> ComBat:
-    params = dict(meta["params"])
-    params["smooth_term_bounds"] = tuple(params["smooth_term_bounds"])
-    model = ComBat(**params)
-    model.features_ = list(meta["features"])
-    model.excluded_features_ = dict(meta["excluded_features"])
-    model.batches_ = [str(b) for b in meta["batches"]]
-    model.batch_sizes_ = dict(meta["batch_sizes"])
-    model.ref_level_ = meta["ref_level"]
-    model.covariate_levels_ = {k: list(v) for k, v in meta["covariate_levels"].items()}
-    model.covariate_columns_ = list(meta["covariate_columns"])
-    model.feature_names_in_ = np.asarray(meta["feature_names_in"], dtype=object)
-    model.n_features_in_ = len(model.feature_names_in_)
-    model.params_ = {k: arrays[k] for k in _PARAM_ARRAYS}
-    smooth = meta.get("smooth")
-    if smooth:
-        smoothers = []
-        for i, s in enumerate(smooth["smoothers"]):
-            smoothers.append(
-                {
-                    "knots": arrays[f"spline{i}_knots"],
-                    "degree": s["degree"],
-                    "include_intercept": s["include_intercept"],
-                    "ctransf": arrays[f"spline{i}_ctransf"] if s["ctransf"] else None,
-                }
-            )
-        model.spline_basis_ = _SplineBasis(smoothers)
-        model.smooth_cols_ = list(smooth["cols"])
-    else:
-        model.spline_basis_ = None
-        model.smooth_cols_ = []
-    return model
 
 
 def _build_combat(

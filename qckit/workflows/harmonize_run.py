@@ -156,10 +156,10 @@ def apply(features: Path, model_dir: Path, output: Path, json_out: Path | None =
     whose input lies far outside the training distribution (`training_distance`) are warned about."""
     from qckit.classify.contract import feature_columns
     from qckit.core.tables import read_contract, read_table, write_table
-    from qckit.harmonize.methods import load_model, method_of
+    from qckit.harmonize.methods import load_for_apply
     from qckit.harmonize.validate import training_distance
 
-    model = load_model(model_dir)
+    model, method = load_for_apply(model_dir)
     frame = read_table(features)
     known = _model_columns(model)
     unknown = [c for c in feature_columns(frame, read_contract(features)) if c not in known]
@@ -176,9 +176,7 @@ def apply(features: Path, model_dir: Path, output: Path, json_out: Path | None =
         raise QckitInputError(f"--unseen-batch must be 'error' or 'learn', not {unseen_batch!r}")
     if unseen_batch == "learn":
         if not hasattr(model, "unseen_batch"):
-            raise QckitInputError(
-                f"the {method_of(model).name} model cannot learn an unseen batch (ComBat can)"
-            )
+            raise QckitInputError(f"the {method} model cannot learn an unseen batch (ComBat can)")
         model.unseen_batch = "learn"
     harmonized = model.transform(frame)
     out = _with_columns(frame, harmonized, list(model.features_))
@@ -192,7 +190,7 @@ def apply(features: Path, model_dir: Path, output: Path, json_out: Path | None =
         )
     write_table(out, output)
     if json_out is not None:
-        write_result(json_out, kind="harmonize-apply", inputs={"features": str(features), "model": str(model_dir)}, document={"rows": len(out), "features": list(model.features_), "method": method_of(model).name,
+        write_result(json_out, kind="harmonize-apply", inputs={"features": str(features), "model": str(model_dir)}, document={"rows": len(out), "features": list(model.features_), "method": method,
                               "batches": [str(b) for b in model.batches_], "model": str(model_dir),
                               "output": str(output), "passed_through": unknown if pass_through else [],
                               "far_from_training": far, "warnings": warnings, "command": command_line()})  # fmt: skip
