@@ -24,6 +24,11 @@ from qckit.core.files import utf8_text
 
 def jsonable(obj: Any) -> Any:
     """`obj` as plain JSON types under the module's NaN policy."""
+    cls = type(obj)
+    if cls is float:
+        return obj if math.isfinite(obj) else None
+    if cls is list and all((type(v) is float and v - v == 0.0) or type(v) is int for v in obj):
+        return list(obj)  # finite plain numbers (a figure's data): as they are, without a call per number
     if isinstance(obj, str):
         return utf8_text(obj)
     if obj is None or isinstance(obj, bool):

@@ -32,6 +32,20 @@ def test_json_policy_nan_and_inf_become_null_and_output_parses_strictly(tmp_path
     assert [p.name for p in out.parent.iterdir()] == ["x.json"]  # no temporary file left
 
 
+def test_flat_number_lists_keep_the_nan_policy():
+    """A flat list of plain finite numbers is taken as it is (figure data, without a call per number); any other
+    list, a non-finite value in it included, goes element by element."""
+    from qckit.core.jsonio import jsonable
+
+    assert jsonable([1.0, 2, -0.0, 1e308]) == [1.0, 2, -0.0, 1e308]
+    assert jsonable([1.0, math.nan, math.inf, -math.inf, 3]) == [1.0, None, None, None, 3]
+    assert jsonable([True, 1.0]) == [True, 1.0] and type(jsonable([True])[0]) is bool
+    assert jsonable([np.float64(math.nan), 2.0]) == [None, 2.0]
+    assert jsonable([[1.0, math.nan], [2.0]]) == [[1.0, None], [2.0]]
+    flat = [1.0, 2.0]
+    assert jsonable(flat) is not flat  # a copy: the caller's list is never handed out
+
+
 @pytest.mark.parametrize(
     ("maker", "vendor"),
     [("GE MEDICAL SYSTEMS", "GE"), ("GE Healthcare", "GE"), ("SIEMENS", "Siemens"), ("Siemens Healthineers", "Siemens"),

@@ -97,6 +97,22 @@ def test_plain_figures_are_drawn_as_plotly_draws_them():
     assert _gray() == get_colorscale("Gray")
 
 
+def test_the_shared_template_is_written_as_the_whole_layout_would_be():
+    """`figure_div` writes the shared default template once per process; the layout text is byte for byte the
+    one json.dumps gives for the whole layout, before and after the template, for a second figure too and for a
+    layout with another template."""
+    from qckit.report.html import _js, _layout_js
+    from qckit.report.qc_report import figure_template
+
+    template = figure_template()
+    layouts = [{"template": template, "title": {"text": "a </script> b"}, "height": 520},
+               {"title": {"text": "first"}, "template": template, "xaxis": {"range": [0, float("nan")]}},
+               {"template": {"layout": {"font": {"size": 3}}}, "width": 10},
+               {"template": template}, {"width": 5}]  # fmt: skip
+    for layout in layouts * 2:
+        assert _layout_js(layout) == _js(layout)
+
+
 def test_relaxometry_figures_are_valid_plotly_figures(tmp_path: Path):
     """The relaxometry report's plain figure dicts pass plotly's own validators (go.Figure raises on any unknown
     property or bad value) and carry each sphere's values."""

@@ -115,8 +115,11 @@ def disk_centre(img: np.ndarray, frame: Frame, lc: LowContrast, reach: float = 1
         disk = float(np.median(frame.sample(img, *np.meshgrid(c[0] + g, c[1] + g))))
         r = np.arange(inner - reach, inner + reach, 0.1)
         xs, ys = [], []
-        for a in np.radians(np.arange(0, 360, 5)):
-            v = frame.sample(img, c[0] + r * math.cos(a), c[1] + r * math.sin(a))
+        angles = np.radians(np.arange(0, 360, 5))
+        cos = np.array([math.cos(a) for a in angles])[:, None]
+        sin = np.array([math.sin(a) for a in angles])[:, None]
+        rays = frame.sample(img, c[0] + r * cos, c[1] + r * sin)  # every ray in one call, one row each
+        for a, v in zip(angles, rays, strict=True):
             level = (disk + float(v.min())) / 2
             below = np.nonzero(v < level)[0]
             if below.size == 0 or below[0] == 0:
@@ -267,16 +270,18 @@ def score_slice(img: np.ndarray, frame: Frame, lc: LowContrast, slice_no: int, *
     c = centre if centre is not None else disk_centre(img, frame, lc)
     px = min(frame.pixel_mm)
     holes_all = [(k, j, (x, y), dia) for k, j, x, y, dia in lc.holes(slice_no, c, offset_deg, scale)]
+    ox, oy = (np.array([h[2][i] for h in holes_all]) for i in (0, 1))
+    clear = np.array([h[3] / 2 + px for h in holes_all])  # a pixel this near another hole's centre is in it
     tests = []
-    for k, j, (hx, hy), dia in holes_all:
+    for n, (k, j, (hx, hy), dia) in enumerate(holes_all):
         reach = dia / 2 + max(0.8 * dia, 3 * px)
         v, x, y, rows, cols = _pixels_near(img, frame, hx, hy, reach)
         rad = math.hypot(hx - c[0], hy - c[1])
         # not the ring, nor the bright ringing rim inside it: no further out than 1.5 pixels past the hole
         keep = np.hypot(x - c[0], y - c[1]) <= min(lc.ring_mm[0] - px, rad + dia / 2 + 1.5 * px)
-        for k2, j2, (ox, oy), d2 in holes_all:
-            if (k2, j2) != (k, j):
-                keep &= np.hypot(x - ox, y - oy) > d2 / 2 + px  # not another hole
+        apart = np.hypot(x[:, None] - ox, y[:, None] - oy) > clear  # not another hole (pixels x holes)
+        apart[:, n] = True
+        keep &= apart.all(axis=1)
         v, x, y, rows, cols = v[keep], x[keep], y[keep], rows[keep], cols[keep]
         dist = np.hypot(x - hx, y - hy)
         h = np.clip((dia / 2 - dist) / px + 0.5, 0.0, 1.0)  # the pixel's share of the hole (partial volume)
