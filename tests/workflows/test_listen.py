@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
@@ -50,20 +51,42 @@ def _datasets(files: list[Path]) -> list[pydicom.Dataset]:
 
 
 def send(
-    port: int, datasets: list[pydicom.Dataset], calling: str = "AERA", called: str = "QCKIT"
+    port: int,
+    datasets: list[pydicom.Dataset],
+    calling: str = "AERA",
+    called: str = "QCKIT",
+    tls_args: Any = None,
 ) -> list[int]:
+    """C-STORE each dataset and return the statuses, as a modality sends: an instance left without an answer is
+    sent again on a new association (twice at most, then -1). pynetdicom's requestor can lose the answer to its own
+    association reactor under load (the reactor checkpoint race, pydicom/pynetdicom#875: "Received unexpected
+    C-STORE service message", then the DIMSE timeout and an abort); a scanner resends, and the listener answers a
+    resent instance with success. [] when the association is refused."""
     from pynetdicom import AE, StoragePresentationContexts
 
     ae = AE(ae_title=calling)
     ae.requested_contexts = StoragePresentationContexts
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 20
-    assoc = ae.associate("127.0.0.1", port, ae_title=called)
-    if not assoc.is_established:
-        return []
-    try:
-        return [int(assoc.send_c_store(ds).Status) for ds in datasets]
-    finally:
-        assoc.release()
+    out: list[int] = []
+    lost = 0
+    while len(out) < len(datasets):
+        assoc = ae.associate("127.0.0.1", port, ae_title=called, tls_args=tls_args)
+        if not assoc.is_established:
+            return out
+        try:
+            for ds in datasets[len(out) :]:
+                rsp = assoc.send_c_store(ds)
+                if "Status" in rsp:
+                    out.append(int(rsp.Status))
+                    continue
+                lost += 1  # no answer: pynetdicom aborted the association
+                if lost > 2:
+                    out.append(-1)
+                break
+        finally:
+            if assoc.is_established:
+                assoc.release()
+    return out
 
 
 def echo(port: int, calling: str = "AERA") -> bool:
@@ -224,6 +247,32 @@ def test_three_senders_at_once_are_three_sessions_and_a_resend_changes_nothing(l
     time.sleep(3)
     assert (lst.instances(), len(lst.sessions()), len(_history_sessions(lst.storage))) == before == (66, 3, 3)
     assert len(lst.events("duplicate")) == 22
+
+
+@pytest.mark.reference
+def test_an_answer_lost_by_the_sender_is_resent_and_stored_once(listener, acr: Path, monkeypatch):
+    """The sender's association loses the answer to one instance (as pynetdicom's requestor can under load) and is
+    aborted: the instance is sent again on a new association; the session is whole, each instance stored once."""
+    from pynetdicom.association import Association
+
+    real, calls = Association.send_c_store, [0]
+
+    def losing(self, dataset, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls[0] += 1
+        if calls[0] == 5:  # the 5th instance arrives, its answer does not reach the sender
+            real(self, dataset, *args, **kwargs)
+            self.abort()
+            return pydicom.Dataset()
+        return real(self, dataset, *args, **kwargs)
+
+    monkeypatch.setattr(Association, "send_c_store", losing)
+    lst = listener()
+    data = _datasets(_files(acr, SESSIONS["AERA"]))
+    assert send(lst.port, data, "AERA") == [0] * 22 and calls[0] == 23
+    (row,) = lst.wait(1)
+    assert row["state"] == "done" and row["n_instances"] == 22, row
+    assert lst.instances() == 22 and len(lst.events("duplicate")) == 1
+    assert lst.stop() == 0
 
 
 @pytest.mark.reference
@@ -455,12 +504,7 @@ def test_files_dropped_into_the_watched_folder_and_dicom_over_tls(listener, acr:
     # over TLS: a C-STORE of the Aera session
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
     ctx.check_hostname = False
-    ae = AE(ae_title="AERA")
-    ae.requested_contexts = StoragePresentationContexts
-    assoc = ae.associate("127.0.0.1", lst.port, ae_title="QCKIT", tls_args=(ctx, None))
-    assert assoc.is_established
-    statuses = [int(assoc.send_c_store(ds).Status) for ds in _datasets(_files(acr, SESSIONS["AERA"]))]
-    assoc.release()
+    statuses = send(lst.port, _datasets(_files(acr, SESSIONS["AERA"])), "AERA", tls_args=(ctx, None))
     assert set(statuses) == {0}
     assert lst.wait(2)[1]["state"] == "done"
     plain = AE(ae_title="AERA")
