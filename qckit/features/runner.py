@@ -127,9 +127,15 @@ def _prepare_parts(output: Path, settings: ExtractionSettings) -> Path:
     return parts
 
 
-def _stop(pool: ProcessPoolExecutor) -> None:
-    """Cancel what has not started and terminate the workers (their cases are computed again on a rerun)."""
+def _stop(pool: ProcessPoolExecutor, earlier: set[Any]) -> None:
+    """Cancel what has not started and terminate the workers (their cases are computed again on a rerun). The
+    workers are the pool's and every child process started since `earlier` (this process's children before the
+    pool): a Ctrl-C between a worker's fork and its registration in the pool leaves one the pool does not know,
+    and multiprocessing would wait for it at exit for ever."""
+    import multiprocessing
+
     processes = list((getattr(pool, "_processes", None) or {}).values())
+    processes += [p for p in multiprocessing.active_children() if p not in earlier and p not in processes]
     pool.shutdown(wait=False, cancel_futures=True)
     for proc in processes:
         if proc.is_alive():
@@ -149,9 +155,12 @@ def _local(todo: list[Case], settings: ExtractionSettings, workers: int) -> Iter
         finally:
             sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
         return
+    import multiprocessing
+
     method = "fork" if os.name == "posix" and threading.active_count() == 1 else "spawn"
     context = get_context(method)
     lost: list[Case] = []
+    earlier = set(multiprocessing.active_children())
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
     try:
         futures = {pool.submit(run_case, case, settings): case for case in todo}
@@ -161,7 +170,7 @@ def _local(todo: list[Case], settings: ExtractionSettings, workers: int) -> Iter
             except BrokenProcessPool:  # a worker died; which case killed it is not known yet
                 lost.append(futures[fut])
     except BaseException:  # Ctrl-C (or the caller stops): stop now, not after the running cases finish
-        _stop(pool)
+        _stop(pool, earlier)
         raise
     pool.shutdown(wait=True)
     for case in lost:  # each on its own: the one that kills its worker again is that case's failure

@@ -241,6 +241,7 @@ def test_ctrl_c_stops_the_workers_at_once_and_says_what_is_kept(tmp_path: Path):
         from qckit.features.manifest import Case
 
         def slow(case, settings):
+            open(f"{tmp_path}/inside-{{case.subject_id}}", "w").close()
             time.sleep(60)
             return {{"key": case.key, "error": "never"}}
 
@@ -256,7 +257,10 @@ def test_ctrl_c_stops_the_workers_at_once_and_says_what_is_kept(tmp_path: Path):
     )
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
-    time.sleep(2.0)  # the workers are inside their 60 s cases
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("inside-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)  # until both workers are inside their 60 s cases
+    assert len(list(tmp_path.glob("inside-*"))) == 2
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=30)
@@ -264,3 +268,49 @@ def test_ctrl_c_stops_the_workers_at_once_and_says_what_is_kept(tmp_path: Path):
     assert proc.returncode == 130, out
     assert took < 2.0, f"stopped after {took:.1f} s"
     assert "0 of 4 case(s) kept" in out and "run the same command again to resume" in out
+
+
+def test_ctrl_c_between_a_workers_fork_and_its_registration_does_not_hang(tmp_path: Path):
+    """A Ctrl-C that lands while the pool starts its workers, after a worker's fork and before the pool records it:
+    that worker is stopped too. Before, multiprocessing waited for it at exit for ever (a fresh-clone run hung)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "early.py"
+    script.write_text(
+        textwrap.dedent(f"""
+        import sys, time
+        import concurrent.futures.process as cfp
+        import qckit.features.runner as r
+        from qckit.features import ExtractionSettings
+        from qckit.features.manifest import Case
+
+        def slow(case, settings):
+            time.sleep(60)
+            return {{"key": case.key, "error": "never"}}
+
+        r.run_case = slow
+        real, calls = cfp.ProcessPoolExecutor._spawn_process, [0]
+
+        def spawn(self):
+            calls[0] += 1
+            if calls[0] == 2:  # the second worker is forked, and Ctrl-C comes before the pool records it
+                p = self._mp_context.Process(target=cfp._process_worker, args=(self._call_queue,
+                    self._result_queue, self._initializer, self._initargs, self._max_tasks_per_child))
+                p.start()
+                raise KeyboardInterrupt
+            return real(self)
+
+        cfp.ProcessPoolExecutor._spawn_process = spawn
+        cases = [Case(f"s{{i}}", "{tmp_path}/i{{i}}.nii.gz", "{tmp_path}/m{{i}}.nii.gz") for i in range(4)]
+        try:
+            r.run_extraction(cases, ExtractionSettings(), "{tmp_path}/f.parquet", workers=2)
+        except KeyboardInterrupt as exc:
+            print("interrupted:", exc, flush=True)
+            sys.exit(130)
+    """)
+    )
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 130, res.stderr[-2000:]
+    assert "0 of 4 case(s) kept" in res.stdout
