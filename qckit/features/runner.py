@@ -29,6 +29,7 @@ import pandas as pd
 from qckit import __version__
 from qckit.core.errors import QckitInputError
 from qckit.core.jsonio import atomic_write_text, dumps, write_json
+from qckit.core.processes import children, stop_pool
 from qckit.core.tables import TableContract, write_table
 from qckit.features.extract import CaseError, extract_case
 from qckit.features.manifest import Case
@@ -127,23 +128,6 @@ def _prepare_parts(output: Path, settings: ExtractionSettings) -> Path:
     return parts
 
 
-def _stop(pool: ProcessPoolExecutor, earlier: set[Any]) -> None:
-    """Cancel what has not started and terminate the workers (their cases are computed again on a rerun). The
-    workers are the pool's and every child process started since `earlier` (this process's children before the
-    pool): a Ctrl-C between a worker's fork and its registration in the pool leaves one the pool does not know,
-    and multiprocessing would wait for it at exit for ever."""
-    import multiprocessing
-
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    processes += [p for p in multiprocessing.active_children() if p not in earlier and p not in processes]
-    pool.shutdown(wait=False, cancel_futures=True)
-    for proc in processes:
-        if proc.is_alive():
-            proc.terminate()
-    for proc in processes:
-        proc.join(timeout=1.0)
-
-
 def _local(todo: list[Case], settings: ExtractionSettings, workers: int) -> Iterable[dict[str, Any]]:
     if workers <= 1 or len(todo) <= 1:
         import SimpleITK as sitk
@@ -155,12 +139,10 @@ def _local(todo: list[Case], settings: ExtractionSettings, workers: int) -> Iter
         finally:
             sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
         return
-    import multiprocessing
-
     method = "fork" if os.name == "posix" and threading.active_count() == 1 else "spawn"
     context = get_context(method)
     lost: list[Case] = []
-    earlier = set(multiprocessing.active_children())
+    earlier = children()
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
     try:
         futures = {pool.submit(run_case, case, settings): case for case in todo}
@@ -170,7 +152,7 @@ def _local(todo: list[Case], settings: ExtractionSettings, workers: int) -> Iter
             except BrokenProcessPool:  # a worker died; which case killed it is not known yet
                 lost.append(futures[fut])
     except BaseException:  # Ctrl-C (or the caller stops): stop now, not after the running cases finish
-        _stop(pool, earlier)
+        stop_pool(pool, earlier)  # every worker: their cases are computed again on a rerun
         raise
     pool.shutdown(wait=True)
     for case in lost:  # each on its own: the one that kills its worker again is that case's failure

@@ -180,3 +180,44 @@ def test_parallel_scan_from_a_script_without_main_guard(tmp_path: Path):
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["2", "440"]
+
+
+def test_ctrl_c_between_a_workers_fork_and_its_registration_does_not_hang_scan(tmp_path: Path):
+    """An interrupt while the scan's pool starts its workers, after a worker's fork and before the pool records it:
+    every worker is stopped and the process exits (multiprocessing would otherwise wait for that worker for ever)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for i in range(450):  # enough files for the worker pool
+        (tree / f"f{i:04d}.bin").write_bytes(b"not dicom")
+    script = tmp_path / "early.py"
+    script.write_text(
+        textwrap.dedent(f"""
+        import sys
+        import concurrent.futures.process as cfp
+        from qckit.dicom import scan
+
+        real, calls = cfp.ProcessPoolExecutor._spawn_process, [0]
+
+        def spawn(self):
+            calls[0] += 1
+            if calls[0] == 2:  # the second worker is forked, and Ctrl-C comes before the pool records it
+                p = self._mp_context.Process(target=cfp._process_worker, args=(self._call_queue,
+                    self._result_queue, self._initializer, self._initargs, self._max_tasks_per_child))
+                p.start()
+                raise KeyboardInterrupt
+            return real(self)
+
+        cfp.ProcessPoolExecutor._spawn_process = spawn
+        try:
+            scan("{tree}", workers=2)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            sys.exit(130)
+    """)
+    )
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 130 and "interrupted" in res.stdout, res.stderr[-2000:]
