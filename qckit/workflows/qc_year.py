@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qckit.core.processes import children, stop_pool
 from qckit.core.session import QCSessionResult
 from qckit.history.store import open_store
 from qckit.history.trend import scanner_charts, scanner_context
@@ -53,12 +54,18 @@ def run_year(root: str | Path, db_url: str, *, plan: YearPlan = YearPlan(), work
     root = Path(root)
     sessions, planted = write_year(load_phantom("acr-mri-large").phantom, root / "dicom", plan)
     folders = [str(s.folder) for s in sessions]
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+    earlier = children()
+    pool = ProcessPoolExecutor(max_workers=max(1, workers))
+    try:
         results = []
         for i, r in enumerate(pool.map(_measure, folders)):
             results.append(r)
             if progress is not None:
                 progress(i + 1, len(folders))
+    except BaseException:  # Ctrl-C: the running weeks are not waited for
+        stop_pool(pool, earlier)
+        raise
+    pool.shutdown(wait=True)
     out = YearResult(planted, len(sessions))
     opts = SessionOptions(db_url=db_url)
     by_scanner: dict[str, WeekSession] = {}
