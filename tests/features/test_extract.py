@@ -235,10 +235,14 @@ def test_ctrl_c_stops_the_workers_at_once_and_says_what_is_kept(tmp_path: Path):
     script = tmp_path / "slow.py"
     script.write_text(
         textwrap.dedent(f"""
-        import sys, time
+        import signal, sys, time
         import qckit.features.runner as r
         from qckit.features import ExtractionSettings
         from qckit.features.manifest import Case
+
+        # Ctrl-C as in a terminal: a test run started in the background (`make test &`, nohup) hands its children
+        # SIGINT ignored, which a user's qckit would honour
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
         def slow(case, settings):
             open(f"{tmp_path}/inside-{{case.subject_id}}", "w").close()
