@@ -203,3 +203,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "reference_data" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.reference)
+
+
+# Script text for a child process: Ctrl-C lands while a process pool starts its workers, after the second worker's
+# fork and before the pool records it (ProcessPoolExecutor._spawn_process: p.start(), then the registration).
+INTERRUPT_AT_SECOND_WORKER = """
+import concurrent.futures.process as cfp
+
+_real_spawn, _spawned = cfp.ProcessPoolExecutor._spawn_process, [0]
+
+def _spawn(self):
+    _spawned[0] += 1
+    if _spawned[0] == 2:
+        p = self._mp_context.Process(target=cfp._process_worker, args=(self._call_queue, self._result_queue,
+                                     self._initializer, self._initargs, self._max_tasks_per_child))
+        p.start()
+        raise KeyboardInterrupt
+    return _real_spawn(self)
+
+cfp.ProcessPoolExecutor._spawn_process = _spawn
+"""

@@ -15,6 +15,7 @@ from pydicom.uid import generate_uid
 from qckit.core.errors import NoDataError, QckitInputError
 from qckit.dicom import COLUMNS, load_index, scan, write_json, write_table
 from qckit.synth.dicom import ACR_T1, ACR_T2, SCANNERS, Subject, write_enhanced_series, write_series
+from tests.conftest import INTERRUPT_AT_SECOND_WORKER
 
 SMALL = {"rows": 16, "columns": 16}
 
@@ -195,23 +196,11 @@ def test_ctrl_c_between_a_workers_fork_and_its_registration_does_not_hang_scan(t
         (tree / f"f{i:04d}.bin").write_bytes(b"not dicom")
     script = tmp_path / "early.py"
     script.write_text(
-        textwrap.dedent(f"""
+        INTERRUPT_AT_SECOND_WORKER
+        + textwrap.dedent(f"""
         import sys
-        import concurrent.futures.process as cfp
         from qckit.dicom import scan
 
-        real, calls = cfp.ProcessPoolExecutor._spawn_process, [0]
-
-        def spawn(self):
-            calls[0] += 1
-            if calls[0] == 2:  # the second worker is forked, and Ctrl-C comes before the pool records it
-                p = self._mp_context.Process(target=cfp._process_worker, args=(self._call_queue,
-                    self._result_queue, self._initializer, self._initargs, self._max_tasks_per_child))
-                p.start()
-                raise KeyboardInterrupt
-            return real(self)
-
-        cfp.ProcessPoolExecutor._spawn_process = spawn
         try:
             scan("{tree}", workers=2)
         except KeyboardInterrupt:

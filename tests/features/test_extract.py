@@ -16,6 +16,7 @@ from qckit.core.errors import QckitInputError
 from qckit.features import ExtractionSettings, Normalization, load_settings, read_manifest, run_extraction
 from qckit.features.runner import parts_dir
 from qckit.synth.brain import make_cohort
+from tests.conftest import INTERRUPT_AT_SECOND_WORKER
 
 SETTINGS = ExtractionSettings(
     radiomics={"setting": {"binWidth": 25}, "featureClass": {"firstorder": [], "glcm": []}}
@@ -276,16 +277,16 @@ def test_ctrl_c_stops_the_workers_at_once_and_says_what_is_kept(tmp_path: Path):
 
 def test_ctrl_c_between_a_workers_fork_and_its_registration_does_not_hang(tmp_path: Path):
     """A Ctrl-C that lands while the pool starts its workers, after a worker's fork and before the pool records it:
-    that worker is stopped too. Before, multiprocessing waited for it at exit for ever (a fresh-clone run hung)."""
+    that worker is stopped too. Before, multiprocessing waited for it at exit for ever."""
     import subprocess
     import sys
     import textwrap
 
     script = tmp_path / "early.py"
     script.write_text(
-        textwrap.dedent(f"""
+        INTERRUPT_AT_SECOND_WORKER
+        + textwrap.dedent(f"""
         import sys, time
-        import concurrent.futures.process as cfp
         import qckit.features.runner as r
         from qckit.features import ExtractionSettings
         from qckit.features.manifest import Case
@@ -295,18 +296,6 @@ def test_ctrl_c_between_a_workers_fork_and_its_registration_does_not_hang(tmp_pa
             return {{"key": case.key, "error": "never"}}
 
         r.run_case = slow
-        real, calls = cfp.ProcessPoolExecutor._spawn_process, [0]
-
-        def spawn(self):
-            calls[0] += 1
-            if calls[0] == 2:  # the second worker is forked, and Ctrl-C comes before the pool records it
-                p = self._mp_context.Process(target=cfp._process_worker, args=(self._call_queue,
-                    self._result_queue, self._initializer, self._initargs, self._max_tasks_per_child))
-                p.start()
-                raise KeyboardInterrupt
-            return real(self)
-
-        cfp.ProcessPoolExecutor._spawn_process = spawn
         cases = [Case(f"s{{i}}", "{tmp_path}/i{{i}}.nii.gz", "{tmp_path}/m{{i}}.nii.gz") for i in range(4)]
         try:
             r.run_extraction(cases, ExtractionSettings(), "{tmp_path}/f.parquet", workers=2)
