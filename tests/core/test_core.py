@@ -145,3 +145,27 @@ def test_vendor_inferred_from_the_model_when_manufacturer_is_missing():
     ident = ScannerIdentity.from_values(None, "Ingenia", "123", 1.5)
     assert ident.vendor == "Philips" and ident.vendor_inferred and ident.key == "Philips-Ingenia-123"
     assert not ScannerIdentity.from_values("Philips Medical Systems", "Ingenia", "123", 1.5).vendor_inferred
+
+
+def test_parquet_tables_write_floats_plain_and_read_back_the_same(tmp_path: Path):
+    """Float columns (features) are written without dictionary encoding, text and integer columns with it; the
+    table reads back equal, its declaration kept."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from qckit.core.tables import TableContract, read_table, write_table
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(500, 4)), columns=[f"original_firstorder_F{j}" for j in range(4)])
+    frame["subject_id"] = [f"s{i:03d}" for i in range(500)]
+    frame["site"] = rng.choice(["A", "B"], 500)
+    frame["n"] = rng.integers(0, 3, 500)
+    frame.loc[3, "original_firstorder_F0"] = np.nan
+    out = write_table(frame, tmp_path / "t.parquet", TableContract(list(frame.columns[:4]), ["subject_id"]))
+    group = pq.read_metadata(out).row_group(0)
+    encodings = {group.column(i).path_in_schema: group.column(i).encodings for i in range(group.num_columns)}
+    assert all("RLE_DICTIONARY" not in encodings[f"original_firstorder_F{j}"] for j in range(4))
+    assert all("RLE_DICTIONARY" in encodings[c] for c in ("subject_id", "site", "n"))
+    back = read_table(out)
+    pd.testing.assert_frame_equal(back, frame)
+    assert back.attrs["qckit_contract"]["features"] == list(frame.columns[:4])
