@@ -356,13 +356,28 @@ class ComBatApply:
         return np.asarray(self.features_, dtype=object)
 
 
+# ComBat's parameters and their defaults: `ComBat.__init__`'s signature (tested equal), so that a model folder's
+# parameters are read alike by `ComBat` and `ComBatModel`
+COMBAT_DEFAULTS: dict[str, Any] = {
+    "batch": "batch", "categorical_covariates": (), "continuous_covariates": (), "smooth_terms": (),
+    "smooth_term_bounds": (None, None), "ref_batch": None, "empirical_bayes": True, "parametric": True,
+    "mean_only": False, "min_batch_size": 20, "on_invalid": "raise", "features": None, "random_state": 0,
+    "unseen_batch": "error",
+}  # fmt: skip
+
+
 class ComBatModel(ComBatApply):
     """A fitted ComBat read from its model folder to be applied (`read_combat_folder`): `ComBat`'s parameters and
-    fitted attributes, its `transform` and `covariate_mean`, without the scikit-learn estimator around them."""
+    fitted attributes, its `transform` and `covariate_mean`, without the scikit-learn estimator around them. It
+    takes exactly ComBat's parameters: one it does not know is a TypeError (a damaged model folder, as for
+    `ComBat`), one not given has ComBat's default (a folder written before that parameter existed)."""
 
     def __init__(self, **params: Any) -> None:
-        for name, value in params.items():
-            setattr(self, name, value)
+        unknown = sorted(set(params) - set(COMBAT_DEFAULTS))
+        if unknown:
+            raise TypeError(f"ComBatModel got unexpected parameter(s): {', '.join(unknown)}")
+        for name, default in COMBAT_DEFAULTS.items():
+            setattr(self, name, params.get(name, default))
 
 
 def _check(ok: bool, path: Path, what: str) -> None:

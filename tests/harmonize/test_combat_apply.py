@@ -140,3 +140,33 @@ def test_harmonize_apply_loads_neither_scikit_learn_nor_neuroharmonize(tmp_path)
     written = pd.read_parquet(tmp_path / "h.parquet")
     expected = _fitted(frame).transform(frame)
     pd.testing.assert_frame_equal(written[expected.columns], expected, check_exact=True)
+
+
+def test_the_light_model_takes_exactly_combats_parameters(tmp_path) -> None:  # noqa: ANN001
+    """`ComBatModel` reads a folder's parameters as `ComBat` does: the same names and defaults; an unknown one (a
+    re-signed, edited model.json) is a damaged folder for both; a missing one takes ComBat's default."""
+    import inspect
+    import json
+
+    from qckit.core.errors import ModelFileError
+    from qckit.harmonize.combat_model import COMBAT_DEFAULTS
+    from qckit.harmonize.methods import description_digest
+
+    signature = inspect.signature(ComBat.__init__).parameters
+    assert {k: v.default for k, v in signature.items() if k != "self"} == COMBAT_DEFAULTS
+    frame = _cohort(5)
+    save_model(_fitted(frame), tmp_path / "m")
+
+    def resign(edit) -> None:  # noqa: ANN001
+        meta = json.loads((tmp_path / "m" / "model.json").read_text())
+        edit(meta["params"])
+        meta.pop("meta_sha256")
+        meta["meta_sha256"] = description_digest(meta)
+        (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+
+    resign(lambda params: params.pop("unseen_batch"))  # written before the parameter existed
+    light, _ = load_for_apply(tmp_path / "m")
+    assert light.unseen_batch == "error"
+    resign(lambda params: params.update(bogus=1))
+    with pytest.raises(ModelFileError, match="damaged model folder.*bogus"):
+        load_for_apply(tmp_path / "m")
