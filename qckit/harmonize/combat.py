@@ -231,7 +231,7 @@ class ComBat(TransformerMixin, BaseEstimator, ComBatApply):
         batch = frame[self._batch_col]
         check_batches(batch, self.min_batch_size, self._batch_col)
         check_covariates(frame, cat, cont, batch)
-        reserved = {self._batch_col, *cat, *cont, *([] if isinstance(self.batch, str) else self.batch)}
+        reserved = {self._batch_col, *cat, *cont, *self._batch_cols}
         candidates = (
             list(self.features) if self.features is not None else self._default_features(frame, reserved)
         )

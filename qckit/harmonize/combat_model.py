@@ -161,13 +161,17 @@ class ComBatApply:
             raise HarmonizationError("the ComBat model is not fitted")
 
     @property
+    def _batch_cols(self) -> list[str]:
+        return [self.batch] if isinstance(self.batch, str) else list(self.batch)
+
+    @property
     def _batch_col(self) -> str:
-        cols = [self.batch] if isinstance(self.batch, str) else list(self.batch)
+        cols = self._batch_cols
         return cols[0] if len(cols) == 1 else BATCH_KEY
 
     def _with_batch(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The frame with the batch key built from the recipe's columns (when `batch` names several)."""
-        cols = [self.batch] if isinstance(self.batch, str) else list(self.batch)
+        cols = self._batch_cols
         if not cols:
             raise HarmonizationError("a batch column is required")
         if len(cols) == 1:
@@ -302,8 +306,7 @@ class ComBatApply:
             stacklevel=3,
         )
         p = self.params_
-        n_trained = len(self.batches_)
-        mod_mean = covars.iloc[:, 1:].to_numpy(dtype=float) @ p["B_hat"][n_trained:, :]
+        mod_mean = self._covariate_effects(covars)
         s_data = ((data - p["grand_mean"] - mod_mean) / np.sqrt(p["var_pooled"])).T
         design = np.column_stack([(labels == b).astype(float) for b in new])
         info = {
@@ -345,10 +348,13 @@ class ComBatApply:
         frame = self._with_batch(as_frame(X))
         cat, cont = self._covariate_names()
         require_columns(frame, [*cat, *cont], "covariate")
-        covars = self._encode(frame, fitting=False)
-        p = self.params_
-        effects = covars.iloc[:, 1:].to_numpy(dtype=float) @ p["B_hat"][len(self.batches_) :, :]
-        return p["grand_mean"][None, :] + effects
+        return self.params_["grand_mean"][None, :] + self._covariate_effects(
+            self._encode(frame, fitting=False)
+        )
+
+    def _covariate_effects(self, covars: pd.DataFrame) -> np.ndarray:
+        """X beta: the encoded covariates (`_encode`) times their fitted coefficients (rows x features_)."""
+        return covars.iloc[:, 1:].to_numpy(dtype=float) @ self.params_["B_hat"][len(self.batches_) :, :]
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """The names of the harmonized feature columns (scikit-learn's set-output protocol)."""

@@ -81,7 +81,7 @@ def save_model(model: ComBat, folder: str | Path) -> Path:
         "feature_names_in": [str(c) for c in model.feature_names_in_],
         "smooth": smooth,
         "batch_recipe": {
-            "columns": [model.batch] if isinstance(model.batch, str) else list(model.batch),
+            "columns": model._batch_cols,
             "separator": BATCH_SEPARATOR,
         },  # fmt: skip
     }
