@@ -26,7 +26,7 @@ from qckit.core import jsonio
 from qckit.core.errors import DicomReadError, NoDataError, QckitInputError, ReadCause
 from qckit.core.files import not_regular, open_regular, read_regular_text
 from qckit.core.keys import secret
-from qckit.core.processes import children, stop_pool
+from qckit.core.processes import stopping_pool
 from qckit.dicom.header import read_header
 from qckit.dicom.series import COLUMNS, SeriesAccumulator
 
@@ -207,19 +207,13 @@ def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
     """A process pool of `workers`, forked where safe (`_start_method`). With fork, the parent's heap is frozen
     for the pool's life (gc.freeze: the forked workers' collector leaves the inherited objects alone, so their
     pages are not copied; Python's gc documentation). On Ctrl-C or an error in the caller every worker is stopped
-    at once (`qckit.core.processes.stop_pool`), not waited for."""
+    at once (`qckit.core.processes.stopping_pool`), not waited for."""
     method = _start_method()
     if method == "fork":
         gc.freeze()
-    earlier = children()
     try:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method))
-        try:
+        with stopping_pool(workers, get_context(method)) as pool:
             yield pool
-        except BaseException:  # Ctrl-C or an error: the workers are stopped now, every one of them
-            stop_pool(pool, earlier)
-            raise
-        pool.shutdown(wait=True)
     finally:
         if method == "fork":
             gc.unfreeze()

@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -29,7 +29,7 @@ import pandas as pd
 from qckit import __version__
 from qckit.core.errors import QckitInputError
 from qckit.core.jsonio import atomic_write_text, dumps, write_json
-from qckit.core.processes import children, stop_pool
+from qckit.core.processes import stopping_pool
 from qckit.core.tables import TableContract, write_table
 from qckit.features.extract import CaseError, extract_case
 from qckit.features.manifest import Case
@@ -142,21 +142,16 @@ def _local(todo: list[Case], settings: ExtractionSettings, workers: int) -> Iter
     method = "fork" if os.name == "posix" and threading.active_count() == 1 else "spawn"
     context = get_context(method)
     lost: list[Case] = []
-    earlier = children()
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
-    try:
+    # Ctrl-C (or the caller stops): the workers stop now, not after the running cases (computed again on a rerun)
+    with stopping_pool(workers, context) as pool:
         futures = {pool.submit(run_case, case, settings): case for case in todo}
         for fut in as_completed(futures):
             try:
                 yield fut.result()
             except BrokenProcessPool:  # a worker died; which case killed it is not known yet
                 lost.append(futures[fut])
-    except BaseException:  # Ctrl-C (or the caller stops): stop now, not after the running cases finish
-        stop_pool(pool, earlier)  # every worker: their cases are computed again on a rerun
-        raise
-    pool.shutdown(wait=True)
     for case in lost:  # each on its own: the one that kills its worker again is that case's failure
-        with ProcessPoolExecutor(max_workers=1, mp_context=context) as solo:
+        with stopping_pool(1, context) as solo:
             try:
                 yield solo.submit(run_case, case, settings).result()
             except BrokenProcessPool as exc:

@@ -146,9 +146,8 @@ def _js(obj: Any) -> str:
     return dumps(obj, indent=None).replace("</", "<\\/")
 
 
-_TEMPLATE_JS: list[
-    Any
-] = []  # [template dict, its JSON]: the one default template every figure of a report carries
+# [template dict, its JSON]: the one default template every figure of a report carries
+_TEMPLATE_JS: list[Any] = []
 
 
 def _layout_js(layout: dict[str, Any]) -> str:

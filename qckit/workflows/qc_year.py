@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qckit.core.processes import children, stop_pool
+from qckit.core.processes import stopping_pool
 from qckit.core.session import QCSessionResult
 from qckit.history.store import open_store
 from qckit.history.trend import scanner_charts, scanner_context
@@ -54,18 +53,12 @@ def run_year(root: str | Path, db_url: str, *, plan: YearPlan = YearPlan(), work
     root = Path(root)
     sessions, planted = write_year(load_phantom("acr-mri-large").phantom, root / "dicom", plan)
     folders = [str(s.folder) for s in sessions]
-    earlier = children()
-    pool = ProcessPoolExecutor(max_workers=max(1, workers))
-    try:
+    with stopping_pool(max(1, workers)) as pool:  # Ctrl-C: the running weeks are not waited for
         results = []
         for i, r in enumerate(pool.map(_measure, folders)):
             results.append(r)
             if progress is not None:
                 progress(i + 1, len(folders))
-    except BaseException:  # Ctrl-C: the running weeks are not waited for
-        stop_pool(pool, earlier)
-        raise
-    pool.shutdown(wait=True)
     out = YearResult(planted, len(sessions))
     opts = SessionOptions(db_url=db_url)
     by_scanner: dict[str, WeekSession] = {}
