@@ -1,10 +1,7 @@
 """qckit: quality control and harmonization of quantitative medical imaging."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("qckit")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0+unknown"
+__version__ = (
+    "0.2.0"  # the single source of the package version (pyproject.toml reads it: tool.hatch.version)
+)
 
 __all__ = ["__version__"]

@@ -8,7 +8,6 @@ direction / affine). `read_image` reads NIfTI, NRRD or a DICOM series folder (Si
 from __future__ import annotations
 
 import errno
-import io
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -203,10 +202,10 @@ _FLOAT_PIXELS = {"32-bit float": np.float32, "64-bit float": np.float64}
 
 
 def _read_float_nifti(path: Path, header: Any = None) -> Any:
-    """A 3-D scalar float NIfTI decoded once: nibabel's voxels, checked finite (ITK's reader would turn NaN into
-    0), in ITK's pixel type, with the geometry and header fields ITK reads from the same file (its own
-    ReadImageInformation), so the image is the one `sitk.ReadImage` gives (tested). None when the file is not
-    such an image (the two-read path checks and reads it)."""
+    """A 3-D scalar float NIfTI decoded once: its voxels (`qckit.normalize.nifti_voxels`, nibabel's reading
+    rule), checked finite (ITK's reader would turn NaN into 0), in ITK's pixel type, with the geometry and header
+    fields ITK reads from the same file (its own ReadImageInformation), so the image is the one `sitk.ReadImage`
+    gives (tested). None when the file is not such an image (the two-read path checks and reads it)."""
     import SimpleITK as sitk
 
     if not path.name.lower().endswith((".nii", ".nii.gz")):
@@ -218,19 +217,16 @@ def _read_float_nifti(path: Path, header: Any = None) -> Any:
     pixel = sitk.GetPixelIDValueAsString(reader.GetPixelID())
     if reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1 or pixel not in _FLOAT_PIXELS:
         return None
-    import nibabel as nib
+    from qckit.normalize.nifti_voxels import read_float_voxels
 
     try:
-        img = nib.load(str(path))
-        if np.dtype(img.get_data_dtype()).kind != "f":
-            return None
-        data = np.asanyarray(img.dataobj)
-    except Exception:  # noqa: BLE001 - SimpleITK reports unreadable files with its own message
+        data = read_float_voxels(path, tuple(reader.GetSize()))
+    except OSError:  # SimpleITK reports unreadable files with its own message
         return None
-    if data.ndim != 3 or data.shape != tuple(reader.GetSize()):
+    if data is None:
         return None
     check_finite(data, str(path))
-    out = sitk.GetImageFromArray(np.ascontiguousarray(data.T, dtype=_FLOAT_PIXELS[pixel]))
+    out = sitk.GetImageFromArray(np.ascontiguousarray(data, dtype=_FLOAT_PIXELS[pixel]))
     out.SetSpacing(reader.GetSpacing())
     out.SetOrigin(reader.GetOrigin())
     out.SetDirection(reader.GetDirection())
@@ -241,9 +237,17 @@ def _read_float_nifti(path: Path, header: Any = None) -> Any:
 
 def _check_nifti_finite(path: Path) -> None:
     """ITK's NIfTI reader turns NaN voxels into 0 without a word; read float NIfTI data with nibabel first and
-    refuse non-finite voxels instead of measuring invented zeros."""
+    refuse non-finite voxels instead of measuring invented zeros. Integer images (masks) are known from their
+    header (`nifti_voxels.stores_floats`) and are not decoded here."""
     if not path.name.lower().endswith((".nii", ".nii.gz")):
         return
+    from qckit.normalize.nifti_voxels import stores_floats
+
+    try:
+        if stores_floats(path) is False:
+            return
+    except OSError:
+        return  # SimpleITK reports unreadable files with its own message
     import nibabel as nib
 
     try:
@@ -292,7 +296,7 @@ def _check_nifti_length(path: Path) -> None:
     import gzip
     import zlib
 
-    import nibabel as nib
+    from qckit.normalize.nifti_voxels import data_end
 
     head, total = b"", 0
     try:
@@ -305,11 +309,9 @@ def _check_nifti_length(path: Path) -> None:
         raise OSError(
             errno.EIO, f"the image written does not read back whole (disk full?): {exc}", str(path)
         ) from None
-    try:
-        hdr = nib.Nifti1Header.from_fileobj(io.BytesIO(head.ljust(540, b"\0")))
-    except Exception:  # noqa: BLE001 - not a NIfTI-1 header: the reader's information check decides
+    expected = data_end(head)
+    if expected is None:  # not a NIfTI header: the reader's information check decides
         return
-    expected = int(hdr.get_data_offset()) + int(np.prod(hdr.get_data_shape())) * hdr.get_data_dtype().itemsize
     if total < expected:
         raise OSError(
             errno.EIO, f"the image written holds {total} of {expected} bytes (disk full?)", str(path)

@@ -78,3 +78,99 @@ def test_non_finite_voxels_are_refused(tmp_path: Path, bad: float):
     nib.save(nib.Nifti1Image(a, np.eye(4)), path)
     with pytest.raises(NormalizationError, match="NaN or infinite"):
         read_image(path)
+
+
+def _nibabel_voxels(path: Path) -> np.ndarray:
+    return np.asanyarray(nib.load(str(path)).dataobj).T  # (x, y, z) -> (z, y, x)
+
+
+def _encodings(tmp: Path) -> dict[str, tuple[Path, tuple[int, int, int]]]:
+    """Float NIfTI files as other writers make them, each with the (x, y, z) size ITK reports."""
+    import gzip
+
+    rng = np.random.default_rng(3)
+    a = rng.normal(50, 9, size=(6, 5, 4)).astype(np.float32)
+    out: dict[str, tuple[Path, tuple[int, int, int]]] = {}
+
+    def save(name: str, img: nib.Nifti1Image, suffix: str = ".nii.gz") -> Path:
+        path = tmp / f"e{len(out)}{suffix}"
+        nib.save(img, path)
+        out[name] = (path, a.shape)
+        return path
+
+    save("NIfTI-2", nib.Nifti2Image(a, _affine((1.0, 1.5, 2.0))))
+    save("NIfTI-2 float64, uncompressed", nib.Nifti2Image(a.astype(np.float64), np.eye(4)), ".nii")
+    big = nib.Nifti1Image(a, np.eye(4), nib.Nifti1Header(endianness=">"))
+    save("big-endian", big)
+    scaled64 = nib.Nifti1Image(a.astype(np.float64), np.eye(4))
+    scaled64.header.set_slope_inter(0.37, -12.5)
+    save("float64, slope 0.37 and intercept -12.5", scaled64)
+    for slope in (0.0, np.nan):
+        img = nib.Nifti1Image(a, np.eye(4))
+        path = save(f"slope {slope} (no scaling)", img)
+        raw = bytearray(gzip.decompress(path.read_bytes()))
+        raw[112:116] = np.float32(slope).tobytes()
+        path.write_bytes(gzip.compress(bytes(raw)))
+    plain = save("uncompressed, trailing bytes after the voxels", nib.Nifti1Image(a, np.eye(4)), ".nii")
+    plain.write_bytes(plain.read_bytes() + b"\0" * 100)
+    members = save("two gzip members", nib.Nifti1Image(a, np.eye(4)))
+    raw = gzip.decompress(members.read_bytes())
+    members.write_bytes(gzip.compress(raw[:400]) + gzip.compress(raw[400:]))
+    return out
+
+
+def test_the_voxel_decoder_gives_nibabels_voxels_across_encodings(tmp_path: Path):
+    from qckit.normalize.nifti_voxels import data_end, read_float_voxels, stores_floats
+
+    for name, (path, shape) in _encodings(tmp_path).items():
+        ours, ref = read_float_voxels(path, shape), _nibabel_voxels(path)
+        assert ours is not None, name
+        assert np.array_equal(ours, ref) and ours.shape == ref.shape, name
+        assert np.dtype(ours.dtype).newbyteorder("=") == np.dtype(ref.dtype).newbyteorder("="), name
+        assert stores_floats(path) is True, name
+        img = nib.load(str(path))
+        head = nib.openers.ImageOpener(str(path)).read(540)
+        assert data_end(head) == int(img.dataobj.offset) + a_bytes(img), name
+        if name.startswith(("NIfTI-2", "big", "float64")) or "uncompressed" in name:
+            continue
+        itk = _read_float_nifti(path)  # and the image handed on is SimpleITK's
+        assert itk is not None, name
+        assert np.array_equal(
+            sitk.GetArrayViewFromImage(itk), sitk.GetArrayViewFromImage(sitk.ReadImage(str(path)))
+        )
+
+
+def a_bytes(img: nib.Nifti1Image) -> int:
+    return int(np.prod(img.shape)) * img.get_data_dtype().itemsize
+
+
+def test_the_voxel_decoder_declines_what_it_cannot_read(tmp_path: Path):
+    import gzip
+
+    from qckit.normalize.nifti_voxels import read_float_voxels, stores_floats
+
+    a = np.ones((6, 5, 4), np.float32)
+    path = tmp_path / "a.nii.gz"
+    nib.save(nib.Nifti1Image(a, np.eye(4)), path)
+    raw = gzip.decompress(path.read_bytes())
+    cases = {
+        "cut short": raw[:-40],
+        "not a NIfTI header": b"\0" * len(raw),
+        "integer voxels": None,
+        "another size than ITK's": raw,
+        "valid slope, infinite intercept": raw[:112]
+        + np.float32(2).tobytes()
+        + np.float32(np.inf).tobytes()
+        + raw[120:],
+    }
+    for name, content in cases.items():
+        p = tmp_path / f"{len(name)}.nii.gz"
+        if content is None:
+            nib.save(nib.Nifti1Image(a.astype(np.int16), np.eye(4)), p)
+            assert stores_floats(p) is False
+        else:
+            p.write_bytes(gzip.compress(content))
+        size = (6, 5, 5) if name == "another size than ITK's" else (6, 5, 4)
+        assert read_float_voxels(p, size) is None, name
+    (tmp_path / "header only.nii").write_bytes(raw[:300])
+    assert stores_floats(tmp_path / "header only.nii") is None
