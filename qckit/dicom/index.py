@@ -13,7 +13,7 @@ import os
 import stat
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -52,19 +52,27 @@ class ScanError:
 
 @dataclass
 class ScanResult:
-    """The index of one tree: `series` rows (see `COLUMNS`) and `errors` (path + reason)."""
+    """The index of one tree: `series` rows (see `COLUMNS`) and `errors` (path + reason). A scan also keeps its
+    file table (`paths`, in path order) and each row's files as positions in it (`refs`)."""
 
     root: str
     series: list[dict[str, Any]] = field(default_factory=list)
     errors: list[ScanError] = field(default_factory=list)
     n_files: int = 0
-    files: dict[tuple[str, str], list[str]] = field(
+    paths: list[str] = field(default_factory=list)
+    refs: dict[tuple[str, str], Sequence[int]] = field(
         default_factory=dict
-    )  # (series_uid, acquisition) -> paths
+    )  # (series_uid, acquisition) -> rows
+
+    @property
+    def files(self) -> dict[tuple[str, str], list[str]]:
+        """Each row's files by (series_uid, acquisition), duplicate SOP instances left out."""
+        return {k: [self.paths[i] for i in v] for k, v in self.refs.items()}
 
     def files_of(self, row: dict[str, Any]) -> list[str]:
         """The files of one series row (duplicate SOP instances left out); [] for an index read from a file."""
-        return self.files.get((str(row.get("series_uid")), str(row.get("acquisition") or "")), [])
+        refs = self.refs.get((str(row.get("series_uid")), str(row.get("acquisition") or "")), ())
+        return [self.paths[i] for i in refs]
 
     def to_dict(self) -> dict[str, Any]:
         """The index as plain data: one record per series, the bad items, and the file count."""
@@ -162,30 +170,35 @@ def walk_files(root: Path, stamps: list[tuple[int, int]] | None = None) -> tuple
     return files, errors
 
 
-_ChunkResult = tuple[SeriesAccumulator, list[tuple[str, str, ReadCause]], int]
+Bad = tuple[int, str, str, ReadCause]  # a bad file: its row in the file table, path, reason and cause
+_ChunkResult = tuple[SeriesAccumulator, list[Bad], int]
+_Chunk = tuple[list[str], Sequence[int]]  # paths and their rows in the file table
 
 
-def _read_chunk(paths: list[str], key: str | None = None) -> _ChunkResult:
+def _read_chunk(paths: list[str], key: str | None = None, refs: Sequence[int] | None = None) -> _ChunkResult:
     """Read a chunk of files into a partial accumulator (merged by the parent in path order) and bad items.
-    `key`: the pseudonym secret (the caller's, so that workers elsewhere make the same subject keys)."""
+    `key`: the pseudonym secret (the caller's, so that workers elsewhere make the same subject keys); `refs`: the
+    files' rows in the scan's file table (0, 1, ... when not given)."""
     acc = SeriesAccumulator()
-    bad: list[tuple[str, str, ReadCause]] = []
+    bad: list[Bad] = []
     key = key if key is not None else secret()[0]
-    for p in paths:
+    for ref, p in zip(range(len(paths)) if refs is None else refs, paths, strict=True):
         try:
-            acc.add(p, read_header(p, key=key))
+            acc.add(ref, p, read_header(p, key=key))
         except DicomReadError as exc:
-            bad.append((p, str(exc), exc.cause))
+            bad.append((ref, p, str(exc), exc.cause))
         except Exception as exc:  # never let one file stop the run
             bad.append(
-                (p, f"unexpected error while reading ({type(exc).__name__}: {exc})", ReadCause.CORRUPT)
+                (ref, p, f"unexpected error while reading ({type(exc).__name__}: {exc})", ReadCause.CORRUPT)
             )
     return acc, bad, len(paths)
 
 
-def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+def _chunks(files: list[str], rows: Sequence[int], size: int) -> Iterator[_Chunk]:
+    """The files at `rows` of the file table, in chunks of `size` (a range of rows travels as a range)."""
+    for i in range(0, len(rows), size):
+        part = rows[i : i + size]
+        yield [files[r] for r in part], part
 
 
 def _start_method() -> str:
@@ -219,35 +232,34 @@ def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
             gc.unfreeze()
 
 
-def _results(files: list[str], workers: int, key: str) -> Iterable[_ChunkResult]:
-    if workers <= 1 or len(files) < _SERIAL_BELOW:
-        for chunk in _chunks(files, _CHUNK):
-            yield _read_chunk(chunk, key)
+def _results(files: list[str], rows: Sequence[int], workers: int, key: str) -> Iterable[_ChunkResult]:
+    if workers <= 1 or len(rows) < _SERIAL_BELOW:
+        for paths, refs in _chunks(files, rows, _CHUNK):
+            yield _read_chunk(paths, key, refs)
         return
-    size = max(32, min(_CHUNK, len(files) // (workers * 4) or 1))
+    size = max(32, min(_CHUNK, len(rows) // (workers * 4) or 1))
     with worker_pool(workers) as pool:
-        yield from _pool_results(pool, files, workers, size, key)
+        yield from _pool_results(pool, _chunks(files, rows, size), workers, key)
 
 
 def _pool_results(
-    pool: ProcessPoolExecutor, files: list[str], workers: int, size: int, key: str
+    pool: ProcessPoolExecutor, chunks: Iterator[_Chunk], workers: int, key: str
 ) -> Iterable[_ChunkResult]:
     """Chunks read by the pool, at most two per worker in flight, yielded in path order."""
     pending: deque[Future[Any]] = deque()
-    chunks = iter(_chunks(files, size))
-    for chunk in chunks:
-        pending.append(pool.submit(_read_chunk, chunk, key))
+    for paths, refs in chunks:
+        pending.append(pool.submit(_read_chunk, paths, key, refs))
         if len(pending) >= 2 * workers:
             break
     while pending:
         result = pending.popleft().result()
         nxt = next(chunks, None)
         if nxt is not None:
-            pending.append(pool.submit(_read_chunk, nxt, key))
+            pending.append(pool.submit(_read_chunk, nxt[0], key, nxt[1]))
         yield result
 
 
-def _dask_results(files: list[str], scheduler: Any, key: str) -> Iterable[_ChunkResult]:
+def _dask_results(files: list[str], rows: Sequence[int], scheduler: Any, key: str) -> Iterable[_ChunkResult]:
     """Chunks read on a Dask cluster (`scheduler`: its address or a `distributed.Client`), yielded in path order.
     The workers must see the files at the same absolute paths; the pseudonym key travels with the tasks (run the
     cluster with TLS beyond one machine)."""
@@ -261,8 +273,11 @@ def _dask_results(files: list[str], scheduler: Any, key: str) -> Iterable[_Chunk
             raise QckitInputError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
     try:
         workers = max(1, len(client.scheduler_info().get("workers", {})))
-        size = max(32, min(_CHUNK, len(files) // (workers * 4) or 1))
-        pending = deque(client.submit(_read_chunk, chunk, key, pure=False) for chunk in _chunks(files, size))
+        size = max(32, min(_CHUNK, len(rows) // (workers * 4) or 1))
+        pending = deque(
+            client.submit(_read_chunk, paths, key, refs, pure=False)
+            for paths, refs in _chunks(files, rows, size)
+        )
         while pending:
             fut = pending.popleft()
             yield fut.result()
@@ -273,12 +288,16 @@ def _dask_results(files: list[str], scheduler: Any, key: str) -> Iterable[_Chunk
 
 
 def _read_files(
-    files: list[str], workers: int, scheduler: Any, key: str, acc: SeriesAccumulator,
+    files: list[str], rows: Sequence[int], workers: int, scheduler: Any, key: str, acc: SeriesAccumulator,
     progress: Callable[[int], None] | None = None,
-) -> list[tuple[str, str, ReadCause]]:  # fmt: skip
-    """Read `files` into `acc` (in path order); the bad ones are returned."""
-    bad: list[tuple[str, str, ReadCause]] = []
-    source = _dask_results(files, scheduler, key) if scheduler is not None else _results(files, workers, key)
+) -> list[Bad]:  # fmt: skip
+    """Read the files at `rows` of the file table `files` into `acc` (in path order); the bad ones are returned."""
+    bad: list[Bad] = []
+    source = (
+        _dask_results(files, rows, scheduler, key)
+        if scheduler is not None
+        else _results(files, rows, workers, key)
+    )
     for partial, chunk_bad, n in source:
         acc.merge(partial)
         bad.extend(chunk_bad)
@@ -311,14 +330,15 @@ def scan(
         root_path = root_path.absolute()  # the workers may run in another folder
     if not root_path.exists():
         raise QckitInputError(f"{root}: no such file or folder")
-    stamps: list[tuple[int, int]] = []
+    stamps: list[tuple[int, int]] | None = [] if index is not None else None  # kept only for the index
     if not root_path.is_dir():
         why = not_regular(root_path)
         if why:
             raise QckitInputError(f"{root}: {why}")
         files, errors = [str(root_path)], []
-        st = os.stat(root_path)
-        stamps.append((st.st_size, st.st_mtime_ns))
+        if stamps is not None:
+            st = os.stat(root_path)
+            stamps.append((st.st_size, st.st_mtime_ns))
         base = root_path.parent
     else:
         files, errors = walk_files(root_path, stamps)
@@ -326,12 +346,13 @@ def scan(
         if index is not None and os.path.abspath(index).startswith(os.path.abspath(root_path) + os.sep):
             own = os.path.abspath(index)  # the index file inside the tree it indexes is not one of its files
             keep = [i for i, f in enumerate(files) if os.path.abspath(f) != own]
-            files, stamps = [files[i] for i in keep], [stamps[i] for i in keep]
+            files = [files[i] for i in keep]
+            stamps = [stamps[i] for i in keep] if stamps is not None else None
     workers = workers if workers is not None else (os.cpu_count() or 1)
     key = secret()[0]
     cache = scan_cache.load(index, str(base)) if index is not None else None
-    plan = scan_cache.plan(cache, files, stamps) if cache is not None else None
-    to_read = plan.to_read if plan is not None else files
+    plan = scan_cache.plan(cache, files, stamps or []) if cache is not None else None
+    to_read: Sequence[int] = plan.to_read if plan is not None else range(len(files))
     done = len(files) - len(to_read)
     if progress:
         progress(done, len(files))
@@ -343,31 +364,24 @@ def scan(
             progress(min(done, len(files)), len(files))
 
     fresh = SeriesAccumulator(base)
-    bad = _read_files(to_read, workers, scheduler, key, fresh, advance)
+    bad = _read_files(files, to_read, workers, scheduler, key, fresh, advance)
     kept: dict[tuple[Any, ...], Any] = plan.kept if plan is not None else {}
-    order: dict[str, int] = {}  # path -> position in the walk, built when a merge needs it
-
-    def position(path: str) -> int:
-        if not order:
-            order.update((f, i) for i, f in enumerate(files))
-        return order[path]
-
     while clash := scan_cache.conflicts(kept, fresh):  # a re-read file joined a kept acquisition
-        again = {p for k in clash for p in kept.pop(k).members}
-        to_read = sorted(again | set(to_read), key=position)
+        again = {r for k in clash for r in kept.pop(k).members}
+        to_read = sorted(again.union(to_read))
         fresh = SeriesAccumulator(base)
-        bad = _read_files(to_read, workers, scheduler, key, fresh)
+        bad = _read_files(files, to_read, workers, scheduler, key, fresh)
     acc = SeriesAccumulator(base)
     acc.adopt(kept)
     acc.merge(fresh)
     if plan is not None and plan.kept_bad:  # kept and new bad files, in path order as a full scan lists them
-        bad = sorted([*plan.kept_bad, *bad], key=lambda b: position(b[0])) if bad else plan.kept_bad
-    errors.extend(ScanError(_rel(path, base), reason, cause) for path, reason, cause in bad)
+        bad = sorted([*plan.kept_bad, *bad]) if bad else plan.kept_bad
+    errors.extend(ScanError(_rel(path, base), reason, cause) for _, path, reason, cause in bad)
     if index is not None and (cache is None or plan is None or not scan_cache.unchanged(cache, files, plan)):
-        scan_cache.save(index, str(base), acc, files, stamps, bad)
-    rows, series_files = acc.rows_and_files()
+        scan_cache.save(index, str(base), acc, files, stamps or [], bad)
+    rows, refs = acc.rows_and_files()
     result = ScanResult(
-        root=str(root_path), series=rows, errors=errors, n_files=len(files), files=series_files
+        root=str(root_path), series=rows, errors=errors, n_files=len(files), paths=files, refs=refs
     )
     if not result.series:
         detail = "; ".join(f"{e.path}: {e.reason}" for e in errors[:5])

@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import json
 import os
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,42 +60,49 @@ def fingerprint() -> str:
 
 @dataclass
 class Cache:
-    """A previous scan of the tree: acquisitions keyed as the accumulator keys them, stamps and bad files by
-    absolute path."""
+    """A previous scan of the tree: acquisitions keyed as the accumulator keys them (their file references are
+    rows of this cache's file table), the table's stamps, and bad files by absolute path."""
 
     acquisitions: dict[tuple[Any, ...], Acquisition] = field(default_factory=dict)
     paths: list[str] = field(default_factory=list)  # the file table, in path order
     stamps: list[Stamp] = field(default_factory=list)  # stamp of each file in the table
     bad: dict[str, tuple[str, ReadCause]] = field(default_factory=dict)
-    member_ids: dict[tuple[Any, ...], list[int]] = field(default_factory=dict)  # acquisition -> table rows
 
 
 @dataclass
 class Plan:
-    """What a re-scan keeps and what it reads."""
+    """What a re-scan keeps (acquisitions and bad files, with rows of the new file table) and the rows it reads."""
 
     kept: dict[tuple[Any, ...], Acquisition]
-    kept_bad: list[tuple[str, str, ReadCause]]
-    to_read: list[str]
+    kept_bad: list[tuple[int, str, str, ReadCause]]
+    to_read: list[int]
 
 
 def plan(cache: Cache, files: list[str], stamps: list[Stamp]) -> Plan:
     """Split the walked `files` (with their `stamps`, in the same order) into kept acquisitions, kept bad files
-    and files to read (module docstring)."""
+    and rows of `files` to read (module docstring)."""
     if files == cache.paths and stamps == cache.stamps:  # nothing changed: everything is kept
-        return Plan(dict(cache.acquisitions), [(p, *cache.bad[p]) for p in files if p in cache.bad], [])
-    now = dict(zip(files, stamps, strict=True))
-    same = [now.get(p) == s for p, s in zip(cache.paths, cache.stamps, strict=True)]
+        kept_bad = [(i, p, *cache.bad[p]) for i, p in enumerate(files) if p in cache.bad]
+        return Plan(dict(cache.acquisitions), kept_bad, [])
+    row = {p: i for i, p in enumerate(files)}
+    new = [row.get(p, -1) for p in cache.paths]  # each cached file's row now (-1: gone)
+    same = [n >= 0 and stamps[n] == s for n, s in zip(new, cache.stamps, strict=True)]
     kept: dict[tuple[Any, ...], Acquisition] = {}
-    covered: set[str] = set()
+    covered: set[int] = set()
     for key, acq in cache.acquisitions.items():
-        if all(same[i] for i in cache.member_ids[key]):
+        if all(same[i] for i in acq.members):
+            acq.first_ref = new[acq.first_ref]
+            acq.files = array("q", (new[i] for i in acq.files))
+            acq.members = array("q", (new[i] for i in acq.members))
             kept[key] = acq
             covered.update(acq.members)
-    unchanged_bad = {p for i, p in enumerate(cache.paths) if same[i] and p in cache.bad and p not in covered}
-    kept_bad = [(p, *cache.bad[p]) for p in files if p in unchanged_bad]
-    covered |= unchanged_bad
-    return Plan(kept, kept_bad, [p for p in files if p not in covered])
+    kept_bad = sorted(
+        (new[i], p, *cache.bad[p])
+        for i, p in enumerate(cache.paths)
+        if same[i] and p in cache.bad and new[i] not in covered
+    )
+    covered.update(b[0] for b in kept_bad)
+    return Plan(kept, kept_bad, [i for i in range(len(files)) if i not in covered])
 
 
 def conflicts(kept: dict[tuple[Any, ...], Acquisition], fresh: SeriesAccumulator) -> list[tuple[Any, ...]]:
@@ -135,12 +143,12 @@ def save(
     acc: SeriesAccumulator,
     files: list[str],
     stamps: list[Stamp],
-    bad: Iterable[tuple[str, str, ReadCause]],
+    bad: Iterable[tuple[int, str, str, ReadCause]],
 ) -> Path:
     """Write the cache of this scan (atomically): a table of the files (relative path, size, mtime) that the
-    acquisitions and bad items point into by position."""
+    acquisitions and bad items point into by row (`files` is the scan's file table, which their references
+    index)."""
     prefix = len(root) + 1
-    number = {f: i for i, f in enumerate(files)}
 
     def rel(p: str) -> str:
         return "." if p == root else p[prefix:] if p.startswith(root + os.sep) else os.path.relpath(p, root)
@@ -164,16 +172,16 @@ def save(
                     "orientations": sorted(first.orientations),
                     "enhanced": first.enhanced,
                 },
-                "first_path": number[acq.first_path],
+                "first_path": acq.first_ref,
                 "n_images": acq.n_images,
                 "n_frames": acq.n_frames,
-                "positions": sorted(acq.positions),
+                "positions": acq.slices(),
                 "orientations": sorted(acq.orientations),
                 "inconsistent": sorted(acq.inconsistent),
                 "folders": sorted(rel(f) for f in acq.folders),
                 "duplicates": acq.duplicates,
-                "files": _runs(number[p] for p, _ in acq.files),
-                "members": _runs(number[p] for p in acq.members),
+                "files": _runs(acq.files),
+                "members": _runs(acq.members),
             }
         )
     doc = {
@@ -183,7 +191,7 @@ def save(
         "names": "\0".join(rel(f) for f in files),  # no file name holds a NUL
         "sizes": [size for size, _ in stamps],
         "mtimes": [mtime for _, mtime in stamps],
-        "bad": [[number[p], reason, cause.value] for p, reason, cause in bad],
+        "bad": [[ref, reason, cause.value] for ref, _, reason, cause in bad],
         "acquisitions": acquisitions,
     }
     return jsonio.atomic_write_text(path, jsonio.dumps_exact(doc) + "\n")
@@ -200,12 +208,13 @@ def _runs(numbers: Iterable[int]) -> list[int]:
     return out
 
 
-def _unruns(runs: list[int]) -> list[int]:
+def _unruns(runs: list[int], n_rows: int) -> list[int]:
     if len(runs) % 2:
         raise ValueError("row runs come in (start, count) pairs")
-    return [
-        i for start, count in zip(runs[::2], runs[1::2], strict=True) for i in range(start, start + count)
-    ]
+    out = [i for start, count in zip(runs[::2], runs[1::2], strict=True) for i in range(start, start + count)]
+    if out and (min(out) < 0 or max(out) >= n_rows):
+        raise IndexError("file rows outside the file table")
+    return out
 
 
 def _decode(data: dict[str, Any], root: str) -> Cache:
@@ -221,6 +230,8 @@ def _decode(data: dict[str, Any], root: str) -> Cache:
     if not (len(paths) == len(data["sizes"]) == len(data["mtimes"])):
         raise ValueError("file table columns of different lengths")
     cache = Cache(paths=paths, stamps=list(zip(data["sizes"], data["mtimes"], strict=True)))
+    if any(not 0 <= int(i) < len(paths) for i, _, _ in data["bad"]):
+        raise IndexError("bad file outside the file table")
     cache.bad = {paths[i]: (str(reason), ReadCause(cause)) for i, reason, cause in data["bad"]}
     for a in data["acquisitions"]:
         acq_key = tuple(a["acq_key"])
@@ -240,19 +251,21 @@ def _decode(data: dict[str, Any], root: str) -> Cache:
             orientations=set(f["orientations"]),
             enhanced=bool(f["enhanced"]),
         )
-        acq = Acquisition(first=first, first_path=paths[a["first_path"]])
+        first_ref = int(a["first_path"])
+        if not 0 <= first_ref < len(paths):
+            raise IndexError("first file outside the file table")
+        acq = Acquisition(first=first, first_ref=first_ref)
         acq.n_images, acq.n_frames, acq.duplicates = (
             int(a["n_images"]),
             int(a["n_frames"]),
             int(a["duplicates"]),
         )
-        acq.positions = {float(x) for x in a["positions"]}
+        acq.positions = array("d", (float(x) for x in a["positions"]))
         acq.orientations = set(a["orientations"])
         acq.inconsistent = set(a["inconsistent"])
         acq.folders = {ab(x) for x in a["folders"]}
-        acq.files = [(paths[i], None) for i in _unruns(a["files"])]
-        members = _unruns(a["members"])
-        acq.members = [paths[i] for i in members]
+        acq.files = array("q", _unruns(a["files"], len(paths)))
+        acq.file_ids = array("q", bytes(8 * len(acq.files)))  # not kept (`_decode`'s docstring)
+        acq.members = array("q", _unruns(a["members"], len(paths)))
         cache.acquisitions[(a["series_uid"], acq_key)] = acq
-        cache.member_ids[(a["series_uid"], acq_key)] = members
     return cache

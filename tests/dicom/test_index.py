@@ -210,3 +210,46 @@ def test_ctrl_c_between_a_workers_fork_and_its_registration_does_not_hang_scan(t
     )
     res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 130 and "interrupted" in res.stdout, res.stderr[-2000:]
+
+
+def test_an_acquisition_holds_its_files_compactly():
+    """A scan's main process holds per file a row number, an identity digest and a slice position, not a path
+    and tuples (memory on 200,000 files: benchmarks/bench_scan.py). Counted with tracemalloc, which is exact."""
+    import gc
+    import pickle
+    import tracemalloc
+
+    from qckit.dicom.header import FrameGroup
+    from qckit.dicom.series import SeriesAccumulator
+
+    n = 20_000
+    root = "/archive/export/site-03/2026/subject-0001/study-0001"
+    groups = [
+        FrameGroup(series_uid=f"1.2.3.{i // 100}", acq_key=(10.0, 1, "ORIGINAL"), params={}, subject_key="s",
+                   study_uid="1.2", sop_uid=f"1.2.826.0.1.3680043.8.498.{10**12 + i}", positions=[i % 100 * 1.5])
+        for i in range(n)
+    ]  # fmt: skip
+    paths = [f"{root}/series{i // 100:04d}/IM{i:06d}.dcm" for i in range(n)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        parts = []
+        for start in range(0, n, 256):  # chunks as the workers build them, merged in path order
+            part = SeriesAccumulator()
+            for i in range(start, min(n, start + 256)):
+                part.add(i, paths[i], [groups[i]])
+            parts.append(pickle.loads(pickle.dumps(part)))  # as a worker sends it
+        acc = SeriesAccumulator()
+        for part in parts:
+            acc.merge(part)
+        del parts, part
+        gc.collect()
+        per_file = (tracemalloc.get_traced_memory()[0] - before) / n
+    finally:
+        tracemalloc.stop()
+    rows, refs = acc.rows_and_files()
+    assert sum(r["n_images"] for r in rows) == n and sorted(i for v in refs.values() for i in v) == list(
+        range(n)
+    )
+    assert per_file < 200, per_file  # paths, tuples and sets of strings took 550 bytes per file (166 now)
