@@ -12,6 +12,8 @@ import math
 import os
 import stat
 import threading
+from array import array
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -59,7 +61,7 @@ class ScanResult:
     series: list[dict[str, Any]] = field(default_factory=list)
     errors: list[ScanError] = field(default_factory=list)
     n_files: int = 0
-    paths: list[str] = field(default_factory=list)
+    paths: Sequence[str] = field(default_factory=list)
     refs: dict[tuple[str, str], Sequence[int]] = field(
         default_factory=dict
     )  # (series_uid, acquisition) -> rows
@@ -104,11 +106,77 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
 _entry_name = attrgetter("name")
 
 
-def walk_files(root: Path, stamps: list[tuple[int, int]] | None = None) -> tuple[list[str], list[ScanError]]:
+class FileTable(Sequence[str]):
+    """The files of a walk, in path order, as a sequence of path strings, held folder by folder: each folder's
+    prefix once and its file names in one string with their offsets (about 8 bytes and the name's length per file,
+    where a list of paths holds a 100-byte string per file)."""
+
+    __slots__ = ("_blobs", "_n", "_offsets", "_prefixes", "_starts")
+
+    def __init__(self, paths: Iterable[str] = ()) -> None:
+        self._prefixes: list[str] = []
+        self._starts = array("q")  # the row of each folder's first file
+        self._blobs: list[str] = []  # each folder's names, each followed by a NUL (never in a file name)
+        self._offsets: list[array[int]] = []  # where each name starts in its blob, and the blob's end
+        self._n = 0
+        prefix, names = None, []
+        for path in paths:
+            head = path[: len(path) - len(os.path.basename(path))]
+            if head != prefix and names:
+                self.add_folder(prefix or "", names)
+                names = []
+            prefix = head
+            names.append(path[len(head) :])
+        if names:
+            self.add_folder(prefix or "", names)
+
+    def add_folder(self, prefix: str, names: list[str]) -> None:
+        """Append the files `prefix + name` for each of `names`, in that order."""
+        if not names:
+            return
+        offsets = array("q", [0])
+        pos = 0
+        for name in names:
+            pos += len(name) + 1
+            offsets.append(pos)
+        self._prefixes.append(prefix)
+        self._starts.append(self._n)
+        self._blobs.append("\0".join(names) + "\0")
+        self._offsets.append(offsets)
+        self._n += len(names)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int | slice) -> Any:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(self._n))]
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError("file table row out of range")
+        d = bisect_right(self._starts, i) - 1
+        k, offsets = i - self._starts[d], self._offsets[d]
+        return self._prefixes[d] + self._blobs[d][offsets[k] : offsets[k + 1] - 1]
+
+    def __iter__(self) -> Iterator[str]:
+        for prefix, blob in zip(self._prefixes, self._blobs, strict=True):
+            for name in blob[:-1].split("\0"):
+                yield prefix + name
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def walk_files(root: Path, stamps: list[tuple[int, int]] | None = None) -> tuple[FileTable, list[ScanError]]:
     """All files under `root` (any name or extension), sorted; empty or unreadable folders as errors. `stamps`,
     when given, receives each file's (size, modification time in ns), in the order of the files, from the one
     `stat` the walk makes."""
-    files: list[str] = []
+    files = FileTable()
     errors: list[ScanError] = []
 
     def onerror(exc: OSError) -> None:
@@ -123,7 +191,7 @@ def walk_files(root: Path, stamps: list[tuple[int, int]] | None = None) -> tuple
     gc.disable()  # one entry and stamp per file: no collection passes while the lists grow
     try:
         stack = [os.fspath(root)]
-        append, S_ISREG = files.append, stat.S_ISREG  # noqa: N806 - local aliases in the per-file loop
+        S_ISREG = stat.S_ISREG  # noqa: N806 - a local alias in the per-file loop
         while stack:  # os.walk's top-down order (sorted), with the DirEntry's own path and stat
             top = stack.pop()
             try:
@@ -149,6 +217,7 @@ def walk_files(root: Path, stamps: list[tuple[int, int]] | None = None) -> tuple
                                             ReadCause.NOT_REGULAR))  # fmt: skip
             if not dirs and not names:
                 errors.append(ScanError(rel(top), "empty folder", ReadCause.FOLDER))
+            found: list[str] = []
             for entry in names:
                 try:
                     st = entry.stat()  # follows a link to its target
@@ -159,10 +228,11 @@ def walk_files(root: Path, stamps: list[tuple[int, int]] | None = None) -> tuple
                     errors.append(ScanError(rel(path), not_regular(path) or "not a regular file: not read",
                                             ReadCause.NOT_REGULAR))  # fmt: skip
                     continue
-                path = entry.path
-                append(path)
+                found.append(entry.name)
                 if stamps is not None:
                     stamps.append((st.st_size, st.st_mtime_ns))
+            if found:  # entry.path is the folder's path, a separator and the name
+                files.add_folder(names[0].path[: len(names[0].path) - len(names[0].name)], found)
             stack.extend(e.path for e in reversed(dirs) if not e.is_symlink())
     finally:
         if paused:
@@ -194,7 +264,7 @@ def _read_chunk(paths: list[str], key: str | None = None, refs: Sequence[int] | 
     return acc, bad, len(paths)
 
 
-def _chunks(files: list[str], rows: Sequence[int], size: int) -> Iterator[_Chunk]:
+def _chunks(files: Sequence[str], rows: Sequence[int], size: int) -> Iterator[_Chunk]:
     """The files at `rows` of the file table, in chunks of `size` (a range of rows travels as a range)."""
     for i in range(0, len(rows), size):
         part = rows[i : i + size]
@@ -232,7 +302,7 @@ def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
             gc.unfreeze()
 
 
-def _results(files: list[str], rows: Sequence[int], workers: int, key: str) -> Iterable[_ChunkResult]:
+def _results(files: Sequence[str], rows: Sequence[int], workers: int, key: str) -> Iterable[_ChunkResult]:
     if workers <= 1 or len(rows) < _SERIAL_BELOW:
         for paths, refs in _chunks(files, rows, _CHUNK):
             yield _read_chunk(paths, key, refs)
@@ -259,7 +329,9 @@ def _pool_results(
         yield result
 
 
-def _dask_results(files: list[str], rows: Sequence[int], scheduler: Any, key: str) -> Iterable[_ChunkResult]:
+def _dask_results(
+    files: Sequence[str], rows: Sequence[int], scheduler: Any, key: str
+) -> Iterable[_ChunkResult]:
     """Chunks read on a Dask cluster (`scheduler`: its address or a `distributed.Client`), yielded in path order.
     The workers must see the files at the same absolute paths; the pseudonym key travels with the tasks (run the
     cluster with TLS beyond one machine)."""
@@ -288,7 +360,7 @@ def _dask_results(files: list[str], rows: Sequence[int], scheduler: Any, key: st
 
 
 def _read_files(
-    files: list[str], rows: Sequence[int], workers: int, scheduler: Any, key: str, acc: SeriesAccumulator,
+    files: Sequence[str], rows: Sequence[int], workers: int, scheduler: Any, key: str, acc: SeriesAccumulator,
     progress: Callable[[int], None] | None = None,
 ) -> list[Bad]:  # fmt: skip
     """Read the files at `rows` of the file table `files` into `acc` (in path order); the bad ones are returned."""
@@ -335,7 +407,7 @@ def scan(
         why = not_regular(root_path)
         if why:
             raise QckitInputError(f"{root}: {why}")
-        files, errors = [str(root_path)], []
+        files, errors = FileTable([str(root_path)]), []
         if stamps is not None:
             st = os.stat(root_path)
             stamps.append((st.st_size, st.st_mtime_ns))
@@ -346,7 +418,7 @@ def scan(
         if index is not None and os.path.abspath(index).startswith(os.path.abspath(root_path) + os.sep):
             own = os.path.abspath(index)  # the index file inside the tree it indexes is not one of its files
             keep = [i for i, f in enumerate(files) if os.path.abspath(f) != own]
-            files = [files[i] for i in keep]
+            files = FileTable(files[i] for i in keep)
             stamps = [stamps[i] for i in keep] if stamps is not None else None
     workers = workers if workers is not None else (os.cpu_count() or 1)
     key = secret()[0]

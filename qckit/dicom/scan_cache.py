@@ -25,7 +25,7 @@ import hmac
 import json
 import os
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,7 +78,7 @@ class Plan:
     to_read: list[int]
 
 
-def plan(cache: Cache, files: list[str], stamps: list[Stamp]) -> Plan:
+def plan(cache: Cache, files: Sequence[str], stamps: list[Stamp]) -> Plan:
     """Split the walked `files` (with their `stamps`, in the same order) into kept acquisitions, kept bad files
     and rows of `files` to read (module docstring)."""
     if files == cache.paths and stamps == cache.stamps:  # nothing changed: everything is kept
@@ -132,7 +132,7 @@ def load(path: str | os.PathLike[str], root: str) -> Cache | None:
             gc.enable()
 
 
-def unchanged(cache: Cache, files: list[str], p: Plan) -> bool:
+def unchanged(cache: Cache, files: Sequence[str], p: Plan) -> bool:
     """Nothing to write: no file read and the same files (every one of which was kept, so with its stamp)."""
     return not p.to_read and cache.paths == files
 
@@ -141,7 +141,7 @@ def save(
     path: str | os.PathLike[str],
     root: str,
     acc: SeriesAccumulator,
-    files: list[str],
+    files: Sequence[str],
     stamps: list[Stamp],
     bad: Iterable[tuple[int, str, str, ReadCause]],
 ) -> Path:
@@ -149,6 +149,7 @@ def save(
     acquisitions and bad items point into by row (`files` is the scan's file table, which their references
     index)."""
     prefix = len(root) + 1
+    acc.finish()
 
     def rel(p: str) -> str:
         return "." if p == root else p[prefix:] if p.startswith(root + os.sep) else os.path.relpath(p, root)
@@ -218,8 +219,8 @@ def _unruns(runs: list[int], n_rows: int) -> list[int]:
 
 
 def _decode(data: dict[str, Any], root: str) -> Cache:
-    """The cache's acquisitions, as the accumulator holds them, except their SOP instance set: a kept acquisition
-    is never merged with new files (`conflicts` sends it back to be read), so that set is not needed."""
+    """The cache's acquisitions, counted (`Acquisition.finish`) as the accumulator held them when it saved them: a
+    kept acquisition is never merged with new files (`conflicts` sends it back to be read)."""
     base = root + os.sep
 
     def ab(p: str) -> str:
@@ -265,7 +266,7 @@ def _decode(data: dict[str, Any], root: str) -> Cache:
         acq.inconsistent = set(a["inconsistent"])
         acq.folders = {ab(x) for x in a["folders"]}
         acq.files = array("q", _unruns(a["files"], len(paths)))
-        acq.file_ids = array("q", bytes(8 * len(acq.files)))  # not kept (`_decode`'s docstring)
+        acq.finished = True  # counted when it was built
         acq.members = array("q", _unruns(a["members"], len(paths)))
         cache.acquisitions[(a["series_uid"], acq_key)] = acq
     return cache

@@ -46,31 +46,60 @@ _POSITION_DECIMALS = 3
 @dataclass
 class Acquisition:
     """One acquisition of a series as the accumulator builds it (and the incremental index keeps it): its first
-    image, counts, slice positions, the SOP instances seen and its files.
+    image, counts, slice positions, its images and its files.
 
-    Files are held as references, their positions in the scan's file table (`qckit.dicom.index.scan` keeps the
-    table, in path order), in 8-byte arrays: a scan's main process then holds about 0.2 KB per file, not a path
-    string and a tuple per file (0.9 KB; benchmarks/bench_scan.py, peak memory)."""
+    Files are held as references, their rows in the scan's file table (`qckit.dicom.index.scan` keeps the table,
+    in path order), and each image added as its file, its identity and its frame count, all in typed arrays: 32
+    bytes per single-frame file in a scan's main process. Duplicates are found once every image is in (`finish`), not with a
+    set of identities kept for the whole scan (552 bytes per file with paths, tuples and sets; peak memory in
+    benchmarks/bench_scan.py)."""
 
     first: FrameGroup
     first_ref: int
-    n_images: int = 0
+    n_images: int = 0  # the counts are `finish`'s (or the incremental index's)
     n_frames: int = 0
-    positions: array[float] = field(default_factory=lambda: array("d"))  # of each frame counted (`slices`)
+    duplicates: int = 0
+    positions: array[float] = field(default_factory=lambda: array("d"))  # of each frame (`slices`)
     orientations: set[str] = field(default_factory=set)
     inconsistent: set[str] = field(default_factory=set)
     folders: set[str] = field(default_factory=set)
-    sop_uids: set[int] = field(default_factory=set)  # identities (`_identity`) of the images counted
-    duplicates: int = 0
-    files: array[int] = field(default_factory=lambda: array("q"))  # the files counted, in path order
-    file_ids: array[int] = field(default_factory=lambda: array("q"))  # identity of each of `files` (0: none)
-    members: array[int] = field(
+    images: array[int] = field(
         default_factory=lambda: array("q")
-    )  # every file with a frame here, duplicates too
+    )  # the file of each image added (path order)
+    image_ids: array[int] = field(default_factory=lambda: array("q"))  # each image's `_identity` (0: none)
+    image_frames: array[int] = field(default_factory=lambda: array("q"))  # each image's frame count
+    files: array[int] = field(default_factory=lambda: array("q"))  # the files counted (`finish`), path order
+    members: array[int] = field(default_factory=lambda: array("q"))  # files with a frame here, duplicates too
+    finished: bool = False
 
     def slices(self) -> list[float]:
         """The distinct slice positions, in order."""
         return sorted(set(self.positions))
+
+    def finish(self) -> None:
+        """Count the images, in path order: an image whose identity appeared before is a duplicate (module
+        docstring), the others are counted with their frames and files. Once; the per-image arrays are freed."""
+        if self.finished:
+            return
+        seen: set[int] = set()
+        files, members = array("q"), array("q")
+        n_images = n_frames = duplicates = 0
+        for ref, ident, frames in zip(self.images, self.image_ids, self.image_frames, strict=True):
+            if not members or members[-1] != ref:
+                members.append(ref)
+            if ident:
+                if ident in seen:
+                    duplicates += 1
+                    continue
+                seen.add(ident)
+            n_images += 1
+            n_frames += frames
+            if not files or files[-1] != ref:
+                files.append(ref)
+        self.files, self.members = files, members
+        self.n_images, self.n_frames, self.duplicates = n_images, n_frames, duplicates
+        self.images, self.image_ids, self.image_frames = array("q"), array("q"), array("q")
+        self.finished = True
 
 
 def _identity(g: FrameGroup) -> int:
@@ -105,19 +134,9 @@ class SeriesAccumulator:
                         acq.inconsistent.add(k)
             if len(acq.folders) < 8:
                 acq.folders.add(folder)
-            if not acq.members or acq.members[-1] != ref:
-                acq.members.append(ref)
-            ident = _identity(g)
-            if ident:
-                if ident in acq.sop_uids:
-                    acq.duplicates += 1
-                    continue
-                acq.sop_uids.add(ident)
-            if not acq.files or acq.files[-1] != ref:
-                acq.files.append(ref)
-                acq.file_ids.append(ident)
-            acq.n_images += 1
-            acq.n_frames += g.n_frames
+            acq.images.append(ref)
+            acq.image_ids.append(_identity(g))
+            acq.image_frames.append(g.n_frames)
             acq.positions.extend(round(p, _POSITION_DECIMALS) for p in g.positions)
             acq.orientations.update(g.orientations)
 
@@ -128,26 +147,25 @@ class SeriesAccumulator:
             if mine is None:
                 self._acqs[key] = theirs
                 continue
+            if mine.finished or theirs.finished:
+                raise ValueError(f"acquisition {key[0]} was counted already: it cannot take more images")
             for k in CONSISTENCY_KEYS:
                 if theirs.first.params.get(k) != mine.first.params.get(k):
                     mine.inconsistent.add(k)
             mine.inconsistent |= theirs.inconsistent
-            mine.members += theirs.members
-            overlap = len(mine.sop_uids & theirs.sop_uids)
-            seen = mine.sop_uids
-            for ref, ident in zip(theirs.files, theirs.file_ids, strict=True):
-                if not ident or ident not in seen:
-                    mine.files.append(ref)
-                    mine.file_ids.append(ident)
-            mine.sop_uids |= theirs.sop_uids
-            mine.n_images += theirs.n_images - overlap
-            mine.duplicates += theirs.duplicates + overlap
-            mine.n_frames += theirs.n_frames
+            mine.images += theirs.images
+            mine.image_ids += theirs.image_ids
+            mine.image_frames += theirs.image_frames
             mine.positions += theirs.positions
             mine.orientations |= theirs.orientations
             for f in sorted(theirs.folders):
                 if len(mine.folders) < 8:
                     mine.folders.add(f)
+
+    def finish(self) -> None:
+        """Count every acquisition's images (`Acquisition.finish`); done before rows are built or kept."""
+        for acq in self._acqs.values():
+            acq.finish()
 
     def __len__(self) -> int:
         return len(self._acqs)
@@ -179,6 +197,7 @@ class SeriesAccumulator:
     def rows_and_files(self) -> tuple[list[dict[str, Any]], dict[tuple[str, str], array[int]]]:
         """The rows (see `rows`) and each row's files (references into the file table) keyed by (series_uid,
         acquisition label)."""
+        self.finish()
         files: dict[tuple[str, str], array[int]] = {}
         by_series: dict[str, list[tuple[Any, ...]]] = {}
         for key in self._acqs:

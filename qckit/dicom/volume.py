@@ -393,7 +393,7 @@ def _files(source: str | os.PathLike[str] | Iterable[str]) -> list[str]:
     if isinstance(source, (str, os.PathLike)):
         p = Path(source)
         if p.is_dir():
-            return walk_files(p)[0]  # the same files, in the same order, as `qckit scan` indexes
+            return list(walk_files(p)[0])  # the same files, in the same order, as `qckit scan` indexes
         if not p.exists():
             raise VolumeError(f"{p}: no such file or folder")
         why = not_regular(p)

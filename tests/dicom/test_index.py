@@ -253,3 +253,26 @@ def test_an_acquisition_holds_its_files_compactly():
         range(n)
     )
     assert per_file < 200, per_file  # paths, tuples and sets of strings took 550 bytes per file (166 now)
+
+
+def test_the_file_table_is_the_list_of_paths_it_holds(tmp_path: Path):
+    from qckit.dicom.index import FileTable, walk_files
+
+    names = ["a.dcm", "é ü.dcm", "IM0001", "x" * 200, os.fsdecode(b"raw\xff.dcm")]
+    for sub in ("s1", "s1/deeper", "s2"):
+        (tmp_path / sub).mkdir(parents=True, exist_ok=True)
+        for n in names:
+            (tmp_path / sub / n).write_bytes(b"")
+    expected = []
+    for d, dirs, fs in os.walk(tmp_path):  # top-down: a folder's files, then its sub-folders, each sorted
+        dirs.sort()
+        expected += [os.path.join(d, f) for f in sorted(fs)]
+    table, errors = walk_files(tmp_path)
+    assert isinstance(table, FileTable) and not errors
+    assert list(table) == expected
+    assert table == list(table) and list(table) == table and table != list(table)[:-1]
+    assert [table[i] for i in range(len(table))] == list(table) and table[-1] == list(table)[-1]
+    assert table[2:5] == list(table)[2:5]
+    with pytest.raises(IndexError):
+        table[len(table)]
+    assert FileTable(list(table)) == table and len(FileTable([])) == 0
