@@ -2,7 +2,8 @@
 
     python benchmarks/bench_scan.py [--files 20000] [--workers N] [--dir PATH]
 
-Generates (once, seeded) a tree of single-frame 256x256 MR files from three virtual scanners (the Siemens one
+Generates (once, seeded) a tree of single-frame 256x256 MR files (`--matrix 64` for large trees: the header
+read does not depend on the image size) from three virtual scanners (the Siemens one
 with a 6 KB private CSA-like block, as real Siemens files have), then measures on the same files, warm page cache:
 - raw floor: open + read the first 8 KiB of each file, no parsing;
 - naive: `pydicom.dcmread(f)` on the full file (the peer);
@@ -61,8 +62,8 @@ def _part_dirs(root: Path) -> list[Path]:
     return [root / "h" / "q" / "part0", root / "h" / "part1", root / "part2", root / "part3"]
 
 
-def _write(args: tuple[Path, int, int]) -> int:
-    folder, series_index, n = args
+def _write(args: tuple[Path, int, int, int]) -> int:
+    folder, series_index, n, matrix = args
     keys = ["siemens-skyra-3t", "ge-mr750-3t", "philips-ingenia-1.5t"]
     scanner = SCANNERS[keys[series_index % 3]]
     spec = replace(
@@ -71,8 +72,10 @@ def _write(args: tuple[Path, int, int]) -> int:
         series_number=series_index + 1,
         n_slices=n,
         slice_gap_mm=0.0,
+        rows=matrix,
+        columns=matrix,
     )
-    img = phantom_slice(256, 256, np.random.default_rng(series_index))
+    img = phantom_slice(matrix, matrix, np.random.default_rng(series_index))
     write_series(
         folder / f"series{series_index:04d}",
         scanner,
@@ -84,10 +87,12 @@ def _write(args: tuple[Path, int, int]) -> int:
     return n
 
 
-def generate(root: Path, n_files: int, workers: int) -> None:
+def generate(root: Path, n_files: int, workers: int, matrix: int = 256) -> None:
     marker = root.parent / (root.name + ".complete.json")
-    if marker.exists() and json.loads(marker.read_text()).get("files") == n_files:
-        return
+    if marker.exists():
+        done = json.loads(marker.read_text())
+        if done.get("files") == n_files and done.get("matrix", 256) == matrix:
+            return
     jobs = []
     parts = _part_dirs(root)
     per_part = n_files // len(parts)
@@ -96,12 +101,12 @@ def generate(root: Path, n_files: int, workers: int) -> None:
         left = per_part
         while left > 0:
             n = min(SLICES_PER_SERIES, left)
-            jobs.append((part, idx, n))
+            jobs.append((part, idx, n, matrix))
             idx += 1
             left -= n
     with ProcessPoolExecutor(workers) as pool:
         total = sum(pool.map(_write, jobs, chunksize=4))
-    marker.write_text(json.dumps({"files": total}))
+    marker.write_text(json.dumps({"files": total, "matrix": matrix}))
 
 
 def files_under(root: Path) -> list[str]:
@@ -202,18 +207,24 @@ print(r.n_files, peak[0] // 1024, peak[1] // 1024)
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=20000)
+    ap.add_argument("--matrix", type=int, default=256, help="image rows and columns of the generated files")
+    ap.add_argument("--memory-only", action="store_true", help="only the peak-memory part (large trees)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--rounds", type=int, default=3, help="warm-cache rounds (best time kept)")
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "qckit-bench-scan")
     args = ap.parse_args()
     print(
-        f"qckit scan benchmark: {args.files} files of 256x256, {os.cpu_count()} cores, workers={args.workers}"
+        f"qckit scan benchmark: {args.files} files of {args.matrix}x{args.matrix}, {os.cpu_count()} cores, "
+        f"workers={args.workers}"
     )
     t0 = time.perf_counter()
-    generate(args.dir, args.files, args.workers)
+    generate(args.dir, args.files, args.workers, args.matrix)
     files = files_under(args.dir)
     print(f"tree ready in {time.perf_counter() - t0:.0f} s: {len(files)} files under {args.dir}\n")
     scan(args.dir, workers=args.workers)  # warm the page cache and the interpreter
+    if args.memory_only:
+        _print_memory(args.dir, args.workers)
+        return
     warm = measure(files, args.dir, args.workers, cold=False, rounds=args.rounds)
     cold = measure(files, args.dir, args.workers, cold=True, rounds=1)
     if not cold:
@@ -235,9 +246,13 @@ def main() -> None:
         c = cold[f"qckit scan, {args.workers} workers"]
         print(f"  cold: qckit / naive = {c / cold['naive pydicom.dcmread(f)']:5.2f}x, "
               f"raw floor / qckit = {cold['raw floor (read 8 KiB, no parsing)'] / c:5.2f}x")  # fmt: skip
+    _print_memory(args.dir, args.workers)
+
+
+def _print_memory(root: Path, workers: int) -> None:
     print("\npeak memory (fresh process each):")
     print("  files    main RSS MiB   largest worker RSS MiB")
-    for n, main_mb, child_mb in peak_memory(args.dir, args.workers):
+    for n, main_mb, child_mb in peak_memory(root, workers):
         print(f"  {n:6d}   {main_mb:12.1f}   {child_mb:22.1f}")
 
 

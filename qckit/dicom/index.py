@@ -261,6 +261,7 @@ def _read_chunk(paths: list[str], key: str | None = None, refs: Sequence[int] | 
             bad.append(
                 (ref, p, f"unexpected error while reading ({type(exc).__name__}: {exc})", ReadCause.CORRUPT)
             )
+    acc.settle()  # each acquisition's first image normalised here: its raw header values are not sent back
     return acc, bad, len(paths)
 
 
