@@ -37,27 +37,36 @@ _ITEM_BYTES = {2: 1, 4: 2, 8: 4, 16: 4, 32: 8, 64: 8, 128: 3, 256: 1, 512: 2, 76
 _HEADER_BYTES = 540
 
 
-def _read_bytes(path: Path, need: int | None) -> bytes:
-    """The first `need` bytes of the file's content (all of it when None), decompressed when it is gzip; the
-    stream is inflated only as far as needed, so trailing data costs nothing."""
-    with open(path, "rb") as fh:
-        raw = fh.read()
-    if raw[:2] != b"\x1f\x8b":
-        return raw if need is None else raw[:need]
+def _read_bytes(path: Path, need: int) -> bytes:
+    """The first `need` bytes of the file's content, decompressed when it is gzip. Read and inflated in 1 MiB
+    steps and only as far as needed, so neither the compressed file nor trailing data is held whole."""
     parts: list[bytes] = []
     have = 0
-    while raw:
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+        if magic != b"\x1f\x8b":
+            return magic + fh.read(max(0, need - len(magic)))
         d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        chunk = d.decompress(raw, 0 if need is None else need - have)
-        parts.append(chunk)
-        have += len(chunk)
-        if need is not None and have >= need:
-            break
-        parts.append(d.flush())
-        have += len(parts[-1])
-        if not d.eof:
-            break  # a stream cut short: what was inflated is all there is
-        raw = d.unused_data  # the next gzip member (concatenated files are one stream, RFC 1952 2.2)
+        data = magic
+        while have < need:
+            if not data:
+                data = fh.read(1 << 20)
+                if not data:
+                    break  # the stream ends early: what was inflated is all there is
+            try:
+                chunk = d.decompress(data, need - have)
+            except zlib.error:
+                break  # corrupt from here on: what was inflated is all there is
+            parts.append(chunk)
+            have += len(chunk)
+            data = d.unconsumed_tail
+            if d.eof:  # the next gzip member, if any (concatenated members are one stream, RFC 1952 2.2)
+                data = d.unused_data + data
+                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                if not data:
+                    data = fh.read(1 << 20)
+                    if not data:
+                        break
     return b"".join(parts)
 
 

@@ -162,15 +162,22 @@ def test_the_voxel_decoder_declines_what_it_cannot_read(tmp_path: Path):
         + np.float32(2).tobytes()
         + np.float32(np.inf).tobytes()
         + raw[120:],
+        "corrupt deflate stream": b"",
     }
     for name, content in cases.items():
         p = tmp_path / f"{len(name)}.nii.gz"
         if content is None:
             nib.save(nib.Nifti1Image(a.astype(np.int16), np.eye(4)), p)
             assert stores_floats(p) is False
+        elif not content:
+            packed = gzip.compress(raw)
+            p.write_bytes(packed[:24] + bytes(b ^ 0x5A for b in packed[24:]))
         else:
             p.write_bytes(gzip.compress(content))
         size = (6, 5, 5) if name == "another size than ITK's" else (6, 5, 4)
         assert read_float_voxels(p, size) is None, name
+    garbage = tmp_path / "trailing garbage.nii.gz"  # readers stop at the data's end: what follows is not read
+    garbage.write_bytes(gzip.compress(raw) + b"not gzip")
+    assert np.array_equal(read_float_voxels(garbage, (6, 5, 4)), a.T)
     (tmp_path / "header only.nii").write_bytes(raw[:300])
     assert stores_floats(tmp_path / "header only.nii") is None
