@@ -35,6 +35,7 @@ _FLOAT_TYPES = {16: "f4", 64: "f8"}  # NIFTI_TYPE_FLOAT32, NIFTI_TYPE_FLOAT64
 _ITEM_BYTES = {2: 1, 4: 2, 8: 4, 16: 4, 32: 8, 64: 8, 128: 3, 256: 1, 512: 2, 768: 4, 1024: 8, 1280: 8, 1536: 16,
                1792: 16, 2048: 32, 2304: 4}  # fmt: skip
 _HEADER_BYTES = 540
+_MAX_BYTES = 1 << 46  # 64 TiB: beyond any image file (and within what zlib's max_length accepts)
 
 
 def _read_bytes(path: Path, need: int) -> bytes:
@@ -130,6 +131,8 @@ def read_float_voxels(path: Path, size: tuple[int, ...]) -> np.ndarray | None:
     dtype = np.dtype(order + code)
     count = math.prod(dims)
     need = offset + count * dtype.itemsize
+    if need > _MAX_BYTES:
+        return None  # no file holds that much: the other reading path refuses it with its reason
     data = _read_bytes(path, need)
     if len(data) < need:
         return None

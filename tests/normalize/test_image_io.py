@@ -163,18 +163,26 @@ def test_the_voxel_decoder_declines_what_it_cannot_read(tmp_path: Path):
         + np.float32(np.inf).tobytes()
         + raw[120:],
         "corrupt deflate stream": b"",
+        "NIfTI-2 dims of 2^40": None,
     }
     for name, content in cases.items():
         p = tmp_path / f"{len(name)}.nii.gz"
-        if content is None:
+        if content is None and name == "integer voxels":
             nib.save(nib.Nifti1Image(a.astype(np.int16), np.eye(4)), p)
             assert stores_floats(p) is False
+        elif name.startswith("NIfTI-2 dims"):
+            big = nib.Nifti2Header()
+            big.set_data_dtype(np.float32)
+            big["dim"] = [3, 1 << 40, 1 << 40, 1 << 40, 1, 1, 1, 1]
+            p.write_bytes(gzip.compress(big.binaryblock + b"\0" * 4))
         elif not content:
             packed = gzip.compress(raw)
             p.write_bytes(packed[:24] + bytes(b ^ 0x5A for b in packed[24:]))
         else:
             p.write_bytes(gzip.compress(content))
-        size = (6, 5, 5) if name == "another size than ITK's" else (6, 5, 4)
+        size = {"another size than ITK's": (6, 5, 5), "NIfTI-2 dims of 2^40": (1 << 40,) * 3}.get(
+            name, (6, 5, 4)
+        )
         assert read_float_voxels(p, size) is None, name
     garbage = tmp_path / "trailing garbage.nii.gz"  # readers stop at the data's end: what follows is not read
     garbage.write_bytes(gzip.compress(raw) + b"not gzip")
