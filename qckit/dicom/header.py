@@ -238,51 +238,91 @@ def _walk_meta(buf: bytes, pos: int) -> tuple[dict[str, Any], int]:
     return meta, pos
 
 
+_VR_HEAD = {**dict.fromkeys(_LONG_VRS, 12), **dict.fromkeys(_SHORT_VRS, 8)}  # element header bytes per VR
+
+
 def _walk_dataset(
     buf: bytes, pos: int, implicit: bool, buffer_is_file: bool, values: dict[str, Any], meta: dict[str, Any]
 ) -> bool:
     """Record the wanted values (raw bytes, decoded on use) and where the pixel data starts; False when the file
-    needs pydicom's full reader (a wanted attribute is a sequence, or the SOP class is an enhanced one)."""
+    needs pydicom's full reader (a wanted attribute is a sequence, or the SOP class is an enhanced one).
+
+    One loop per encoding, with the per-element work kept to what an unwanted element needs (its header, one
+    lookup in the wanted tags, the checks for pixel data, items and undefined lengths): this loop is most of a
+    scan's time (benchmarks/bench_scan.py)."""
+    if implicit:
+        return _walk_implicit(buf, pos, buffer_is_file, values, meta)
     end = len(buf)
-    wanted = _WANTED_SWAPPED
+    wanted = _WANTED_SWAPPED.get
+    head, u32, vr_head, new = _EXPLICIT_HEAD.unpack_from, _U32.unpack_from, _VR_HEAD.get, tuple.__new__
     while pos + 8 <= end:
-        if implicit:
-            tag, length = _IMPLICIT_HEAD.unpack_from(buf, pos)
-            vpos, vr = pos + 8, b""
+        tag, vr, length = head(buf, pos)
+        size = vr_head(vr)
+        if size == 8:
+            vpos = pos + 8
+        elif size == 12:
+            if pos + 12 > end:
+                break
+            length, vpos = u32(buf, pos + 8)[0], pos + 12
         else:
-            tag, vr, length = _EXPLICIT_HEAD.unpack_from(buf, pos)
-            if vr in _LONG_VRS:
-                if pos + 12 > end:
-                    break
-                length, vpos = _U32.unpack_from(buf, pos + 8)[0], pos + 12
-            elif vr in _SHORT_VRS:
-                vpos = pos + 8
-            else:
-                raise _Unusual
-        if tag in _PIXEL_SWAPPED:  # its header tells where the pixels are and how long they claim to be
-            meta["pixel_offset"], meta["pixel_length"] = vpos, length
-            return True
-        if tag & 0xFFFF == 0xFFFE:
-            raise _Unusual  # an item or delimiter outside a sequence
-        keyword = wanted.get(tag)
-        if length == _UNDEFINED:
-            if keyword is not None:
-                return False  # a sequence among the wanted attributes: let pydicom build it
-            pos = _skip_undefined(buf, vpos, implicit or vr == b"UN")
-            continue
-        pos = vpos + length
+            raise _Unusual
+        keyword = wanted(tag)
         if keyword is None:
+            if tag in _PIXEL_SWAPPED:  # its header tells where the pixels are and how long they claim to be
+                meta["pixel_offset"], meta["pixel_length"] = vpos, length
+                return True
+            if tag & 0xFFFF == 0xFFFE:
+                raise _Unusual  # an item or delimiter outside a sequence
+            pos = _skip_undefined(buf, vpos, vr == b"UN") if length == _UNDEFINED else vpos + length
             continue
-        name = _VR_NAME[vr] if vr else KEYWORD_VR[keyword]
+        if length == _UNDEFINED:
+            return False  # a sequence among the wanted attributes: let pydicom build it
+        pos = vpos + length
+        name = _VR_NAME[vr]
         if name == "SQ":
             return False
         if pos > end:
             if not buffer_is_file:
                 raise _NeedMore
             raise DicomReadError(f"truncated file: element {keyword} is cut short", ReadCause.TRUNCATED)
-        values[keyword] = _undecoded(buf[vpos:pos], name)
+        values[keyword] = new(_Undecoded, (buf[vpos:pos], name))
         if keyword == "SOPClassUID" and values.get(keyword) in ENHANCED_SOP_CLASSES:
             return False  # functional groups: pydicom's full reader
+    return True
+
+
+def _walk_implicit(
+    buf: bytes, pos: int, buffer_is_file: bool, values: dict[str, Any], meta: dict[str, Any]
+) -> bool:
+    """`_walk_dataset` for implicit VR little endian (each element's VR from the data dictionary)."""
+    end = len(buf)
+    wanted = _WANTED_SWAPPED.get
+    head, new = _IMPLICIT_HEAD.unpack_from, tuple.__new__
+    while pos + 8 <= end:
+        tag, length = head(buf, pos)
+        vpos = pos + 8
+        keyword = wanted(tag)
+        if keyword is None:
+            if tag in _PIXEL_SWAPPED:
+                meta["pixel_offset"], meta["pixel_length"] = vpos, length
+                return True
+            if tag & 0xFFFF == 0xFFFE:
+                raise _Unusual
+            pos = _skip_undefined(buf, vpos, True) if length == _UNDEFINED else vpos + length
+            continue
+        if length == _UNDEFINED:
+            return False
+        pos = vpos + length
+        name = KEYWORD_VR[keyword]
+        if name == "SQ":
+            return False
+        if pos > end:
+            if not buffer_is_file:
+                raise _NeedMore
+            raise DicomReadError(f"truncated file: element {keyword} is cut short", ReadCause.TRUNCATED)
+        values[keyword] = new(_Undecoded, (buf[vpos:pos], name))
+        if keyword == "SOPClassUID" and values.get(keyword) in ENHANCED_SOP_CLASSES:
+            return False
     return True
 
 
@@ -400,13 +440,12 @@ def _check_complete(values: dict[str, Any], meta: dict[str, Any], file_size: int
         )
     if meta.get("TransferSyntaxUID") not in _UNCOMPRESSED:
         return
-    rows, cols = (
-        normalise("Rows", "int", values.get("Rows")),
-        normalise("Columns", "int", values.get("Columns")),
-    )
-    bits = normalise("BitsAllocated", "int", values.get("BitsAllocated")) or 16
-    spp = normalise("SamplesPerPixel", "int", values.get("SamplesPerPixel")) or 1
-    frames = normalise("NumberOfFrames", "int", values.get("NumberOfFrames")) or 1
+    get = dict.get  # raw values through the per-bytes cache (`_eager_one`): they repeat across a series
+    rows = _eager_one(get(values, "Rows"), "Rows", "int")
+    cols = _eager_one(get(values, "Columns"), "Columns", "int")
+    bits = _eager_one(get(values, "BitsAllocated"), "BitsAllocated", "int") or 16
+    spp = _eager_one(get(values, "SamplesPerPixel"), "SamplesPerPixel", "int") or 1
+    frames = _eager_one(get(values, "NumberOfFrames"), "NumberOfFrames", "int") or 1
     if rows and cols and declared < rows * cols * spp * frames * bits // 8:
         raise DicomReadError(
             f"pixel data holds {declared} bytes, fewer than {rows}x{cols}x{frames} pixels of {bits} bits need",
@@ -480,12 +519,23 @@ def _classic_group(values: dict[str, Any], path: str, key: str | None = None) ->
     ]
 
 
+_IDENTITY = ("PatientID", "PatientName", "PatientBirthDate", "IssuerOfPatientID")
+
+
 def _subject(values: dict[str, Any], key: str | None = None) -> str:
-    ident = tuple(
-        None if (v := values.get(k)) is None else str(v)
-        for k in ("PatientID", "PatientName", "PatientBirthDate", "IssuerOfPatientID")
-    )
-    return _cached_subject_key(ident, key if key is not None else secret()[0])
+    secret_key = key if key is not None else secret()[0]
+    items = tuple(dict.get(values, k) for k in _IDENTITY)
+    if all(i is None or type(i) is _Undecoded for i in items):  # raw bytes: one decode per patient
+        return _raw_subject_key(items, secret_key)
+    ident = tuple(None if (v := values.get(k)) is None else str(v) for k in _IDENTITY)
+    return _cached_subject_key(ident, secret_key)
+
+
+@functools.lru_cache(maxsize=4096)
+def _raw_subject_key(items: tuple[Any, ...], secret_key: str) -> str:
+    """`_subject` of undecoded values, cached by their bytes (the images of a patient repeat them)."""
+    ident = tuple(None if i is None or (v := decode_raw(i[0], i[1])) is None else str(v) for i in items)
+    return _cached_subject_key(ident, secret_key)
 
 
 @functools.lru_cache(maxsize=4096)
