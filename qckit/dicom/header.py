@@ -168,6 +168,7 @@ _SHORT_VRS = frozenset(
      b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}
 )  # fmt: skip
 _VR_NAME = {vr: vr.decode("ascii") for vr in _LONG_VRS | _SHORT_VRS}
+_VR_HEAD = {**dict.fromkeys(_LONG_VRS, 12), **dict.fromkeys(_SHORT_VRS, 8)}  # element header bytes per VR
 _EXPLICIT_HEAD = struct.Struct("<I2sH")
 _IMPLICIT_HEAD = struct.Struct("<II")
 _U32 = struct.Struct("<I")
@@ -223,11 +224,18 @@ def _walk_meta(buf: bytes, pos: int) -> tuple[dict[str, Any], int]:
     starts."""
     meta: dict[str, Any] = {}
     end = len(buf)
+    head, u32, vr_head = _EXPLICIT_HEAD.unpack_from, _U32.unpack_from, _VR_HEAD.get
     while pos + 8 <= end:
-        tag = _U32.unpack_from(buf, pos)[0]
+        tag, vr, length = head(buf, pos)
         if tag & 0xFFFF != 0x0002:
             break
-        vpos, length = _element_value(buf, pos, False)
+        size = vr_head(vr)
+        if size == 8:
+            vpos = pos + 8
+        elif size == 12 and pos + 12 <= end:
+            length, vpos = u32(buf, pos + 8)[0], pos + 12
+        else:
+            raise _Unusual
         if length == _UNDEFINED:
             raise _Unusual
         if tag == _META_SOP:
@@ -236,9 +244,6 @@ def _walk_meta(buf: bytes, pos: int) -> tuple[dict[str, Any], int]:
             meta["TransferSyntaxUID"] = decode_raw(buf[vpos : vpos + length], "UI") or ""
         pos = vpos + length
     return meta, pos
-
-
-_VR_HEAD = {**dict.fromkeys(_LONG_VRS, 12), **dict.fromkeys(_SHORT_VRS, 8)}  # element header bytes per VR
 
 
 def _walk_dataset(
@@ -499,9 +504,8 @@ def _classic_group(values: dict[str, Any], path: str, key: str | None = None) ->
         )
     iop = _eager(values, "ImageOrientationPatient", "floats")
     ipp = normalise("ImagePositionPatient", "floats", values.get("ImagePositionPatient"))
-    normal = slice_normal(iop)
+    normal, label = _orientation(None if iop is None else tuple(iop))
     pos = position_along(normal, ipp)
-    label = orientation_label(iop)
     params["_normal"] = normal
     return [
         FrameGroup(
@@ -517,6 +521,12 @@ def _classic_group(values: dict[str, Any], path: str, key: str | None = None) ->
             pending=values,
         )
     ]
+
+
+@functools.lru_cache(maxsize=1024)
+def _orientation(iop: tuple[float, ...] | None) -> tuple[tuple[float, float, float] | None, str | None]:
+    """The slice normal and orientation label of an ImageOrientationPatient, cached (a series repeats it)."""
+    return slice_normal(iop), orientation_label(iop)
 
 
 _IDENTITY = ("PatientID", "PatientName", "PatientBirthDate", "IssuerOfPatientID")
