@@ -19,8 +19,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import accumulate, repeat
 from multiprocessing import get_all_start_methods, get_context
-from operator import attrgetter
+from operator import add, attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -135,15 +136,17 @@ class FileTable(Sequence[str]):
         if not names:
             return
         offsets = array("q", [0])
-        pos = 0
-        for name in names:
-            pos += len(name) + 1
-            offsets.append(pos)
+        offsets.extend(accumulate(map(add, map(len, names), repeat(1))))  # each name and its NUL
         self._prefixes.append(prefix)
         self._starts.append(self._n)
         self._blobs.append("\0".join(names) + "\0")
         self._offsets.append(offsets)
         self._n += len(names)
+
+    def folders(self) -> Iterator[tuple[str, list[str]]]:
+        """(prefix, names) of each folder, in order."""
+        for prefix, blob in zip(self._prefixes, self._blobs, strict=True):
+            yield prefix, blob[:-1].split("\0")
 
     def __len__(self) -> int:
         return self._n
@@ -167,7 +170,11 @@ class FileTable(Sequence[str]):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Sequence) or isinstance(other, str):
             return NotImplemented
-        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        if len(self) != len(other):
+            return False
+        if isinstance(other, FileTable) and self._prefixes == other._prefixes and self._blobs == other._blobs:
+            return True  # the same folders and names (a walk and the index of the walk before)
+        return all(a == b for a, b in zip(self, other, strict=True))
 
     __hash__ = None  # type: ignore[assignment]
 

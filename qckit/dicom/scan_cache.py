@@ -35,10 +35,11 @@ from qckit.core.errors import ReadCause
 from qckit.core.files import read_regular_text
 from qckit.core.keys import secret
 from qckit.dicom.header import FrameGroup
+from qckit.dicom.index import FileTable
 from qckit.dicom.series import Acquisition, SeriesAccumulator
 
 FORMAT = "qckit-scan-cache"
-VERSION = 1
+VERSION = 2  # 2: the file table by folder
 Stamp = tuple[int, int]  # (size, modification time in ns)
 
 
@@ -64,7 +65,7 @@ class Cache:
     rows of this cache's file table), the table's stamps, and bad files by absolute path."""
 
     acquisitions: dict[tuple[Any, ...], Acquisition] = field(default_factory=dict)
-    paths: list[str] = field(default_factory=list)  # the file table, in path order
+    paths: Sequence[str] = field(default_factory=list)  # the file table, in path order
     stamps: list[Stamp] = field(default_factory=list)  # stamp of each file in the table
     bad: dict[str, tuple[str, ReadCause]] = field(default_factory=dict)
 
@@ -150,9 +151,13 @@ def save(
     index)."""
     prefix = len(root) + 1
     acc.finish()
+    base = root if root.endswith(os.sep) else root + os.sep
 
     def rel(p: str) -> str:
         return "." if p == root else p[prefix:] if p.startswith(root + os.sep) else os.path.relpath(p, root)
+
+    def rel_folder(folder: str) -> str:  # a file table prefix (ending with a separator) relative to the root
+        return folder[len(base) :] if folder.startswith(base) else os.path.relpath(folder, root) + os.sep
 
     acquisitions = []
     for (series_uid, acq_key), acq in acc.items():
@@ -189,13 +194,17 @@ def save(
         "format": FORMAT,
         "version": VERSION,
         "fingerprint": fingerprint(),
-        "names": "\0".join(rel(f) for f in files),  # no file name holds a NUL
+        "folders": [[rel_folder(prefix), "\0".join(names)] for prefix, names in _folders(files)],
         "sizes": [size for size, _ in stamps],
         "mtimes": [mtime for _, mtime in stamps],
         "bad": [[ref, reason, cause.value] for ref, _, reason, cause in bad],
         "acquisitions": acquisitions,
     }
     return jsonio.atomic_write_text(path, jsonio.dumps_exact(doc) + "\n")
+
+
+def _folders(files: Sequence[str]) -> Iterable[tuple[str, list[str]]]:
+    return (files if isinstance(files, FileTable) else FileTable(files)).folders()
 
 
 def _runs(numbers: Iterable[int]) -> list[int]:
@@ -221,13 +230,16 @@ def _unruns(runs: list[int], n_rows: int) -> list[int]:
 def _decode(data: dict[str, Any], root: str) -> Cache:
     """The cache's acquisitions, counted (`Acquisition.finish`) as the accumulator held them when it saved them: a
     kept acquisition is never merged with new files (`conflicts` sends it back to be read)."""
-    base = root + os.sep
+    base = root if root.endswith(os.sep) else root + os.sep
 
     def ab(p: str) -> str:
         return root if p == "." else base + p
 
-    names = data["names"].split("\0") if data["names"] else []
-    paths = [ab(rel) for rel in names]
+    paths = FileTable()
+    for folder, names in data["folders"]:
+        if not isinstance(folder, str) or not isinstance(names, str) or not names:
+            raise ValueError("a folder of the file table is not a name and its files")
+        paths.add_folder(base + folder, names.split("\0"))
     if not (len(paths) == len(data["sizes"]) == len(data["mtimes"])):
         raise ValueError("file table columns of different lengths")
     cache = Cache(paths=paths, stamps=list(zip(data["sizes"], data["mtimes"], strict=True)))
