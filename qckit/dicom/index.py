@@ -179,7 +179,32 @@ class FileTable(Sequence[str]):
     __hash__ = None  # type: ignore[assignment]
 
 
-def walk_files(root: Path, stamps: list[tuple[int, int]] | None = None) -> tuple[FileTable, list[ScanError]]:
+class Stamps:
+    """Each file's size and modification time (ns), in the order of a file table, in two 8-byte arrays (what the
+    incremental index compares; a tuple per file costs 120 bytes and 8 ms to rebuild for 20k files)."""
+
+    __slots__ = ("mtimes", "sizes")
+
+    def __init__(self, sizes: Iterable[int] = (), mtimes: Iterable[int] = ()) -> None:
+        self.sizes, self.mtimes = array("q", sizes), array("q", mtimes)
+        if len(self.sizes) != len(self.mtimes):
+            raise ValueError("as many sizes as modification times are needed")
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Stamps) and self.sizes == other.sizes and self.mtimes == other.mtimes
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def select(self, rows: Iterable[int]) -> Stamps:
+        """The stamps of `rows`, in that order."""
+        rows = list(rows)
+        return Stamps((self.sizes[i] for i in rows), (self.mtimes[i] for i in rows))
+
+
+def walk_files(root: Path, stamps: Stamps | None = None) -> tuple[FileTable, list[ScanError]]:
     """All files under `root` (any name or extension), sorted; empty or unreadable folders as errors. `stamps`,
     when given, receives each file's (size, modification time in ns), in the order of the files, from the one
     `stat` the walk makes."""
@@ -237,7 +262,8 @@ def walk_files(root: Path, stamps: list[tuple[int, int]] | None = None) -> tuple
                     continue
                 found.append(entry.name)
                 if stamps is not None:
-                    stamps.append((st.st_size, st.st_mtime_ns))
+                    stamps.sizes.append(st.st_size)
+                    stamps.mtimes.append(st.st_mtime_ns)
             if found:  # entry.path is the folder's path, a separator and the name
                 files.add_folder(names[0].path[: len(names[0].path) - len(names[0].name)], found)
             stack.extend(e.path for e in reversed(dirs) if not e.is_symlink())
@@ -410,7 +436,7 @@ def scan(
         root_path = root_path.absolute()  # the workers may run in another folder
     if not root_path.exists():
         raise QckitInputError(f"{root}: no such file or folder")
-    stamps: list[tuple[int, int]] | None = [] if index is not None else None  # kept only for the index
+    stamps = Stamps() if index is not None else None  # kept only for the index
     if not root_path.is_dir():
         why = not_regular(root_path)
         if why:
@@ -418,7 +444,7 @@ def scan(
         files, errors = FileTable([str(root_path)]), []
         if stamps is not None:
             st = os.stat(root_path)
-            stamps.append((st.st_size, st.st_mtime_ns))
+            stamps = Stamps([st.st_size], [st.st_mtime_ns])
         base = root_path.parent
     else:
         files, errors = walk_files(root_path, stamps)
@@ -427,11 +453,11 @@ def scan(
             own = os.path.abspath(index)  # the index file inside the tree it indexes is not one of its files
             keep = [i for i, f in enumerate(files) if os.path.abspath(f) != own]
             files = FileTable(files[i] for i in keep)
-            stamps = [stamps[i] for i in keep] if stamps is not None else None
+            stamps = stamps.select(keep) if stamps is not None else None
     workers = workers if workers is not None else (os.cpu_count() or 1)
     key = secret()[0]
     cache = scan_cache.load(index, str(base)) if index is not None else None
-    plan = scan_cache.plan(cache, files, stamps or []) if cache is not None else None
+    plan = scan_cache.plan(cache, files, stamps or Stamps()) if cache is not None else None
     to_read: Sequence[int] = plan.to_read if plan is not None else range(len(files))
     done = len(files) - len(to_read)
     if progress:
@@ -458,7 +484,7 @@ def scan(
         bad = sorted([*plan.kept_bad, *bad]) if bad else plan.kept_bad
     errors.extend(ScanError(_rel(path, base), reason, cause) for _, path, reason, cause in bad)
     if index is not None and (cache is None or plan is None or not scan_cache.unchanged(cache, files, plan)):
-        scan_cache.save(index, str(base), acc, files, stamps or [], bad)
+        scan_cache.save(index, str(base), acc, files, stamps or Stamps(), bad)
     rows, refs = acc.rows_and_files()
     result = ScanResult(
         root=str(root_path), series=rows, errors=errors, n_files=len(files), paths=files, refs=refs
