@@ -207,7 +207,7 @@ class Stamps:
 def walk_files(root: Path, stamps: Stamps | None = None) -> tuple[FileTable, list[ScanError]]:
     """All files under `root` (any name or extension), sorted; empty or unreadable folders as errors. `stamps`,
     when given, receives each file's (size, modification time in ns), in the order of the files, from the one
-    `stat` the walk makes."""
+    `stat` the walk then makes per file; without it, regular files are known from their directory entries."""
     files = FileTable()
     errors: list[ScanError] = []
 
@@ -251,17 +251,21 @@ def walk_files(root: Path, stamps: Stamps | None = None) -> tuple[FileTable, lis
                 errors.append(ScanError(rel(top), "empty folder", ReadCause.FOLDER))
             found: list[str] = []
             for entry in names:
-                try:
-                    st = entry.stat()  # follows a link to its target
-                except OSError:
-                    st = None
-                if st is None or not S_ISREG(st.st_mode):
+                if stamps is None:  # the directory entry's type: no system call for a regular file
+                    regular, st = entry.is_file(), None  # follows a link to its target
+                else:
+                    try:
+                        st = entry.stat()  # follows a link to its target
+                    except OSError:
+                        st = None
+                    regular = st is not None and S_ISREG(st.st_mode)
+                if not regular:
                     path = entry.path
                     errors.append(ScanError(rel(path), not_regular(path) or "not a regular file: not read",
                                             ReadCause.NOT_REGULAR))  # fmt: skip
                     continue
                 found.append(entry.name)
-                if stamps is not None:
+                if st is not None and stamps is not None:
                     stamps.sizes.append(st.st_size)
                     stamps.mtimes.append(st.st_mtime_ns)
             if found:  # entry.path is the folder's path, a separator and the name
