@@ -223,7 +223,6 @@ def walk_files(root: Path, stamps: Stamps | None = None) -> tuple[FileTable, lis
     gc.disable()  # one entry and stamp per file: no collection passes while the lists grow
     try:
         stack = [os.fspath(root)]
-        S_ISREG = stat.S_ISREG  # noqa: N806 - a local alias in the per-file loop
         while stack:  # os.walk's top-down order (sorted), with the DirEntry's own path and stat
             top = stack.pop()
             try:
@@ -249,25 +248,9 @@ def walk_files(root: Path, stamps: Stamps | None = None) -> tuple[FileTable, lis
                                             ReadCause.NOT_REGULAR))  # fmt: skip
             if not dirs and not names:
                 errors.append(ScanError(rel(top), "empty folder", ReadCause.FOLDER))
-            found: list[str] = []
-            for entry in names:
-                if stamps is None:  # the directory entry's type: no system call for a regular file
-                    regular, st = entry.is_file(), None  # follows a link to its target
-                else:
-                    try:
-                        st = entry.stat()  # follows a link to its target
-                    except OSError:
-                        st = None
-                    regular = st is not None and S_ISREG(st.st_mode)
-                if not regular:
-                    path = entry.path
-                    errors.append(ScanError(rel(path), not_regular(path) or "not a regular file: not read",
-                                            ReadCause.NOT_REGULAR))  # fmt: skip
-                    continue
-                found.append(entry.name)
-                if st is not None and stamps is not None:
-                    stamps.sizes.append(st.st_size)
-                    stamps.mtimes.append(st.st_mtime_ns)
+            found = _all_regular(names, stamps)  # the common case, a folder of regular files, at C speed
+            if found is None:
+                found = _one_by_one(names, stamps, errors, rel)
             if found:  # entry.path is the folder's path, a separator and the name
                 files.add_folder(names[0].path[: len(names[0].path) - len(names[0].name)], found)
             stack.extend(e.path for e in reversed(dirs) if not e.is_symlink())
@@ -275,6 +258,55 @@ def walk_files(root: Path, stamps: Stamps | None = None) -> tuple[FileTable, lis
         if paused:
             gc.enable()
     return files, errors
+
+
+_mode, _size, _mtime = attrgetter("st_mode"), attrgetter("st_size"), attrgetter("st_mtime_ns")
+
+
+def _all_regular(entries: list[os.DirEntry[str]], stamps: Stamps | None) -> list[str] | None:
+    """The names of `entries` when every one is a regular file (links followed), their stamps appended to
+    `stamps` when given; None (nothing appended) when one is not, or cannot be looked at: the caller then goes
+    entry by entry, saying why."""
+    try:
+        if stamps is None:
+            if not all(e.is_file() for e in entries):
+                return None
+        else:
+            sts = [e.stat() for e in entries]
+            if not all(map(stat.S_ISREG, map(_mode, sts))):
+                return None
+            stamps.sizes.extend(map(_size, sts))
+            stamps.mtimes.extend(map(_mtime, sts))
+    except OSError:
+        return None
+    return [e.name for e in entries]
+
+
+def _one_by_one(
+    entries: list[os.DirEntry[str]], stamps: Stamps | None, errors: list[ScanError], rel: Callable[[str], str]
+) -> list[str]:
+    """The names of the regular files among `entries` (links followed), with their stamps when `stamps` is given;
+    every other entry goes to `errors` with the reason."""
+    found: list[str] = []
+    for entry in entries:
+        if stamps is None:  # the directory entry's type: no system call for a regular file
+            regular, st = entry.is_file(), None
+        else:
+            try:
+                st = entry.stat()
+            except OSError:
+                st = None
+            regular = st is not None and stat.S_ISREG(st.st_mode)
+        if not regular:
+            path = entry.path
+            errors.append(ScanError(rel(path), not_regular(path) or "not a regular file: not read",
+                                    ReadCause.NOT_REGULAR))  # fmt: skip
+            continue
+        found.append(entry.name)
+        if st is not None and stamps is not None:
+            stamps.sizes.append(st.st_size)
+            stamps.mtimes.append(st.st_mtime_ns)
+    return found
 
 
 Bad = tuple[int, str, str, ReadCause]  # a bad file: its row in the file table, path, reason and cause
