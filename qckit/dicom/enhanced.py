@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydicom.dataset import Dataset
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 from qckit.dicom.tags import SERIES_ATTRIBUTES
 from qckit.dicom.values import normalise, orientation_label, position_along, slice_normal

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 from collections.abc import Sequence
 from typing import Any
-
-from pydicom.multival import MultiValue
 
 from qckit.core.identity import canonical_vendor
 
@@ -36,12 +35,13 @@ def decode_raw(value: bytes | None, vr: str, little_endian: bool = True) -> str 
     return value.decode("latin-1").rstrip("\x00 ").lstrip()
 
 
-_MULTI_TYPES: tuple[type, ...] = (list, tuple, MultiValue)
-
-
 def _is_multi(value: Any) -> bool:
-    """A multi-valued element (list, tuple or pydicom MultiValue), not text or bytes."""
-    return isinstance(value, _MULTI_TYPES)
+    """A multi-valued element (list, tuple or pydicom MultiValue), not text or bytes. pydicom is not imported for
+    this: a MultiValue exists only once something has imported it."""
+    if isinstance(value, (list, tuple)):
+        return True
+    multival = sys.modules.get("pydicom.multival")
+    return multival is not None and isinstance(value, multival.MultiValue)
 
 
 def to_float(value: Any) -> float | None:

@@ -276,3 +276,27 @@ def test_the_file_table_is_the_list_of_paths_it_holds(tmp_path: Path):
     with pytest.raises(IndexError):
         table[len(table)]
     assert FileTable(list(table)) == table and len(FileTable([])) == 0
+
+
+def test_the_written_out_dictionary_is_pydicoms():
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    from qckit.dicom.tags import ALL_ATTRIBUTES, DICTIONARY
+
+    assert set(DICTIONARY) == set(ALL_ATTRIBUTES)
+    assert {k: (int(tag_for_keyword(k)), dictionary_VR(tag_for_keyword(k))) for k in DICTIONARY} == DICTIONARY
+
+
+def test_a_scan_of_classic_images_does_not_import_pydicom(tmp_path: Path):
+    import subprocess
+    import sys
+
+    write_series(tmp_path / "t1", SCANNERS["siemens-skyra-3t"], ACR_T1, seed=1)
+    code = (
+        "import sys\nfrom qckit.cli import main\nsys.argv = ['qckit', 'scan', sys.argv[1], '-q', '-j', '1']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\nprint('PYDICOM', 'pydicom' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    assert "PYDICOM False" in out.stdout, out.stdout + out.stderr
