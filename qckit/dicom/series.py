@@ -50,9 +50,10 @@ class Acquisition:
 
     Files are held as references, their rows in the scan's file table (`qckit.dicom.index.scan` keeps the table,
     in path order), and each image added as its file, its identity and its frame count, all in typed arrays: 32
-    bytes per single-frame file in a scan's main process. Duplicates are found once every image is in (`finish`), not with a
-    set of identities kept for the whole scan (552 bytes per file with paths, tuples and sets; peak memory in
-    benchmarks/bench_scan.py)."""
+    bytes per single-frame file in a scan's main process. Duplicates are found once every image is in (`finish`),
+    not with a set of identities kept for the whole scan (552 bytes per file with paths, tuples and sets; peak
+    memory in benchmarks/bench_scan.py). A duplicate's slice position is its original's (the identity includes
+    it), so the distinct positions do not change when duplicates are added."""
 
     first: FrameGroup
     first_ref: int
@@ -63,9 +64,7 @@ class Acquisition:
     orientations: set[str] = field(default_factory=set)
     inconsistent: set[str] = field(default_factory=set)
     folders: set[str] = field(default_factory=set)
-    images: array[int] = field(
-        default_factory=lambda: array("q")
-    )  # the file of each image added (path order)
+    images: array[int] = field(default_factory=lambda: array("q"))  # each image's file row, path order
     image_ids: array[int] = field(default_factory=lambda: array("q"))  # each image's `_identity` (0: none)
     image_frames: array[int] = field(default_factory=lambda: array("q"))  # each image's frame count
     files: array[int] = field(default_factory=lambda: array("q"))  # the files counted (`finish`), path order
