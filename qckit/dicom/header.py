@@ -602,8 +602,15 @@ def _full_read(path: str) -> list[FrameGroup]:
     return _classic_group(values, path)
 
 
-def _read_buffer(path: str) -> tuple[bytes, int, Any]:
-    """Open `path`, return (first bytes, file size, open file); errors carry the user-facing reason."""
+# The first read of the next file: as much as the last file's header needed (the files of a series have headers of
+# one size), at least _FIRST_READ, at most _MAX_FIRST_READ. A header longer than the first read is walked again
+# from its start after a longer read: GE and Siemens headers of 20-60 KiB were walked twice per file.
+_next_read = [_FIRST_READ]
+_MAX_FIRST_READ = 4 * 1024 * 1024
+
+
+def _read_buffer(path: str, size: int = _FIRST_READ) -> tuple[bytes, int, Any]:
+    """Open `path`, return (its first `size` bytes, file size, open file); errors carry the user-facing reason."""
     try:
         fp = open(path, "rb")  # noqa: SIM115 - closed by the caller
     except PermissionError as exc:
@@ -614,7 +621,7 @@ def _read_buffer(path: str) -> tuple[bytes, int, Any]:
         raise DicomReadError(f"cannot read file: {exc.strerror or exc}", ReadCause.UNREADABLE) from exc
     try:
         file_size = os.fstat(fp.fileno()).st_size
-        return fp.read(_FIRST_READ), file_size, fp
+        return fp.read(size), file_size, fp
     except OSError as exc:
         fp.close()
         raise DicomReadError(f"cannot read file: {exc.strerror or exc}", ReadCause.UNREADABLE) from exc
@@ -625,11 +632,11 @@ def read_header(path: str | os.PathLike[str], *, key: str | None = None) -> list
     `key`: the pseudonym secret (`qckit.core.keys.secret()[0]`), looked up per file when not given; a scan
     looks it up once per chunk of files."""
     path = os.fspath(path)
-    buf, file_size, fp = _read_buffer(path)
+    size = _next_read[0]
+    buf, file_size, fp = _read_buffer(path, size)
     with fp:
         if file_size == 0:
             raise DicomReadError("empty file (0 bytes)", ReadCause.NOT_DICOM)
-        size = _FIRST_READ
         while True:
             try:
                 parsed = _fast_parse(buf, file_size, path)
@@ -648,6 +655,12 @@ def read_header(path: str | os.PathLike[str], *, key: str | None = None) -> list
     if parsed is None:
         return _full_read(path)
     values, meta = parsed
+    header_end = meta.get("pixel_offset")
+    _next_read[0] = (
+        min(_MAX_FIRST_READ, max(_FIRST_READ, -(-(header_end + 16) // 4096) * 4096))
+        if header_end
+        else _FIRST_READ
+    )
     sop = str(values.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID") or "")
     if sop in ENHANCED_SOP_CLASSES:
         return _full_read(path)

@@ -86,6 +86,24 @@ def test_long_private_header_grows_the_buffer(tmp_path: Path):
     assert group.full_params()["RepetitionTime"] == 500.0
 
 
+def test_the_next_file_is_read_as_far_as_the_last_header_needed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A header longer than the first read is walked a second time after a longer read; the files after it (a
+    series' headers have one size) are read that far at once and walked once."""
+    from qckit.dicom import header
+
+    scanner = replace(SCANNERS["siemens-skyra-3t"], private_block_bytes=40_000)
+    paths = write_series(tmp_path, scanner, replace(ACR_T1, rows=16, columns=16, n_slices=3)).paths
+    walks: list[int] = []
+    real = header._walk_file
+    monkeypatch.setattr(header, "_walk_file", lambda buf, *a: walks.append(len(buf)) or real(buf, *a))
+    monkeypatch.setattr(header, "_next_read", [header._FIRST_READ])
+    groups = [read_header(p) for p in paths]
+    assert len(walks) == 4 and walks[0] == header._FIRST_READ and min(walks[1:]) > 40_000, walks
+    assert [g.full_params()["RepetitionTime"] for (g,) in groups] == [500.0] * 3
+
+
 def test_non_latin_character_set_uses_full_reader(t1_file: Path, tmp_path: Path):
     ds = pydicom.dcmread(t1_file)
     ds.SpecificCharacterSet = "ISO_IR 144"  # Cyrillic
