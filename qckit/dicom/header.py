@@ -31,6 +31,7 @@ from qckit.dicom.tags import (
     CONSISTENCY_KEYS,
     ENHANCED_SOP_CLASSES,
     KEYWORD_VR,
+    LAST_WANTED_GROUP,
     MEDIA_DIRECTORY_SOP_CLASS,
     SERIES_ATTRIBUTES,
     TAG_TO_KEYWORD,
@@ -246,19 +247,23 @@ def _walk_meta(buf: bytes, pos: int) -> tuple[dict[str, Any], int]:
 
 
 def _walk_dataset(
-    buf: bytes, pos: int, implicit: bool, buffer_is_file: bool, values: dict[str, Any], meta: dict[str, Any]
-) -> bool:
+    buf: bytes, pos: int, implicit: bool, buffer_is_file: bool, values: dict[str, Any], meta: dict[str, Any],
+    file_size: int = -1,
+) -> bool:  # fmt: skip
     """Record the wanted values (raw bytes, decoded on use) and where the pixel data starts; False when the file
     needs pydicom's full reader (a wanted attribute is a sequence, or the SOP class is an enhanced one).
 
     One loop per encoding, with the per-element work kept to what an unwanted element needs (its header, one
     lookup in the wanted tags, the checks for pixel data, items and undefined lengths): this loop is most of a
-    scan's time (benchmarks/bench_scan.py)."""
+    scan's time (benchmarks/bench_scan.py). Past the last group holding a wanted attribute nothing more is
+    wanted but the pixel data's position: when the pixel data ends the file, as an uncompressed image's does, its
+    element header is where the image size says (`_pixels_at_end`), and the rest of the header is not walked."""
     if implicit:
         return _walk_implicit(buf, pos, buffer_is_file, values, meta)
     end = len(buf)
     wanted = _WANTED_SWAPPED.get
     head, u32, vr_head, new = _EXPLICIT_HEAD.unpack_from, _U32.unpack_from, _VR_HEAD.get, tuple.__new__
+    guess = file_size > 0  # try `_pixels_at_end` once
     while pos + 8 <= end:
         tag, vr, length = head(buf, pos)
         size = vr_head(vr)
@@ -277,6 +282,10 @@ def _walk_dataset(
                 return True
             if tag & 0xFFFF == 0xFFFE:
                 raise _Unusual  # an item or delimiter outside a sequence
+            if guess and tag & 0xFFFF > LAST_WANTED_GROUP:
+                guess = False
+                if _pixels_at_end(buf, pos, file_size, values, meta):
+                    return True
             pos = _skip_undefined(buf, vpos, vr == b"UN") if length == _UNDEFINED else vpos + length
             continue
         if length == _UNDEFINED:
@@ -292,6 +301,39 @@ def _walk_dataset(
         values[keyword] = new(_Undecoded, (buf[vpos:pos], name))
         if keyword == "SOPClassUID" and values.get(keyword) in ENHANCED_SOP_CLASSES:
             return False  # functional groups: pydicom's full reader
+    return True
+
+
+def _pixels_at_end(
+    buf: bytes, pos: int, file_size: int, values: dict[str, Any], meta: dict[str, Any]
+) -> bool:
+    """Whether the pixel data element (7FE0,0010), native and explicit VR, ends the file at the length the image
+    size gives (Rows x Columns x SamplesPerPixel x NumberOfFrames x BitsAllocated / 8, padded to even; PS3.5
+    8.1.1), its element header lying after `pos` in `buf`: then its position is recorded in `meta`. Any doubt
+    (other sizes, trailing elements, compressed pixels, the header outside `buf`) is a no: the walk goes on."""
+    if meta.get("TransferSyntaxUID") not in _UNCOMPRESSED:
+        return False
+    get = dict.get
+    try:
+        rows = _eager_one(get(values, "Rows"), "Rows", "int")
+        cols = _eager_one(get(values, "Columns"), "Columns", "int")
+        bits = _eager_one(get(values, "BitsAllocated"), "BitsAllocated", "int")
+        spp = _eager_one(get(values, "SamplesPerPixel"), "SamplesPerPixel", "int") or 1
+        frames = _eager_one(get(values, "NumberOfFrames"), "NumberOfFrames", "int") or 1
+    except TypeError:  # a multi-valued count: not an image this guesses about
+        return False
+    if not (rows and cols and bits) or bits % 8 or min(rows, cols, spp, frames) < 1:
+        return False
+    length = rows * cols * spp * frames * bits // 8
+    length += length % 2
+    at = file_size - length - 12
+    if at < pos or at + 12 > len(buf):
+        return False
+    if buf[at : at + 4] != b"\xe0\x7f\x10\x00" or buf[at + 4 : at + 6] not in (b"OW", b"OB"):
+        return False
+    if buf[at + 6 : at + 8] != b"\x00\x00" or _U32.unpack_from(buf, at + 8)[0] != length:
+        return False
+    meta["pixel_offset"], meta["pixel_length"] = at + 12, length
     return True
 
 
@@ -354,7 +396,7 @@ def _walk_file(buf: bytes, start: int, file_size: int) -> tuple[dict[str, Any], 
     if ts is None:
         return None
     values: dict[str, Any] = _LazyValues()
-    if not _walk_dataset(buf, pos, ts == _IMPLICIT_LE, buffer_is_file, values, meta):
+    if not _walk_dataset(buf, pos, ts == _IMPLICIT_LE, buffer_is_file, values, meta, file_size):
         return None
     return _finish(values, meta, buffer_is_file)
 

@@ -104,6 +104,37 @@ def test_the_next_file_is_read_as_far_as_the_last_header_needed(
     assert [g.full_params()["RepetitionTime"] for (g,) in groups] == [500.0] * 3
 
 
+def test_pixel_data_found_at_the_end_is_where_the_walk_finds_it(
+    t1_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Past the last wanted group the pixel data element is looked for where the image size puts it; the records
+    are the walk's, and a file whose pixel data does not end it (trailing bytes) is walked to its pixel data."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from qckit.dicom import header
+
+    ds = pydicom.dcmread(t1_file)
+    ds.PerformedProcedureStepDescription = "after the last wanted group"
+    ds.RequestAttributesSequence = Sequence([Dataset()])
+    ds.RequestAttributesSequence[0].RequestedProcedureID = "1"
+    at_end = tmp_path / "at_end.dcm"
+    ds.save_as(at_end, enforce_file_format=True)
+    trailing = tmp_path / "trailing.dcm"
+    trailing.write_bytes(
+        at_end.read_bytes() + b"\xfc\xff\xfc\xffOB\x00\x00" + (4).to_bytes(4, "little") + b"pad!"
+    )
+    hits: list[bool] = []
+    real = header._pixels_at_end
+    monkeypatch.setattr(header, "_pixels_at_end", lambda *a: hits.append(real(*a)) or hits[-1])
+    found = [read_header(p)[0] for p in (at_end, trailing)]
+    assert hits == [True, False]
+    monkeypatch.setattr(header, "_pixels_at_end", lambda *a: False)
+    walked = [read_header(p)[0] for p in (at_end, trailing)]
+    assert [g.full_params() for g in found] == [g.full_params() for g in walked]
+    assert [(g.sop_uid, g.positions) for g in found] == [(g.sop_uid, g.positions) for g in walked]
+
+
 def test_non_latin_character_set_uses_full_reader(t1_file: Path, tmp_path: Path):
     ds = pydicom.dcmread(t1_file)
     ds.SpecificCharacterSet = "ISO_IR 144"  # Cyrillic

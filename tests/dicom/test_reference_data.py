@@ -142,3 +142,24 @@ def test_hazen_acr_tree_indexes_without_errors(reference_data: Path):
     siemens = next(r for r in result.series if r["SeriesDescription"] == "ACR_T1_TRA_HEAD")
     assert siemens["n_images"] == 22 and siemens["n_slices"] == 11
     assert "DeviceSerialNumber" in siemens["inconsistent"]
+
+
+def test_pixel_data_found_at_the_end_gives_the_walks_index(
+    reference_data: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """On the real headers (GE, Siemens, Philips; MR and CT) the index is the same whether the pixel data is looked
+    for where the image size puts it or walked to, and the look-up finds it in most files."""
+    from qckit.dicom import header
+
+    hits: list[bool] = []
+    real = header._pixels_at_end
+    monkeypatch.setattr(header, "_pixels_at_end", lambda *a: hits.append(real(*a)) or hits[-1])
+    roots = [reference_data / p for p in ("dcm_qa_nih", "hazen", "relaxometry", "diffusion", "ct")]
+    roots = [r for r in roots if r.is_dir()]
+    found = [scan(r, workers=1) for r in roots]
+    monkeypatch.setattr(header, "_pixels_at_end", lambda *a: False)
+    walked = [scan(r, workers=1) for r in roots]
+    for a, b in zip(found, walked, strict=True):
+        assert a.series == b.series and a.files == b.files
+        assert [e.to_dict() for e in a.errors] == [e.to_dict() for e in b.errors]
+    assert sum(hits) > 0.9 * len(hits) > 100, (sum(hits), len(hits))
