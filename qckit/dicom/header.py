@@ -20,7 +20,7 @@ import io
 import os
 import struct
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from qckit.core.errors import DicomReadError, ReadCause
 from qckit.core.keys import secret
@@ -288,20 +288,22 @@ def _walk_dataset(
                     return True
             pos = _skip_undefined(buf, vpos, vr == b"UN") if length == _UNDEFINED else vpos + length
             continue
-        if length == _UNDEFINED:
+        if length == _UNDEFINED or vr == b"SQ":
             return False  # a sequence among the wanted attributes: let pydicom build it
         pos = vpos + length
-        name = _VR_NAME[vr]
-        if name == "SQ":
-            return False
         if pos > end:
-            if not buffer_is_file:
-                raise _NeedMore
-            raise DicomReadError(f"truncated file: element {keyword} is cut short", ReadCause.TRUNCATED)
-        values[keyword] = new(_Undecoded, (buf[vpos:pos], name))
+            _cut_short(keyword, buffer_is_file)
+        values[keyword] = new(_Undecoded, (buf[vpos:pos], _VR_NAME[vr]))
         if keyword == "SOPClassUID" and values.get(keyword) in ENHANCED_SOP_CLASSES:
             return False  # functional groups: pydicom's full reader
     return True
+
+
+def _cut_short(keyword: str, buffer_is_file: bool) -> NoReturn:
+    """A wanted value runs past the bytes read: read more, or the file is truncated."""
+    if not buffer_is_file:
+        raise _NeedMore
+    raise DicomReadError(f"truncated file: element {keyword} is cut short", ReadCause.TRUNCATED)
 
 
 def _pixels_at_end(
@@ -356,16 +358,12 @@ def _walk_implicit(
                 raise _Unusual
             pos = _skip_undefined(buf, vpos, True) if length == _UNDEFINED else vpos + length
             continue
-        if length == _UNDEFINED:
+        name = KEYWORD_VR[keyword]
+        if length == _UNDEFINED or name == "SQ":
             return False
         pos = vpos + length
-        name = KEYWORD_VR[keyword]
-        if name == "SQ":
-            return False
         if pos > end:
-            if not buffer_is_file:
-                raise _NeedMore
-            raise DicomReadError(f"truncated file: element {keyword} is cut short", ReadCause.TRUNCATED)
+            _cut_short(keyword, buffer_is_file)
         values[keyword] = new(_Undecoded, (buf[vpos:pos], name))
         if keyword == "SOPClassUID" and values.get(keyword) in ENHANCED_SOP_CLASSES:
             return False
