@@ -315,15 +315,7 @@ def _pixels_at_end(
     (other sizes, trailing elements, compressed pixels, the header outside `buf`) is a no: the walk goes on."""
     if meta.get("TransferSyntaxUID") not in _UNCOMPRESSED:
         return False
-    get = dict.get
-    try:
-        rows = _eager_one(get(values, "Rows"), "Rows", "int")
-        cols = _eager_one(get(values, "Columns"), "Columns", "int")
-        bits = _eager_one(get(values, "BitsAllocated"), "BitsAllocated", "int")
-        spp = _eager_one(get(values, "SamplesPerPixel"), "SamplesPerPixel", "int") or 1
-        frames = _eager_one(get(values, "NumberOfFrames"), "NumberOfFrames", "int") or 1
-    except TypeError:  # a multi-valued count: not an image this guesses about
-        return False
+    rows, cols, bits, spp, frames = _image_size(values)
     if not (rows and cols and bits) or bits % 8 or min(rows, cols, spp, frames) < 1:
         return False
     length = rows * cols * spp * frames * bits // 8
@@ -486,17 +478,26 @@ def _check_complete(values: dict[str, Any], meta: dict[str, Any], file_size: int
         )
     if meta.get("TransferSyntaxUID") not in _UNCOMPRESSED:
         return
-    get = dict.get  # raw values through the per-bytes cache (`_eager_one`): they repeat across a series
-    rows = _eager_one(get(values, "Rows"), "Rows", "int")
-    cols = _eager_one(get(values, "Columns"), "Columns", "int")
-    bits = _eager_one(get(values, "BitsAllocated"), "BitsAllocated", "int") or 16
-    spp = _eager_one(get(values, "SamplesPerPixel"), "SamplesPerPixel", "int") or 1
-    frames = _eager_one(get(values, "NumberOfFrames"), "NumberOfFrames", "int") or 1
+    rows, cols, bits, spp, frames = _image_size(values)
+    bits = bits or 16
     if rows and cols and declared < rows * cols * spp * frames * bits // 8:
         raise DicomReadError(
             f"pixel data holds {declared} bytes, fewer than {rows}x{cols}x{frames} pixels of {bits} bits need",
             ReadCause.TRUNCATED,
         )
+
+
+def _image_size(values: dict[str, Any]) -> tuple[int | None, int | None, int | None, int, int]:
+    """(Rows, Columns, BitsAllocated, SamplesPerPixel or 1, NumberOfFrames or 1) of the values a walk recorded,
+    through the per-bytes cache (`_eager_one`: they repeat across a series)."""
+    get = dict.get
+    return (
+        _eager_one(get(values, "Rows"), "Rows", "int"),
+        _eager_one(get(values, "Columns"), "Columns", "int"),
+        _eager_one(get(values, "BitsAllocated"), "BitsAllocated", "int"),
+        _eager_one(get(values, "SamplesPerPixel"), "SamplesPerPixel", "int") or 1,
+        _eager_one(get(values, "NumberOfFrames"), "NumberOfFrames", "int") or 1,
+    )
 
 
 @functools.lru_cache(maxsize=8192)
@@ -543,9 +544,11 @@ def _classic_group(values: dict[str, Any], path: str, key: str | None = None) ->
         raise DicomReadError(
             "not an image: Rows/Columns missing (e.g. a report or presentation state)", ReadCause.NOT_IMAGE
         )
-    iop = _eager(values, "ImageOrientationPatient", "floats")
+    iop = _eager_one(dict.get(values, "ImageOrientationPatient"), "ImageOrientationPatient", "floats")
     ipp = normalise("ImagePositionPatient", "floats", values.get("ImagePositionPatient"))
-    normal, label = _orientation(None if iop is None else tuple(iop))
+    normal, label = _orientation(
+        None if iop is None else tuple(iop)
+    )  # a copy: the cached list stays as it is
     pos = position_along(normal, ipp)
     params["_normal"] = normal
     return [

@@ -163,8 +163,8 @@ class FileTable(Sequence[str]):
         return self._prefixes[d] + self._blobs[d][offsets[k] : offsets[k + 1] - 1]
 
     def __iter__(self) -> Iterator[str]:
-        for prefix, blob in zip(self._prefixes, self._blobs, strict=True):
-            for name in blob[:-1].split("\0"):
+        for prefix, names in self.folders():
+            for name in names:
                 yield prefix + name
 
     def __eq__(self, other: object) -> bool:
@@ -303,7 +303,7 @@ def _one_by_one(
                                     ReadCause.NOT_REGULAR))  # fmt: skip
             continue
         found.append(entry.name)
-        if st is not None and stamps is not None:
+        if st is not None:  # looked at for the stamps
             stamps.sizes.append(st.st_size)
             stamps.mtimes.append(st.st_mtime_ns)
     return found

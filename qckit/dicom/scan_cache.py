@@ -288,7 +288,7 @@ def _decode(data: dict[str, Any], root: str) -> Cache:
         first_ref = int(a["first_path"])
         if not 0 <= first_ref < len(paths):
             raise IndexError("first file outside the file table")
-        acq = Acquisition(first=first, first_ref=first_ref)
+        acq = Acquisition(first=first, first_ref=first_ref, finished=True)  # counted when it was built
         acq.n_images, acq.n_frames, acq.duplicates = (
             int(a["n_images"]),
             int(a["n_frames"]),
@@ -299,7 +299,6 @@ def _decode(data: dict[str, Any], root: str) -> Cache:
         acq.inconsistent = set(a["inconsistent"])
         acq.folders = {ab(x) for x in a["folders"]}
         acq.files = array("q", _unruns(a["files"], len(paths)))
-        acq.finished = True  # counted when it was built
         acq.members = array("q", _unruns(a["members"], len(paths)))
         cache.acquisitions[(a["series_uid"], acq_key)] = acq
     return cache
