@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
-from collections.abc import Iterator
+import os
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -34,4 +40,52 @@ def stopping_pool(workers: int, mp_context: Any = None) -> Iterator[ProcessPoolE
     pool.shutdown(wait=True)
 
 
-__all__ = ["stopping_pool"]
+def fork_is_safe() -> bool:
+    """Whether a worker can be forked from this process now: POSIX with fork available, and no other thread
+    running (a forked child holds only the forking thread, so a lock another thread held would stay held)."""
+    return (
+        os.name == "posix"
+        and "fork" in multiprocessing.get_all_start_methods()
+        and threading.active_count() == 1
+    )
+
+
+# the job a forked worker runs: inherited through fork (a closure need not be picklable), never sent
+_INHERITED: list[Callable[[], Any]] = []
+
+
+def _run_inherited() -> Any:
+    return _INHERITED[-1]()
+
+
+@contextmanager
+def alongside(job: Callable[[], T]) -> Iterator[Callable[[], tuple[T, bool]]]:
+    """Run `job` in a forked process while the caller's block runs; yields `result()`, which waits for the job
+    and returns (its value, True), re-raising its exception. The child starts from a copy of this process at
+    the block's start, so `job` must report what it changed (its value) rather than change shared state.
+
+    Where a fork is not safe (`fork_is_safe`), with one CPU, or when the worker dies (killed, out of memory),
+    `result()` runs `job` here instead and returns (its value, False): the caller then has its effects in
+    this process already. An exception in the block (Ctrl-C included) stops the worker (`stopping_pool`)."""
+    if (os.cpu_count() or 1) < 2 or not fork_is_safe():
+        yield lambda: (job(), False)
+        return
+    _INHERITED.append(job)
+    gc.freeze()  # the child's collector leaves the inherited heap alone: its pages are not copied
+    try:
+        with stopping_pool(1, multiprocessing.get_context("fork")) as pool:
+            future = pool.submit(_run_inherited)  # the worker is forked here, with `job` in _INHERITED
+
+            def result() -> tuple[T, bool]:
+                try:
+                    return future.result(), True
+                except BrokenProcessPool:
+                    return job(), False
+
+            yield result
+    finally:
+        gc.unfreeze()
+        _INHERITED.remove(job)
+
+
+__all__ = ["alongside", "fork_is_safe", "stopping_pool"]

@@ -23,13 +23,22 @@ import numpy as np
 
 from qckit import __version__
 from qckit.analyses.base import SeriesView
-from qckit.analyses.engine import check_phantom, image_roles, requires, roles_of, run_phantom_analyses
+from qckit.analyses.engine import (
+    EngineResult,
+    check_phantom,
+    image_roles,
+    requires,
+    roles_of,
+    run_phantom_analyses,
+)
 from qckit.core.errors import AcquisitionMismatchError, DuplicateSessionError, QckitInputError
 from qckit.core.identity import ScannerIdentity
+from qckit.core.processes import alongside
 from qckit.core.results import ControlStatus, Finding, Problem, Verdict
 from qckit.core.session import ProtocolSummary, QCSessionResult
 from qckit.core.values import optional_float
 from qckit.dicom.folder import DicomFolder, series_name
+from qckit.dicom.index import ScanError
 from qckit.dicom.volume import Volume
 from qckit.history.spc import DEFAULT_RULES
 from qckit.phantoms.load import load_phantom
@@ -185,6 +194,13 @@ class _Session:
                 )
             self.views[key] = self._new_view(vol, row, role)
         return self.views[key]
+
+
+def _pixel_digest(v: SeriesView) -> str:
+    """SHA-256 of a view's pixels and shape (the session's pixel hash is made of these)."""
+    return hashlib.sha256(
+        np.ascontiguousarray(v.volume.array).tobytes() + str(v.volume.array.shape).encode()
+    ).hexdigest()
 
 
 def _role_named(m: Any, roles: list[str]) -> Any:
@@ -350,9 +366,46 @@ def measure_session(
     def series_set_for(r: str) -> list[SeriesView]:
         return [v for row in sess.rows(r) for v in sess.set_views(row, r)]
 
-    res = run_phantom_analyses(phantom, role=role, series_for=series_for, repeat_for=repeat_for,
-                               localizer=localizer, field_strength_t=field_t,
-                               series_set_for=series_set_for, acquisition=primary)  # fmt: skip
+    def other_roles() -> tuple[
+        list[EngineResult], list[tuple[str, str, str, str]], list[str], list[ScanError]
+    ]:
+        """The analyses of the roles after the first (ACR: T2), with what they added to the session: the views
+        they loaded (key, role, series UID, pixel digest), warnings and unreadable files."""
+        views, n_warnings, n_errors = set(sess.views), len(warnings), len(source.pixel_errors)
+        done = [run_phantom_analyses(phantom, role=other, series_for=series_for, repeat_for=repeat_for,
+                                     localizer=localizer, field_strength_t=field_t, series_set_for=series_set_for,
+                                     acquisition=primary,
+                                     only=lambda spec, r=other: r in spec.roles and spec.roles != ["localizer"]
+                                     and "series_set" not in requires(spec))
+                for other in roles[1:]]  # fmt: skip
+        added = [
+            (k, v.role, v.volume.series_uid, _pixel_digest(v))
+            for k, v in sess.views.items()
+            if k not in views
+        ]
+        return done, added, warnings[n_warnings:], source.pixel_errors[n_errors:]
+
+    def first_role() -> EngineResult:
+        return run_phantom_analyses(phantom, role=role, series_for=series_for, repeat_for=repeat_for,
+                                    localizer=localizer, field_strength_t=field_t, series_set_for=series_set_for,
+                                    acquisition=primary)  # fmt: skip
+
+    others: list[EngineResult] = []
+    added: list[tuple[str, str, str, str]] = []
+    in_child = False
+    if roles[1:]:
+        # the other roles are measured in a forked process while this one measures the first (two CPUs: the T2
+        # analyses of an ACR session overlap the T1 ones); what they added to the session comes back with them
+        with alongside(other_roles) as later:
+            res = first_role()
+            (others, added, more_warnings, more_errors), in_child = later()
+        if in_child:
+            warnings += more_warnings
+            source.pixel_errors += more_errors
+    else:
+        res = first_role()
+    seen = [(k, v.role, v.volume.series_uid, _pixel_digest(v)) for k, v in sess.views.items()]
+    seen += [a for a in added if a[0] not in sess.views] if in_child else []
     # Roles are kept in the names: a measurement of an image role other than the phantom's first (ACR: T2 after
     # T1) carries the role as a suffix (`piu_t2`), also when that role is the only one in the session, so a T2 value
     # never enters a T1 chart; analyses over series sets (relaxometry) ran once above, for every role present
@@ -361,24 +414,17 @@ def measure_session(
     if role in named[1:]:
         res.problems = [replace(p, name=f"{p.name} ({role})") for p in res.problems]
         res.skipped = [replace(p, name=f"{p.name} ({role})") for p in res.skipped]
-    for other in roles[1:]:
-        more = run_phantom_analyses(phantom, role=other, series_for=series_for, repeat_for=repeat_for,
-                                    localizer=localizer, field_strength_t=field_t, series_set_for=series_set_for,
-                                    acquisition=primary,
-                                    only=lambda spec, r=other: r in spec.roles and spec.roles != ["localizer"]
-                                    and "series_set" not in requires(spec))  # fmt: skip
+    for other, more in zip(roles[1:], others, strict=True):
         res.measurements += [_role_named(m, named) for m in more.measurements]
         res.problems += [replace(p, name=f"{p.name} ({other})") for p in more.problems]
         res.skipped += [replace(p, name=f"{p.name} ({other})") for p in more.skipped]
         res.overlays += more.overlays
-    digests = sorted({hashlib.sha256(np.ascontiguousarray(v.volume.array).tobytes()
-                                     + str(v.volume.array.shape).encode()).hexdigest()
-                      for v in sess.views.values()})  # fmt: skip
+    digests = sorted({digest for *_, digest in seen})
     used: dict[str, list[str]] = {}
-    for v in list(sess.views.values()):
-        used.setdefault(v.role, [])
-        if v.volume.series_uid not in used[v.role]:
-            used[v.role].append(v.volume.series_uid)
+    for _key, view_role, uid, _digest in seen:
+        used.setdefault(view_role, [])
+        if uid not in used[view_role]:
+            used[view_role].append(uid)
     if group.identity.vendor_inferred:
         warnings.append(f"no Manufacturer in the header: vendor {group.identity.vendor} inferred from the model "
                         f"name {group.identity.model!r}")  # fmt: skip
