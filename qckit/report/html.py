@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import html
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,21 +130,44 @@ def _plotlyjs() -> str:
         return str(get_plotlyjs())
 
 
+class PreparedFigure(dict):  # type: ignore[type-arg]
+    """A plain figure dict that several pages draw (an ACR session's slice overlays: the session report and the
+    summary): its data's JSON (mostly base64 pixels) is written once, on first use, and kept; the figure is not
+    changed after it is drawn."""
+
+    @functools.cached_property
+    def data_js(self) -> str:
+        return _js(self.get("data", []))
+
+
 def figure_div(fig: dict[str, Any], div_id: str) -> str:
     """A plain figure dict as plotly.io.to_html(full_html=False, validate=False) draws it: a div and the
     Plotly.newPlot call, with the data as strict JSON (NaN and infinity as null, as plotly's encoder writes
     them). Script-closing text in the data is escaped."""
+    data = fig.data_js if isinstance(fig, PreparedFigure) else _js(fig.get("data", []))
     return (f'<div style="height:100%; width:100%;"><div id="{div_id}" class="plotly-graph-div" '
             f'style="height:100%; width:100%;"></div><script>window.PLOTLYENV=window.PLOTLYENV || {{}};'
-            f'if (document.getElementById("{div_id}")) {{Plotly.newPlot("{div_id}", {_js(fig.get("data", []))}, '
+            f'if (document.getElementById("{div_id}")) {{Plotly.newPlot("{div_id}", {data}, '
             f'{_layout_js(fig.get("layout", {}))}, {_js(_CONFIG)})}};</script></div>')  # fmt: skip
 
 
 def _js(obj: Any) -> str:
-    """Strict JSON of `obj` as a script's literal (script-closing text escaped)."""
-    from qckit.core.jsonio import dumps
+    """Strict JSON of `obj` as a script's literal (script-closing text escaped): `jsonio.dumps(obj, indent=None)`,
+    byte for byte. A figure's data is mostly base64 pixel strings and plain numbers, so it is first written by
+    json's C encoder in one call (values it does not know, e.g. NumPy arrays, through `jsonio.jsonable`); only
+    when that meets what the NaN policy changes (NaN or infinity: ValueError), a key json cannot write
+    (TypeError) or text that is not valid UTF-8 (a file name's surrogate escapes) is the whole written by
+    `dumps`. Keys are taken as json writes them: qckit's figure and layout dicts have str keys (a bool or None
+    key would be `true`/`null` here, `True`/`None` through `dumps`)."""
+    from qckit.core.jsonio import dumps, jsonable
 
-    return dumps(obj, indent=None).replace("</", "<\\/")
+    try:
+        text = json.dumps(obj, allow_nan=False, ensure_ascii=False, default=jsonable)
+        if not text.isascii():
+            text.encode("utf-8")  # lone surrogates (undecodable file-name bytes) raise here
+    except (ValueError, TypeError):  # UnicodeEncodeError is a ValueError
+        text = dumps(obj, indent=None)
+    return text.replace("</", "<\\/") if "</" in text else text
 
 
 # [template dict, its JSON]: the one default template every figure of a report carries

@@ -15,7 +15,7 @@ from qckit.core.provenance import Provenance
 from qckit.core.results import Circle, Line, Overlay, Point, Rectangle, Shape
 from qckit.core.session import QCSessionResult
 from qckit.history.spc import RULE_TEXT, Chart
-from qckit.report.html import Page, badges, esc, number, table, write
+from qckit.report.html import Page, PreparedFigure, badges, esc, number, table, write
 
 _COLOURS = ["#e63946", "#f4a261", "#2a9d8f", "#e9c46a", "#8ecae6", "#b5179e", "#90be6d", "#ffb703"]
 
@@ -124,7 +124,7 @@ def overlay_figure(ov: Overlay) -> dict[str, Any]:
     layout = {"template": figure_template(), "title": {"text": ov.key}, "height": 520, "width": 560, "legend": {"font": {"size": 10}},
               "yaxis": {"autorange": "reversed", "scaleanchor": "x", "showticklabels": False},
               "xaxis": {"showticklabels": False}, "margin": {"l": 10, "r": 10, "t": 40, "b": 10}}  # fmt: skip
-    return {"data": data, "layout": layout}
+    return PreparedFigure(data=data, layout=layout)  # drawn by the session report and the ACR summary
 
 
 def build_session_page(

@@ -113,6 +113,38 @@ def test_the_shared_template_is_written_as_the_whole_layout_would_be():
         assert _layout_js(layout) == _js(layout)
 
 
+def test_figure_json_is_the_json_writers_byte_for_byte():
+    """`_js` (json's C encoder first) writes what `jsonio.dumps(obj, indent=None)` writes, for what a figure can
+    hold: plain numbers, NaN and infinity (null), NumPy arrays and scalars (with NaN), base64 text, sets, dates,
+    enums, script-closing text, non-ASCII text and a file name's surrogate escapes; a prepared figure's data is
+    written once and drawn the same."""
+    import datetime as dt
+    import enum
+
+    import numpy as np
+
+    from qckit.core.jsonio import dumps
+    from qckit.report.html import PreparedFigure, _js, figure_div
+
+    class Colour(enum.Enum):
+        RED = "red"
+
+    cases = [
+        [{"type": "heatmap", "z": {"dtype": "i2", "bdata": "AAEC", "shape": "1, 3"}, "zmin": 0}],
+        [{"x": [1.0, 2.5, 3], "y": [float("nan"), 1.0]}], {"v": float("inf")}, [np.arange(3.0), np.float64(2.5)],
+        {"a": np.array([1.0, np.nan]), "b": np.int64(7), "c": {3, 1, 2}, "d": dt.date(2026, 12, 6)},
+        {"e": Colour.RED, "t": "a </script> b", "u": "µs Größe", "f": "scan\udcff.dcm"}, [], {},
+        {"nested": [[1, 2], [None, True, False]], "s": ""},
+    ]  # fmt: skip
+    for obj in cases:
+        assert _js(obj) == dumps(obj, indent=None).replace("</", "<\\/"), obj
+    assert "\\udcff" not in _js(cases[5]) and "\\\\xff" in _js(cases[5])
+    fig = PreparedFigure(data=cases[1], layout={"title": {"text": "t"}})
+    once = figure_div(fig, "fig-0-0")
+    assert once == figure_div(dict(fig), "fig-0-0") == figure_div(fig, "fig-0-0")
+    assert fig.data_js == _js(cases[1])
+
+
 def test_relaxometry_figures_are_valid_plotly_figures(tmp_path: Path):
     """The relaxometry report's plain figure dicts pass plotly's own validators (go.Figure raises on any unknown
     property or bad value) and carry each sphere's values."""

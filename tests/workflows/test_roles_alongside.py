@@ -32,7 +32,10 @@ def _same(a: QCSessionResult, b: QCSessionResult) -> None:
     assert a.pixel_hash == b.pixel_hash and a.pixel_hash
     assert a.scan_errors == b.scan_errors
     assert [o.key for o in a.overlays] == [o.key for o in b.overlays]
-    assert all((x.image == y.image).all() and x.shapes == y.shapes for x, y in zip(a.overlays, b.overlays, strict=True))
+    assert all(
+        (x.image == y.image).all() and x.shapes == y.shapes
+        for x, y in zip(a.overlays, b.overlays, strict=True)
+    )
 
 
 @pytest.fixture(scope="module")
