@@ -7,6 +7,7 @@ through the `qckit.analyses` entry-point group (each entry point names a module 
 
 from __future__ import annotations
 
+import importlib
 from typing import TypeVar
 
 from qckit.analyses.base import SLOTS, Analysis
@@ -22,6 +23,20 @@ _BUILTINS = (
     "qckit.analyses.magnet.analysis",
     "qckit.analyses.ct.analysis",
 )
+
+# the built-in module that registers each built-in analysis: a look-up imports only that module (an ACR run
+# does not import the CT, diffusion or relaxometry analyses); a test keeps this equal to what they register
+_BUILTIN_MODULE = {
+    **dict.fromkeys(("central_frequency", "geometric_distortion", "geometric_lengths", "hole_arrays", "low_contrast",
+                     "mtf50", "piu", "psg", "sagittal_length", "slice_position", "slice_thickness", "snr",
+                     "snr_subtraction"), "qckit.analyses.mr"),
+    "relaxometry_t1": "qckit.analyses.relaxometry.analysis", "relaxometry_t2": "qckit.analyses.relaxometry.analysis",
+    "diffusion_adc": "qckit.analyses.diffusion.analysis",
+    "epi_stability": "qckit.analyses.fmri.analysis",
+    **dict.fromkeys(("magnet_ghosting", "magnet_resolution", "magnet_slice_position", "magnet_slice_width",
+                     "magnet_snr", "magnet_uniformity"), "qckit.analyses.magnet.analysis"),
+    **dict.fromkeys(("acr_ct", "catphan", "density_calibration"), "qckit.analyses.ct.analysis"),
+}  # fmt: skip
 
 A = TypeVar("A", bound=type[Analysis])
 
@@ -53,8 +68,12 @@ def _load() -> None:
 
 
 def get(name: str) -> type[Analysis]:
-    """The analysis class registered as `name`; an unknown name is an error listing the known ones."""
-    _load()
+    """The analysis class registered as `name` (a built-in one imports its own module only; any other name loads
+    every built-in and plugin module); an unknown name is an error listing the known ones."""
+    if name not in _REGISTRY and name in _BUILTIN_MODULE:
+        importlib.import_module(_BUILTIN_MODULE[name])
+    if name not in _REGISTRY:
+        _load()
     try:
         return _REGISTRY[name]
     except KeyError:

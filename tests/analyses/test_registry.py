@@ -149,3 +149,37 @@ def test_an_unknown_analysis_in_a_definition_is_an_input_error(tmp_path: Path, r
     res = runner.invoke(app, ["qc", "run", str(reference_data / "hazen" / "acr" / "Siemens_Aera_1.5T_T1"), "--phantom",
                               str(path), "--no-store", "-o", str(tmp_path / "o")])  # fmt: skip
     assert res.exit_code == 2 and "unknown analysis 'no_such_test'" in res.output
+
+
+def test_each_builtin_analysis_is_looked_up_in_the_module_that_registers_it():
+    """`registry._BUILTIN_MODULE` names, for every built-in analysis, the module that registers it (checked in a
+    fresh process, module by module), and a look-up imports that module only: an ACR name loads no CT,
+    diffusion, relaxometry, fMRI or MagNET analysis."""
+    import json
+    import subprocess
+    import sys
+
+    script = (
+        "import importlib, json, sys\n"
+        "from qckit.analyses import registry\n"
+        "registry.get('slice_thickness')\n"
+        "others = sorted(m for m in sys.modules if m.startswith('qckit.analyses.') and m.split('.')[2] in "
+        "('ct', 'diffusion', 'relaxometry', 'fmri', 'magnet'))\n"
+        "seen, made = set(registry._REGISTRY), {}\n"
+        "for module in registry._BUILTINS:\n"
+        "    importlib.import_module(module)\n"
+        "    made.update(dict.fromkeys(set(registry._REGISTRY) - seen, module))\n"
+        "    seen = set(registry._REGISTRY)\n"
+        "print(json.dumps({'others': others, 'made': made}))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    out = json.loads(proc.stdout)
+    assert out["others"] == []
+    assert out["made"] == {k: v for k, v in registry._BUILTIN_MODULE.items() if k not in {"central_frequency",
+        "geometric_distortion", "geometric_lengths", "hole_arrays", "low_contrast", "mtf50", "piu", "psg",
+        "sagittal_length", "slice_position", "slice_thickness", "snr", "snr_subtraction"}}  # fmt: skip
+    assert {k for k, v in registry._BUILTIN_MODULE.items() if v == "qckit.analyses.mr"} == {
+        n for n in registry.names() if registry.get(n).__module__.startswith("qckit.analyses.mr.")
+    }
