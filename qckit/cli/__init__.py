@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from qckit import __version__
@@ -63,5 +66,26 @@ app.add_typer(qualify_app, name="qualify")
 app.add_typer(key_app, name="key")
 
 
+def _one_command_app(args: list[str]) -> typer.Typer:
+    """`app` with only the command `args` name (`qckit qc run ...`: the qc group alone): Typer builds the Click
+    command of every registered command and parameter before it dispatches, about 15 ms for the whole tree,
+    paid on every run. The same callback and command objects, so parsing, help and errors are `app`'s; anything
+    else (no command, an unknown one, shell completion) gets the whole `app`."""
+    words = [a for a in args if not a.startswith("-")]
+    if not words or any(a in ("--install-completion", "--show-completion") for a in args):
+        return app
+    if any(k.startswith("_QCKIT_COMPLETE") or k == "_TYPER_COMPLETE_ARGS" for k in os.environ):
+        return app
+    commands = [c for c in app.registered_commands if c.name == words[0]]
+    groups = [g for g in app.registered_groups if g.name == words[0]]
+    if not commands and not groups:
+        return app
+    one = typer.Typer(cls=QckitGroup, name=app.info.name, help=app.info.help, no_args_is_help=True,
+                      add_completion=True, pretty_exceptions_enable=False)  # fmt: skip
+    one.registered_callback = app.registered_callback
+    one.registered_commands, one.registered_groups = commands, groups
+    return one
+
+
 def main() -> None:
-    app()
+    _one_command_app(sys.argv[1:])()

@@ -64,6 +64,22 @@ def dumps(obj: Any, *, indent: int | None = 2, sort_keys: bool = False) -> str:
     return json.dumps(jsonable(obj), indent=indent, sort_keys=sort_keys, allow_nan=False, ensure_ascii=False)
 
 
+def dumps_str_keys(obj: Any) -> str:
+    """`dumps(obj, indent=None)`, byte for byte, for data whose dict keys are str (a report's figures: mostly
+    base64 pixel text and plain numbers), written by json's C encoder in one call (values it does not know, e.g.
+    NumPy arrays, through `jsonable`) instead of first copying every container through `jsonable`. Where that
+    meets what the NaN policy changes (NaN or infinity: ValueError), a key json cannot write (TypeError) or text
+    that is not valid UTF-8 (a file name's surrogate escapes), the whole is written by `dumps`. A bool or None
+    key would be written `true`/`null` here and `True`/`None` by `dumps`: hence str keys only."""
+    try:
+        text = json.dumps(obj, allow_nan=False, ensure_ascii=False, default=jsonable)
+        if not text.isascii():
+            text.encode("utf-8")  # lone surrogates (undecodable file-name bytes) raise here
+    except (ValueError, TypeError):  # UnicodeEncodeError is a ValueError
+        return dumps(obj, indent=None)
+    return text
+
+
 def dumps_exact(obj: Any) -> str:
     """Compact strict JSON of plain data (dicts, lists, str, int, finite float, bool, None) that reads back
     exactly: ASCII escapes keep file names with undecodable bytes (surrogate escapes) intact, where `dumps`

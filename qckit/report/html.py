@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import html
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,20 +152,11 @@ def figure_div(fig: dict[str, Any], div_id: str) -> str:
 
 def _js(obj: Any) -> str:
     """Strict JSON of `obj` as a script's literal (script-closing text escaped): `jsonio.dumps(obj, indent=None)`,
-    byte for byte. A figure's data is mostly base64 pixel strings and plain numbers, so it is first written by
-    json's C encoder in one call (values it does not know, e.g. NumPy arrays, through `jsonio.jsonable`); only
-    when that meets what the NaN policy changes (NaN or infinity: ValueError), a key json cannot write
-    (TypeError) or text that is not valid UTF-8 (a file name's surrogate escapes) is the whole written by
-    `dumps`. Keys are taken as json writes them: qckit's figure and layout dicts have str keys (a bool or None
-    key would be `true`/`null` here, `True`/`None` through `dumps`)."""
-    from qckit.core.jsonio import dumps, jsonable
+    byte for byte, in one call of json's C encoder where it can be (`jsonio.dumps_str_keys`: figures and layouts
+    have str keys)."""
+    from qckit.core.jsonio import dumps_str_keys
 
-    try:
-        text = json.dumps(obj, allow_nan=False, ensure_ascii=False, default=jsonable)
-        if not text.isascii():
-            text.encode("utf-8")  # lone surrogates (undecodable file-name bytes) raise here
-    except (ValueError, TypeError):  # UnicodeEncodeError is a ValueError
-        text = dumps(obj, indent=None)
+    text = dumps_str_keys(obj)
     return text.replace("</", "<\\/") if "</" in text else text
 
 

@@ -57,3 +57,24 @@ def test_one_json_writer():
         if re.search(r"json\.dump\(", text) or ("json.dumps(" in text and rel not in allowed):
             offenders.append(rel)
     assert not offenders
+
+
+def test_a_command_runs_through_an_app_of_that_command_alone_with_the_same_output(tmp_path: Path):
+    """`main` hands Typer only the command the arguments name (building the Click commands of the whole tree costs
+    every run about 15 ms); help, usage errors, root options, deprecated spellings and exit codes are the same as
+    the whole app's, and no command, an unknown one or shell completion get the whole app."""
+    from typer.testing import CliRunner
+
+    from qckit.cli import _one_command_app, app
+
+    runner = CliRunner()
+    cases = [["qc", "--help"], ["qc", "run", "--help"], ["qc", "run"], ["qc", "nosuch"], ["nosuch"], ["--version"],
+             ["-v", "qc", "run", str(tmp_path / "none"), "--no-store"], ["scan", "--help"], ["phantom", "list"],
+             ["qc", "run", str(tmp_path / "none"), "--output", str(tmp_path / "o")], ["protocol", "list", "-q"]]  # fmt: skip
+    for args in cases:
+        one = _one_command_app(args)
+        assert (one is app) == (args[0] in ("nosuch", "--version")), args
+        a, b = runner.invoke(app, args), runner.invoke(one, args)
+        assert (a.exit_code, a.output) == (b.exit_code, b.output), args
+    assert len(_one_command_app(["qc", "run", "x"]).registered_groups) == 1
+    assert _one_command_app([]) is app and _one_command_app(["--install-completion"]) is app
