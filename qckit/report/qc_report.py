@@ -54,6 +54,12 @@ def _typed(a: np.ndarray) -> dict[str, str]:
     return spec
 
 
+def _grey8(v: np.ndarray) -> np.ndarray:
+    """Display grey levels 0-255 (uint8) of `v` scaled to 0-1 (clipped): what a screen shows of an image drawn
+    with hover off, in half the bytes of 16-bit levels (an ACR session report's pixels are most of its size)."""
+    return np.rint(np.clip(v, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
 @functools.lru_cache(maxsize=1)
 def figure_template() -> dict[str, Any]:
     """The default plotly template ("plotly") as a dict (what a go.Figure carries), read once per process from
@@ -97,8 +103,8 @@ def overlay_figure(ov: Overlay) -> dict[str, Any]:
     step = max(1, int(np.ceil(max(img.shape) / 256)))
     shown = img[::step, ::step]
     top = max(float(np.percentile(shown, 99.5)), 1e-9)
-    data: list[dict[str, Any]] = [{"type": "heatmap", "z": _typed(np.rint(np.clip(shown, 0, None) * 1000 / top).astype(np.int16)),
-                                   "colorscale": _gray(), "showscale": False, "hoverinfo": "skip", "zmin": 0, "zmax": 1000}]  # fmt: skip
+    data: list[dict[str, Any]] = [{"type": "heatmap", "z": _typed(_grey8(shown / top)),
+                                   "colorscale": _gray(), "showscale": False, "hoverinfo": "skip", "zmin": 0, "zmax": 255}]  # fmt: skip
     colour_of: dict[str, str] = {}
     traces: dict[tuple[str, str], tuple[list[np.ndarray], list[np.ndarray]]] = {}
     for shape in ov.shapes:  # one trace per label and mode (shapes apart by NaN gaps): legible and fast
@@ -230,7 +236,7 @@ def zoom_figure(ov: Overlay) -> dict[str, Any] | None:
         if crop.size == 0:
             continue
         lo, hi = np.percentile(crop, [0.5, 99.5])
-        z = np.rint(np.clip((crop - lo) / max(hi - lo, 1e-9), 0, 1) * 1000).astype(np.int16)
+        z = _grey8((crop - lo) / max(hi - lo, 1e-9))
         top = 1 - i / n
         for side in (0, 1):
             k = 2 * i + side + 1
@@ -240,7 +246,7 @@ def zoom_figure(ov: Overlay) -> dict[str, Any] | None:
             layout[f"yaxis{ax}"] = {"domain": [top - 1 / n + 0.01, top - 0.01], "showticklabels": False,
                                     "anchor": f"x{ax}", "scaleanchor": f"x{ax}", "range": [r1 - r0 - 0.5, -0.5]}  # fmt: skip
             data.append({"type": "heatmap", "z": _typed(z), "colorscale": _gray(), "showscale": False, "zmin": 0,
-                         "zmax": 1000, "hoverinfo": "skip", "xaxis": f"x{ax}", "yaxis": f"y{ax}"})  # fmt: skip
+                         "zmax": 255, "hoverinfo": "skip", "xaxis": f"x{ax}", "yaxis": f"y{ax}"})  # fmt: skip
             if side == 1:
                 for sh in shapes:
                     sx, sy, mode = _shape_xy(sh)

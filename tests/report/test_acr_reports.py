@@ -173,8 +173,9 @@ def test_overlay_figure_draws_the_image_in_grey_with_its_shapes_as_plotly_does()
     assert [c for _p, c in heat["colorscale"]] == [c for _p, c in expanded]
     assert np.allclose([p for p, _c in heat["colorscale"]], [p for p, _c in expanded])
     assert heat["colorscale"][0][1] == "rgb(0, 0, 0)" and heat["colorscale"][-1][1].startswith("rgb(25")
-    z = np.frombuffer(base64.b64decode(heat["z"]["bdata"]), np.int16).reshape(150, 150)  # 2x down-sampled
-    assert heat["z"]["shape"] == "150, 150" and abs(np.percentile(z, 99.5) - 1000) <= 1 and z[0, 0] == 0
+    assert heat["z"]["dtype"] == "u1" and heat["zmax"] == 255  # display grey levels
+    z = np.frombuffer(base64.b64decode(heat["z"]["bdata"]), np.uint8).reshape(150, 150)  # 2x down-sampled
+    assert heat["z"]["shape"] == "150, 150" and abs(np.percentile(z, 99.5) - 255) <= 1 and z[0, 0] == 0
     x = np.frombuffer(base64.b64decode(ring["x"]["bdata"]), np.float64)
     assert (
         abs(x.min() - 2.5) < 0.01 and x.max() == 7.5 and ring["name"] == "PIU"
