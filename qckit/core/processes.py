@@ -5,9 +5,10 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -55,18 +56,26 @@ _INHERITED: list[Callable[[], Any]] = []
 
 
 def _run_inherited() -> Any:
+    # Ctrl-C is the parent's to handle (it stops or waits for this worker): the worker ignores it, so it neither
+    # prints a KeyboardInterrupt traceback nor leaves a file half written. SIGINT was blocked across the fork.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     return _INHERITED[-1]()
 
 
 @contextmanager
-def alongside(job: Callable[[], T]) -> Iterator[Callable[[], tuple[T, bool]]]:
+def alongside(
+    job: Callable[[], T], *, finish_on_error: bool = False
+) -> Iterator[Callable[[], tuple[T, bool]]]:
     """Run `job` in a forked process while the caller's block runs; yields `result()`, which waits for the job
     and returns (its value, True), re-raising its exception. The child starts from a copy of this process at
     the block's start, so `job` must report what it changed (its value) rather than change shared state.
 
     Where a fork is not safe (`fork_is_safe`), with one CPU, or when the worker dies (killed, out of memory),
     `result()` runs `job` here instead and returns (its value, False): the caller then has its effects in
-    this process already. An exception in the block (Ctrl-C included) stops the worker (`stopping_pool`)."""
+    this process already. The worker ignores Ctrl-C; an exception in the block (Ctrl-C included) stops it
+    (`stopping_pool`), or, with `finish_on_error` (a job that writes a file), lets it finish first, so its file
+    is either whole or not there."""
     if (os.cpu_count() or 1) < 2 or not fork_is_safe():
         yield lambda: (job(), False)
         return
@@ -74,7 +83,12 @@ def alongside(job: Callable[[], T]) -> Iterator[Callable[[], tuple[T, bool]]]:
     gc.freeze()  # the child's collector leaves the inherited heap alone: its pages are not copied
     try:
         with stopping_pool(1, multiprocessing.get_context("fork")) as pool:
-            future = pool.submit(_run_inherited)  # the worker is forked here, with `job` in _INHERITED
+            # the worker is forked here, with `job` in _INHERITED; a Ctrl-C meanwhile waits for this process
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                future = pool.submit(_run_inherited)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
             def result() -> tuple[T, bool]:
                 try:
@@ -82,7 +96,12 @@ def alongside(job: Callable[[], T]) -> Iterator[Callable[[], tuple[T, bool]]]:
                 except BrokenProcessPool:
                     return job(), False
 
-            yield result
+            try:
+                yield result
+            except BaseException:
+                if finish_on_error:
+                    wait([future])
+                raise
     finally:
         gc.unfreeze()
         _INHERITED.remove(job)

@@ -95,7 +95,7 @@ def _gray() -> list[list[Any]]:
     return [[step * i, c] for i, c in enumerate(gray)]
 
 
-def overlay_figure(ov: Overlay) -> dict[str, Any]:
+def overlay_figure(ov: Overlay) -> PreparedFigure:
     """The image (down-sampled to at most 256 px) with every shape; one legend entry per label. A plotly figure as
     a plain dict (`{"data", "layout"}`): built without plotly's per-property validation, which took most of a QC
     run's report time; `html.render` draws dicts and `go.Figure` objects alike."""
@@ -197,7 +197,7 @@ def natural_key(text: str) -> list[Any]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 
 
-def overlay_figures(overlays: list[Overlay]) -> list[dict[str, Any]]:
+def overlay_figures(overlays: list[Overlay]) -> list[PreparedFigure]:
     """One figure per overlay, slices in numeric order (built once, shared by the session page and the ACR
     summary)."""
     return [overlay_figure(ov) for ov in sorted(overlays, key=lambda o: natural_key(o.key))]

@@ -66,23 +66,34 @@ def write_session(s: QCSessionResult, folder: str | Path, out: Path, *, quaac: t
     """Every output of one session into `out`: qc-result.json, qc-measurements.csv, qc-report.html and, for
     the ACR phantom, acr-summary.json/html; `quaac` (file, name, e-mail): its QuAAC document; `pdf`: the pages
     printed (all written before the session enters the history)."""
+    from qckit.core.processes import alongside
     from qckit.report.acr_summary_report import write_summary_report
-    from qckit.report.qc_report import overlay_figures, write_session_report
+    from qckit.report.html import write
+    from qckit.report.qc_report import build_session_page, overlay_figures
     from qckit.workflows.acr_summary import acr_summary
     from qckit.workflows.qc_outputs import write_session_outputs
 
     prov = Provenance(
         command_line(), {"folder": str(folder), "session": s.session_label, "history": s.db_url}
     )
-    files = write_session_outputs(s, prov, out)
     figures = overlay_figures(s.overlays)
-    files["html"] = write_session_report(s, prov, out / "qc-report.html", figures)
-    if s.phantom == "acr-mri-large":
-        summary = acr_summary(s)
-        files["summary"] = write_json(out / "acr-summary.json", {**summary, "provenance": prov.to_dict()})
-        files["summary html"] = write_summary_report(
-            summary, s.overlays, prov, out / "acr-summary.html", figures
-        )
+    for fig in figures:
+        _ = fig.data_js  # the slice overlays' JSON, written once for both pages (and both processes)
+    # the session report (its zoomed test objects and every figure) is written by a forked process while this one
+    # writes the JSON, the CSV and the ACR summary; on an error here (Ctrl-C included) it is let finish, so no
+    # file is left half written
+    with alongside(lambda: write(build_session_page(s, prov, figures), out / "qc-report.html"),
+                   finish_on_error=True) as session_report:  # fmt: skip
+        files = write_session_outputs(s, prov, out)
+        acr = {}
+        if s.phantom == "acr-mri-large":
+            summary = acr_summary(s)
+            acr["summary"] = write_json(out / "acr-summary.json", {**summary, "provenance": prov.to_dict()})
+            acr["summary html"] = write_summary_report(
+                summary, s.overlays, prov, out / "acr-summary.html", figures
+            )
+        files["html"] = session_report()[0]
+    files.update(acr)
     if pdf:
         from qckit.report.pdf import html_to_pdf
 

@@ -12,6 +12,8 @@ import pytest
 from qckit.core import processes
 from qckit.core.processes import alongside, fork_is_safe
 
+pytestmark = pytest.mark.forks
+
 
 def test_the_job_runs_in_a_forked_process_and_its_value_comes_back():
     assert fork_is_safe(), "the test process runs one thread"
@@ -83,3 +85,64 @@ def test_an_error_in_the_callers_block_stops_the_worker():
         raise KeyboardInterrupt
     assert time.monotonic() - t0 < 10  # not waited for
     assert not [p for p in multiprocessing.active_children() if p not in before and p.is_alive()]
+
+
+def test_with_finish_on_error_the_job_finishes_its_file_before_the_error_goes_on(tmp_path):
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one CPU: the job runs in this process")
+    import time
+
+    from qckit.core.jsonio import atomic_write_text
+
+    target = tmp_path / "report.html"
+
+    def job() -> None:
+        time.sleep(0.3)
+        atomic_write_text(target, "x" * 1_000_000)
+
+    with pytest.raises(KeyboardInterrupt), alongside(job, finish_on_error=True):
+        raise KeyboardInterrupt
+    assert target.read_text() == "x" * 1_000_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]  # no temporary file left
+
+
+CTRL_C_SCRIPT = """
+import os, sys, time
+from qckit.core.processes import alongside
+from qckit.core.jsonio import atomic_write_text
+
+def job():
+    time.sleep(0.5)
+    atomic_write_text(sys.argv[1], "x" * 1_000_000)
+    return os.getpid()
+
+try:
+    with alongside(job, finish_on_error=True) as later:
+        print("working", flush=True)
+        time.sleep(30)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_at_the_terminal_leaves_no_traceback_and_no_half_file(tmp_path):
+    """Ctrl-C at a terminal signals the whole process group: the worker ignores it (no KeyboardInterrupt
+    traceback from it) and finishes its file; the caller is interrupted and exits 130."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one CPU: the job runs in this process")
+    import subprocess
+    import sys
+    import time
+
+    target = tmp_path / "out.html"
+    proc = subprocess.Popen([sys.executable, "-c", CTRL_C_SCRIPT, str(target)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "working"
+    time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)  # as the terminal does: the caller and its worker
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "interrupted" in out, (out, err)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert target.read_text() == "x" * 1_000_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.html"]

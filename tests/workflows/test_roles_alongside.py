@@ -15,6 +15,8 @@ from qckit.phantoms.load import load_phantom
 from qckit.synth.acr import AcrScanner, write_session
 from qckit.workflows.qc_session import QCSessionResult, SessionOptions, run_sessions
 
+pytestmark = pytest.mark.forks
+
 ACR = load_phantom("acr-mri-large").phantom
 
 
@@ -68,3 +70,30 @@ def test_files_the_t2_work_found_unreadable_come_back(session: Path, monkeypatch
     assert any("planted" in p.reason for p in forked.scan_errors), forked.scan_errors
     monkeypatch.setattr(processes, "fork_is_safe", lambda: False)
     _same(forked, _measure(session))
+
+
+def test_the_session_report_written_alongside_equals_one_process(session: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch):  # fmt: skip
+    """qc-report.html is written by a forked process while the JSON, CSV and ACR summary are written here: every
+    file is the same as written in one process (but for the provenance's time), and the same files are listed."""
+    import re
+
+    from qckit.workflows.qc_run import write_session
+
+    s = _measure(session)
+    forked = write_session(s, session, tmp_path / "forked")
+    monkeypatch.setattr(processes, "fork_is_safe", lambda: False)
+    alone = write_session(s, session, tmp_path / "alone")
+    assert list(forked) == list(alone) == ["json", "csv", "html", "summary", "summary html"]
+
+    def text(p: Path) -> str:
+        return re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "T", p.read_text(encoding="utf-8")).replace(
+            "forked", ""
+        )
+
+    for key in forked:
+        assert forked[key].name == alone[key].name and forked[key].parent.name == "forked"
+        assert text(forked[key]) == text(alone[key]).replace("alone", ""), key
+    assert sorted(p.name for p in (tmp_path / "forked").iterdir()) == sorted(
+        p.name for p in (tmp_path / "alone").iterdir()
+    )
