@@ -78,3 +78,21 @@ def test_a_command_runs_through_an_app_of_that_command_alone_with_the_same_outpu
         assert (a.exit_code, a.output) == (b.exit_code, b.output), args
     assert len(_one_command_app(["qc", "run", "x"]).registered_groups) == 1
     assert _one_command_app([]) is app and _one_command_app(["--install-completion"]) is app
+
+
+def test_main_freezes_the_heap_before_the_interpreter_exits(monkeypatch):
+    """After the command (also when it exits through SystemExit) `main` freezes the objects it made, so the
+    interpreter's last collection does not walk them (45-50 ms of a 0.7 s `qc run`); a whole run through the
+    console script still ends with its files written and its output flushed (the subprocess tests)."""
+    import gc
+
+    import pytest
+
+    from qckit import cli
+
+    frozen = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
+    monkeypatch.setattr(sys, "argv", ["qckit", "--version"])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    assert exc.value.code == 0 and frozen == [True]
