@@ -13,7 +13,6 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from qckit.core.errors import QckitError, QckitInputError
 
@@ -151,6 +150,8 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[i
     if not enabled or not err_console.is_terminal:
         yield lambda done, total: None
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
