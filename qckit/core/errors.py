@@ -105,6 +105,10 @@ class PhantomMeasurementError(QckitInputError):
         super().__init__(message)
         self.problems = problems
 
+    def __reduce__(self) -> tuple[type, tuple[str, list[dict[str, str]]]]:
+        # pickled whole (an error raised in a forked worker reaches its caller as itself)
+        return (type(self), (str(self), self.problems))
+
 
 class TooFewRepeatsError(QckitInputError):
     """Not enough repeat scans (or conditions) to decide anything."""

@@ -146,3 +146,23 @@ def test_ctrl_c_at_the_terminal_leaves_no_traceback_and_no_half_file(tmp_path):
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert target.read_text() == "x" * 1_000_000
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.html"]
+
+
+def test_every_qckit_error_reaches_the_caller_of_a_worker_as_itself():
+    """An error raised in a forked worker comes back pickled: each qckit error class round-trips (type, message,
+    attributes), so an input error in the T2 work is still an input error (exit 2) in `qc run`."""
+    import inspect
+    import pickle
+
+    from qckit.core import errors
+
+    classes = [c for _n, c in inspect.getmembers(errors, inspect.isclass)
+               if issubclass(c, BaseException) and c.__module__ == errors.__name__]  # fmt: skip
+    assert len(classes) >= 15
+    for cls in classes:
+        named = [p for p in inspect.signature(cls.__init__).parameters.values()
+                 if p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "self"]  # fmt: skip
+        extra = max(len(named) - 1, 0)  # beyond the message
+        err = cls("a message", *([[{"scan": "x", "reason": "y"}]] * extra))
+        back = pickle.loads(pickle.dumps(err))
+        assert type(back) is cls and str(back) == "a message" and vars(back) == vars(err), cls
