@@ -20,11 +20,18 @@ from qckit.report.html import Page, PreparedFigure, badges, esc, number, table, 
 _COLOURS = ["#e63946", "#f4a261", "#2a9d8f", "#e9c46a", "#8ecae6", "#b5179e", "#90be6d", "#ffb703"]
 
 
+_T = np.linspace(0, 2 * np.pi, 48)
+_UNIT_CIRCLE = (
+    np.cos(_T),
+    np.sin(_T),
+)  # a circle is drawn as 48 points (made once: an ACR report draws ~1400)
+
+
 def _shape_xy(shape: Shape) -> tuple[np.ndarray, np.ndarray, str]:
     """Pixel coordinates to draw a shape (x = column, y = row) and the plotly mode."""
     if isinstance(shape, Circle):
-        t = np.linspace(0, 2 * np.pi, 48)
-        return shape.centre[0] + shape.radius * np.cos(t), shape.centre[1] + shape.radius * np.sin(t), "lines"
+        cos, sin = _UNIT_CIRCLE
+        return shape.centre[0] + shape.radius * cos, shape.centre[1] + shape.radius * sin, "lines"
     if isinstance(shape, Rectangle):
         return (np.array([shape.x0, shape.x1, shape.x1, shape.x0, shape.x0], float),
                 np.array([shape.y0, shape.y0, shape.y1, shape.y1, shape.y0], float), "lines")  # fmt: skip
@@ -250,7 +257,7 @@ def zoom_figure(ov: Overlay) -> dict[str, Any] | None:
             if side == 1:
                 for sh in shapes:
                     sx, sy, mode = _shape_xy(sh)
-                    data.append({"type": "scatter", "x": (sx - c0).tolist(), "y": (sy - r0).tolist(), "mode": mode,
+                    data.append({"type": "scatter", "x": _typed(sx - c0), "y": _typed(sy - r0), "mode": mode,
                                  "xaxis": f"x{ax}", "yaxis": f"y{ax}", "line": {"color": "#e9c46a", "width": 1.2},
                                  "marker": {"size": 11, "symbol": "circle-open", "color": "#e9c46a"},
                                  "hovertemplate": label + "<extra></extra>"})  # fmt: skip
