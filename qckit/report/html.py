@@ -182,6 +182,14 @@ def _layout_js(layout: dict[str, Any]) -> str:
     return "{" + ", ".join(items) + "}"
 
 
+def prepare(template: dict[str, Any] | None = None) -> None:
+    """Read plotly.js and write the shared figure template's JSON now (each once per process), before a
+    process forks to draw pages in two processes: neither then does it again."""
+    _plotlyjs()
+    if template is not None:
+        _layout_js({"template": template})
+
+
 def render(page: Page) -> str:
     """The page as one HTML document with plotly.js inlined (only when the page has figures). Plain figure dicts
     (built by qckit) are drawn by `figure_div`; plotly Figure objects by plotly.io."""

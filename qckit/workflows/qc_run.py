@@ -68,8 +68,8 @@ def write_session(s: QCSessionResult, folder: str | Path, out: Path, *, quaac: t
     printed (all written before the session enters the history)."""
     from qckit.core.processes import alongside
     from qckit.report.acr_summary_report import write_summary_report
-    from qckit.report.html import write
-    from qckit.report.qc_report import build_session_page, overlay_figures
+    from qckit.report.html import prepare, write
+    from qckit.report.qc_report import build_session_page, figure_template, overlay_figures
     from qckit.workflows.acr_summary import acr_summary
     from qckit.workflows.qc_outputs import write_session_outputs
 
@@ -79,21 +79,27 @@ def write_session(s: QCSessionResult, folder: str | Path, out: Path, *, quaac: t
     figures = overlay_figures(s.overlays)
     for fig in figures:
         _ = fig.data_js  # the slice overlays' JSON, written once for both pages (and both processes)
-    # the session report (its zoomed test objects and every figure) is written by a forked process while this one
-    # writes the JSON, the CSV and the ACR summary; on an error here (Ctrl-C included) it is let finish, so no
-    # file is left half written
-    with alongside(lambda: write(build_session_page(s, prov, figures), out / "qc-report.html"),
-                   finish_on_error=True) as session_report:  # fmt: skip
+    prepare(figure_template())  # plotly.js and the template's JSON, read and written once for both processes
+
+    def others() -> dict[str, Path]:
+        """qc-result.json, qc-measurements.csv and, for the ACR phantom, acr-summary.json/html."""
         files = write_session_outputs(s, prov, out)
-        acr = {}
         if s.phantom == "acr-mri-large":
             summary = acr_summary(s)
-            acr["summary"] = write_json(out / "acr-summary.json", {**summary, "provenance": prov.to_dict()})
-            acr["summary html"] = write_summary_report(
+            files["summary"] = write_json(out / "acr-summary.json", {**summary, "provenance": prov.to_dict()})
+            files["summary html"] = write_summary_report(
                 summary, s.overlays, prov, out / "acr-summary.html", figures
             )
-        files["html"] = session_report()[0]
-    files.update(acr)
+        return files
+
+    # the JSON, the CSV and the ACR summary are written by a forked process while this one draws and writes the
+    # session report (its zoomed test objects and every figure: the larger part); on an error here (Ctrl-C
+    # included) that process is let finish, so no file is left half written
+    with alongside(others, finish_on_error=True) as written:
+        html = write(build_session_page(s, prov, figures), out / "qc-report.html")
+        files, _ = written()
+    files = {"json": files["json"], "csv": files["csv"], "html": html,
+             **{k: v for k, v in files.items() if k not in ("json", "csv")}}  # fmt: skip
     if pdf:
         from qckit.report.pdf import html_to_pdf
 
