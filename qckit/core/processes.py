@@ -6,6 +6,7 @@ import gc
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, wait
@@ -42,10 +43,13 @@ def stopping_pool(workers: int, mp_context: Any = None) -> Iterator[ProcessPoolE
 
 
 def fork_is_safe() -> bool:
-    """Whether a worker can be forked from this process now: POSIX with fork available, and no other thread
-    running (a forked child holds only the forking thread, so a lock another thread held would stay held)."""
+    """Whether a worker can be forked from this process now: POSIX with fork available, not macOS (its system
+    libraries may start threads of their own; Python's multiprocessing documentation calls fork unsafe there),
+    and no other thread running (a forked child holds only the forking thread, so a lock another thread held
+    would stay held)."""
     return (
         os.name == "posix"
+        and sys.platform != "darwin"
         and "fork" in multiprocessing.get_all_start_methods()
         and threading.active_count() == 1
     )
