@@ -42,16 +42,23 @@ def stopping_pool(workers: int, mp_context: Any = None) -> Iterator[ProcessPoolE
     pool.shutdown(wait=True)
 
 
+def may_have_children() -> bool:
+    """Whether this process may start worker processes: not a daemonic one (a `multiprocessing.Pool` worker, in
+    which a user's script may call qckit: multiprocessing refuses it children)."""
+    return not multiprocessing.current_process().daemon
+
+
 def fork_is_safe() -> bool:
     """Whether a worker can be forked from this process now: POSIX with fork available, not macOS (its system
     libraries may start threads of their own; Python's multiprocessing documentation calls fork unsafe there),
-    and no other thread running (a forked child holds only the forking thread, so a lock another thread held
-    would stay held)."""
+    no other thread running (a forked child holds only the forking thread, so a lock another thread held would
+    stay held), and not a daemonic process (`may_have_children`)."""
     return (
         os.name == "posix"
         and sys.platform != "darwin"
         and "fork" in multiprocessing.get_all_start_methods()
         and threading.active_count() == 1
+        and may_have_children()
     )
 
 
@@ -111,4 +118,4 @@ def alongside(
         _INHERITED.remove(job)
 
 
-__all__ = ["alongside", "fork_is_safe", "stopping_pool"]
+__all__ = ["alongside", "fork_is_safe", "may_have_children", "stopping_pool"]

@@ -29,7 +29,7 @@ from qckit.core import jsonio
 from qckit.core.errors import DicomReadError, NoDataError, QckitInputError, ReadCause
 from qckit.core.files import not_regular, open_regular, read_regular_text
 from qckit.core.keys import secret
-from qckit.core.processes import stopping_pool
+from qckit.core.processes import may_have_children, stopping_pool
 from qckit.dicom.header import read_header
 from qckit.dicom.series import COLUMNS, SeriesAccumulator
 
@@ -352,7 +352,7 @@ def _start_method() -> str:
 def can_fork() -> bool:
     """Whether worker processes can be forked from this one now (cheap: no re-import); callers whose work is
     small stay in one process otherwise."""
-    return _start_method() == "fork"
+    return _start_method() == "fork" and may_have_children()
 
 
 @contextmanager
@@ -373,7 +373,7 @@ def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
 
 
 def _results(files: Sequence[str], rows: Sequence[int], workers: int, key: str) -> Iterable[_ChunkResult]:
-    if workers <= 1 or len(rows) < _SERIAL_BELOW:
+    if workers <= 1 or len(rows) < _SERIAL_BELOW or not may_have_children():
         for paths, refs in _chunks(files, rows, _CHUNK):
             yield _read_chunk(paths, key, refs)
         return

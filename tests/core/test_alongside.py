@@ -192,3 +192,34 @@ def test_no_fork_on_macos(monkeypatch):
     assert not fork_is_safe()
     with alongside(os.getpid) as later:
         assert later() == (os.getpid(), False)
+
+
+def _in_a_pool_worker(folder: str) -> tuple[bool, bool, str, bool]:
+    from qckit.core.errors import NoDataError
+    from qckit.dicom import scan
+
+    with alongside(os.getpid) as later:
+        pid, in_child = later()
+    try:
+        scan(folder, workers=2)
+        read = "no error"
+    except NoDataError as exc:  # every file read (here), none an image
+        read = str(exc).split(":")[1]
+    return in_child, pid == os.getpid(), read, fork_is_safe()
+
+
+def test_in_a_daemonic_pool_worker_everything_stays_in_that_process(tmp_path):
+    """A user's script may run qckit in a `multiprocessing.Pool`, whose workers are daemonic and may not start
+    processes: `alongside` runs the job there and a scan of many files reads them there, instead of failing."""
+    import multiprocessing
+
+    for i in range(450):  # enough files for the scan's worker pool
+        (tmp_path / f"f{i:04d}.bin").write_bytes(b"not dicom")
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        in_child, same_pid, read, safe = pool.apply(_in_a_pool_worker, (str(tmp_path),))
+    assert (in_child, same_pid, read, safe) == (
+        False,
+        True,
+        " no DICOM image found in 450 file(s). f0000.bin",
+        False,
+    )
