@@ -29,7 +29,7 @@ import pandas as pd
 from qckit import __version__
 from qckit.core.errors import QckitInputError
 from qckit.core.jsonio import atomic_write_text, dumps, write_json
-from qckit.core.processes import stopping_pool
+from qckit.core.processes import may_have_children, stopping_pool
 from qckit.core.tables import TableContract, write_table
 from qckit.features.extract import CaseError, extract_case
 from qckit.features.manifest import Case
@@ -129,7 +129,7 @@ def _prepare_parts(output: Path, settings: ExtractionSettings) -> Path:
 
 
 def _local(todo: list[Case], settings: ExtractionSettings, workers: int) -> Iterable[dict[str, Any]]:
-    if workers <= 1 or len(todo) <= 1:
+    if workers <= 1 or len(todo) <= 1 or not may_have_children():  # a daemonic process (a Pool's worker): here
         import SimpleITK as sitk
 
         threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()

@@ -307,3 +307,20 @@ def test_ctrl_c_between_a_workers_fork_and_its_registration_does_not_hang(tmp_pa
     res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 130, res.stderr[-2000:]
     assert "0 of 4 case(s) kept" in res.stdout
+
+
+def _extract_in_a_pool_worker(manifest: str, out: str) -> tuple[int, int]:
+    run = run_extraction(read_manifest(manifest), SETTINGS, out, workers=2)
+    return len(run.table), len(run.failed)
+
+
+def test_extraction_in_a_daemonic_pool_worker_runs_there(cohort: Path, tmp_path: Path):
+    """A user's script may extract inside a `multiprocessing.Pool` worker (daemonic: it may not start processes):
+    the cases run in that worker, as with one worker, instead of failing."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        rows, failed = pool.apply(
+            _extract_in_a_pool_worker, (str(cohort / "manifest.csv"), str(tmp_path / "f.parquet"))
+        )
+    assert (rows, failed) == (6, 3)
