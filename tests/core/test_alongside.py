@@ -123,9 +123,13 @@ def test_with_finish_on_error_the_job_finishes_its_file_before_the_error_goes_on
 
 
 CTRL_C_SCRIPT = """
-import os, sys, time
+import os, signal, sys, time
 from qckit.core.processes import alongside
 from qckit.core.jsonio import atomic_write_text
+
+# a shell without job control starts background commands with SIGINT ignored (and Python then installs no
+# KeyboardInterrupt handler): a user's qckit at a terminal has it
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def job():
     time.sleep(0.5)
