@@ -1,4 +1,4 @@
-"""`qckit.core.processes.alongside`: a job run in a forked process while the caller works, its value (or its
+"""`qckit.core.processes` (`alongside`): a job run in a forked process while the caller works, its value (or its
 exception) brought back; run in the caller's process where a fork is not safe or the worker dies."""
 
 from __future__ import annotations
