@@ -34,6 +34,7 @@ from qckit.core.definitions import load_yaml
 from qckit.core.errors import PhantomError, QckitInputError
 from qckit.core.identity import ScannerIdentity
 from qckit.core.jsonio import write_json
+from qckit.core.processes import alongside
 from qckit.core.provenance import Provenance, file_sha256
 from qckit.core.results import Circle, Overlay, Problem, Verdict, study_verdict
 from qckit.core.tables import write_records_csv
@@ -248,15 +249,32 @@ def run_diffusion(folder: str | Path, *, phantom: str = "caliber-diffusion", tem
         sess = DiffusionSession(f"{key[0]}@{key[1]}", ScannerIdentity.from_row(srows[0]), key[1])
         sessions.append(sess)
         work += [(sess, s) for s in sets]
-    for done, (sess, s) in enumerate(work, start=1):
-        try:
-            res = measure_image_set(s, vials, temperature_c=temp, references=user)
-        except QckitInputError as exc:
-            problems.append(Problem(f"{sess.label} {s.label}", "", str(exc)))
+
+    def measured(part: list[tuple[DiffusionSession, Any]]) -> list[ImageSetResult | QckitInputError]:
+        out: list[ImageSetResult | QckitInputError] = []
+        for _sess, s in part:
+            try:
+                out.append(measure_image_set(s, vials, temperature_c=temp, references=user))
+            except QckitInputError as exc:  # this set is not measured; the others are
+                out.append(exc)
+            if progress is not None and part is first:
+                progress(len(out), len(work))
+        return out
+
+    # the second half of the image sets is measured in a forked process while this one measures the first half
+    # (two CPUs: each set's fits and its array search are independent of the others')
+    half = (len(work) + 1) // 2
+    first, second = work[:half], work[half:]
+    with alongside(lambda: measured(second)) as later:
+        results = measured(first)
+        results += later()[0] if second else []
+    for done, ((sess, s), res) in enumerate(zip(work, results, strict=True), start=1):
+        if isinstance(res, QckitInputError):
+            problems.append(Problem(f"{sess.label} {s.label}", "", str(res)))
         else:
             sess.sets.append(res)
             table += _rows(sess, res)
-        if progress is not None:
+        if progress is not None and done > half:
             progress(done, len(work))
     sessions = [s for s in sessions if s.sets]
     if not work:

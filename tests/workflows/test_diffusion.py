@@ -109,3 +109,29 @@ def test_a_profile_can_require_adc_accuracy_and_repeatability(skyra: Path, tmp_p
     assert set(crit) == {f"adc_vial0{i}" for i in range(1, 8)} | {"adc_repeatability_wcv"}
     assert all(c["verdict"] == "pass" for c in crit.values()) and cert["verdict"] == "qualified"
     assert crit["adc_repeatability_wcv"]["limit"] == "<= 2 %"
+
+
+@pytest.mark.forks
+def test_image_sets_measured_in_two_processes_equal_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The second half of the image sets is measured in a forked process: the study (every set's vials, the
+    problems of a set that cannot be fitted, the repeatability table) is the one measured in one process."""
+    from qckit.core import processes
+    from qckit.phantoms.load import load_phantom
+    from qckit.synth.diffusion import DwiScan, write_dwi
+
+    vials = load_phantom("caliber-diffusion").phantom.vials
+    assert vials is not None
+    for repeat in (1, 2, 3):
+        write_dwi(tmp_path, vials, scan=DwiScan(seed=repeat), layout="per_b", repeat=repeat, adc_map=False)
+    # a fourth acquisition with the phantom cut by a 70 mm field of view: measured in the forked process, it fails
+    # there, and its problem comes back
+    write_dwi(tmp_path, vials, scan=DwiScan(seed=4, rows=40), layout="per_b", repeat=4, adc_map=False)
+    forked = run_diffusion(tmp_path)
+    monkeypatch.setattr(processes, "fork_is_safe", lambda: False)
+    alone = run_diffusion(tmp_path)
+    assert len(forked.sessions[0].sets) == 3 and len(forked.problems) == 1, forked.problems
+    assert forked.problems == alone.problems and forked.vials == alone.vials and len(forked.vials) == 39
+    assert forked.repeatability == alone.repeatability and forked.reproducibility == alone.reproducibility
+    assert [s.label for s in forked.sessions[0].sets] == [s.label for s in alone.sessions[0].sets]
