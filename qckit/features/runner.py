@@ -129,7 +129,9 @@ def _prepare_parts(output: Path, settings: ExtractionSettings) -> Path:
 
 
 def _local(todo: list[Case], settings: ExtractionSettings, workers: int) -> Iterable[dict[str, Any]]:
-    if workers <= 1 or len(todo) <= 1 or not may_have_children():  # a daemonic process (a Pool's worker): here
+    if (
+        workers <= 1 or len(todo) <= 1 or not may_have_children()
+    ):  # a daemonic process (a Pool's worker): here
         import SimpleITK as sitk
 
         threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
