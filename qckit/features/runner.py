@@ -129,9 +129,8 @@ def _prepare_parts(output: Path, settings: ExtractionSettings) -> Path:
 
 
 def _local(todo: list[Case], settings: ExtractionSettings, workers: int) -> Iterable[dict[str, Any]]:
-    if (
-        workers <= 1 or len(todo) <= 1 or not may_have_children()
-    ):  # a daemonic process (a Pool's worker): here
+    # here also in a daemonic process (a user's multiprocessing.Pool worker), which may not start processes
+    if workers <= 1 or len(todo) <= 1 or not may_have_children():
         import SimpleITK as sitk
 
         threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
