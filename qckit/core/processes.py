@@ -32,12 +32,17 @@ def stopping_pool(workers: int, mp_context: Any = None) -> Iterator[ProcessPoolE
     except BaseException:
         processes = list((getattr(pool, "_processes", None) or {}).values())
         processes += [p for p in multiprocessing.active_children() if p not in earlier and p not in processes]
+        # the pool's manager thread ends once it sees its workers gone; it is waited for (briefly), so no thread
+        # is left behind: qckit does not fork from a process with a thread running (`fork_is_safe`)
+        manager = getattr(pool, "_executor_manager_thread", None)  # shutdown() forgets it
         pool.shutdown(wait=False, cancel_futures=True)
         for proc in processes:
             if proc.is_alive():
                 proc.terminate()
         for proc in processes:
             proc.join(timeout=1.0)
+        if manager is not None:
+            manager.join(timeout=1.0)
         raise
     pool.shutdown(wait=True)
 
@@ -86,7 +91,7 @@ def alongside(
     `result()` runs `job` here instead and returns (its value, False): the caller then has its effects in
     this process already. The worker ignores Ctrl-C; an exception in the block (Ctrl-C included) stops it
     (`stopping_pool`), or, with `finish_on_error` (a job that writes a file), lets it finish first, so its file
-    is either whole or not there."""
+    is either whole or not there (in this process, a job `result()` was not asked for is not run at all)."""
     if (os.cpu_count() or 1) < 2 or not fork_is_safe():
         yield lambda: (job(), False)
         return

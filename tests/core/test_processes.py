@@ -101,6 +101,8 @@ def test_an_error_in_the_callers_block_stops_the_worker():
     while running(workers[0]) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not running(workers[0])
+    # nor a thread of the pool: the next `alongside` forks again (it does not fork beside a running thread)
+    assert threading.active_count() == 1 and fork_is_safe()
 
 
 def test_with_finish_on_error_the_job_finishes_its_file_before_the_error_goes_on(tmp_path):
@@ -111,6 +113,7 @@ def test_with_finish_on_error_the_job_finishes_its_file_before_the_error_goes_on
     from qckit.core.jsonio import atomic_write_text
 
     target = tmp_path / "report.html"
+    assert fork_is_safe(), "one thread: the job runs in a forked worker"
 
     def job() -> None:
         time.sleep(0.3)
