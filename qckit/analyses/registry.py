@@ -15,15 +15,6 @@ from qckit.core.errors import AnalysisError
 from qckit.core.plugins import load_plugins
 
 _REGISTRY: dict[str, type[Analysis]] = {}
-_BUILTINS = (
-    "qckit.analyses.mr",
-    "qckit.analyses.relaxometry.analysis",
-    "qckit.analyses.diffusion.analysis",
-    "qckit.analyses.fmri.analysis",
-    "qckit.analyses.magnet.analysis",
-    "qckit.analyses.ct.analysis",
-)
-
 # the built-in module that registers each built-in analysis: a look-up imports only that module (an ACR run
 # does not import the CT, diffusion or relaxometry analyses); a test keeps this equal to what they register
 _BUILTIN_MODULE = {
@@ -37,6 +28,7 @@ _BUILTIN_MODULE = {
                      "magnet_snr", "magnet_uniformity"), "qckit.analyses.magnet.analysis"),
     **dict.fromkeys(("acr_ct", "catphan", "density_calibration"), "qckit.analyses.ct.analysis"),
 }  # fmt: skip
+_BUILTINS = tuple(dict.fromkeys(_BUILTIN_MODULE.values()))  # every built-in module, each once, in that order
 
 A = TypeVar("A", bound=type[Analysis])
 

@@ -250,24 +250,30 @@ def run_diffusion(folder: str | Path, *, phantom: str = "caliber-diffusion", tem
         sessions.append(sess)
         work += [(sess, s) for s in sets]
 
-    def measured(part: list[tuple[DiffusionSession, Any]]) -> list[ImageSetResult | QckitInputError]:
+    def measured(
+        part: list[tuple[DiffusionSession, Any]], report: bool
+    ) -> list[ImageSetResult | QckitInputError]:
+        """Each set of `part` measured (or the reason it cannot be); `report`: progress as it goes."""
         out: list[ImageSetResult | QckitInputError] = []
         for _sess, s in part:
             try:
                 out.append(measure_image_set(s, vials, temperature_c=temp, references=user))
             except QckitInputError as exc:  # this set is not measured; the others are
                 out.append(exc)
-            if progress is not None and part is first:
+            if report and progress is not None:
                 progress(len(out), len(work))
         return out
 
     # the second half of the image sets is measured in a forked process while this one measures the first half
-    # (two CPUs: each set's fits and its array search are independent of the others')
+    # (two CPUs: each set's fits and its array search are independent of the others'); its progress is reported
+    # when it comes back
     half = (len(work) + 1) // 2
-    first, second = work[:half], work[half:]
-    with alongside(lambda: measured(second)) as later:
-        results = measured(first)
-        results += later()[0] if second else []
+    if work[half:]:
+        with alongside(lambda: measured(work[half:], report=False)) as later:
+            results = measured(work[:half], report=True)
+            results += later()[0]
+    else:  # one set (or none): no process to start
+        results = measured(work, report=True)
     for done, ((sess, s), res) in enumerate(zip(work, results, strict=True), start=1):
         if isinstance(res, QckitInputError):
             problems.append(Problem(f"{sess.label} {s.label}", "", str(res)))

@@ -392,20 +392,19 @@ def measure_session(
 
     others: list[EngineResult] = []
     added: list[tuple[str, str, str, str]] = []
-    in_child = False
     if roles[1:]:
         # the other roles are measured in a forked process while this one measures the first (two CPUs: the T2
         # analyses of an ACR session overlap the T1 ones); what they added to the session comes back with them
         with alongside(other_roles) as later:
             res = first_role()
             (others, added, more_warnings, more_errors), in_child = later()
-        if in_child:
+        if in_child:  # run here instead, they added to this process's session already
             warnings += more_warnings
             source.pixel_errors += more_errors
     else:
         res = first_role()
     seen = [(k, v.role, v.volume.series_uid, _pixel_digest(v)) for k, v in sess.views.items()]
-    seen += [a for a in added if a[0] not in sess.views] if in_child else []
+    seen += [a for a in added if a[0] not in sess.views]  # the forked work's views (run here: in sess.views)
     # Roles are kept in the names: a measurement of an image role other than the phantom's first (ACR: T2 after
     # T1) carries the role as a suffix (`piu_t2`), also when that role is the only one in the session, so a T2 value
     # never enters a T1 chart; analyses over series sets (relaxometry) ran once above, for every role present
