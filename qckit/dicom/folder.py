@@ -12,6 +12,7 @@ Duplicate SOP instances (a series exported twice into one folder) are indexed on
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,13 +81,21 @@ class DicomFolder:
             self._remember(files, *load_volumes(files))
         return self._loaded[files]
 
-    def preload(self, rows: list[dict[str, Any]], *, workers: int | None = None) -> None:
+    def preload(
+        self,
+        rows: list[dict[str, Any]],
+        *,
+        workers: int | None = None,
+        meanwhile: Callable[[], object] | None = None,
+    ) -> None:
         """Load the pixel data of these rows' series now, spread over worker processes (`load_parallel`); the
-        later `volume`/`volumes_of` calls find them loaded. Same volumes and errors as loading one by one."""
+        later `volume`/`volumes_of` calls find them loaded. Same volumes and errors as loading one by one.
+        `meanwhile` runs here while the workers load (once, whether or not workers were used)."""
         todo = list(
             dict.fromkeys(f for f in (tuple(self.files(r)) for r in rows) if f and f not in self._loaded)
         )
-        for files, (vols, bad) in zip(todo, load_parallel(todo, workers=workers), strict=True):
+        loaded = load_parallel(todo, workers=workers, meanwhile=meanwhile)
+        for files, (vols, bad) in zip(todo, loaded, strict=True):
             self._remember(files, vols, bad)
 
     def _remember(self, files: tuple[str, ...], vols: list[Volume], bad: list[ScanError]) -> None:

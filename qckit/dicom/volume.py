@@ -9,7 +9,7 @@ pixel spacing, slice thickness and echo time per frame from the functional group
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -483,18 +483,31 @@ _PARALLEL_FROM = (
 
 
 def load_parallel(
-    groups: list[tuple[str, ...]], *, workers: int | None = None
+    groups: list[tuple[str, ...]],
+    *,
+    workers: int | None = None,
+    meanwhile: Callable[[], object] | None = None,
 ) -> list[tuple[list[Volume], list[ScanError]]]:
     """`load_volumes` of each group of files (a series each), in order. With two groups or more and at least
     `_PARALLEL_FROM` files the groups are spread over `workers` forked processes (default: the CPUs), as `qckit
-    scan` spreads headers; where forking is not safe (threads running), or a worker dies, they are loaded here."""
+    scan` spreads headers; where forking is not safe (threads running), or a worker dies, they are loaded here.
+
+    `meanwhile` (imports the analysis of these volumes will need, say) runs in this process while the workers load,
+    or before loading here; it runs once whatever happens to the workers, and an exception it raises stops them."""
     workers = min(workers or os.cpu_count() or 1, len(groups))
+    pending = meanwhile
     if workers > 1 and sum(map(len, groups)) >= _PARALLEL_FROM and can_fork():
         try:
             with worker_pool(workers) as pool:
-                return list(pool.map(load_volumes, groups))
+                loading = pool.map(load_volumes, groups)  # every group is submitted (the workers forked) now
+                if pending is not None:
+                    pending, run = None, pending
+                    run()
+                return list(loading)
         except BrokenProcessPool:
             pass  # a worker was killed (memory?): load in this process, which reports per file
+    if pending is not None:
+        pending()
     return [load_volumes(g) for g in groups]
 
 

@@ -24,13 +24,11 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from qckit import __version__
-from qckit.analyses.diffusion.vials import EMA_PERCENT, ImageSetResult, measure_image_set, vial_repeatability
-from qckit.core.definitions import load_yaml
 from qckit.core.errors import PhantomError, QckitInputError
 from qckit.core.identity import ScannerIdentity
 from qckit.core.jsonio import write_json
@@ -42,8 +40,10 @@ from qckit.dicom.bvalue import B_TAGS, b_value, is_adc_map
 from qckit.dicom.diffusion import image_sets
 from qckit.dicom.folder import DicomFolder, series_name
 from qckit.metrology.precision import between_condition_cv, between_condition_cv_ci
-from qckit.phantoms.load import load_phantom
-from qckit.phantoms.models import AdcReference
+
+if TYPE_CHECKING:
+    from qckit.analyses.diffusion.vials import ImageSetResult
+    from qckit.phantoms.models import AdcReference, VialSet
 
 VIAL_COLUMNS = ("session", "image_set", "vial", "position", "pvp_percent", "adc_um2_per_s", "adc_se_um2_per_s",
                 "reference_um2_per_s", "bias_percent", "scanner_map_um2_per_s", "verdict", "reason",
@@ -94,7 +94,8 @@ def load_adc_references(path: Path, materials: set[str]) -> tuple[dict[str, AdcR
     material listed twice is an input error (never silently ignored)."""
     from pydantic import ValidationError
 
-    from qckit.core.definitions import format_validation_error
+    from qckit.core.definitions import format_validation_error, load_yaml
+    from qckit.phantoms.models import AdcReference
 
     data = load_yaml(path, PhantomError)
     if not isinstance(data, dict) or not isinstance(data.get("references"), list):
@@ -174,7 +175,7 @@ def precision_tables(sessions: list[DiffusionSession]) -> tuple[list[dict[str, A
         for v in sess.sets[0].vials:
             groups.setdefault(f"PVP {v.pvp_percent:g} %", []).append(v.name)
         for group, members in groups.items():
-            vr = vial_repeatability(sess.sets, members)
+            vr = _vials().vial_repeatability(sess.sets, members)
             if vr is None:
                 continue
             r = vr.stats
@@ -200,10 +201,32 @@ def precision_tables(sessions: list[DiffusionSession]) -> tuple[list[dict[str, A
     return rep, repro
 
 
-def run_diffusion(folder: str | Path, *, phantom: str = "caliber-diffusion", temperature_c: float | None = None,
-                  reference: Path | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> DiffusionStudy:  # fmt: skip
-    """Every image set of the folder measured (module docstring)."""
+@dataclass
+class _Setup:
+    """What measuring needs besides the images: the phantom's vials, the temperature, the user's references."""
+
+    vials: VialSet
+    temperature_c: float
+    user: dict[str, tuple[float, float | None, str]] | None
+    references: list[str]
+
+
+def _vials() -> Any:
+    """`qckit.analyses.diffusion.vials`, imported when first needed: with SciPy (0.2-0.4 s) it is imported while
+    worker processes load the pixel data (`run_diffusion`), not before; so is scipy.optimize, which its fits and
+    array search use (and would import on first use, in each process measuring)."""
+    import scipy.optimize  # noqa: F401
+
+    import qckit.analyses.diffusion.vials as module
+
+    return module
+
+
+def _setup(phantom: str, temperature_c: float | None, reference: Path | None) -> _Setup:
+    """The phantom's vials and the references to judge them by (the definition's, or the user's table), and the
+    analysis imported (`_vials`)."""
+    from qckit.phantoms.load import load_phantom
+
     loaded = load_phantom(phantom)
     vials = loaded.phantom.vials
     if vials is None:
@@ -219,11 +242,26 @@ def run_diffusion(folder: str | Path, *, phantom: str = "caliber-diffusion", tem
             raise QckitInputError(f"{reference}: {exc}") from None
         user = {m: (adc, unc, f"{source}: {how}") for m, (adc, unc, how) in at.items()}
         refs_used.append(f"reference table {reference} ({file_sha256(reference)[:12]})")
+    _vials()
+    return _Setup(vials, temp, user, refs_used)
+
+
+def run_diffusion(folder: str | Path, *, phantom: str = "caliber-diffusion", temperature_c: float | None = None,
+                  reference: Path | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> DiffusionStudy:  # fmt: skip
+    """Every image set of the folder measured (module docstring)."""
     source = DicomFolder.open(folder)
     rows, unreadable = dwi_rows(source)
     if not rows:
         why = "; ".join(unreadable[:3]) or "no b-value in any header, no ADC map"
         raise QckitInputError(f"{folder}: no diffusion-weighted series with a readable b-value ({why})")
+    # the pixel data is loaded in worker processes while this one reads the phantom definition and imports the
+    # analysis (pydantic, SciPy: 0.3-0.5 s that would otherwise come before or after the loading)
+    setups: list[_Setup] = []
+    source.preload(rows, meanwhile=lambda: setups.append(_setup(phantom, temperature_c, reference)))
+    setup = setups[0]
+    vials, temp, user = setup.vials, setup.temperature_c, setup.user
+    measure_image_set = _vials().measure_image_set
     problems = [Problem("pixels", "", f"{e.path}: {e.reason}") for e in source.problems()]
     problems += [Problem("b-value", "", u) for u in unreadable]
     by_session: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -233,7 +271,6 @@ def run_diffusion(folder: str | Path, *, phantom: str = "caliber-diffusion", tem
     sessions: list[DiffusionSession] = []
     table: list[dict[str, Any]] = []
     work = []
-    source.preload(rows)
     for key, srows in sorted(by_session.items()):
         series = []
         for r in srows:
@@ -287,7 +324,7 @@ def run_diffusion(folder: str | Path, *, phantom: str = "caliber-diffusion", tem
         raise QckitInputError(f"{folder}: no complete image set (every b-value of one acquisition): "
                               + "; ".join(p.reason for p in problems[:3]))  # fmt: skip
     rep, repro = precision_tables(sessions)
-    return DiffusionStudy(sessions, problems, table, rep, repro, refs_used)
+    return DiffusionStudy(sessions, problems, table, rep, repro, setup.references)
 
 
 def overlays(study: DiffusionStudy) -> list[Overlay]:
@@ -305,7 +342,7 @@ def overlays(study: DiffusionStudy) -> list[Overlay]:
 
 def study_document(study: DiffusionStudy, prov: Provenance) -> dict[str, Any]:
     return {"qckit_version": __version__, "provenance": prov.to_dict(), "verdict": str(study.verdict),
-            "limit": f"|bias| <= {EMA_PERCENT:g} % of the reference (EMA)", "references": study.references,
+            "limit": f"|bias| <= {_vials().EMA_PERCENT:g} % of the reference (EMA)", "references": study.references,
             "sessions": [s.to_dict() for s in study.sessions], "problems": [p.to_dict() for p in study.problems],
             "repeatability": study.repeatability, "reproducibility": study.reproducibility}  # fmt: skip
 

@@ -179,3 +179,64 @@ def test_the_catphan_cbct_with_one_shared_sop_uid_is_read_whole(reference_data):
     assert row["Modality"] == "CT" and row["n_images"] == 64 and row["duplicates"] == 0
     vol = folder.volume(row)
     assert vol is not None and vol.n_slices == 64 and vol.spacing[2] == pytest.approx(2.5, abs=0.01)
+
+
+def test_what_runs_meanwhile_runs_once_in_this_process_while_the_workers_load(two_series):
+    """`preload(meanwhile=...)` runs the callable here while forked workers load (the workers exist when it runs;
+    same volumes as loading in this process), exactly once on every path: the pool, a broken pool (loaded here
+    afterwards), no pool (one worker); and an error it raises stops the workers and comes out unchanged, with no
+    worker process or pool thread left behind. In a fresh interpreter: the pool needs a process without threads."""
+    import subprocess
+    import sys
+
+    script = f"""
+import multiprocessing, os, threading
+import numpy as np
+import qckit.dicom.volume as vm
+from concurrent.futures.process import BrokenProcessPool
+from qckit.dicom.folder import DicomFolder
+root = {str(two_series)!r}
+vm._PARALLEL_FROM = 1
+one = DicomFolder.open(root, workers=1)
+one_vols = [v for r in one.series for v in one.volumes_of(r)]
+
+seen = []
+def meanwhile():
+    seen.append((os.getpid(), len(multiprocessing.active_children())))
+forked = DicomFolder.open(root, workers=1)
+forked.preload(forked.series, workers=2, meanwhile=meanwhile)
+assert len(seen) == 1 and seen[0][0] == os.getpid() and seen[0][1] == 2, seen
+vols = [v for r in forked.series for v in forked.volumes_of(r)]
+assert len(vols) == len(one_vols) and all(np.array_equal(a.array, b.array) for a, b in zip(one_vols, vols))
+
+seen.clear()
+alone = DicomFolder.open(root, workers=1)
+alone.preload(alone.series, workers=1, meanwhile=meanwhile)
+assert seen == [(os.getpid(), 0)], seen
+
+seen.clear()
+real_pool = vm.worker_pool
+class Broken:
+    def __enter__(self): return self
+    def __exit__(self, *exc): return False
+    def map(self, fn, groups): raise BrokenProcessPool("a worker died")
+vm.worker_pool = lambda w: Broken()
+broken = DicomFolder.open(root, workers=1)
+broken.preload(broken.series, workers=2, meanwhile=meanwhile)
+assert len(seen) == 1 and len([v for r in broken.series for v in broken.volumes_of(r)]) == len(one_vols)
+vm.worker_pool = real_pool
+
+def fails():
+    raise KeyError("phantom")
+failing = DicomFolder.open(root, workers=1)
+try:
+    failing.preload(failing.series, workers=2, meanwhile=fails)
+except KeyError as exc:
+    assert exc.args == ("phantom",)
+else:
+    raise AssertionError("no error")
+assert multiprocessing.active_children() == [] and threading.active_count() == 1
+print("once")
+"""
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout.strip() == "once", res.stderr[-2000:]
