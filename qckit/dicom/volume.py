@@ -493,17 +493,24 @@ def load_parallel(
     scan` spreads headers; where forking is not safe (threads running), or a worker dies, they are loaded here.
 
     `meanwhile` (imports the analysis of these volumes will need, say) runs in this process while the workers load,
-    or before loading here; it runs once whatever happens to the workers, and an exception it raises stops them."""
+    or before loading here; it runs once whatever happens to the workers, and an exception it raises stops them.
+    Then this process loads too: it takes the groups no worker has started, from the last one back, while the
+    workers go on from the first (no volume of those crosses a pipe)."""
     workers = min(workers or os.cpu_count() or 1, len(groups))
     pending = meanwhile
     if workers > 1 and sum(map(len, groups)) >= _PARALLEL_FROM and can_fork():
         try:
             with worker_pool(workers) as pool:
-                loading = pool.map(load_volumes, groups)  # every group is submitted (the workers forked) now
+                futures = [pool.submit(load_volumes, g) for g in groups]  # the workers are forked now
                 if pending is not None:
                     pending, run = None, pending
                     run()
-                return list(loading)
+                here: dict[int, tuple[list[Volume], list[ScanError]]] = {}
+                for i in reversed(range(len(groups))):
+                    if not futures[i].cancel():  # started (or queued for a worker): the rest are as well
+                        break
+                    here[i] = load_volumes(groups[i])
+                return [here[i] if i in here else f.result() for i, f in enumerate(futures)]
         except BrokenProcessPool:
             pass  # a worker was killed (memory?): load in this process, which reports per file
     if pending is not None:

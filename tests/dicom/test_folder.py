@@ -219,7 +219,7 @@ real_pool = vm.worker_pool
 class Broken:
     def __enter__(self): return self
     def __exit__(self, *exc): return False
-    def map(self, fn, groups): raise BrokenProcessPool("a worker died")
+    def submit(self, fn, group): raise BrokenProcessPool("a worker died")
 vm.worker_pool = lambda w: Broken()
 broken = DicomFolder.open(root, workers=1)
 broken.preload(broken.series, workers=2, meanwhile=meanwhile)
@@ -236,6 +236,20 @@ except KeyError as exc:
 else:
     raise AssertionError("no error")
 assert multiprocessing.active_children() == [] and threading.active_count() == 1
+
+# after meanwhile this process loads the groups no worker has started, from the last back; order is kept
+import time
+parent = os.getpid()
+def tagged(group):
+    if os.getpid() != parent:
+        time.sleep(0.3)  # slow workers: they start the first groups, this process takes the others
+    return [(group, os.getpid())], []
+vm.load_volumes = tagged
+groups = [("g" + str(i),) for i in range(8)]
+out = vm.load_parallel(groups, workers=2, meanwhile=meanwhile)
+assert [o[0][0][0] for o in out] == groups
+where = [o[0][0][1] for o in out]
+assert where[0] != parent and where[-1] == parent, where
 print("once")
 """
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
