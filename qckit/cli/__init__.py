@@ -88,7 +88,16 @@ def _one_command_app(args: list[str]) -> typer.Typer:
     return one
 
 
+# the commands that spread their work over a process per CPU: their BLAS runs one thread per process
+_PROCESS_PER_CPU = {"scan", "qc", "phantom", "qualify", "listen", "extract"}
+
+
 def main() -> None:
+    words = [a for a in sys.argv[1:] if not a.startswith("-")]
+    if words and words[0] in _PROCESS_PER_CPU:
+        from qckit.core.processes import one_blas_thread  # these commands import it anyway
+
+        one_blas_thread()
     try:
         _one_command_app(sys.argv[1:])()
     finally:

@@ -47,6 +47,23 @@ def stopping_pool(workers: int, mp_context: Any = None) -> Iterator[ProcessPoolE
     pool.shutdown(wait=True)
 
 
+BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")  # NumPy's wheels: OpenBLAS; conda's: MKL
+
+
+def one_blas_thread() -> bool:
+    """Make NumPy's BLAS run one thread in this process and the processes it starts, unless the user set a number:
+    for the commands that spread their work over one process per CPU (`alongside`, `stopping_pool`, Dask
+    workers), where BLAS threads beside those processes only wait for work, spinning (OpenBLAS yields in a loop
+    before it sleeps: 15-20 % of `qc run`'s and `phantom diffusion`'s CPU on two cores; benchmarks/README.md).
+    joblib's loky gives its workers one BLAS thread for the same reason. The library reads the variable when it
+    is loaded: True when this came in time (NumPy not yet imported), False when it did not."""
+    if "numpy" in sys.modules:
+        return False
+    for name in BLAS_THREADS:
+        os.environ.setdefault(name, "1")
+    return True
+
+
 def may_have_children() -> bool:
     """Whether this process may start worker processes: not a daemonic one (a `multiprocessing.Pool` worker, in
     which a user's script may call qckit: multiprocessing refuses it children)."""
@@ -123,4 +140,4 @@ def alongside(
         _INHERITED.remove(job)
 
 
-__all__ = ["alongside", "fork_is_safe", "may_have_children", "stopping_pool"]
+__all__ = ["alongside", "fork_is_safe", "may_have_children", "one_blas_thread", "stopping_pool"]

@@ -230,3 +230,44 @@ def test_in_a_daemonic_pool_worker_everything_stays_in_that_process(tmp_path):
         " no DICOM image found in 450 file(s). f0000.bin",
         False,
     )
+
+
+def test_the_process_per_cpu_commands_give_blas_one_thread_and_the_others_leave_it(tmp_path):
+    """`qckit qc|phantom|scan|...` set NumPy's BLAS to one thread before NumPy loads (their work is spread over a
+    process per CPU); `qckit protocol` and `qckit harmonize` (ComBat's large products use BLAS threads) leave it;
+    a number the user set is kept; once NumPy is loaded it is too late and nothing is changed."""
+    import subprocess
+    import sys
+
+    import numpy  # noqa: F401 - loaded: too late for the variable
+
+    from qckit.core.processes import one_blas_thread
+
+    before = dict(os.environ)
+    assert one_blas_thread() is False and dict(os.environ) == before  # numpy is loaded in this test process
+
+    script = """
+import sys
+from qckit.cli import main
+sys.argv = ["qckit", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+import numpy, threadpoolctl
+print("threads", max(i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"))
+"""
+
+    def threads(*args: str, env: dict[str, str] | None = None) -> int:
+        clean = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+        res = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120,
+                             env={**clean, **(env or {})}, cwd=tmp_path)  # fmt: skip
+        line = [x for x in res.stdout.splitlines() if x.startswith("threads ")]
+        assert line, res.stderr[-2000:]
+        return int(line[-1].split()[1])
+
+    assert threads("phantom", "list", "-q") == 1
+    assert threads("scan", str(tmp_path), "-q") == 1
+    assert threads("phantom", "list", "-q", env={"OPENBLAS_NUM_THREADS": "2"}) == min(2, os.cpu_count() or 1)
+    if (os.cpu_count() or 1) > 1:
+        assert threads("protocol", "list", "-q") > 1
