@@ -30,20 +30,20 @@ def two_series(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _counting(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     calls: Counter[str] = Counter()
-    real_header, real_read = index_mod.read_header, volume_mod.pydicom.dcmread
+    real_header, real_read = index_mod.read_header, volume_mod._read_dataset
 
     def header(path, **kw):  # noqa: ANN001, ANN003, ANN202
         calls["header"] += 1
         calls[f"header:{path}"] += 1
         return real_header(path, **kw)
 
-    def pixels(path, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def pixels(path):  # noqa: ANN001, ANN202
         calls["pixels"] += 1
         calls[f"pixels:{path}"] += 1
-        return real_read(path, *a, **k)
+        return real_read(path)
 
     monkeypatch.setattr(index_mod, "read_header", header)
-    monkeypatch.setattr(volume_mod.pydicom, "dcmread", pixels)
+    monkeypatch.setattr(volume_mod, "_read_dataset", pixels)
     return calls
 
 
@@ -93,6 +93,39 @@ def test_duplicate_export_is_loaded_once(two_series, tmp_path):
     vol = folder.volume(t1)
     assert vol is not None and vol.n_slices == 11
     assert folder.pixel_errors == []
+
+
+def test_a_file_is_read_whole_or_from_disk_as_its_size_says_and_gives_pydicoms_dataset(
+    two_series, monkeypatch
+):
+    """`_read_dataset` parses a small file from memory (no lseek per element) and a large one from the file (no
+    second copy of its pixels): both give what `pydicom.dcmread(path)` gives, and close the file."""
+    import gc
+    import warnings
+
+    import numpy as np
+
+    path = str(sorted((two_series / "series02").iterdir())[0])
+    direct = pydicom.dcmread(path)
+    opened: list[object] = []
+    real_open = open
+
+    def tracking(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        fh = real_open(*a, **k)
+        opened.append(fh)
+        return fh
+
+    monkeypatch.setattr("builtins.open", tracking)
+    small = volume_mod._read_dataset(path)
+    monkeypatch.setattr(volume_mod, "_IN_MEMORY_UP_TO", 0)
+    large = volume_mod._read_dataset(path)
+    monkeypatch.setattr("builtins.open", real_open)
+    for ds in (small, large):
+        assert ds == direct and np.array_equal(ds.pixel_array, direct.pixel_array)
+    assert len(opened) == 2 and all(fh.closed for fh in opened)  # type: ignore[attr-defined]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        gc.collect()
 
 
 def test_series_are_named_never_none():
