@@ -18,11 +18,13 @@ from __future__ import annotations
 import functools
 import io
 import os
+import stat
 import struct
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from qckit.core.errors import DicomReadError, ReadCause
+from qckit.core.files import not_regular
 from qckit.core.keys import secret
 from qckit.dicom import enhanced
 from qckit.dicom.pseudonym import subject_key
@@ -652,22 +654,47 @@ _next_read = [_FIRST_READ]
 _MAX_FIRST_READ = 4 * 1024 * 1024
 
 
-def _read_buffer(path: str, size: int = _FIRST_READ) -> tuple[bytes, int, Any]:
-    """Open `path`, return (its first `size` bytes, file size, open file); errors carry the user-facing reason."""
+# read-only, and a FIFO or device opened without blocking (refused on its fstat before a byte is read)
+_OPEN_FLAGS = (
+    os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+)
+
+
+def _read_buffer(path: str, size: int = _FIRST_READ) -> tuple[bytes, int, int]:
+    """Open `path`, return (its first `size` bytes, file size, file descriptor: closed by the caller); errors
+    carry the user-facing reason, and anything but a regular file is refused before it is read.
+
+    A descriptor read with os.read, not a Python file: `open()` adds three system calls per file (its isatty
+    ioctl, a directory check and the buffer's lseek), each a few microseconds: about a tenth of a scan's time."""
     try:
-        fp = open(path, "rb")  # noqa: SIM115 - closed by the caller
+        fd = os.open(path, _OPEN_FLAGS)
     except PermissionError as exc:
         raise DicomReadError("permission denied", ReadCause.UNREADABLE) from exc
-    except IsADirectoryError as exc:
-        raise DicomReadError("is a directory", ReadCause.NOT_REGULAR) from exc
     except OSError as exc:
         raise DicomReadError(f"cannot read file: {exc.strerror or exc}", ReadCause.UNREADABLE) from exc
     try:
-        file_size = os.fstat(fp.fileno()).st_size
-        return fp.read(size), file_size, fp
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            why = "is a directory" if stat.S_ISDIR(st.st_mode) else not_regular(path) or "not a regular file"
+            raise DicomReadError(why, ReadCause.NOT_REGULAR)
+        return _read_upto(fd, size), st.st_size, fd
     except OSError as exc:
-        fp.close()
+        os.close(fd)
         raise DicomReadError(f"cannot read file: {exc.strerror or exc}", ReadCause.UNREADABLE) from exc
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _read_upto(fd: int, size: int) -> bytes:
+    """Up to `size` bytes from the descriptor's position (fewer only at the end of the file)."""
+    data = os.read(fd, size)
+    while 0 < len(data) < size:  # a short read before the end (a network file system): read on
+        more = os.read(fd, size - len(data))
+        if not more:
+            break
+        data += more
+    return data
 
 
 def read_header(path: str | os.PathLike[str], *, key: str | None = None) -> list[FrameGroup]:
@@ -676,8 +703,8 @@ def read_header(path: str | os.PathLike[str], *, key: str | None = None) -> list
     looks it up once per chunk of files."""
     path = os.fspath(path)
     size = _next_read[0]
-    buf, file_size, fp = _read_buffer(path, size)
-    with fp:
+    buf, file_size, fd = _read_buffer(path, size)
+    try:
         if file_size == 0:
             raise DicomReadError("empty file (0 bytes)", ReadCause.NOT_DICOM)
         while True:
@@ -687,14 +714,21 @@ def read_header(path: str | os.PathLike[str], *, key: str | None = None) -> list
                 if size >= min(file_size, _MAX_HEADER_READ):
                     raise DicomReadError("header longer than 64 MiB or corrupt element lengths") from None
                 size *= 16
-                fp.seek(0)
-                buf = fp.read(size)
+                try:
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    buf = _read_upto(fd, size)
+                except OSError as exc:
+                    raise DicomReadError(
+                        f"cannot read file: {exc.strerror or exc}", ReadCause.UNREADABLE
+                    ) from exc
                 continue
             except DicomReadError:
                 raise
             except Exception as exc:  # corrupt bytes make pydicom's generator raise many types
                 raise DicomReadError(f"corrupt DICOM header ({type(exc).__name__}: {exc})") from exc
             break
+    finally:
+        os.close(fd)
     if parsed is None:
         return _full_read(path)
     values, meta = parsed

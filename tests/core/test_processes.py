@@ -259,7 +259,10 @@ print("threads", max(i["num_threads"] for i in threadpoolctl.threadpool_info() i
 """
 
     def threads(*args: str, env: dict[str, str] | None = None) -> int:
-        clean = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+        blas = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
+        clean = {
+            k: v for k, v in os.environ.items() if k not in blas
+        }  # (an in-process extraction sets OMP's)
         res = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120,
                              env={**clean, **(env or {})}, cwd=tmp_path)  # fmt: skip
         line = [x for x in res.stdout.splitlines() if x.startswith("threads ")]

@@ -219,9 +219,46 @@ def test_permission_error_is_reported(t1_file: Path, monkeypatch: pytest.MonkeyP
     def deny(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(header, "open", deny, raising=False)
+    monkeypatch.setattr(header.os, "open", deny)
     with pytest.raises(DicomReadError, match="permission denied"):
         read_header(t1_file)
+
+
+def test_only_regular_files_are_read_and_every_descriptor_is_closed(t1_file: Path, tmp_path: Path):
+    """The header reader opens a descriptor (no Python file object: three system calls fewer per file) without
+    blocking, refuses a FIFO or a folder on the open descriptor before reading a byte, and closes every
+    descriptor it opened: good files, the long header that grows the read, and each refusal."""
+    import os
+    import signal
+
+    from qckit.core.errors import ReadCause
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    scanner = replace(SCANNERS["siemens-skyra-3t"], private_block_bytes=200_000)  # past the first 16 KiB read
+    long = write_series(tmp_path / "long", scanner, replace(ACR_T1, rows=16, columns=16, n_slices=1)).paths[0]
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(t1_file.read_bytes()[:-100])
+
+    def blocked(*_: object) -> None:
+        raise TimeoutError("blocked on a FIFO")
+
+    old = signal.signal(signal.SIGALRM, blocked)
+    signal.alarm(20)
+    try:
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(3):
+            assert read_header(t1_file) and read_header(long)
+            for bad, why, cause in ((fifo, "named pipe", ReadCause.NOT_REGULAR),
+                                    (tmp_path, "is a directory", ReadCause.NOT_REGULAR),
+                                    (cut, "truncated", None)):  # fmt: skip
+                with pytest.raises(DicomReadError, match=why) as err:
+                    read_header(bad)
+                assert cause is None or err.value.cause is cause
+        assert len(os.listdir("/proc/self/fd")) == before
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def _both_paths(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
