@@ -494,6 +494,15 @@ def load_volumes(files: Iterable[str]) -> tuple[list[Volume], list[ScanError]]:
     return volumes, bad
 
 
+def _yielding() -> None:
+    """A loading worker's scheduling priority, lowered (nice 10): the process that started it runs `meanwhile`
+    (imports) first; the workers take the CPU it leaves."""
+    try:
+        os.nice(10)
+    except (AttributeError, OSError):  # no nice (Windows), or not allowed: the default priority
+        pass
+
+
 _PARALLEL_FROM = (
     64  # files: fewer are loaded in this process (starting workers would cost more than it saves)
 )
@@ -517,7 +526,7 @@ def load_parallel(
     pending = meanwhile
     if workers > 1 and sum(map(len, groups)) >= _PARALLEL_FROM and can_fork():
         try:
-            with worker_pool(workers) as pool:
+            with worker_pool(workers, _yielding if meanwhile is not None else None) as pool:
                 futures = [pool.submit(load_volumes, g) for g in groups]  # the workers are forked now
                 if pending is not None:
                     pending, run = None, pending

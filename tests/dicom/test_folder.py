@@ -169,7 +169,7 @@ one_vols = [one.volumes_of(r) for r in one.series]
 vm._PARALLEL_FROM = 1
 calls = []
 real = vm.worker_pool
-vm.worker_pool = lambda w: (calls.append(w), real(w))[1]
+vm.worker_pool = lambda w, init=None: (calls.append(w), real(w, init))[1]
 forked = DicomFolder.open(root, workers=1)
 forked.preload(forked.series, workers=2)
 assert calls == [2], calls
@@ -235,7 +235,14 @@ one_vols = [v for r in one.series for v in one.volumes_of(r)]
 
 seen = []
 def meanwhile():
-    seen.append((os.getpid(), len(multiprocessing.active_children())))
+    kids = multiprocessing.active_children()
+    seen.append((os.getpid(), len(kids)))
+    import time
+    for kid in kids:  # the loading workers yield the CPU to this process (nice 10 above its own, once started)
+        deadline = time.monotonic() + 10
+        while os.getpriority(os.PRIO_PROCESS, kid.pid) < os.getpriority(os.PRIO_PROCESS, 0) + 10:
+            assert time.monotonic() < deadline, "a loading worker kept this process's priority"
+            time.sleep(0.01)
 forked = DicomFolder.open(root, workers=1)
 forked.preload(forked.series, workers=2, meanwhile=meanwhile)
 assert len(seen) == 1 and seen[0][0] == os.getpid() and seen[0][1] == 2, seen
@@ -253,7 +260,7 @@ class Broken:
     def __enter__(self): return self
     def __exit__(self, *exc): return False
     def submit(self, fn, group): raise BrokenProcessPool("a worker died")
-vm.worker_pool = lambda w: Broken()
+vm.worker_pool = lambda w, init=None: Broken()
 broken = DicomFolder.open(root, workers=1)
 broken.preload(broken.series, workers=2, meanwhile=meanwhile)
 assert len(seen) == 1 and len([v for r in broken.series for v in broken.volumes_of(r)]) == len(one_vols)
