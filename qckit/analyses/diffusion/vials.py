@@ -211,14 +211,16 @@ def measure_image_set(s: ImageSet, vials: VialSet, *, temperature_c: float | Non
     if len(shapes) != 1:
         raise QckitInputError(f"image set {s.label}: the b-value volumes differ in size {sorted(shapes)}")
     first = vols[0]
-    stack = np.stack([np.asarray(v.physical_array(), float) for v in vols])
-    positions = list(first.slice_positions) or list(np.arange(stack.shape[1]) * first.spacing[2])
-    c = mid_plane(stack[0], positions)
+    low = np.asarray(first.physical_array(), float)  # the lowest b: finds the mid-plane
+    positions = list(first.slice_positions) or list(np.arange(low.shape[0]) * first.spacing[2])
+    c = mid_plane(low, positions)
     pos = np.asarray(positions, float)
     slab = [int(i) for i in np.flatnonzero(np.abs(pos - pos[c]) <= vials.roi_height_mm / 2 + 1e-6)]
+    # (b-value, slab slice, row, column): only the slab's slices of each volume are copied (not every slice)
+    stack = np.stack([low[slab], *(np.asarray(v.physical_array(), float)[slab] for v in vols[1:])])
     pixel_mm = (float(first.spacing[1]), float(first.spacing[0]))  # (row, column)
     layout = np.array([v.center_mm for v in vials.vials], float)
-    images = stack[:, slab].reshape(-1, *stack.shape[2:])
+    images = stack.reshape(-1, *stack.shape[2:])
     where = f"image set {s.label}: "
     try:
         loc = locate_array(images, pixel_mm, layout, sphere_radius_mm=vials.vial_radius_mm,
@@ -228,16 +230,16 @@ def measure_image_set(s: ImageSet, vials: VialSet, *, temperature_c: float | Non
         raise QckitInputError(where + str(exc)) from None
     h, w = stack.shape[2:]
     yy, xx = np.mgrid[:h, :w]
-    clipped = _clipped(stack[:, slab].reshape(-1, h, w)).reshape(len(bs), len(slab), h, w)
+    clipped = _clipped(stack.reshape(-1, h, w)).reshape(len(bs), len(slab), h, w)
     adc_map = None
     if s.adc_map is not None and s.adc_map.array.shape == first.array.shape:
         adc_map = np.asarray(s.adc_map.array, float)
     temp = vials.default_temperature_c if temperature_c is None else float(temperature_c)
-    sigma = background_sigma(stack[0, slab])
+    sigma = background_sigma(stack[0])
     results: list[VialResult] = []
     for vial, (x, y) in zip(vials.vials, loc.centres_px, strict=True):
         disc = ((xx - x) * pixel_mm[1]) ** 2 + ((yy - y) * pixel_mm[0]) ** 2 <= vials.roi_radius_mm**2
-        vox = stack[:, slab][:, :, disc]  # (b, slices, voxels)
+        vox = stack[:, :, disc]  # (b, slices, voxels)
         sig = vox.reshape(len(bs), -1).mean(1)
         keep = ~clipped[:, :, disc].reshape(len(bs), -1).any(1)
         ref = vials.reference(vial.material)
@@ -281,7 +283,7 @@ def measure_image_set(s: ImageSet, vials: VialSet, *, temperature_c: float | Non
         r.bias_percent = 100 * (r.fit.adc_um2_per_s - r.reference_um2_per_s) / r.reference_um2_per_s
         r.verdict = Verdict.PASS if abs(r.bias_percent) <= EMA_PERCENT else Verdict.FAIL
     lows = np.array([v.signal[0] for v in results])
-    bright = float(np.percentile(stack[0, slab], 99))  # the phantom's fluid at the lowest b (vials or bath)
+    bright = float(np.percentile(stack[0], 99))  # the phantom's fluid at the lowest b (vials or bath)
     empty = [v for v, lo in zip(results, lows, strict=True) if lo < EMPTY_FRACTION * bright]
     if len(empty) * 2 > len(results) or bright <= 0:
         raise QckitInputError(where + "most vials hold no signal at the lowest b-value: vials empty or filled with "
@@ -292,7 +294,7 @@ def measure_image_set(s: ImageSet, vials: VialSet, *, temperature_c: float | Non
             f"no signal at b = {bs[0]:g} (under {EMPTY_FRACTION:.0%} of the median vial): empty or air-filled"
         )
     return ImageSetResult(s.label, [float(b) for b in bs], dict(s.b_sources), s.series, temp, c, slab, loc,
-                          pixel_mm, results, adc_map is not None, vials.roi_radius_mm, sigma, stack[0, c])  # fmt: skip
+                          pixel_mm, results, adc_map is not None, vials.roi_radius_mm, sigma, low[c].copy())  # fmt: skip
 
 
 __all__ = [
