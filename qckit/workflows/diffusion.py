@@ -256,7 +256,7 @@ def run_diffusion(folder: str | Path, *, phantom: str = "caliber-diffusion", tem
         why = "; ".join(unreadable[:3]) or "no b-value in any header, no ADC map"
         raise QckitInputError(f"{folder}: no diffusion-weighted series with a readable b-value ({why})")
     # the pixel data is loaded in worker processes while this one reads the phantom definition and imports the
-    # analysis (pydantic, SciPy: 0.3-0.5 s that would otherwise come before or after the loading)
+    # analysis (SciPy, the phantom models: 0.3-0.5 s that would otherwise come before or after the loading)
     setups: list[_Setup] = []
     source.preload(rows, meanwhile=lambda: setups.append(_setup(phantom, temperature_c, reference)))
     setup = setups[0]
