@@ -157,6 +157,19 @@ def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return env_dir
 
 
+# The start of a `python -c` script that runs `qckit ARGS...` (its arguments) through `qckit.cli.main` in a fresh
+# interpreter and carries on after the command's exit, to look at what the command left in the process
+CLI_MAIN_PROBE = """
+import sys
+from qckit.cli import main
+sys.argv = ["qckit", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+"""
+
+
 def run_installed(env_dir: Path, *args: str, cwd: Path):  # noqa: ANN201 - subprocess.CompletedProcess[str]
     """Run the installed wheel's `qckit` with `cwd` as working directory (no QCKIT_* overrides)."""
     import subprocess

@@ -67,18 +67,23 @@ app.add_typer(qualify_app, name="qualify")
 app.add_typer(key_app, name="key")
 
 
+def _command(args: list[str]) -> str | None:
+    """The command the arguments name: the first that is not an option (the root options are flags)."""
+    return next((a for a in args if not a.startswith("-")), None)
+
+
 def _one_command_app(args: list[str]) -> typer.Typer:
     """`app` with only the command `args` name (`qckit qc run ...`: the qc group alone): Typer builds the Click
     command of every registered command and parameter before it dispatches, about 15 ms for the whole tree,
     paid on every run. The same callback and command objects, so parsing, help and errors are `app`'s; anything
     else (no command, an unknown one, shell completion) gets the whole `app`."""
-    words = [a for a in args if not a.startswith("-")]
-    if not words or any(a in ("--install-completion", "--show-completion") for a in args):
+    name = _command(args)
+    if name is None or any(a in ("--install-completion", "--show-completion") for a in args):
         return app
     if any(k.startswith("_QCKIT_COMPLETE") or k == "_TYPER_COMPLETE_ARGS" for k in os.environ):
         return app
-    commands = [c for c in app.registered_commands if c.name == words[0]]
-    groups = [g for g in app.registered_groups if g.name == words[0]]
+    commands = [c for c in app.registered_commands if c.name == name]
+    groups = [g for g in app.registered_groups if g.name == name]
     if not commands and not groups:
         return app
     one = typer.Typer(cls=QckitGroup, name=app.info.name, help=app.info.help, no_args_is_help=True,
@@ -93,8 +98,7 @@ _PROCESS_PER_CPU = {"scan", "qc", "phantom", "qualify", "listen", "extract"}
 
 
 def main() -> None:
-    words = [a for a in sys.argv[1:] if not a.startswith("-")]
-    if words and words[0] in _PROCESS_PER_CPU:
+    if _command(sys.argv[1:]) in _PROCESS_PER_CPU:
         from qckit.core.processes import one_blas_thread  # these commands import it anyway
 
         one_blas_thread()

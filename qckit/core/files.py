@@ -32,18 +32,41 @@ def not_regular(path: str | os.PathLike[str]) -> str:
     return f"{kind}: not read"
 
 
-def _open_fd(path: str | os.PathLike[str], what: str, limit: int) -> tuple[int, int]:
-    """A read-only descriptor of `path` checked on the open file itself (no check-then-open race): a FIFO,
-    socket or device is refused before any read can block; a size above `limit` is refused. (fd, size)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise QckitInputError(f"{what} {os.fspath(path)}: cannot read ({exc.strerror or exc})") from None
+class NotRegularFileError(Exception):
+    """Raised by `open_descriptor` for a FIFO, socket, device or folder; `mode` is its st_mode."""
+
+    def __init__(self, mode: int) -> None:
+        super().__init__(mode)
+        self.mode = mode
+
+
+def open_descriptor(path: str | os.PathLike[str]) -> tuple[int, os.stat_result]:
+    """A read-only descriptor of `path` and its status, checked on the open file itself (no check-then-open
+    race): it is opened without blocking, so a FIFO, socket or device is refused (`NotRegularFileError`, the
+    descriptor closed) before any read can block. OSError when it cannot be opened or looked at. For a regular
+    file the non-blocking flag changes nothing. The descriptor is the caller's to close."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            why = not_regular(path) or "not a regular file: not read"
-            raise QckitInputError(f"{what} {os.fspath(path)}: {why}")
+            raise NotRegularFileError(st.st_mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def _open_fd(path: str | os.PathLike[str], what: str, limit: int) -> tuple[int, int]:
+    """`open_descriptor` with its refusals as input errors naming `what` and the path; a size above `limit` is
+    refused too. (fd, size), blocking reads restored."""
+    try:
+        fd, st = open_descriptor(path)
+    except NotRegularFileError:
+        why = not_regular(path) or "not a regular file: not read"
+        raise QckitInputError(f"{what} {os.fspath(path)}: {why}") from None
+    except OSError as exc:
+        raise QckitInputError(f"{what} {os.fspath(path)}: cannot read ({exc.strerror or exc})") from None
+    try:
         if st.st_size > limit:
             raise QckitInputError(f"{what} {os.fspath(path)}: {st.st_size} bytes, more than the {limit} read")
         flags = fcntl.fcntl(fd, fcntl.F_GETFL)

@@ -142,4 +142,11 @@ def alongside(
         _INHERITED.remove(job)
 
 
-__all__ = ["alongside", "fork_is_safe", "may_have_children", "one_blas_thread", "stopping_pool"]
+__all__ = [
+    "BLAS_THREADS",
+    "alongside",
+    "fork_is_safe",
+    "may_have_children",
+    "one_blas_thread",
+    "stopping_pool",
+]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from qckit.core.errors import DicomReadError, ReadCause
-from qckit.core.files import not_regular
+from qckit.core.files import NotRegularFileError, not_regular, open_descriptor
 from qckit.core.keys import secret
 from qckit.dicom import enhanced
 from qckit.dicom.pseudonym import subject_key
@@ -654,33 +654,31 @@ _next_read = [_FIRST_READ]
 _MAX_FIRST_READ = 4 * 1024 * 1024
 
 
-# read-only, and a FIFO or device opened without blocking (refused on its fstat before a byte is read)
-_OPEN_FLAGS = (
-    os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-)
+def _unreadable(exc: OSError) -> DicomReadError:
+    return DicomReadError(f"cannot read file: {exc.strerror or exc}", ReadCause.UNREADABLE)
 
 
 def _read_buffer(path: str, size: int = _FIRST_READ) -> tuple[bytes, int, int]:
     """Open `path`, return (its first `size` bytes, file size, file descriptor: closed by the caller); errors
-    carry the user-facing reason, and anything but a regular file is refused before it is read.
+    carry the user-facing reason, and anything but a regular file is refused before it is read
+    (`qckit.core.files.open_descriptor`).
 
     A descriptor read with os.read, not a Python file: `open()` adds three system calls per file (its isatty
     ioctl, a directory check and the buffer's lseek), each a few microseconds: about a tenth of a scan's time."""
     try:
-        fd = os.open(path, _OPEN_FLAGS)
+        fd, st = open_descriptor(path)
+    except NotRegularFileError as exc:
+        why = "is a directory" if stat.S_ISDIR(exc.mode) else not_regular(path) or "not a regular file"
+        raise DicomReadError(why, ReadCause.NOT_REGULAR) from exc
     except PermissionError as exc:
         raise DicomReadError("permission denied", ReadCause.UNREADABLE) from exc
     except OSError as exc:
-        raise DicomReadError(f"cannot read file: {exc.strerror or exc}", ReadCause.UNREADABLE) from exc
+        raise _unreadable(exc) from exc
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            why = "is a directory" if stat.S_ISDIR(st.st_mode) else not_regular(path) or "not a regular file"
-            raise DicomReadError(why, ReadCause.NOT_REGULAR)
         return _read_upto(fd, size), st.st_size, fd
     except OSError as exc:
         os.close(fd)
-        raise DicomReadError(f"cannot read file: {exc.strerror or exc}", ReadCause.UNREADABLE) from exc
+        raise _unreadable(exc) from exc
     except BaseException:
         os.close(fd)
         raise
@@ -718,9 +716,7 @@ def read_header(path: str | os.PathLike[str], *, key: str | None = None) -> list
                     os.lseek(fd, 0, os.SEEK_SET)
                     buf = _read_upto(fd, size)
                 except OSError as exc:
-                    raise DicomReadError(
-                        f"cannot read file: {exc.strerror or exc}", ReadCause.UNREADABLE
-                    ) from exc
+                    raise _unreadable(exc) from exc
                 continue
             except DicomReadError:
                 raise

@@ -523,14 +523,14 @@ def load_parallel(
     Then this process loads too: it takes the groups no worker has started, from the last one back, while the
     workers go on from the first (no volume of those crosses a pipe)."""
     workers = min(workers or os.cpu_count() or 1, len(groups))
-    pending = meanwhile
+    ran = False  # meanwhile
     if workers > 1 and sum(map(len, groups)) >= _PARALLEL_FROM and can_fork():
         try:
             with worker_pool(workers, _yielding if meanwhile is not None else None) as pool:
                 futures = [pool.submit(load_volumes, g) for g in groups]  # the workers are forked now
-                if pending is not None:
-                    pending, run = None, pending
-                    run()
+                if meanwhile is not None:
+                    ran = True
+                    meanwhile()
                 here: dict[int, tuple[list[Volume], list[ScanError]]] = {}
                 for i in reversed(range(len(groups))):
                     if not futures[i].cancel():  # started (or queued for a worker): the rest are as well
@@ -539,8 +539,8 @@ def load_parallel(
                 return [here[i] if i in here else f.result() for i, f in enumerate(futures)]
         except BrokenProcessPool:
             pass  # a worker was killed (memory?): load in this process, which reports per file
-    if pending is not None:
-        pending()
+    if meanwhile is not None and not ran:
+        meanwhile()
     return [load_volumes(g) for g in groups]
 
 

@@ -29,7 +29,7 @@ import pandas as pd
 from qckit import __version__
 from qckit.core.errors import QckitInputError
 from qckit.core.jsonio import atomic_write_text, dumps, write_json
-from qckit.core.processes import may_have_children, stopping_pool
+from qckit.core.processes import BLAS_THREADS, may_have_children, stopping_pool
 from qckit.core.tables import TableContract, write_table
 from qckit.features.extract import CaseError, extract_case
 from qckit.features.manifest import Case
@@ -44,7 +44,7 @@ def single_threaded() -> None:
     would otherwise each start threads on every core and the workers would fight over them."""
     import SimpleITK as sitk
 
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in ("OMP_NUM_THREADS", *BLAS_THREADS):
         os.environ.setdefault(var, "1")
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
 

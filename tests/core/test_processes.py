@@ -246,17 +246,15 @@ def test_the_process_per_cpu_commands_give_blas_one_thread_and_the_others_leave_
     before = dict(os.environ)
     assert one_blas_thread() is False and dict(os.environ) == before  # numpy is loaded in this test process
 
-    script = """
-import sys
-from qckit.cli import main
-sys.argv = ["qckit", *sys.argv[1:]]
-try:
-    main()
-except SystemExit:
-    pass
+    from tests.conftest import CLI_MAIN_PROBE
+
+    script = (
+        CLI_MAIN_PROBE
+        + """
 import numpy, threadpoolctl
 print("threads", max(i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"))
 """
+    )
 
     def threads(*args: str, env: dict[str, str] | None = None) -> int:
         blas = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")

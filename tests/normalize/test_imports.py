@@ -9,17 +9,15 @@ import sys
 
 import pytest
 
-PROBE = """
-import sys
-from qckit.cli import main
-sys.argv = ["qckit", *sys.argv[1:]]
-try:
-    main()
-except SystemExit:
-    pass
+from tests.conftest import CLI_MAIN_PROBE
+
+PROBE = (
+    CLI_MAIN_PROBE
+    + """
 heavy = sorted(m for m in ("sklearn", "scipy.stats", "plotly", "radiomics", "neuroHarmonize", "nibabel") if m in sys.modules)
 print("LOADED", ",".join(heavy))
 """
+)
 
 
 def _loaded(tmp_path, *args: str) -> set[str]:  # noqa: ANN001
