@@ -98,8 +98,9 @@ def test_duplicate_export_is_loaded_once(two_series, tmp_path):
 def test_a_file_is_read_whole_or_from_disk_as_its_size_says_and_gives_pydicoms_dataset(
     two_series, monkeypatch
 ):
-    """`_read_dataset` parses a small file from memory (no lseek per element) and a large one from the file (no
-    second copy of its pixels): both give what `pydicom.dcmread(path)` gives, and close the file."""
+    """`_read_dataset` parses a small file from memory (no lseek per element; its frame attributes only, the whole
+    header on request) and a large one from the file (no second copy of its pixels): both give what
+    `pydicom.dcmread(path)` gives, and close the file."""
     import gc
     import warnings
 
@@ -120,8 +121,14 @@ def test_a_file_is_read_whole_or_from_disk_as_its_size_says_and_gives_pydicoms_d
     monkeypatch.setattr(volume_mod, "_IN_MEMORY_UP_TO", 0)
     large = volume_mod._read_dataset(path)
     monkeypatch.setattr("builtins.open", real_open)
-    for ds in (small, large):
-        assert ds == direct and np.array_equal(ds.pixel_array, direct.pixel_array)
+    assert small.light and not large.light  # in memory: the frame attributes only, and the header on request
+    assert large.ds == direct and np.array_equal(large.ds.pixel_array, direct.pixel_array)
+    assert np.array_equal(small.ds.pixel_array, direct.pixel_array)
+    assert all(small.ds[t] == direct[t] for t in volume_mod._FRAME_TAGS if t in direct)
+    assert set(small.ds.keys()) == {t for t in direct.keys() if t in volume_mod._FRAME_TAGS or t == 0x00080005}
+    head = small.header("PixelData")
+    del direct.PixelData
+    assert head == direct
     assert len(opened) == 2 and all(fh.closed for fh in opened)  # type: ignore[attr-defined]
     with warnings.catch_warnings():
         warnings.simplefilter("error", ResourceWarning)
