@@ -37,16 +37,29 @@ def stopping_pool(
         # the pool's manager thread ends once it sees its workers gone; it is waited for (briefly), so no thread
         # is left behind: qckit does not fork from a process with a thread running (`fork_is_safe`)
         manager = getattr(pool, "_executor_manager_thread", None)  # shutdown() forgets it
+        writer = _result_writer(pool)  # and this
         pool.shutdown(wait=False, cancel_futures=True)
         for proc in processes:
             if proc.is_alive():
                 proc.terminate()
         for proc in processes:
             proc.join(timeout=1.0)
+        # A worker stopped while it sent its result left part of a message in the result pipe, and the manager
+        # thread reads the rest for ever: the pipe's write end is open in this process too, so no end of file
+        # comes, and the interpreter waits for that thread at exit (the command printed its error and hung).
+        # Closing this process's write end, the workers being gone, ends the read with EOFError: the manager
+        # marks the pool broken and ends.
+        if writer is not None:
+            writer.close()
         if manager is not None:
             manager.join(timeout=1.0)
         raise
     pool.shutdown(wait=True)
+
+
+def _result_writer(pool: ProcessPoolExecutor) -> Any:
+    """This process's write end of the pool's result pipe (CPython's `_result_queue`, a SimpleQueue), if any."""
+    return getattr(getattr(pool, "_result_queue", None), "_writer", None)
 
 
 BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")  # NumPy's wheels: OpenBLAS; conda's: MKL

@@ -250,7 +250,8 @@ def _walk_meta(buf: bytes, pos: int) -> tuple[dict[str, Any], int]:
 
 def _walk_dataset(
     buf: bytes, pos: int, implicit: bool, buffer_is_file: bool, values: dict[str, Any], meta: dict[str, Any],
-    file_size: int = -1,
+    file_size: int = -1, wanted_tags: dict[int, str] = _WANTED_SWAPPED, last_group: int = LAST_WANTED_GROUP,
+    vrs: dict[str, str] = KEYWORD_VR,
 ) -> bool:  # fmt: skip
     """Record the wanted values (raw bytes, decoded on use) and where the pixel data starts; False when the file
     needs pydicom's full reader (a wanted attribute is a sequence, or the SOP class is an enhanced one).
@@ -259,11 +260,14 @@ def _walk_dataset(
     lookup in the wanted tags, the checks for pixel data, items and undefined lengths): this loop is most of a
     scan's time (benchmarks/bench_scan.py). Past the last group holding a wanted attribute nothing more is
     wanted but the pixel data's position: when the pixel data ends the file, as an uncompressed image's does, its
-    element header is where the image size says (`_pixels_at_end`), and the rest of the header is not walked."""
+    element header is where the image size says (`_pixels_at_end`), and the rest of the header is not walked.
+
+    `wanted_tags` (tags as read by one little-endian uint32 -> names), `last_group` (their highest group) and
+    `vrs` (the names' VRs, for implicit VR): the scan's attributes unless given (`walk_classic`)."""
     if implicit:
-        return _walk_implicit(buf, pos, buffer_is_file, values, meta)
+        return _walk_implicit(buf, pos, buffer_is_file, values, meta, wanted_tags, vrs)
     end = len(buf)
-    wanted = _WANTED_SWAPPED.get
+    wanted = wanted_tags.get
     head, u32, vr_head, new = _EXPLICIT_HEAD.unpack_from, _U32.unpack_from, _VR_HEAD.get, tuple.__new__
     guess = file_size > 0  # try `_pixels_at_end` once
     while pos + 8 <= end:
@@ -284,7 +288,7 @@ def _walk_dataset(
                 return True
             if tag & 0xFFFF == 0xFFFE:
                 raise _Unusual  # an item or delimiter outside a sequence
-            if guess and tag & 0xFFFF > LAST_WANTED_GROUP:
+            if guess and tag & 0xFFFF > last_group:
                 guess = False
                 if _pixels_at_end(buf, pos, file_size, values, meta):
                     return True
@@ -334,11 +338,12 @@ def _pixels_at_end(
 
 
 def _walk_implicit(
-    buf: bytes, pos: int, buffer_is_file: bool, values: dict[str, Any], meta: dict[str, Any]
-) -> bool:
+    buf: bytes, pos: int, buffer_is_file: bool, values: dict[str, Any], meta: dict[str, Any],
+    wanted_tags: dict[int, str] = _WANTED_SWAPPED, vrs: dict[str, str] = KEYWORD_VR,
+) -> bool:  # fmt: skip
     """`_walk_dataset` for implicit VR little endian (each element's VR from the data dictionary)."""
     end = len(buf)
-    wanted = _WANTED_SWAPPED.get
+    wanted = wanted_tags.get
     head, new = _IMPLICIT_HEAD.unpack_from, tuple.__new__
     while pos + 8 <= end:
         tag, length = head(buf, pos)
@@ -352,7 +357,7 @@ def _walk_implicit(
                 raise _Unusual
             pos = _skip_undefined(buf, vpos, True) if length == _UNDEFINED else vpos + length
             continue
-        name = KEYWORD_VR[keyword]
+        name = vrs[keyword]
         if length == _UNDEFINED or name == "SQ":
             return False
         pos = vpos + length
@@ -391,6 +396,40 @@ def _walk_file(buf: bytes, start: int, file_size: int) -> tuple[dict[str, Any], 
     if not _walk_dataset(buf, pos, ts == _IMPLICIT_LE, buffer_is_file, values, meta, file_size):
         return None
     return _finish(values, meta, buffer_is_file)
+
+
+def swapped(tag: int) -> int:
+    """A tag as the walker reads it (one little-endian uint32: group | element << 16), for `walk_classic`."""
+    return _swap(tag)
+
+
+def walk_classic(
+    buf: bytes, wanted_tags: dict[int, str], vrs: dict[str, str]
+) -> tuple[dict[str, tuple[bytes, str]], dict[str, Any]] | None:
+    """The walker over a whole file held in `buf` (with its preamble), for other attributes than the scan's:
+    ({name: (raw value bytes, VR)} of the `wanted_tags` present (`swapped` tags -> names; `vrs`: each name's VR,
+    for implicit VR files), meta: TransferSyntaxUID, MediaStorageSOPClassUID and where the pixel data's value
+    starts (pixel_offset, pixel_length)). None for anything the walker leaves to pydicom: no preamble, big
+    endian or deflated, an unusual VR or item, a wanted sequence, bytes cut short, a non-Latin character set.
+    Used by `qckit.dicom.classic` to read a classic image's frame without building pydicom's dataset."""
+    if buf[128:132] != b"DICM":
+        return None
+    last = max((t & 0xFFFF for t in wanted_tags), default=0)  # swapped: the group is the low half
+    try:
+        meta, pos = _walk_meta(buf, 132) if buf[132:134] == b"\x02\x00" else ({}, 132)
+        ts = _dataset_syntax(meta, buf, pos)
+        if ts is None:
+            return None
+        values: dict[str, Any] = {}
+        ok = _walk_dataset(buf, pos, ts == _IMPLICIT_LE, True, values, meta, len(buf), wanted_tags, last, vrs)
+    except (_Unusual, _NeedMore, DicomReadError, struct.error):
+        return None
+    if not ok or "pixel_offset" not in meta:
+        return None
+    cs = values.get("SpecificCharacterSet")
+    if cs is not None and decode_raw(cs[0], cs[1]) not in _SIMPLE_CHARSETS:
+        return None
+    return values, meta
 
 
 def _dataset_syntax(meta: dict[str, Any], buf: bytes, pos: int) -> str | None:

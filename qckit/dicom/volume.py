@@ -25,6 +25,7 @@ from qckit.core.errors import ReadCause, VolumeError
 from qckit.core.files import not_regular
 from qckit.core.values import optional_float
 from qckit.dicom.bvalue import b_value
+from qckit.dicom.classic import ClassicFrame, read_classic
 from qckit.dicom.index import ScanError, can_fork, walk_files, worker_pool
 
 
@@ -447,7 +448,7 @@ class _Read:
     """One file as the loader reads it: `ds`, pydicom's dataset of the attributes in `_FRAME_TAGS` (`light`) or
     of all (an enhanced image, a mosaic, a file parsed from disk); `header()` is the whole header either way."""
 
-    ds: Dataset
+    ds: Dataset | ClassicFrame
     data: bytes | None  # the file's bytes, when it was read whole
     light: bool
 
@@ -471,6 +472,9 @@ def _read_dataset(path: str) -> _Read:
         if os.fstat(fh.fileno()).st_size > _IN_MEMORY_UP_TO:
             return _Read(pydicom.dcmread(fh), None, light=False)
         data = fh.read()
+    frame = read_classic(data)
+    if frame is not None:
+        return _Read(frame, data, light=True)
     ds = pydicom.dcmread(io.BytesIO(data), specific_tags=_FRAME_TAGS)
     if "PerFrameFunctionalGroupsSequence" in ds or is_mosaic(ds):
         return _Read(pydicom.dcmread(io.BytesIO(data)), data, light=False)

@@ -105,6 +105,46 @@ def test_an_error_in_the_callers_block_stops_the_worker():
     assert threading.active_count() == 1 and fork_is_safe()
 
 
+_POOL: list[object] = []  # the pool, inherited by its workers through fork
+
+
+def _half_a_result() -> None:
+    """A worker's result cut short, as when the worker is stopped while it sends one (a 40 MB volume takes tens
+    of ms): the header of a 1 MB message and 10 bytes of it, then nothing."""
+    import struct
+    import time
+
+    writer = _POOL[0]._result_queue._writer  # type: ignore[attr-defined]
+    writer._send(struct.pack("!i", 1 << 20) + b"0123456789")
+    time.sleep(30)
+
+
+def test_a_worker_stopped_while_it_sends_its_result_leaves_no_thread_waiting_for_the_rest():
+    """An error in the caller's block stops the workers; one stopped halfway through sending its result left the
+    pool's manager thread reading the rest for ever (the pipe's write end is also this process's), and the
+    interpreter waits for that thread at exit: `qckit phantom diffusion --phantom nosuch` printed its error and
+    never exited. The manager thread must end with the pool."""
+    import time
+
+    from qckit.core.processes import stopping_pool
+
+    if (os.cpu_count() or 1) < 2 or not fork_is_safe():
+        pytest.skip("needs a forked worker")
+    import multiprocessing
+
+    with pytest.raises(RuntimeError, match="the caller's error"):
+        with stopping_pool(1, multiprocessing.get_context("fork")) as pool:
+            _POOL[:] = [pool]
+            pool.submit(_half_a_result)
+            time.sleep(1.0)  # the half message is written, the manager thread waits for the rest
+            raise RuntimeError("the caller's error")
+    _POOL.clear()
+    deadline = time.monotonic() + 5
+    while threading.active_count() > 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threading.active_count() == 1, [t.name for t in threading.enumerate()]
+
+
 def test_with_finish_on_error_the_job_finishes_its_file_before_the_error_goes_on(tmp_path):
     if (os.cpu_count() or 1) < 2:
         pytest.skip("one CPU: the job runs in this process")

@@ -135,3 +135,35 @@ def test_image_sets_measured_in_two_processes_equal_one_process(
     assert forked.problems == alone.problems and forked.vials == alone.vials and len(forked.vials) == 39
     assert forked.repeatability == alone.repeatability and forked.reproducibility == alone.reproducibility
     assert [s.label for s in forked.sessions[0].sets] == [s.label for s in alone.sessions[0].sets]
+
+
+@pytest.mark.forks
+@pytest.mark.parametrize("bad", ["phantom", "reference"])
+def test_an_error_while_the_folder_is_read_alongside_exits_at_once(tmp_path: Path, bad: str):
+    """The folder is read in a forked process while this one reads the phantom definition: an unknown phantom
+    or a bad reference table stops that process, possibly while it sends its 40 MB of volumes back, and the
+    command exits 2 with the reason. It printed the reason and hung (the pool's manager thread waiting for the
+    rest of a result that never came; qckit.core.processes.stopping_pool), 4 runs of 5 on the Skyra data."""
+    import subprocess
+    import sys
+
+    from qckit.phantoms.load import load_phantom
+    from qckit.synth.diffusion import DwiScan, write_dwi
+
+    vials = load_phantom("caliber-diffusion").phantom.vials
+    assert vials is not None
+    write_dwi(tmp_path / "in", vials, scan=DwiScan(seed=2), layout="per_b")
+    qckit = str(Path(sys.executable).with_name("qckit"))
+    (tmp_path / "ref.yaml").write_text("references: []\n")
+    extra = ["--phantom", "nosuch"] if bad == "phantom" else ["--reference", str(tmp_path / "ref.yaml")]
+    for _ in range(3):
+        res = subprocess.run(
+            [qckit, "phantom", "diffusion", str(tmp_path / "in"), "-q",
+             "-o", str(tmp_path / "out"), *extra],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert res.returncode == 2, res.stderr[-2000:]
+        assert (
+            "unknown phantom 'nosuch'" if bad == "phantom" else "'references' list is empty"
+        ) in res.stderr
+        assert "Traceback" not in res.stderr
