@@ -98,6 +98,9 @@ _PROCESS_PER_CPU = {"scan", "qc", "phantom", "qualify", "listen", "extract"}
 
 
 def main() -> None:
+    from qckit.core.imports import skip_optional_imports
+
+    skip_optional_imports()  # pydicom's imports of requests and PIL's colour management (45 ms)
     if _command(sys.argv[1:]) in _PROCESS_PER_CPU:
         from qckit.core.processes import one_blas_thread  # these commands import it anyway
 

@@ -111,3 +111,43 @@ def test_the_diffusion_workflow_imports_scipy_pydantic_and_pydicom_only_when_it_
     assert "numpy" in loaded
     heavy = {"scipy", "pydantic", "yaml", "pydicom"}
     assert not loaded & heavy, sorted(loaded & heavy)
+
+
+def test_the_command_imports_pydicom_without_its_unused_optional_packages(tmp_path):
+    """`qckit.core.imports`: while pydicom is imported in the command's process, `requests` (its test-data
+    downloader) and `PIL.ImageCms` (ICC profiles) are not loaded (45 ms); pydicom reads and decodes images as
+    before, and both load as usual when imported afterwards. A library caller's pydicom loads them as pydicom
+    asks (the finder is the command's)."""
+    import importlib.util
+
+    code = """
+import sys
+path = sys.argv[1]
+from qckit.cli import main
+sys.argv = ["qckit", "--version"]
+try:
+    main()
+except SystemExit:
+    pass
+import numpy as np, pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
+skipped = [m for m in ("requests", "PIL.ImageCms") if m in sys.modules]
+ds = Dataset(); ds.file_meta = FileMetaDataset(); ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+ds.Rows, ds.Columns, ds.BitsAllocated, ds.BitsStored, ds.PixelRepresentation = 2, 2, 16, 16, 0
+ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+ds.PixelData = np.arange(4, dtype="<u2").tobytes()
+ds.save_as(path, implicit_vr=False, little_endian=True)
+assert pydicom.dcmread(path, force=True).pixel_array.tolist() == [[0, 1], [2, 3]]
+import PIL.ImageCms
+print("loaded:", skipped, "later:", "PIL.ImageCms" in sys.modules)
+"""
+    run = [sys.executable, "-c", code, str(tmp_path / "a.dcm")]
+    out = subprocess.run(run, capture_output=True, text=True, check=True).stdout
+    assert "loaded: [] later: True" in out, out
+    if importlib.util.find_spec("requests") is not None:  # without the command, pydicom loads it
+        lib = "import sys, pydicom; print('requests' in sys.modules)"
+        assert (
+            subprocess.run([sys.executable, "-c", lib], capture_output=True, text=True).stdout.strip()
+            == "True"
+        )
