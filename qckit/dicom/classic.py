@@ -61,6 +61,8 @@ _ATTRIBUTES: dict[Any, tuple[int, str]] = {
     (0x2001, 0x1003): (0x20011003, "FL"),  # Philips Diffusion B-factor
     (0x2005, 0x100E): (0x2005100E, "FL"),  # Philips Scale Slope
 }
+# the attributes a frame is built from: also what the loader asks pydicom for when this module leaves a file to it
+FRAME_TAGS: tuple[int, ...] = tuple(tag for tag, _ in _ATTRIBUTES.values())
 _WANTED = {swapped(tag): name for name, (tag, _) in _ATTRIBUTES.items()}
 _VRS = {name: vr for name, (_, vr) in _ATTRIBUTES.items()}
 # private values: `Dataset.get((group, element))` gives an element (its `.value`), not the value
@@ -201,4 +203,4 @@ def read_classic(data: bytes) -> ClassicFrame | None:
     return frame
 
 
-__all__ = ["ClassicFrame", "read_classic"]
+__all__ = ["FRAME_TAGS", "ClassicFrame", "read_classic"]

@@ -25,7 +25,7 @@ from qckit.core.errors import ReadCause, VolumeError
 from qckit.core.files import not_regular
 from qckit.core.values import optional_float
 from qckit.dicom.bvalue import b_value
-from qckit.dicom.classic import ClassicFrame, read_classic
+from qckit.dicom.classic import FRAME_TAGS, ClassicFrame, read_classic
 from qckit.dicom.index import ScanError, can_fork, walk_files, worker_pool
 
 
@@ -422,31 +422,23 @@ PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 _IN_MEMORY_UP_TO = 8 * 1024 * 1024  # bytes: a file this size or smaller is read whole, then parsed
 
-# What a classic image's frame is built from (`_classic_frame`, `physical_scale`, `b_value`, `is_mosaic`, the
-# enhanced-image test in `_frames_of`) and what pydicom's decoder reads to make its pixel array (the Image Pixel
-# module, pydicom.pixels.utils.as_pixel_options; the file meta's transfer syntax is always read). A Siemens DWI
-# image holds about 200 elements, these are 36: pydicom skips the rest without making an element of each
-# (`dcmread(specific_tags=...)`, 0.33 against 0.60 ms per image). A sequence is read whole.
-# fmt: off
+# What pydicom makes elements of in a file `qckit.dicom.classic` leaves to it (an enhanced image or a mosaic is then
+# parsed whole): the frame attributes (`classic.FRAME_TAGS`: `_classic_frame`, `physical_scale`, `b_value`,
+# `is_mosaic`, the enhanced-image test in `_frames_of`) and the rest of what pydicom's decoder reads to make its
+# pixel array (the Image Pixel module, pydicom.pixels.utils.as_pixel_options; the file meta's transfer syntax is
+# always read). A Siemens DWI image holds about 200 elements: pydicom skips the others without making an element of
+# each (`dcmread(specific_tags=...)`, 0.33 against 0.60 ms per image). A sequence is read whole.
 _FRAME_TAGS = [
     pydicom.tag.Tag(t)
-    for t in (
-        "ImageType", "Manufacturer", "SeriesInstanceUID", "InstanceNumber", "AcquisitionNumber",
-        "TemporalPositionIdentifier", "EchoTime", "SliceThickness", "SequenceName", "DiffusionBValue",
-        "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "RescaleSlope", "RescaleIntercept",
-        "RealWorldValueMappingSequence", "PerFrameFunctionalGroupsSequence",
-        "SamplesPerPixel", "PhotometricInterpretation", "PlanarConfiguration", "NumberOfFrames", "Rows", "Columns",
-        "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
-        "ExtendedOffsetTable", "ExtendedOffsetTableLengths", "FloatPixelData", "DoubleFloatPixelData", "PixelData",
-    )
-] + [pydicom.tag.Tag(t) for t in (0x0019100C, 0x00431039, 0x20011003, 0x2005100E)]  # b-values, Philips scale
-# fmt: on
+    for t in (*FRAME_TAGS, 0x00280006, 0x00280102, 0x7FE00001, 0x7FE00002, 0x7FE00008, 0x7FE00009, 0x7FE00010)
+]  # PlanarConfiguration, HighBit, the extended offset table and its lengths, the three pixel data elements
 
 
 @dataclass
 class _Read:
-    """One file as the loader reads it: `ds`, pydicom's dataset of the attributes in `_FRAME_TAGS` (`light`) or
-    of all (an enhanced image, a mosaic, a file parsed from disk); `header()` is the whole header either way."""
+    """One file as the loader reads it: `ds`, its frame attributes (`light`: a `ClassicFrame`, or pydicom's dataset
+    of the `_FRAME_TAGS`) or pydicom's dataset of all (an enhanced image, a mosaic, a file parsed from disk);
+    `header()` is the whole header either way."""
 
     ds: Dataset | ClassicFrame
     data: bytes | None  # the file's bytes, when it was read whole
@@ -465,8 +457,9 @@ def _read_dataset(path: str) -> _Read:
     """One file read for its frames. A file of up to 8 MiB is read whole and parsed from memory: pydicom asks
     the file for its position at every element, and a file object's `tell` is an lseek system call (about 220 per
     Siemens DWI image, 65,000 in one `phantom diffusion` run of 300 images; parsing from memory is 15 % faster
-    there); only the `_FRAME_TAGS` are made elements, unless the file is an enhanced image or a mosaic (their
-    frames need the functional groups and the CSA header), which is parsed whole. A larger file (an enhanced
+    there). A classic image is read by `qckit.dicom.classic` (no pydicom dataset); of a file that module leaves to
+    pydicom only the `_FRAME_TAGS` are made elements, unless it is an enhanced image or a mosaic (their frames need
+    the functional groups and the CSA header), which is parsed whole. A larger file (an enhanced
     multi-frame image) is parsed from the file itself: no second copy of its pixel data in memory."""
     with open(path, "rb") as fh:
         if os.fstat(fh.fileno()).st_size > _IN_MEMORY_UP_TO:

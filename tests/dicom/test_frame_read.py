@@ -1,8 +1,9 @@
-"""The loader parses only a classic image's frame attributes (`qckit.dicom.volume._FRAME_TAGS`, pydicom's
-`specific_tags`) and a volume's first file whole for its header: the volumes, headers and file errors must be
-those of parsing every file whole, on every layout the synthetic scanners write (Siemens private and standard
-b-values, GE and Philips b-value tags, Philips private scale slope, RealWorldValueMapping, CT rescale, enhanced
-multi-frame DWI and EPI, time series, damaged files) and on the third-party reference data."""
+"""The loader reads only a classic image's frame attributes (`qckit.dicom.classic`, or pydicom's `specific_tags`
+for what that module leaves to pydicom: `qckit.dicom.volume._FRAME_TAGS`) and a volume's first file whole for its
+header: the volumes, headers and file errors must be those of parsing every file whole, on every layout the
+synthetic scanners write (Siemens private and standard b-values, GE and Philips b-value tags, Philips private
+scale slope, RealWorldValueMapping, CT rescale, enhanced multi-frame DWI and EPI, time series, damaged files) and
+on the third-party reference data."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ SMALL_DWI = DwiScan(rows=64, pixel_mm=3.4375, n_slices=5, spacing_mm=5.0, thickn
 
 
 def _whole(path: str) -> volume_mod._Read:
-    """What the loader read before `_FRAME_TAGS`: every element of every file."""
+    """What the loader read before: every element of every file."""
     with open(path, "rb") as fh:
         if os.fstat(fh.fileno()).st_size > volume_mod._IN_MEMORY_UP_TO:
             return volume_mod._Read(pydicom.dcmread(fh), None, light=False)
