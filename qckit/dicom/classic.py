@@ -64,11 +64,18 @@ _ATTRIBUTES: dict[Any, tuple[int, str]] = {
 # the attributes a frame is built from: also what the loader asks pydicom for when this module leaves a file to it
 FRAME_TAGS: tuple[int, ...] = tuple(tag for tag, _ in _ATTRIBUTES.values())
 _WANTED = {swapped(tag): name for name, (tag, _) in _ATTRIBUTES.items()}
+_LAST_GROUP = max(tag >> 16 for tag in FRAME_TAGS)
 _VRS = {name: vr for name, (_, vr) in _ATTRIBUTES.items()}
 # private values: `Dataset.get((group, element))` gives an element (its `.value`), not the value
 _PRIVATE = {name for name in _ATTRIBUTES if isinstance(name, tuple)}
 _MONOCHROME = {"MONOCHROME1", "MONOCHROME2"}
 _BINARY = {"US": "H", "FL": "f", "FD": "d"}
+
+
+def is_mosaic(ds: Any) -> bool:
+    """A Siemens mosaic: every slice of one volume tiled into one image (ImageType holds MOSAIC); `ds` a pydicom
+    dataset or a `ClassicFrame`."""
+    return any(str(v).upper() == "MOSAIC" for v in (ds.get("ImageType") or []))
 
 
 class _Unusable(Exception):
@@ -179,7 +186,7 @@ def _pixels(data: bytes, frame: ClassicFrame, offset: int, length: int) -> np.nd
 def read_classic(data: bytes) -> ClassicFrame | None:
     """The frame attributes and pixels of a classic image held whole in `data`, or None when pydicom must read
     it (module docstring)."""
-    walked = walk_classic(data, _WANTED, _VRS)
+    walked = walk_classic(data, _WANTED, _VRS, _LAST_GROUP)
     if walked is None:
         return None
     raw, meta = walked
@@ -193,8 +200,7 @@ def read_classic(data: bytes) -> ClassicFrame | None:
     try:
         for name, (value, vr) in raw.items():
             frame[name] = _decode(name, value, vr, _VRS[name])
-        kinds = frame.get("ImageType")
-        if any(str(k).upper() == "MOSAIC" for k in (kinds if isinstance(kinds, list) else [kinds])):
+        if is_mosaic(frame):
             return None
         frame["PixelData"] = b""  # present (the loader asks); the decoded image is `pixel_array`
         frame.pixel_array = _pixels(data, frame, meta["pixel_offset"], meta["pixel_length"])
@@ -203,4 +209,4 @@ def read_classic(data: bytes) -> ClassicFrame | None:
     return frame
 
 
-__all__ = ["FRAME_TAGS", "ClassicFrame", "read_classic"]
+__all__ = ["FRAME_TAGS", "ClassicFrame", "is_mosaic", "read_classic"]

@@ -404,24 +404,25 @@ def swapped(tag: int) -> int:
 
 
 def walk_classic(
-    buf: bytes, wanted_tags: dict[int, str], vrs: dict[str, str]
+    buf: bytes, wanted_tags: dict[int, str], vrs: dict[str, str], last_group: int
 ) -> tuple[dict[str, tuple[bytes, str]], dict[str, Any]] | None:
     """The walker over a whole file held in `buf` (with its preamble), for other attributes than the scan's:
     ({name: (raw value bytes, VR)} of the `wanted_tags` present (`swapped` tags -> names; `vrs`: each name's VR,
-    for implicit VR files), meta: TransferSyntaxUID, MediaStorageSOPClassUID and where the pixel data's value
+    for implicit VR files; `last_group`: their highest group), meta: TransferSyntaxUID, MediaStorageSOPClassUID and where the pixel data's value
     starts (pixel_offset, pixel_length)). None for anything the walker leaves to pydicom: no preamble, big
     endian or deflated, an unusual VR or item, a wanted sequence, bytes cut short, a non-Latin character set.
     Used by `qckit.dicom.classic` to read a classic image's frame without building pydicom's dataset."""
     if buf[128:132] != b"DICM":
         return None
-    last = max((t & 0xFFFF for t in wanted_tags), default=0)  # swapped: the group is the low half
     try:
         meta, pos = _walk_meta(buf, 132) if buf[132:134] == b"\x02\x00" else ({}, 132)
         ts = _dataset_syntax(meta, buf, pos)
         if ts is None:
             return None
         values: dict[str, Any] = {}
-        ok = _walk_dataset(buf, pos, ts == _IMPLICIT_LE, True, values, meta, len(buf), wanted_tags, last, vrs)
+        ok = _walk_dataset(
+            buf, pos, ts == _IMPLICIT_LE, True, values, meta, len(buf), wanted_tags, last_group, vrs
+        )
     except (_Unusual, _NeedMore, DicomReadError, struct.error):
         return None
     if not ok or "pixel_offset" not in meta:

@@ -25,7 +25,7 @@ from qckit.core.errors import ReadCause, VolumeError
 from qckit.core.files import not_regular
 from qckit.core.values import optional_float
 from qckit.dicom.bvalue import b_value
-from qckit.dicom.classic import FRAME_TAGS, ClassicFrame, read_classic
+from qckit.dicom.classic import FRAME_TAGS, ClassicFrame, is_mosaic, read_classic
 from qckit.dicom.index import ScanError, can_fork, walk_files, worker_pool
 
 
@@ -253,11 +253,6 @@ def _classic_frame(ds: Dataset) -> Frame:
         instance=int(ds.get("InstanceNumber") or 0),
         temporal=_classic_temporal(ds),
     )
-
-
-def is_mosaic(ds: Dataset) -> bool:
-    """A Siemens mosaic: every slice of one volume tiled into one image (ImageType holds MOSAIC)."""
-    return any(str(v).upper() == "MOSAIC" for v in (ds.get("ImageType") or []))
 
 
 def _mosaic_frames(ds: Dataset) -> list[Frame]:
