@@ -18,9 +18,7 @@ T = TypeVar("T")
 
 
 @contextmanager
-def stopping_pool(
-    workers: int, mp_context: Any = None, initializer: Callable[[], object] | None = None
-) -> Iterator[ProcessPoolExecutor]:
+def stopping_pool(workers: int, mp_context: Any = None) -> Iterator[ProcessPoolExecutor]:
     """A process pool that, when its caller's block ends with an exception (Ctrl-C, an error, a closed generator),
     cancels what has not started and terminates its workers now instead of waiting for their running tasks, and
     otherwise shuts down as `with ProcessPoolExecutor(...)` does. The workers are the pool's and every child process
@@ -28,7 +26,7 @@ def stopping_pool(
     pool does not know, which waits on the pool's queue for ever, and multiprocessing joins it at exit (the process
     hangs)."""
     earlier = set(multiprocessing.active_children())
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp_context, initializer=initializer)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp_context)
     try:
         yield pool
     except BaseException:

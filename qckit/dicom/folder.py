@@ -12,7 +12,6 @@ Duplicate SOP instances (a series exported twice into one folder) are indexed on
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,15 +85,13 @@ class DicomFolder:
         rows: list[dict[str, Any]],
         *,
         workers: int | None = None,
-        meanwhile: Callable[[], object] | None = None,
     ) -> None:
         """Load the pixel data of these rows' series now, spread over worker processes (`load_parallel`); the
-        later `volume`/`volumes_of` calls find them loaded. Same volumes and errors as loading one by one.
-        `meanwhile` runs here while the workers load (once, whether or not workers were used)."""
+        later `volume`/`volumes_of` calls find them loaded. Same volumes and errors as loading one by one."""
         todo = list(
             dict.fromkeys(f for f in (tuple(self.files(r)) for r in rows) if f and f not in self._loaded)
         )
-        loaded = load_parallel(todo, workers=workers, meanwhile=meanwhile)
+        loaded = load_parallel(todo, workers=workers)
         for files, (vols, bad) in zip(todo, loaded, strict=True):
             self._remember(files, vols, bad)
 

@@ -356,9 +356,7 @@ def can_fork() -> bool:
 
 
 @contextmanager
-def worker_pool(
-    workers: int, initializer: Callable[[], object] | None = None
-) -> Iterator[ProcessPoolExecutor]:
+def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
     """A process pool of `workers`, forked where safe (`_start_method`). With fork, the parent's heap is frozen
     for the pool's life (gc.freeze: the forked workers' collector leaves the inherited objects alone, so their
     pages are not copied; Python's gc documentation). On Ctrl-C or an error in the caller every worker is stopped
@@ -367,7 +365,7 @@ def worker_pool(
     if method == "fork":
         gc.freeze()
     try:
-        with stopping_pool(workers, get_context(method), initializer) as pool:
+        with stopping_pool(workers, get_context(method)) as pool:
             yield pool
     finally:
         if method == "fork":

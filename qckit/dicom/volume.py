@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -525,15 +525,6 @@ def load_volumes(files: Iterable[str]) -> tuple[list[Volume], list[ScanError]]:
     return volumes, bad
 
 
-def _yielding() -> None:
-    """A loading worker's scheduling priority, lowered (nice 10): the process that started it runs `meanwhile`
-    (imports) first; the workers take the CPU it leaves."""
-    try:
-        os.nice(10)
-    except (AttributeError, OSError):  # no nice (Windows), or not allowed: the default priority
-        pass
-
-
 _PARALLEL_FROM = (
     64  # files: fewer are loaded in this process (starting workers would cost more than it saves)
 )
@@ -543,25 +534,18 @@ def load_parallel(
     groups: list[tuple[str, ...]],
     *,
     workers: int | None = None,
-    meanwhile: Callable[[], object] | None = None,
 ) -> list[tuple[list[Volume], list[ScanError]]]:
     """`load_volumes` of each group of files (a series each), in order. With two groups or more and at least
     `_PARALLEL_FROM` files the groups are spread over `workers` forked processes (default: the CPUs), as `qckit
     scan` spreads headers; where forking is not safe (threads running), or a worker dies, they are loaded here.
 
-    `meanwhile` (imports the analysis of these volumes will need, say) runs in this process while the workers load,
-    or before loading here; it runs once whatever happens to the workers, and an exception it raises stops them.
-    Then this process loads too: it takes the groups no worker has started, from the last one back, while the
-    workers go on from the first (no volume of those crosses a pipe)."""
+    This process loads too: it takes the groups no worker has started, from the last one back, while the workers
+    go on from the first (no volume of those crosses a pipe)."""
     workers = min(workers or os.cpu_count() or 1, len(groups))
-    ran = False  # meanwhile
     if workers > 1 and sum(map(len, groups)) >= _PARALLEL_FROM and can_fork():
         try:
-            with worker_pool(workers, _yielding if meanwhile is not None else None) as pool:
+            with worker_pool(workers) as pool:
                 futures = [pool.submit(load_volumes, g) for g in groups]  # the workers are forked now
-                if meanwhile is not None:
-                    ran = True
-                    meanwhile()
                 here: dict[int, tuple[list[Volume], list[ScanError]]] = {}
                 for i in reversed(range(len(groups))):
                     if not futures[i].cancel():  # started (or queued for a worker): the rest are as well
@@ -570,8 +554,6 @@ def load_parallel(
                 return [here[i] if i in here else f.result() for i, f in enumerate(futures)]
         except BrokenProcessPool:
             pass  # a worker was killed (memory?): load in this process, which reports per file
-    if meanwhile is not None and not ran:
-        meanwhile()
     return [load_volumes(g) for g in groups]
 
 

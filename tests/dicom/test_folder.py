@@ -179,7 +179,7 @@ one_vols = [one.volumes_of(r) for r in one.series]
 vm._PARALLEL_FROM = 1
 calls = []
 real = vm.worker_pool
-vm.worker_pool = lambda w, init=None: (calls.append(w), real(w, init))[1]
+vm.worker_pool = lambda w: (calls.append(w), real(w))[1]
 forked = DicomFolder.open(root, workers=1)
 forked.preload(forked.series, workers=2)
 assert calls == [2], calls
@@ -224,11 +224,11 @@ def test_the_catphan_cbct_with_one_shared_sop_uid_is_read_whole(reference_data):
     assert vol is not None and vol.n_slices == 64 and vol.spacing[2] == pytest.approx(2.5, abs=0.01)
 
 
-def test_what_runs_meanwhile_runs_once_in_this_process_while_the_workers_load(two_series):
-    """`preload(meanwhile=...)` runs the callable here while forked workers load (the workers exist when it runs;
-    same volumes as loading in this process), exactly once on every path: the pool, a broken pool (loaded here
-    afterwards), no pool (one worker); and an error it raises stops the workers and comes out unchanged, with no
-    worker process or pool thread left behind. In a fresh interpreter: the pool needs a process without threads."""
+def test_preloading_in_worker_processes_gives_the_volumes_of_one_process(two_series):
+    """`preload` spreads the series over forked workers: the same volumes as loading in this process, on every
+    path (the pool, a broken pool: loaded here afterwards), and this process loads the groups no worker has
+    started, from the last back, the order kept. In a fresh interpreter: the pool needs a process without
+    threads."""
     import subprocess
     import sys
 
@@ -243,51 +243,24 @@ vm._PARALLEL_FROM = 1
 one = DicomFolder.open(root, workers=1)
 one_vols = [v for r in one.series for v in one.volumes_of(r)]
 
-seen = []
-def meanwhile():
-    kids = multiprocessing.active_children()
-    seen.append((os.getpid(), len(kids)))
-    import time
-    for kid in kids:  # the loading workers yield the CPU to this process (nice 10 above its own, once started)
-        deadline = time.monotonic() + 10
-        while os.getpriority(os.PRIO_PROCESS, kid.pid) < os.getpriority(os.PRIO_PROCESS, 0) + 10:
-            assert time.monotonic() < deadline, "a loading worker kept this process's priority"
-            time.sleep(0.01)
 forked = DicomFolder.open(root, workers=1)
-forked.preload(forked.series, workers=2, meanwhile=meanwhile)
-assert len(seen) == 1 and seen[0][0] == os.getpid() and seen[0][1] == 2, seen
+forked.preload(forked.series, workers=2)
 vols = [v for r in forked.series for v in forked.volumes_of(r)]
 assert len(vols) == len(one_vols) and all(np.array_equal(a.array, b.array) for a, b in zip(one_vols, vols))
+assert multiprocessing.active_children() == [] and threading.active_count() == 1
 
-seen.clear()
-alone = DicomFolder.open(root, workers=1)
-alone.preload(alone.series, workers=1, meanwhile=meanwhile)
-assert seen == [(os.getpid(), 0)], seen
-
-seen.clear()
 real_pool = vm.worker_pool
 class Broken:
     def __enter__(self): return self
     def __exit__(self, *exc): return False
     def submit(self, fn, group): raise BrokenProcessPool("a worker died")
-vm.worker_pool = lambda w, init=None: Broken()
+vm.worker_pool = lambda w: Broken()
 broken = DicomFolder.open(root, workers=1)
-broken.preload(broken.series, workers=2, meanwhile=meanwhile)
-assert len(seen) == 1 and len([v for r in broken.series for v in broken.volumes_of(r)]) == len(one_vols)
+broken.preload(broken.series, workers=2)
+assert len([v for r in broken.series for v in broken.volumes_of(r)]) == len(one_vols)
 vm.worker_pool = real_pool
 
-def fails():
-    raise KeyError("phantom")
-failing = DicomFolder.open(root, workers=1)
-try:
-    failing.preload(failing.series, workers=2, meanwhile=fails)
-except KeyError as exc:
-    assert exc.args == ("phantom",)
-else:
-    raise AssertionError("no error")
-assert multiprocessing.active_children() == [] and threading.active_count() == 1
-
-# after meanwhile this process loads the groups no worker has started, from the last back; order is kept
+# this process loads the groups no worker has started, from the last back; order is kept
 import time
 parent = os.getpid()
 def tagged(group):
@@ -296,7 +269,7 @@ def tagged(group):
     return [(group, os.getpid())], []
 vm.load_volumes = tagged
 groups = [("g" + str(i),) for i in range(8)]
-out = vm.load_parallel(groups, workers=2, meanwhile=meanwhile)
+out = vm.load_parallel(groups, workers=2)
 assert [o[0][0][0] for o in out] == groups
 where = [o[0][0][1] for o in out]
 assert where[0] != parent and where[-1] == parent, where
