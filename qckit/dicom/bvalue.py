@@ -17,9 +17,8 @@ trace-weighted image; its pixel values are taken in µm²/s (10^-6 mm²/s, what 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
-
-import pydicom
 
 _SEQ_B = re.compile(r"ep_b(\d+(?:\.\d+)?)")
 B_TAGS = "DiffusionBValue (0018,9087), Siemens (0019,100C), GE (0043,1039), Philips (2001,1003), SequenceName"
@@ -30,7 +29,7 @@ def _number(value: Any) -> float | None:
         return None
     if isinstance(value, (bytes, bytearray)):
         value = value.decode("ascii", "replace").strip("\x00 ")
-    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+    if isinstance(value, Sequence) and not isinstance(value, str):  # a list, tuple or pydicom MultiValue
         value = value[0] if len(value) else None
     if isinstance(value, str):
         value = value.split("\\")[0].strip()

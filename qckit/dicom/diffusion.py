@@ -4,12 +4,14 @@ when they are loaded (`qckit.dicom.volume.load_volumes`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from qckit.core.errors import QckitInputError
 from qckit.dicom.bvalue import B_TAGS, b_value, is_adc_map
-from qckit.dicom.volume import Volume
+
+if TYPE_CHECKING:
+    from qckit.dicom.volume import Volume
 
 
 @dataclass
@@ -25,6 +27,13 @@ class ImageSet:
     @property
     def b_values(self) -> list[float]:
         return sorted(self.volumes)
+
+    def without_headers(self) -> ImageSet:
+        """This set with its volumes' headers dropped (`Volume.without_header`): what the headers decide (b-values,
+        the ADC map, the grouping) is in the set already, and the process that measures it, which receives it
+        pickled, then need not import pydicom."""
+        return replace(self, volumes={b: v.without_header() for b, v in self.volumes.items()},
+                       adc_map=None if self.adc_map is None else self.adc_map.without_header())  # fmt: skip
 
 
 @dataclass

@@ -8,18 +8,16 @@ pixel spacing, slice thickness and echo time per frame from the functional group
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from collections.abc import Iterable
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pydicom
-from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 
 from qckit.core.errors import ReadCause, VolumeError
 from qckit.core.files import not_regular
@@ -27,6 +25,12 @@ from qckit.core.values import optional_float
 from qckit.dicom.bvalue import b_value
 from qckit.dicom.classic import FRAME_TAGS, ClassicFrame, is_mosaic, read_classic
 from qckit.dicom.index import ScanError, can_fork, walk_files, worker_pool
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
+# pydicom is imported where files are read, not with this module: a process that only receives volumes (their
+# arrays and geometry, `Volume.without_header`) from the process that read them need not import it (0.1 s).
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,31 @@ class Frame:
     ] = ()  # where the frame lies in time, for ordering a time series (`_time_points`)
 
 
+_INTEGER_TYPES = (np.dtype(np.uint8), np.dtype(np.int16), np.dtype(np.uint16), np.dtype(np.int32))
+
+
+def compact(array: np.ndarray) -> np.ndarray | tuple[np.ndarray, np.dtype[Any]]:
+    """A float array as (the smallest integer array equal to it value for value, its dtype), when there is one:
+    what the loader makes of stored integers times a slope of 1 (most scanner images), in a half to an eighth of
+    the bytes; `array.astype(dtype)` gives the same array back, bit for bit. Anything else (fractions, NaN,
+    infinities, a negative zero, values beyond int32) is returned as it is."""
+    if array.dtype.kind != "f" or array.size == 0:
+        return array
+    lo, hi = np.min(array), np.max(array)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return array
+    for kind in _INTEGER_TYPES:
+        info = np.iinfo(kind)
+        if info.min <= lo and hi <= info.max:
+            small = array.astype(kind)
+            # equal values, and no -0.0 (equal to 0 but not the same float): the round trip is then exact
+            negative_zeros = np.count_nonzero(np.signbit(array)) - np.count_nonzero(small < 0)
+            if np.array_equal(small, array) and negative_zeros == 0:
+                return small, array.dtype
+            return array
+    return array
+
+
 @dataclass
 class Volume:
     """One acquisition of one series: `array` is (slices, rows, columns) sorted along the slice normal."""
@@ -119,7 +148,7 @@ class Volume:
     origin: tuple[float, float, float]
     direction: tuple[float, ...]  # 9 values, ITK order (columns are the axes)
     thickness: float | None
-    header: Dataset  # the first file's header (pixel data dropped)
+    header: Dataset  # the first file's header (pixel data dropped); None once detached (`without_header`)
     paths: list[str] = field(default_factory=list)
     slice_positions: list[float] = field(default_factory=list)  # along the normal, mm
     scales: list[PhysicalScale] = field(default_factory=list)  # per slice, in `array` order
@@ -127,6 +156,25 @@ class Volume:
     time_index: int | None = (
         None  # the time point (0-based) of one volume of a time series (fMRI EPI), else None
     )
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a volume crosses a pipe when another process loaded or grouped it: its array is sent in the smallest
+        # integer type that holds it exactly (`compact`), a quarter of the float64 bytes for scanner images
+        state = self.__dict__.copy()
+        state["array"] = compact(self.array)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        array = state["array"]
+        if isinstance(array, tuple):  # (integers, the array's own dtype): `compact`
+            state["array"] = array[0].astype(array[1])
+        self.__dict__.update(state)
+
+    def without_header(self) -> Volume:
+        """This volume with `header` None, for a process that measures what another read (a volume is pickled
+        there): its arrays, geometry and scales travel, not the header, whose pydicom dataset would make that
+        process import pydicom. Whatever the header decides must be read from it first."""
+        return replace(self, header=None)  # type: ignore[arg-type]
 
     def scale_of(self, k: int) -> PhysicalScale:
         """The physical scale of slice `k` (the modality rescale when none was read)."""
@@ -188,6 +236,8 @@ def _first(seq_holder: Dataset | None, seq: str) -> Dataset | None:
 
 
 def _enhanced_frames(ds: Dataset, path: str) -> Iterable[Frame]:
+    import pydicom
+
     pixels = ds.pixel_array
     if pixels.ndim == 2:
         pixels = pixels[None]
@@ -205,7 +255,7 @@ def _enhanced_frames(ds: Dataset, path: str) -> Iterable[Frame]:
         echo = pick("MREchoSequence")
         diff = pick("MRDiffusionSequence")
         trans = pick("PixelValueTransformationSequence")
-        holder = Dataset()
+        holder = pydicom.Dataset()
         if trans is not None:
             holder.PixelValueTransformationSequence = [trans]
         yield Frame(
@@ -417,22 +467,26 @@ PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 _IN_MEMORY_UP_TO = 8 * 1024 * 1024  # bytes: a file this size or smaller is read whole, then parsed
 
+
 # What pydicom makes elements of in a file `qckit.dicom.classic` leaves to it (an enhanced image or a mosaic is then
 # parsed whole): the frame attributes (`classic.FRAME_TAGS`: `_classic_frame`, `physical_scale`, `b_value`,
 # `is_mosaic`, the enhanced-image test in `_frames_of`) and the rest of what pydicom's decoder reads to make its
 # pixel array (the Image Pixel module, pydicom.pixels.utils.as_pixel_options; the file meta's transfer syntax is
 # always read). A Siemens DWI image holds about 200 elements: pydicom skips the others without making an element of
 # each (`dcmread(specific_tags=...)`, 0.33 against 0.60 ms per image). A sequence is read whole.
-_FRAME_TAGS = [
-    pydicom.tag.Tag(t)
-    for t in (*FRAME_TAGS, 0x00280006, 0x00280102, 0x7FE00001, 0x7FE00002, 0x7FE00008, 0x7FE00009, 0x7FE00010)
-]  # PlanarConfiguration, HighBit, the extended offset table and its lengths, the three pixel data elements
+@functools.cache
+def _frame_tags() -> list[Any]:
+    from pydicom.tag import Tag
+
+    # PlanarConfiguration, HighBit, the extended offset table and its lengths, the three pixel data elements
+    pixel = (0x00280006, 0x00280102, 0x7FE00001, 0x7FE00002, 0x7FE00008, 0x7FE00009, 0x7FE00010)
+    return [Tag(t) for t in (*FRAME_TAGS, *pixel)]
 
 
 @dataclass
 class _Read:
     """One file as the loader reads it: `ds`, its frame attributes (`light`: a `ClassicFrame`, or pydicom's dataset
-    of the `_FRAME_TAGS`) or pydicom's dataset of all (an enhanced image, a mosaic, a file parsed from disk);
+    of the `_frame_tags()`) or pydicom's dataset of all (an enhanced image, a mosaic, a file parsed from disk);
     `header()` is the whole header either way."""
 
     ds: Dataset | ClassicFrame
@@ -441,6 +495,8 @@ class _Read:
 
     def header(self, pixel_keyword: str) -> Dataset:
         """The file's whole dataset without its pixel data element (a volume's `header`)."""
+        import pydicom
+
         head = (
             pydicom.dcmread(io.BytesIO(self.data)) if self.light and self.data is not None else self.ds.copy()
         )
@@ -453,9 +509,11 @@ def _read_dataset(path: str) -> _Read:
     the file for its position at every element, and a file object's `tell` is an lseek system call (about 220 per
     Siemens DWI image, 65,000 in one `phantom diffusion` run of 300 images; parsing from memory is 15 % faster
     there). A classic image is read by `qckit.dicom.classic` (no pydicom dataset); of a file that module leaves to
-    pydicom only the `_FRAME_TAGS` are made elements, unless it is an enhanced image or a mosaic (their frames need
+    pydicom only the `_frame_tags()` are made elements, unless it is an enhanced image or a mosaic (their frames need
     the functional groups and the CSA header), which is parsed whole. A larger file (an enhanced
     multi-frame image) is parsed from the file itself: no second copy of its pixel data in memory."""
+    import pydicom
+
     with open(path, "rb") as fh:
         if os.fstat(fh.fileno()).st_size > _IN_MEMORY_UP_TO:
             return _Read(pydicom.dcmread(fh), None, light=False)
@@ -463,7 +521,7 @@ def _read_dataset(path: str) -> _Read:
     frame = read_classic(data)
     if frame is not None:
         return _Read(frame, data, light=True)
-    ds = pydicom.dcmread(io.BytesIO(data), specific_tags=_FRAME_TAGS)
+    ds = pydicom.dcmread(io.BytesIO(data), specific_tags=_frame_tags())
     if "PerFrameFunctionalGroupsSequence" in ds or is_mosaic(ds):
         return _Read(pydicom.dcmread(io.BytesIO(data)), data, light=False)
     return _Read(ds, data, light=True)
@@ -472,6 +530,8 @@ def _read_dataset(path: str) -> _Read:
 def load_volumes(files: Iterable[str]) -> tuple[list[Volume], list[ScanError]]:
     """The image volumes of `files` and every file that could not be used, with its typed `ReadCause`
     (not DICOM, no pixel data, undecodable pixels, or a series whose frames do not make one volume)."""
+    from pydicom.errors import InvalidDicomError
+
     groups: dict[tuple[str, float | None, float | None], list[Frame]] = {}
     headers: dict[tuple[str, float | None, float | None], Dataset] = {}
     paths: dict[tuple[str, float | None, float | None], list[str]] = {}

@@ -40,6 +40,7 @@ from qckit.metrology.precision import between_condition_cv, between_condition_cv
 
 if TYPE_CHECKING:
     from qckit.analyses.diffusion.vials import ImageSetResult
+    from qckit.dicom.diffusion import ImageSet
     from qckit.dicom.folder import DicomFolder
     from qckit.phantoms.models import AdcReference, VialSet
 
@@ -247,9 +248,22 @@ def _setup(phantom: str, temperature_c: float | None, reference: Path | None) ->
     return _Setup(vials, temp, user, refs_used)
 
 
-def read_dwi(folder: str | Path) -> tuple[DicomFolder, list[dict[str, Any]], list[str]]:
-    """The folder indexed, its DWI and ADC map series (`dwi_rows`) and their pixel data loaded."""
-    from qckit.dicom.folder import DicomFolder
+@dataclass
+class DwiRead:
+    """A folder's DWI series grouped for measuring: per session (scanner identity key, study date) its first
+    series row and image sets, and what could not be used (in the order it was found). The image sets' volumes
+    come without their headers (`Volume.without_header`): everything read from the headers (b-values, ADC maps,
+    the grouping) is done where the folder is read, so the process that measures does not import pydicom to
+    receive them."""
+
+    sessions: list[tuple[tuple[str, str], dict[str, Any], list[ImageSet]]]
+    problems: list[Problem]
+
+
+def read_dwi(folder: str | Path) -> DwiRead:
+    """The folder indexed, its DWI and ADC map series (`dwi_rows`) loaded and grouped into image sets by session."""
+    from qckit.dicom.diffusion import image_sets
+    from qckit.dicom.folder import DicomFolder, series_name
 
     source = DicomFolder.open(folder)
     rows, unreadable = dwi_rows(source)
@@ -257,33 +271,13 @@ def read_dwi(folder: str | Path) -> tuple[DicomFolder, list[dict[str, Any]], lis
         why = "; ".join(unreadable[:3]) or "no b-value in any header, no ADC map"
         raise QckitInputError(f"{folder}: no diffusion-weighted series with a readable b-value ({why})")
     source.preload(rows, workers=1)
-    return source, rows, unreadable
-
-
-def run_diffusion(folder: str | Path, *, phantom: str = "caliber-diffusion", temperature_c: float | None = None,
-                  reference: Path | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> DiffusionStudy:  # fmt: skip
-    """Every image set of the folder measured (module docstring)."""
-    # The folder is read (pydicom's import, the headers, the pixel data: about 0.3 s for two image sets) in a
-    # forked process while this one reads the phantom definition and imports the analysis (SciPy, the phantom
-    # models: 0.3-0.5 s); one after the other they took twice as long. An error of either is raised here.
-    with alongside(lambda: read_dwi(folder)) as read:
-        setup = _setup(phantom, temperature_c, reference)
-        source, rows, unreadable = read()[0]
-    from qckit.dicom.diffusion import image_sets
-    from qckit.dicom.folder import series_name
-
-    vials, temp, user = setup.vials, setup.temperature_c, setup.user
-    measure_image_set = _vials().measure_image_set
     problems = [Problem("pixels", "", f"{e.path}: {e.reason}") for e in source.problems()]
     problems += [Problem("b-value", "", u) for u in unreadable]
     by_session: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
         key = (ScannerIdentity.from_row(r).key, str(r.get("StudyDate") or "nodate"))
         by_session.setdefault(key, []).append(r)
-    sessions: list[DiffusionSession] = []
-    table: list[dict[str, Any]] = []
-    work = []
+    sessions = []
     for key, srows in sorted(by_session.items()):
         series = []
         for r in srows:
@@ -296,7 +290,28 @@ def run_diffusion(folder: str | Path, *, phantom: str = "caliber-diffusion", tem
             series.append((r, vols))
         sets, bad = image_sets(series)
         problems += [Problem("b-value", "", b) for b in bad]
-        sess = DiffusionSession(f"{key[0]}@{key[1]}", ScannerIdentity.from_row(srows[0]), key[1])
+        sessions.append((key, srows[0], [s.without_headers() for s in sets]))
+    return DwiRead(sessions, problems)
+
+
+def run_diffusion(folder: str | Path, *, phantom: str = "caliber-diffusion", temperature_c: float | None = None,
+                  reference: Path | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> DiffusionStudy:  # fmt: skip
+    """Every image set of the folder measured (module docstring)."""
+    # The folder is read and grouped (pydicom's import, the headers, the pixel data: about 0.3 s for two image
+    # sets) in a forked process while this one reads the phantom definition and imports the analysis (SciPy, the
+    # phantom models: 0.3-0.5 s); one after the other they took twice as long. An error of either is raised here.
+    with alongside(lambda: read_dwi(folder)) as read:
+        setup = _setup(phantom, temperature_c, reference)
+        found = read()[0]
+    vials, temp, user = setup.vials, setup.temperature_c, setup.user
+    measure_image_set = _vials().measure_image_set
+    problems = found.problems
+    sessions: list[DiffusionSession] = []
+    table: list[dict[str, Any]] = []
+    work = []
+    for key, first_row, sets in found.sessions:
+        sess = DiffusionSession(f"{key[0]}@{key[1]}", ScannerIdentity.from_row(first_row), key[1])
         sessions.append(sess)
         work += [(sess, s) for s in sets]
 

@@ -1,5 +1,5 @@
 """The loader reads only a classic image's frame attributes (`qckit.dicom.classic`, or pydicom's `specific_tags`
-for what that module leaves to pydicom: `qckit.dicom.volume._FRAME_TAGS`) and a volume's first file whole for its
+for what that module leaves to pydicom: `qckit.dicom.volume._frame_tags()`) and a volume's first file whole for its
 header: the volumes, headers and file errors must be those of parsing every file whole, on every layout the
 synthetic scanners write (Siemens private and standard b-values, GE and Philips b-value tags, Philips private
 scale slope, RealWorldValueMapping, CT rescale, enhanced multi-frame DWI and EPI, time series, damaged files) and

@@ -167,3 +167,29 @@ def test_an_error_while_the_folder_is_read_alongside_exits_at_once(tmp_path: Pat
             "unknown phantom 'nosuch'" if bad == "phantom" else "'references' list is empty"
         ) in res.stderr
         assert "Traceback" not in res.stderr
+
+
+@pytest.mark.forks
+def test_the_measuring_process_never_imports_pydicom(tmp_path: Path):
+    """The folder is read, and its series grouped by b-value, in the forked process that imports pydicom; the
+    image sets come back without their headers (`ImageSet.without_headers`), so the process that measures and
+    writes does not import pydicom (0.1 s) to receive them. Where forking is not possible it reads here too."""
+    import subprocess
+    import sys
+
+    from qckit.phantoms.load import load_phantom
+    from qckit.synth.diffusion import DwiScan, write_dwi
+
+    vials = load_phantom("caliber-diffusion").phantom.vials
+    assert vials is not None
+    for repeat in (1, 2):
+        write_dwi(tmp_path, vials, scan=DwiScan(seed=repeat), layout="per_b", repeat=repeat)
+    code = (
+        "import sys; from qckit.workflows.diffusion import run_diffusion; s = run_diffusion(sys.argv[1]); "
+        "print(len(s.vials), len(s.sessions[0].sets), sum(r['scanner_map_um2_per_s'] is not None for r in s.vials), "
+        "'pydicom' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["26", "2", "26", "False"], out.stdout + out.stderr[-2000:]
