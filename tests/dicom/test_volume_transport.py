@@ -33,6 +33,8 @@ CASES = {
     "float32 integers": rng.integers(0, 4096, (2, 8, 8)).astype(np.float32),
     "int16 itself": rng.integers(-5, 5, (2, 8, 8)).astype(np.int16),
     "empty": np.zeros((0, 8, 8)),
+    "strided view": rng.integers(0, 4096, (4, 64, 64)).astype(float)[:, ::2, 1::3],
+    "one fraction past the first look": np.concatenate([np.zeros(4999), [0.5]]).reshape(1, 2, 2500),
 }
 
 
@@ -57,6 +59,7 @@ def test_integer_valued_images_travel_in_the_smallest_integer_type():
         "infinity",
         "negative zero",
         "negative zero among negatives",
+        "one fraction past the first look",
     ):
         assert compact(CASES[name]) is CASES[name], name
     image = rng.integers(0, 4000, (25, 128, 128)).astype(float)  # a DWI volume: 3.3 MB as float64
