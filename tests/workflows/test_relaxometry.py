@@ -286,3 +286,37 @@ def test_reference_entries_that_match_nothing_are_input_errors(tmp_path: Path) -
         res = runner.invoke(app, ["phantom", "relaxometry", str(data), "--reference", str(table),
                                   "-o", str(tmp_path / name)])  # fmt: skip
         assert res.exit_code == 2 and why in res.output, (name, res.output)
+
+
+@pytest.mark.forks
+def test_stacks_measured_in_two_processes_equal_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every other stack is measured in a forked process: the study (sessions and their plates in order, every
+    sphere row, the problem of a stack that cannot be measured, the precision tables, the progress reported) is
+    the one measured in one process."""
+    from qckit.core import processes
+    from qckit.workflows.relaxometry import RelaxOptions, run_relaxometry
+
+    data = tmp_path / "in"
+    _plate_dir(data / "a", 5, "T1", signed=True, date="20260105")
+    arr = PHANTOM.sphere_array(
+        4
+    )  # the second stack, measured in the forked process, is cut by the field of view
+    write_relaxometry(data / "b", arr, arr.reference("T2", 1.5).values_ms[:14], "T2", date="20260106",
+                      scan=RelaxScan(seed=3, shift_mm=(0.0, 90.0)))  # fmt: skip
+    _plate_dir(data / "c", 4, "T2", date="20260107")
+    _plate_dir(data / "d", 5, "T1", signed=True, date="20260108")
+    opts = RelaxOptions(t1_model="2p")
+    steps: list[tuple[int, int]] = []
+    forked = run_relaxometry(data, opts, progress=lambda d, n: steps.append((d, n)))
+    monkeypatch.setattr(processes, "fork_is_safe", lambda: False)
+    alone = run_relaxometry(data, opts)
+    assert [s.label for s in forked.sessions] == [s.label for s in alone.sessions] and len(
+        forked.sessions
+    ) == 4
+    assert [len(s.plates) for s in forked.sessions] == [1, 0, 1, 1]
+    assert len(forked.problems) == 1 and "cut off by the field of view" in forked.problems[0].reason
+    assert forked.problems == alone.problems and forked.spheres == alone.spheres and len(forked.spheres) > 40
+    assert forked.repeatability == alone.repeatability and forked.reproducibility == alone.reproducibility
+    assert steps == [(1, 4), (2, 4), (3, 4), (4, 4)]
