@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import pickle
 import signal
 import sys
 import threading
@@ -101,12 +102,21 @@ def fork_is_safe() -> bool:
 _INHERITED: list[Callable[[], Any]] = []
 
 
-def _run_inherited() -> Any:
+def _run_inherited() -> bytes:
     # Ctrl-C is the parent's to handle (it stops or waits for this worker): the worker ignores it, so it neither
     # prints a KeyboardInterrupt traceback nor leaves a file half written. SIGINT was blocked across the fork.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    return _INHERITED[-1]()
+    return pickled_call(_INHERITED[-1])
+
+
+def pickled_call(fn: Callable[..., Any], *args: Any) -> bytes:
+    """`fn(*args)` pickled, for a pool worker to return: its caller unpickles it (`pickle.loads(future.result())`)
+    in its own thread. The pool's manager thread unpickles what it receives as it arrives: a value whose classes
+    live in modules the caller is importing at that moment (a volume's pydicom header while the loader imports
+    pydicom) made the two threads import one package at once, and importlib's deadlock guard failed one of them
+    ("cannot import name ... from partially initialized module"; seen on `phantom relaxometry` of three sites)."""
+    return pickle.dumps(fn(*args), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 @contextmanager
@@ -138,7 +148,7 @@ def alongside(
 
             def result() -> tuple[T, bool]:
                 try:
-                    return future.result(), True
+                    return pickle.loads(future.result()), True
                 except BrokenProcessPool:
                     return job(), False
 
@@ -159,5 +169,6 @@ __all__ = [
     "fork_is_safe",
     "may_have_children",
     "one_blas_thread",
+    "pickled_call",
     "stopping_pool",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import pickle
 from collections.abc import Iterable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
@@ -21,6 +22,7 @@ import numpy as np
 
 from qckit.core.errors import ReadCause, VolumeError
 from qckit.core.files import not_regular
+from qckit.core.processes import pickled_call
 from qckit.core.values import optional_float
 from qckit.dicom.bvalue import b_value
 from qckit.dicom.classic import FRAME_TAGS, ClassicFrame, is_mosaic, read_classic
@@ -608,13 +610,14 @@ def load_parallel(
     if workers > 1 and sum(map(len, groups)) >= _PARALLEL_FROM and can_fork():
         try:
             with worker_pool(workers) as pool:
-                futures = [pool.submit(load_volumes, g) for g in groups]  # the workers are forked now
+                # the workers are forked now; their volumes come back pickled, unpickled here (`pickled_call`)
+                futures = [pool.submit(pickled_call, load_volumes, g) for g in groups]
                 here: dict[int, tuple[list[Volume], list[ScanError]]] = {}
                 for i in reversed(range(len(groups))):
                     if not futures[i].cancel():  # started (or queued for a worker): the rest are as well
                         break
                     here[i] = load_volumes(groups[i])
-                return [here[i] if i in here else f.result() for i, f in enumerate(futures)]
+                return [here[i] if i in here else pickle.loads(f.result()) for i, f in enumerate(futures)]
         except BrokenProcessPool:
             pass  # a worker was killed (memory?): load in this process, which reports per file
     return [load_volumes(g) for g in groups]

@@ -312,3 +312,47 @@ print("threads", max(i["num_threads"] for i in threadpoolctl.threadpool_info() i
     assert threads("phantom", "list", "-q", env={"OPENBLAS_NUM_THREADS": "2"}) == min(2, os.cpu_count() or 1)
     if (os.cpu_count() or 1) > 1:
         assert threads("protocol", "list", "-q") > 1
+
+
+RACE = r"""
+import os, sys
+sys.path.insert(0, sys.argv[1])
+os.environ["SLOW_IN"] = str(os.getpid())
+from qckit.core.processes import alongside
+
+def job():
+    import slowpkg.sub  # quick here: only the parent's import is slow
+    return slowpkg.sub.Thing(7)
+
+with alongside(job) as later:
+    import slowpkg  # the parent imports the package while the worker's value (a slowpkg.sub.Thing) comes back
+    value, forked = later()
+print(value.n, forked, type(value) is slowpkg.Thing)
+"""
+
+
+def test_the_jobs_value_is_unpickled_by_the_caller_not_beside_its_imports(tmp_path):
+    """A value whose class lives in a module this process is importing at that moment: unpickled by the pool's
+    manager thread as it arrived, the two imports of one package in two threads met importlib's deadlock guard,
+    and one of them failed with "partially initialized module" (seen: `phantom relaxometry` on three sites, pydicom
+    imported by the loader while the workers' volumes, with their pydicom headers, arrived). `result()` unpickles
+    it in the caller's thread."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one CPU: the job runs in this process")
+    import subprocess
+    import sys
+
+    pkg = tmp_path / "slowpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        "import os, time\n"
+        "if os.environ.get('SLOW_IN') == str(os.getpid()):\n    time.sleep(1.0)\n"
+        "from slowpkg.sub import Thing\n"
+    )
+    (pkg / "sub.py").write_text(  # as pydicom.dataset imports pydicom
+        "import slowpkg\n\nclass Thing:\n    def __init__(self, n):\n        self.n = n\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", RACE, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == 0 and res.stdout.split() == ["7", "True", "True"], res.stderr[-3000:]

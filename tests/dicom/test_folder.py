@@ -253,7 +253,7 @@ real_pool = vm.worker_pool
 class Broken:
     def __enter__(self): return self
     def __exit__(self, *exc): return False
-    def submit(self, fn, group): raise BrokenProcessPool("a worker died")
+    def submit(self, fn, *args): raise BrokenProcessPool("a worker died")
 vm.worker_pool = lambda w: Broken()
 broken = DicomFolder.open(root, workers=1)
 broken.preload(broken.series, workers=2)
