@@ -32,7 +32,7 @@ from qckit import __version__
 from qckit.core.errors import PhantomError, QckitInputError
 from qckit.core.identity import ScannerIdentity
 from qckit.core.jsonio import write_json
-from qckit.core.processes import alongside
+from qckit.core.processes import alongside, split_map
 from qckit.core.provenance import Provenance, file_sha256
 from qckit.core.results import Circle, Overlay, Problem, Verdict, study_verdict
 from qckit.core.tables import write_records_csv
@@ -315,38 +315,16 @@ def run_diffusion(folder: str | Path, *, phantom: str = "caliber-diffusion", tem
         sessions.append(sess)
         work += [(sess, s) for s in sets]
 
-    def measured(
-        part: list[tuple[DiffusionSession, Any]], report: bool
-    ) -> list[ImageSetResult | QckitInputError]:
-        """Each set of `part` measured (or the reason it cannot be); `report`: progress as it goes."""
-        out: list[ImageSetResult | QckitInputError] = []
-        for _sess, s in part:
-            try:
-                out.append(measure_image_set(s, vials, temperature_c=temp, references=user))
-            except QckitInputError as exc:  # this set is not measured; the others are
-                out.append(exc)
-            if report and progress is not None:
-                progress(len(out), len(work))
-        return out
-
-    # the second half of the image sets is measured in a forked process while this one measures the first half
-    # (two CPUs: each set's fits and its array search are independent of the others'); its progress is reported
-    # when it comes back
-    half = (len(work) + 1) // 2
-    if work[half:]:
-        with alongside(lambda: measured(work[half:], report=False)) as later:
-            results = measured(work[:half], report=True)
-            results += later()[0]
-    else:  # one set (or none): no process to start
-        results = measured(work, report=True)
-    for done, ((sess, s), res) in enumerate(zip(work, results, strict=True), start=1):
+    # the image sets are measured on two CPUs (each set's fits and its array search are independent of the
+    # others'): every other set in a forked process; a set that cannot be measured gives the reason
+    results = split_map(lambda item: measure_image_set(item[1], vials, temperature_c=temp, references=user),
+                        work, kept=(QckitInputError,), progress=progress)  # fmt: skip
+    for (sess, s), res in zip(work, results, strict=True):
         if isinstance(res, QckitInputError):
             problems.append(Problem(f"{sess.label} {s.label}", "", str(res)))
         else:
-            sess.sets.append(res)
-            table += _rows(sess, res)
-        if progress is not None and done > half:
-            progress(done, len(work))
+            sess.sets.append(res)  # type: ignore[arg-type]
+            table += _rows(sess, res)  # type: ignore[arg-type]
     sessions = [s for s in sessions if s.sets]
     if not work:
         raise QckitInputError(f"{folder}: no complete image set (every b-value of one acquisition): "

@@ -28,7 +28,7 @@ from qckit.core.definitions import load_yaml
 from qckit.core.errors import PhantomError, QckitInputError
 from qckit.core.identity import ScannerIdentity
 from qckit.core.jsonio import write_json
-from qckit.core.processes import alongside
+from qckit.core.processes import split_map
 from qckit.core.provenance import Provenance, file_sha256
 from qckit.core.results import Overlay, Problem, Verdict, study_verdict
 from qckit.core.tables import write_records_csv
@@ -250,44 +250,23 @@ def run_relaxometry(
     if not stacks_all:
         raise QckitInputError(f"{folder}: no inversion-recovery or multi-echo acquisition")
 
-    def measured(part: list[int], report: bool) -> list[PlateResult | QckitInputError]:
-        """The stacks `part` (indices into `stacks_all`) measured, or the reason one cannot be; `report`:
-        progress as it goes."""
-        out: list[PlateResult | QckitInputError] = []
-        for n, i in enumerate(part, start=1):
-            try:
-                out.append(_measure_stack(stacks_all[i][1], phantom, opts))
-            except QckitInputError as exc:  # this stack is not measured; the others are
-                out.append(exc)
-            if report and progress is not None:
-                progress(n, len(stacks_all))
-        return out
-
-    # every other stack is measured in a forked process while this one measures the rest (two CPUs: a site's
-    # plates and parameters are fitted independently of each other; alternating balances T1 and T2 stacks); the
-    # forked part's progress is reported when it comes back, and the results are taken in the stacks' order
-    here, there = list(range(0, len(stacks_all), 2)), list(range(1, len(stacks_all), 2))
-    if there:
-        with alongside(lambda: measured(there, report=False)) as later:
-            results = dict(zip(here, measured(here, report=True), strict=True))
-            results.update(zip(there, later()[0], strict=True))
-    else:  # one stack: no process to start
-        results = dict(zip(here, measured(here, report=True), strict=True))
+    # the stacks are measured on two CPUs (a site's plates and parameters are fitted independently): every other
+    # stack in a forked process, T1 and T2 alternating so the halves are about even; a stack that cannot be
+    # measured gives the reason
+    results = split_map(lambda item: _measure_stack(item[1], phantom, opts), stacks_all, kept=(QckitInputError,),
+                        progress=progress)  # fmt: skip
     by_key: dict[tuple[str, str], RelaxSession] = {}
-    for done, (key, stack) in enumerate(stacks_all, start=1):
+    for (key, stack), res in zip(stacks_all, results, strict=True):
         sess = by_key.get(key)
         if sess is None:
             ident = ScannerIdentity.from_row(groups[key][0].header)
             sess = by_key[key] = RelaxSession(f"{key[0]}@{key[1]}", ident, key[1])
             sessions.append(sess)
-        res = results[done - 1]
         if isinstance(res, QckitInputError):
             problems.append(Problem(f"{sess.label} {stack.label}", stack.series_uids[0], str(res)))
         else:
-            sess.plates.append(res)
-            rows += _rows(sess, res)
-        if progress is not None and done > len(here):
-            progress(done, len(stacks_all))
+            sess.plates.append(res)  # type: ignore[arg-type]
+            rows += _rows(sess, res)  # type: ignore[arg-type]
     if opts.reference is not None:  # a user entry that matched no measured stack (another field) is an error
         used = {id(res.reference) for sess in sessions for res in sess.plates if res.reference is not None}
         for arr in phantom.sphere_arrays:

@@ -314,6 +314,41 @@ print("threads", max(i["num_threads"] for i in threadpoolctl.threadpool_info() i
         assert threads("protocol", "list", "-q") > 1
 
 
+def _square_or_refuse(x: int) -> tuple[int, int]:
+    """x squared with the process that did it; 3 is refused (a kept error), 99 fails (any other error)."""
+    if x == 3:
+        raise ValueError("three")
+    if x == 99:
+        raise KeyError("ninety-nine")
+    return x * x, os.getpid()
+
+
+def test_split_map_does_every_other_item_in_a_forked_process_and_keeps_the_order(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """`split_map`: the results in the items' order, the second, fourth, ... item done in one forked process, a
+    kept error as that item's result, progress 1..n in order; where a fork is not safe, the same results here."""
+    from qckit.core.processes import split_map
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one CPU: every item is done in this process")
+    items = [1, 2, 3, 4, 5]
+    steps: list[tuple[int, int]] = []
+    out = split_map(_square_or_refuse, items, kept=(ValueError,), progress=lambda d, n: steps.append((d, n)))
+    assert [out[0][0], out[1][0]] == [1, 4]  # type: ignore[index]
+    assert isinstance(out[2], ValueError) and [out[3][0], out[4][0]] == [16, 25]  # type: ignore[index]
+    assert {out[i][1] for i in (0, 4)} == {os.getpid()} and out[1][1] == out[3][1] != os.getpid()  # type: ignore[index]
+    assert steps == [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]
+    with pytest.raises(KeyError):
+        split_map(_square_or_refuse, [1, 99], kept=(ValueError,))
+    assert [r[0] for r in split_map(_square_or_refuse, [7])] == [49]  # type: ignore[index]
+    assert split_map(_square_or_refuse, []) == []
+    monkeypatch.setattr(processes, "fork_is_safe", lambda: False)
+    here = split_map(_square_or_refuse, items, kept=(ValueError,))
+    assert here[:2] == [(1, os.getpid()), (4, os.getpid())]
+    assert str(here[2]) == str(out[2]) and [here[3][0], here[4][0]] == [16, 25]  # type: ignore[index]
+
+
 RACE = r"""
 import os, sys
 sys.path.insert(0, sys.argv[1])

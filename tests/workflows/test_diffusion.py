@@ -115,7 +115,7 @@ def test_a_profile_can_require_adc_accuracy_and_repeatability(skyra: Path, tmp_p
 def test_image_sets_measured_in_two_processes_equal_one_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    """The second half of the image sets is measured in a forked process: the study (every set's vials, the
+    """Every other image set is measured in a forked process (`split_map`): the study (every set's vials, the
     problems of a set that cannot be fitted, the repeatability table) is the one measured in one process."""
     from qckit.core import processes
     from qckit.phantoms.load import load_phantom
