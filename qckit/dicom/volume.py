@@ -134,11 +134,12 @@ def compact(array: np.ndarray) -> np.ndarray | tuple[np.ndarray, np.dtype[Any]]:
         info = np.iinfo(kind)
         if info.min <= lo and hi <= info.max:
             small = array.astype(kind)
-            # equal values, and no -0.0 (equal to 0 but not the same float): the round trip is then exact
-            negative_zeros = np.count_nonzero(np.signbit(array)) - np.count_nonzero(small < 0)
-            if np.array_equal(small, array) and negative_zeros == 0:
-                return small, array.dtype
-            return array
+            if not np.array_equal(small, array):
+                return array
+            # no -0.0 either (equal to 0, but another float): the round trip is then exact
+            if np.count_nonzero(np.signbit(array)) != np.count_nonzero(small < 0):
+                return array
+            return small, array.dtype
     return array
 
 

@@ -184,3 +184,18 @@ def test_what_pydicom_must_read_is_left_to_it(case: str):
     elif case == "enhanced":
         data = data.replace(b"1.2.840.10008.5.1.4.1.1.4\0", b"1.2.840.10008.5.1.4.1.1.4.1")
     assert read_classic(data) is None
+
+
+def test_the_frame_attributes_have_pydicoms_tags_and_vrs():
+    """The table of what a classic frame is read from (`classic._ATTRIBUTES`, written out so that reading does
+    not need pydicom's dictionary) against pydicom's data dictionary, as `qckit.dicom.tags.DICTIONARY` is; a
+    private attribute's key is its own tag."""
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    from qckit.dicom import classic
+
+    for name, (tag, vr) in classic._ATTRIBUTES.items():
+        if isinstance(name, tuple):
+            assert tag == (name[0] << 16) | name[1], name
+        else:
+            assert (tag, vr) == (int(tag_for_keyword(name)), dictionary_VR(tag_for_keyword(name))), name
