@@ -98,6 +98,38 @@ def test_main_freezes_the_heap_before_the_interpreter_exits(monkeypatch):
     assert exc.value.code == 0 and frozen == [True]
 
 
+def test_the_collector_does_not_walk_what_the_imports_make_hundreds_of_times():
+    """After `main` has set the collector's threshold, importing what a `qc run` imports (the workflow, the MR
+    analyses, SciPy, pydantic, pydicom) starts a handful of collections, not the ~200 of CPython's threshold (70 ms
+    of a 1.1 s run, benchmarks/README.md); the collector still runs (a cycle made afterwards is freed)."""
+    code = """
+import gc, sys, weakref
+from qckit.cli import main
+sys.argv = ["qckit", "--version"]
+try:
+    main()
+except SystemExit:
+    pass
+gc.unfreeze()
+runs = []
+gc.callbacks.append(lambda phase, info: phase == "start" and runs.append(info["generation"]))
+import qckit.workflows.qc_run, qckit.analyses.mr
+class Node:
+    pass
+a, b = Node(), Node()
+a.other, b.other = b, a
+alive = weakref.ref(a)
+del a, b
+junk = [[] for _ in range(60_000)]
+print(len(runs), gc.get_threshold()[0], alive() is None)
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = res.stdout.strip().splitlines()[-1].split()  # after the version line
+    runs, threshold, freed = int(out[0]), int(out[1]), out[2] == "True"
+    assert threshold >= 50_000 and freed, out
+    assert runs <= 10, f"{runs} collections while importing"
+
+
 def test_the_diffusion_workflow_imports_scipy_pydantic_and_pydicom_only_when_it_runs():
     """`qckit phantom diffusion` imports SciPy and pydantic (0.3-0.5 s) while a forked process imports pydicom and
     reads the folder (`qckit.workflows.diffusion.run_diffusion`): the workflow module itself must import none of
