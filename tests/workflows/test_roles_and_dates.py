@@ -16,7 +16,7 @@ from qckit.core.jsonio import strict_loads
 from qckit.history.store import open_store
 from qckit.phantoms.load import load_phantom
 from qckit.synth.acr import AcrScanner, write_session
-from qckit.workflows.qc_session import field_from_frequency
+from qckit.workflows.qc_session import dicom_datetime, field_from_frequency
 
 runner = CliRunner()
 ACR = load_phantom("acr-mri-large").phantom
@@ -96,6 +96,31 @@ def test_field_from_frequency():
     )  # 19F at 1.5 T... or nothing
     with pytest.raises(TypeError):
         field_from_frequency()  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("date", "time"),
+    [("20240229", "235959"), ("20240229", "235959.123456"), ("19991231", "1305"), ("20200101", ""),
+     ("20200101", "12"), ("20200101", "  "), ("20200101", "12:30"), ("00010101", "000000"), ("20231301", "120000"),
+     ("20230229", "120000"), ("20230101", "246000"), ("20230101", "126000"), ("20230101", "120060"),
+     ("2023010", "120000"), ("2023-01-01", "120000"), ("20230101", "1200a0")],
+)  # fmt: skip
+def test_dicom_datetime_says_what_strptime_says(date: str, time: str):
+    """`dicom_datetime` against the standard library's parser of the same text: the same datetime, or an error for
+    both (a time that is not digits is midnight, as `session_date` always took it)."""
+    import datetime as dt
+
+    t = time.split(".")[0].ljust(6, "0")[:6]
+    text = date + (t if t.isdigit() else "000000")
+    try:
+        want = dt.datetime.strptime(text, "%Y%m%d%H%M%S") if len(date) == 8 and date.isdigit() else None
+    except ValueError:
+        want = None
+    if want is None:
+        with pytest.raises(ValueError):
+            dicom_datetime(date, time)
+    else:
+        assert dicom_datetime(date, time) == want
 
 
 def test_a_weekly_session_is_judged_by_the_weekly_subset(tmp_path: Path):
