@@ -90,12 +90,13 @@ def test_main_freezes_the_heap_before_the_interpreter_exits(monkeypatch):
 
     from qckit import cli
 
-    frozen = []
+    frozen, thresholds = [], []
     monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
+    monkeypatch.setattr(gc, "set_threshold", lambda *t: thresholds.append(t))  # this test process keeps its own
     monkeypatch.setattr(sys, "argv", ["qckit", "--version"])
     with pytest.raises(SystemExit) as exc:
         cli.main()
-    assert exc.value.code == 0 and frozen == [True]
+    assert exc.value.code == 0 and frozen == [True] and thresholds[0][0] == 50_000
 
 
 def test_the_collector_does_not_walk_what_the_imports_make_hundreds_of_times():
