@@ -92,7 +92,8 @@ def test_main_freezes_the_heap_before_the_interpreter_exits(monkeypatch):
 
     frozen, thresholds = [], []
     monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
-    monkeypatch.setattr(gc, "set_threshold", lambda *t: thresholds.append(t))  # this test process keeps its own
+    # this test process keeps its own collector threshold
+    monkeypatch.setattr(gc, "set_threshold", lambda *t: thresholds.append(t))
     monkeypatch.setattr(sys, "argv", ["qckit", "--version"])
     with pytest.raises(SystemExit) as exc:
         cli.main()
