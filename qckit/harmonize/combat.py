@@ -114,6 +114,98 @@ def _model_only(active: bool) -> Iterator[None]:
         yield
 
 
+# neuroHarmonize's standardization and final adjustment by blocks of features of about this many values (32 MB):
+# `_feature_blocks`
+BLOCK_VALUES = 4_000_000
+
+
+class _CovariateMean:
+    """neuroHarmonize's `mod_mean` (features x rows: the covariates' part of the fitted mean, `(design with its batch
+    columns zeroed) @ B_hat`, transposed) made a block of features at a time (`rows`), never whole."""
+
+    def __init__(self, design: np.ndarray, n_batch: int, b_hat: np.ndarray) -> None:
+        self.tmp = np.array(design, dtype=float, copy=True)
+        self.tmp[:, range(0, n_batch)] = 0
+        self.b_hat = b_hat
+
+    def rows(self, lo: int, hi: int) -> np.ndarray:
+        return np.transpose(np.dot(self.tmp, self.b_hat[:, lo:hi]))
+
+
+def _block_size(n_rows: int) -> int:
+    return max(1, BLOCK_VALUES // max(1, n_rows))
+
+
+def _blocked_standardize(original: Any) -> Any:
+    """neuroHarmonize's `standardizeAcrossFeatures` run on blocks of features, its results put together: every
+    quantity it computes is per feature (the least-squares fit, the grand mean, the pooled variance, the
+    standardized data). Its full-size grand-mean and covariate-mean arrays are not made: the grand mean is returned
+    as a read-only broadcast view of one column (what the array holds: `grand_mean x ones`), the covariate mean as
+    a `_CovariateMean`, which only `_blocked_adjust` takes. GAM smoothing and one block's worth go to the original
+    unchanged."""
+
+    def standardize(X: np.ndarray, design: np.ndarray, info_dict: dict[str, Any], smooth_model: dict[str, Any],
+                    rng: Any = None) -> tuple[Any, ...]:  # fmt: skip
+        n_feat, n_rows = X.shape
+        block = _block_size(n_rows)
+        if smooth_model["perform_smoothing"] or n_feat <= block:
+            return original(X, design, info_dict, smooth_model, rng=rng)
+        s_data = np.empty((n_feat, n_rows))
+        grand_mean = np.empty(n_feat)
+        var_pooled = np.empty((n_feat, 1))
+        b_hat = np.empty((design.shape[1], n_feat))
+        for lo in range(0, n_feat, block):
+            hi = min(n_feat, lo + block)
+            s, stand, var, _, b = original(X[lo:hi], design, info_dict, smooth_model, rng=rng)
+            s_data[lo:hi], grand_mean[lo:hi], var_pooled[lo:hi], b_hat[:, lo:hi] = s, stand[:, 0], var, b
+        stand_mean = np.broadcast_to(grand_mean[:, None], (n_feat, n_rows))
+        return s_data, stand_mean, var_pooled, _CovariateMean(design, info_dict["n_batch"], b_hat), b_hat
+
+    return standardize
+
+
+def _blocked_adjust(original: Any) -> Any:
+    """neuroCombat's `adjust_data_final` (as neuroHarmonize calls it) on blocks of features, each block's result
+    written over the standardized data it came from (the original adjusts that array in place before making its
+    result): every step is per feature. Called with anything but `_blocked_standardize`'s covariate mean, it is the
+    original."""
+
+    def adjust(s_data: np.ndarray, design: np.ndarray, gamma_star: Any, delta_star: Any, stand_mean: Any,
+               mod_mean: Any, var_pooled: np.ndarray, info_dict: dict[str, Any],
+               dat: np.ndarray) -> np.ndarray:  # fmt: skip
+        if not isinstance(mod_mean, _CovariateMean):
+            return original(
+                s_data, design, gamma_star, delta_star, stand_mean, mod_mean, var_pooled, info_dict, dat
+            )
+        gamma_star, delta_star = np.asarray(gamma_star), np.asarray(delta_star)
+        n_feat, n_rows = s_data.shape
+        block = _block_size(n_rows)
+        for lo in range(0, n_feat, block):
+            hi = min(n_feat, lo + block)
+            s_data[lo:hi] = original(s_data[lo:hi], design, gamma_star[:, lo:hi], delta_star[:, lo:hi],
+                                     stand_mean[lo:hi], mod_mean.rows(lo, hi), var_pooled[lo:hi], info_dict,
+                                     dat[lo:hi])  # fmt: skip
+        return s_data
+
+    return adjust
+
+
+@contextmanager
+def _feature_blocks() -> Iterator[None]:
+    """Parametric ComBat's standardization and adjustment by blocks of features (`_blocked_standardize`,
+    `_blocked_adjust`). In one call neuroHarmonize holds arrays the size of the data for the grand mean, the
+    covariate mean, the pooled-variance divisor, the standardized data, the result and their temporaries: +4.1x the
+    input at its peak (20,000 x 1,000, given the input array). By blocks, the standardized data is the one whole
+    array (the empirical Bayes step needs it whole: its convergence test is over every feature), and it becomes the
+    result. The estimates and the result are neuroHarmonize's within 1e-12 (the blocks change only the order of a
+    matrix product's sums; tested against one call and against R)."""
+    with (
+        _engine_name("standardizeAcrossFeatures", _blocked_standardize),
+        _engine_name("adjust_data_final", _blocked_adjust),
+    ):
+        yield
+
+
 class ComBat(TransformerMixin, BaseEstimator, ComBatApply):
     """ComBat harmonization (see module docstring for the model and references).
 
@@ -269,7 +361,8 @@ class ComBat(TransformerMixin, BaseEstimator, ComBatApply):
                     model, _ = harmonizationLearn(data, covars, **kwargs)
                 harmonized = self._variant_adjust(model, data)
             else:
-                with _engine_output(), _counting_gam(data.shape[1] if smooth else 0), _model_only(not output):
+                with _engine_output(), _counting_gam(data.shape[1] if smooth else 0), _feature_blocks(), \
+                        _model_only(not output):  # fmt: skip
                     model, harmonized = harmonizationLearn(data, covars, **kwargs)
         self._store(model, screen.kept, screen.excluded, frame)
         if not output:  # the estimates decide: finite estimates harmonize finite data to finite values

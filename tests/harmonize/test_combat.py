@@ -410,3 +410,76 @@ def test_fit_skips_the_training_output_and_estimates_the_same(data):
         assert np.array_equal(a.params_[k], b.params_[k]), k
     assert np.array_equal(a.transform(table).to_numpy(), b.transform(table).to_numpy())
     assert np.abs(a.transform(table).to_numpy() - harmonized.to_numpy()).max() < 1e-9
+
+
+def _batch_table(rows: int, features: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    batch = rng.integers(0, 6, rows)
+    age = rng.uniform(20, 80, rows)
+    gamma, delta = rng.normal(0, 1, (6, features)), np.exp(rng.uniform(-0.5, 0.5, (6, features)))
+    x = 10 + 0.02 * age[:, None] + gamma[batch] + delta[batch] * rng.normal(0, 1, (rows, features))
+    frame = pd.DataFrame(x, columns=[f"f{j:03d}" for j in range(features)])
+    frame["site"], frame["age"] = [f"s{b}" for b in batch], age
+    return frame
+
+
+@pytest.mark.parametrize("kw", [{}, {"ref_batch": "s2"}], ids=["pooled", "reference-batch"])
+def test_feature_blocks_give_one_calls_estimates_and_output(kw, monkeypatch):
+    """Parametric ComBat with neuroHarmonize's standardization and adjustment run by blocks of 9 of 100 features
+    (`_feature_blocks`): the estimates and the harmonized rows equal those of one call within 1e-12 (the blocks
+    change only the order of a matrix product's sums), by `fit_transform`, by `fit` + `transform`, and the engine's
+    names are restored afterwards. The reference batch's prior parameters are left out: they come from the
+    variance of its delta estimates, which are all 1 up to rounding (its rows are not adjusted)."""
+    import importlib
+
+    import qckit.harmonize.combat as cb
+
+    learn = importlib.import_module("neuroHarmonize.harmonizationLearn")
+    names = (learn.standardizeAcrossFeatures, learn.adjust_data_final)
+    frame = _batch_table(300, 100)
+    feats = [c for c in frame.columns if c.startswith("f")]
+
+    def fitted(block_values: int) -> tuple[ComBat, np.ndarray]:
+        monkeypatch.setattr(cb, "BLOCK_VALUES", block_values)
+        model = ComBat(batch="site", continuous_covariates=["age"], features=feats, **kw)
+        return model, model.fit_transform(frame).to_numpy()
+
+    (one, y_one), (blocked, y_blocked) = fitted(10**9), fitted(300 * 9)
+    assert np.abs(y_one - y_blocked).max() < 1e-12
+    ref = None if blocked.ref_level_ is None else int(blocked.ref_level_)
+    for k, value in one.params_.items():
+        other = blocked.params_[k]
+        if k in ("a_prior", "b_prior") and ref is not None:
+            value, other = np.delete(value, ref), np.delete(other, ref)
+        assert np.allclose(value, other, rtol=1e-12, atol=1e-12), k
+    again = ComBat(batch="site", continuous_covariates=["age"], features=feats, **kw).fit(frame)
+    assert np.abs(again.transform(frame).to_numpy() - y_one).max() < 1e-12
+    assert (learn.standardizeAcrossFeatures, learn.adjust_data_final) == names
+
+
+def test_feature_blocks_keep_the_peak_memory_under_three_times_the_input(monkeypatch):
+    """At 4,000 rows x 400 features (blocks of 25 features), `fit_transform` adds at most 3x the features' size at
+    its peak (tracemalloc, which NumPy reports to): the feature matrix it takes from the frame, the standardized
+    data that becomes the result, one block's arrays. In one call neuroHarmonize alone adds more than 4x."""
+    import tracemalloc
+
+    import qckit.harmonize.combat as cb
+
+    frame = _batch_table(4000, 400, seed=1)
+    feats = [c for c in frame.columns if c.startswith("f")]
+    size = 4000 * 400 * 8
+
+    def peak(block_values: int) -> float:
+        monkeypatch.setattr(cb, "BLOCK_VALUES", block_values)
+        model = ComBat(batch="site", continuous_covariates=["age"], features=feats)
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+            model.fit_transform(frame)
+            return (tracemalloc.get_traced_memory()[1] - before) / size
+        finally:
+            tracemalloc.stop()
+
+    blocked, whole = peak(4000 * 25), peak(10**12)
+    assert blocked <= 3.0 and whole > 4.0, (blocked, whole)

@@ -66,10 +66,16 @@ def test_every_r_output_is_covered(reference_data: Path):
     assert on_disk == set(R_OUTPUTS) and len(on_disk) == 33
 
 
+@pytest.mark.parametrize("block_values", [None, 70], ids=["one-block", "blocks-of-7-features"])
 @pytest.mark.parametrize("reference", R_OUTPUTS)
-def test_matches_r_neurocombat(table: pd.DataFrame, reference_data: Path, reference: str):
+def test_matches_r_neurocombat(
+    table: pd.DataFrame, reference_data: Path, reference: str, block_values: int | None, monkeypatch
+):
     """Every variant R implements (parametric / non-parametric EB, no EB, mean only, reference batch, with and
-    without the covariate), fit and transform, within 1e-9 of R."""
+    without the covariate), fit and transform, within 1e-9 of R; also with the standardization and adjustment run
+    by blocks of 7 of the 200 features (`qckit.harmonize.combat._feature_blocks`; the last block holds 4)."""
+    if block_values is not None:
+        monkeypatch.setattr("qckit.harmonize.combat.BLOCK_VALUES", block_values)
     model = ComBat(batch="scanner", features=features(table), min_batch_size=2, **variant(reference))
     expected = r_output(reference_data, reference)
     fitted = model.fit_transform(table).to_numpy()
