@@ -41,7 +41,7 @@ from qckit.dicom.index import FileTable, Stamps
 from qckit.dicom.series import Acquisition, SeriesAccumulator
 
 FORMAT = "qckit-scan-cache"
-VERSION = 3  # 2: the file table by folder; 3: stamps as packed integers
+VERSION = 4  # 2: the file table by folder; 3: stamps as packed integers; 4: slice positions as packed doubles
 
 
 def fingerprint() -> str:
@@ -184,7 +184,7 @@ def save(
                 "first_path": acq.first_ref,
                 "n_images": acq.n_images,
                 "n_frames": acq.n_frames,
-                "positions": acq.slices(),
+                "positions": _pack(array("d", acq.slices())),
                 "orientations": sorted(acq.orientations),
                 "inconsistent": sorted(acq.inconsistent),
                 "folders": sorted(rel(f) for f in acq.folders),
@@ -206,16 +206,17 @@ def save(
     return jsonio.atomic_write_text(path, jsonio.dumps_exact(doc) + "\n")
 
 
-def _pack(numbers: array[int]) -> str:
-    """8-byte integers as base64 text of their little-endian bytes (a JSON list of 20k mtimes parsed in 5 ms)."""
+def _pack(numbers: array[Any]) -> str:
+    """8-byte integers or doubles (IEEE 754, exact) as base64 text of their little-endian bytes (a JSON list of
+    20k mtimes is parsed in 5 ms, 20k slice positions in 2 ms and converted in 2 more)."""
     if sys.byteorder == "big":
-        numbers = array("q", numbers)
+        numbers = array(numbers.typecode, numbers)
         numbers.byteswap()
     return base64.b64encode(numbers.tobytes()).decode("ascii")
 
 
-def _unpack(text: str) -> array[int]:
-    numbers = array("q")
+def _unpack(text: str, typecode: str = "q") -> array[Any]:
+    numbers = array(typecode)
     numbers.frombytes(base64.b64decode(text.encode("ascii"), validate=True))
     if sys.byteorder == "big":
         numbers.byteswap()
@@ -237,12 +238,14 @@ def _runs(numbers: Iterable[int]) -> list[int]:
     return out
 
 
-def _unruns(runs: list[int], n_rows: int) -> list[int]:
+def _unruns(runs: list[int], n_rows: int) -> array[int]:
     if len(runs) % 2:
         raise ValueError("row runs come in (start, count) pairs")
-    out = [i for start, count in zip(runs[::2], runs[1::2], strict=True) for i in range(start, start + count)]
-    if out and (min(out) < 0 or max(out) >= n_rows):
-        raise IndexError("file rows outside the file table")
+    out = array("q")
+    for start, count in zip(runs[::2], runs[1::2], strict=True):
+        if start < 0 or count < 0 or start + count > n_rows:
+            raise IndexError("file rows outside the file table")
+        out.extend(range(start, start + count))
     return out
 
 
@@ -294,11 +297,12 @@ def _decode(data: dict[str, Any], root: str) -> Cache:
             int(a["n_frames"]),
             int(a["duplicates"]),
         )
-        acq.positions = array("d", (float(x) for x in a["positions"]))
+        acq.positions = _unpack(a["positions"], "d")
         acq.orientations = set(a["orientations"])
         acq.inconsistent = set(a["inconsistent"])
         acq.folders = {ab(x) for x in a["folders"]}
-        acq.files = array("q", _unruns(a["files"], len(paths)))
-        acq.members = array("q", _unruns(a["members"], len(paths)))
+        acq.files = _unruns(a["files"], len(paths))
+        same = a["members"] == a["files"]  # no file with only duplicates: most acquisitions
+        acq.members = array("q", acq.files) if same else _unruns(a["members"], len(paths))
         cache.acquisitions[(a["series_uid"], acq_key)] = acq
     return cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 from dataclasses import replace
 from pathlib import Path
 
@@ -300,3 +301,77 @@ def test_a_scan_of_classic_images_does_not_import_pydicom(tmp_path: Path):
         [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
     )
     assert "PYDICOM False" in out.stdout, out.stdout + out.stderr
+
+
+def _odd_tree(root: Path) -> Path:
+    """Folders of regular files, and every kind of entry the walk must name: a link to a file (followed), a
+    broken link, a link to a folder (not followed), a FIFO, an empty folder."""
+    folders = ("a", "a/deep", "b", "c", "x", "y")
+    for sub in folders:
+        (root / sub).mkdir(parents=True)
+    for i, sub in enumerate(folders):
+        for k in range(7 + i):
+            (root / sub / f"f{k:02d}").write_bytes(b"x" * (k + 10 * i))
+    os.symlink(root / "b" / "f01", root / "a" / "link-to-file")
+    os.symlink(root / "missing", root / "b" / "broken-link")
+    os.symlink(root / "c", root / "a" / "link-to-folder")
+    os.mkfifo(root / "c" / "pipe")
+    (root / "empty").mkdir()
+    for k, f in enumerate(sorted(p for p in root.rglob("f*") if p.is_file())):
+        os.utime(f, ns=(1_000_000_000, 1_700_000_000_123_456_789 + k))  # distinct mtimes
+    return root
+
+
+def _expected_walk(root: Path) -> tuple[list[str], list[tuple[int, int]]]:
+    paths, stamps = [], []
+    for d, dirs, fs in os.walk(root):
+        dirs.sort()
+        for f in sorted(fs):
+            p = os.path.join(d, f)
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                paths.append(p)
+                stamps.append((st.st_size, st.st_mtime_ns))
+    return paths, stamps
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_the_walk_stamps_every_file_in_order_in_one_process_or_two(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, split: bool
+):
+    """The files' stamps are looked at in two steps (the folders listed, then their files looked at, the last
+    folders in a forked process for a large tree): the files, their stamps and the reasons are the one-pass
+    walk's, in its order, and `meanwhile` runs once, here."""
+    from qckit.core import processes
+    from qckit.dicom import index as ix
+
+    root = _odd_tree(tmp_path / "tree")
+    forked: list[int] = []
+    real = processes.alongside
+
+    def counted(job, **kw):  # noqa: ANN001, ANN003, ANN202
+        forked.append(1)
+        return real(job, **kw)
+
+    monkeypatch.setattr(ix, "alongside", counted)
+    monkeypatch.setattr(ix, "_SPLIT_STATS_FROM", 1 if split else 10**9)
+    monkeypatch.setattr(ix, "_FORKED_SHARE", 0.5)
+    pids: list[int] = []
+    stamps = ix.Stamps()
+    files, errors = ix.walk_files(root, stamps, meanwhile=lambda: pids.append(os.getpid()))
+    paths, expected = _expected_walk(root)
+    assert list(files) == paths and list(zip(stamps.sizes, stamps.mtimes, strict=True)) == expected
+    assert len(expected) == 7 + 8 + 9 + 10 + 11 + 12 + 1 and len(set(expected)) == len(expected) - 1  # distinct but a
+    # link and its file: a slip of order shows
+    assert [(e.path, e.reason) for e in errors] == [
+        ("a/link-to-folder", "symbolic link to a folder: not followed"),
+        ("b/broken-link", "cannot read: No such file or directory"),
+        ("c/pipe", "named pipe (FIFO): not read"),
+        ("empty", "empty folder"),
+    ]
+    assert pids == [os.getpid()] and forked == ([1] if split else [])
+    plain, plain_errors = ix.walk_files(root)  # no stamps: the directory entries' types
+    assert list(plain) == paths and [e.path for e in plain_errors] == [e.path for e in errors]

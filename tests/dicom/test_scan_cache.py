@@ -96,8 +96,13 @@ CHANGES: dict[str, Callable[[Path], object]] = {
 }
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["stats here", "stats split with a forked process"])
 @pytest.mark.parametrize("change", list(CHANGES))
-def test_incremental_scan_equals_a_full_scan(tree: Path, tmp_path: Path, change: str):
+def test_incremental_scan_equals_a_full_scan(
+    tree: Path, tmp_path: Path, change: str, split: bool, monkeypatch: pytest.MonkeyPatch
+):
+    if split:  # the files are looked at by two processes, as in a tree of thousands (index._stamp_tree)
+        monkeypatch.setattr(index, "_SPLIT_STATS_FROM", 1)
     idx = tmp_path / "index.json"
     assert _signature(scan(tree, workers=1, index=idx)) == _signature(scan(tree, workers=1))
     CHANGES[change](tree)
