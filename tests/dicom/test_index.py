@@ -364,7 +364,9 @@ def test_the_walk_stamps_every_file_in_order_in_one_process_or_two(
     files, errors = ix.walk_files(root, stamps, meanwhile=lambda: pids.append(os.getpid()))
     paths, expected = _expected_walk(root)
     assert list(files) == paths and list(zip(stamps.sizes, stamps.mtimes, strict=True)) == expected
-    assert len(expected) == 7 + 8 + 9 + 10 + 11 + 12 + 1 and len(set(expected)) == len(expected) - 1  # distinct but a
+    assert (
+        len(expected) == 7 + 8 + 9 + 10 + 11 + 12 + 1 and len(set(expected)) == len(expected) - 1
+    )  # distinct but a
     # link and its file: a slip of order shows
     assert [(e.path, e.reason) for e in errors] == [
         ("a/link-to-folder", "symbolic link to a folder: not followed"),
