@@ -153,7 +153,8 @@ class FileTable(Sequence[str]):
 
     def __getitem__(self, i: int | slice) -> Any:
         if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(self._n))]
+            start, stop, step = i.indices(self._n)
+            return self.span(start, stop) if step == 1 else [self[k] for k in range(start, stop, step)]
         if i < 0:
             i += self._n
         if not 0 <= i < self._n:
@@ -161,6 +162,21 @@ class FileTable(Sequence[str]):
         d = bisect_right(self._starts, i) - 1
         k, offsets = i - self._starts[d], self._offsets[d]
         return self._prefixes[d] + self._blobs[d][offsets[k] : offsets[k + 1] - 1]
+
+    def span(self, start: int, stop: int) -> list[str]:
+        """The paths of rows `start` to `stop` (excluded), as `self[start:stop]`, folder by folder: one split of
+        each folder's names, not a search per row (a scan hands its workers 20k paths this way)."""
+        start, stop, _ = slice(start, stop).indices(self._n)
+        out: list[str] = []
+        d = bisect_right(self._starts, start) - 1
+        while len(out) < stop - start:
+            first, offsets = self._starts[d], self._offsets[d]
+            k0, k1 = start + len(out) - first, min(stop - first, len(offsets) - 1)
+            out.extend(
+                map(self._prefixes[d].__add__, self._blobs[d][offsets[k0] : offsets[k1] - 1].split("\0"))
+            )
+            d += 1
+        return out
 
     def __iter__(self) -> Iterator[str]:
         for prefix, names in self.folders():
@@ -209,11 +225,12 @@ def walk_files(
 ) -> tuple[FileTable, list[ScanError]]:
     """All files under `root` (any name or extension), sorted; empty or unreadable folders as errors. `stamps`,
     when given, receives each file's (size, modification time in ns), in the order of the files, from the one
-    `stat` the walk then makes per file; without it, regular files are known from their directory entries.
+    `stat` the walk then makes per file; without it, regular files are known from their directory entries, in
+    one pass.
 
-    The folders are listed first, then their files are looked at (`_stamp_tree`); `meanwhile`, when given, is
-    called once the folders are listed, while a forked process looks at part of the files (the incremental
-    index loads its file then: `scan`)."""
+    With `stamps`, the folders are listed first, then their files are looked at (`_stamp_tree`); `meanwhile`,
+    when given, is called once the folders are listed, while a forked process looks at part of the files (the
+    incremental index loads its file then: `scan`). Without, it is called after the walk."""
     files = FileTable()
     errors: list[ScanError] = []
 
@@ -221,46 +238,52 @@ def walk_files(
         r = os.path.relpath(path, root)
         return "." if r == "." else r.replace(os.sep, "/")
 
+    def add(names: list[os.DirEntry[str]], found: list[str] | None) -> None:
+        if found is None:  # not all regular files, or not all could be looked at: one by one, saying why
+            found = _one_by_one(names, stamps, errors, rel)
+        if found:  # entry.path is the folder's path, a separator and the name
+            files.add_folder(names[0].path[: len(names[0].path) - len(names[0].name)], found)
+
     paused = gc.isenabled()
     gc.disable()  # one entry and stamp per file: no collection passes while the lists grow
     try:
-        steps = _listing(root, rel)
-        folders = [step for step in steps if type(step) is list]
-        looked = _stamp_tree(folders, meanwhile) if stamps is not None else None
-        if looked is None and meanwhile is not None:
-            meanwhile()
-        at = 0  # the next stamp of `looked` (folders whose every entry is a regular file)
-        i = -1
+        if stamps is None:  # each folder as it is listed (its entries still in the CPU's caches)
+            _listing(root, rel, errors.append, lambda names: add(names, _all_regular(names)))
+            if meanwhile is not None:
+                meanwhile()
+            return files, errors
+        steps: list[ScanError | list[os.DirEntry[str]]] = []
+        _listing(root, rel, steps.append, steps.append)
+        looked = _stamp_tree([step for step in steps if type(step) is list], meanwhile)  # type: ignore[misc]
+        at, i = 0, 0  # the next stamp of `looked` (of the folders of regular files), the next folder
         for step in steps:
             if type(step) is ScanError:
                 errors.append(step)
                 continue
             names: list[os.DirEntry[str]] = step  # type: ignore[assignment]
-            i += 1
-            if looked is None:
-                found = _all_regular(names)  # the common case, a folder of regular files, at C speed
-            elif looked[0][i]:
+            found = None
+            if looked[0][i]:
                 found = [e.name for e in names]
-                stamps.sizes.extend(looked[1][at : at + len(found)])  # type: ignore[union-attr]
-                stamps.mtimes.extend(looked[2][at : at + len(found)])  # type: ignore[union-attr]
+                stamps.sizes.extend(looked[1][at : at + len(found)])
+                stamps.mtimes.extend(looked[2][at : at + len(found)])
                 at += len(found)
-            else:
-                found = None
-            if found is None:
-                found = _one_by_one(names, stamps, errors, rel)
-            if found:  # entry.path is the folder's path, a separator and the name
-                files.add_folder(names[0].path[: len(names[0].path) - len(names[0].name)], found)
+            i += 1
+            add(names, found)
     finally:
         if paused:
             gc.enable()
     return files, errors
 
 
-def _listing(root: Path, rel: Callable[[str], str]) -> list[ScanError | list[os.DirEntry[str]]]:
+def _listing(
+    root: Path,
+    rel: Callable[[str], str],
+    on_error: Callable[[ScanError], None],
+    on_files: Callable[[list[os.DirEntry[str]]], None],
+) -> None:
     """The tree in os.walk's top-down order (sorted): for each folder, what is wrong with it (a linked folder, not
-    followed; an empty or unreadable folder) and then its other entries (the files, sorted; left out when none),
-    with the DirEntry's own path."""
-    steps: list[ScanError | list[os.DirEntry[str]]] = []
+    followed; an empty or unreadable folder) to `on_error`, then its other entries (the files, sorted; none when
+    there are none) to `on_files`, with the DirEntry's own path."""
     stack = [os.fspath(root)]
     while stack:
         top = stack.pop()
@@ -269,7 +292,7 @@ def _listing(root: Path, rel: Callable[[str], str]) -> list[ScanError | list[os.
                 entries = list(it)
         except OSError as exc:
             where = os.path.relpath(exc.filename, root) if exc.filename else "."
-            steps.append(ScanError(where, f"cannot list folder: {exc.strerror or exc}", ReadCause.FOLDER))
+            on_error(ScanError(where, f"cannot list folder: {exc.strerror or exc}", ReadCause.FOLDER))
             continue
         dirs, names = [], []
         for entry in entries:
@@ -284,14 +307,13 @@ def _listing(root: Path, rel: Callable[[str], str]) -> list[ScanError | list[os.
             names.sort(key=_entry_name)
         for entry in dirs:  # a linked folder is not followed (loops, other trees): say so
             if entry.is_symlink():
-                steps.append(ScanError(rel(entry.path), "symbolic link to a folder: not followed",
-                                       ReadCause.NOT_REGULAR))  # fmt: skip
+                on_error(ScanError(rel(entry.path), "symbolic link to a folder: not followed",
+                                   ReadCause.NOT_REGULAR))  # fmt: skip
         if not dirs and not names:
-            steps.append(ScanError(rel(top), "empty folder", ReadCause.FOLDER))
+            on_error(ScanError(rel(top), "empty folder", ReadCause.FOLDER))
         if names:
-            steps.append(names)
+            on_files(names)
         stack.extend(e.path for e in reversed(dirs) if not e.is_symlink())
-    return steps
 
 
 _mode, _size, _mtime = attrgetter("st_mode"), attrgetter("st_size"), attrgetter("st_mtime_ns")
@@ -430,7 +452,10 @@ def _chunks(files: Sequence[str], rows: Sequence[int], size: int) -> Iterator[_C
     """The files at `rows` of the file table, in chunks of `size` (a range of rows travels as a range)."""
     for i in range(0, len(rows), size):
         part = rows[i : i + size]
-        yield [files[r] for r in part], part
+        if isinstance(files, FileTable) and isinstance(part, range) and part.step == 1:
+            yield files.span(part.start, part.stop), part
+        else:
+            yield [files[r] for r in part], part
 
 
 def _start_method() -> str:
