@@ -273,7 +273,11 @@ def test_the_file_table_is_the_list_of_paths_it_holds(tmp_path: Path):
     assert list(table) == expected
     assert table == list(table) and list(table) == table and table != list(table)[:-1]
     assert [table[i] for i in range(len(table))] == list(table) and table[-1] == list(table)[-1]
-    assert table[2:5] == list(table)[2:5]
+    listed = list(table)
+    for a in range(-len(listed) - 2, len(listed) + 2):  # every span, across folders, as a list slices it
+        for b in range(a - 1, len(listed) + 2):
+            assert table.span(a, b) == table[a:b] == listed[a:b], (a, b)
+    assert table[1::3] == listed[1::3] and table[::-2] == listed[::-2]
     with pytest.raises(IndexError):
         table[len(table)]
     assert FileTable(list(table)) == table and len(FileTable([])) == 0
