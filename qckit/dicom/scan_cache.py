@@ -3,7 +3,7 @@ tree re-reads only what changed.
 
 The file holds every acquisition the scan built (its first image's values, counts, positions, SOP instances and
 member files) and every bad file with its reason, each file stamped with its size and modification time
-(nanoseconds). A re-scan walks the tree (one `stat` per file, as a full scan does) and then:
+(nanoseconds). A re-scan walks the tree (one `stat` per file, which a full scan does not need) and then:
 - keeps an acquisition as it was when every one of its files is still there with the same stamp;
 - re-reads every other file: new ones, changed ones, the remaining files of an acquisition that lost or changed
   a file, and bad files whose stamp changed (a bad file with the same stamp keeps its reason);
