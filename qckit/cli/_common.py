@@ -144,12 +144,23 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+PROGRESS_REFRESH_S = 0.1  # at most ten redraws a second, as rich's own refresh thread draws
+
+
 @contextmanager
 def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar on stderr, shown only when stderr is a terminal; yields a `callback(done, total)`."""
+    """A rich progress bar on stderr, shown only when stderr is a terminal; yields a `callback(done, total)`.
+
+    The bar is redrawn by the callback (at each new whole percent, otherwise at most every `PROGRESS_REFRESH_S`),
+    not by rich's refresh thread: with a thread running, the command's process may not fork
+    (`qckit.core.processes.fork_is_safe`), and on a terminal `qc run` measured its T2 series and wrote its outputs
+    in one process, and `scan` started its workers from a fork server. A bar without progress to report (`qc
+    run`'s) is drawn once and stays as it is."""
     if not enabled or not err_console.is_terminal:
         yield lambda done, total: None
         return
+    import time
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(
@@ -159,11 +170,20 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[i
         TimeRemainingColumn(),
         console=err_console,
         transient=True,
+        auto_refresh=False,
     ) as progress:
         task = progress.add_task(description, total=None)
+        progress.refresh()
+        drawn, shown = time.monotonic(), -1
 
         def update(done: int, total: int) -> None:
+            nonlocal drawn, shown
             progress.update(task, completed=done, total=total)
+            now = time.monotonic()
+            step = done * 100 // total if total else done  # a new whole percent is always drawn: a slow step
+            if step != shown or now - drawn >= PROGRESS_REFRESH_S:  # never leaves an old count on the screen
+                drawn, shown = now, step
+                progress.refresh()
 
         yield update
 

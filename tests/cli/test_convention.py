@@ -105,6 +105,31 @@ def test_progress_is_hidden_when_stderr_is_not_a_terminal(monkeypatch, capsys):
     assert "busy" not in capsys.readouterr().err
 
 
+def test_a_progress_bar_on_a_terminal_runs_no_thread_so_the_work_can_fork(monkeypatch, capsys):
+    """rich's refresh thread made every command with a bar on a terminal do its forked work in one process
+    (`fork_is_safe` refuses a fork beside another thread): `qc run` measured T2 after T1, and wrote its outputs
+    one after the other. The bar is drawn by its callback instead."""
+    import os
+    import threading
+
+    from qckit.core.processes import alongside
+
+    monkeypatch.setattr(_common.err_console, "_force_terminal", True)
+    monkeypatch.setattr(
+        _common.err_console, "is_interactive", True
+    )  # as on a terminal (set when it was made)
+    threads = threading.active_count()
+    with _common.progress_bar("busy") as update:
+        assert threading.active_count() == threads
+        with alongside(os.getpid) as later:
+            pid, forked = later()
+        for done in range(1, 4):  # each new whole percent is drawn, however soon after the last drawing
+            update(done, 3)
+    assert forked and pid != os.getpid()
+    err = capsys.readouterr().err
+    assert "busy" in err and all(f"{done}/3" in err for done in range(1, 4))
+
+
 def test_scan_in_a_pipe_prints_no_progress(tmp_path: Path):
     synth_dicom.write_series(tmp_path / "s", synth_dicom.SCANNERS["siemens-skyra-3t"],
                              synth_dicom.SeriesSpec("T1", 1, n_slices=2, rows=8, columns=8))  # fmt: skip
