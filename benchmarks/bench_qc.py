@@ -14,12 +14,16 @@ in one Python process (one import of pylinac, as a user's script would). The flo
 NumPy and pydicom and reads and decodes every image of the session (`dcmread` + `pixel_array`): no tool can do
 less. Targets (issue "Speed where users wait"): qckit's T1 + T2 run <= 0.5x pylinac in one process and <= 3x the
 floor.
+
+`qckit tty s` is the same command without `-q`, its stderr a terminal (a pseudo-terminal from util-linux's
+`script`, when there is one): as a physicist runs it, progress bar drawn. It is not in the ratios.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -34,6 +38,7 @@ REF = Path(
     os.environ.get("QCKIT_REFERENCE_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
 )
 HAZEN = os.environ.get("HAZEN_BIN", "hazen")
+SCRIPT = shutil.which("script")  # util-linux: runs a command on a pseudo-terminal
 PYLINAC = os.environ.get("PYLINAC_PYTHON", "")
 SESSIONS = {"Siemens Aera 1.5 T": ("Siemens_Aera_1.5T_T1", "Siemens_Aera_1.5T_T2"),
             "GE Artist 1.5 T": ("GE_Artist_1.5T_T1", "GE_Artist_1.5T_T2"),
@@ -88,7 +93,7 @@ def main() -> int:
     load = os.getloadavg()[0]
     print(f"ACR QC, whole process per tool (median of {REPEATS}), T1 + T2 session; load {load:.2f}")
     print(f"{'session':22s} {'qckit s':>8s} {'hazen s':>8s} {'pylinac s':>9s} {'floor s':>8s} {'q/hazen':>8s} "
-          f"{'q/pylinac':>9s} {'q/floor':>8s}")  # fmt: skip
+          f"{'q/pylinac':>9s} {'q/floor':>8s} {'qckit tty s':>11s}")  # fmt: skip
     values: dict[str, dict] = {}
     chosen = {k: v for k, v in SESSIONS.items() if not sys.argv[1:] or any(a in k for a in sys.argv[1:])}
     for label, (t1, t2) in chosen.items():
@@ -120,7 +125,16 @@ def main() -> int:
             def run_floor(a: Path = a, b: Path = b) -> float:
                 return _timed([sys.executable, "-c", FLOOR_SCRIPT, str(a), str(b)])[0]
 
+            def run_tty(sess: Path = sess, tmp: str = tmp) -> float:
+                inner = " ".join(
+                    shlex.quote(x)
+                    for x in [qckit, "qc", "run", str(sess), "-o", str(Path(tmp) / "qc-tty"), "--no-store"]
+                )
+                return _timed([SCRIPT, "-qec", f"{inner} > /dev/null", "/dev/null"])[0]
+
             tools = {"q": run_qckit, "f": run_floor}
+            if SCRIPT:
+                tools["t"] = run_tty
             if shutil.which(HAZEN) or Path(HAZEN).is_file():
                 tools["h"] = run_hazen
             if PYLINAC:
@@ -132,8 +146,9 @@ def main() -> int:
             tq, tf = statistics.median(times["q"]), statistics.median(times["f"])
             th = statistics.median(times["h"]) if "h" in times else float("nan")
             tp = statistics.median(times["p"]) if "p" in times else float("nan")
+            tt = statistics.median(times["t"]) if "t" in times else float("nan")
             print(f"{label:22s} {tq:8.2f} {th:8.2f} {tp:9.2f} {tf:8.2f} {tq / th:8.2f} {tq / tp:9.2f} "
-                  f"{tq / tf:8.2f}")  # fmt: skip
+                  f"{tq / tf:8.2f} {tt:11.2f}")  # fmt: skip
             ours = {
                 m["name"]: m["value"]
                 for m in json.loads((Path(tmp) / "qc" / "qc-result.json").read_text())["measurements"]
