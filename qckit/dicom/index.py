@@ -241,8 +241,8 @@ def walk_files(
     def add(names: list[os.DirEntry[str]], found: list[str] | None) -> None:
         if found is None:  # not all regular files, or not all could be looked at: one by one, saying why
             found = _one_by_one(names, stamps, errors, rel)
-        if found:  # entry.path is the folder's path, a separator and the name
-            files.add_folder(names[0].path[: len(names[0].path) - len(names[0].name)], found)
+        if found:
+            files.add_folder(_folder_of(names), found)
 
     paused = gc.isenabled()
     gc.disable()  # one entry and stamp per file: no collection passes while the lists grow
@@ -372,7 +372,7 @@ def _stat_entries(entries: list[os.DirEntry[str]]) -> list[os.stat_result] | Non
             return [e.stat() for e in entries]
         except OSError:
             return None
-    folder = entries[0].path[: len(entries[0].path) - len(entries[0].name)] or "."
+    folder = _folder_of(entries) or "."
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
     except OSError:
@@ -383,6 +383,12 @@ def _stat_entries(entries: list[os.DirEntry[str]]) -> list[os.stat_result] | Non
         return None
     finally:
         os.close(fd)
+
+
+def _folder_of(entries: list[os.DirEntry[str]]) -> str:
+    """The folder prefix of a folder's entries (their path without their name: the folder's path and a separator,
+    as the file table holds it)."""
+    return entries[0].path[: len(entries[0].path) - len(entries[0].name)]
 
 
 def _all_regular(entries: list[os.DirEntry[str]]) -> list[str] | None:
@@ -452,8 +458,8 @@ def _chunks(files: Sequence[str], rows: Sequence[int], size: int) -> Iterator[_C
     """The files at `rows` of the file table, in chunks of `size` (a range of rows travels as a range)."""
     for i in range(0, len(rows), size):
         part = rows[i : i + size]
-        if isinstance(files, FileTable) and isinstance(part, range) and part.step == 1:
-            yield files.span(part.start, part.stop), part
+        if isinstance(part, range) and part.step == 1:  # a slice: a file table's is taken folder by folder
+            yield list(files[part.start : part.stop]), part
         else:
             yield [files[r] for r in part], part
 
@@ -608,7 +614,7 @@ def scan(
         load_cache()
     else:
         base = root_path  # the index is loaded while the files are looked at
-        files, errors = walk_files(root_path, stamps, meanwhile=load_cache if index is not None else None)
+        files, errors = walk_files(root_path, stamps, meanwhile=load_cache)
         if index is not None and os.path.abspath(index).startswith(os.path.abspath(root_path) + os.sep):
             own = os.path.abspath(index)  # the index file inside the tree it indexes is not one of its files
             keep = [i for i, f in enumerate(files) if os.path.abspath(f) != own]
